@@ -1,0 +1,281 @@
+"""The ``fahr`` command line.
+
+Errors are raised as :class:`fahr_core.errors.FahrError` anywhere below and turned into one line
+and an exit code only here. Start-up imports typer and nothing heavy: each command imports what
+it needs when it runs (no Docker SDK, no cloud SDK, no driver for ``--help`` or ``drivers``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fahr_core import __version__
+from fahr_core.errors import EXIT_INTERRUPTED, FahrError
+
+EXIT_INTERNAL = 4
+
+app = typer.Typer(
+    name="fahr",
+    help="Train a model on cloud compute with one command: script -> image -> training job -> model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+_state = {"debug": False}
+_EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _version(value: bool) -> None:
+    if not value:
+        return
+    from fahr_core import plugins
+
+    typer.echo(f"fahr {__version__}")
+    try:
+        for entry in plugins.installed_drivers().values():
+            typer.echo(f"  driver {entry.name}: {entry.distribution} {entry.version}")
+    except FahrError as exc:
+        typer.echo(f"  drivers: {exc}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print fahr's version and the installed drivers' versions.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+) -> None:
+    """fahr turns a train.py into a Docker image, runs it as a training job on a driver
+    (local Docker engine, SageMaker, …), streams its logs, and brings the model back.
+
+    Exit codes: 0 success; 1 the training job failed or was stopped; 2 usage or configuration
+    error; 3 environment problem (no Docker engine, no credentials, registry unreachable);
+    4 internal error (a bug: please report it with --debug output); 130 interrupted.
+    """
+    _state["debug"] = debug or os.environ.get("FAHR_DEBUG", "") not in ("", "0")
+
+
+def _run(work):
+    """Run a command's work; map errors to one line and an exit code."""
+    from fahr_core import ui
+
+    try:
+        return work()
+    except FahrError as exc:
+        if _state["debug"]:
+            import traceback
+
+            traceback.print_exc()
+        ui.error(exc.message)
+        raise typer.Exit(code=exc.exit_code) from None
+    except KeyboardInterrupt:
+        ui.error("interrupted")
+        raise typer.Exit(code=EXIT_INTERRUPTED) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        if _state["debug"]:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        ui.error(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)")
+        raise typer.Exit(code=EXIT_INTERNAL) from None
+
+
+def _cli_config(ctx: typer.Context) -> list[tuple[str, str]]:
+    from fahr_core.config import parse_cli_pairs
+
+    return parse_cli_pairs(ctx.args)
+
+
+DriverOption = Annotated[
+    Optional[str],
+    typer.Option("--train-driver", help="Driver to use (see 'fahr drivers'). Default: config, else 'local'."),
+]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing Dockerfile / non-empty target.")]
+
+
+@app.command(context_settings=_EXTRA)
+def fit(
+    ctx: typer.Context,
+    training_artifact: Annotated[Path, typer.Argument(help="The training script, e.g. my-model/train.py.", show_default=False)],
+    train_driver: DriverOption = None,
+    hp: Annotated[list[str], typer.Option("--hp", help="Hyperparameter KEY=VALUE (repeatable); the job sees strings.")] = [],
+    input: Annotated[list[str], typer.Option("--input", help="Input channel CHANNEL=PATH_OR_URI (repeatable).")] = [],
+    env: Annotated[list[str], typer.Option("--env", help="Environment variable KEY=VALUE for the job (repeatable).")] = [],
+    detach: Annotated[bool, typer.Option("--detach", help="Return once the job is launched.")] = False,
+    fetch: Annotated[Optional[Path], typer.Option("--fetch", help="After success, fetch and extract the model into DIR.", metavar="DIR")] = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Build the image, push it, launch a training job and follow it to the end.
+
+    Driver configuration: --config.KEY=VALUE (repeatable; see 'fahr config DRIVER').
+    """
+
+    def work():
+        from fahr_core import run
+
+        run.fit(
+            training_artifact,
+            driver=train_driver,
+            cli_config=_cli_config(ctx),
+            hyperparameters=run.parse_pairs(hp, "--hp"),
+            inputs=run.parse_pairs(input, "--input"),
+            environment=run.parse_pairs(env, "--env"),
+            detach=detach,
+            fetch_dir=fetch,
+            overwrite=overwrite,
+        )
+
+    _run(work)
+
+
+@app.command(context_settings=_EXTRA, name="fetch")
+def fetch_(
+    ctx: typer.Context,
+    local_target_directory: Annotated[Path, typer.Argument(help="Folder to put the model in (new or empty).", show_default=False)],
+    model_image_tag: Annotated[str, typer.Argument(help="The model image tag: .../foo/model.py -> foo/model.", show_default=False)],
+    artifact_location: Annotated[Optional[str], typer.Argument(help="Where the driver keeps artifacts (its output_path, e.g. s3://bucket/models).", show_default=False)] = None,
+    train_driver: DriverOption = None,
+    job: Annotated[Optional[str], typer.Option("--job", help="Fetch this job; default: the newest completed job of the tag.")] = None,
+    no_extract: Annotated[bool, typer.Option("--no-extract", help="Keep model.tar.gz as it is.")] = False,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Download a trained model and extract it safely into LOCAL_TARGET_DIRECTORY."""
+
+    def work():
+        from fahr_core import run
+
+        run.fetch(local_target_directory, model_image_tag, artifact_location, driver=train_driver,
+                  job_name=job, extract=not no_extract, overwrite=overwrite, cli_config=_cli_config(ctx))
+
+    _run(work)
+
+
+@app.command(context_settings=_EXTRA)
+def wait(
+    ctx: typer.Context,
+    job_name: Annotated[str, typer.Argument(help="The job's name, as 'fahr fit' printed it.", show_default=False)],
+    train_driver: DriverOption = None,
+) -> None:
+    """Follow a launched job to its end, streaming its logs (after fit --detach)."""
+
+    def work():
+        from fahr_core import run
+
+        run.wait(job_name, driver=train_driver, cli_config=_cli_config(ctx))
+
+    _run(work)
+
+
+@app.command(context_settings=_EXTRA)
+def stop(
+    ctx: typer.Context,
+    job_name: Annotated[str, typer.Argument(help="The job's name.", show_default=False)],
+    train_driver: DriverOption = None,
+) -> None:
+    """Stop a running job (SIGTERM, then SIGKILL after the driver's grace period)."""
+
+    def work():
+        from fahr_core import run, ui
+
+        if run.stop(job_name, driver=train_driver, cli_config=_cli_config(ctx)):
+            ui.success(f"stop requested for {job_name}")
+        else:
+            ui.info(f"job {job_name} has already ended")
+
+    _run(work)
+
+
+@app.command()
+def drivers(
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show each driver's config keys (imports the drivers).")] = False,
+) -> None:
+    """List the installed drivers (read from package metadata; no driver is imported)."""
+
+    def work():
+        import json
+
+        from fahr_core import plugins
+
+        entries = list(plugins.installed_drivers().values())
+        rows = [e.as_dict() for e in entries]
+        if verbose:
+            for row in rows:
+                row["config"] = [_key_row(k) for k in _driver_keys(row["name"])]
+        if json_:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        for row in rows:
+            typer.echo(f"{row['name']:<12} {row['distribution']} {row['version']}  {row['description']}")
+            for key in row.get("config", []):
+                typer.echo(f"    {key['name']} ({key['type']}, default {key['default']!r}): {key['help']}")
+
+    _run(work)
+
+
+def _driver_keys(name: str):
+    from fahr_core import plugins
+
+    return plugins.driver_config_keys(plugins.manager_for(name))
+
+
+def _key_row(key) -> dict:
+    return {"name": key.name, "type": key.type_name, "default": key.default, "required": key.required, "help": key.help}
+
+
+@app.command(context_settings=_EXTRA)
+def config(
+    ctx: typer.Context,
+    driver: Annotated[Optional[str], typer.Argument(help="Driver whose keys to show; default: the configured one.", show_default=False)] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show a driver's config keys: type, help, and the value in force here with its source."""
+
+    def work():
+        import json
+
+        from fahr_core import run
+
+        session = run.open_session(driver, Path.cwd(), _cli_config(ctx), check_required=False)
+        rows = []
+        for key in _driver_keys(session.config.driver):
+            row = _key_row(key)
+            row["value"] = session.config[key.name]
+            row["source"] = session.config.sources[key.name]
+            from fahr_core.config import env_var
+
+            row["env"] = env_var(session.config.driver, key.name)
+            rows.append(row)
+        if json_:
+            typer.echo(json.dumps({"driver": session.config.driver, "keys": rows}, indent=2, default=str))
+            return
+        typer.echo(f"driver {session.config.driver}")
+        for row in rows:
+            req = ", required" if row["required"] else ""
+            typer.echo(f"  config.{row['name']} ({row['type']}{req}) = {row['value']!r}   [{row['source']}]")
+            typer.echo(f"      {row['help']}  (env: {row['env']})")
+
+    _run(work)
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Console-script entry point: SIGTERM is handled like Ctrl-C (stop, clean up, exit 130)."""
+    signal.signal(signal.SIGTERM, _sigterm)
+    app(prog_name="fahr")
+
+
+if __name__ == "__main__":  # python -m fahr_core.cli
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Configuration: keys declared by plugins, layered from defaults, files, environment and CLI.
+
+Layers, lowest first:
+
+1. the default each key declares (:class:`ConfigKey`);
+2. ``fahr.toml`` beside the training artifact, table ``[DRIVER]`` — or ``[tool.fahr.DRIVER]`` in a
+   ``pyproject.toml`` there; a top-level ``driver = "NAME"`` chooses the default driver;
+3. environment variables ``FAHR_<DRIVER>_<KEY>`` (upper case, ``-`` as ``_``);
+4. ``--config.KEY=VALUE`` on the command line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+from fahr_core.errors import ConfigError
+
+DEFAULT_DRIVER = "local"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One configuration key a plugin reads.
+
+    ``type`` is one of ``str``, ``int``, ``float``, ``bool`` or ``dict`` (string to string; on
+    the command line ``k=v,k2=v2`` or a JSON object). A ``required`` key has no usable default.
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    required: bool = False
+
+    @property
+    def type_name(self) -> str:
+        return {dict: "mapping k=v,k2=v2"}.get(self.type, self.type.__name__)
+
+
+class Config(Mapping[str, Any]):
+    """The resolved configuration of one run: read-only, plus where each value came from."""
+
+    def __init__(self, driver: str, values: Mapping[str, Any], sources: Mapping[str, str]):
+        self.driver = driver
+        self._values = dict(values)
+        self.sources = dict(sources)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Config({self.driver!r}, {self._values!r})"
+
+
+def env_var(driver: str, key: str) -> str:
+    """The environment variable that sets ``key`` for ``driver``: ``FAHR_<DRIVER>_<KEY>``."""
+    return f"FAHR_{driver}_{key}".upper().replace("-", "_")
+
+
+def convert(key: ConfigKey, value: Any, source: str) -> Any:
+    """Turn a raw value (a string from env/CLI, or a TOML value) into the key's type."""
+
+    def wrong() -> ConfigError:
+        return ConfigError(
+            f"config.{key.name}={value!r} (from {source}) is not a valid {key.type_name}; "
+            f"expected {key.type_name}"
+        )
+
+    if key.type is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise wrong()
+    if key.type is int:
+        if isinstance(value, bool):
+            raise wrong()
+        if isinstance(value, int):
+            return value
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise wrong() from None
+    if key.type is float:
+        if isinstance(value, bool):
+            raise wrong()
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise wrong() from None
+    if key.type is dict:
+        if isinstance(value, Mapping):
+            return {str(k): str(v) for k, v in value.items()}
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return {}
+            if text.startswith("{"):
+                try:
+                    parsed = json.loads(text)
+                except json.JSONDecodeError:
+                    raise wrong() from None
+                if not isinstance(parsed, dict):
+                    raise wrong()
+                return {str(k): str(v) for k, v in parsed.items()}
+            pairs = {}
+            for item in text.split(","):
+                k, sep, v = item.partition("=")
+                if not sep or not k.strip():
+                    raise wrong()
+                pairs[k.strip()] = v.strip()
+            return pairs
+        raise wrong()
+    # str
+    if isinstance(value, (dict, list, bool)):
+        raise wrong()
+    return str(value)
+
+
+def unknown_key_error(name: str, known: Iterable[str], driver: str, source: str) -> ConfigError:
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    hint = f"did you mean config.{close[0]}?" if close else f"valid keys: {', '.join(known)}"
+    return ConfigError(
+        f"unknown config key {name!r} for driver {driver!r} (from {source}); {hint} "
+        f"(see 'fahr config {driver}')"
+    )
+
+
+@dataclass(frozen=True)
+class ProjectFile:
+    """The fahr settings found beside a training artifact."""
+
+    path: Path | None
+    data: Mapping[str, Any]
+
+    @property
+    def driver(self) -> str | None:
+        value = self.data.get("driver")
+        return str(value) if value is not None else None
+
+    def table(self, driver: str) -> Mapping[str, Any]:
+        table = self.data.get(driver, {})
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{self.path}: [{driver}] must be a table of config keys")
+        return table
+
+
+def read_project_file(folder: Path) -> ProjectFile:
+    """Read ``fahr.toml``, else ``[tool.fahr]`` of ``pyproject.toml``, in ``folder``."""
+    fahr_toml = folder / "fahr.toml"
+    pyproject = folder / "pyproject.toml"
+    try:
+        if fahr_toml.is_file():
+            return ProjectFile(fahr_toml, tomllib.loads(fahr_toml.read_text(encoding="utf-8")))
+        if pyproject.is_file():
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+            tool = data.get("tool", {}).get("fahr")
+            if tool is not None:
+                return ProjectFile(pyproject, tool)
+    except tomllib.TOMLDecodeError as exc:
+        path = fahr_toml if fahr_toml.is_file() else pyproject
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return ProjectFile(None, {})
+
+
+def choose_driver(cli_driver: str | None, project: ProjectFile, environ: Mapping[str, str] | None = None) -> str:
+    """The driver of a run: ``--train-driver`` < … in reverse: CLI, then FAHR_DRIVER, then file, then local."""
+    environ = os.environ if environ is None else environ
+    return cli_driver or environ.get("FAHR_DRIVER") or project.driver or DEFAULT_DRIVER
+
+
+def parse_cli_pairs(args: Iterable[str]) -> list[tuple[str, str]]:
+    """Parse ``--config.KEY=VALUE`` (and ``--config.KEY VALUE``) from leftover CLI arguments.
+
+    Values may contain ``=``: only the first one separates key from value.
+    """
+    pairs: list[tuple[str, str]] = []
+    args = list(args)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--config."):
+            raise ConfigError(
+                f"unexpected argument {arg!r}; configuration is given as --config.KEY=VALUE"
+            )
+        body = arg[len("--config."):]
+        key, sep, value = body.partition("=")
+        if not sep:
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                raise ConfigError(f"{arg} needs a value: {arg}=VALUE")
+            value = args[i + 1]
+            i += 1
+        if not key:
+            raise ConfigError(f"{arg!r} names no key; write --config.KEY=VALUE")
+        pairs.append((key.replace("-", "_"), value))
+        i += 1
+    return pairs
+
+
+def resolve(
+    driver: str,
+    keys: Iterable[ConfigKey],
+    project: ProjectFile,
+    cli_pairs: Iterable[tuple[str, str]] = (),
+    environ: Mapping[str, str] | None = None,
+    check_required: bool = True,
+) -> Config:
+    """Layer the values of ``keys`` for ``driver`` and check names, types and required keys."""
+    environ = os.environ if environ is None else environ
+    declared: dict[str, ConfigKey] = {}
+    for key in keys:
+        if key.name in declared:
+            raise ConfigError(f"config key {key.name!r} is declared twice by the installed plugins")
+        declared[key.name] = key
+
+    values = {name: key.default for name, key in declared.items()}
+    sources = {name: "default" for name in declared}
+
+    def put(name: str, raw: Any, source: str) -> None:
+        if name not in declared:
+            raise unknown_key_error(name, declared, driver, source)
+        values[name] = convert(declared[name], raw, source)
+        sources[name] = source
+
+    if project.path is not None:
+        for name, raw in project.table(driver).items():
+            put(name, raw, str(project.path))
+    prefix = env_var(driver, "")
+    for var, raw in sorted(environ.items()):
+        if var.startswith(prefix):
+            put(var[len(prefix):].lower(), raw, f"${var}")
+    for name, raw in cli_pairs:
+        put(name, raw, f"--config.{name}")
+
+    if check_required:
+        for name, key in declared.items():
+            if key.required and values[name] in (None, ""):
+                raise ConfigError(
+                    f"driver {driver!r} needs config.{name} ({key.help.rstrip('.')}): pass "
+                    f"--config.{name}=VALUE, set {env_var(driver, name)}, or add it to fahr.toml"
+                )
+    return Config(driver, values, sources)

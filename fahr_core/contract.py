@@ -1,0 +1,415 @@
+"""Run a training image under the SageMaker container contract on a Docker engine.
+
+This is the local driver's engine room, and the SageMaker emulator of the tests runs jobs with
+it too, so both stand on one implementation of sagemaker-contract.md:
+
+- each host ``algo-1`` … ``algo-N`` is a container started as ``IMAGE train``; with several hosts
+  they share a private network on which each resolves the others by name;
+- ``/opt/ml/input/config/{hyperparameters,inputdataconfig,resourceconfig}.json`` and the
+  channels' files under ``/opt/ml/input/data/<channel>/`` are copied into the container before it
+  starts; after it ends ``/opt/ml/model`` and ``/opt/ml/output/data`` are copied out and packed as
+  ``model.tar.gz`` and ``output.tar.gz`` (hosts merged), and ``/opt/ml/output/failure`` becomes
+  the failure reason.
+
+Files move in and out with the engine's archive API rather than bind mounts: this works with a
+remote engine (``DOCKER_HOST``), never leaves root-owned files in the user's folders, and keeps
+``/opt/ml`` an ordinary folder of the container as on SageMaker.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import json
+import os
+import queue
+import tarfile
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+from fahr_core.jobs import COMPLETED, FAILED, STOPPED
+
+LABEL_JOB = "fahr.job"
+LABEL_HOST = "fahr.host"
+FAILURE_REASON_MAX = 1024
+_TAIL_LINES = 10
+
+
+@dataclass
+class ContainerJob:
+    """One training job to run on the engine."""
+
+    job_name: str
+    image: str
+    hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    channels: Mapping[str, Path] = field(default_factory=dict)
+    """Channel name -> a local folder (or file) whose contents the container sees."""
+    environment: Mapping[str, str] = field(default_factory=dict)
+    execution_environment: str = "local"
+    """The value of FAHR_EXECUTION_ENVIRONMENT in the container."""
+    instance_count: int = 1
+    instance_type: str = "local"
+    gpus: str = ""
+    """'' for none, 'all', a count ('2') or device ids ('0,1')."""
+    stop_timeout: int = 10
+    job_arn: str = ""
+
+    @property
+    def hosts(self) -> list[str]:
+        return [f"algo-{i}" for i in range(1, self.instance_count + 1)]
+
+    @property
+    def network_name(self) -> str:
+        return f"fahr-{self.job_name}"
+
+    def container_name(self, host: str) -> str:
+        return f"{self.job_name}-{host}"
+
+
+@dataclass
+class Outcome:
+    """How the containers ended."""
+
+    status: str
+    failure_reason: str = ""
+    exit_codes: dict[str, int] = field(default_factory=dict)
+    started_at: float = 0.0
+    ended_at: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, self.ended_at - self.started_at)
+
+
+LogSink = Callable[[str, str], None]  # (host, line)
+
+
+def _channel_config(channels: Mapping[str, Path]) -> dict:
+    return {
+        name: {
+            "ContentType": "application/octet-stream",
+            "TrainingInputMode": "File",
+            "S3DistributionType": "FullyReplicated",
+            "RecordWrapperType": "None",
+        }
+        for name in channels
+    }
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    info.mtime = int(time.time())
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _add_dir(tar: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = 0o755
+    info.mtime = int(time.time())
+    tar.addfile(info)
+
+
+def opt_ml_archive(job: ContainerJob, host: str, out) -> None:
+    """Write, as a tar stream rooted at ``/``, the ``/opt/ml`` a host finds when it starts."""
+    resource = {
+        "current_host": host,
+        "hosts": job.hosts,
+        "network_interface_name": "eth0",
+        "current_instance_type": job.instance_type,
+        "current_group_name": "homogeneousCluster",
+        "instance_groups": [
+            {"instance_group_name": "homogeneousCluster", "instance_type": job.instance_type, "hosts": job.hosts}
+        ],
+    }
+    hyper = {str(k): str(v) for k, v in job.hyperparameters.items()}
+    with tarfile.open(fileobj=out, mode="w|") as tar:
+        for folder in ("opt", "opt/ml", "opt/ml/input", "opt/ml/input/config", "opt/ml/input/data",
+                       "opt/ml/model", "opt/ml/output", "opt/ml/output/data", "opt/ml/checkpoints",
+                       "opt/ml/code"):
+            _add_dir(tar, folder)
+        _add_bytes(tar, "opt/ml/input/config/hyperparameters.json", json.dumps(hyper).encode())
+        _add_bytes(tar, "opt/ml/input/config/inputdataconfig.json",
+                   json.dumps(_channel_config(job.channels)).encode())
+        _add_bytes(tar, "opt/ml/input/config/resourceconfig.json", json.dumps(resource).encode())
+        for channel, source in job.channels.items():
+            source = Path(source)
+            arc = f"opt/ml/input/data/{channel}"
+            if source.is_dir():
+                tar.add(str(source), arcname=arc, recursive=True)
+            else:
+                _add_dir(tar, arc)
+                tar.add(str(source), arcname=f"{arc}/{source.name}")
+
+
+class ContractRun:
+    """The containers of one job on one engine: start, follow, stop, collect, clean up.
+
+    A run can be re-attached from another process (``fahr wait`` after ``fit --detach``):
+    containers and network are found again by name and label.
+    """
+
+    def __init__(self, job: ContainerJob, client=None):
+        from fahr_core import engine
+
+        self.job = job
+        self.client = client or engine.client()
+        self._tails: dict[str, collections.deque] = {h: collections.deque(maxlen=_TAIL_LINES) for h in job.hosts}
+
+    # -- start -------------------------------------------------------------------------------
+
+    def start(self, on_status: Callable[[str], None] = lambda s: None) -> None:
+        """Create the network and containers, copy ``/opt/ml`` in, start every host."""
+        from docker import errors as docker_errors
+        from docker.types import DeviceRequest
+
+        job = self.job
+        network = None
+        try:
+            if len(job.hosts) > 1:
+                network = self.client.networks.create(
+                    job.network_name, driver="bridge", labels={LABEL_JOB: job.job_name}
+                )
+            on_status("Downloading")
+            containers = []
+            for host in job.hosts:
+                env = {
+                    **{str(k): str(v) for k, v in job.environment.items()},
+                    "TRAINING_JOB_NAME": job.job_name,
+                    "TRAINING_JOB_ARN": job.job_arn or f"local:{job.job_name}",
+                    "FAHR_EXECUTION_ENVIRONMENT": job.execution_environment,
+                }
+                devices = None
+                if job.gpus:
+                    if job.gpus == "all":
+                        devices = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+                    elif job.gpus.isdigit():
+                        devices = [DeviceRequest(count=int(job.gpus), capabilities=[["gpu"]])]
+                    else:
+                        devices = [DeviceRequest(device_ids=job.gpus.split(","), capabilities=[["gpu"]])]
+                container = self.client.containers.create(
+                    job.image,
+                    command=["train"],
+                    name=job.container_name(host),
+                    hostname=host,
+                    environment=env,
+                    labels={LABEL_JOB: job.job_name, LABEL_HOST: host},
+                    network=job.network_name if network else None,
+                    networking_config=(
+                        {job.network_name: self.client.api.create_endpoint_config(aliases=[host])}
+                        if network else None
+                    ),
+                    stop_signal="SIGTERM",
+                    device_requests=devices,
+                )
+                with tempfile.TemporaryFile() as archive:
+                    opt_ml_archive(job, host, archive)
+                    archive.seek(0)
+                    container.put_archive("/", archive)
+                containers.append(container)
+            on_status("Training")
+            for container in containers:
+                container.start()
+        except docker_errors.ImageNotFound as exc:
+            self.cleanup()
+            from fahr_core.errors import EnvironmentProblem
+
+            raise EnvironmentProblem(f"image {job.image} is not on the engine: {exc.explanation}") from exc
+        except BaseException:
+            self.cleanup()
+            raise
+
+    # -- follow ------------------------------------------------------------------------------
+
+    def containers(self) -> dict[str, object]:
+        """This job's containers by host, found by label."""
+        found = self.client.containers.list(all=True, filters={"label": f"{LABEL_JOB}={self.job.job_name}"})
+        return {c.labels.get(LABEL_HOST, c.name): c for c in found}
+
+    def follow(self, on_log: LogSink, started_at: float | None = None) -> Outcome:
+        """Stream every host's logs live until all have exited; a failing host stops the others.
+
+        KeyboardInterrupt propagates (the caller stops and cleans up).
+        """
+        containers = self.containers()
+        events: queue.Queue = queue.Queue()
+        started_at = started_at or time.time()
+
+        def stream(host: str, container) -> None:
+            buffer = b""
+            try:
+                for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for raw in lines:
+                        self._emit(host, raw, on_log)
+                if buffer:
+                    self._emit(host, buffer, on_log)
+            except Exception:
+                pass  # the container went away (stopped and removed): nothing more to read
+            finally:
+                events.put(("logs-done", host, None))
+
+        def await_exit(host: str, container) -> None:
+            try:
+                code = container.wait()["StatusCode"]
+            except Exception:
+                code = -1
+            events.put(("exit", host, code))
+
+        threads = []
+        for host, container in containers.items():
+            for target in (stream, await_exit):
+                thread = threading.Thread(target=target, args=(host, container), daemon=True)
+                thread.start()
+                threads.append(thread)
+
+        codes: dict[str, int] = {}
+        logs_done: set[str] = set()
+        stopping = False
+        while len(codes) < len(containers) or len(logs_done) < len(containers):
+            try:
+                kind, host, value = events.get(timeout=0.25)
+            except queue.Empty:
+                continue
+            if kind == "exit":
+                codes[host] = value
+                if value != 0 and not stopping and len(codes) < len(containers):
+                    stopping = True  # peers would wait for the failed host forever
+                    for other, container in containers.items():
+                        if other not in codes:
+                            self._stop_one(container)
+            else:
+                logs_done.add(host)
+        ended_at = time.time()
+        failed = {h: c for h, c in codes.items() if c != 0}
+        if not failed:
+            return Outcome(COMPLETED, exit_codes=codes, started_at=started_at, ended_at=ended_at)
+        first = sorted(failed)[0]
+        return Outcome(FAILED, self.failure_reason(first, failed[first]), codes, started_at, ended_at)
+
+    def _emit(self, host: str, raw: bytes, on_log: LogSink) -> None:
+        line = raw.decode("utf-8", "replace").rstrip("\r")
+        self._tails[host].append(line)
+        on_log(host, line)
+
+    def failure_reason(self, host: str, code: int) -> str:
+        """``/opt/ml/output/failure`` (first 1024 characters), else the exit code and last lines."""
+        text = self.read_file(host, "/opt/ml/output/failure")
+        if text and text.strip():
+            return text.decode("utf-8", "replace")[:FAILURE_REASON_MAX]
+        tail = list(self._tails.get(host, []))
+        if not tail:
+            try:
+                logs = self.containers()[host].logs(tail=_TAIL_LINES).decode("utf-8", "replace")
+                tail = logs.splitlines()
+            except Exception:
+                tail = []
+        where = f" on {host}" if len(self.job.hosts) > 1 else ""
+        reason = f"AlgorithmError: exit code {code}{where}"
+        if tail:
+            reason += "; last output:\n" + "\n".join(tail[-_TAIL_LINES:])
+        return reason[:FAILURE_REASON_MAX]
+
+    # -- stop --------------------------------------------------------------------------------
+
+    def _stop_one(self, container) -> None:
+        try:
+            container.stop(timeout=self.job.stop_timeout)
+        except Exception:
+            pass  # already gone
+
+    def stop(self) -> None:
+        """SIGTERM every host, SIGKILL after ``stop_timeout`` seconds (as ``docker stop``)."""
+        threads = [threading.Thread(target=self._stop_one, args=(c,)) for c in self.containers().values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    # -- collect -----------------------------------------------------------------------------
+
+    def read_file(self, host: str, path: str) -> bytes | None:
+        """One file from a (stopped) host container, or None."""
+        container = self.containers().get(host)
+        if container is None:
+            return None
+        try:
+            stream, _ = container.get_archive(path)
+        except Exception:
+            return None
+        with tempfile.TemporaryFile() as spool:
+            for chunk in stream:
+                spool.write(chunk)
+            spool.seek(0)
+            with tarfile.open(fileobj=spool, mode="r|") as tar:
+                for member in tar:
+                    if member.isfile():
+                        handle = tar.extractfile(member)
+                        return handle.read() if handle else None
+        return None
+
+    def pack(self, path: str, target: Path) -> Path:
+        """Pack ``path`` (``/opt/ml/model``…) of every host, merged, into ``target`` (.tar.gz).
+
+        As on SageMaker, entries are relative to ``path``; when two hosts write the same name the
+        first host's file is kept (and the clash reported by the returned archive's absence of
+        the second — SageMaker documents that names must not clash).
+        """
+        base = path.rstrip("/").rsplit("/", 1)[-1]
+        seen: set[str] = set()
+        tmp = target.with_name(f".{target.name}.partial")
+        with tarfile.open(tmp, mode="w:gz") as out:
+            for host, container in sorted(self.containers().items()):
+                try:
+                    stream, _ = container.get_archive(path)
+                except Exception:
+                    continue
+                with tempfile.TemporaryFile() as spool:
+                    for chunk in stream:
+                        spool.write(chunk)
+                    spool.seek(0)
+                    with tarfile.open(fileobj=spool, mode="r|") as tar:
+                        for member in tar:
+                            name = member.name
+                            if name == base or not name.startswith(base + "/"):
+                                continue
+                            member.name = name[len(base) + 1:]
+                            if member.name in seen:
+                                continue
+                            seen.add(member.name)
+                            data = tar.extractfile(member) if member.isfile() else None
+                            out.addfile(member, data)
+        os.replace(tmp, target)
+        return target
+
+    # -- clean up ----------------------------------------------------------------------------
+
+    def cleanup(self) -> None:
+        """Remove this job's containers and network. Safe to call more than once."""
+        for container in self.containers().values():
+            try:
+                container.remove(force=True)
+            except Exception:
+                pass
+        try:
+            for network in self.client.networks.list(filters={"label": f"{LABEL_JOB}={self.job.job_name}"}):
+                network.remove()
+        except Exception:
+            pass
+
+
+def run_to_end(run: ContractRun, on_log: LogSink, on_status: Callable[[str], None]) -> Outcome:
+    """Follow a started run; on KeyboardInterrupt stop it and report Stopped, then re-raise."""
+    try:
+        return run.follow(on_log)
+    except KeyboardInterrupt:
+        on_status("Stopping")
+        run.stop()
+        raise

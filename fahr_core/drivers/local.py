@@ -1,0 +1,269 @@
+"""The ``local`` driver: train in containers on the local Docker engine, under the same container
+contract as SageMaker, and keep the artifacts in SageMaker's layout in a local folder:
+
+    <output_path>/<job>/output/model.tar.gz
+    <output_path>/<job>/output/output.tar.gz
+    <output_path>/<job>/job.json          (fahr's record of the job: status, reason, times)
+
+so that a model that trains here trains on SageMaker unchanged, and ``fahr fetch`` works alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from fahr_core import hookimpl, ui
+from fahr_core.config import ConfigKey
+from fahr_core.errors import ConfigError, UsageError
+from fahr_core.jobs import COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, JobHandle, JobResult
+
+NAME = "local"
+RECORD = "job.json"
+
+
+def default_output_path() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "fahr", "jobs")
+
+
+@hookimpl
+def config_keys():
+    return [
+        ConfigKey("output_path", str, default_output_path(),
+                  "Folder that receives <job>/output/model.tar.gz and output.tar.gz."),
+        ConfigKey("instance_count", int, 1,
+                  "Containers (hosts algo-1..algo-N) on a private network, to rehearse distributed training."),
+        ConfigKey("instance_type", str, "local", "Reported to the container in resourceconfig.json."),
+        ConfigKey("gpus", str, "", "GPUs to pass through: 'all', a count, or device ids '0,1'. Empty: none."),
+        ConfigKey("stop_timeout", int, 10, "Seconds between SIGTERM and SIGKILL when a job is stopped."),
+    ]
+
+
+@hookimpl
+def claims_location(location):
+    parsed = urlparse(location)
+    if parsed.scheme == "file" or (not parsed.scheme and Path(location).exists()):
+        return True
+    return None
+
+
+# -- the job record ----------------------------------------------------------------------------
+
+
+def _job_dir(config, job_name: str) -> Path:
+    return Path(os.path.expanduser(config["output_path"])) / job_name
+
+
+def _read_record(job_dir: Path) -> dict:
+    try:
+        return json.loads((job_dir / RECORD).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"no local job record at {job_dir}; check the job name and config.output_path") from None
+
+
+def _write_record(job_dir: Path, record: dict) -> None:
+    tmp = job_dir / f".{RECORD}.tmp"
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+    tmp.replace(job_dir / RECORD)
+
+
+def _container_job(record: dict, config):
+    from fahr_core.contract import ContainerJob
+
+    return ContainerJob(
+        job_name=record["job_name"],
+        image=record["image"],
+        hyperparameters=record.get("hyperparameters", {}),
+        channels={k: Path(v) for k, v in record.get("channels", {}).items()},
+        environment=record.get("environment", {}),
+        execution_environment=NAME,
+        instance_count=record.get("instance_count", 1),
+        instance_type=record.get("instance_type", "local"),
+        gpus=record.get("gpus", ""),
+        stop_timeout=config["stop_timeout"],
+    )
+
+
+def _channel_path(channel: str, value: str) -> Path:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("", "file"):
+        raise UsageError(
+            f"--input {channel}={value}: the local driver reads local folders or file:// URIs, "
+            f"not {parsed.scheme}:// (download the data first, or use a cloud driver)"
+        )
+    path = Path(parsed.path if parsed.scheme == "file" else value).expanduser()
+    if not path.exists():
+        raise UsageError(f"--input {channel}={value}: {path} does not exist")
+    return path.resolve()
+
+
+# -- the steps ---------------------------------------------------------------------------------
+
+
+@hookimpl
+def launch(spec, config):
+    from fahr_core.contract import ContractRun
+
+    if config["instance_count"] < 1:
+        raise ConfigError(f"config.instance_count={config['instance_count']}: must be 1 or more")
+    if config["stop_timeout"] < 0:
+        raise ConfigError(f"config.stop_timeout={config['stop_timeout']}: must be 0 or more")
+    channels = {name: str(_channel_path(name, value)) for name, value in spec.inputs.items()}
+    job_dir = _job_dir(config, spec.job_name)
+    try:
+        job_dir.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        raise UsageError(f"job {spec.job_name} already exists in {job_dir.parent}; choose another name") from None
+    except OSError as exc:
+        raise ConfigError(f"config.output_path={config['output_path']}: cannot create {job_dir} ({exc.strerror})") from None
+    record = {
+        "job_name": spec.job_name,
+        "model_tag": spec.model_tag,
+        "image": spec.image.reference,
+        "hyperparameters": dict(spec.hyperparameters),
+        "channels": channels,
+        "environment": dict(spec.environment),
+        "instance_count": config["instance_count"],
+        "instance_type": config["instance_type"],
+        "gpus": config["gpus"],
+        "status": IN_PROGRESS,
+        "secondary_status": "Starting",
+        "created": time.time(),
+    }
+    _write_record(job_dir, record)
+    run = ContractRun(_container_job(record, config))
+    try:
+        run.start(on_status=lambda status: ui.status_change(spec.job_name, status))
+    except BaseException as exc:
+        record.update(status=FAILED, failure_reason=f"could not start: {exc}", ended=time.time())
+        _write_record(job_dir, record)
+        raise
+    record["started"] = time.time()
+    _write_record(job_dir, record)
+    return JobHandle(driver=NAME, job_name=spec.job_name, model_tag=spec.model_tag,
+                     details={"job_dir": str(job_dir), "hosts": config["instance_count"]})
+
+
+def _result(job: JobHandle, record: dict) -> JobResult:
+    out = Path(record.get("job_dir", ""))
+    seconds = None
+    if record.get("started") and record.get("ended"):
+        seconds = round(record["ended"] - record["started"], 3)
+    return JobResult(
+        job=job,
+        status=record["status"],
+        failure_reason=record.get("failure_reason", ""),
+        model_artifact=record.get("model_artifact", ""),
+        output_artifact=record.get("output_artifact", str(out / "output" / "output.tar.gz") if out.name else ""),
+        training_seconds=seconds,
+        billable_seconds=seconds,
+    )
+
+
+@hookimpl
+def wait(job, config):
+    from fahr_core.contract import ContractRun
+
+    job_dir = _job_dir(config, job.job_name)
+    record = _read_record(job_dir)
+    record["job_dir"] = str(job_dir)
+    if record["status"] in FINAL_STATES:
+        return _result(job, record)
+    run = ContractRun(_container_job(record, config))
+    if not run.containers():
+        record.update(status=FAILED, failure_reason="its containers are gone (removed outside fahr)", ended=time.time())
+        _write_record(job_dir, record)
+        return _result(job, record)
+    several = record.get("instance_count", 1) > 1
+    try:
+        outcome = run.follow(lambda host, line: ui.log_line(line, host if several else None),
+                             started_at=record.get("started"))
+    except KeyboardInterrupt:
+        ui.status_change(job.job_name, "Stopping", f"SIGTERM, then SIGKILL after {config['stop_timeout']} s")
+        run.stop()
+        _finish(run, job_dir, record, STOPPED, "Stopped by the user (interrupt)")
+        ui.status_change(job.job_name, STOPPED)
+        raise
+    if _read_record(job_dir).get("stop_requested"):
+        _finish(run, job_dir, record, STOPPED, "Stopped by 'fahr stop'")
+    else:
+        _finish(run, job_dir, record, outcome.status, outcome.failure_reason)
+    ui.status_change(job.job_name, record["status"])
+    return _result(job, record)
+
+
+def _finish(run, job_dir: Path, record: dict, status: str, reason: str) -> None:
+    """Pack the artifacts in SageMaker's layout, record the end, remove containers and network."""
+    try:
+        out = job_dir / "output"
+        out.mkdir(exist_ok=True)
+        if status == COMPLETED:
+            ui.status_change(record["job_name"], "Uploading", str(out))
+            record["model_artifact"] = str(run.pack("/opt/ml/model", out / "model.tar.gz"))
+        # Output data comes back whatever the ending: it is where a failed run leaves its clues.
+        record["output_artifact"] = str(run.pack("/opt/ml/output/data", out / "output.tar.gz"))
+        record.update(status=status, failure_reason=reason, ended=time.time())
+        record.pop("secondary_status", None)
+        _write_record(job_dir, record)
+    finally:
+        run.cleanup()
+
+
+@hookimpl
+def stop(job, config):
+    from fahr_core.contract import ContractRun
+
+    job_dir = _job_dir(config, job.job_name)
+    record = _read_record(job_dir)
+    if record["status"] in FINAL_STATES:
+        return False
+    record["stop_requested"] = True
+    _write_record(job_dir, record)
+    ContractRun(_container_job(record, config)).stop()
+    return True
+
+
+@hookimpl
+def fetch(request, config):
+    location = Path(os.path.expanduser(request.location or config["output_path"]))
+    if request.location and urlparse(request.location).scheme == "file":
+        location = Path(urlparse(request.location).path)
+    if location.is_file():
+        archive = location
+    else:
+        if not location.is_dir():
+            raise UsageError(f"{location} is not a folder of local jobs; pass the output_path the job used")
+        job_dir = location / request.job_name if request.job_name else _newest_completed(location, request.model_tag)
+        record = _read_record(job_dir)
+        if record.get("model_tag") != request.model_tag:
+            raise UsageError(f"job {job_dir.name} trained {record.get('model_tag')!r}, not {request.model_tag!r}")
+        if record["status"] != COMPLETED:
+            hint = f"; follow it with 'fahr wait {job_dir.name}'" if record["status"] == IN_PROGRESS else ""
+            raise UsageError(f"job {job_dir.name} is {record['status']}, it has no model to fetch{hint}")
+        archive = Path(record.get("model_artifact") or job_dir / "output" / "model.tar.gz")
+    if not archive.is_file():
+        raise UsageError(f"{archive} is missing; was the job's folder changed by hand?")
+    target = Path(request.download_dir) / "model.tar.gz"
+    shutil.copyfile(archive, target)
+    return target
+
+
+def _newest_completed(location: Path, model_tag: str) -> Path:
+    best: tuple[float, Path] | None = None
+    for record_file in location.glob(f"*/{RECORD}"):
+        try:
+            record = json.loads(record_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if record.get("model_tag") == model_tag and record.get("status") == COMPLETED:
+            key = (record.get("created", 0.0), record_file.parent)
+            if best is None or key > best:
+                best = key
+    if best is None:
+        raise UsageError(f"no completed job of {model_tag!r} in {location}; train it first with 'fahr fit'")
+    return best[1]

@@ -1,0 +1,28 @@
+"""The user's Docker engine, reached through the Docker SDK (imported only here, on demand)."""
+
+from __future__ import annotations
+
+import functools
+
+from fahr_core.errors import EnvironmentProblem
+
+
+@functools.lru_cache(maxsize=1)
+def client():
+    """A Docker SDK client for the user's engine (``DOCKER_HOST`` honoured), checked to answer."""
+    import docker  # noqa: deferred on purpose: fahr starts without importing the SDK
+
+    try:
+        engine = docker.from_env(timeout=600)
+        engine.ping()
+    except Exception as exc:
+        raise EnvironmentProblem(
+            f"no Docker engine answers ({type(exc).__name__}: {_short(exc)}); start one "
+            "(e.g. 'sudo systemctl start docker', or scripts/ensure-docker.sh) or set DOCKER_HOST"
+        ) from exc
+    return engine
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text[:200]

@@ -1,0 +1,98 @@
+"""Putting a fetched model in place, safely. Shared by every driver.
+
+An archive from a training job is untrusted input: extraction refuses absolute paths, ``..``,
+links that lead outside the target and device files (tarfile's ``data`` filter is the floor under
+our own checks), unpacks into a temporary folder beside the target, and moves it into place only
+when complete. A non-empty target is refused unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+from fahr_core.errors import UsageError
+
+
+class UnsafeArchive(UsageError):
+    """The archive holds an entry that would land outside the target, or a device file."""
+
+
+def check_target(target: Path, overwrite: bool) -> None:
+    """Refuse a target that exists and is not an empty folder, unless ``overwrite``."""
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{target} exists and is not a folder; choose another target directory")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise UsageError(f"{target} is not empty; choose an empty or new folder, or pass --overwrite")
+
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    name = member.name
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise UnsafeArchive(f"refusing archive: entry {name!r} has an absolute path")
+    if ".." in parts:
+        raise UnsafeArchive(f"refusing archive: entry {name!r} climbs out with '..'")
+    if member.isdev() or member.isfifo():
+        raise UnsafeArchive(f"refusing archive: entry {name!r} is a device or pipe")
+    if member.issym() or member.islnk():
+        link = member.linkname
+        if member.issym():
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname("/".join(parts)), link))
+        else:
+            resolved = posixpath.normpath(link)
+        if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
+            raise UnsafeArchive(f"refusing archive: link {name!r} -> {link!r} leads outside the target")
+
+
+def _extract(archive: Path, into: Path) -> None:
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            for member in members:
+                _check_member(member)
+            tar.extractall(into, members=members, filter="data")
+    except tarfile.TarError as exc:
+        raise UsageError(f"{archive.name} is not a readable tar archive ({exc}); fetch it again") from exc
+
+
+def place(source: Path, target: Path, *, extract: bool, overwrite: bool) -> Path:
+    """Move a downloaded model into ``target``: extracted (safely), or the archive as it is.
+
+    ``source`` is a ``.tar.gz`` archive, or a folder of files (a job whose output was not
+    compressed). Nothing is written to ``target`` unless the whole model is ready.
+    """
+    target = Path(target).absolute()
+    check_target(target, overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.fahr-", dir=target.parent))
+    try:
+        if source.is_dir():
+            shutil.copytree(source, staging, dirs_exist_ok=True, symlinks=True)
+        elif extract:
+            _extract(source, staging)
+        else:
+            shutil.copyfile(source, staging / source.name)
+        _swap_in(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    if target.exists():
+        old = target.with_name(f".{target.name}.fahr-old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        try:
+            os.replace(staging, target)
+        except BaseException:
+            os.replace(old, target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)

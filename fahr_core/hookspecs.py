@@ -1,0 +1,217 @@
+"""The map of fahr: the five steps of a run, as pluggy hook specifications.
+
+A run of ``fahr fit`` is::
+
+    build_image(context, config)  -> ImageRef     # Dockerfile + context -> local image
+    push_image(image, config)     -> ImageRef     # local image -> where the backend can pull it
+    launch(spec, config)          -> JobHandle    # start the training job
+    wait(job, config)             -> JobResult    # follow it to the end, streaming its logs
+    fetch(request, config)        -> Path         # download model.tar.gz (fahr extracts it safely)
+
+A *driver* (entry-point group ``fahr.drivers``) implements at least ``launch``, ``wait`` and
+``fetch``; the core ships default ``build_image`` (Docker SDK) and ``push_image`` (no push: the
+image stays on the local engine) registered ``trylast``, so a driver's own implementation wins.
+Extension plugins (group ``fahr.plugins``) may wrap any step with ``@hookimpl(wrapper=True)``.
+
+Every step hook is ``firstresult``: the first non-None result is the answer. Implementations may
+take fewer arguments than the spec names, so hooks can gain keyword arguments later without
+breaking any plugin; no argument is ever renamed or removed.
+
+``config`` is always the resolved :class:`fahr_core.config.Config` of the run: a read-only mapping
+of the keys that the core and the driver declared through :func:`config_keys`, with the driver's
+name in ``config.driver``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:  # the values only; importing them at run time is not needed here
+    from fahr_core.config import Config, ConfigKey
+    from fahr_core.jobs import BuildContext, FetchRequest, ImageRef, JobHandle, JobResult, JobSpec
+
+hookspec = pluggy.HookspecMarker("fahr")
+
+
+# -------------------------------------------------------------------------
+# Declarations
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def config_keys() -> list[ConfigKey]:
+    """Declare the configuration keys a plugin reads, with type, default and help.
+
+    Called on the run's plugin manager; the lists of all plugins are merged (a key declared twice
+    is an error). Values reach the step hooks through their ``config`` argument, layered: the
+    declared default < ``fahr.toml`` < ``FAHR_<DRIVER>_<KEY>`` < ``--config.KEY=VALUE``.
+
+    :returns: a list of :class:`fahr_core.config.ConfigKey`.
+
+    Example::
+
+        @hookimpl
+        def config_keys():
+            return [ConfigKey("region", str, "eu-west-1", "Region the jobs run in.")]
+    """
+
+
+@hookspec(firstresult=True)
+def claims_location(location: str) -> bool | None:
+    """Say whether an artifact location (``s3://…``, a folder…) belongs to this driver.
+
+    ``fahr fetch DIR TAG LOCATION`` without ``--train-driver`` asks every installed driver.
+
+    :param location: the ``ARTIFACT_LOCATION`` argument of ``fahr fetch``.
+    :returns: True to claim it; None (or False) otherwise.
+
+    Stops at first non-None result.
+    """
+
+
+# -------------------------------------------------------------------------
+# The five steps of a run
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def build_image(context: BuildContext, config: Config) -> ImageRef | None:
+    """Build the training image from ``context.dockerfile`` in ``context.context_dir``.
+
+    The core's default builds with the Docker SDK against the user's engine (``DOCKER_HOST`` is
+    honoured), shows progress, and tags the image ``context.model_tag:latest``. A driver
+    implements this only when its backend builds images elsewhere.
+
+    :param context: the training artifact, its folder, its Dockerfile and the model tag.
+    :param config: the run's resolved configuration.
+    :returns: the built image, with its ``image_id``.
+
+    Stops at first non-None result.
+
+    Example::
+
+        @hookimpl
+        def build_image(context, config):
+            image_id = remote_builder.build(context.context_dir)
+            return ImageRef(name=context.model_tag, image_id=image_id)
+    """
+
+
+@hookspec(firstresult=True)
+def push_image(image: ImageRef, config: Config) -> ImageRef | None:
+    """Make the image available where the backend runs it.
+
+    The core's default returns ``image`` unchanged (the ``local`` driver runs it where it is).
+    A cloud driver pushes to its registry, skips the push when the remote already holds the same
+    content, and returns the remote reference with its ``digest`` so the job runs exactly it.
+
+    :param image: the image ``build_image`` returned.
+    :param config: the run's resolved configuration.
+    :returns: the image as the backend will pull it.
+
+    Stops at first non-None result.
+
+    Example::
+
+        @hookimpl
+        def push_image(image, config):
+            digest = registry.push(image.image_id, f"{config['registry']}/{image.name}")
+            return ImageRef(name=f"{config['registry']}/{image.name}", digest=digest)
+    """
+
+
+@hookspec(firstresult=True)
+def launch(spec: JobSpec, config: Config) -> JobHandle | None:
+    """Start the training job and return as soon as it is accepted.
+
+    The container must be started as ``IMAGE train`` under the SageMaker container contract
+    (``/opt/ml/...``; ``FAHR_EXECUTION_ENVIRONMENT`` set to the driver's environment name), with
+    ``spec.hyperparameters``, ``spec.inputs`` and ``spec.environment``.
+
+    :param spec: job name, model tag, image, hyperparameters, input channels, environment.
+    :param config: the run's resolved configuration.
+    :returns: a handle that :func:`wait`, :func:`stop` and :func:`fetch` understand, also in a
+        later process (keep ``details`` JSON-serialisable).
+
+    Stops at first non-None result.
+
+    Example::
+
+        @hookimpl
+        def launch(spec, config):
+            job_id = backend.submit(spec.image.reference, spec.hyperparameters)
+            return JobHandle(driver="mine", job_name=spec.job_name, model_tag=spec.model_tag,
+                             details={"id": job_id})
+    """
+
+
+@hookspec(firstresult=True)
+def wait(job: JobHandle, config: Config) -> JobResult | None:
+    """Follow the job to its end, printing status changes and streaming its logs live.
+
+    On ``KeyboardInterrupt`` a driver either stops the job (``local``: nothing may be left
+    running) or detaches from it (a cloud job keeps running), then re-raises.
+
+    :param job: the handle :func:`launch` returned (or one rebuilt from a job name).
+    :param config: the run's resolved configuration.
+    :returns: the result: status, failure reason, artifact locations, timings.
+
+    Stops at first non-None result.
+
+    Example::
+
+        @hookimpl
+        def wait(job, config):
+            for line in backend.follow(job.details["id"]):
+                print(line)
+            info = backend.describe(job.details["id"])
+            return JobResult(job=job, status=info.status, model_artifact=info.model_uri)
+    """
+
+
+@hookspec(firstresult=True)
+def fetch(request: FetchRequest, config: Config) -> Path | None:
+    """Download a job's ``model.tar.gz`` into ``request.download_dir``.
+
+    Without ``request.job_name`` the newest completed job of ``request.model_tag`` is meant.
+    The driver only downloads; the core extracts the archive safely (no absolute paths, no
+    ``..``, no links out, no devices) and moves it into place.
+
+    :param request: model tag, optional job name, optional location, download folder.
+    :param config: the run's resolved configuration.
+    :returns: the path of the downloaded archive (inside ``request.download_dir``).
+
+    Stops at first non-None result.
+
+    Example::
+
+        @hookimpl
+        def fetch(request, config):
+            target = request.download_dir / "model.tar.gz"
+            backend.download(request.job_name, target)
+            return target
+    """
+
+
+# -------------------------------------------------------------------------
+# Optional steps
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def stop(job: JobHandle, config: Config) -> bool | None:
+    """Ask the backend to stop a running job (``fahr stop``).
+
+    :param job: the job to stop.
+    :param config: the run's resolved configuration.
+    :returns: True when a stop was requested; None when the driver cannot stop jobs.
+
+    Stops at first non-None result.
+    """
+
+
+#: Hooks every driver must implement; build_image and push_image have core defaults.
+REQUIRED_DRIVER_HOOKS = ("launch", "wait", "fetch")

@@ -1,0 +1,89 @@
+"""Model image tags and training job names.
+
+The model image tag comes from the artifact's path, as in the seed document:
+``.../foo/model.py`` -> ``foo/model``. Job names derive from the tag and are unique without
+counting earlier jobs: a UTC timestamp plus a random suffix.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from pathlib import Path
+
+from fahr_core.errors import UsageError
+
+# A Docker repository path component: lowercase alphanumerics, separated by '.', '_', '__' or '-'s.
+_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_REPO_MAX = 255
+# SageMaker training job names (sagemaker-contract.md, "Names and states").
+JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+JOB_NAME_MAX = 63
+_SUFFIX_LEN = len("-20260101-000000-abcd")
+
+
+def _component(raw: str, whole: str) -> str:
+    lowered = raw.lower()
+    cleaned = re.sub(r"[^a-z0-9._-]+", "-", lowered)
+    cleaned = re.sub(r"[._-]*([._-])[._-]*", r"\1", cleaned)  # one separator between runs
+    cleaned = cleaned.strip("._-")
+    if not cleaned:
+        offending = "".join(sorted(set(c for c in raw if not re.match(r"[a-zA-Z0-9._-]", c))))
+        detail = f"its characters {offending!r} cannot appear" if offending else "it has no letter or digit"
+        raise UsageError(
+            f"cannot make a Docker image name from {whole!r}: in {raw!r} {detail}; "
+            "rename the folder or file with letters, digits, '-', '_' or '.'"
+        )
+    return cleaned
+
+
+def model_image_tag(artifact: Path) -> str:
+    """The model image tag of a training artifact: ``.../foo/model.py`` -> ``foo/model``.
+
+    Lowercased and sanitised into a valid Docker repository name; a :class:`UsageError` names
+    the offending characters when nothing valid is left.
+    """
+    artifact = Path(artifact).absolute()
+    parent = artifact.parent.name or "fahr"
+    whole = f"{artifact.parent.name}/{artifact.name}"
+    name = _component(artifact.stem, whole)[:100].rstrip("._-")
+    folder = _component(parent, whole)[: _REPO_MAX - len(name) - 1].rstrip("._-")
+    tag = f"{folder}/{name}"
+    assert all(_COMPONENT.match(c) for c in tag.split("/")) and len(tag) <= _REPO_MAX, tag
+    return tag
+
+
+def validate_model_tag(tag: str) -> str:
+    """Check a model image tag given on the command line (``fahr fetch DIR TAG``)."""
+    parts = tag.split("/")
+    if not tag or len(tag) > _REPO_MAX or not all(_COMPONENT.match(p) for p in parts):
+        raise UsageError(
+            f"{tag!r} is not a model image tag; it looks like 'foo/model' "
+            "(lowercase letters, digits and '.', '_', '-' between them)"
+        )
+    return tag
+
+
+def job_name(model_tag: str, *, now: float | None = None, base: str | None = None) -> str:
+    """A fresh, unique job name for ``model_tag``: ``<tag-as-dashes>-YYYYMMDD-HHMMSS-xxxx``.
+
+    Always matches ``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}``: the tag part is cut so that the whole
+    fits 63 characters, and the random suffix makes two jobs started in the same second differ.
+    """
+    stem = re.sub(r"[^a-zA-Z0-9]+", "-", base or model_tag).strip("-") or "fahr"
+    stem = stem[: JOB_NAME_MAX - _SUFFIX_LEN].rstrip("-") or "fahr"
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
+    name = f"{stem}-{stamp}-{secrets.token_hex(2)}"
+    assert JOB_NAME.match(name) and len(name) <= JOB_NAME_MAX, name
+    return name
+
+
+def validate_job_name(name: str) -> str:
+    """Check a job name given on the command line."""
+    if not JOB_NAME.match(name):
+        raise UsageError(
+            f"{name!r} is not a valid job name: 1-63 letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return name

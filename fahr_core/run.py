@@ -1,0 +1,214 @@
+"""The commands' work, between the CLI (which parses and prints errors) and the hooks.
+
+``fit`` walks the five steps: build_image -> push_image -> launch -> wait -> (fetch).
+"""
+
+from __future__ import annotations
+
+import shlex
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from fahr_core import config as cfg
+from fahr_core import names, plugins, ui
+from fahr_core.errors import JobFailed, PluginError, UsageError
+from fahr_core.jobs import FetchRequest, JobHandle, JobResult, JobSpec
+
+
+def parse_pairs(values: Iterable[str], flag: str) -> dict[str, str]:
+    """``KEY=VALUE`` options (``--hp``, ``--input``, ``--env``) into a dict; values may hold ``=``."""
+    pairs: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag} {item!r}: expected {flag} KEY=VALUE")
+        pairs[key.strip()] = value
+    return pairs
+
+
+@dataclass
+class Session:
+    """A driver's plugin manager and the run's resolved configuration."""
+
+    pm: object
+    config: cfg.Config
+
+    @property
+    def hook(self):
+        return self.pm.hook
+
+
+def open_session(driver: str | None, project_dir: Path, cli_config: Iterable[tuple[str, str]] = (),
+                 check_required: bool = True) -> Session:
+    """Choose the driver, load it and resolve its configuration."""
+    project = cfg.read_project_file(project_dir)
+    name = cfg.choose_driver(driver, project)
+    pm = plugins.manager_for(name)
+    keys = plugins.driver_config_keys(pm)
+    config = cfg.resolve(name, keys, project, cli_config, check_required=check_required)
+    return Session(pm, config)
+
+
+def _validate_channels(inputs: Mapping[str, str]) -> None:
+    for channel in inputs:
+        if not names.JOB_NAME.match(channel):
+            raise UsageError(f"--input {channel}=…: a channel name is letters, digits and '-' (e.g. train)")
+
+
+def fetch_command(result_job: JobHandle, location: str) -> str:
+    """The exact command that fetches this job's model."""
+    return shlex.join([
+        "fahr", "fetch", "./model", result_job.model_tag, location,
+        "--train-driver", result_job.driver, "--job", result_job.job_name,
+    ])
+
+
+def fit(
+    artifact: Path,
+    *,
+    driver: str | None,
+    cli_config: list[tuple[str, str]],
+    hyperparameters: Mapping[str, str],
+    inputs: Mapping[str, str],
+    environment: Mapping[str, str],
+    detach: bool,
+    fetch_dir: Path | None,
+    overwrite: bool,
+) -> JobResult | JobHandle:
+    """Build, push, launch and (unless ``detach``) follow one training job."""
+    from fahr_core import image
+
+    artifact = image.check_artifact(artifact)
+    model_tag = names.model_image_tag(artifact)
+    _validate_channels(inputs)
+    if fetch_dir is not None and detach:
+        raise UsageError("--fetch needs the job to end: drop --detach, or fetch later with 'fahr fetch'")
+    if fetch_dir is not None:
+        from fahr_core.extract import check_target
+
+        check_target(Path(fetch_dir), overwrite)  # fail before training, not after
+    session = open_session(driver, artifact.parent, cli_config)
+    config, hook = session.config, session.hook
+
+    context = image.prepare_context(artifact, model_tag, config["base_image"], overwrite)
+    built = hook.build_image(context=context, config=config)
+    pushed = hook.push_image(image=built, config=config)
+    spec = JobSpec(
+        job_name=names.job_name(model_tag),
+        model_tag=model_tag,
+        image=pushed,
+        hyperparameters={k: str(v) for k, v in hyperparameters.items()},
+        inputs=dict(inputs),
+        environment=dict(environment),
+    )
+    ui.info(f"launching job {spec.job_name} on driver {config.driver!r}")
+    job = hook.launch(spec=spec, config=config)
+    location = str(config.get("output_path", ""))
+    if detach:
+        ui.success(f"job {job.job_name} launched; follow it with:")
+        ui.command(shlex.join(["fahr", "wait", job.job_name, "--train-driver", job.driver]))
+        ui.info("and once it has completed, fetch its model with:")
+        ui.command(fetch_command(job, location))
+        return job
+    result = _follow(session, job)
+    if fetch_dir is not None:
+        fetch(Path(fetch_dir), model_tag, location, driver=config.driver, job_name=job.job_name,
+              extract=True, overwrite=overwrite, session=session)
+    return result
+
+
+def _follow(session: Session, job: JobHandle) -> JobResult:
+    try:
+        result = session.hook.wait(job=job, config=session.config)
+    except KeyboardInterrupt:
+        raise
+    return report(result, session.config)
+
+
+def report(result: JobResult, config: cfg.Config) -> JobResult:
+    """Print how a job ended; raise :class:`JobFailed` unless it completed."""
+    job = result.job
+    timing = ""
+    if result.training_seconds is not None:
+        timing = f" in {result.training_seconds:.1f} s"
+        if result.billable_seconds is not None and result.billable_seconds != result.training_seconds:
+            timing += f" (billable {result.billable_seconds:.0f} s)"
+    if not result.succeeded:
+        reason = result.failure_reason.strip() or "no reason given"
+        raise JobFailed(f"job {job.job_name} {result.status.lower()}{timing}: {reason}")
+    ui.success(f"job {job.job_name} completed{timing}; model at {result.model_artifact}")
+    ui.info("fetch it with:")
+    ui.command(fetch_command(job, str(config.get("output_path", ""))))
+    return result
+
+
+def wait(job_name: str, *, driver: str | None, cli_config: list[tuple[str, str]]) -> JobResult:
+    """Re-attach to a launched job (``fit --detach``) and follow it to the end."""
+    names.validate_job_name(job_name)
+    session = open_session(driver, Path.cwd(), cli_config)
+    job = JobHandle(driver=session.config.driver, job_name=job_name, model_tag="")
+    return _follow(session, job)
+
+
+def stop(job_name: str, *, driver: str | None, cli_config: list[tuple[str, str]]) -> bool:
+    """Ask the driver to stop a job."""
+    names.validate_job_name(job_name)
+    session = open_session(driver, Path.cwd(), cli_config)
+    job = JobHandle(driver=session.config.driver, job_name=job_name, model_tag="")
+    stopped = session.hook.stop(job=job, config=session.config)
+    if stopped is None:
+        raise PluginError(f"driver {session.config.driver!r} cannot stop jobs")
+    return bool(stopped)
+
+
+def driver_for_location(location: str) -> str | None:
+    """The installed driver that claims an artifact location (``s3://…`` → sagemaker)."""
+    for name, entry in plugins.installed_drivers().items():
+        try:
+            pm = plugins.manager_for(name)
+        except PluginError:
+            continue
+        if pm.hook.claims_location(location=location):
+            return name
+    return None
+
+
+def fetch(
+    target: Path,
+    model_tag: str,
+    location: str | None,
+    *,
+    driver: str | None,
+    job_name: str | None,
+    extract: bool,
+    overwrite: bool,
+    cli_config: list[tuple[str, str]] = (),
+    session: Session | None = None,
+) -> Path:
+    """Download a job's model and put it, extracted safely, in ``target``."""
+    from fahr_core.extract import check_target, place
+
+    names.validate_model_tag(model_tag)
+    if job_name:
+        names.validate_job_name(job_name)
+    check_target(Path(target), overwrite)
+    if session is None:
+        if driver is None and location:
+            driver = driver_for_location(location)
+            if driver is None and "://" in location:
+                raise UsageError(
+                    f"no installed driver handles {location}; pass --train-driver NAME "
+                    "(see 'fahr drivers'), or install the driver for it"
+                )
+        session = open_session(driver, Path.cwd(), cli_config, check_required=False)
+    with tempfile.TemporaryDirectory(prefix="fahr-fetch-") as download_dir:
+        request = FetchRequest(model_tag=model_tag, job_name=job_name, location=location or None,
+                               download_dir=Path(download_dir))
+        archive = session.hook.fetch(request=request, config=session.config)
+        if archive is None:
+            raise PluginError(f"driver {session.config.driver!r} fetched nothing")
+        placed = place(Path(archive), Path(target), extract=extract, overwrite=overwrite)
+    ui.success(f"model of {model_tag} is in {placed}")
+    return placed

@@ -1,0 +1,78 @@
+"""What fahr prints. Status goes to stderr; a job's own log lines go to stdout, unadorned but for
+a host label when a job has several hosts, so that ``fahr fit … > train.log`` keeps the logs.
+
+rich is imported on first use, not at start-up.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+_lock = threading.Lock()
+_console = None
+
+
+def console():
+    """The rich console fahr's status lines go to (stderr)."""
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(stderr=True, highlight=False, soft_wrap=True)
+    return _console
+
+
+def _say(markup: str) -> None:
+    with _lock:
+        console().print(markup)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def info(message: str) -> None:
+    """A status line: what fahr is doing."""
+    _say(f"[bold cyan]fahr[/] {_escape(message)}")
+
+
+def success(message: str) -> None:
+    _say(f"[bold green]fahr[/] {_escape(message)}")
+
+
+def warn(message: str) -> None:
+    _say(f"[bold yellow]fahr warning[/] {_escape(message)}")
+
+
+def error(message: str) -> None:
+    _say(f"[bold red]fahr error:[/] {_escape(message)}")
+
+
+def command(text: str) -> None:
+    """A command the user may copy, alone on its line."""
+    _say(f"    [bold]{_escape(text)}[/]")
+
+
+def build_step(line: str) -> None:
+    _say(f"[blue]{_escape(line)}[/]")
+
+
+def build_output(line: str) -> None:
+    _say(f"[dim]  {_escape(line)}[/]")
+
+
+def status_change(job: str, status: str, detail: str = "") -> None:
+    """A job's (secondary) status changed."""
+    extra = f" — {_escape(detail)}" if detail else ""
+    _say(f"[bold cyan]fahr[/] {_escape(job)}: [bold]{_escape(status)}[/]{extra}")
+
+
+def log_line(line: str, host: str | None = None) -> None:
+    """One line of the training container's output, to stdout, as it arrives."""
+    text = f"[{host}] {line}" if host else line
+    with _lock:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
