@@ -70,6 +70,9 @@ def place(source: Path, target: Path, *, extract: bool, overwrite: bool) -> Path
     check_target(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.fahr-", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the model folder is an ordinary one
     try:
         if source.is_dir():
             shutil.copytree(source, staging, dirs_exist_ok=True, symlinks=True)

@@ -59,10 +59,9 @@ def _validate_channels(inputs: Mapping[str, str]) -> None:
 
 def fetch_command(result_job: JobHandle, location: str) -> str:
     """The exact command that fetches this job's model."""
-    return shlex.join([
-        "fahr", "fetch", "./model", result_job.model_tag, location,
-        "--train-driver", result_job.driver, "--job", result_job.job_name,
-    ])
+    words = ["fahr", "fetch", "./model", result_job.model_tag]
+    words += [location] if location else []
+    return shlex.join(words + ["--train-driver", result_job.driver, "--job", result_job.job_name])
 
 
 def fit(

@@ -1,0 +1,34 @@
+# fahr's two commands: `make demo` and `make test`. Both set up what they need, idempotently:
+# a virtualenv with fahr installed, a Docker engine, and the base image.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup venv engine test demo benchmark clean
+
+setup: venv engine
+
+venv: $(VENV)/.fahr-installed
+
+$(VENV)/.fahr-installed: pyproject.toml $(wildcard fahr_sagemaker/pyproject.toml) $(wildcard tests/plugins/*/pyproject.toml)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	bash scripts/install-dev.sh $(PY)
+	touch $@
+
+engine:
+	bash scripts/ensure-docker.sh
+	bash scripts/ensure-base-image.sh
+
+test: setup
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+demo: setup
+	bash scripts/demo.sh $(VENV)
+
+benchmark: setup
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
