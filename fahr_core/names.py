@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+import unicodedata
 from pathlib import Path
 
 from fahr_core.errors import UsageError
@@ -23,8 +24,13 @@ JOB_NAME_MAX = 63
 _SUFFIX_LEN = len("-20260101-000000-abcd")
 
 
+def _ascii(char: str) -> str:
+    """'Ü' -> 'u': the ASCII letters of a character's decomposition ('' for '日')."""
+    return "".join(c for c in unicodedata.normalize("NFKD", char) if c.isascii())
+
+
 def _component(raw: str, whole: str) -> str:
-    lowered = raw.lower()
+    lowered = "".join(_ascii(c) or "-" for c in raw).lower()
     cleaned = re.sub(r"[^a-z0-9._-]+", "-", lowered)
     cleaned = re.sub(r"[._-]*([._-])[._-]*", r"\1", cleaned)  # one separator between runs
     cleaned = cleaned.strip("._-")

@@ -8,5 +8,5 @@ pkgs=(-e .)
 for plugin in tests/plugins/*/; do
     [ -f "$plugin/pyproject.toml" ] && pkgs+=(-e "$plugin")
 done
-"$PY" -m pip install -q "${pkgs[@]}" pytest
+"$PY" -m pip install -q "${pkgs[@]}" pytest "setuptools>=68" wheel
 "$PY" -c "import fahr_core" # fail loudly if the install did not take

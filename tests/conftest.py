@@ -1,0 +1,60 @@
+"""Shared fixtures: the real `fahr` console script, a real Docker engine, an isolated job folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FAHR = Path(sys.executable).parent / "fahr"
+EXAMPLE = ROOT / "examples" / "hello" / "train.py"
+
+
+def run_fahr(*args, env=None, cwd=None, timeout=600, check=None):
+    """Run the installed `fahr` console script as a real process."""
+    full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
+    full_env.pop("FAHR_DEBUG", None)
+    proc = subprocess.run([str(FAHR), *map(str, args)], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=timeout)
+    if check is not None:
+        assert proc.returncode == check, f"exit {proc.returncode}\nSTDOUT:\n{proc.stdout}\nSTDERR:\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture
+def fahr():
+    return run_fahr
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """A Docker engine and the base image, brought up by the project's own scripts."""
+    for script in ("ensure-docker.sh", "ensure-base-image.sh"):
+        subprocess.run(["bash", str(ROOT / "scripts" / script)], check=True)
+    import docker
+
+    client = docker.from_env()
+    client.ping()
+    return client
+
+
+@pytest.fixture
+def jobs_dir(tmp_path, monkeypatch):
+    """An output_path of its own for the local driver, through the documented env variable."""
+    path = tmp_path / "jobs"
+    monkeypatch.setenv("FAHR_LOCAL_OUTPUT_PATH", str(path))
+    return path
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    """A copy of the example model in a folder named `hello` (model tag hello/train)."""
+    folder = tmp_path / "hello"
+    folder.mkdir()
+    shutil.copy(EXAMPLE, folder / "train.py")
+    return folder
