@@ -105,7 +105,7 @@ OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an e
 @app.command(context_settings=_EXTRA)
 def fit(
     ctx: typer.Context,
-    training_artifact: Annotated[Path, typer.Argument(help="The training script, e.g. my-model/train.py.", show_default=False)],
+    training_artifact: Annotated[Path, typer.Argument(help="The training script, e.g. my-model/train.py.", show_default=False, metavar="TRAINING_ARTIFACT")],
     train_driver: DriverOption = None,
     hp: Annotated[list[str], typer.Option("--hp", help="Hyperparameter KEY=VALUE (repeatable); the job sees strings.")] = [],
     input: Annotated[list[str], typer.Option("--input", help="Input channel CHANNEL=PATH_OR_URI (repeatable).")] = [],
@@ -140,9 +140,9 @@ def fit(
 @app.command(context_settings=_EXTRA, name="fetch")
 def fetch_(
     ctx: typer.Context,
-    local_target_directory: Annotated[Path, typer.Argument(help="Folder to put the model in (new or empty).", show_default=False)],
-    model_image_tag: Annotated[str, typer.Argument(help="The model image tag: .../foo/model.py -> foo/model.", show_default=False)],
-    artifact_location: Annotated[Optional[str], typer.Argument(help="Where the driver keeps artifacts (its output_path, e.g. s3://bucket/models).", show_default=False)] = None,
+    local_target_directory: Annotated[Path, typer.Argument(help="Folder to put the model in (new or empty).", show_default=False, metavar="LOCAL_TARGET_DIRECTORY")],
+    model_image_tag: Annotated[str, typer.Argument(help="The model image tag: .../foo/model.py -> foo/model.", show_default=False, metavar="MODEL_IMAGE_TAG")],
+    artifact_location: Annotated[Optional[str], typer.Argument(help="Where the driver keeps artifacts (its output_path, e.g. s3://bucket/models).", show_default=False, metavar="[ARTIFACT_LOCATION]")] = None,
     train_driver: DriverOption = None,
     job: Annotated[Optional[str], typer.Option("--job", help="Fetch this job; default: the newest completed job of the tag.")] = None,
     no_extract: Annotated[bool, typer.Option("--no-extract", help="Keep model.tar.gz as it is.")] = False,
@@ -162,7 +162,7 @@ def fetch_(
 @app.command(context_settings=_EXTRA)
 def wait(
     ctx: typer.Context,
-    job_name: Annotated[str, typer.Argument(help="The job's name, as 'fahr fit' printed it.", show_default=False)],
+    job_name: Annotated[str, typer.Argument(help="The job's name, as 'fahr fit' printed it.", show_default=False, metavar="JOB_NAME")],
     train_driver: DriverOption = None,
 ) -> None:
     """Follow a launched job to its end, streaming its logs (after fit --detach)."""
@@ -178,7 +178,7 @@ def wait(
 @app.command(context_settings=_EXTRA)
 def stop(
     ctx: typer.Context,
-    job_name: Annotated[str, typer.Argument(help="The job's name.", show_default=False)],
+    job_name: Annotated[str, typer.Argument(help="The job's name.", show_default=False, metavar="JOB_NAME")],
     train_driver: DriverOption = None,
 ) -> None:
     """Stop a running job (SIGTERM, then SIGKILL after the driver's grace period)."""
@@ -235,7 +235,7 @@ def _key_row(key) -> dict:
 @app.command(context_settings=_EXTRA)
 def config(
     ctx: typer.Context,
-    driver: Annotated[Optional[str], typer.Argument(help="Driver whose keys to show; default: the configured one.", show_default=False)] = None,
+    driver: Annotated[Optional[str], typer.Argument(help="Driver whose keys to show; default: the configured one.", show_default=False, metavar="[DRIVER]")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show a driver's config keys: type, help, and the value in force here with its source."""
