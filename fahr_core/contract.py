@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
+from fahr_core.errors import EnvironmentProblem
 from fahr_core.jobs import COMPLETED, FAILED, STOPPED
 
 LABEL_JOB = "fahr.job"
@@ -218,9 +219,16 @@ class ContractRun:
                 container.start()
         except docker_errors.ImageNotFound as exc:
             self.cleanup()
-            from fahr_core.errors import EnvironmentProblem
-
             raise EnvironmentProblem(f"image {job.image} is not on the engine: {exc.explanation}") from exc
+        except docker_errors.APIError as exc:
+            self.cleanup()
+            detail = exc.explanation or str(exc)
+            if job.gpus and ("device driver" in detail or "gpu" in detail.lower()):
+                raise EnvironmentProblem(
+                    f"GPUs were requested (gpus={job.gpus!r}) but the Docker engine cannot provide "
+                    f"them: {detail}; install the NVIDIA container toolkit, or drop the gpus setting"
+                ) from exc
+            raise EnvironmentProblem(f"the Docker engine refused to start the job: {detail}") from exc
         except BaseException:
             self.cleanup()
             raise

@@ -107,7 +107,7 @@ def fit(
     location = str(config.get("output_path", ""))
     if detach:
         ui.success(f"job {job.job_name} launched; follow it with:")
-        ui.command(shlex.join(["fahr", "wait", job.job_name, "--train-driver", job.driver]))
+        ui.command(shlex.join(["fahr", "wait", job.job_name, "--train-driver", job.driver, *_location_flag(config)]))
         ui.info("and once it has completed, fetch its model with:")
         ui.command(fetch_command(job, location))
         return job
@@ -116,6 +116,13 @@ def fit(
         fetch(Path(fetch_dir), model_tag, location, driver=config.driver, job_name=job.job_name,
               extract=True, overwrite=overwrite, session=session)
     return result
+
+
+def _location_flag(config: cfg.Config) -> list[str]:
+    """``--config.output_path=…`` when it was set for this run: ``wait`` must look in the same place."""
+    if "output_path" in config and config.sources.get("output_path") != "default":
+        return [f"--config.output_path={config['output_path']}"]
+    return []
 
 
 def _follow(session: Session, job: JobHandle) -> JobResult:

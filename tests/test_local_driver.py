@@ -281,3 +281,13 @@ def test_no_engine_is_an_environment_error(fahr, jobs_dir, model_dir):
     assert proc.returncode == 3, proc.stderr
     assert "no Docker engine answers" in proc.stderr and "Traceback" not in proc.stderr
     assert job_records(jobs_dir) == []
+
+
+def test_gpus_without_a_gpu_runtime_is_an_environment_error(docker_engine, fahr, jobs_dir, model_dir):
+    # This machine has no GPU and no NVIDIA runtime: the request must fail clearly, not hang or crash.
+    proc = fahr("fit", model_dir / "train.py", "--config.gpus=all")
+    assert proc.returncode == 3, proc.stderr
+    assert "GPUs were requested (gpus='all')" in proc.stderr and "Traceback" not in proc.stderr
+    [record] = job_records(jobs_dir)
+    assert record["status"] == "Failed"
+    assert_nothing_left(docker_engine, record["job_name"])
