@@ -179,7 +179,7 @@ def read_project_file(folder: Path) -> ProjectFile:
 
 
 def choose_driver(cli_driver: str | None, project: ProjectFile, environ: Mapping[str, str] | None = None) -> str:
-    """The driver of a run: ``--train-driver`` < … in reverse: CLI, then FAHR_DRIVER, then file, then local."""
+    """The driver of a run: ``--train-driver``, else ``$FAHR_DRIVER``, else the file's ``driver``, else local."""
     environ = os.environ if environ is None else environ
     return cli_driver or environ.get("FAHR_DRIVER") or project.driver or DEFAULT_DRIVER
 

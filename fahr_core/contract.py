@@ -366,12 +366,12 @@ class ContractRun:
     def pack(self, path: str, target: Path) -> Path:
         """Pack ``path`` (``/opt/ml/model``…) of every host, merged, into ``target`` (.tar.gz).
 
-        As on SageMaker, entries are relative to ``path``; when two hosts write the same name the
-        first host's file is kept (and the clash reported by the returned archive's absence of
-        the second — SageMaker documents that names must not clash).
+        As on SageMaker, entries are relative to ``path``. SageMaker documents that the hosts'
+        names must not clash; when they do, the first host's file is kept and the clash reported.
         """
         base = path.rstrip("/").rsplit("/", 1)[-1]
         seen: set[str] = set()
+        clashes: list[str] = []
         tmp = target.with_name(f".{target.name}.partial")
         with tarfile.open(tmp, mode="w:gz") as out:
             for host, container in sorted(self.containers().items()):
@@ -390,11 +390,17 @@ class ContractRun:
                                 continue
                             member.name = name[len(base) + 1:]
                             if member.name in seen:
+                                if not member.isdir():
+                                    clashes.append(f"{member.name} ({host})")
                                 continue
                             seen.add(member.name)
                             data = tar.extractfile(member) if member.isfile() else None
                             out.addfile(member, data)
         os.replace(tmp, target)
+        if clashes:
+            from fahr_core import ui
+
+            ui.warn(f"{target.name}: several hosts wrote the same files; kept the first host's: {', '.join(clashes[:5])}")
         return target
 
     # -- clean up ----------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def manager_for(driver: str) -> pluggy.PluginManager:
     entry = driver_entry(driver)
     plugin = load_entry(entry)
     pm = new_manager()
-    pm.register(plugin, name=f"driver:{driver}")
+    _register(pm, plugin, f"driver:{driver}", entry)
     missing = [
         hook
         for hook in REQUIRED_DRIVER_HOOKS
@@ -131,12 +131,22 @@ def manager_for(driver: str) -> pluggy.PluginManager:
             f"the required hook(s) {', '.join(missing)}; it cannot run jobs (report it to its authors)"
         )
     for ext in _entries(PLUGIN_GROUP):
-        pm.register(load_entry(ext, "plugin"), name=f"plugin:{ext.name}")
+        _register(pm, load_entry(ext, "plugin"), f"plugin:{ext.name}", ext)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"a plugin implements a hook fahr does not have: {exc}") from exc
     return pm
+
+
+def _register(pm: pluggy.PluginManager, plugin: Any, name: str, entry: DriverEntry) -> None:
+    try:
+        pm.register(plugin, name=name)
+    except (pluggy.PluginValidationError, ValueError) as exc:
+        raise PluginError(
+            f"{name.replace(':', ' ')} from {entry.distribution} {entry.version} does not fit fahr's "
+            f"hooks: {exc}"
+        ) from exc
 
 
 def driver_config_keys(pm: pluggy.PluginManager) -> list:

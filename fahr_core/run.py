@@ -126,10 +126,8 @@ def _location_flag(config: cfg.Config) -> list[str]:
 
 
 def _follow(session: Session, job: JobHandle) -> JobResult:
-    try:
-        result = session.hook.wait(job=job, config=session.config)
-    except KeyboardInterrupt:
-        raise
+    # KeyboardInterrupt passes through: the driver's wait stops or detaches, the CLI exits 130.
+    result = session.hook.wait(job=job, config=session.config)
     return report(result, session.config)
 
 
