@@ -19,6 +19,7 @@ remote engine (``DOCKER_HOST``), never leaves root-owned files in the user's fol
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import json
 import os
@@ -343,24 +344,32 @@ class ContractRun:
 
     # -- collect -----------------------------------------------------------------------------
 
-    def read_file(self, host: str, path: str) -> bytes | None:
-        """One file from a (stopped) host container, or None."""
-        container = self.containers().get(host)
-        if container is None:
-            return None
+    @staticmethod
+    @contextlib.contextmanager
+    def _archive(container, path: str):
+        """``path`` of a (stopped) container as a streaming tarfile, or None when it is absent."""
         try:
             stream, _ = container.get_archive(path)
         except Exception:
-            return None
+            yield None
+            return
         with tempfile.TemporaryFile() as spool:
             for chunk in stream:
                 spool.write(chunk)
             spool.seek(0)
             with tarfile.open(fileobj=spool, mode="r|") as tar:
-                for member in tar:
-                    if member.isfile():
-                        handle = tar.extractfile(member)
-                        return handle.read() if handle else None
+                yield tar
+
+    def read_file(self, host: str, path: str) -> bytes | None:
+        """One file from a (stopped) host container, or None."""
+        container = self.containers().get(host)
+        if container is None:
+            return None
+        with self._archive(container, path) as tar:
+            for member in tar or ():
+                if member.isfile():
+                    handle = tar.extractfile(member)
+                    return handle.read() if handle else None
         return None
 
     def pack(self, path: str, target: Path) -> Path:
@@ -375,27 +384,18 @@ class ContractRun:
         tmp = target.with_name(f".{target.name}.partial")
         with tarfile.open(tmp, mode="w:gz") as out:
             for host, container in sorted(self.containers().items()):
-                try:
-                    stream, _ = container.get_archive(path)
-                except Exception:
-                    continue
-                with tempfile.TemporaryFile() as spool:
-                    for chunk in stream:
-                        spool.write(chunk)
-                    spool.seek(0)
-                    with tarfile.open(fileobj=spool, mode="r|") as tar:
-                        for member in tar:
-                            name = member.name
-                            if name == base or not name.startswith(base + "/"):
-                                continue
-                            member.name = name[len(base) + 1:]
-                            if member.name in seen:
-                                if not member.isdir():
-                                    clashes.append(f"{member.name} ({host})")
-                                continue
-                            seen.add(member.name)
-                            data = tar.extractfile(member) if member.isfile() else None
-                            out.addfile(member, data)
+                with self._archive(container, path) as tar:
+                    for member in tar or ():
+                        name = member.name
+                        if name == base or not name.startswith(base + "/"):
+                            continue
+                        member.name = name[len(base) + 1:]
+                        if member.name in seen:
+                            if not member.isdir():
+                                clashes.append(f"{member.name} ({host})")
+                            continue
+                        seen.add(member.name)
+                        out.addfile(member, tar.extractfile(member) if member.isfile() else None)
         os.replace(tmp, target)
         if clashes:
             from fahr_core import ui

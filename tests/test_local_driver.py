@@ -169,6 +169,7 @@ def test_two_instances_resolve_each_other(docker_engine, fahr, jobs_dir, tmp_pat
         accepted.join(60)
         json.dump({"resource": rc, "resolved": {peer: address}, "hostname": socket.gethostname()},
                   open(f"/opt/ml/model/{me}.json", "w"))
+        open("/opt/ml/model/shared.txt", "w").write(me)  # a clash: both hosts write it
         print(f"{me} reached {peer} at {address}")
     """)
     proc = fahr("fit", script, "--config.instance_count=2", check=0)
@@ -176,7 +177,9 @@ def test_two_instances_resolve_each_other(docker_engine, fahr, jobs_dir, tmp_pat
     [record] = job_records(jobs_dir)
     out = tmp_path / "out"
     fahr("fetch", out, "dist/train", check=0)
-    assert sorted(p.name for p in out.iterdir()) == ["algo-1.json", "algo-2.json"]  # merged
+    assert sorted(p.name for p in out.iterdir()) == ["algo-1.json", "algo-2.json", "shared.txt"]  # merged
+    assert (out / "shared.txt").read_text() == "algo-1"  # on a clash the first host's file is kept…
+    assert "several hosts wrote the same files" in proc.stderr and "shared.txt (algo-2)" in proc.stderr  # …and said
     for me, other in (("algo-1", "algo-2"), ("algo-2", "algo-1")):
         seen = json.loads((out / f"{me}.json").read_text())
         assert seen["resource"]["current_host"] == me
