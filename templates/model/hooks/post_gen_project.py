@@ -1,0 +1,9 @@
+"""Write the Dockerfile and .dockerignore: the very files `fahr fit` generates for a bare script
+(fahr_core.image is their one source), for this project's training artifact."""
+from pathlib import Path
+
+from fahr_core.image import DOCKERIGNORE, dockerfile_text
+
+artifact = "{{ cookiecutter._fahr_artifact }}"
+Path("Dockerfile").write_text(dockerfile_text(artifact, "{{ cookiecutter.base_image }}", has_requirements=True))
+Path(".dockerignore").write_text(DOCKERIGNORE)
