@@ -68,9 +68,10 @@ def builtin_templates() -> list[Template]:
 
 def available_templates(pm=None) -> dict[str, Template]:
     """Every template the installed plugins contribute, by name (two with one name is an error)."""
-    from fahr_core import plugins
+    from fahr_core import plugins, ui
 
-    pm = pm or plugins.all_plugins_manager()
+    # A broken plugin is reported and left out: it must not keep the built-in templates away.
+    pm = pm or plugins.all_plugins_manager(on_error=lambda exc: ui.warn(str(exc)))
     found: dict[str, Template] = {}
     for impl in pm.hook.templates.get_hookimpls():
         contributed = impl.function() or []

@@ -215,15 +215,29 @@ def _read_failure(config, container: str) -> str:
 
 
 def _pack(config, container: str, path: str, target: Path) -> Path | None:
-    """Copy ``path`` out of the container and pack its contents (not the folder) into ``target``."""
-    staging = target.with_suffix(".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    if _docker(config, "cp", f"{container}:{path}", str(staging), check=False).returncode != 0:
-        return None
-    with tarfile.open(target, "w:gz") as tar:
-        for entry in sorted(staging.iterdir()):
-            tar.add(entry, arcname=entry.name)  # links stay links: fahr's fetch checks them
-    shutil.rmtree(staging, ignore_errors=True)
+    """Pack the contents of ``path`` (not the folder itself) into ``target``, as SageMaker does.
+
+    ``docker cp CONTAINER:PATH -`` streams a tar of the folder; its entries are re-rooted and
+    repacked without ever being extracted here, so links in a model stay links (fahr's fetch
+    checks them when it extracts).
+    """
+    import tempfile
+
+    base = path.rstrip("/").rsplit("/", 1)[-1]
+    with tempfile.TemporaryFile() as spool:
+        copied = subprocess.run([config["docker"], "cp", f"{container}:{path}", "-"], stdout=spool,
+                                stderr=subprocess.PIPE)
+        if copied.returncode != 0:
+            return None
+        spool.seek(0)
+        partial = target.with_name(f".{target.name}.partial")
+        with tarfile.open(fileobj=spool, mode="r|") as source, tarfile.open(partial, "w:gz") as out:
+            for member in source:
+                if not member.name.startswith(base + "/"):
+                    continue  # the folder itself
+                member.name = member.name[len(base) + 1:]
+                out.addfile(member, source.extractfile(member) if member.isfile() else None)
+        partial.replace(target)
     return target
 
 
