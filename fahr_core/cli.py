@@ -305,8 +305,9 @@ def templates(
             typer.echo(json.dumps([{"name": t.name, "description": t.description, "location": t.location,
                                     "source": t.source} for t in found.values()], indent=2))
             return
+        width = max((len(name) for name in found), default=0)
         for t in found.values():
-            typer.echo(f"{t.name:<12} {t.description}")
+            typer.echo(f"{t.name:<{width}}  {t.description}")
 
     _run(work)
 
