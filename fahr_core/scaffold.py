@@ -247,6 +247,7 @@ def init(
                 str(repo_dir), no_input=True, output_dir=str(staging),
                 extra_context={k: v for k, v in answers.items() if not k.startswith("_")},
             )
+            remove_bytecode(Path(rendered))
             files = sorted(str(p.relative_to(rendered)) for p in Path(rendered).rglob("*") if p.is_file())
             _move_into(Path(rendered), target)
         except cc_errors.FailedHookException as exc:
@@ -259,6 +260,17 @@ def init(
         if cleanup:
             shutil.rmtree(repo_dir, ignore_errors=True)
     return InitResult(target=target, template=chosen, answers=answers, files=files)
+
+
+def remove_bytecode(project: Path) -> None:
+    """Remove ``__pycache__`` folders from a rendered project.
+
+    pip byte-compiles every ``.py`` file of an installed wheel, the templates' too, so the
+    installed templates hold ``__pycache__`` folders that cookiecutter would copy. The templates'
+    post-generation hooks call this; so does ``fahr init``.
+    """
+    for cache in sorted(Path(project).rglob("__pycache__"), reverse=True):
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def _move_into(rendered: Path, target: Path) -> None:
