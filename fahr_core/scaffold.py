@@ -219,7 +219,9 @@ def init(
             public = ", ".join(k for k in declared if not k.startswith("_"))
             raise UsageError(f"--set {unknown[0]}: template {chosen.name} has no such variable; it has: {public}")
         if target is not None and "project_name" in declared and "project_name" not in settings:
-            settings["project_name"] = target.name
+            settings["project_name"] = target.name  # `fahr init iris-model` names the project
+            if "project_slug" in declared and "project_slug" not in settings and _DOCKER_COMPONENT.match(target.name):
+                settings["project_slug"] = target.name  # the folder's name is the model tag's first part
         try:
             context = generate_context(
                 context_file=str(repo_dir / "cookiecutter.json"),
