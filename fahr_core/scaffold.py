@@ -228,6 +228,11 @@ def init(
                 default_context=user_config["default_context"], extra_context=settings,
             )
             answers = dict(prompt_for_config(context, no_input))
+        except EOFError:
+            raise UsageError(
+                "the template's questions got no answer (standard input is closed); pass --no-input "
+                "and answer with --set KEY=VALUE"
+            ) from None
         except ValueError as exc:  # a --set value outside a choice variable's options
             raise UsageError(f"--set: {_one_line(exc)}") from exc
         except cc_errors.CookiecutterException as exc:

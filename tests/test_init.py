@@ -160,6 +160,13 @@ def test_prompts_take_answers_from_stdin(tmp_path, isolated_home):
     assert files_of(tmp_path / "asked") == EXPECTED_MODEL_FILES
 
 
+def test_questions_without_answers_fail_with_a_hint(tmp_path, isolated_home):
+    result = subprocess.run([str(__import__("conftest").FAHR), "init", "q"], cwd=tmp_path, capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert result.returncode == 2, show(result)
+    assert "pass --no-input" in result.stderr and not (tmp_path / "q").exists()
+
+
 def test_help_imports_neither_cookiecutter_nor_docker():
     code = (
         "import sys\n"
