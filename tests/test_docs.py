@@ -4,7 +4,7 @@ import inspect
 import subprocess
 import sys
 
-from conftest import REPO
+from fahrcli import REPO
 from fahr_core import hookspecs
 
 SCRIPT = REPO / "scripts" / "gen-driver-docs.py"

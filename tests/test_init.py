@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import run_fahr, show
+from fahrcli import isolated_home, run_fahr, show  # noqa: F401 (isolated_home is a fixture)
 
 EXPECTED_MODEL_FILES = {".dockerignore", "Dockerfile", "README.md", "fahr.toml", "requirements.txt",
                         "tests/test_train.py", "train.py"}
@@ -161,7 +161,7 @@ def test_prompts_take_answers_from_stdin(tmp_path, isolated_home):
 
 
 def test_questions_without_answers_fail_with_a_hint(tmp_path, isolated_home):
-    result = subprocess.run([str(__import__("conftest").FAHR), "init", "q"], cwd=tmp_path, capture_output=True,
+    result = subprocess.run([str(__import__("fahrcli").FAHR), "init", "q"], cwd=tmp_path, capture_output=True,
                             text=True, stdin=subprocess.DEVNULL, timeout=120)
     assert result.returncode == 2, show(result)
     assert "pass --no-input" in result.stderr and not (tmp_path / "q").exists()

@@ -12,6 +12,7 @@ from cookiecutter.main import cookiecutter
 
 from fahr_core.image import DOCKERIGNORE, dockerfile_text
 from fahr_core.scaffold import builtin_dir
+from fahrcli import isolated_home  # noqa: F401 (a fixture)
 
 PROJECT_FILES = {
     "model": {".dockerignore", "Dockerfile", "README.md", "fahr.toml", "requirements.txt", "train.py",

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import run_fahr, show
+from fahrcli import run_fahr, show
 
 pytestmark = pytest.mark.docker
 

@@ -1,4 +1,8 @@
-"""Shared helpers: run the real `fahr` command of this environment as a subprocess."""
+"""Helpers of the init/templates/conformance tests: run the real `fahr` command of this environment.
+
+Not a conftest.py, so that it merges with other suites' conftest without conflict; import it:
+``from fahrcli import run_fahr, show, isolated_home``.
+"""
 
 import os
 import subprocess
