@@ -267,6 +267,51 @@ def config(
     _run(work)
 
 
+@app.command()
+def init(
+    directory: Annotated[Optional[Path], typer.Argument(help="The new project's folder (new or empty). Default: ./<project_slug>.", show_default=False)] = None,
+    template: Annotated[Optional[str], typer.Option("--template", "-t", help="A template name (see 'fahr templates'), a folder, or a git URL. Default: model.", metavar="NAME|PATH|GIT_URL")] = None,
+    no_input: Annotated[bool, typer.Option("--no-input", help="Ask nothing: take the defaults and the --set values.")] = False,
+    set_: Annotated[list[str], typer.Option("--set", help="Answer a template variable: KEY=VALUE (repeatable).", metavar="KEY=VALUE")] = [],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Render into a non-empty folder, replacing same-named files.")] = False,
+) -> None:
+    """Start a project from a template: a model, a notebook, or a driver plugin."""
+
+    def work():
+        from fahr_core import scaffold, ui
+
+        result = scaffold.init(directory, template, no_input=no_input,
+                               settings=scaffold.parse_settings(set_), overwrite=overwrite)
+        ui.success(f"created {result.target} from template {result.template.name} ({len(result.files)} files)")
+        if (result.target / "README.md").is_file():
+            ui.info(f"next steps: {result.target / 'README.md'}")
+
+    _run(work)
+
+
+@app.command()
+def templates(
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the templates 'fahr init --template' knows, with a one-line description each."""
+
+    def work():
+        import json
+
+        from fahr_core import plugins, scaffold, ui
+
+        found = scaffold.available_templates(plugins.all_plugins_manager(on_error=lambda e: ui.warn(str(e))))
+        if json_:
+            typer.echo(json.dumps([{"name": t.name, "description": t.description, "location": t.location,
+                                    "source": t.source} for t in found.values()], indent=2))
+            return
+        width = max((len(name) for name in found), default=0)
+        for t in found.values():
+            typer.echo(f"{t.name:<{width}}  {t.description}")
+
+    _run(work)
+
+
 def _sigterm(signum, frame):
     raise KeyboardInterrupt
 

@@ -23,6 +23,13 @@ def config_keys():
     ]
 
 
+@hookimpl
+def templates():
+    from fahr_core.scaffold import builtin_templates
+
+    return builtin_templates()
+
+
 @hookimpl(trylast=True)
 def build_image(context, config):
     from fahr_core.image import build  # imports the Docker SDK: only when a build happens

@@ -32,6 +32,7 @@ import pluggy
 if TYPE_CHECKING:  # the values only; importing them at run time is not needed here
     from fahr_core.config import Config, ConfigKey
     from fahr_core.jobs import BuildContext, FetchRequest, ImageRef, JobHandle, JobResult, JobSpec
+    from fahr_core.scaffold import Template
 
 hookspec = pluggy.HookspecMarker("fahr")
 
@@ -69,6 +70,28 @@ def claims_location(location: str) -> bool | None:
     :returns: True to claim it; None (or False) otherwise.
 
     Stops at first non-None result.
+    """
+
+
+@hookspec
+def templates() -> list[Template]:
+    """Contribute project templates to ``fahr init`` and ``fahr templates``.
+
+    Called on a plugin manager holding the core (which contributes the built-in ``model``,
+    ``notebook`` and ``driver`` templates through this same hook), every installed driver and
+    every extension plugin; the lists are merged. Two templates with one name is an error that
+    names both plugins. Listing reads only these objects; the template itself is read when
+    ``fahr init --template NAME`` renders it with cookiecutter.
+
+    :returns: a list of :class:`fahr_core.scaffold.Template`: a name, a one-line description,
+        and a ``location`` (a folder holding ``cookiecutter.json``, or a git URL).
+
+    Example::
+
+        @hookimpl
+        def templates():
+            here = Path(__file__).parent / "template"
+            return [Template("mydriver", "A model set up to train on mydriver.", str(here))]
     """
 
 

@@ -3,6 +3,12 @@
 The generated Dockerfile keeps the SageMaker contract (sagemaker-contract.md): ``docker run IMAGE
 train`` trains; the entrypoint is exec-form so the training process is PID 1 and receives
 SIGTERM; dependencies sit in a layer before the code so that editing the code reinstalls nothing.
+
+A notebook (``train.ipynb``) is executed headless with papermill by
+:mod:`fahr_core.notebook_runner`, whose source is the entrypoint's program.
+
+The built-in templates of ``fahr init`` write their Dockerfile and .dockerignore with
+:func:`dockerfile_text` and :data:`DOCKERIGNORE` too: one source for both.
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ from fahr_core import __version__, ui
 from fahr_core.errors import BuildError, EnvironmentProblem, UsageError
 from fahr_core.jobs import BuildContext, ImageRef
 
-SUPPORTED_SUFFIXES = (".py",)
+SUPPORTED_SUFFIXES = (".py", ".ipynb")
+
+#: Installed in notebook images, in their own layer (cached across projects).
+NOTEBOOK_REQUIREMENTS = ("papermill>=2.6,<3", "ipykernel>=6.29,<8")
 
 # Never sent to the engine, whatever .dockerignore says: no secret is baked into an image.
 ALWAYS_EXCLUDED = (
@@ -47,6 +56,7 @@ id_rsa*
 .mypy_cache
 .ruff_cache
 .ipynb_checkpoints
+checkpoints
 # fahr's own folders: models fetched and trained locally.
 model
 out
@@ -63,8 +73,22 @@ _LAUNCHER = (
 )
 
 
+def _notebook_runner_source() -> str:
+    from importlib import resources
+
+    return resources.files("fahr_core").joinpath("notebook_runner.py").read_text(encoding="utf-8")
+
+
 def dockerfile_text(script_name: str, base_image: str, has_requirements: bool) -> str:
-    """The Dockerfile fahr generates for a training script (also the templates' Dockerfile)."""
+    """The Dockerfile fahr generates for a training script or notebook (also the templates')."""
+    notebook = script_name.endswith(".ipynb")
+    runner = ""
+    if notebook:
+        pins = " ".join(f'"{r}"' for r in NOTEBOOK_REQUIREMENTS)
+        runner = (
+            "# The notebook runner: papermill executes the notebook headless on an IPython kernel.\n"
+            f"RUN pip install {pins}\n"
+        )
     deps = (
         "# Dependencies first, in their own layer: editing the code does not reinstall them.\n"
         "COPY requirements.txt ./\n"
@@ -72,7 +96,17 @@ def dockerfile_text(script_name: str, base_image: str, has_requirements: bool) -
         if has_requirements
         else "# Add a requirements.txt beside the script to install dependencies here.\n"
     )
-    entry = json.dumps(["python", "-c", _LAUNCHER, script_name])
+    if notebook:
+        entry = json.dumps(["python", "-c", _notebook_runner_source(), script_name])
+        entry_comment = (
+            "# Exec form: the runner is PID 1 and receives SIGTERM on stop. The program is\n"
+            "# fahr_core/notebook_runner.py: it types the hyperparameters like the defaults of the\n"
+            "# notebook's `parameters` cell, runs it with papermill, saves the executed notebook to\n"
+            "# /opt/ml/output/data/ and turns a failing cell's error into /opt/ml/output/failure.\n"
+        )
+    else:
+        entry = json.dumps(["python", "-c", _LAUNCHER, script_name])
+        entry_comment = "# Exec form: the training process is PID 1 and receives SIGTERM on stop.\n"
     return (
         f"# Written by fahr {__version__} for {script_name}. Edit freely: fahr never overwrites\n"
         "# it without --overwrite. `docker run IMAGE train` trains (the SageMaker contract).\n"
@@ -80,9 +114,10 @@ def dockerfile_text(script_name: str, base_image: str, has_requirements: bool) -
         "ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 \\\n"
         "    PIP_DISABLE_PIP_VERSION_CHECK=1\n"
         "WORKDIR /opt/program\n"
+        f"{runner}"
         f"{deps}"
         "COPY . .\n"
-        "# Exec form: the training process is PID 1 and receives SIGTERM on stop.\n"
+        f"{entry_comment}"
         f"ENTRYPOINT {entry}\n"
         'CMD ["train"]\n'
     )
@@ -95,16 +130,25 @@ def check_artifact(path: Path) -> Path:
         raise UsageError(f"training artifact {str(path)!r} does not exist; pass the path of a train.py")
     if not path.is_file():
         raise UsageError(f"training artifact {str(path)!r} is not a file; pass the path of a train.py")
-    if path.suffix == ".ipynb":
-        raise UsageError(
-            f"{path.name}: notebooks (.ipynb) are not supported yet; export it to a script "
-            "(jupyter nbconvert --to script) and fit that"
-        )
     if path.suffix not in SUPPORTED_SUFFIXES:
         raise UsageError(
-            f"{path.name}: a training artifact must be a Python script (.py); got {path.suffix or 'no suffix'!r}"
+            f"{path.name}: a training artifact must be a Python script (.py) or a notebook (.ipynb); "
+            f"got {path.suffix or 'no suffix'!r}"
         )
+    if path.suffix == ".ipynb":
+        _check_notebook(path)
     return path.resolve()
+
+
+def _check_notebook(path: Path) -> None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path.name} is not a notebook: it is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise UsageError(f"{path.name} is not a Jupyter notebook (no 'cells' list)")
+    if data.get("nbformat", 4) < 4:
+        raise UsageError(f"{path.name} is nbformat {data.get('nbformat')}; save it as nbformat 4")
 
 
 def prepare_context(artifact: Path, model_tag: str, base_image: str, overwrite: bool) -> BuildContext:

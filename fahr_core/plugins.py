@@ -152,3 +152,26 @@ def _register(pm: pluggy.PluginManager, plugin: Any, name: str, entry: DriverEnt
 def driver_config_keys(pm: pluggy.PluginManager) -> list:
     """All configuration keys the plugins of ``pm`` declare, flattened."""
     return [key for keys in pm.hook.config_keys() for key in (keys or [])]
+
+
+def all_plugins_manager(on_error=None) -> pluggy.PluginManager:
+    """A plugin manager with the core, every installed driver and every extension plugin.
+
+    For the hooks that ask all installed plugins (``templates``), not for a run. A plugin that
+    fails to load is passed to ``on_error`` (a :class:`PluginError`) and left out, so that one
+    broken distribution does not break ``fahr init`` with the built-in templates.
+    """
+    pm = new_manager()
+    entries = [(e, "driver", f"driver:{e.name}") for e in installed_drivers().values()]
+    entries += [(e, "plugin", f"plugin:{e.name}") for e in _entries(PLUGIN_GROUP)]
+    for entry, kind, name in entries:
+        try:
+            plugin = load_entry(entry, kind)
+            if pm.is_registered(plugin):
+                continue
+            pm.register(plugin, name=name)
+        except (PluginError, ValueError) as exc:
+            if on_error is None:
+                raise
+            on_error(exc if isinstance(exc, PluginError) else PluginError(f"{kind} {entry.name!r}: {exc}"))
+    return pm

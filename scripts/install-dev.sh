@@ -3,7 +3,7 @@
 set -euo pipefail
 PY="${1:-python3}"
 cd "$(dirname "$0")/.."
-pkgs=(-e .)
+pkgs=(-e ".[test]")  # test extras: papermill, ipykernel, nbformat, scikit-learn (template tests)
 [ -f fahr_sagemaker/pyproject.toml ] && pkgs+=(-e fahr_sagemaker)
 for plugin in tests/plugins/*/; do
     [ -f "$plugin/pyproject.toml" ] && pkgs+=(-e "$plugin")

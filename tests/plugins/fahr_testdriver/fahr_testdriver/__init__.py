@@ -2,7 +2,8 @@
 
 It builds and runs nothing: every step appends what it received to `<record_dir>/steps.jsonl`,
 so tests can check which hooks ran, in which order, with which configuration. Its "model" is a
-tar.gz of the job's hyperparameters.
+tar.gz of the job's hyperparameters. It also contributes a project template (`testdrv-hello`)
+through the `templates` hook, as a driver shipping its own template would.
 """
 
 import io
@@ -30,6 +31,14 @@ def _record(config, step, **data):
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "steps.jsonl", "a") as out:
         out.write(json.dumps({"step": step, "config": dict(config), **data}, default=str) + "\n")
+
+
+@hookimpl
+def templates():
+    from fahr_core.scaffold import Template
+
+    return [Template("testdrv-hello", "A one-file project from the test driver.",
+                     str(Path(__file__).parent / "template"))]
 
 
 @hookimpl

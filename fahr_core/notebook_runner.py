@@ -1,0 +1,110 @@
+"""Runs a training notebook headless inside the image: the generated Dockerfile's entrypoint.
+
+This module is the program behind ``ENTRYPOINT ["python", "-c", <this source>, "train.ipynb"]``
+(see :func:`fahr_core.image.dockerfile_text`). It runs where fahr is not installed, so it imports
+only the standard library and papermill, and its source is embedded in the Dockerfile verbatim.
+
+- hyperparameters (``/opt/ml/input/config/hyperparameters.json``, strings) are typed like the
+  defaults of the notebook's ``parameters`` cell and injected by papermill;
+- the executed notebook is saved to ``/opt/ml/output/data/`` (it comes back in output.tar.gz);
+- a cell that raises ends the job with ``<Error>: <message>`` in ``/opt/ml/output/failure``.
+"""
+import ast
+import json
+import os
+import signal
+import sys
+
+OPT_ML = "/opt/ml"
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+_ANNOTATED = {"int": 0, "float": 0.0, "bool": False, "str": ""}
+
+
+def typed_value(raw, default_source, annotation="None"):
+    """``raw`` (a string) converted to the type of the parameter's default (or annotation)."""
+    if annotation in _ANNOTATED:
+        default = _ANNOTATED[annotation]
+    else:
+        try:
+            default = ast.literal_eval(default_source)
+        except (ValueError, SyntaxError):
+            return raw  # the default is an expression: hand the string over as it is
+    if isinstance(default, bool):
+        if raw.strip().lower() in _TRUE:
+            return True
+        if raw.strip().lower() in _FALSE:
+            return False
+        raise ValueError("expected true or false")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, str):
+        return raw
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        if default is None:
+            return raw
+        raise ValueError(f"expected a Python literal {type(default).__name__}") from None
+    if default is not None and type(value) is not type(default):
+        raise ValueError(f"expected a {type(default).__name__}")
+    return value
+
+
+def typed_parameters(declared, given):
+    """Hyperparameters as papermill injects them: typed like ``declared`` (inspect_notebook)."""
+    params = {}
+    for name, raw in given.items():
+        spec = declared.get(name)
+        if spec is None:
+            params[name] = raw  # not in the parameters cell: injected as the string it is
+            continue
+        try:
+            params[name] = typed_value(str(raw), spec["default"], spec.get("inferred_type_name", "None"))
+        except ValueError as exc:
+            raise ValueError(
+                f"hyperparameter {name}={raw!r} does not fit the parameters cell's "
+                f"{name} = {spec['default']} ({exc})"
+            ) from None
+    return params
+
+
+def fail(reason):
+    """Leave the FailureReason and end the job Failed."""
+    os.makedirs(f"{OPT_ML}/output", exist_ok=True)
+    with open(f"{OPT_ML}/output/failure", "w") as out:
+        out.write(reason[:1024])
+    print(reason, file=sys.stderr)
+    sys.exit(1)
+
+
+def main(notebook):
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    import papermill
+
+    config = f"{OPT_ML}/input/config/hyperparameters.json"
+    given = {}
+    if os.path.exists(config):
+        with open(config) as handle:
+            given = json.load(handle)
+    try:
+        params = typed_parameters(papermill.inspect_notebook(notebook), given)
+    except ValueError as exc:
+        fail(f"ValueError: {exc}")
+    out_dir = f"{OPT_ML}/output/data"
+    os.makedirs(out_dir, exist_ok=True)
+    executed = os.path.join(out_dir, os.path.basename(notebook))
+    print(f"executing {notebook} with parameters {params}; executed notebook: {executed}", flush=True)
+    try:
+        papermill.execute_notebook(
+            notebook, executed, parameters=params, kernel_name="python3", progress_bar=False,
+            stdout_file=sys.stdout, stderr_file=sys.stderr, cwd=os.path.dirname(os.path.abspath(notebook)),
+        )
+    except papermill.PapermillExecutionError as exc:
+        fail(f"{exc.ename}: {exc.evalue} (cell [{exc.exec_count}] of {os.path.basename(notebook)}; "
+             "the executed notebook is in output.tar.gz)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,301 @@
+"""``fahr init``: render a cookiecutter template into a new project folder.
+
+Templates come from the ``templates`` hook (the core contributes the built-in ``model``,
+``notebook`` and ``driver``, shipped inside the wheel as ``fahr_core/templates``), or are any
+local path or git URL cookiecutter accepts.
+
+Rendering happens in two phases so that invalid input fails before anything is written: the
+questions are asked (or their defaults taken) and the answers checked first; then the template is
+rendered into a staging folder beside the target and moved into place only when complete.
+cookiecutter is imported only here, and only when a command needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from fahr_core.errors import PluginError, UsageError
+
+DEFAULT_TEMPLATE = "model"
+_DRIVER_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# A Docker repository path component (fahr_core.names): lowercase alphanumerics and separators.
+_DOCKER_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class Template:
+    """A project template ``fahr init`` can render (what the ``templates`` hook returns)."""
+
+    name: str
+    """What ``fahr init --template NAME`` calls it."""
+    description: str
+    """One line, for ``fahr templates``."""
+    location: str
+    """A folder holding ``cookiecutter.json``, or a git URL cookiecutter can clone."""
+    directory: str | None = None
+    """The template's folder inside ``location``, when a repository holds several."""
+    source: str = ""
+    """Which plugin contributed it (filled in by fahr)."""
+
+
+def builtin_dir() -> Path:
+    """Where the built-in templates are installed (``templates/`` of the source tree)."""
+    from importlib import resources
+
+    return Path(str(resources.files("fahr_core.templates")))
+
+
+def builtin_templates() -> list[Template]:
+    """The templates fahr ships: contributed by the core through the ``templates`` hook."""
+    root = builtin_dir()
+    return [
+        Template("model", "A train.py that trains a small scikit-learn model; runs locally and in any fahr job.",
+                 str(root / "model")),
+        Template("notebook", "A train.ipynb run headless by papermill in the job, with a parameters cell.",
+                 str(root / "notebook")),
+        Template("driver", "A pip-installable fahr-<name> driver plugin that passes fahr's conformance suite.",
+                 str(root / "driver")),
+    ]
+
+
+def available_templates(pm=None) -> dict[str, Template]:
+    """Every template the installed plugins contribute, by name (two with one name is an error)."""
+    from fahr_core import plugins, ui
+
+    # A broken plugin is reported and left out: it must not keep the built-in templates away.
+    pm = pm or plugins.all_plugins_manager(on_error=lambda exc: ui.warn(str(exc)))
+    found: dict[str, Template] = {}
+    for impl in pm.hook.templates.get_hookimpls():
+        contributed = impl.function() or []
+        for template in contributed:
+            template = replace(template, source=template.source or pm.get_name(impl.plugin) or "")
+            other = found.get(template.name)
+            if other is not None:
+                raise PluginError(
+                    f"template {template.name!r} is contributed twice, by {other.source} and "
+                    f"{template.source}; uninstall one of them"
+                )
+            found[template.name] = template
+    # The built-in templates first, in their own order; then the plugins' by name.
+    core = [t for t in found.values() if t.source == "fahr-core-defaults"]
+    rest = sorted((t for t in found.values() if t.source != "fahr-core-defaults"), key=lambda t: t.name)
+    return {t.name: t for t in core + rest}
+
+
+def _looks_like_url(value: str) -> bool:
+    return bool(re.match(r"^((git|hg)\+)?(git|ssh|file|https?)://|^\w+@[\w.]+:|^(gh|gl|bb):", value))
+
+
+def resolve_template(value: str | None, templates: Mapping[str, Template] | None = None) -> Template:
+    """``--template`` (a name, a local path or a git URL) as a :class:`Template`."""
+    value = value or DEFAULT_TEMPLATE
+    templates = available_templates() if templates is None else templates
+    if value in templates:
+        return templates[value]
+    if _looks_like_url(value):
+        return Template(value, "", value, source="url")
+    path = Path(value).expanduser()
+    if path.is_dir():
+        if not (path / "cookiecutter.json").is_file():
+            raise UsageError(f"--template {value}: {path} holds no cookiecutter.json; it is not a template")
+        return Template(path.name, "", str(path.resolve()), source="path")
+    choices = ", ".join(templates) or "(none)"
+    raise UsageError(
+        f"--template {value!r} is not a template name, a folder or a git URL. Choose one of: {choices} "
+        "(see 'fahr templates')"
+    )
+
+
+def parse_settings(items: list[str]) -> dict[str, str]:
+    """``--set KEY=VALUE`` options as a dict."""
+    settings: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r}: expected --set KEY=VALUE")
+        settings[key.strip()] = value
+    return settings
+
+
+def validate_answers(answers: Mapping[str, Any]) -> None:
+    """Check the answers of any template that uses fahr's variable names.
+
+    ``project_slug`` must be a Docker repository name, ``package_name`` a Python package name,
+    ``driver_name`` a lowercase identifier, ``base_image`` an image reference. The templates'
+    ``hooks/pre_gen_project.py`` call this too, so rendering them with plain cookiecutter checks
+    the same things.
+    """
+    source = answers.get("project_name") or answers.get("driver_name") or ""
+    slug = answers.get("project_slug")
+    if slug is not None and (not _DOCKER_COMPONENT.match(str(slug)) or len(str(slug)) > 128):
+        raise UsageError(
+            f"project name {source!r} makes no valid Docker repository name (got {slug!r}); "
+            "use letters and digits, separated by '-', '_' or '.'"
+        )
+    package = answers.get("package_name")
+    if package is not None and (not str(package).isidentifier() or keyword.iskeyword(str(package))):
+        raise UsageError(
+            f"project name {source!r} makes no valid Python package name (got {package!r}); "
+            "start it with a letter and use letters, digits and '_'"
+        )
+    driver = answers.get("driver_name")
+    if driver is not None and not _DRIVER_NAME.match(str(driver)):
+        raise UsageError(
+            f"driver name {driver!r} is not valid: lowercase letters, digits and '_', starting with a letter"
+        )
+    base = answers.get("base_image")
+    if base is not None and (not str(base).strip() or any(c.isspace() for c in str(base))):
+        raise UsageError(f"base image {base!r} is not an image reference (e.g. python:3.11-slim)")
+
+
+def check_target(target: Path, overwrite: bool) -> None:
+    """Refuse a target that is a file, or a non-empty folder without ``overwrite``."""
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{target} exists and is not a folder; choose another directory")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise UsageError(f"{target} is not empty; choose a new or empty folder, or pass --overwrite")
+
+
+def _project_dir_name(repo_dir: Path) -> str:
+    dirs = [p.name for p in repo_dir.iterdir() if p.is_dir() and "cookiecutter" in p.name and "{{" in p.name]
+    if len(dirs) != 1:
+        raise UsageError(f"template {repo_dir} must hold exactly one '{{{{cookiecutter.…}}}}' folder, found {len(dirs)}")
+    return dirs[0]
+
+
+@dataclass(frozen=True)
+class InitResult:
+    target: Path
+    template: Template
+    answers: Mapping[str, Any]
+    files: list[str]
+
+
+def init(
+    directory: Path | None,
+    template: str | None = None,
+    *,
+    no_input: bool = False,
+    settings: Mapping[str, str] | None = None,
+    overwrite: bool = False,
+    templates: Mapping[str, Template] | None = None,
+) -> InitResult:
+    """Render ``template`` into ``directory`` (default: ``./<project_slug>``)."""
+    settings = dict(settings or {})
+    chosen = resolve_template(template, templates)
+    target = Path(directory).absolute() if directory is not None else None
+    if target is not None:
+        check_target(target, overwrite)
+
+    from cookiecutter import exceptions as cc_errors
+    from cookiecutter.config import get_user_config
+    from cookiecutter.generate import generate_context
+    from cookiecutter.main import cookiecutter
+    from cookiecutter.prompt import prompt_for_config
+    from cookiecutter.repository import determine_repo_dir
+
+    try:
+        user_config = get_user_config()
+        repo, cleanup = determine_repo_dir(
+            template=chosen.location, abbreviations=user_config["abbreviations"],
+            clone_to_dir=user_config["cookiecutters_dir"], checkout=None, no_input=no_input,
+            directory=chosen.directory,
+        )
+    except (cc_errors.CookiecutterException, OSError) as exc:
+        raise UsageError(f"template {chosen.location}: {_one_line(exc)}") from exc
+    repo_dir = Path(repo)
+    try:
+        declared = json.loads((repo_dir / "cookiecutter.json").read_text(encoding="utf-8"))
+        unknown = sorted(set(settings) - set(declared))
+        if unknown:
+            public = ", ".join(k for k in declared if not k.startswith("_"))
+            raise UsageError(f"--set {unknown[0]}: template {chosen.name} has no such variable; it has: {public}")
+        if target is not None and "project_name" in declared and "project_name" not in settings:
+            settings["project_name"] = target.name  # `fahr init iris-model` names the project
+            if "project_slug" in declared and "project_slug" not in settings and _DOCKER_COMPONENT.match(target.name):
+                settings["project_slug"] = target.name  # the folder's name is the model tag's first part
+        try:
+            context = generate_context(
+                context_file=str(repo_dir / "cookiecutter.json"),
+                default_context=user_config["default_context"], extra_context=settings,
+            )
+            answers = dict(prompt_for_config(context, no_input))
+        except EOFError:
+            raise UsageError(
+                "the template's questions got no answer (standard input is closed); pass --no-input "
+                "and answer with --set KEY=VALUE"
+            ) from None
+        except ValueError as exc:  # a --set value outside a choice variable's options
+            raise UsageError(f"--set: {_one_line(exc)}") from exc
+        except cc_errors.CookiecutterException as exc:
+            raise UsageError(f"template {chosen.name}: {_one_line(exc)}") from exc
+        validate_answers(answers)
+
+        if target is None:
+            from cookiecutter.environment import StrictEnvironment
+
+            name = StrictEnvironment(context=context).from_string(_project_dir_name(repo_dir)).render(
+                cookiecutter=answers)
+            target = Path.cwd() / name
+            check_target(target, overwrite)
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.fahr-init-", dir=target.parent))
+        try:
+            rendered = cookiecutter(
+                str(repo_dir), no_input=True, output_dir=str(staging),
+                extra_context={k: v for k, v in answers.items() if not k.startswith("_")},
+            )
+            remove_bytecode(Path(rendered))
+            files = sorted(str(p.relative_to(rendered)) for p in Path(rendered).rglob("*") if p.is_file())
+            _move_into(Path(rendered), target)
+        except cc_errors.FailedHookException as exc:
+            raise UsageError(f"template {chosen.name}: a hook failed: {_one_line(exc)}") from exc
+        except cc_errors.CookiecutterException as exc:
+            raise UsageError(f"template {chosen.name}: {_one_line(exc)}") from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        if cleanup:
+            shutil.rmtree(repo_dir, ignore_errors=True)
+    return InitResult(target=target, template=chosen, answers=answers, files=files)
+
+
+def remove_bytecode(project: Path) -> None:
+    """Remove ``__pycache__`` folders from a rendered project.
+
+    pip byte-compiles every ``.py`` file of an installed wheel, the templates' too, so the
+    installed templates hold ``__pycache__`` folders that cookiecutter would copy. The templates'
+    post-generation hooks call this; so does ``fahr init``.
+    """
+    for cache in sorted(Path(project).rglob("__pycache__"), reverse=True):
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def _move_into(rendered: Path, target: Path) -> None:
+    if not target.exists():
+        os.replace(rendered, target)
+        return
+    for entry in rendered.iterdir():  # --overwrite: the template's files replace same-named ones
+        dest = target / entry.name
+        if dest.is_dir() and not dest.is_symlink() and entry.is_dir():
+            _move_into(entry, dest)
+            continue
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        elif dest.exists() or dest.is_symlink():
+            dest.unlink()
+        os.replace(entry, dest)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

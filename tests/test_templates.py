@@ -1,0 +1,99 @@
+"""Bake every built-in template with cookiecutter's API, with defaults and with other answers;
+check the exact files and run each generated project's own tests."""
+
+import json
+import py_compile
+import subprocess
+import sys
+import tomllib
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+from fahr_core.image import DOCKERIGNORE, dockerfile_text
+from fahr_core.scaffold import builtin_dir
+from fahrcli import isolated_home  # noqa: F401 (a fixture)
+
+PROJECT_FILES = {
+    "model": {".dockerignore", "Dockerfile", "README.md", "fahr.toml", "requirements.txt", "train.py",
+              "tests/test_train.py"},
+    "notebook": {".dockerignore", "Dockerfile", "README.md", "fahr.toml", "requirements.txt", "train.ipynb",
+                 "tests/test_notebook.py"},
+}
+
+
+def bake(template, tmp_path, **answers):
+    out = tmp_path / "out"
+    project = cookiecutter(str(builtin_dir() / template), no_input=True, output_dir=str(out),
+                           extra_context=answers)
+    return out, __import__("pathlib").Path(project)
+
+
+def files_of(folder):
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def run_own_tests(project):
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+                            cwd=project, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+CASES = [
+    ("model", {}, "digits-model", "python:3.11-slim", "local"),
+    ("model", {"project_name": "Handwriting Recogniser", "base_image": "python:3.12-slim", "driver": "sagemaker"},
+     "handwriting-recogniser", "python:3.12-slim", "sagemaker"),
+    ("notebook", {}, "digits-notebook", "python:3.11-slim", "local"),
+    ("notebook", {"project_name": "Digits In A Notebook", "base_image": "python:3.12-slim", "driver": "sagemaker"},
+     "digits-in-a-notebook", "python:3.12-slim", "sagemaker"),
+]
+
+
+@pytest.mark.parametrize("template, answers, slug, base, driver", CASES,
+                         ids=["model-defaults", "model-answers", "notebook-defaults", "notebook-answers"])
+def test_model_and_notebook_templates_bake_and_their_tests_pass(tmp_path, isolated_home, template, answers,
+                                                                 slug, base, driver):
+    out, project = bake(template, tmp_path, **answers)
+    assert [p.name for p in out.iterdir()] == [slug]
+    assert files_of(project) == PROJECT_FILES[template]
+    artifact = "train.py" if template == "model" else "train.ipynb"
+    assert (project / "Dockerfile").read_text() == dockerfile_text(artifact, base, has_requirements=True)
+    assert (project / ".dockerignore").read_text() == DOCKERIGNORE
+    assert tomllib.loads((project / "fahr.toml").read_text())["driver"] == driver
+    readme = (project / "README.md").read_text()
+    assert f"fahr fit {slug}/{artifact}" in readme and "--train-driver sagemaker" in readme
+    if template == "model":
+        source = (project / "train.py").read_text()
+        assert "/opt/ml/model.h5" not in source and 'OPT_ML / "model"' in source
+    else:
+        nb = json.loads((project / "train.ipynb").read_text())
+        assert nb["nbformat"] == 4 and (answers.get("project_name") or slug) in "".join(nb["cells"][0]["source"])
+    assert "passed" in run_own_tests(project)
+
+
+@pytest.mark.parametrize("answers, slug, package, name", [
+    ({}, "fahr-example", "fahr_example", "example"),
+    ({"driver_name": "acme_batch", "author": "Ada", "description": "Runs jobs on Acme Batch."},
+     "fahr-acme-batch", "fahr_acme_batch", "acme_batch"),
+], ids=["driver-defaults", "driver-answers"])
+def test_driver_template_bakes_a_package(tmp_path, isolated_home, answers, slug, package, name):
+    out, project = bake("driver", tmp_path, **answers)
+    assert [p.name for p in out.iterdir()] == [slug]
+    assert files_of(project) == {"README.md", "pyproject.toml", f"{package}/__init__.py",
+                                 "tests/test_conformance.py", "tests/test_driver.py"}
+    meta = tomllib.loads((project / "pyproject.toml").read_text())
+    assert meta["project"]["name"] == slug
+    assert meta["project"]["entry-points"]["fahr.drivers"] == {name: package}
+    for source in project.rglob("*.py"):
+        py_compile.compile(str(source), doraise=True)
+    assert f'return "{name}"' in (project / "tests" / "test_conformance.py").read_text()
+    # Its own tests (which need it installed) run in tests/test_wheel.py, in a fresh virtualenv.
+
+
+def test_a_bad_name_stops_plain_cookiecutter_too(tmp_path, isolated_home):
+    from cookiecutter.exceptions import FailedHookException
+
+    with pytest.raises(FailedHookException):
+        bake("model", tmp_path, project_name="???")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
