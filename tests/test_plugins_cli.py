@@ -132,7 +132,7 @@ def test_driver_lacking_required_hooks(tmp_path, bad_drivers):
 @pytest.mark.parametrize(
     "name,content,message",
     [("missing.py", None, "does not exist"),
-     ("train.ipynb", "{}", "notebooks (.ipynb) are not supported yet"),
+     ("train.ipynb", "{}", "is not a Jupyter notebook"),
      ("train.txt", "x", "must be a Python script (.py)")],
 )
 def test_bad_artifacts(tmp_path, name, content, message):

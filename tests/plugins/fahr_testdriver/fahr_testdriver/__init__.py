@@ -27,6 +27,8 @@ def config_keys():
 
 
 def _record(config, step, **data):
+    if not config["record_dir"]:
+        return  # `fahr fetch` resolves config without requiring it: record nothing, anywhere
     folder = Path(config["record_dir"])
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "steps.jsonl", "a") as out:
