@@ -156,7 +156,8 @@ class ProjectFile:
     def table(self, driver: str) -> Mapping[str, Any]:
         table = self.data.get(driver, {})
         if not isinstance(table, Mapping):
-            raise ConfigError(f"{self.path}: [{driver}] must be a table of config keys")
+            name = f"tool.fahr.{driver}" if self.path and self.path.name == "pyproject.toml" else driver
+            raise ConfigError(f"{self.path}: [{name}] must be a table of config keys")
         return table
 
 
@@ -164,18 +165,23 @@ def read_project_file(folder: Path) -> ProjectFile:
     """Read ``fahr.toml``, else ``[tool.fahr]`` of ``pyproject.toml``, in ``folder``."""
     fahr_toml = folder / "fahr.toml"
     pyproject = folder / "pyproject.toml"
+    path = fahr_toml if fahr_toml.is_file() else pyproject
+    if not path.is_file():
+        return ProjectFile(None, {})
     try:
-        if fahr_toml.is_file():
-            return ProjectFile(fahr_toml, tomllib.loads(fahr_toml.read_text(encoding="utf-8")))
-        if pyproject.is_file():
-            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-            tool = data.get("tool", {}).get("fahr")
-            if tool is not None:
-                return ProjectFile(pyproject, tool)
-    except tomllib.TOMLDecodeError as exc:
-        path = fahr_toml if fahr_toml.is_file() else pyproject
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return ProjectFile(None, {})
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix or remove it") from None
+    if path is pyproject:
+        tool = data.get("tool", {})
+        data = tool.get("fahr") if isinstance(tool, Mapping) else None
+        if data is None:
+            return ProjectFile(None, {})
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: [tool.fahr] must be a table (driver = \"NAME\", [tool.fahr.NAME] …)")
+    if "driver" in data and not isinstance(data["driver"], str):
+        raise ConfigError(f"{path}: driver = {data['driver']!r} must be a driver's name, e.g. driver = \"local\"")
+    return ProjectFile(path, data)
 
 
 def choose_driver(cli_driver: str | None, project: ProjectFile, environ: Mapping[str, str] | None = None) -> str:

@@ -39,6 +39,7 @@ LABEL_JOB = "fahr.job"
 LABEL_HOST = "fahr.host"
 FAILURE_REASON_MAX = 1024
 _TAIL_LINES = 10
+_MAX_LINE = 64 * 1024
 
 
 @dataclass
@@ -81,10 +82,6 @@ class Outcome:
     exit_codes: dict[str, int] = field(default_factory=dict)
     started_at: float = 0.0
     ended_at: float = 0.0
-
-    @property
-    def seconds(self) -> float:
-        return max(0.0, self.ended_at - self.started_at)
 
 
 LogSink = Callable[[str, str], None]  # (host, line)
@@ -163,6 +160,13 @@ class ContractRun:
         self.job = job
         self.client = client or engine.client()
         self._tails: dict[str, collections.deque] = {h: collections.deque(maxlen=_TAIL_LINES) for h in job.hosts}
+
+    def reconnect(self) -> None:
+        """Use a new connection to the engine: after an interrupt, a pooled connection may be
+        left in the middle of a streamed response, and reusing it would hang."""
+        from fahr_core import engine
+
+        self.client = engine.new_client()
 
     # -- start -------------------------------------------------------------------------------
 
@@ -251,15 +255,23 @@ class ContractRun:
         started_at = started_at or time.time()
 
         def stream(host: str, container) -> None:
-            buffer = b""
+            pending: list[bytes] = []  # the pieces of an unfinished line: joined once, not re-scanned
+            size = 0
             try:
                 for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for raw in lines:
-                        self._emit(host, raw, on_log)
-                if buffer:
-                    self._emit(host, buffer, on_log)
+                    *complete, rest = chunk.split(b"\n")
+                    for piece in complete:
+                        pending.append(piece)
+                        self._emit(host, b"".join(pending), on_log)
+                        pending, size = [], 0
+                    if rest:
+                        pending.append(rest)
+                        size += len(rest)
+                        if size >= _MAX_LINE:  # output without newlines: show it in slices
+                            self._emit(host, b"".join(pending), on_log)
+                            pending, size = [], 0
+                if pending:
+                    self._emit(host, b"".join(pending), on_log)
             except Exception:
                 pass  # the container went away (stopped and removed): nothing more to read
             finally:
@@ -282,6 +294,7 @@ class ContractRun:
         codes: dict[str, int] = {}
         logs_done: set[str] = set()
         stopping = False
+        first_failed = ""  # the host that failed on its own, before fahr stopped its peers
         while len(codes) < len(containers) or len(logs_done) < len(containers):
             try:
                 kind, host, value = events.get(timeout=0.25)
@@ -289,6 +302,8 @@ class ContractRun:
                 continue
             if kind == "exit":
                 codes[host] = value
+                if value != 0 and not stopping:
+                    first_failed = host
                 if value != 0 and not stopping and len(codes) < len(containers):
                     stopping = True  # peers would wait for the failed host forever
                     for other, container in containers.items():
@@ -297,11 +312,10 @@ class ContractRun:
             else:
                 logs_done.add(host)
         ended_at = time.time()
-        failed = {h: c for h, c in codes.items() if c != 0}
-        if not failed:
+        if not first_failed:
             return Outcome(COMPLETED, exit_codes=codes, started_at=started_at, ended_at=ended_at)
-        first = sorted(failed)[0]
-        return Outcome(FAILED, self.failure_reason(first, failed[first]), codes, started_at, ended_at)
+        reason = self.failure_reason(first_failed, codes[first_failed])
+        return Outcome(FAILED, reason, codes, started_at, ended_at)
 
     def _emit(self, host: str, raw: bytes, on_log: LogSink) -> None:
         line = raw.decode("utf-8", "replace").rstrip("\r")
@@ -325,6 +339,16 @@ class ContractRun:
         if tail:
             reason += "; last output:\n" + "\n".join(tail[-_TAIL_LINES:])
         return reason[:FAILURE_REASON_MAX]
+
+    def exit_codes(self) -> dict[str, int] | None:
+        """Every host's exit code when all have exited, else None."""
+        codes = {}
+        for host, container in self.containers().items():
+            container.reload()
+            if container.status not in ("exited", "dead"):
+                return None
+            codes[host] = container.attrs["State"]["ExitCode"]
+        return codes or None
 
     # -- stop --------------------------------------------------------------------------------
 
@@ -381,7 +405,23 @@ class ContractRun:
         base = path.rstrip("/").rsplit("/", 1)[-1]
         seen: set[str] = set()
         clashes: list[str] = []
-        tmp = target.with_name(f".{target.name}.partial")
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            self._pack_into(tmp, path, base, seen, clashes)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+        if clashes:
+            from fahr_core import ui
+
+            ui.warn(f"{target.name}: several hosts wrote the same files; kept the first host's: {', '.join(clashes[:5])}")
+        return target
+
+    def _pack_into(self, tmp: Path, path: str, base: str, seen: set[str], clashes: list[str]) -> None:
         with tarfile.open(tmp, mode="w:gz") as out:
             for host, container in sorted(self.containers().items()):
                 with self._archive(container, path) as tar:
@@ -396,12 +436,6 @@ class ContractRun:
                             continue
                         seen.add(member.name)
                         out.addfile(member, tar.extractfile(member) if member.isfile() else None)
-        os.replace(tmp, target)
-        if clashes:
-            from fahr_core import ui
-
-            ui.warn(f"{target.name}: several hosts wrote the same files; kept the first host's: {', '.join(clashes[:5])}")
-        return target
 
     # -- clean up ----------------------------------------------------------------------------
 
@@ -417,13 +451,3 @@ class ContractRun:
                 network.remove()
         except Exception:
             pass
-
-
-def run_to_end(run: ContractRun, on_log: LogSink, on_status: Callable[[str], None]) -> Outcome:
-    """Follow a started run; on KeyboardInterrupt stop it and report Stopped, then re-raise."""
-    try:
-        return run.follow(on_log)
-    except KeyboardInterrupt:
-        on_status("Stopping")
-        run.stop()
-        raise

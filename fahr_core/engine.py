@@ -10,6 +10,11 @@ from fahr_core.errors import EnvironmentProblem
 @functools.lru_cache(maxsize=1)
 def client():
     """A Docker SDK client for the user's engine (``DOCKER_HOST`` honoured), checked to answer."""
+    return new_client()
+
+
+def new_client():
+    """A new client (own connection pool), checked to answer."""
     import docker  # noqa: deferred on purpose: fahr starts without importing the SDK
 
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import shutil
 import tarfile
 import tempfile
@@ -23,17 +24,26 @@ class UnsafeArchive(UsageError):
 
 
 def check_target(target: Path, overwrite: bool) -> None:
-    """Refuse a target that exists and is not an empty folder, unless ``overwrite``."""
+    """Refuse a target that cannot become the model's folder: not a folder, not empty (unless
+    ``overwrite``), or under a path where no folder can be made."""
+    target = Path(target).absolute()
     if target.exists() and not target.is_dir():
         raise UsageError(f"{target} exists and is not a folder; choose another target directory")
     if target.is_dir() and any(target.iterdir()) and not overwrite:
         raise UsageError(f"{target} is not empty; choose an empty or new folder, or pass --overwrite")
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot create {target}: {parent} is a file; choose another target directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot create {target}: {parent} is not writable; choose another target directory")
 
 
 def _check_member(member: tarfile.TarInfo) -> None:
     name = member.name
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[/\\]", name):
         raise UnsafeArchive(f"refusing archive: entry {name!r} has an absolute path")
     if ".." in parts:
         raise UnsafeArchive(f"refusing archive: entry {name!r} climbs out with '..'")
@@ -47,6 +57,19 @@ def _check_member(member: tarfile.TarInfo) -> None:
             resolved = posixpath.normpath(link)
         if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
             raise UnsafeArchive(f"refusing archive: link {name!r} -> {link!r} leads outside the target")
+
+
+def _check_folder(source: Path) -> None:
+    """The same rules as for archives, for a model that arrived as a folder of files."""
+    for path in source.rglob("*"):
+        info = tarfile.TarInfo(path.relative_to(source).as_posix())
+        if path.is_symlink():
+            info.type, info.linkname = tarfile.SYMTYPE, os.readlink(path)
+        elif path.is_char_device() or path.is_block_device():
+            info.type = tarfile.CHRTYPE
+        elif path.is_fifo():
+            info.type = tarfile.FIFOTYPE
+        _check_member(info)
 
 
 def _extract(archive: Path, into: Path) -> None:
@@ -68,13 +91,17 @@ def place(source: Path, target: Path, *, extract: bool, overwrite: bool) -> Path
     """
     target = Path(target).absolute()
     check_target(target, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.fahr-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.fahr-", dir=target.parent))
+    except OSError as exc:
+        raise UsageError(f"cannot create {target}: {exc.strerror}; choose another target directory") from None
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the model folder is an ordinary one
     try:
         if source.is_dir():
+            _check_folder(source)
             shutil.copytree(source, staging, dirs_exist_ok=True, symlinks=True)
         elif extract:
             _extract(source, staging)

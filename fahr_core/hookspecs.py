@@ -25,7 +25,7 @@ name in ``config.driver``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 import pluggy
 
@@ -92,6 +92,26 @@ def templates() -> list[Template]:
         def templates():
             here = Path(__file__).parent / "template"
             return [Template("mydriver", "A model set up to train on mydriver.", str(here))]
+    """
+
+
+@hookspec
+def check_run(config: Config, inputs: Mapping[str, str]) -> None:
+    """Check a run's configuration and inputs before anything is built or pushed.
+
+    Every implementation is called (not firstresult). Raise a :class:`fahr_core.errors.FahrError`
+    (``ConfigError``, ``UsageError``…) to refuse the run with a one-line message, so the user
+    does not wait for an image build to learn that a value is wrong.
+
+    :param config: the run's resolved configuration.
+    :param inputs: the ``--input`` channels, name -> path or URI.
+
+    Example::
+
+        @hookimpl
+        def check_run(config, inputs):
+            if config["instance_count"] < 1:
+                raise ConfigError("config.instance_count must be 1 or more")
     """
 
 

@@ -13,10 +13,10 @@ The built-in templates of ``fahr init`` write their Dockerfile and .dockerignore
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from pathlib import Path
+from typing import IO
 
 from fahr_core import __version__, ui
 from fahr_core.errors import BuildError, EnvironmentProblem, UsageError
@@ -41,7 +41,6 @@ DOCKERIGNORE = """\
 .gitignore
 .venv
 venv
-env
 .env
 .env.*
 .aws
@@ -57,9 +56,6 @@ id_rsa*
 .ruff_cache
 .ipynb_checkpoints
 checkpoints
-# fahr's own folders: models fetched and trained locally.
-model
-out
 .fahr
 """
 
@@ -108,7 +104,7 @@ def dockerfile_text(script_name: str, base_image: str, has_requirements: bool) -
         entry = json.dumps(["python", "-c", _LAUNCHER, script_name])
         entry_comment = "# Exec form: the training process is PID 1 and receives SIGTERM on stop.\n"
     return (
-        f"# Written by fahr {__version__} for {script_name}. Edit freely: fahr never overwrites\n"
+        f"{GENERATED_MARK} {__version__} for {script_name}. Edit freely: fahr never overwrites\n"
         "# it without --overwrite. `docker run IMAGE train` trains (the SageMaker contract).\n"
         f"FROM {base_image}\n"
         "ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 \\\n"
@@ -151,21 +147,38 @@ def _check_notebook(path: Path) -> None:
         raise UsageError(f"{path.name} is nbformat {data.get('nbformat')}; save it as nbformat 4")
 
 
-def prepare_context(artifact: Path, model_tag: str, base_image: str, overwrite: bool) -> BuildContext:
-    """Write the Dockerfile (and .dockerignore) when the artifact's folder has none."""
+GENERATED_MARK = "# Written by fahr"
+
+
+def prepare_context(artifact: Path, model_tag: str, base_image: str, overwrite: bool,
+                    base_image_set: bool = False) -> BuildContext:
+    """Write the Dockerfile (and a .dockerignore) when the artifact's folder has none.
+
+    An existing Dockerfile is the user's: it is used as it is. With ``overwrite`` it is
+    regenerated, and one that fahr did not write is first kept as ``Dockerfile.bak``.
+    ``base_image_set``: the user chose a base image for this run (warn when the Dockerfile in
+    use starts from another).
+    """
     folder = artifact.parent
     dockerfile = folder / "Dockerfile"
-    written = []
-    if overwrite or not dockerfile.exists():
-        text = dockerfile_text(artifact.name, base_image, (folder / "requirements.txt").is_file())
-        _write_atomically(dockerfile, text)
-        written.append(dockerfile.name)
     ignore = folder / ".dockerignore"
+    if dockerfile.exists() and not overwrite:
+        if base_image_set and f"FROM {base_image}\n" not in dockerfile.read_text(encoding="utf-8", errors="replace"):
+            ui.warn(f"config base_image={base_image} is not used: {dockerfile} has its own FROM; "
+                    "pass --overwrite to regenerate it")
+        return BuildContext(artifact=artifact, context_dir=folder, dockerfile=dockerfile, model_tag=model_tag)
+    written = [dockerfile.name]
+    if dockerfile.exists():
+        current = dockerfile.read_text(encoding="utf-8", errors="replace")
+        if not current.startswith(GENERATED_MARK):
+            backup = folder / "Dockerfile.bak"
+            _write_atomically(backup, current)
+            ui.warn(f"your Dockerfile is kept as {backup}")
+    _write_atomically(dockerfile, dockerfile_text(artifact.name, base_image, (folder / "requirements.txt").is_file()))
     if not ignore.exists():
         _write_atomically(ignore, DOCKERIGNORE)
         written.append(ignore.name)
-    if written:
-        ui.info(f"wrote {' and '.join(written)} in {folder} (edit freely; fahr keeps your changes)")
+    ui.info(f"wrote {' and '.join(written)} in {folder} (edit freely; fahr keeps your changes)")
     return BuildContext(artifact=artifact, context_dir=folder, dockerfile=dockerfile, model_tag=model_tag)
 
 
@@ -176,17 +189,18 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def _ignore_patterns(context_dir: Path) -> list[str]:
-    patterns = list(ALWAYS_EXCLUDED)
+    patterns = []
     ignore = context_dir / ".dockerignore"
     if ignore.is_file():
-        for line in ignore.read_text(encoding="utf-8").splitlines():
+        for line in ignore.read_text(encoding="utf-8", errors="replace").splitlines():
             line = line.strip()
             if line and not line.startswith("#"):
                 patterns.append(line)
-    return patterns
+    # Last, because the last matching pattern wins: a `!.env` in .dockerignore cannot undo them.
+    return patterns + list(ALWAYS_EXCLUDED)
 
 
-def context_tar(context: BuildContext) -> io.BytesIO:
+def context_tar(context: BuildContext) -> IO[bytes]:
     """The build context as a tar stream, without what .dockerignore and ALWAYS_EXCLUDED name."""
     from docker.utils import build as docker_build
 
@@ -197,6 +211,11 @@ def context_tar(context: BuildContext) -> io.BytesIO:
 
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
+# Pulling FROM failed for want of a registry: an environment problem, not a Dockerfile error.
+_UNREACHABLE = re.compile(
+    r"dial tcp|no such host|connection refused|i/o timeout|TLS handshake|server misbehaving|"
+    r"network is unreachable|Client.Timeout"
+)
 
 
 def build(context: BuildContext) -> ImageRef:
@@ -206,7 +225,6 @@ def build(context: BuildContext) -> ImageRef:
     api = engine.client().api
     reference = f"{context.model_tag}:latest"
     previous = _image_id(api, reference)
-    lines: list[str] = []
     step = ""
     steps = cached = 0
     image_id = ""
@@ -219,19 +237,21 @@ def build(context: BuildContext) -> ImageRef:
         )
         for chunk in stream:
             if "error" in chunk or "errorDetail" in chunk:
-                message = chunk.get("error") or chunk["errorDetail"].get("message", "")
-                tail = "\n".join(lines[-15:])
-                raise BuildError(
-                    f"image build failed at {step or 'the start'}: {message.strip()}"
-                    + (f"\n--- last build output ---\n{tail}" if tail else "")
-                )
+                message = " ".join((chunk.get("error") or chunk["errorDetail"].get("message", "")).split())
+                where = f"image build failed at {step or 'the start'}"
+                if step.startswith("step 1/") and _UNREACHABLE.search(message):
+                    raise EnvironmentProblem(
+                        f"{where}: the base image cannot be pulled ({message}); build or load it "
+                        "locally (scripts/ensure-base-image.sh does python:3.11-slim), or set config base_image"
+                    )
+                # The step's own output was streamed above: the error stays one line.
+                raise BuildError(f"{where}: {message}")
             text = chunk.get("stream", "")
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
             for line in text.splitlines():
                 if not line.strip():
                     continue
-                lines.append(line)
                 match = _STEP.match(line)
                 if match:
                     step = f"step {match.group(1)}/{match.group(2)} ({match.group(3)})"

@@ -9,8 +9,6 @@ breaking any plugin that builds or reads them.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -117,8 +115,3 @@ class FetchRequest:
     """Where the driver keeps artifacts (its ``output_path``), or the archive itself."""
     download_dir: Path
     """An empty folder the driver downloads ``model.tar.gz`` into."""
-
-
-def to_json(value: Any) -> str:
-    """Serialise one of the values above (used to hand a job from ``fit --detach`` to ``wait``)."""
-    return json.dumps(dataclasses.asdict(value), default=str, indent=2, sort_keys=True)

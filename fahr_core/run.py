@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
 import tempfile
 from dataclasses import dataclass
@@ -51,10 +53,16 @@ def open_session(driver: str | None, project_dir: Path, cli_config: Iterable[tup
     return Session(pm, config)
 
 
+# SageMaker's ChannelName (botocore's service model): [A-Za-z0-9.\-_]+, 1-64 characters.
+_CHANNEL = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
+
+
 def _validate_channels(inputs: Mapping[str, str]) -> None:
     for channel in inputs:
-        if not names.JOB_NAME.match(channel):
-            raise UsageError(f"--input {channel}=…: a channel name is letters, digits and '-' (e.g. train)")
+        if not _CHANNEL.match(channel) or channel in (".", ".."):
+            raise UsageError(
+                f"--input {channel}=…: a channel name is 1-64 letters, digits, '.', '-' or '_' (e.g. train)"
+            )
 
 
 def fetch_command(result_job: JobHandle, location: str) -> str:
@@ -91,7 +99,9 @@ def fit(
     session = open_session(driver, artifact.parent, cli_config)
     config, hook = session.config, session.hook
 
-    context = image.prepare_context(artifact, model_tag, config["base_image"], overwrite)
+    hook.check_run(config=config, inputs=dict(inputs))
+    context = image.prepare_context(artifact, model_tag, config["base_image"], overwrite,
+                                    base_image_set=config.sources.get("base_image") != "default")
     built = hook.build_image(context=context, config=config)
     pushed = hook.push_image(image=built, config=config)
     spec = JobSpec(
@@ -104,7 +114,7 @@ def fit(
     )
     ui.info(f"launching job {spec.job_name} on driver {config.driver!r}")
     job = hook.launch(spec=spec, config=config)
-    location = str(config.get("output_path", ""))
+    location = _location(config)
     if detach:
         ui.success(f"job {job.job_name} launched; follow it with:")
         ui.command(shlex.join(["fahr", "wait", job.job_name, "--train-driver", job.driver, *_location_flag(config)]))
@@ -118,10 +128,18 @@ def fit(
     return result
 
 
+def _location(config: cfg.Config) -> str:
+    """The driver's ``output_path`` as the user can paste it anywhere (local paths absolute)."""
+    location = str(config.get("output_path", "") or "")
+    if location and "://" not in location:
+        location = os.path.abspath(os.path.expanduser(location))
+    return location
+
+
 def _location_flag(config: cfg.Config) -> list[str]:
     """``--config.output_path=…`` when it was set for this run: ``wait`` must look in the same place."""
     if "output_path" in config and config.sources.get("output_path") != "default":
-        return [f"--config.output_path={config['output_path']}"]
+        return [f"--config.output_path={_location(config)}"]
     return []
 
 
@@ -140,11 +158,14 @@ def report(result: JobResult, config: cfg.Config) -> JobResult:
         if result.billable_seconds is not None and result.billable_seconds != result.training_seconds:
             timing += f" (billable {result.billable_seconds:.0f} s)"
     if not result.succeeded:
-        reason = result.failure_reason.strip() or "no reason given"
+        # One line: the job's output was streamed above, the full reason is in the job's record.
+        reason = " ".join(result.failure_reason.split()) or "no reason given"
+        if len(reason) > 400:
+            reason = reason[:400] + " …"
         raise JobFailed(f"job {job.job_name} {result.status.lower()}{timing}: {reason}")
     ui.success(f"job {job.job_name} completed{timing}; model at {result.model_artifact}")
     ui.info("fetch it with:")
-    ui.command(fetch_command(job, str(config.get("output_path", ""))))
+    ui.command(fetch_command(job, _location(config)))
     return result
 
 

@@ -118,3 +118,18 @@ def test_parse_cli_pairs_values_may_hold_equals():
         cfg.parse_cli_pairs(["--config.x"])
     with pytest.raises(ConfigError, match="unexpected argument"):
         cfg.parse_cli_pairs(["--nonsense"])
+
+
+def test_malformed_project_files(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[tool]\nfahr = 3\n")
+    with pytest.raises(ConfigError, match=r"\[tool.fahr\] must be a table"):
+        cfg.read_project_file(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.fahr]\nlocal = 3\n')
+    with pytest.raises(ConfigError, match=r"\[tool.fahr.local\] must be a table"):
+        cfg.resolve("local", KEYS, cfg.read_project_file(tmp_path), environ={})
+    (tmp_path / "fahr.toml").write_bytes(b"\xff\xfe[local]\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        cfg.read_project_file(tmp_path)
+    (tmp_path / "fahr.toml").write_text('driver = ["a"]\n')
+    with pytest.raises(ConfigError, match="must be a driver's name"):
+        cfg.read_project_file(tmp_path)

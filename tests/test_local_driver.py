@@ -15,6 +15,7 @@ import time
 import pytest
 
 from conftest import FAHR, run_fahr
+from fahr_core.image import DOCKERIGNORE
 
 pytestmark = pytest.mark.docker
 
@@ -118,7 +119,7 @@ def test_hyperparameters_channels_and_environment_reach_the_container(docker_eng
             "resource": json.load(open(f"{ml}/input/config/resourceconfig.json")),
             "train": sorted(os.path.relpath(os.path.join(d, f), f"{ml}/input/data/train")
                             for d, _, fs in os.walk(f"{ml}/input/data/train") for f in fs),
-            "extra": open(f"{ml}/input/data/extra/single.txt").read(),
+            "extra": open(f"{ml}/input/data/extra_set.v1/single.txt").read(),
             "env": {k: os.environ.get(k) for k in ("TRAINING_JOB_NAME", "FAHR_EXECUTION_ENVIRONMENT", "MY_FLAG")},
             "argv_ok": os.path.isdir(f"{ml}/model") and os.path.isdir(f"{ml}/output/data") and os.path.isdir(f"{ml}/checkpoints"),
             "pid": os.getpid(),
@@ -127,13 +128,13 @@ def test_hyperparameters_channels_and_environment_reach_the_container(docker_eng
         open(f"{ml}/output/data/extra.txt", "w").write("output data")
     """)
     fahr("fit", script, "--hp", "epochs=3", "--hp", "lr=0.01", "--hp", "eq=a=b",
-         "--input", f"train={data}", "--input", f"extra=file://{single}", "--env", "MY_FLAG=on", check=0)
+         "--input", f"train={data}", "--input", f"extra_set.v1=file://{single}", "--env", "MY_FLAG=on", check=0)
     [record] = job_records(jobs_dir)
     out = tmp_path / "out"
     fahr("fetch", out, "probe/train", "--job", record["job_name"], check=0)
     seen = json.loads((out / "seen.json").read_text())
     assert seen["hp"] == {"epochs": "3", "lr": "0.01", "eq": "a=b"}  # strings, as SageMaker hands them
-    assert set(seen["channels"]) == {"train", "extra"}
+    assert set(seen["channels"]) == {"train", "extra_set.v1"}  # SageMaker's channel-name rules
     assert seen["channels"]["train"]["TrainingInputMode"] == "File"
     assert seen["resource"]["current_host"] == "algo-1" and seen["resource"]["hosts"] == ["algo-1"]
     assert seen["train"] == ["a.csv", "nested/b.csv"]
@@ -223,6 +224,7 @@ def test_detach_then_wait_then_fetch(docker_engine, fahr, jobs_dir, model_dir, t
     assert f"fahr wait {job} --train-driver local" in proc.stderr
     proc = fahr("wait", job, check=0)
     assert "trained on 200 points" in proc.stdout
+    assert f"fahr fetch ./model hello/train {jobs_dir} --train-driver local --job {job}" in proc.stderr
     fahr("fetch", tmp_path / "out", "hello/train", "--job", job, check=0)
     assert (tmp_path / "out" / "model.json").is_file()
     assert_nothing_left(docker_engine, job)
@@ -244,9 +246,13 @@ def test_secrets_and_git_stay_out_of_the_image(docker_engine, fahr, jobs_dir, tm
     (folder / ".git" / "config").write_text("[core]\n")
     (folder / "deploy.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
     (folder / "data.csv").write_text("1\n")
+    (folder / "model").mkdir()  # a source package may be called `model`: it must reach the image
+    (folder / "model" / "__init__.py").write_text("")
+    # A .dockerignore cannot bring secrets back: fahr's own exclusions come last.
+    (folder / ".dockerignore").write_text(DOCKERIGNORE + "!.env\n!deploy.pem\n!.git\n")
     proc = fahr("fit", script, check=0)
     line = [l for l in proc.stdout.splitlines() if l.startswith("files:")][0]
-    assert "data.csv" in line and "train.py" in line
+    assert "data.csv" in line and "train.py" in line and "'model'" in line
     for secret in (".env", ".git", "deploy.pem"):
         assert f"'{secret}'" not in line
 
@@ -294,3 +300,90 @@ def test_gpus_without_a_gpu_runtime_is_an_environment_error(docker_engine, fahr,
     [record] = job_records(jobs_dir)
     assert record["status"] == "Failed"
     assert_nothing_left(docker_engine, record["job_name"])
+
+
+def test_overwrite_keeps_the_users_dockerfile(docker_engine, fahr, jobs_dir, model_dir):
+    mine = 'FROM python:3.11-slim\nCOPY train.py /t.py\nENTRYPOINT ["python", "/t.py"]\n'
+    (model_dir / "Dockerfile").write_text(mine)
+    proc = fahr("fit", model_dir / "train.py", "--overwrite", check=0)
+    assert f"your Dockerfile is kept as {model_dir / 'Dockerfile.bak'}" in proc.stderr
+    assert (model_dir / "Dockerfile.bak").read_text() == mine
+    assert (model_dir / "Dockerfile").read_text().startswith("# Written by fahr")
+
+
+def test_stop_after_the_end_keeps_the_model(docker_engine, fahr, jobs_dir, model_dir, tmp_path):
+    fahr("fit", model_dir / "train.py", "--detach", check=0)
+    [record] = job_records(jobs_dir)
+    job = record["job_name"]
+    [container] = docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job}"})
+    assert container.wait(timeout=120)["StatusCode"] == 0
+    proc = fahr("stop", job, check=0)
+    assert f"job {job} has already ended" in proc.stderr
+    fahr("wait", job, check=0)
+    assert job_records(jobs_dir)[0]["status"] == "Completed"
+
+
+def test_stop_a_detached_job_finishes_it(docker_engine, fahr, jobs_dir, tmp_path):
+    script = write_script(tmp_path / "long", "import time\nprint('ready', flush=True)\ntime.sleep(600)\n")
+    fahr("fit", script, "--detach", "--config.stop_timeout=5", check=0)
+    [record] = job_records(jobs_dir)
+    proc = fahr("stop", record["job_name"], "--config.stop_timeout=5", check=0)
+    assert f"stop requested for {record['job_name']}" in proc.stderr
+    [record] = job_records(jobs_dir)
+    assert record["status"] == "Stopped" and record["failure_reason"] == "Stopped by 'fahr stop'"
+    assert_nothing_left(docker_engine, record["job_name"])
+    again = fahr("stop", record["job_name"], check=0)
+    assert "has already ended" in again.stderr
+
+
+def test_the_host_that_failed_is_named(docker_engine, fahr, jobs_dir, tmp_path):
+    script = write_script(tmp_path / "onefails", """
+        import json, sys, time
+        me = json.load(open("/opt/ml/input/config/resourceconfig.json"))["current_host"]
+        if me == "algo-2":
+            print("algo-2 gives up", flush=True)
+            sys.exit(5)
+        time.sleep(600)  # the others would wait for their peer forever
+    """)
+    proc = fahr("fit", script, "--config.instance_count=3", "--config.stop_timeout=2")
+    assert proc.returncode == 1
+    [record] = job_records(jobs_dir)
+    assert record["failure_reason"].startswith("AlgorithmError: exit code 5 on algo-2")
+    assert_nothing_left(docker_engine, record["job_name"])
+
+
+def test_output_without_newlines_streams_in_slices(docker_engine, fahr, jobs_dir, tmp_path):
+    script = write_script(tmp_path / "noisy", """
+        import sys
+        sys.stdout.write("x" * (8 * 1024 * 1024))
+        sys.stdout.flush()
+    """)
+    proc = fahr("fit", script, check=0, timeout=300)
+    slices = [l for l in proc.stdout.splitlines() if l and set(l) == {"x"}]
+    assert sum(map(len, slices)) == 8 * 1024 * 1024
+    assert len(slices) >= 8 * 1024 * 1024 // (64 * 1024)
+
+
+def test_unreachable_base_image_registry_is_an_environment_error(docker_engine, fahr, jobs_dir, model_dir):
+    # A registry on loopback where nothing listens: the pull of FROM fails for want of a network.
+    proc = fahr("fit", model_dir / "train.py", "--config.base_image=127.0.0.1:9/nosuch/base:1", "--overwrite")
+    assert proc.returncode == 3, proc.stderr
+    assert "the base image cannot be pulled" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_input_is_refused_before_building(docker_engine, fahr, jobs_dir, model_dir, tmp_path):
+    proc = fahr("fit", model_dir / "train.py", "--input", f"train={tmp_path / 'nowhere'}")
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    assert "building image" not in proc.stderr and job_records(jobs_dir) == []
+    proc = fahr("fit", model_dir / "train.py", "--input", "train=s3://bucket/data")
+    assert proc.returncode == 2 and "not s3://" in proc.stderr and "building image" not in proc.stderr
+    (tmp_path / "afile").write_text("x")
+    proc = fahr("fit", model_dir / "train.py", "--fetch", tmp_path / "afile" / "sub")
+    assert proc.returncode == 2 and "is a file" in proc.stderr and job_records(jobs_dir) == []
+
+
+def test_relative_output_path_prints_an_absolute_fetch_command(docker_engine, jobs_dir, model_dir, tmp_path):
+    proc = run_fahr("fit", model_dir / "train.py", "--config.output_path=rel-jobs", cwd=tmp_path, check=0)
+    printed = [l.strip() for l in proc.stderr.splitlines() if l.strip().startswith("fahr fetch ./")]
+    assert f"hello/train {tmp_path / 'rel-jobs'} --train-driver local" in printed[0]
+    run_fahr(*printed[0].split()[1:], cwd=tmp_path / "rel-jobs", check=0)  # works from anywhere

@@ -197,7 +197,8 @@ def test_failed_job_exits_1_with_reason(tmp_path, project):
     [(["--config.record_dr=x"], "did you mean config.record_dir?"),
      (["--config.flavour=many"], "config.flavour='many' (from --config.flavour) is not a valid int"),
      (["--hp", "novalue"], "--hp 'novalue': expected --hp KEY=VALUE"),
-     (["--input", "bad_name=/x"], "a channel name is letters, digits and '-'"),
+     (["--input", "bad/name=/x"], "a channel name is 1-64 letters, digits, '.', '-' or '_'"),
+     (["--input", "..=/x"], "a channel name is 1-64 letters"),
      ([], "driver 'testdrv' needs config.record_dir")],
 )
 def test_usage_errors_are_one_line_exit_2(project, args, message):

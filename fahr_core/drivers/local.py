@@ -10,6 +10,9 @@ so that a model that trains here trains on SageMaker unchanged, and ``fahr fetch
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fcntl
 import json
 import os
 import shutil
@@ -56,7 +59,9 @@ def claims_location(location):
 
 
 def _job_dir(config, job_name: str) -> Path:
-    return Path(os.path.expanduser(config["output_path"])) / job_name
+    if not str(config["output_path"]).strip():
+        raise ConfigError("config.output_path is empty; give a folder for the jobs' artifacts")
+    return Path(os.path.abspath(os.path.expanduser(config["output_path"]))) / job_name
 
 
 def _read_record(job_dir: Path) -> dict:
@@ -106,13 +111,22 @@ def _channel_path(channel: str, value: str) -> Path:
 
 
 @hookimpl
-def launch(spec, config):
-    from fahr_core.contract import ContractRun
-
+def check_run(config, inputs):
+    if not str(config["output_path"]).strip():
+        raise ConfigError("config.output_path is empty; give a folder for the jobs' artifacts")
     if config["instance_count"] < 1:
         raise ConfigError(f"config.instance_count={config['instance_count']}: must be 1 or more")
     if config["stop_timeout"] < 0:
         raise ConfigError(f"config.stop_timeout={config['stop_timeout']}: must be 0 or more")
+    for name, value in inputs.items():
+        _channel_path(name, value)
+
+
+@hookimpl
+def launch(spec, config):
+    from fahr_core.contract import ContractRun
+
+    check_run(config, spec.inputs)
     channels = {name: str(_channel_path(name, value)) for name, value in spec.inputs.items()}
     job_dir = _job_dir(config, spec.job_name)
     try:
@@ -139,8 +153,13 @@ def launch(spec, config):
     run = ContractRun(_container_job(record, config))
     try:
         run.start(on_status=lambda status: ui.status_change(spec.job_name, status))
-    except BaseException as exc:
-        record.update(status=FAILED, failure_reason=f"could not start: {exc}", ended=time.time())
+    except BaseException as exc:  # start() removed what it had created; record how it ended
+        if isinstance(exc, KeyboardInterrupt):
+            record.update(status=STOPPED, failure_reason="Interrupted while starting")
+        else:
+            record.update(status=FAILED, failure_reason=f"Could not start: {exc}")
+        record.pop("secondary_status", None)
+        record["ended"] = time.time()
         _write_record(job_dir, record)
         raise
     record["started"] = time.time()
@@ -149,8 +168,7 @@ def launch(spec, config):
                      details={"job_dir": str(job_dir), "hosts": config["instance_count"]})
 
 
-def _result(job: JobHandle, record: dict) -> JobResult:
-    out = Path(record.get("job_dir", ""))
+def _result(job: JobHandle, job_dir: Path, record: dict) -> JobResult:
     seconds = None
     if record.get("started") and record.get("ended"):
         seconds = round(record["ended"] - record["started"], 3)
@@ -159,7 +177,7 @@ def _result(job: JobHandle, record: dict) -> JobResult:
         status=record["status"],
         failure_reason=record.get("failure_reason", ""),
         model_artifact=record.get("model_artifact", ""),
-        output_artifact=record.get("output_artifact", str(out / "output" / "output.tar.gz") if out.name else ""),
+        output_artifact=record.get("output_artifact", ""),
         training_seconds=seconds,
         billable_seconds=seconds,
     )
@@ -171,47 +189,75 @@ def wait(job, config):
 
     job_dir = _job_dir(config, job.job_name)
     record = _read_record(job_dir)
-    record["job_dir"] = str(job_dir)
+    if not job.model_tag:  # re-attached by name (`fahr wait JOB`): the record knows the tag
+        job = dataclasses.replace(job, model_tag=record["model_tag"])
     if record["status"] in FINAL_STATES:
-        return _result(job, record)
+        return _result(job, job_dir, record)
     run = ContractRun(_container_job(record, config))
     if not run.containers():
-        record.update(status=FAILED, failure_reason="its containers are gone (removed outside fahr)", ended=time.time())
-        _write_record(job_dir, record)
-        return _result(job, record)
+        record = _finish(run, job_dir, FAILED, "Its containers are gone (removed outside fahr)")
+        return _result(job, job_dir, record)
     several = record.get("instance_count", 1) > 1
     try:
         outcome = run.follow(lambda host, line: ui.log_line(line, host if several else None),
                              started_at=record.get("started"))
     except KeyboardInterrupt:
-        ui.status_change(job.job_name, "Stopping", f"SIGTERM, then SIGKILL after {config['stop_timeout']} s")
-        run.stop()
-        _finish(run, job_dir, record, STOPPED, "Stopped by the user (interrupt)")
-        ui.status_change(job.job_name, STOPPED)
+        run.reconnect()
+        codes = run.exit_codes()
+        if codes is None:
+            ui.status_change(job.job_name, "Stopping", f"SIGTERM, then SIGKILL after {config['stop_timeout']} s")
+            run.stop()
+            record = _finish(run, job_dir, STOPPED, "Stopped by the user (interrupt)")
+        else:  # every host had already ended: record how, rather than calling it stopped
+            failed = sorted(h for h, c in codes.items() if c != 0)
+            reason = run.failure_reason(failed[0], codes[failed[0]]) if failed else ""
+            record = _finish(run, job_dir, FAILED if failed else COMPLETED, reason)
+        ui.status_change(job.job_name, record["status"])
         raise
-    if _read_record(job_dir).get("stop_requested"):
-        _finish(run, job_dir, record, STOPPED, "Stopped by 'fahr stop'")
-    else:
-        _finish(run, job_dir, record, outcome.status, outcome.failure_reason)
+    record = _finish(run, job_dir, outcome.status, outcome.failure_reason)
     ui.status_change(job.job_name, record["status"])
-    return _result(job, record)
+    return _result(job, job_dir, record)
 
 
-def _finish(run, job_dir: Path, record: dict, status: str, reason: str) -> None:
-    """Pack the artifacts in SageMaker's layout, record the end, remove containers and network."""
-    try:
-        out = job_dir / "output"
-        out.mkdir(exist_ok=True)
-        if status == COMPLETED:
-            ui.status_change(record["job_name"], "Uploading", str(out))
-            record["model_artifact"] = str(run.pack("/opt/ml/model", out / "model.tar.gz"))
-        # Output data comes back whatever the ending: it is where a failed run leaves its clues.
-        record["output_artifact"] = str(run.pack("/opt/ml/output/data", out / "output.tar.gz"))
-        record.update(status=status, failure_reason=reason, ended=time.time())
-        record.pop("secondary_status", None)
-        _write_record(job_dir, record)
-    finally:
-        run.cleanup()
+@contextlib.contextmanager
+def _locked(job_dir: Path):
+    """One process at a time finishes a job (a `fit` following it and a `fahr stop`, say)."""
+    with open(job_dir / ".lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _finish(run, job_dir: Path, status: str, reason: str) -> dict:
+    """Pack the artifacts in SageMaker's layout, record the end, remove containers and network.
+
+    Idempotent: a job another process has finished is left as it is. Returns the final record.
+    """
+    with _locked(job_dir):
+        record = _read_record(job_dir)
+        if record["status"] in FINAL_STATES:
+            run.cleanup()
+            return record
+        if record.get("stop_requested") and status != COMPLETED:
+            status, reason = STOPPED, "Stopped by 'fahr stop'"
+        try:
+            out = job_dir / "output"
+            out.mkdir(exist_ok=True)
+            if status == COMPLETED:
+                ui.status_change(record["job_name"], "Uploading", str(out))
+                record["model_artifact"] = str(run.pack("/opt/ml/model", out / "model.tar.gz"))
+            # Output data comes back whatever the ending: it is where a failed run leaves its clues.
+            record["output_artifact"] = str(run.pack("/opt/ml/output/data", out / "output.tar.gz"))
+        except KeyboardInterrupt:
+            run.reconnect()
+            status, reason = STOPPED, "Interrupted while packing the artifacts"
+            record.pop("model_artifact", None)
+            raise
+        finally:
+            record.update(status=status, failure_reason=reason, ended=time.time())
+            record.pop("secondary_status", None)
+            _write_record(job_dir, record)
+            run.cleanup()
+    return record
 
 
 @hookimpl
@@ -222,9 +268,15 @@ def stop(job, config):
     record = _read_record(job_dir)
     if record["status"] in FINAL_STATES:
         return False
-    record["stop_requested"] = True
-    _write_record(job_dir, record)
-    ContractRun(_container_job(record, config)).stop()
+    run = ContractRun(_container_job(record, config))
+    if run.exit_codes() is not None:
+        return False  # it has ended already; `fahr wait` records how
+    with _locked(job_dir):
+        record = _read_record(job_dir)
+        record["stop_requested"] = True
+        _write_record(job_dir, record)
+    run.stop()
+    _finish(run, job_dir, STOPPED, "Stopped by 'fahr stop'")
     return True
 
 
