@@ -16,9 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from fahr_core import __version__
-from fahr_core.errors import EXIT_INTERRUPTED, FahrError
-
-EXIT_INTERNAL = 4
+from fahr_core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, FahrError, UsageError
 
 app = typer.Typer(
     name="fahr",
@@ -95,6 +93,21 @@ def _cli_config(ctx: typer.Context) -> list[tuple[str, str]]:
     return parse_cli_pairs(ctx.args)
 
 
+def _reorder(ctx: typer.Context, *positionals):
+    """Positional arguments as the user meant them when a ``--config.KEY=VALUE`` came first.
+
+    click hands an unknown option that precedes the positionals to the first positional slot;
+    move every ``--config.…`` into ``ctx.args`` and fill the slots in order from the rest.
+    """
+    given = [p for p in positionals if p is not None]
+    if not any(str(p).startswith("--config.") for p in given):
+        return positionals
+    words = [str(p) for p in given] + list(ctx.args)
+    ctx.args = [w for w in words if w.startswith("--config.")]
+    rest = [w for w in words if not w.startswith("--config.")]
+    return tuple(rest[i] if i < len(rest) else None for i in range(len(positionals)))
+
+
 DriverOption = Annotated[
     Optional[str],
     typer.Option("--train-driver", help="Driver to use (see 'fahr drivers'). Default: config, else 'local'."),
@@ -122,8 +135,11 @@ def fit(
     def work():
         from fahr_core import run
 
+        (artifact,) = _reorder(ctx, training_artifact)
+        if artifact is None:
+            raise UsageError("missing TRAINING_ARTIFACT: fahr fit path/to/train.py [--config.KEY=VALUE …]")
         run.fit(
-            training_artifact,
+            Path(artifact),
             driver=train_driver,
             cli_config=_cli_config(ctx),
             hyperparameters=run.parse_pairs(hp, "--hp"),
@@ -153,7 +169,10 @@ def fetch_(
     def work():
         from fahr_core import run
 
-        run.fetch(local_target_directory, model_image_tag, artifact_location, driver=train_driver,
+        target, tag, location = _reorder(ctx, local_target_directory, model_image_tag, artifact_location)
+        if tag is None:
+            raise UsageError("missing MODEL_IMAGE_TAG: fahr fetch DIR TAG [LOCATION]")
+        run.fetch(Path(target), tag, location, driver=train_driver,
                   job_name=job, extract=not no_extract, overwrite=overwrite, cli_config=_cli_config(ctx))
 
     _run(work)

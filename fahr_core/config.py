@@ -202,7 +202,8 @@ def parse_cli_pairs(args: Iterable[str]) -> list[tuple[str, str]]:
         arg = args[i]
         if not arg.startswith("--config."):
             raise ConfigError(
-                f"unexpected argument {arg!r}; configuration is given as --config.KEY=VALUE"
+                f"unexpected argument {arg!r}: see the command's --help; driver settings are "
+                "--config.KEY=VALUE, and fahr's own options (--debug) go before the command"
             )
         body = arg[len("--config."):]
         key, sep, value = body.partition("=")

@@ -12,6 +12,7 @@ EXIT_OK = 0
 EXIT_JOB_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
+EXIT_INTERNAL = 4  # a bug in fahr or a driver: any exception that is not a FahrError
 EXIT_INTERRUPTED = 130
 
 

@@ -215,3 +215,15 @@ def test_fetch_errors(tmp_path):
     assert "not empty" in line and "--overwrite" in line
     line = one_line_error(run_fahr("fetch", tmp_path / "o", "a/b", "gs://bucket/x"), 2)
     assert "no installed driver handles gs://bucket/x" in line
+
+
+def test_config_options_may_come_before_the_positionals(tmp_path, project):
+    record = tmp_path / "rec"
+    run_fahr("fit", f"--config.record_dir={record}", "--train-driver", "testdrv", project / "train.py", check=0)
+    job = steps(record)[-1]["job_name"]
+    out = tmp_path / "out"
+    run_fahr("fetch", f"--config.record_dir={record}", out, "proj/train", "--train-driver", "testdrv",
+             "--job", job, check=0)
+    assert (out / "hyperparameters.json").is_file()
+    line = one_line_error(run_fahr("fit", "--config.record_dir=x", "--train-driver", "testdrv"), 2)
+    assert "missing TRAINING_ARTIFACT" in line
