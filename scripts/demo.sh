@@ -1,26 +1,28 @@
 #!/usr/bin/env bash
-# `make demo`: train a small model with the local driver, fetch it, show where it is.
-# Runs after `make setup` (virtualenv with fahr, Docker engine, base image).
+# `make demo`: scaffold a model with `fahr init`, train it with the local driver (real Docker),
+# fetch it, show where it is. Runs after `make setup` (virtualenv, Docker engine, base image).
 set -euo pipefail
 VENV="${1:-.venv}"
-FAHR="$VENV/bin/fahr"
-cd "$(dirname "$0")/.."
+FAHR="$(cd "$(dirname "$VENV/bin/fahr")" && pwd)/fahr"
 work="$(mktemp -d "${TMPDIR:-/tmp}/fahr-demo.XXXXXX")"
-export FAHR_LOCAL_OUTPUT_PATH="$work/jobs"
+cd "$work"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "a model project: $work/hello (examples/hello/train.py, no dependencies)"
-mkdir -p "$work/hello"
-cp examples/hello/train.py "$work/hello/train.py"
+step "fahr templates"
+"$FAHR" templates
 
-step "fahr fit $work/hello/train.py --hp slope=2.5   (local driver, real Docker)"
-"$FAHR" fit "$work/hello/train.py" --hp slope=2.5 --hp intercept=-1
+step "fahr init digits-model --no-input   (template: model)"
+"$FAHR" init digits-model --no-input
+ls -A digits-model
 
-step "fahr fetch $work/model hello/train $FAHR_LOCAL_OUTPUT_PATH"
-"$FAHR" fetch "$work/model" hello/train "$FAHR_LOCAL_OUTPUT_PATH"
+step "fahr fit digits-model/train.py --hp epochs=30   (local driver; the first build installs scikit-learn)"
+"$FAHR" fit digits-model/train.py --train-driver local --config.output_path="$work/jobs" --hp epochs=30
+
+step "fahr fetch ./model digits-model/train $work/jobs"
+"$FAHR" fetch ./model digits-model/train "$work/jobs" --train-driver local
 
 step "the trained model"
-ls -l "$work/model"
-cat "$work/model/model.json"; echo
-printf '\nDone. The model is in %s/model (jobs and archives under %s).\n' "$work" "$FAHR_LOCAL_OUTPUT_PATH"
+ls -l model
+cat model/metrics.json; echo
+printf '\nDone. The model is in %s/model (jobs and archives under %s/jobs).\n' "$work" "$work"
