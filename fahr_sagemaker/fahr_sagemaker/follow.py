@@ -13,6 +13,10 @@ from fahr_core.jobs import FINAL_STATES
 from fahr_sagemaker import aws
 
 
+_AFTER_TRAINING = frozenset({"Uploading", "Completed", "Failed", "Stopping", "Stopped", "MaxRuntimeExceeded",
+                             "MaxWaitTimeExceeded", "Interrupted"})
+
+
 class LogFollower:
     """Reads new events of every log stream ``<job>/…`` of the job, in order per stream."""
 
@@ -85,18 +89,26 @@ def follow(config, job_name: str, poll_interval: float) -> dict:
     """Print status changes and logs until the job ends; the final DescribeTrainingJob."""
     logs = LogFollower(config, job_name)
     seen_status = ""
+    printed = 0
     delay = 1.0
     while True:
         info = describe(config, job_name)
         several = info.get("ResourceConfig", {}).get("InstanceCount", 1) > 1
+        # Every transition, also those that came and went between two looks (as the SDK does);
+        # the ones that end training are printed after the logs the job wrote before them.
+        transitions = info.get("SecondaryStatusTransitions") or []
+        fresh = transitions[printed:]
+        printed = max(printed, len(transitions))
+        cut = next((i for i, t in enumerate(fresh) if t["Status"] in _AFTER_TRAINING), len(fresh))
+        for transition in fresh[:cut]:
+            ui.status_change(job_name, transition["Status"], transition.get("StatusMessage", ""))
+        changed = logs.poll(several) > 0 or bool(fresh)
+        for transition in fresh[cut:]:
+            ui.status_change(job_name, transition["Status"], transition.get("StatusMessage", ""))
         secondary = info.get("SecondaryStatus", "")
-        # Logs before the status line: what the job printed comes before "Completed".
-        changed = logs.poll(several) > 0
-        if secondary and secondary != seen_status:
-            seen_status = secondary
-            transitions = info.get("SecondaryStatusTransitions") or []
-            message = transitions[-1].get("StatusMessage", "") if transitions else ""
-            ui.status_change(job_name, secondary, message)
+        if not transitions and secondary and secondary != seen_status:
+            seen_status = secondary  # a backend that reports no transitions
+            ui.status_change(job_name, secondary)
             changed = True
         if info["TrainingJobStatus"] in FINAL_STATES:
             # Log events can land shortly after the status changes: drain until quiet.
