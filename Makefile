@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup venv engine test demo benchmark clean
+.PHONY: setup venv engine test demo demo-sagemaker benchmark clean
 
 setup: venv engine
 
@@ -20,12 +20,17 @@ $(VENV)/.fahr-installed: pyproject.toml $(wildcard fahr_sagemaker/pyproject.toml
 engine:
 	bash scripts/ensure-docker.sh
 	bash scripts/ensure-base-image.sh
+	bash scripts/ensure-aws-emulation.sh >/dev/null
 
 test: setup
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
 demo: setup
 	bash scripts/demo.sh $(VENV)
+
+# The SageMaker flow against an emulated AWS on 127.0.0.1 (no AWS account needed, none used).
+demo-sagemaker: setup
+	bash scripts/demo-sagemaker.sh $(VENV)
 
 benchmark: setup
 	$(PY) benchmarks/run.py
