@@ -82,12 +82,16 @@ def test_seed_commands_verbatim_train_and_fetch(stack, tmp_path):
         "S3_ARTIFACT_FILEPATH": f"s3://{BUCKET}/seed",
         "PATH": f"{FAHR.parent}:{stack.env()['PATH']}",
     }
+    throttled = stack.throttled()
     # The two commands exactly as the seed document writes them.
     fit = subprocess.run(["bash", "-c", """fahr fit $MODEL_ARTIFACT_FILEPATH --train-driver='sagemaker' \\
         --config.output_path=$S3_ARTIFACT_DIRECTORY --config.role_name=$EXECUTION_ROLE_NAME"""],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert fit.returncode == 0, fit.stderr
     assert "trained on 200 points: slope=2.989" in fit.stdout  # the container's log, streamed
+    # The emulator refused some DescribeTrainingJob calls as throttled; boto3 retried them unseen.
+    assert stack.throttled() > throttled
+    assert "Throttl" not in fit.stderr and "Rate exceeded" not in fit.stderr
     for status in ("Starting", "Downloading", "Training", "Completed"):
         assert f": {status}" in fit.stderr
     job = fit.stderr.split("training job ", 1)[1].split()[0]

@@ -51,6 +51,9 @@ REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 SPOT_BILLING = 0.3
 STOP_TIMEOUT = int(os.environ.get("FAHR_EMU_STOP_TIMEOUT", "120"))
+# Every Nth DescribeTrainingJob is refused with ThrottlingException, as AWS does under load
+# (0: never), so that the tests see clients retry rather than fail.
+THROTTLE_EVERY = int(os.environ.get("FAHR_EMU_THROTTLE_EVERY", "0"))
 MODEL = botocore.session.get_session().get_service_model("sagemaker")
 _boto = {"config": BotoConfig(retries={"mode": "standard", "max_attempts": 3})}
 
@@ -425,6 +428,18 @@ class SageMaker:
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Lock()
         self.slots = threading.Semaphore(concurrency)
+        self.describes = 0
+        self.throttled = 0
+
+    def throttle(self, operation: str) -> None:
+        if operation != "DescribeTrainingJob" or not THROTTLE_EVERY:
+            return
+        with self.lock:
+            self.describes += 1
+            if self.describes % THROTTLE_EVERY:
+                return
+            self.throttled += 1
+        raise ApiError("ThrottlingException", "Rate exceeded")
 
     def _job(self, name: str) -> Job:
         job = self.jobs.get(name)
@@ -522,7 +537,8 @@ def make_handler(api: SageMaker):
             self.wfile.write(data)
 
         def do_GET(self):
-            self._reply(200, {"emulator": "fahr SageMaker emulator", "jobs": len(api.jobs)})
+            self._reply(200, {"emulator": "fahr SageMaker emulator", "jobs": len(api.jobs),
+                              "throttled": api.throttled})
 
         def do_POST(self):
             length = int(self.headers.get("Content-Length", 0))
@@ -534,6 +550,7 @@ def make_handler(api: SageMaker):
                     raise ApiError("UnknownOperationException", f"{operation} is not emulated", 400)
                 if "Authorization" not in self.headers:
                     raise ApiError("MissingAuthenticationTokenException", "Missing Authentication Token", 403)
+                api.throttle(operation)
                 body = json.loads(raw or b"{}")
                 check_request(operation, body)
                 self._reply(200, getattr(api, operation)(body))

@@ -133,7 +133,8 @@ class Stack:
     def _start_sagemaker(self) -> None:
         self.sagemaker_port = free_port()
         log = self.workdir / "sagemaker.log"
-        env = {**self.env(), "FAHR_EMU_STOP_TIMEOUT": os.environ.get("FAHR_EMU_STOP_TIMEOUT", "20")}
+        env = {**self.env(), "FAHR_EMU_STOP_TIMEOUT": os.environ.get("FAHR_EMU_STOP_TIMEOUT", "20"),
+               "FAHR_EMU_THROTTLE_EVERY": os.environ.get("FAHR_EMU_THROTTLE_EVERY", "4")}
         env.pop("AWS_ENDPOINT_URL_SAGEMAKER")
         self.sagemaker = subprocess.Popen(
             [sys.executable, str(HERE / "sagemaker_server.py"), "--port", str(self.sagemaker_port)],
@@ -188,6 +189,14 @@ class Stack:
         """A bucket for the artifacts and an execution role, as an account would have them."""
         self.client("s3").create_bucket(Bucket=BUCKET)
         self.client("iam").create_role(RoleName=ROLE, AssumeRolePolicyDocument=json.dumps(TRUST))
+
+    def throttled(self) -> int:
+        """How many DescribeTrainingJob calls the SageMaker emulator refused with throttling."""
+        import urllib.request
+
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, never a proxy
+        with opener.open(f"http://127.0.0.1:{self.sagemaker_port}/", timeout=5) as reply:
+            return json.load(reply)["throttled"]
 
     def manifest_puts(self) -> int:
         """How many manifests the registry has accepted (a push ends with one)."""
