@@ -360,3 +360,51 @@ def test_fetch_of_a_failed_job_says_so(stack, tmp_path):
     _one_error(result, 2, f"job {job} is Failed, it has no model to fetch")
     result = run_fahr(stack, "fetch", str(tmp_path / "m"), "nomodel/train", f"s3://{BUCKET}/nomodel", cwd=tmp_path)
     _one_error(result, 2, "no completed job of 'nomodel/train'")
+
+
+# -- a job name that is taken -------------------------------------------------------------------------
+
+
+def _driver_module():
+    """The installed driver package (the repository root's fahr_sagemaker/ folder must not shadow it)."""
+    import importlib
+    import sys
+
+    if not getattr(sys.modules.get("fahr_sagemaker"), "__file__", None):
+        sys.modules.pop("fahr_sagemaker", None)
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fahr_sagemaker"))
+    return importlib.import_module("fahr_sagemaker")
+
+
+def test_job_name_collision_is_one_line_exit_2(stack, tmp_path, monkeypatch):
+    model = write_model(tmp_path, "collide", HELLO)
+    first = run_fahr(stack, "fit", str(model), *sagemaker_args(), "--detach", cwd=tmp_path)
+    assert first.code == 0, first.output
+    job = job_name_of(first)
+    assert f"fahr wait {job} --train-driver sagemaker" in first.stderr
+    image = _describe(stack, job)["AlgorithmSpecification"]["TrainingImage"]
+
+    # The launch hook itself, in this process, against the same emulated AWS (nothing patched):
+    # SageMaker answers ResourceInUse for a name that exists, and the driver says so in one line.
+    for var in [v for v in __import__("os").environ if v.startswith("AWS_")]:
+        monkeypatch.delenv(var)
+    for var, value in stack.env().items():
+        if var.startswith("AWS_"):
+            monkeypatch.setenv(var, value)
+    driver = _driver_module()
+    from fahr_core import config as cfg
+    from fahr_core.errors import UsageError
+    from fahr_core.jobs import ImageRef, JobSpec
+    from fahr_sagemaker import aws
+
+    aws._session.cache_clear()
+    aws._client.cache_clear()
+    config = cfg.resolve("sagemaker", driver.config_keys(), cfg.ProjectFile(None, {}),
+                         [("output_path", f"s3://{BUCKET}/models"), ("role_name", ROLE)], environ={})
+    name, digest = image.split("@")
+    spec = JobSpec(job_name=job, model_tag="collide/train", image=ImageRef(name=name, digest=digest))
+    with pytest.raises(UsageError, match=f"a training job named {job} already exists") as info:
+        driver.launch(spec=spec, config=config)
+    assert info.value.exit_code == 2
+    aws._session.cache_clear()
+    aws._client.cache_clear()

@@ -430,14 +430,19 @@ class SageMaker:
         self.slots = threading.Semaphore(concurrency)
         self.describes = 0
         self.throttled = 0
+        self.throttled_jobs: set[str] = set()
 
-    def throttle(self, operation: str) -> None:
+    def throttle(self, operation: str, body: dict) -> None:
+        """Refuse the first DescribeTrainingJob of each job, and every Nth after, as throttled."""
         if operation != "DescribeTrainingJob" or not THROTTLE_EVERY:
             return
         with self.lock:
             self.describes += 1
-            if self.describes % THROTTLE_EVERY:
+            name = body.get("TrainingJobName", "")
+            first = name in self.jobs and name not in self.throttled_jobs
+            if not first and self.describes % THROTTLE_EVERY:
                 return
+            self.throttled_jobs.add(name)
             self.throttled += 1
         raise ApiError("ThrottlingException", "Rate exceeded")
 
@@ -550,8 +555,8 @@ def make_handler(api: SageMaker):
                     raise ApiError("UnknownOperationException", f"{operation} is not emulated", 400)
                 if "Authorization" not in self.headers:
                     raise ApiError("MissingAuthenticationTokenException", "Missing Authentication Token", 403)
-                api.throttle(operation)
                 body = json.loads(raw or b"{}")
+                api.throttle(operation, body)
                 check_request(operation, body)
                 self._reply(200, getattr(api, operation)(body))
             except ApiError as exc:
