@@ -408,3 +408,67 @@ def test_job_name_collision_is_one_line_exit_2(stack, tmp_path, monkeypatch):
     assert info.value.exit_code == 2
     aws._session.cache_clear()
     aws._client.cache_clear()
+
+
+# -- inputs, environment, checkpoints, uncompressed output ----------------------------------------------
+
+CHANNELS = """\
+import json, os
+from pathlib import Path
+data = Path("/opt/ml/input/data")
+config = json.loads(Path("/opt/ml/input/config/inputdataconfig.json").read_text())
+listing = {ch: sorted(p.relative_to(data / ch).as_posix() for p in (data / ch).rglob("*") if p.is_file())
+           for ch in sorted(config)}
+print("channels", json.dumps(listing, sort_keys=True), flush=True)
+print("greeting", os.environ.get("GREETING"), flush=True)
+model = Path("/opt/ml/model")
+(model / "nested").mkdir(parents=True, exist_ok=True)
+(model / "listing.json").write_text(json.dumps(listing))
+(model / "nested" / "weights.bin").write_bytes(b"\\x00\\x01" * 1000)
+"""
+
+
+def test_inputs_env_checkpoints_and_uncompressed_output(stack, tmp_path):
+    model = write_model(tmp_path, "channels", CHANNELS)
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.txt").write_text("a")
+    (data / "sub" / "b.txt").write_text("b")
+    stack.client("s3").put_object(Bucket=BUCKET, Key="shared/c.txt", Body=b"c")
+    result = run_fahr(stack, "fit", str(model), *sagemaker_args("channels"),
+                      "--input", f"train={data}", "--input", f"extra=s3://{BUCKET}/shared",
+                      "--env", "GREETING=hello", "--config.checkpoint_s3_uri=s3://fahr-emulated/ckpt",
+                      "--config.tags=team=ml", "--fetch", str(tmp_path / "model"), cwd=tmp_path)
+    assert result.code == 0, result.output
+    assert 'channels {"extra": ["c.txt"], "train": ["a.txt", "sub/b.txt"]}' in result.stdout
+    assert "greeting hello" in result.stdout
+    job = job_name_of(result)
+    keys = {o["Key"] for o in stack.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"channels/{job}/input/")["Contents"]}
+    assert keys == {f"channels/{job}/input/train/a.txt", f"channels/{job}/input/train/sub/b.txt"}
+    info = _describe(stack, job)
+    uris = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in info["InputDataConfig"]}
+    assert uris == {"train": f"s3://{BUCKET}/channels/{job}/input/train/", "extra": f"s3://{BUCKET}/shared/"}
+    assert info["CheckpointConfig"] == {"S3Uri": "s3://fahr-emulated/ckpt"}
+    assert info["Environment"]["GREETING"] == "hello"
+    assert json.loads((tmp_path / "model" / "listing.json").read_text())["train"] == ["a.txt", "sub/b.txt"]
+
+    # A job whose output is not compressed (CompressionType NONE): fetch packs the files itself.
+    sm = stack.client("sagemaker")
+    plain = f"{job[:40]}-plain"
+    sm.create_training_job(
+        TrainingJobName=plain, AlgorithmSpecification=info["AlgorithmSpecification"], RoleArn=info["RoleArn"],
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/channels", "CompressionType": "NONE"},
+        ResourceConfig=info["ResourceConfig"], StoppingCondition={"MaxRuntimeInSeconds": 600},
+        InputDataConfig=info["InputDataConfig"], Environment=info["Environment"],
+    )
+    deadline = time.monotonic() + 120
+    while (status := sm.describe_training_job(TrainingJobName=plain)["TrainingJobStatus"]) == "InProgress":
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    assert status == "Completed"
+    assert sm.describe_training_job(TrainingJobName=plain)["ModelArtifacts"]["S3ModelArtifacts"].endswith("/output/model/")
+    fetched = run_fahr(stack, "fetch", str(tmp_path / "plain"), "channels/train", f"s3://{BUCKET}/channels",
+                       "--job", plain, cwd=tmp_path)
+    assert fetched.code == 0, fetched.output
+    assert (tmp_path / "plain" / "nested" / "weights.bin").read_bytes() == b"\x00\x01" * 1000
+    assert json.loads((tmp_path / "plain" / "listing.json").read_text())["extra"] == ["c.txt"]

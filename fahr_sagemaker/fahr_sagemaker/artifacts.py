@@ -117,6 +117,11 @@ def newest_completed(config, model_tag: str, location: aws.S3Uri) -> dict:
     summaries.sort(key=lambda s: s["CreationTime"], reverse=True)
     ui.info(f"{len(summaries)} completed jobs named {stem}-… ({pages} page{'s' * (pages > 1)}); "
             f"looking for the newest under {location.uri}")
+    # Jobs write <location>/<job>/output/: the job folders present there narrow the candidates
+    # to describe to one or two, however many jobs the account holds.
+    present = _job_folders(config, location)
+    if present is not None:
+        summaries = [s for s in summaries if s["TrainingJobName"] in present]
     for summary in summaries:
         info = describe(config, summary["TrainingJobName"])
         out = aws.parse_s3(info["OutputDataConfig"]["S3OutputPath"], "S3OutputPath")
@@ -127,6 +132,23 @@ def newest_completed(config, model_tag: str, location: aws.S3Uri) -> dict:
         f"no completed job of {model_tag!r} under {location.uri} in {aws.region_of(config)}; "
         "train it first with 'fahr fit', or pass --job NAME"
     )
+
+
+def _job_folders(config, location: aws.S3Uri) -> set[str] | None:
+    """The names of the folders directly under ``location``; None when they cannot be listed."""
+    from botocore import exceptions as bex
+
+    s3 = aws.client(config, "s3")
+    prefix = f"{location.prefix}/" if location.prefix else ""
+    found: set[str] = set()
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix, Delimiter="/"):
+            found.update(p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", []))
+    except bex.ClientError as exc:
+        if aws.error_code(exc) in ("AccessDenied", "403"):
+            return None  # no s3:ListBucket: describe the candidates one by one instead
+        raise
+    return found
 
 
 def job_for_fetch(config, model_tag: str, job_name: str | None, location: aws.S3Uri | None) -> dict:

@@ -59,6 +59,15 @@ def _wait_port(port: int, proc: subprocess.Popen, what: str, log: Path, timeout:
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
+def _die_with_parent() -> None:
+    """Run in the child before exec: get SIGTERM when the test process dies, however it dies."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _stop(proc: subprocess.Popen | None) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -102,6 +111,7 @@ class Stack:
         self.moto = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.moto_port)],
             stdout=open(log, "w"), stderr=subprocess.STDOUT, env=self._base_env(),
+            preexec_fn=_die_with_parent,
         )
         _wait_port(self.moto_port, self.moto, "moto server", log)
 
@@ -123,7 +133,8 @@ class Stack:
             "auth": {"htpasswd": {"realm": "fahr-emulated-ecr", "path": str(self.state / "htpasswd")}},
         }))
         self.registry = subprocess.Popen(["docker-registry", "serve", str(config)],
-                                         stdout=open(self.registry_log, "a"), stderr=subprocess.STDOUT)
+                                         stdout=open(self.registry_log, "a"), stderr=subprocess.STDOUT,
+                                         preexec_fn=_die_with_parent)
         _wait_port(443, self.registry, "docker-registry", self.registry_log)
 
     def stop_registry(self) -> None:
@@ -139,6 +150,7 @@ class Stack:
         self.sagemaker = subprocess.Popen(
             [sys.executable, str(HERE / "sagemaker_server.py"), "--port", str(self.sagemaker_port)],
             stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env,
+            preexec_fn=_die_with_parent,
         )
         _wait_port(self.sagemaker_port, self.sagemaker, "SageMaker emulator", log)
 
