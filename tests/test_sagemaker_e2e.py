@@ -281,6 +281,20 @@ def test_registry_unreachable_is_an_environment_problem(stack, tmp_path):
     _one_error(result, 3, "registry unreachable")
 
 
+def test_registry_refusing_the_login_is_an_environment_problem(stack, tmp_path):
+    model = write_model(tmp_path, "refused", HELLO)
+    other = tmp_path / "htpasswd"
+    subprocess.run(["htpasswd", "-Bbc", str(other), "AWS", "not-the-token"], check=True, capture_output=True)
+    stack.stop_registry()
+    try:
+        stack.start_registry(htpasswd=other)
+        result = run_fahr(stack, "fit", str(model), *sagemaker_args(), cwd=tmp_path)
+    finally:
+        stack.stop_registry()
+        stack.start_registry()
+    _one_error(result, 3, "registry refused logging in to registry 123456789012.dkr.ecr.us-east-1.amazonaws.com")
+
+
 # -- several instances --------------------------------------------------------------------------------
 
 

@@ -115,8 +115,11 @@ class Stack:
         )
         _wait_port(self.moto_port, self.moto, "moto server", log)
 
-    def start_registry(self) -> None:
-        """The registry on 127.0.0.1:443 (TLS, htpasswd), storage in the work folder."""
+    def start_registry(self, htpasswd: Path | None = None) -> None:
+        """The registry on 127.0.0.1:443 (TLS, htpasswd), storage in the work folder.
+
+        ``htpasswd`` replaces the file holding moto's token password (to test a refused login).
+        """
         try:
             with socket.create_connection(("127.0.0.1", 443), timeout=0.5):
                 raise RuntimeError("127.0.0.1:443 is taken: another registry (an earlier run?) is listening")
@@ -130,7 +133,7 @@ class Stack:
                         "delete": {"enabled": True}},
             "http": {"addr": "127.0.0.1:443",
                      "tls": {"certificate": str(self.state / "cert.pem"), "key": str(self.state / "key.pem")}},
-            "auth": {"htpasswd": {"realm": "fahr-emulated-ecr", "path": str(self.state / "htpasswd")}},
+            "auth": {"htpasswd": {"realm": "fahr-emulated-ecr", "path": str(htpasswd or self.state / "htpasswd")}},
         }))
         self.registry = subprocess.Popen(["docker-registry", "serve", str(config)],
                                          stdout=open(self.registry_log, "a"), stderr=subprocess.STDOUT,
