@@ -255,14 +255,14 @@ def check_local(config) -> S3Uri:
     return output
 
 
-_checked: dict[int, Checked] = {}
+_checked: dict[int, tuple[object, Checked]] = {}
 
 
 def preflight(config) -> Checked:
     """Check configuration, credentials, bucket and role once per run, before pushing anything."""
     key = id(config)
-    if key in _checked:
-        return _checked[key]
+    if key in _checked and _checked[key][0] is config:
+        return _checked[key][1]
     output = check_local(config)
     region = region_of(config)
     with translated("checking the AWS credentials (sts:GetCallerIdentity)"):
@@ -270,7 +270,7 @@ def preflight(config) -> Checked:
     check_bucket(config, output, "config.output_path")
     role_arn = resolve_role(config, account)
     checked = Checked(account=account, region=region, role_arn=role_arn, output=output)
-    _checked[key] = checked
+    _checked[key] = (config, checked)  # the config is kept alive, so its id stays its own
     return checked
 
 
