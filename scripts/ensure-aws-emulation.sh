@@ -35,18 +35,27 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+need_root() {
+    if [ ! -w "$1" ]; then
+        echo "ensure-aws-emulation: cannot write $1; run this script once as root ($2)" >&2
+        exit 3
+    fi
+}
+
 if ! grep -qE "^127\.0\.0\.1[[:space:]]+$HOST([[:space:]]|$)" /etc/hosts; then
+    need_root /etc/hosts "it maps $HOST to 127.0.0.1"
     echo "127.0.0.1 $HOST" >>/etc/hosts
 fi
 
-mkdir -p "$STATE"
+mkdir -p "$STATE" 2>/dev/null || need_root "$(dirname "$STATE")" "it keeps the registry's certificate there"
 if [ ! -s "$STATE/cert.pem" ] || [ ! -s "$STATE/key.pem" ]; then
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=$HOST" \
         -addext "subjectAltName=DNS:$HOST" \
         -keyout "$STATE/key.pem" -out "$STATE/cert.pem" >/dev/null 2>&1
 fi
-mkdir -p "/etc/docker/certs.d/$HOST"
 if ! cmp -s "$STATE/cert.pem" "/etc/docker/certs.d/$HOST/ca.crt"; then
+    mkdir -p "/etc/docker/certs.d/$HOST" 2>/dev/null || true
+    need_root "/etc/docker/certs.d/$HOST" "the Docker engine trusts the registry's certificate from there"
     cp "$STATE/cert.pem" "/etc/docker/certs.d/$HOST/ca.crt"
 fi
 if [ ! -s "$STATE/htpasswd" ] || ! htpasswd -vb "$STATE/htpasswd" AWS "$ACCOUNT-auth-token" >/dev/null 2>&1; then

@@ -30,6 +30,7 @@ EXECUTION_ENVIRONMENT = "sagemaker"
 
 @hookimpl
 def config_keys():
+    """The driver's configuration keys (see docs/sagemaker.md, "Configuration")."""
     return [
         # Required to fit, not to wait, stop or fetch: checked when a job is pushed or launched.
         ConfigKey("output_path", str, "",
@@ -54,11 +55,13 @@ def config_keys():
 
 @hookimpl
 def claims_location(location):
+    """``s3://…`` locations are this driver's: ``fahr fetch DIR TAG s3://…`` picks it."""
     return True if urlparse(location).scheme == "s3" else None
 
 
 @hookimpl
 def push_image(image, config):
+    """Check the configuration, then push the image to ECR unless it is there already."""
     from fahr_sagemaker import aws, ecr
 
     aws.preflight(config)  # fail on configuration before spending minutes on a push
@@ -67,6 +70,7 @@ def push_image(image, config):
 
 @hookimpl
 def launch(spec, config):
+    """CreateTrainingJob for ``spec``: the image by digest, File mode, inputs, spot, tags."""
     from botocore import exceptions as bex
 
     from fahr_sagemaker import artifacts, aws
@@ -141,6 +145,7 @@ def launch(spec, config):
 
 @hookimpl
 def wait(job, config):
+    """Follow the job to its end; Ctrl-C detaches (the job keeps running) and re-raises."""
     from fahr_sagemaker import follow
 
     interval = max(1.0, float(config["poll_interval"]))
@@ -183,6 +188,7 @@ def _detached(job, config) -> None:
 
 @hookimpl
 def stop(job, config):
+    """StopTrainingJob; False when the job has already ended."""
     from botocore import exceptions as bex
 
     from fahr_sagemaker import aws, follow
@@ -202,6 +208,7 @@ def stop(job, config):
 
 @hookimpl
 def fetch(request, config):
+    """Download the model of a job, or of the newest completed job of a tag, or an archive."""
     from fahr_sagemaker import artifacts, aws
 
     location = request.location or config.get("output_path") or ""

@@ -52,9 +52,11 @@ class S3Uri:
 
     @property
     def uri(self) -> str:
+        """``s3://bucket/prefix``."""
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
     def join(self, *parts: str) -> "S3Uri":
+        """This location with ``parts`` appended as key components."""
         keys = [p.strip("/") for p in (self.prefix, *parts) if p and p.strip("/")]
         return S3Uri(self.bucket, "/".join(keys))
 
@@ -127,6 +129,7 @@ def _client(profile, region, service):
 
 
 def region_of(config) -> str:
+    """The region the run's session resolved."""
     return session(config).region_name
 
 
@@ -134,10 +137,12 @@ def region_of(config) -> str:
 
 
 def error_code(exc) -> str:
+    """The AWS error code of a botocore ClientError ('' for other exceptions)."""
     return getattr(exc, "response", {}).get("Error", {}).get("Code", "") or ""
 
 
 def error_message(exc) -> str:
+    """AWS's own message of a botocore ClientError."""
     return getattr(exc, "response", {}).get("Error", {}).get("Message", "") or str(exc)
 
 
@@ -334,5 +339,6 @@ def console_urls(region: str, job_name: str) -> tuple[str, str]:
 
 
 def usage_if_not_s3(location: str) -> None:
+    """Refuse an artifact location that is not ``s3://…`` (exit 2)."""
     if urlparse(location).scheme != "s3":
         raise UsageError(f"{location!r} is not an S3 location; the sagemaker driver fetches from s3://bucket/prefix")
