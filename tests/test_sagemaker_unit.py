@@ -66,6 +66,36 @@ def test_driver_is_listed_and_nothing_heavy_is_imported_for_help_and_drivers():
     assert any(line.startswith("sagemaker ") and "fahr-sagemaker" in line for line in out.splitlines())
 
 
+def test_without_fahr_sagemaker_the_driver_is_absent_and_fit_says_how_to_install(tmp_path):
+    # A view of this environment's site-packages without the fahr-sagemaker distribution: what
+    # `pip install fahr` alone gives (fahr's own dependencies include no boto3, see above).
+    import sysconfig
+
+    view = tmp_path / "site-packages"
+    view.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if "fahr_sagemaker" not in entry.name:
+            (view / entry.name).symlink_to(entry)
+    runner = ("import site, sys; site.addsitedir(sys.argv.pop(1)); sys.argv[0] = 'fahr'; "
+              "from fahr_core.cli import main; main()")
+
+    def fahr(*args):
+        return subprocess.run([sys.executable, "-S", "-c", runner, str(view), *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+
+    drivers = fahr("drivers")
+    assert drivers.returncode == 0, drivers.stderr
+    listed = [line.split()[0] for line in drivers.stdout.splitlines()]
+    assert "local" in listed and "sagemaker" not in listed
+    model = tmp_path / "m" / "train.py"
+    model.parent.mkdir()
+    model.write_text("print('hi')\n")
+    fit = fahr("fit", str(model), "--train-driver", "sagemaker")
+    assert fit.returncode == 2, fit.stderr
+    assert "pip install fahr-sagemaker" in fit.stderr
+    assert "Traceback" not in fit.stderr
+
+
 def test_claims_only_s3_locations():
     assert fahr_sagemaker.claims_location("s3://bucket/models") is True
     assert fahr_sagemaker.claims_location("/tmp/models") is None
