@@ -271,6 +271,14 @@ def test_no_credentials_is_an_environment_problem(stack, tmp_path):
     _one_error(result, 3, "no AWS credentials found")
 
 
+def test_invalid_or_expired_credentials_are_an_environment_problem(stack, tmp_path):
+    model = write_model(tmp_path, "badcreds", HELLO)
+    with stack.checking_moto() as endpoint:
+        env = {**stack.env(), "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "AKIAREVOKEDKEY000000"}
+        result = run_fahr(stack, "fit", str(model), *sagemaker_args(), cwd=tmp_path, env=env)
+    _one_error(result, 3, "AWS rejected the credentials", "InvalidClientTokenId")
+
+
 def test_registry_unreachable_is_an_environment_problem(stack, tmp_path):
     model = write_model(tmp_path, "noregistry", HELLO)
     stack.stop_registry()

@@ -16,6 +16,7 @@ environment set, then stops the stack (used by ``make demo-sagemaker``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -156,6 +157,24 @@ class Stack:
             preexec_fn=_die_with_parent,
         )
         _wait_port(self.sagemaker_port, self.sagemaker, "SageMaker emulator", log)
+
+    @contextlib.contextmanager
+    def checking_moto(self):
+        """A second moto server that checks credentials (moto's INITIAL_NO_AUTH_ACTION_COUNT=0):
+        unknown access keys get InvalidClientTokenId, as expired or revoked keys do on AWS.
+        Yields its endpoint URL."""
+        port = free_port()
+        log = self.workdir / "moto-checking.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=open(log, "w"), stderr=subprocess.STDOUT,
+            env={**self._base_env(), "INITIAL_NO_AUTH_ACTION_COUNT": "0"}, preexec_fn=_die_with_parent,
+        )
+        try:
+            _wait_port(port, proc, "moto server (checking credentials)", log)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            _stop(proc)
 
     def stop(self) -> None:
         for proc in (self.sagemaker, self.registry, self.moto):
