@@ -193,9 +193,20 @@ def test_ctrl_c_detaches_then_stop_and_wait(stack, tmp_path):
     waited = run_fahr(stack, "wait", job, "--train-driver", "sagemaker", "--config.poll_interval=1", cwd=tmp_path)
     assert waited.code == 1, waited.output
     assert "Stopped" in waited.stderr and f"job {job} stopped" in waited.stderr
+    assert "stopped by StopTrainingJob" in waited.stderr
     assert _describe(stack, job)["TrainingJobStatus"] == "Stopped"
     again = run_fahr(stack, "stop", job, "--train-driver", "sagemaker", cwd=tmp_path)
     assert again.code == 0 and "already ended" in again.stderr
+
+
+def test_max_run_stops_the_job(stack, tmp_path):
+    model = write_model(tmp_path, "maxrun", SLOW)
+    result = run_fahr(stack, "fit", str(model), *sagemaker_args(), "--config.max_run=4", cwd=tmp_path)
+    _one_error(result, 1, "stopped", "MaxRuntimeExceeded: it ran longer than max_run (4 s)")
+    assert "tick 1" in result.stdout
+    assert ": MaxRuntimeExceeded" in result.stderr
+    info = _describe(stack, job_name_of(result))
+    assert (info["TrainingJobStatus"], info["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
 
 
 # -- configuration and environment errors: one line, documented exit code ---------------------------

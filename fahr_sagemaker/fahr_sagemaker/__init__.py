@@ -160,7 +160,14 @@ def wait(job, config):
         ui.info(timing)
     reason = info.get("FailureReason", "")
     if status == STOPPED and not reason:
-        reason = "stopped (StopTrainingJob, or the stopping condition was reached)"
+        secondary = info.get("SecondaryStatus", "")
+        limits = info.get("StoppingCondition", {})
+        reason = {
+            "MaxRuntimeExceeded": f"MaxRuntimeExceeded: it ran longer than max_run "
+                                  f"({limits.get('MaxRuntimeInSeconds')} s)",
+            "MaxWaitTimeExceeded": f"MaxWaitTimeExceeded: no spot capacity within max_wait "
+                                   f"({limits.get('MaxWaitTimeInSeconds')} s)",
+        }.get(secondary, "stopped by StopTrainingJob ('fahr stop' or the console)")
     output = info.get("OutputDataConfig", {}).get("S3OutputPath", "").rstrip("/")
     return JobResult(
         job=job,

@@ -201,6 +201,7 @@ class Job:
         self.started: float | None = None
         self.ended: float | None = None
         self.stop_requested = False
+        self.max_runtime_exceeded = False
         self.run: ContractRun | None = None
         self.lock = threading.Lock()
         self.output = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
@@ -216,11 +217,12 @@ class Job:
             self.transitions.append({"Status": status, "StartTime": now, "StatusMessage": message})
             self.modified = now
 
-    def finish(self, status: str, reason: str = "") -> None:
+    def finish(self, status: str, reason: str = "", secondary: str = "") -> None:
         self.ended = self.ended or time.time()
-        self.set_secondary(status, {"Completed": "Training job completed",
-                                    "Stopped": "Training job stopped",
-                                    "Failed": "Training job failed"}[status])
+        messages = {"Completed": "Training job completed", "Stopped": "Training job stopped",
+                    "Failed": "Training job failed",
+                    "MaxRuntimeExceeded": "Training job stopped: MaxRuntimeInSeconds reached"}
+        self.set_secondary(secondary or status, messages[secondary or status])
         with self.lock:
             self.transitions[-1]["EndTime"] = self.ended
             self.status = status
@@ -402,7 +404,18 @@ def _run_job(job: Job) -> None:
                 job.set_secondary("Training", "Training image download completed. Training in progress.")
                 if job.stop_requested:
                     run.stop()
-                outcome = run.follow(sink, started_at=job.started)
+
+                def expire() -> None:  # StoppingCondition.MaxRuntimeInSeconds reached
+                    job.max_runtime_exceeded = True
+                    run.stop()
+
+                limit = threading.Timer(r["StoppingCondition"].get("MaxRuntimeInSeconds", 86400), expire)
+                limit.daemon = True
+                limit.start()
+                try:
+                    outcome = run.follow(sink, started_at=job.started)
+                finally:
+                    limit.cancel()
             finally:
                 sink.close()
             job.ended = time.time()
@@ -410,7 +423,9 @@ def _run_job(job: Job) -> None:
             job.set_secondary("Uploading", "Uploading generated training model")
             _upload(job, run, folder)
             run.cleanup()
-            if stopped:
+            if job.max_runtime_exceeded and not stopped:
+                job.finish("Stopped", secondary="MaxRuntimeExceeded")
+            elif stopped:
                 job.finish("Stopped")
             elif outcome.status == "Completed":
                 job.finish("Completed")
