@@ -177,10 +177,11 @@ def test_clients_retry_throttling_adaptively(monkeypatch):
 # -- errors ----------------------------------------------------------------------------------------
 
 
-def _client_error(code, message="msg"):
+def _client_error(code, message="msg", status=400):
     from botocore.exceptions import ClientError
 
-    return ClientError({"Error": {"Code": code, "Message": message}}, "AnOperation")
+    return ClientError({"Error": {"Code": code, "Message": message},
+                        "ResponseMetadata": {"HTTPStatusCode": status}}, "AnOperation")
 
 
 @pytest.mark.parametrize("exc, kind, code, message", [
@@ -191,6 +192,7 @@ def _client_error(code, message="msg"):
     (("InvalidClientTokenId", "bad"), EnvironmentProblem, 3, "AWS rejected the credentials"),
     (("ValidationException", "1 validation error"), ConfigError, 2, "1 validation error"),
     (("AccessDeniedException", "not allowed"), ConfigError, 2, "access denied"),
+    (("InternalFailure", "oops", 500), EnvironmentProblem, 3, "AWS failed while doing something"),
 ])
 def test_botocore_errors_become_one_line_fahr_errors(exc, kind, code, message):
     from botocore import exceptions as bex

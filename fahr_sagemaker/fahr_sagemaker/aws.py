@@ -189,6 +189,8 @@ def translated(what: str):
             raise ConfigError(f"access denied while {what}: {message}") from exc
         if code in _THROTTLING:
             raise EnvironmentProblem(f"AWS kept throttling while {what}, even after retries: {message}") from exc
+        if getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
+            raise EnvironmentProblem(f"AWS failed while {what} ({code}: {message}); retry later") from exc
         raise ConfigError(f"AWS refused {what}: {code}: {message}") from exc
     except bex.BotoCoreError as exc:
         raise EnvironmentProblem(f"AWS SDK error while {what}: {exc}") from exc
