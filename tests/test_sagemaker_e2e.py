@@ -102,6 +102,8 @@ def test_seed_commands_verbatim_train_and_fetch(stack, tmp_path):
     assert info["Environment"]["FAHR_EXECUTION_ENVIRONMENT"] == "sagemaker"
     assert info["RoleArn"] == f"arn:aws:iam::123456789012:role/{ROLE}"
     assert info["ResourceConfig"]["InstanceType"] == "ml.c4.2xlarge"
+    tags = {t["Key"]: t["Value"] for t in stack.client("sagemaker").list_tags(ResourceArn=info["TrainingJobArn"])["Tags"]}
+    assert tags == {"fahr:model-tag": "hello/train", "fahr:version": "0.1.0"}
     keys = {o["Key"] for o in stack.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"seed/{job}/")["Contents"]}
     assert keys == {f"seed/{job}/output/model.tar.gz", f"seed/{job}/output/output.tar.gz"}
     streams = stack.client("logs").describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
@@ -483,6 +485,8 @@ def test_inputs_env_checkpoints_and_uncompressed_output(stack, tmp_path):
     assert uris == {"train": f"s3://{BUCKET}/channels/{job}/input/train/", "extra": f"s3://{BUCKET}/shared/"}
     assert info["CheckpointConfig"] == {"S3Uri": "s3://fahr-emulated/ckpt"}
     assert info["Environment"]["GREETING"] == "hello"
+    tags = {t["Key"]: t["Value"] for t in stack.client("sagemaker").list_tags(ResourceArn=info["TrainingJobArn"])["Tags"]}
+    assert tags["team"] == "ml" and tags["fahr:model-tag"] == "channels/train"
     assert json.loads((tmp_path / "model" / "listing.json").read_text())["train"] == ["a.txt", "sub/b.txt"]
 
     # A job whose output is not compressed (CompressionType NONE): fetch packs the files itself.

@@ -3,7 +3,7 @@
 moto marks every training job Completed at once and runs nothing, so fahr's tests talk to this
 server instead, through ``AWS_ENDPOINT_URL_SAGEMAKER``. It speaks SageMaker's JSON protocol
 (``X-Amz-Target: SageMaker.<Operation>``) and implements CreateTrainingJob, DescribeTrainingJob,
-StopTrainingJob and ListTrainingJobs:
+StopTrainingJob and ListTrainingJobs (and ListTags, to read a job's tags back):
 
 - requests are validated against botocore's own service model (required members, types, enums,
   lengths, ranges, patterns), and the errors look like AWS's (``ValidationException``,
@@ -510,6 +510,13 @@ class SageMaker:
         if job.run is not None:
             threading.Thread(target=job.run.stop, daemon=True).start()
         return {}
+
+    def ListTags(self, body: dict) -> dict:
+        with self.lock:
+            job = next((j for j in self.jobs.values() if j.arn == body["ResourceArn"]), None)
+        if job is None:
+            raise ApiError("ValidationException", f"Resource {body['ResourceArn']} not found.")
+        return {"Tags": job.request.get("Tags", [])}
 
     def ListTrainingJobs(self, body: dict) -> dict:
         with self.lock:
