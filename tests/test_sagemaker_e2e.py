@@ -400,17 +400,6 @@ def test_fetch_of_a_failed_job_says_so(stack, tmp_path):
 # -- a job name that is taken -------------------------------------------------------------------------
 
 
-def _driver_module():
-    """The installed driver package (the repository root's fahr_sagemaker/ folder must not shadow it)."""
-    import importlib
-    import sys
-
-    if not getattr(sys.modules.get("fahr_sagemaker"), "__file__", None):
-        sys.modules.pop("fahr_sagemaker", None)
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fahr_sagemaker"))
-    return importlib.import_module("fahr_sagemaker")
-
-
 def test_job_name_collision_is_one_line_exit_2(stack, tmp_path, monkeypatch):
     model = write_model(tmp_path, "collide", HELLO)
     first = run_fahr(stack, "fit", str(model), *sagemaker_args(), "--detach", cwd=tmp_path)
@@ -426,7 +415,7 @@ def test_job_name_collision_is_one_line_exit_2(stack, tmp_path, monkeypatch):
     for var, value in stack.env().items():
         if var.startswith("AWS_"):
             monkeypatch.setenv(var, value)
-    driver = _driver_module()
+    import fahr_sagemaker as driver
     from fahr_core import config as cfg
     from fahr_core.errors import UsageError
     from fahr_core.jobs import ImageRef, JobSpec

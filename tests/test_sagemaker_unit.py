@@ -14,15 +14,10 @@ from fahr_core import config as cfg
 from fahr_core import names
 from fahr_core.errors import ConfigError, EnvironmentProblem
 
-REPO = Path(__file__).resolve().parent.parent
-# Under `python -m pytest` the repository root is on sys.path, and its folder fahr_sagemaker/ (the
-# distribution) would be imported as an empty namespace package instead of the driver package.
-if not getattr(sys.modules.get("fahr_sagemaker"), "__file__", None):
-    sys.modules.pop("fahr_sagemaker", None)
-    sys.path.insert(0, str(REPO / "fahr_sagemaker"))
+import fahr_sagemaker
+from fahr_sagemaker import artifacts, aws, ecr
 
-import fahr_sagemaker  # noqa: E402
-from fahr_sagemaker import artifacts, aws, ecr  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _config(**values):
