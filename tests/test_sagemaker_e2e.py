@@ -8,10 +8,10 @@ and the emulator runs the training containers on the Docker engine. See tests/aw
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
-import tarfile
 import threading
 import time
 from pathlib import Path
@@ -45,6 +45,7 @@ for i in range(600):
 
 TWO_HOSTS = """\
 import json
+import os
 from pathlib import Path
 cfg = json.loads(Path("/opt/ml/input/config/resourceconfig.json").read_text())
 host = cfg["current_host"]
@@ -410,7 +411,7 @@ def test_job_name_collision_is_one_line_exit_2(stack, tmp_path, monkeypatch):
 
     # The launch hook itself, in this process, against the same emulated AWS (nothing patched):
     # SageMaker answers ResourceInUse for a name that exists, and the driver says so in one line.
-    for var in [v for v in __import__("os").environ if v.startswith("AWS_")]:
+    for var in [v for v in os.environ if v.startswith("AWS_")]:
         monkeypatch.delenv(var)
     for var, value in stack.env().items():
         if var.startswith("AWS_"):

@@ -3,7 +3,6 @@ way to run the real ``fahr`` console script against it."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -65,4 +64,4 @@ def job_name_of(result: Result) -> str:
 
 
 __all__ = ["BUCKET", "ROLE", "FAHR", "Result", "stack", "run_fahr", "write_model", "sagemaker_args",
-           "job_name_of", "os"]
+           "job_name_of"]
