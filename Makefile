@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup venv engine test demo benchmark clean
+.PHONY: setup venv engine aws-emulation test demo demo-sagemaker benchmark clean
 
 setup: venv engine
 
@@ -21,11 +21,19 @@ engine:
 	bash scripts/ensure-docker.sh
 	bash scripts/ensure-base-image.sh
 
-test: setup
+# The emulated AWS of the SageMaker tests and demo: a registry on 127.0.0.1:443 (root needed).
+aws-emulation:
+	bash scripts/ensure-aws-emulation.sh >/dev/null
+
+test: setup aws-emulation
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
 demo: setup
 	bash scripts/demo.sh $(VENV)
+
+# The SageMaker flow against an emulated AWS on 127.0.0.1 (no AWS account needed, none used).
+demo-sagemaker: setup aws-emulation
+	bash scripts/demo-sagemaker.sh $(VENV)
 
 benchmark: setup
 	$(PY) benchmarks/run.py

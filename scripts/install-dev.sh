@@ -4,7 +4,8 @@ set -euo pipefail
 PY="${1:-python3}"
 cd "$(dirname "$0")/.."
 pkgs=(-e ".[test]")  # test extras: papermill, ipykernel, nbformat, scikit-learn (template tests)
-[ -f fahr_sagemaker/pyproject.toml ] && pkgs+=(-e fahr_sagemaker)
+# The sagemaker driver with its test extra: moto's server is the emulated AWS of its tests.
+[ -f fahr_sagemaker/pyproject.toml ] && pkgs+=(-e "./fahr_sagemaker[test]")
 for plugin in tests/plugins/*/; do
     [ -f "$plugin/pyproject.toml" ] && pkgs+=(-e "$plugin")
 done

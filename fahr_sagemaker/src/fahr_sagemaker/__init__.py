@@ -1,0 +1,231 @@
+"""The ``sagemaker`` driver of fahr: train on AWS SageMaker, images in ECR, artifacts in S3.
+
+Installed as its own distribution (``pip install fahr-sagemaker``), registered under the entry
+point ``sagemaker`` of group ``fahr.drivers``, and built only on fahr's public plugin API.
+Neither boto3 nor the Docker SDK is imported until a hook runs.
+
+    build_image  (the core's)   -> local image
+    push_image   ECR: repository per model tag, tag derived from content, skipped when present
+    launch       CreateTrainingJob: the image by digest, File mode, output to config.output_path
+    wait         DescribeTrainingJob + CloudWatch Logs until the end; Ctrl-C detaches
+    fetch        model.tar.gz of a job, or of the newest completed job of a tag
+    stop         StopTrainingJob
+"""
+
+from __future__ import annotations
+
+import shlex
+from urllib.parse import urlparse
+
+from fahr_core import __version__ as fahr_version
+from fahr_core import hookimpl, names, ui
+from fahr_core.config import ConfigKey
+from fahr_core.errors import ConfigError, UsageError
+from fahr_core.jobs import COMPLETED, FAILED, FINAL_STATES, STOPPED, JobHandle, JobResult
+
+__version__ = "0.1.0"
+NAME = "sagemaker"
+EXECUTION_ENVIRONMENT = "sagemaker"
+
+
+@hookimpl
+def config_keys():
+    """The driver's configuration keys (see docs/sagemaker.md, "Configuration")."""
+    return [
+        # Required to fit, not to wait, stop or fetch: checked when a job is pushed or launched.
+        ConfigKey("output_path", str, "",
+                  "S3 folder for artifacts, s3://bucket[/prefix]; jobs write <job>/output/model.tar.gz there. Required to fit."),
+        ConfigKey("role_name", str, "",
+                  "IAM execution role SageMaker assumes: a role name (looked up with iam:GetRole) or its ARN. Required to fit."),
+        ConfigKey("train_instance_type", str, "ml.c4.2xlarge", "Training instance type, e.g. ml.m5.xlarge, ml.g5.xlarge."),
+        ConfigKey("train_instance_count", int, 1, "Number of instances (hosts algo-1..algo-N)."),
+        ConfigKey("volume_size", int, 30, "Storage volume per instance, in GB."),
+        ConfigKey("max_run", int, 86400, "Maximum training time in seconds (StoppingCondition.MaxRuntimeInSeconds)."),
+        ConfigKey("spot", bool, False, "Use managed spot training (cheaper, may be interrupted; needs max_wait)."),
+        ConfigKey("max_wait", int, 0,
+                  "Spot only: seconds to wait for capacity plus training; must exceed max_run."),
+        ConfigKey("checkpoint_s3_uri", str, "", "S3 folder synced with /opt/ml/checkpoints (CheckpointConfig)."),
+        ConfigKey("tags", dict, {}, "Extra AWS tags for the job, k=v,k2=v2."),
+        ConfigKey("base_job_name", str, "", "Job names start with this instead of the model tag."),
+        ConfigKey("region", str, "", "AWS region; default: the standard boto3 chain (AWS_REGION, profile)."),
+        ConfigKey("profile", str, "", "AWS profile; default: the standard boto3 chain (AWS_PROFILE)."),
+        ConfigKey("poll_interval", float, 10.0, "Longest pause, in seconds, between two looks at the job and its logs."),
+    ]
+
+
+@hookimpl
+def claims_location(location):
+    """``s3://…`` locations are this driver's: ``fahr fetch DIR TAG s3://…`` picks it."""
+    return True if urlparse(location).scheme == "s3" else None
+
+
+@hookimpl
+def push_image(image, config):
+    """Check the configuration, then push the image to ECR unless it is there already."""
+    from fahr_sagemaker import aws, ecr
+
+    aws.preflight(config)  # fail on configuration before spending minutes on a push
+    return ecr.push(image, config)
+
+
+@hookimpl
+def launch(spec, config):
+    """CreateTrainingJob for ``spec``: the image by digest, File mode, inputs, spot, tags."""
+    from botocore import exceptions as bex
+
+    from fahr_sagemaker import artifacts, aws
+
+    checked = aws.preflight(config)
+    if not spec.image.digest:
+        raise UsageError(f"image {spec.image.reference} was not pushed to ECR; SageMaker cannot pull it")
+    job_name = spec.job_name
+    if config["base_job_name"]:
+        job_name = names.job_name(spec.model_tag, base=config["base_job_name"])
+    inputs = [
+        {
+            "ChannelName": channel,
+            "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": artifacts.input_uri(config, job_name, channel, value, checked.output),
+                "S3DataDistributionType": "FullyReplicated",
+            }},
+            "InputMode": "File",
+        }
+        for channel, value in spec.inputs.items()
+    ]
+    stopping = {"MaxRuntimeInSeconds": config["max_run"]}
+    if config["spot"]:
+        stopping["MaxWaitTimeInSeconds"] = config["max_wait"]
+    tags = [{"Key": "fahr:model-tag", "Value": spec.model_tag}, {"Key": "fahr:version", "Value": fahr_version}]
+    tags += [{"Key": k, "Value": v} for k, v in config["tags"].items()]
+    request = {
+        "TrainingJobName": job_name,
+        "AlgorithmSpecification": {"TrainingImage": spec.image.reference, "TrainingInputMode": "File"},
+        "RoleArn": checked.role_arn,
+        "OutputDataConfig": {"S3OutputPath": checked.output.uri},
+        "ResourceConfig": {
+            "InstanceType": config["train_instance_type"],
+            "InstanceCount": config["train_instance_count"],
+            "VolumeSizeInGB": config["volume_size"],
+        },
+        "StoppingCondition": stopping,
+        "HyperParameters": {str(k): str(v) for k, v in spec.hyperparameters.items()},
+        "Environment": {
+            **{str(k): str(v) for k, v in spec.environment.items()},
+            "FAHR_EXECUTION_ENVIRONMENT": EXECUTION_ENVIRONMENT,
+            artifacts.MODEL_TAG_ENV: spec.model_tag,
+        },
+        "EnableManagedSpotTraining": bool(config["spot"]),
+        "Tags": tags,
+    }
+    if inputs:
+        request["InputDataConfig"] = inputs
+    if config["checkpoint_s3_uri"]:
+        request["CheckpointConfig"] = {"S3Uri": config["checkpoint_s3_uri"]}
+    with aws.translated(f"creating training job {job_name}"):
+        try:
+            arn = aws.client(config, "sagemaker").create_training_job(**request)["TrainingJobArn"]
+        except bex.ClientError as exc:
+            code, message = aws.error_code(exc), aws.error_message(exc)
+            if code == "ResourceInUse":
+                raise UsageError(f"a training job named {job_name} already exists; run again for a fresh name") from exc
+            if code == "ValidationException":
+                raise ConfigError(f"SageMaker refused the job: {message}") from exc
+            if code == "ResourceLimitExceeded":
+                raise ConfigError(f"SageMaker quota reached: {message}") from exc
+            raise
+    console, logs = aws.console_urls(checked.region, job_name)
+    ui.info(f"training job {job_name} created in {checked.region}")
+    ui.info(f"console: {console}")
+    ui.info(f"logs: {logs}")
+    return JobHandle(driver=NAME, job_name=job_name, model_tag=spec.model_tag,
+                     details={"arn": arn, "region": checked.region, "output_path": checked.output.uri,
+                              "console_url": console, "logs_url": logs})
+
+
+@hookimpl
+def wait(job, config):
+    """Follow the job to its end; Ctrl-C detaches (the job keeps running) and re-raises."""
+    from fahr_sagemaker import follow
+
+    interval = max(1.0, float(config["poll_interval"]))
+    try:
+        info = follow.follow(config, job.job_name, interval)
+    except KeyboardInterrupt:
+        _detached(job, config)
+        raise
+    status = info["TrainingJobStatus"]
+    timing = follow.timings(info)
+    if timing:
+        ui.info(timing)
+    reason = info.get("FailureReason", "")
+    if status == STOPPED and not reason:
+        secondary = info.get("SecondaryStatus", "")
+        limits = info.get("StoppingCondition", {})
+        reason = {
+            "MaxRuntimeExceeded": f"MaxRuntimeExceeded: it ran longer than max_run "
+                                  f"({limits.get('MaxRuntimeInSeconds')} s)",
+            "MaxWaitTimeExceeded": f"MaxWaitTimeExceeded: no spot capacity within max_wait "
+                                   f"({limits.get('MaxWaitTimeInSeconds')} s)",
+        }.get(secondary, "stopped by StopTrainingJob ('fahr stop' or the console)")
+    output = info.get("OutputDataConfig", {}).get("S3OutputPath", "").rstrip("/")
+    return JobResult(
+        job=job,
+        status=status if status in (COMPLETED, FAILED, STOPPED) else FAILED,
+        failure_reason=reason if status != COMPLETED else "",
+        model_artifact=(info.get("ModelArtifacts") or {}).get("S3ModelArtifacts", ""),
+        output_artifact=f"{output}/{job.job_name}/output/output.tar.gz" if output else "",
+        training_seconds=info.get("TrainingTimeInSeconds"),
+        billable_seconds=info.get("BillableTimeInSeconds"),
+    )
+
+
+def _detached(job, config) -> None:
+    """Ctrl-C while waiting: the job keeps running on SageMaker; say how to follow, fetch and stop it."""
+    output = job.details.get("output_path") or config.get("output_path") or "s3://BUCKET/PREFIX"
+    ui.warn(f"detached from {job.job_name}: it keeps running on SageMaker (and keeps billing)")
+    ui.info("follow it again with:")
+    ui.command(shlex.join(["fahr", "wait", job.job_name, "--train-driver", NAME]))
+    ui.info("fetch its model once it has completed with:")
+    ui.command(shlex.join(["fahr", "fetch", "./model", job.model_tag or "MODEL_TAG", output,
+                           "--train-driver", NAME, "--job", job.job_name]))
+    ui.info("stop it with:")
+    ui.command(shlex.join(["fahr", "stop", job.job_name, "--train-driver", NAME]))
+
+
+@hookimpl
+def stop(job, config):
+    """StopTrainingJob; False when the job has already ended."""
+    from botocore import exceptions as bex
+
+    from fahr_sagemaker import aws, follow
+
+    info = follow.describe(config, job.job_name)
+    if info["TrainingJobStatus"] in FINAL_STATES:
+        return False
+    with aws.translated(f"stopping training job {job.job_name}"):
+        try:
+            aws.client(config, "sagemaker").stop_training_job(TrainingJobName=job.job_name)
+        except bex.ClientError as exc:
+            if aws.error_code(exc) == "ValidationException" and "status" in aws.error_message(exc).lower():
+                return False  # it ended between the two calls
+            raise
+    return True
+
+
+@hookimpl
+def fetch(request, config):
+    """Download the model of a job, or of the newest completed job of a tag, or an archive."""
+    from fahr_sagemaker import artifacts, aws
+
+    location = request.location or config.get("output_path") or ""
+    where = None
+    if location:
+        aws.usage_if_not_s3(location)
+        where = aws.parse_s3(location, "ARTIFACT_LOCATION")
+        if where.prefix.endswith(".tar.gz") and not request.job_name:
+            # The archive itself (s3://…/output/model.tar.gz) was given.
+            return artifacts.download_object(config, where, request.download_dir / "model.tar.gz")
+    info = artifacts.job_for_fetch(config, request.model_tag, request.job_name, where)
+    ui.info(f"fetching the model of job {info['TrainingJobName']}")
+    return artifacts.download_model(config, info, request.download_dir)

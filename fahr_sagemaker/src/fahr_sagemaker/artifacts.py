@@ -1,0 +1,235 @@
+"""Moving data to and from S3: local input folders up, models down.
+
+Transfers go through boto3's transfer manager (multipart, concurrent) with a progress line at
+most every couple of seconds. The core extracts the downloaded archive; nothing here unpacks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+from fahr_core import ui
+from fahr_core.errors import UsageError
+from fahr_core.jobs import COMPLETED, IN_PROGRESS
+
+from fahr_sagemaker import aws
+
+MODEL_TAG_ENV = "FAHR_MODEL_TAG"
+
+
+class Progress:
+    """A thread-safe byte counter that prints ``what: NN% of SIZE`` now and then."""
+
+    def __init__(self, what: str, total: int):
+        self.what, self.total, self.done = what, max(total, 0), 0
+        self._lock = threading.Lock()
+        self._last = 0.0
+
+    def __call__(self, count: int) -> None:
+        with self._lock:
+            self.done += count
+            now = time.monotonic()
+            if now - self._last >= 2 or self.done >= self.total:
+                if self.done >= self.total and self._last < 0:
+                    return
+                self._last = -1 if self.done >= self.total else now
+                ui.info(f"{self.what}: {self._percent()} of {_size(self.total)}")
+
+    def _percent(self) -> str:
+        return f"{100 * self.done / self.total:.0f}%" if self.total else "100%"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _transfer_config():
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(max_concurrency=8, multipart_threshold=16 * 1024 * 1024)
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+
+def input_uri(config, job_name: str, channel: str, value: str, output: aws.S3Uri) -> str:
+    """The S3 URI of an input channel: as given, or a local folder/file uploaded first."""
+    if value.startswith("s3://"):
+        aws.parse_s3(value, f"--input {channel}")
+        return value.rstrip("/") + ("/" if not value.endswith("/") else "")
+    path = Path(value[len("file://"):] if value.startswith("file://") else value).expanduser()
+    if not path.exists():
+        raise UsageError(f"--input {channel}={value}: {path} does not exist (and is not an s3:// URI)")
+    target = output.join(job_name, "input", channel)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    total = sum(p.stat().st_size for p in files)
+    ui.info(f"uploading input {channel} ({len(files)} files, {_size(total)}) to {target.uri}/")
+    progress = Progress(f"upload of {channel}", total)
+    s3 = aws.client(config, "s3")
+    with aws.translated(f"uploading input {channel} to {target.uri}"):
+        for file in files:
+            rel = file.name if path.is_file() else file.relative_to(path).as_posix()
+            s3.upload_file(str(file), target.bucket, target.join(rel).prefix, Callback=progress,
+                           Config=_transfer_config())
+    return target.uri + "/"
+
+
+# -- fetch ------------------------------------------------------------------------------------
+
+
+def job_stem(model_tag: str, base_job_name: str = "") -> str:
+    """The part of job names fahr derives from a model tag (see fahr_core.names.job_name)."""
+    return re.sub(r"[^a-zA-Z0-9]+", "-", base_job_name or model_tag).strip("-")[:42].rstrip("-")
+
+
+def newest_completed(config, model_tag: str, location: aws.S3Uri) -> dict:
+    """The newest Completed job of ``model_tag`` whose output path is ``location``.
+
+    ListTrainingJobs (every page) filtered by the tag's job-name stem, sorted by creation time,
+    newest first; each candidate is confirmed with DescribeTrainingJob (its output path and the
+    model tag fahr records in its environment).
+    """
+    from fahr_sagemaker.follow import describe
+
+    sm = aws.client(config, "sagemaker")
+    stem = job_stem(model_tag, config.get("base_job_name", ""))
+    summaries: list[dict] = []
+    with aws.translated("listing training jobs"):
+        kwargs = {"NameContains": stem, "StatusEquals": COMPLETED, "SortBy": "CreationTime",
+                  "SortOrder": "Descending", "MaxResults": 100}
+        pages = 0
+        while True:
+            page = sm.list_training_jobs(**kwargs)
+            pages += 1
+            summaries += page.get("TrainingJobSummaries", [])
+            if not page.get("NextToken"):
+                break
+            kwargs["NextToken"] = page["NextToken"]
+    summaries.sort(key=lambda s: s["CreationTime"], reverse=True)
+    ui.info(f"{len(summaries)} completed jobs named {stem}-… ({pages} page{'s' * (pages > 1)}); "
+            f"looking for the newest under {location.uri}")
+    # Jobs write <location>/<job>/output/: the job folders present there narrow the candidates
+    # to describe to one or two, however many jobs the account holds.
+    present = _job_folders(config, location)
+    if present is not None:
+        summaries = [s for s in summaries if s["TrainingJobName"] in present]
+    for summary in summaries:
+        info = describe(config, summary["TrainingJobName"])
+        out = aws.parse_s3(info["OutputDataConfig"]["S3OutputPath"], "S3OutputPath")
+        tag = (info.get("Environment") or {}).get(MODEL_TAG_ENV, model_tag)
+        if out == location and tag == model_tag:
+            return info
+    raise UsageError(
+        f"no completed job of {model_tag!r} under {location.uri} in {aws.region_of(config)}; "
+        "train it first with 'fahr fit', or pass --job NAME"
+    )
+
+
+def _job_folders(config, location: aws.S3Uri) -> set[str] | None:
+    """The names of the folders directly under ``location``; None when they cannot be listed."""
+    from botocore import exceptions as bex
+
+    s3 = aws.client(config, "s3")
+    prefix = f"{location.prefix}/" if location.prefix else ""
+    found: set[str] = set()
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix, Delimiter="/"):
+            found.update(p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", []))
+    except bex.ClientError as exc:
+        if aws.error_code(exc) in ("AccessDenied", "403"):
+            return None  # no s3:ListBucket: describe the candidates one by one instead
+        raise
+    return found
+
+
+def job_for_fetch(config, model_tag: str, job_name: str | None, location: aws.S3Uri | None) -> dict:
+    """DescribeTrainingJob of the job to fetch, checked to be Completed and of ``model_tag``."""
+    from fahr_sagemaker.follow import describe
+
+    if job_name:
+        info = describe(config, job_name)
+    else:
+        if location is None:
+            raise UsageError("fetch needs the S3 folder the job wrote to (ARTIFACT_LOCATION or config.output_path)")
+        info = newest_completed(config, model_tag, location)
+    name = info["TrainingJobName"]
+    tag = (info.get("Environment") or {}).get(MODEL_TAG_ENV)
+    if tag and tag != model_tag:
+        raise UsageError(f"job {name} trained {tag!r}, not {model_tag!r}")
+    status = info["TrainingJobStatus"]
+    if status != COMPLETED:
+        hint = f"; follow it with 'fahr wait {name} --train-driver sagemaker'" if status == IN_PROGRESS else ""
+        raise UsageError(f"job {name} is {status}, it has no model to fetch{hint}")
+    return info
+
+
+def download_model(config, info: dict, download_dir: Path) -> Path:
+    """Download the job's model into ``download_dir``/model.tar.gz.
+
+    With ``CompressionType: NONE`` SageMaker leaves the files uncompressed under a prefix: they
+    are downloaded and packed into a tar.gz here, so the core extracts both the same way.
+    """
+    artifact = (info.get("ModelArtifacts") or {}).get("S3ModelArtifacts", "")
+    if not artifact:
+        raise UsageError(f"job {info['TrainingJobName']} reports no model artifacts")
+    where = aws.parse_s3(artifact, "S3ModelArtifacts")
+    target = Path(download_dir) / "model.tar.gz"
+    s3 = aws.client(config, "s3")
+    compression = (info.get("OutputDataConfig") or {}).get("CompressionType", "GZIP")
+    with aws.translated(f"downloading {artifact}"):
+        if compression != "NONE" or artifact.endswith(".tar.gz"):
+            return download_object(config, where, target)
+        keys = _list_keys(s3, where)
+        total = sum(size for _, size in keys)
+        ui.info(f"downloading {len(keys)} uncompressed model files ({_size(total)}) from {where.uri}/")
+        progress = Progress("download", total)
+        staging = Path(download_dir) / "files"
+        for key, _ in keys:
+            rel = key[len(where.prefix):].lstrip("/")
+            if not rel:
+                continue
+            dest = staging / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(where.bucket, key, str(dest), Callback=progress, Config=_transfer_config())
+        with tarfile.open(target, "w:gz") as tar:
+            for path in sorted(staging.rglob("*")) if staging.exists() else []:
+                tar.add(str(path), arcname=path.relative_to(staging).as_posix(), recursive=False)
+    return target
+
+
+def _list_keys(s3, where: aws.S3Uri) -> list[tuple[str, int]]:
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=where.bucket, Prefix=where.prefix + "/"):
+        keys += [(o["Key"], o["Size"]) for o in page.get("Contents", [])]
+    return keys
+
+
+def download_object(config, where: aws.S3Uri, target: Path) -> Path:
+    """One object, streamed to disk with concurrent ranged parts and progress."""
+    from botocore import exceptions as bex
+
+    s3 = aws.client(config, "s3")
+    with aws.translated(f"downloading {where.uri}"):
+        try:
+            size = s3.head_object(Bucket=where.bucket, Key=where.prefix)["ContentLength"]
+        except bex.ClientError as exc:
+            if aws.error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                raise UsageError(f"{where.uri} does not exist") from exc
+            if aws.error_code(exc) in ("403", "AccessDenied"):
+                raise UsageError(f"{where.uri} is not readable with these credentials (access denied)") from exc
+            raise
+        ui.info(f"downloading {where.uri} ({_size(size)})")
+        tmp = target.with_name(target.name + ".partial")
+        s3.download_file(where.bucket, where.prefix, str(tmp), Callback=Progress("download", size),
+                         Config=_transfer_config())
+        os.replace(tmp, target)
+    return target

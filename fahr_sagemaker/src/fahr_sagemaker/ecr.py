@@ -1,0 +1,161 @@
+"""Push the training image to ECR, once per content.
+
+The remote tag derives from the image's content (its id), so an unchanged image has the same
+tag: when the registry already holds it, nothing is pushed. The job then runs the image by its
+registry digest, so it runs exactly what was built.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+from fahr_core import ui
+from fahr_core.errors import EnvironmentProblem
+from fahr_core.jobs import ImageRef
+
+from fahr_sagemaker import aws
+
+_UNREACHABLE = ("connection refused", "no such host", "i/o timeout", "timeout", "tls", "x509",
+                "dial tcp", "network is unreachable", "eof", "connection reset")
+_REFUSED = ("denied", "unauthorized", "authentication required", "forbidden", "401", "403")
+
+
+def content_tag(image_id: str) -> str:
+    """``fahr-<first 20 hex digits of the image id>``: same content, same tag."""
+    digest = image_id.split(":", 1)[-1]
+    return f"fahr-{digest[:20]}"
+
+
+def _docker():
+    import docker
+
+    try:
+        engine = docker.from_env(timeout=600)
+        engine.ping()
+    except Exception as exc:
+        raise EnvironmentProblem(
+            f"no Docker engine answers ({type(exc).__name__}); start one or set DOCKER_HOST"
+        ) from exc
+    return engine
+
+
+def ensure_repository(config, name: str) -> str:
+    """The ECR repository named after the model image tag, created when missing; its URI."""
+    from botocore import exceptions as bex
+
+    ecr = aws.client(config, "ecr")
+    with aws.translated(f"looking up ECR repository {name}"):
+        try:
+            return ecr.describe_repositories(repositoryNames=[name])["repositories"][0]["repositoryUri"]
+        except bex.ClientError as exc:
+            if aws.error_code(exc) != "RepositoryNotFoundException":
+                raise
+        ui.info(f"creating ECR repository {name}")
+        try:
+            return ecr.create_repository(repositoryName=name)["repository"]["repositoryUri"]
+        except bex.ClientError as exc:
+            if aws.error_code(exc) != "RepositoryAlreadyExistsException":  # created meanwhile
+                raise
+            return ecr.describe_repositories(repositoryNames=[name])["repositories"][0]["repositoryUri"]
+
+
+def login(config, engine, registry_id: str | None = None) -> dict:
+    """GetAuthorizationToken, then log the engine in; the auth config for push and inspect."""
+    ecr = aws.client(config, "ecr")
+    with aws.translated("getting an ECR login token (ecr:GetAuthorizationToken)"):
+        data = ecr.get_authorization_token()["authorizationData"][0]
+    user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    endpoint = data["proxyEndpoint"]
+    host = endpoint.split("://", 1)[-1].rstrip("/")
+    try:
+        engine.login(username=user, password=password, registry=endpoint, reauth=True)
+    except Exception as exc:
+        raise _registry_error(f"logging in to registry {host}", exc) from exc
+    return {"username": user, "password": password, "serveraddress": endpoint}
+
+
+def _registry_error(what: str, exc: Exception) -> EnvironmentProblem:
+    text = str(getattr(exc, "explanation", None) or exc)
+    lowered = text.lower()
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if any(word in lowered for word in _REFUSED):
+        return EnvironmentProblem(f"registry refused {what}: {first}")
+    if any(word in lowered for word in _UNREACHABLE):
+        return EnvironmentProblem(f"registry unreachable while {what}: {first}")
+    return EnvironmentProblem(f"registry error while {what}: {first}")
+
+
+def remote_digest(engine, reference: str, auth: dict) -> str:
+    """The registry's digest of ``reference`` (``repo:tag``), or '' when it holds no such tag."""
+    from docker import errors as docker_errors
+
+    try:
+        found = engine.api.inspect_distribution(reference, auth_config=auth)
+    except docker_errors.NotFound:
+        return ""
+    except docker_errors.APIError as exc:
+        text = str(exc.explanation or exc).lower()
+        if "manifest unknown" in text or "not found" in text or "name unknown" in text:
+            return ""
+        raise _registry_error(f"checking {reference}", exc) from exc
+    return found.get("Descriptor", {}).get("digest", "")
+
+
+def push(image: ImageRef, config) -> ImageRef:
+    """Push ``image`` to its ECR repository unless the registry already holds its content."""
+    engine = _docker()
+    repo_uri = ensure_repository(config, image.name)
+    auth = login(config, engine)
+    image_id = image.image_id or engine.api.inspect_image(image.reference)["Id"]
+    tag = content_tag(image_id)
+    remote = f"{repo_uri}:{tag}"
+    digest = remote_digest(engine, remote, auth)
+    if digest:
+        ui.info(f"image unchanged, already in ECR as {remote} ({digest[:19]}…): nothing to push")
+        return ImageRef(name=repo_uri, tag=tag, image_id=image_id, digest=digest)
+    engine.api.tag(image_id, repo_uri, tag)
+    try:
+        digest = _push_with_progress(engine, repo_uri, tag, auth)
+    finally:
+        try:  # the local registry-named tag was only a vehicle for the push
+            engine.api.remove_image(remote, noprune=True)
+        except Exception:
+            pass
+    ui.success(f"pushed {remote} ({digest[:19]}…)")
+    return ImageRef(name=repo_uri, tag=tag, image_id=image_id, digest=digest)
+
+
+def _push_with_progress(engine, repo_uri: str, tag: str, auth: dict) -> str:
+    """Push, printing each layer's status as it changes (and its progress every few seconds)."""
+    ui.info(f"pushing {repo_uri}:{tag}")
+    states: dict[str, str] = {}
+    last_progress: dict[str, float] = {}
+    digest = ""
+    try:
+        for chunk in engine.api.push(repo_uri, tag=tag, auth_config=auth, stream=True, decode=True):
+            if "error" in chunk or "errorDetail" in chunk:
+                message = chunk.get("error") or chunk.get("errorDetail", {}).get("message", "")
+                raise _registry_error(f"the push of {repo_uri}:{tag}", RuntimeError(message))
+            aux = chunk.get("aux") or {}
+            if aux.get("Digest"):
+                digest = aux["Digest"]
+            layer, status = chunk.get("id", ""), chunk.get("status", "")
+            if not layer or not status or layer == tag:
+                continue
+            now = time.monotonic()
+            if status != states.get(layer):
+                states[layer] = status
+                last_progress[layer] = now
+                if status not in ("Preparing", "Waiting"):
+                    ui.build_output(f"layer {layer}: {status}")
+            elif status == "Pushing" and now - last_progress.get(layer, 0) >= 5:
+                last_progress[layer] = now
+                ui.build_output(f"layer {layer}: {chunk.get('progress', '').strip() or status}")
+    except EnvironmentProblem:
+        raise
+    except Exception as exc:
+        raise _registry_error(f"pushing {repo_uri}:{tag}", exc) from exc
+    if not digest:
+        raise EnvironmentProblem(f"the push of {repo_uri}:{tag} reported no digest; retry")
+    return digest

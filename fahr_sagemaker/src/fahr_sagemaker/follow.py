@@ -1,0 +1,137 @@
+"""Follow a training job: DescribeTrainingJob with backoff, every SecondaryStatus change as it
+happens, and the CloudWatch log events of every stream of the job, labelled by host when the
+job has several.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fahr_core import ui
+from fahr_core.jobs import FINAL_STATES
+
+from fahr_sagemaker import aws
+
+
+_AFTER_TRAINING = frozenset({"Uploading", "Completed", "Failed", "Stopping", "Stopped", "MaxRuntimeExceeded",
+                             "MaxWaitTimeExceeded", "Interrupted"})
+
+
+class LogFollower:
+    """Reads new events of every log stream ``<job>/…`` of the job, in order per stream."""
+
+    def __init__(self, config, job_name: str):
+        self.logs = aws.client(config, "logs")
+        self.job_name = job_name
+        self.tokens: dict[str, str | None] = {}
+        self.label = False
+
+    def _streams(self) -> list[str]:
+        from botocore import exceptions as bex
+
+        names: list[str] = []
+        kwargs = {"logGroupName": aws.LOG_GROUP, "logStreamNamePrefix": f"{self.job_name}/"}
+        try:
+            while True:
+                page = self.logs.describe_log_streams(**kwargs)
+                names += [s["logStreamName"] for s in page.get("logStreams", [])]
+                if not page.get("nextToken"):
+                    break
+                kwargs["nextToken"] = page["nextToken"]
+        except bex.ClientError as exc:
+            if aws.error_code(exc) == "ResourceNotFoundException":  # no log group yet
+                return []
+            raise
+        return sorted(names)
+
+    def poll(self, several_hosts: bool) -> int:
+        """Print the events that arrived since the last call; how many there were."""
+        printed = 0
+        with aws.translated(f"reading the logs of {self.job_name}"):
+            streams = self._streams()
+            self.label = several_hosts or len(streams) > 1
+            for stream in streams:
+                host = stream[len(self.job_name) + 1:].rsplit("-", 1)[0] or stream
+                while True:
+                    kwargs = {"logGroupName": aws.LOG_GROUP, "logStreamName": stream, "startFromHead": True}
+                    if self.tokens.get(stream):
+                        kwargs["nextToken"] = self.tokens[stream]
+                    page = self.logs.get_log_events(**kwargs)
+                    for event in page.get("events", []):
+                        ui.log_line(event["message"].rstrip("\n"), host if self.label else None)
+                        printed += 1
+                    token = page.get("nextForwardToken")
+                    if not page.get("events") or token == self.tokens.get(stream):
+                        self.tokens[stream] = token or self.tokens.get(stream)
+                        break
+                    self.tokens[stream] = token
+        return printed
+
+
+def describe(config, job_name: str) -> dict:
+    """DescribeTrainingJob, with a missing job as a usage error."""
+    from botocore import exceptions as bex
+
+    from fahr_core.errors import UsageError
+
+    with aws.translated(f"describing training job {job_name}"):
+        try:
+            return aws.client(config, "sagemaker").describe_training_job(TrainingJobName=job_name)
+        except bex.ClientError as exc:
+            if aws.error_code(exc) in ("ValidationException", "ResourceNotFound") and "not found" in aws.error_message(exc).lower():
+                raise UsageError(
+                    f"no training job {job_name!r} in {aws.region_of(config)}; check the name and the region"
+                ) from exc
+            raise
+
+
+def follow(config, job_name: str, poll_interval: float) -> dict:
+    """Print status changes and logs until the job ends; the final DescribeTrainingJob."""
+    logs = LogFollower(config, job_name)
+    seen_status = ""
+    printed = 0
+    delay = 1.0
+    while True:
+        info = describe(config, job_name)
+        several = info.get("ResourceConfig", {}).get("InstanceCount", 1) > 1
+        # Every transition, also those that came and went between two looks (as the SDK does);
+        # the ones that end training are printed after the logs the job wrote before them.
+        transitions = info.get("SecondaryStatusTransitions") or []
+        fresh = transitions[printed:]
+        printed = max(printed, len(transitions))
+        cut = next((i for i, t in enumerate(fresh) if t["Status"] in _AFTER_TRAINING), len(fresh))
+        for transition in fresh[:cut]:
+            ui.status_change(job_name, transition["Status"], transition.get("StatusMessage", ""))
+        changed = logs.poll(several) > 0 or bool(fresh)
+        for transition in fresh[cut:]:
+            ui.status_change(job_name, transition["Status"], transition.get("StatusMessage", ""))
+        secondary = info.get("SecondaryStatus", "")
+        if not transitions and secondary and secondary != seen_status:
+            seen_status = secondary  # a backend that reports no transitions
+            ui.status_change(job_name, secondary)
+            changed = True
+        if info["TrainingJobStatus"] in FINAL_STATES:
+            # Log events can land shortly after the status changes: drain until quiet.
+            for _ in range(3):
+                if not logs.poll(several):
+                    break
+                time.sleep(0.5)
+            return info
+        # Back off while nothing happens; come back quickly after something did.
+        delay = 1.0 if changed else min(poll_interval, delay * 1.5)
+        time.sleep(delay)
+
+
+def timings(info: dict) -> str:
+    """Training seconds, billable seconds and, for spot jobs, the savings."""
+    training = info.get("TrainingTimeInSeconds")
+    billable = info.get("BillableTimeInSeconds")
+    if training is None:
+        return ""
+    text = f"training seconds: {training}"
+    if billable is not None:
+        text += f", billable seconds: {billable}"
+        if info.get("EnableManagedSpotTraining") and training:
+            savings = (1 - billable / training) * 100
+            text += f", managed spot training savings: {savings:.1f}%"
+    return text

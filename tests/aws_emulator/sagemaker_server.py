@@ -1,0 +1,605 @@
+"""A small SageMaker control plane for fahr's tests: it really runs the training containers.
+
+moto marks every training job Completed at once and runs nothing, so fahr's tests talk to this
+server instead, through ``AWS_ENDPOINT_URL_SAGEMAKER``. It speaks SageMaker's JSON protocol
+(``X-Amz-Target: SageMaker.<Operation>``) and implements CreateTrainingJob, DescribeTrainingJob,
+StopTrainingJob and ListTrainingJobs (and ListTags, to read a job's tags back):
+
+- requests are validated against botocore's own service model (required members, types, enums,
+  lengths, ranges, patterns), and the errors look like AWS's (``ValidationException``,
+  ``ResourceInUse``);
+- CreateTrainingJob checks that the role exists in IAM and that the image is in the registry
+  (both in the emulated AWS: moto for IAM, the real registry for the image);
+- each job is a thread that walks InProgress: Starting, Downloading (pulls the image by digest
+  from the registry, input channels from S3), Training (the containers, run by
+  ``fahr_core.contract.ContractRun``, the local driver's own runner), Uploading (model.tar.gz and
+  output.tar.gz to ``<S3OutputPath>/<job>/output/``, or uncompressed files when
+  CompressionType is NONE) and ends Completed, Failed (FailureReason from
+  ``/opt/ml/output/failure``) or Stopped; the containers' output goes to CloudWatch Logs,
+  group ``/aws/sagemaker/TrainingJobs``, stream ``<job>/algo-N-<epoch>``;
+- spot jobs are billed, in this emulation, 30% of their training seconds, so that the savings
+  line has something to show.
+
+Everything else (S3, IAM, ECR's API, CloudWatch Logs) is the moto server given by
+``AWS_ENDPOINT_URL``. Run: ``python sagemaker_server.py --port PORT`` (binds 127.0.0.1 only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import os
+import re
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import boto3
+import botocore.session
+from botocore.config import Config as BotoConfig
+
+from fahr_core.contract import ContainerJob, ContractRun
+
+ACCOUNT = "123456789012"
+REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+SPOT_BILLING = 0.3
+STOP_TIMEOUT = int(os.environ.get("FAHR_EMU_STOP_TIMEOUT", "120"))
+# Every Nth DescribeTrainingJob is refused with ThrottlingException, as AWS does under load
+# (0: never), so that the tests see clients retry rather than fail.
+THROTTLE_EVERY = int(os.environ.get("FAHR_EMU_THROTTLE_EVERY", "0"))
+MODEL = botocore.session.get_session().get_service_model("sagemaker")
+_boto = {"config": BotoConfig(retries={"mode": "standard", "max_attempts": 3})}
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+# -- validation against botocore's model ----------------------------------------------------------
+
+
+def validate(shape, value, path: str, errors: list[str]) -> None:
+    """AWS-style server-side validation of ``value`` against a botocore shape."""
+    kind = shape.type_name
+    meta = shape.metadata
+    if kind == "structure":
+        if not isinstance(value, dict):
+            errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a structure")
+            return
+        for name in shape.required_members:
+            if name not in value:
+                errors.append(f"Value null at '{path}.{name}' failed to satisfy constraint: Member must not be null")
+        for name, member in value.items():
+            if name not in shape.members:
+                errors.append(f"Unknown member '{path}.{name}'")
+                continue
+            validate(shape.members[name], member, f"{path}.{name}".lstrip("."), errors)
+    elif kind == "list":
+        if not isinstance(value, list):
+            errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a list")
+            return
+        _length(meta, len(value), value, path, errors)
+        for i, item in enumerate(value):
+            validate(shape.member, item, f"{path}.{i + 1}", errors)
+    elif kind == "map":
+        if not isinstance(value, dict):
+            errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a map")
+            return
+        _length(meta, len(value), value, path, errors)
+        for k, v in value.items():
+            validate(shape.key, k, f"{path}.key", errors)
+            validate(shape.value, v, f"{path}.{k}", errors)
+    elif kind == "string":
+        if not isinstance(value, str):
+            errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a string")
+            return
+        if shape.enum and value not in shape.enum:
+            errors.append(f"Value '{value}' at '{path}' failed to satisfy constraint: "
+                          f"Member must satisfy enum value set: [{', '.join(shape.enum)}]")
+        _length(meta, len(value), value, path, errors)
+        pattern = meta.get("pattern")
+        if pattern:
+            try:
+                ok = re.fullmatch(pattern, value, flags=re.DOTALL) is not None
+            except re.error:
+                ok = True  # a Java-only construct: not checked here
+            if not ok:
+                errors.append(f"Value '{value}' at '{path}' failed to satisfy constraint: "
+                              f"Member must satisfy regular expression pattern: {pattern}")
+    elif kind in ("integer", "long"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be an integer")
+            return
+        if "min" in meta and value < meta["min"]:
+            errors.append(f"Value '{value}' at '{path}' failed to satisfy constraint: "
+                          f"Member must have value greater than or equal to {meta['min']}")
+        if "max" in meta and value > meta["max"]:
+            errors.append(f"Value '{value}' at '{path}' failed to satisfy constraint: "
+                          f"Member must have value less than or equal to {meta['max']}")
+    elif kind == "boolean":
+        if not isinstance(value, bool):
+            errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a boolean")
+
+
+def _length(meta, n: int, value, path: str, errors: list[str]) -> None:
+    if "min" in meta and n < meta["min"]:
+        errors.append(f"Value at '{path}' failed to satisfy constraint: Member must have length greater than or equal to {meta['min']}")
+    if "max" in meta and n > meta["max"]:
+        errors.append(f"Value at '{path}' failed to satisfy constraint: Member must have length less than or equal to {meta['max']}")
+
+
+def check_request(operation: str, body: dict) -> None:
+    errors: list[str] = []
+    validate(MODEL.operation_model(operation).input_shape, body, "", errors)
+    if errors:
+        count = len(errors)
+        raise ApiError("ValidationException",
+                       f"{count} validation error{'s' * (count > 1)} detected: " + "; ".join(errors[:5]))
+
+
+# -- the emulated AWS around us -------------------------------------------------------------------
+
+
+def aws(service: str):
+    return boto3.client(service, region_name=REGION, **_boto)
+
+
+def _docker():
+    import docker
+
+    return docker.from_env(timeout=600)
+
+
+def registry_auth() -> dict:
+    data = aws("ecr").get_authorization_token()["authorizationData"][0]
+    user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    return {"username": user, "password": password}
+
+
+def image_in_registry(image: str) -> bool:
+    from docker import errors as docker_errors
+
+    try:
+        _docker().api.inspect_distribution(image, auth_config=registry_auth())
+        return True
+    except docker_errors.APIError:
+        return False
+
+
+def role_exists(arn: str) -> bool:
+    name = arn.rsplit("/", 1)[-1]
+    try:
+        aws("iam").get_role(RoleName=name)
+        return True
+    except aws("iam").exceptions.NoSuchEntityException:
+        return False
+
+
+# -- jobs -----------------------------------------------------------------------------------------
+
+
+class Job:
+    def __init__(self, request: dict):
+        self.request = request
+        self.name = request["TrainingJobName"]
+        self.arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{self.name.lower()}"
+        self.created = time.time()
+        self.modified = self.created
+        self.status = "InProgress"
+        self.secondary = ""
+        self.transitions: list[dict] = []
+        self.failure_reason = ""
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.stop_requested = False
+        self.max_runtime_exceeded = False
+        self.run: ContractRun | None = None
+        self.lock = threading.Lock()
+        self.output = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+        self.compression = request["OutputDataConfig"].get("CompressionType", "GZIP")
+        self.set_secondary("Starting", "Launching requested ML instances")
+
+    def set_secondary(self, status: str, message: str) -> None:
+        with self.lock:
+            now = time.time()
+            if self.transitions and "EndTime" not in self.transitions[-1]:
+                self.transitions[-1]["EndTime"] = now
+            self.secondary = status
+            self.transitions.append({"Status": status, "StartTime": now, "StatusMessage": message})
+            self.modified = now
+
+    def finish(self, status: str, reason: str = "", secondary: str = "") -> None:
+        self.ended = self.ended or time.time()
+        messages = {"Completed": "Training job completed", "Stopped": "Training job stopped",
+                    "Failed": "Training job failed",
+                    "MaxRuntimeExceeded": "Training job stopped: MaxRuntimeInSeconds reached"}
+        self.set_secondary(secondary or status, messages[secondary or status])
+        with self.lock:
+            self.transitions[-1]["EndTime"] = self.ended
+            self.status = status
+            self.failure_reason = reason[:1024]
+
+    @property
+    def model_uri(self) -> str:
+        if self.compression == "NONE":
+            return f"{self.output}/{self.name}/output/model/"
+        return f"{self.output}/{self.name}/output/model.tar.gz"
+
+    def describe(self) -> dict:
+        r = self.request
+        resource = r["ResourceConfig"]
+        out = {
+            "TrainingJobName": self.name,
+            "TrainingJobArn": self.arn,
+            "ModelArtifacts": {"S3ModelArtifacts": self.model_uri},
+            "TrainingJobStatus": self.status,
+            "SecondaryStatus": self.secondary,
+            "HyperParameters": r.get("HyperParameters", {}),
+            "AlgorithmSpecification": r["AlgorithmSpecification"],
+            "RoleArn": r["RoleArn"],
+            "InputDataConfig": r.get("InputDataConfig", []),
+            "OutputDataConfig": r["OutputDataConfig"],
+            "ResourceConfig": resource,
+            "StoppingCondition": r["StoppingCondition"],
+            "CreationTime": self.created,
+            "LastModifiedTime": self.modified,
+            "SecondaryStatusTransitions": [dict(t) for t in self.transitions],
+            "EnableManagedSpotTraining": r.get("EnableManagedSpotTraining", False),
+            "Environment": r.get("Environment", {}),
+        }
+        if r.get("CheckpointConfig"):
+            out["CheckpointConfig"] = r["CheckpointConfig"]
+        if self.failure_reason:
+            out["FailureReason"] = self.failure_reason
+        if self.started:
+            out["TrainingStartTime"] = self.started
+        if self.ended:
+            out["TrainingEndTime"] = self.ended
+        if self.status in ("Completed", "Failed", "Stopped") and self.started:
+            seconds = max(1, math.ceil((self.ended or time.time()) - self.started))
+            out["TrainingTimeInSeconds"] = seconds
+            spot = r.get("EnableManagedSpotTraining", False)
+            out["BillableTimeInSeconds"] = max(1, round(seconds * SPOT_BILLING)) if spot else seconds
+        return out
+
+    def summary(self) -> dict:
+        out = {"TrainingJobName": self.name, "TrainingJobArn": self.arn, "CreationTime": self.created,
+               "LastModifiedTime": self.modified, "TrainingJobStatus": self.status,
+               "SecondaryStatus": self.secondary}
+        if self.ended:
+            out["TrainingEndTime"] = self.ended
+        return out
+
+
+class CloudWatchSink:
+    """Container output to CloudWatch Logs, one stream per host, flushed twice a second."""
+
+    def __init__(self, job: Job, hosts: list[str]):
+        self.logs = aws("logs")
+        try:
+            self.logs.create_log_group(logGroupName=LOG_GROUP)
+        except self.logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        epoch = int(time.time())
+        self.streams = {h: f"{job.name}/{h}-{epoch}" for h in hosts}
+        for stream in self.streams.values():
+            self.logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        self.pending: dict[str, list[dict]] = {h: [] for h in hosts}
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def __call__(self, host: str, line: str) -> None:
+        with self.lock:
+            self.pending.setdefault(host, []).append({"timestamp": int(time.time() * 1000), "message": line})
+
+    def flush(self) -> None:
+        with self.lock:
+            batches = {h: events for h, events in self.pending.items() if events}
+            self.pending = {h: [] for h in self.pending}
+        for host, events in batches.items():
+            for i in range(0, len(events), 1000):
+                self.logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=self.streams[host],
+                                         logEvents=events[i:i + 1000])
+
+    def _loop(self) -> None:
+        while not self.done.wait(0.5):
+            try:
+                self.flush()
+            except Exception:
+                traceback.print_exc()
+
+    def close(self) -> None:
+        self.done.set()
+        self.thread.join()
+        self.flush()
+
+
+def _download_channels(job: Job, folder: Path) -> dict[str, Path]:
+    s3 = aws("s3")
+    channels = {}
+    for channel in job.request.get("InputDataConfig", []):
+        uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+        bucket, _, prefix = uri[len("s3://"):].partition("/")
+        target = folder / channel["ChannelName"]
+        target.mkdir(parents=True)
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                rel = obj["Key"][len(prefix):].lstrip("/") or obj["Key"].rsplit("/", 1)[-1]
+                dest = target / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, obj["Key"], str(dest))
+        channels[channel["ChannelName"]] = target
+    return channels
+
+
+def _upload(job: Job, run: ContractRun, folder: Path) -> None:
+    s3 = aws("s3")
+    bucket, _, prefix = job.output[len("s3://"):].partition("/")
+    base = "/".join(p for p in (prefix.strip("/"), job.name, "output") if p)
+    if job.compression == "NONE":
+        import tarfile
+
+        packed = run.pack("/opt/ml/model", folder / "model.tar.gz")
+        with tarfile.open(packed) as tar:
+            for member in tar.getmembers():
+                if member.isfile():
+                    s3.upload_fileobj(tar.extractfile(member), bucket, f"{base}/model/{member.name}")
+    else:
+        s3.upload_file(str(run.pack("/opt/ml/model", folder / "model.tar.gz")), bucket, f"{base}/model.tar.gz")
+    s3.upload_file(str(run.pack("/opt/ml/output/data", folder / "output.tar.gz")), bucket, f"{base}/output.tar.gz")
+
+
+def run_job(job: Job, slots: threading.Semaphore) -> None:
+    with slots:
+        _run_job(job)
+
+
+def _run_job(job: Job) -> None:
+    r = job.request
+    resource = r["ResourceConfig"]
+    image = r["AlgorithmSpecification"]["TrainingImage"]
+    with tempfile.TemporaryDirectory(prefix=f"emu-{job.name}-") as tmp:
+        folder = Path(tmp)
+        try:
+            time.sleep(0.2)
+            if job.stop_requested:
+                job.finish("Stopped")
+                return
+            job.set_secondary("Downloading", "Downloading the training image and input data")
+            try:
+                _docker().images.pull(image, auth_config=registry_auth())
+            except Exception as exc:
+                job.finish("Failed", f"ClientError: cannot pull the training image {image}: {exc}")
+                return
+            channels = _download_channels(job, folder / "channels")
+            container_job = ContainerJob(
+                job_name=job.name,
+                image=image,
+                hyperparameters=r.get("HyperParameters", {}),
+                channels=channels,
+                environment=r.get("Environment", {}),
+                execution_environment=r.get("Environment", {}).get("FAHR_EXECUTION_ENVIRONMENT", "sagemaker"),
+                instance_count=resource["InstanceCount"],
+                instance_type=resource["InstanceType"],
+                stop_timeout=STOP_TIMEOUT,
+                job_arn=job.arn,
+            )
+            run = ContractRun(container_job, client=_docker())
+            job.run = run
+            sink = CloudWatchSink(job, container_job.hosts)
+            try:
+                run.start()
+                job.started = time.time()
+                job.set_secondary("Training", "Training image download completed. Training in progress.")
+                if job.stop_requested:
+                    run.stop()
+
+                def expire() -> None:  # StoppingCondition.MaxRuntimeInSeconds reached
+                    job.max_runtime_exceeded = True
+                    run.stop()
+
+                limit = threading.Timer(r["StoppingCondition"].get("MaxRuntimeInSeconds", 86400), expire)
+                limit.daemon = True
+                limit.start()
+                try:
+                    outcome = run.follow(sink, started_at=job.started)
+                finally:
+                    limit.cancel()
+            finally:
+                sink.close()
+            job.ended = time.time()
+            stopped = job.stop_requested
+            job.set_secondary("Uploading", "Uploading generated training model")
+            _upload(job, run, folder)
+            run.cleanup()
+            if job.max_runtime_exceeded and not stopped:
+                job.finish("Stopped", secondary="MaxRuntimeExceeded")
+            elif stopped:
+                job.finish("Stopped")
+            elif outcome.status == "Completed":
+                job.finish("Completed")
+            else:
+                job.finish("Failed", outcome.failure_reason)
+        except Exception as exc:
+            traceback.print_exc()
+            if job.run:
+                job.run.cleanup()
+            job.finish("Failed", f"InternalServerError: {type(exc).__name__}: {exc}")
+
+
+class SageMaker:
+    def __init__(self, concurrency: int = 3):
+        self.jobs: dict[str, Job] = {}
+        self.lock = threading.Lock()
+        self.slots = threading.Semaphore(concurrency)
+        self.describes = 0
+        self.throttled = 0
+        self.throttled_jobs: set[str] = set()
+
+    def throttle(self, operation: str, body: dict) -> None:
+        """Refuse the first DescribeTrainingJob of each job, and every Nth after, as throttled."""
+        if operation != "DescribeTrainingJob" or not THROTTLE_EVERY:
+            return
+        with self.lock:
+            self.describes += 1
+            name = body.get("TrainingJobName", "")
+            first = name in self.jobs and name not in self.throttled_jobs
+            if not first and self.describes % THROTTLE_EVERY:
+                return
+            self.throttled_jobs.add(name)
+            self.throttled += 1
+        raise ApiError("ThrottlingException", "Rate exceeded")
+
+    def _job(self, name: str) -> Job:
+        job = self.jobs.get(name)
+        if job is None:
+            raise ApiError("ValidationException", "Requested resource not found.")
+        return job
+
+    def CreateTrainingJob(self, body: dict) -> dict:
+        name = body["TrainingJobName"]
+        stopping = body["StoppingCondition"]
+        if body.get("EnableManagedSpotTraining"):
+            wait = stopping.get("MaxWaitTimeInSeconds")
+            if wait is None:
+                raise ApiError("ValidationException", "MaxWaitTimeInSeconds must be set when EnableManagedSpotTraining is true.")
+            if wait < stopping.get("MaxRuntimeInSeconds", 86400):
+                raise ApiError("ValidationException", "Invalid MaxWaitTimeInSeconds. It must be present and be greater than or equal to MaxRuntimeInSeconds")
+        elif "MaxWaitTimeInSeconds" in stopping:
+            raise ApiError("ValidationException", "MaxWaitTimeInSeconds is only valid with EnableManagedSpotTraining.")
+        if not role_exists(body["RoleArn"]):
+            raise ApiError("ValidationException",
+                           f"Could not assume role {body['RoleArn']}. Please ensure that the role exists "
+                           "and allows principal 'sagemaker.amazonaws.com' to assume the role.")
+        image = body["AlgorithmSpecification"].get("TrainingImage", "")
+        if not image_in_registry(image):
+            raise ApiError("ValidationException", f"Cannot find repository or image {image}; check that it exists in ECR.")
+        with self.lock:
+            if name in self.jobs:
+                raise ApiError("ResourceInUse",
+                               f"Training job names must be unique within an AWS account and region, and a "
+                               f"training job with this name already exists ({self.jobs[name].arn})")
+            job = Job(body)
+            self.jobs[name] = job
+        threading.Thread(target=run_job, args=(job, self.slots), daemon=True).start()
+        return {"TrainingJobArn": job.arn}
+
+    def DescribeTrainingJob(self, body: dict) -> dict:
+        return self._job(body["TrainingJobName"]).describe()
+
+    def StopTrainingJob(self, body: dict) -> dict:
+        job = self._job(body["TrainingJobName"])
+        if job.status != "InProgress":
+            raise ApiError("ValidationException",
+                           f"The job status is {job.status}. Only jobs with status InProgress can be stopped.")
+        job.stop_requested = True
+        with job.lock:
+            job.status = "Stopping"
+        job.set_secondary("Stopping", "Stopping the training job")
+        if job.run is not None:
+            threading.Thread(target=job.run.stop, daemon=True).start()
+        return {}
+
+    def ListTags(self, body: dict) -> dict:
+        with self.lock:
+            job = next((j for j in self.jobs.values() if j.arn == body["ResourceArn"]), None)
+        if job is None:
+            raise ApiError("ValidationException", f"Resource {body['ResourceArn']} not found.")
+        return {"Tags": job.request.get("Tags", [])}
+
+    def ListTrainingJobs(self, body: dict) -> dict:
+        with self.lock:
+            jobs = list(self.jobs.values())
+        if body.get("NameContains"):
+            jobs = [j for j in jobs if body["NameContains"].lower() in j.name.lower()]
+        if body.get("StatusEquals"):
+            jobs = [j for j in jobs if j.status == body["StatusEquals"]]
+        for field, attr, after in (("CreationTimeAfter", "created", True), ("CreationTimeBefore", "created", False),
+                                   ("LastModifiedTimeAfter", "modified", True), ("LastModifiedTimeBefore", "modified", False)):
+            if field in body:
+                limit = float(body[field])
+                jobs = [j for j in jobs if (getattr(j, attr) > limit) == after]
+        key = {"Name": lambda j: j.name, "Status": lambda j: j.status}.get(body.get("SortBy", "CreationTime"),
+                                                                           lambda j: j.created)
+        jobs.sort(key=key, reverse=body.get("SortOrder", "Ascending") == "Descending")
+        size = body.get("MaxResults", 10)
+        start = 0
+        if body.get("NextToken"):
+            try:
+                start = int(base64.b64decode(body["NextToken"]).decode())
+            except ValueError:
+                raise ApiError("ValidationException", "Invalid pagination token") from None
+        page = jobs[start:start + size]
+        out = {"TrainingJobSummaries": [j.summary() for j in page]}
+        if start + size < len(jobs):
+            out["NextToken"] = base64.b64encode(str(start + size).encode()).decode()
+        return out
+
+
+def make_handler(api: SageMaker):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt, *args):  # quiet: the tests read the jobs, not access logs
+            pass
+
+        def _reply(self, status: int, payload: dict) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/x-amz-json-1.1")
+            self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self._reply(200, {"emulator": "fahr SageMaker emulator", "jobs": len(api.jobs),
+                              "throttled": api.throttled})
+
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length", 0))
+            raw = self.rfile.read(length) if length else b"{}"
+            target = self.headers.get("X-Amz-Target", "")
+            operation = target.split(".", 1)[-1]
+            try:
+                if not target.startswith("SageMaker.") or not hasattr(api, operation):
+                    raise ApiError("UnknownOperationException", f"{operation} is not emulated", 400)
+                if "Authorization" not in self.headers:
+                    raise ApiError("MissingAuthenticationTokenException", "Missing Authentication Token", 403)
+                body = json.loads(raw or b"{}")
+                api.throttle(operation, body)
+                check_request(operation, body)
+                self._reply(200, getattr(api, operation)(body))
+            except ApiError as exc:
+                self._reply(exc.status, {"__type": exc.code, "message": exc.message})
+            except Exception as exc:
+                traceback.print_exc()
+                self._reply(500, {"__type": "InternalFailure", "message": f"{type(exc).__name__}: {exc}"})
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=3, help="jobs that run at the same time")
+    args = parser.parse_args()
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(SageMaker(args.concurrency)))
+    server.daemon_threads = True
+    print(f"fahr SageMaker emulator on http://127.0.0.1:{server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

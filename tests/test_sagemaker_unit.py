@@ -1,0 +1,265 @@
+"""The sagemaker driver's pieces that need no AWS: packaging, configuration checks, error
+translation, names; and the emulator's request validation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from fahr_core import config as cfg
+from fahr_core import names
+from fahr_core.errors import ConfigError, EnvironmentProblem
+
+import fahr_sagemaker
+from fahr_sagemaker import artifacts, aws, ecr
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _config(**values):
+    pairs = [(k, str(v)) for k, v in values.items()]
+    keys = fahr_sagemaker.config_keys()
+    return cfg.resolve("sagemaker", keys, cfg.ProjectFile(None, {}), pairs, environ={})
+
+
+GOOD = dict(output_path="s3://bucket/models", role_name="role")
+
+
+# -- packaging -------------------------------------------------------------------------------------
+
+
+def test_distribution_metadata():
+    core = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert not any("boto" in dep for dep in core["project"]["dependencies"])  # pip install fahr: no boto3
+    driver = tomllib.loads((REPO / "fahr_sagemaker/pyproject.toml").read_text())
+    assert driver["project"]["name"] == "fahr-sagemaker"
+    assert any(dep.startswith("fahr") for dep in driver["project"]["dependencies"])
+    assert any(dep.startswith("boto3") for dep in driver["project"]["dependencies"])
+    assert driver["project"]["entry-points"]["fahr.drivers"] == {"sagemaker": "fahr_sagemaker"}
+
+
+def test_driver_is_listed_and_nothing_heavy_is_imported_for_help_and_drivers():
+    probe = (
+        "import sys\n"
+        "from fahr_core import cli\n"
+        "for argv in (['fahr', '--help'], ['fahr', 'drivers']):\n"
+        "    sys.argv = argv\n"
+        "    try:\n"
+        "        cli.main()\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "import fahr_sagemaker\n"
+        "heavy = sorted(m for m in ('boto3', 'botocore', 'docker') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
+    assert any(line.startswith("sagemaker ") and "fahr-sagemaker" in line for line in out.splitlines())
+
+
+def test_without_fahr_sagemaker_the_driver_is_absent_and_fit_says_how_to_install(tmp_path):
+    # A view of this environment's site-packages without the fahr-sagemaker distribution: what
+    # `pip install fahr` alone gives (fahr's own dependencies include no boto3, see above).
+    import sysconfig
+
+    view = tmp_path / "site-packages"
+    view.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if "fahr_sagemaker" not in entry.name:
+            (view / entry.name).symlink_to(entry)
+    runner = ("import site, sys; site.addsitedir(sys.argv.pop(1)); sys.argv[0] = 'fahr'; "
+              "from fahr_core.cli import main; main()")
+
+    def fahr(*args):
+        return subprocess.run([sys.executable, "-S", "-c", runner, str(view), *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+
+    drivers = fahr("drivers")
+    assert drivers.returncode == 0, drivers.stderr
+    listed = [line.split()[0] for line in drivers.stdout.splitlines()]
+    assert "local" in listed and "sagemaker" not in listed
+    model = tmp_path / "m" / "train.py"
+    model.parent.mkdir()
+    model.write_text("print('hi')\n")
+    fit = fahr("fit", str(model), "--train-driver", "sagemaker")
+    assert fit.returncode == 2, fit.stderr
+    assert "pip install fahr-sagemaker" in fit.stderr
+    assert "Traceback" not in fit.stderr
+
+
+def test_claims_only_s3_locations():
+    assert fahr_sagemaker.claims_location("s3://bucket/models") is True
+    assert fahr_sagemaker.claims_location("/tmp/models") is None
+    assert fahr_sagemaker.claims_location("gs://bucket/models") is None
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+
+def test_defaults():
+    config = _config()
+    assert config["train_instance_type"] == "ml.c4.2xlarge"
+    assert (config["train_instance_count"], config["volume_size"], config["max_run"]) == (1, 30, 86400)
+    assert config["spot"] is False
+
+
+@pytest.mark.parametrize("path, message", [
+    ("/data/models", "is not an S3 location"),
+    ("s3://", "is not an S3 location"),
+    ("s3://UPPER/x", "not a valid S3 bucket name"),
+    ("s3://abc/" + "x" * 1030, "longer than SageMaker's 1024"),
+])
+def test_output_path_is_validated(path, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        aws.check_local(_config(output_path=path, role_name="r"))
+    assert info.value.exit_code == 2
+
+
+def test_output_path_and_role_are_needed_to_fit():
+    with pytest.raises(ConfigError, match="needs config.output_path"):
+        aws.check_local(_config(role_name="r"))
+    with pytest.raises(ConfigError, match="needs config.role_name"):
+        aws.check_local(_config(output_path="s3://bucket/x"))
+
+
+def test_parse_s3_normalises():
+    assert aws.parse_s3("s3://bucket/a/b/", "x") == aws.S3Uri("bucket", "a/b")
+    assert aws.parse_s3("s3://bucket", "x").uri == "s3://bucket"
+    assert aws.parse_s3("s3://bucket/a", "x").join("job", "output").uri == "s3://bucket/a/job/output"
+
+
+def test_instance_types_come_from_botocore_with_near_matches():
+    assert "ml.c4.2xlarge" in aws.instance_types() and len(aws.instance_types()) > 50
+    with pytest.raises(ConfigError, match=r"did you mean .*ml\.p3\.2xlarge"):
+        aws.check_local(_config(**GOOD, train_instance_type="ml.p3.2xlarg"))
+    aws.check_local(_config(**GOOD, train_instance_type="ml.g5.xlarge"))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (dict(spot=True), "spot training needs config.max_wait"),
+    (dict(spot=True, max_wait=86400), "must exceed config.max_run=86400"),
+    (dict(spot=True, max_run=100, max_wait=50), "must exceed config.max_run=100"),
+    (dict(max_wait=90000), "spot training only"),
+    (dict(train_instance_count=0), "must be 1 or more"),
+])
+def test_spot_and_counts(extra, message):
+    with pytest.raises(ConfigError, match=message):
+        aws.check_local(_config(**GOOD, **extra))
+
+
+def test_spot_with_a_longer_wait_is_fine():
+    aws.check_local(_config(**GOOD, spot=True, max_run=3600, max_wait=7200))
+
+
+def test_region_is_checked_against_botocore():
+    aws.check_region("eu-west-1")
+    with pytest.raises(ConfigError, match="did you mean 'eu-west-1'"):
+        aws.check_region("eu-wset-1")
+
+
+def test_clients_retry_throttling_adaptively(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client = aws.client(_config(region="eu-west-1"), "sagemaker")
+    assert client.meta.config.retries["mode"] == "adaptive"
+    assert client.meta.region_name == "eu-west-1"
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def _client_error(code, message="msg", status=400):
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": message},
+                        "ResponseMetadata": {"HTTPStatusCode": status}}, "AnOperation")
+
+
+@pytest.mark.parametrize("exc, kind, code, message", [
+    ("nocreds", EnvironmentProblem, 3, "no AWS credentials found"),
+    ("endpoint", EnvironmentProblem, 3, "cannot reach AWS"),
+    (("ExpiredToken", "The security token included in the request is expired"), EnvironmentProblem, 3,
+     "AWS rejected the credentials"),
+    (("InvalidClientTokenId", "bad"), EnvironmentProblem, 3, "AWS rejected the credentials"),
+    (("ValidationException", "1 validation error"), ConfigError, 2, "1 validation error"),
+    (("AccessDeniedException", "not allowed"), ConfigError, 2, "access denied"),
+    (("InternalFailure", "oops", 500), EnvironmentProblem, 3, "AWS failed while doing something"),
+])
+def test_botocore_errors_become_one_line_fahr_errors(exc, kind, code, message):
+    from botocore import exceptions as bex
+
+    if exc == "nocreds":
+        raised = bex.NoCredentialsError()
+    elif exc == "endpoint":
+        raised = bex.EndpointConnectionError(endpoint_url="https://sagemaker.xx-east-9.amazonaws.com")
+    else:
+        raised = _client_error(*exc)
+    with pytest.raises(kind, match=message) as info:
+        with aws.translated("doing something"):
+            raise raised
+    assert info.value.exit_code == code
+    assert "\n" not in info.value.message
+    assert info.value.__cause__ is raised
+
+
+# -- names -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tag", ["hello/train", "a-very-long-folder-name-for-a-model/with-a-long-script-name", "x/y"])
+def test_job_stem_is_the_start_of_the_cores_job_names(tag):
+    assert names.job_name(tag).startswith(artifacts.job_stem(tag) + "-")
+    assert names.job_name(tag, base="my-base").startswith(artifacts.job_stem(tag, "my-base") + "-")
+
+
+def test_content_tag_is_derived_from_the_image_id():
+    image_id = "sha256:" + "ab" * 32
+    assert ecr.content_tag(image_id) == "fahr-" + "ab" * 10
+    assert ecr.content_tag(image_id) == ecr.content_tag(image_id)
+    assert ecr.content_tag("sha256:" + "cd" * 32) != ecr.content_tag(image_id)
+
+
+def test_registry_errors_say_refused_or_unreachable():
+    refused = ecr._registry_error("pushing", RuntimeError("denied: requested access to the resource is denied"))
+    unreachable = ecr._registry_error("logging in", RuntimeError("Get https://x/v2/: dial tcp 127.0.0.1:443: connect: connection refused"))
+    assert "registry refused" in refused.message and refused.exit_code == 3
+    assert "registry unreachable" in unreachable.message and unreachable.exit_code == 3
+
+
+def test_spot_savings_line():
+    from fahr_sagemaker.follow import timings
+
+    assert timings({"TrainingTimeInSeconds": 100, "BillableTimeInSeconds": 30, "EnableManagedSpotTraining": True}) == \
+        "training seconds: 100, billable seconds: 30, managed spot training savings: 70.0%"
+    assert timings({"TrainingTimeInSeconds": 100, "BillableTimeInSeconds": 100}) == \
+        "training seconds: 100, billable seconds: 100"
+
+
+# -- the emulator's validation -----------------------------------------------------------------------
+
+
+def test_emulator_validates_against_botocore_model():
+    sys.path.insert(0, str(REPO / "tests" / "aws_emulator"))
+    try:
+        import sagemaker_server as emu
+    finally:
+        sys.path.pop(0)
+    good = {
+        "TrainingJobName": "job-1",
+        "AlgorithmSpecification": {"TrainingImage": "x", "TrainingInputMode": "File"},
+        "RoleArn": "arn:aws:iam::123456789012:role/r",
+        "OutputDataConfig": {"S3OutputPath": "s3://b/p"},
+        "ResourceConfig": {"InstanceType": "ml.c4.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+    }
+    emu.check_request("CreateTrainingJob", good)
+    for broken, needle in (
+        ({**good, "TrainingJobName": "bad_name"}, "regular expression pattern"),
+        ({**good, "ResourceConfig": {**good["ResourceConfig"], "InstanceType": "ml.nope"}}, "enum value set"),
+        ({k: v for k, v in good.items() if k != "RoleArn"}, "RoleArn' failed to satisfy constraint: Member must not be null"),
+    ):
+        with pytest.raises(emu.ApiError, match=needle):
+            emu.check_request("CreateTrainingJob", broken)
