@@ -437,6 +437,15 @@ class ContractRun:
                         seen.add(member.name)
                         out.addfile(member, tar.extractfile(member) if member.isfile() else None)
 
+    def save_logs(self, folder: Path) -> None:
+        """Keep every host's whole output as ``folder/<host>.log`` (before the containers go)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for host, container in self.containers().items():
+            try:
+                (folder / f"{host}.log").write_bytes(container.logs(stdout=True, stderr=True))
+            except Exception:
+                pass  # a container removed meanwhile has no logs to keep
+
     # -- clean up ----------------------------------------------------------------------------
 
     def cleanup(self) -> None:

@@ -1,4 +1,8 @@
-"""The user's Docker engine, reached through the Docker SDK (imported only here, on demand)."""
+"""The user's Docker engine, reached through the Docker SDK (imported only here, on demand).
+
+Part of the API drivers may use: ``engine.client()`` is the checked client of the user's engine,
+shared by the whole run; a driver that pushes or pulls images should use it rather than open its own.
+"""
 
 from __future__ import annotations
 

@@ -116,13 +116,9 @@ def resolve_template(value: str | None, templates: Mapping[str, Template] | None
 
 def parse_settings(items: list[str]) -> dict[str, str]:
     """``--set KEY=VALUE`` options as a dict."""
-    settings: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set {item!r}: expected --set KEY=VALUE")
-        settings[key.strip()] = value
-    return settings
+    from fahr_core.run import parse_pairs
+
+    return parse_pairs(items, "--set")
 
 
 def validate_answers(answers: Mapping[str, Any]) -> None:

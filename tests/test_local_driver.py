@@ -334,6 +334,8 @@ def test_stop_a_detached_job_finishes_it(docker_engine, fahr, jobs_dir, tmp_path
     assert_nothing_left(docker_engine, record["job_name"])
     again = fahr("stop", record["job_name"], check=0)
     assert "has already ended" in again.stderr
+    replay = fahr("wait", record["job_name"])  # a finished job's logs are kept and shown again
+    assert replay.returncode == 1 and replay.stdout.splitlines() == ["ready"]
 
 
 def test_the_host_that_failed_is_named(docker_engine, fahr, jobs_dir, tmp_path):

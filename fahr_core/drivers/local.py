@@ -192,6 +192,7 @@ def wait(job, config):
     if not job.model_tag:  # re-attached by name (`fahr wait JOB`): the record knows the tag
         job = dataclasses.replace(job, model_tag=record["model_tag"])
     if record["status"] in FINAL_STATES:
+        _replay_logs(job_dir, record)  # as SageMaker's wait prints a finished job's logs
         return _result(job, job_dir, record)
     run = ContractRun(_container_job(record, config))
     if not run.containers():
@@ -219,6 +220,13 @@ def wait(job, config):
     return _result(job, job_dir, record)
 
 
+def _replay_logs(job_dir: Path, record: dict) -> None:
+    several = record.get("instance_count", 1) > 1
+    for log in sorted((job_dir / "logs").glob("*.log")):
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            ui.log_line(line, log.stem if several else None)
+
+
 @contextlib.contextmanager
 def _locked(job_dir: Path):
     """One process at a time finishes a job (a `fit` following it and a `fahr stop`, say)."""
@@ -240,6 +248,7 @@ def _finish(run, job_dir: Path, status: str, reason: str) -> dict:
         if record.get("stop_requested") and status != COMPLETED:
             status, reason = STOPPED, "Stopped by 'fahr stop'"
         try:
+            run.save_logs(job_dir / "logs")
             out = job_dir / "output"
             out.mkdir(exist_ok=True)
             if status == COMPLETED:

@@ -30,7 +30,7 @@ EXECUTION_ENVIRONMENT = "sagemaker"
 
 @hookimpl
 def config_keys():
-    """The driver's configuration keys (see docs/sagemaker.md, "Configuration")."""
+    """The driver's configuration keys (README, "The sagemaker driver", "Configuration")."""
     return [
         # Required to fit, not to wait, stop or fetch: checked when a job is pushed or launched.
         ConfigKey("output_path", str, "",

@@ -28,16 +28,9 @@ def content_tag(image_id: str) -> str:
 
 
 def _docker():
-    import docker
+    from fahr_core import engine  # the core's client for the user's engine (DOCKER_HOST honoured)
 
-    try:
-        engine = docker.from_env(timeout=600)
-        engine.ping()
-    except Exception as exc:
-        raise EnvironmentProblem(
-            f"no Docker engine answers ({type(exc).__name__}); start one or set DOCKER_HOST"
-        ) from exc
-    return engine
+    return engine.client()
 
 
 def ensure_repository(config, name: str) -> str:
