@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# The emulated AWS, one per session for every module that uses it: defined once, here (a fixture
+# imported into two test modules would be two session fixtures, and two registries on port 443).
+from aws_emulator.fixtures import stack  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 FAHR = Path(sys.executable).parent / "fahr"
 EXAMPLE = ROOT / "examples" / "hello" / "train.py"

@@ -5,7 +5,6 @@ import uuid
 
 import pytest
 
-from aws_emulator.fixtures import stack  # noqa: F401 (a session fixture)
 from aws_emulator.stack import BUCKET, ROLE
 from fahr_core.testing import DriverConformance
 
@@ -25,12 +24,12 @@ class TestSageMakerDriver(DriverConformance):
 
     @pytest.fixture(scope="class")
     @classmethod
-    def driver_env(cls, stack):  # noqa: F811
+    def driver_env(cls, stack):
         return stack.env()
 
     @pytest.fixture(scope="class")
     @classmethod
-    def channel_uri(cls, stack):  # noqa: F811
+    def channel_uri(cls, stack):
         """Channels come from S3, as on SageMaker: upload the folder to the emulated bucket."""
         s3 = stack.client("s3")
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from aws_emulator.fixtures import (  # noqa: F401 (stack is a fixture)
-    BUCKET, FAHR, ROLE, job_name_of, run_fahr, sagemaker_args, stack, write_model,
+from aws_emulator.fixtures import (  # the `stack` fixture itself comes from conftest.py
+    BUCKET, FAHR, ROLE, job_name_of, run_fahr, sagemaker_args, write_model,
 )
 
 pytestmark = pytest.mark.docker

@@ -4,6 +4,7 @@ Installed as its own distribution (``pip install fahr-sagemaker``), registered u
 point ``sagemaker`` of group ``fahr.drivers``, and built only on fahr's public plugin API.
 Neither boto3 nor the Docker SDK is imported until a hook runs.
 
+    check_run    configuration, credentials, bucket and role, before anything is built
     build_image  (the core's)   -> local image
     push_image   ECR: repository per model tag, tag derived from content, skipped when present
     launch       CreateTrainingJob: the image by digest, File mode, output to config.output_path
@@ -57,6 +58,14 @@ def config_keys():
 def claims_location(location):
     """``s3://…`` locations are this driver's: ``fahr fetch DIR TAG s3://…`` picks it."""
     return True if urlparse(location).scheme == "s3" else None
+
+
+@hookimpl
+def check_run(config):
+    """Check configuration, credentials, bucket and role before the image is even built."""
+    from fahr_sagemaker import aws
+
+    aws.preflight(config)  # cached for the run: push_image and launch reuse its answer
 
 
 @hookimpl
