@@ -153,11 +153,12 @@ def validate_answers(answers: Mapping[str, Any]) -> None:
 
 
 def check_target(target: Path, overwrite: bool) -> None:
-    """Refuse a target that is a file, or a non-empty folder without ``overwrite``."""
-    if target.exists() and not target.is_dir():
-        raise UsageError(f"{target} exists and is not a folder; choose another directory")
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise UsageError(f"{target} is not empty; choose a new or empty folder, or pass --overwrite")
+    """Refuse a folder a project cannot go to (the same rules as a fetch target), or whose name
+    makes no model image tag: `fahr fit DIR/train.py` tags its image after the folder."""
+    from fahr_core import extract, names
+
+    extract.check_target(target, overwrite)
+    names.model_image_tag(target / "train.py")
 
 
 def _project_dir_name(repo_dir: Path) -> str:

@@ -75,6 +75,14 @@ def test_a_name_that_makes_no_docker_name_fails_before_writing(tmp_path, isolate
     assert list(tmp_path.iterdir()) == [tmp_path / "home"]
 
 
+def test_a_folder_whose_name_makes_no_model_tag_fails_before_writing(tmp_path, isolated_home):
+    # `fahr fit 日本/train.py` could never tag its image: refuse the folder now, not then.
+    result = run_fahr("init", "日本", "--no-input", cwd=tmp_path)
+    assert result.returncode == 2, show(result)
+    assert "its characters '日本' cannot appear" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "日本").exists()
+
+
 def test_a_driver_name_that_makes_no_python_package_fails_before_writing(tmp_path, isolated_home):
     target = tmp_path / "drv"
     result = run_fahr("init", target, "--template", "driver", "--no-input", "--set", "driver_name=9lives", cwd=tmp_path)
