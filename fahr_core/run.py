@@ -65,6 +65,16 @@ def _validate_channels(inputs: Mapping[str, str]) -> None:
             )
 
 
+# What a process environment may be called (POSIX; also SageMaker's Environment key pattern).
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _validate_environment(environment: Mapping[str, str]) -> None:
+    for name in environment:
+        if not _ENV_NAME.match(name):
+            raise UsageError(f"--env {name}=…: a variable name is letters, digits and '_', not starting with a digit")
+
+
 def fetch_command(result_job: JobHandle, location: str) -> str:
     """The exact command that fetches this job's model."""
     words = ["fahr", "fetch", "./model", result_job.model_tag]
@@ -90,6 +100,7 @@ def fit(
     artifact = image.check_artifact(artifact)
     model_tag = names.model_image_tag(artifact)
     _validate_channels(inputs)
+    _validate_environment(environment)
     if fetch_dir is not None and detach:
         raise UsageError("--fetch needs the job to end: drop --detach, or fetch later with 'fahr fetch'")
     if fetch_dir is not None:

@@ -199,6 +199,11 @@ def init(
     from cookiecutter.prompt import prompt_for_config
     from cookiecutter.repository import determine_repo_dir
 
+    import logging
+    import subprocess
+
+    # cookiecutter logs a failed git clone with its traceback: fahr says it in one line instead.
+    logging.getLogger("cookiecutter").setLevel(logging.CRITICAL)
     try:
         user_config = get_user_config()
         repo, cleanup = determine_repo_dir(
@@ -206,11 +211,21 @@ def init(
             clone_to_dir=user_config["cookiecutters_dir"], checkout=None, no_input=no_input,
             directory=chosen.directory,
         )
+    except subprocess.CalledProcessError as exc:
+        output = exc.output.decode("utf-8", "replace") if isinstance(exc.output, bytes) else str(exc.output or "")
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        why = lines[-1] if lines else f"git exited with {exc.returncode}"
+        raise UsageError(f"template {chosen.location}: cannot fetch it ({why}); check the URL") from exc
     except (cc_errors.CookiecutterException, OSError) as exc:
         raise UsageError(f"template {chosen.location}: {_one_line(exc)}") from exc
     repo_dir = Path(repo)
     try:
-        declared = json.loads((repo_dir / "cookiecutter.json").read_text(encoding="utf-8"))
+        try:
+            declared = json.loads((repo_dir / "cookiecutter.json").read_text(encoding="utf-8"))
+        except (ValueError, OSError) as exc:
+            raise UsageError(f"template {chosen.location}: cookiecutter.json is unreadable ({_one_line(exc)})") from exc
+        if not isinstance(declared, dict):
+            raise UsageError(f"template {chosen.location}: cookiecutter.json must hold a JSON object")
         unknown = sorted(set(settings) - set(declared))
         if unknown:
             public = ", ".join(k for k in declared if not k.startswith("_"))

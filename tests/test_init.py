@@ -83,6 +83,20 @@ def test_a_folder_whose_name_makes_no_model_tag_fails_before_writing(tmp_path, i
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "日本").exists()
 
 
+def test_templates_that_cannot_be_had_fail_in_one_line(tmp_path, isolated_home):
+    # A git URL on loopback where nothing listens: the clone fails without leaving the machine.
+    result = run_fahr("init", "a", "--template", "https://127.0.0.1:1/x.git", "--no-input", cwd=tmp_path)
+    assert result.returncode == 2, show(result)
+    assert "cannot fetch it" in result.stderr and "Traceback" not in result.stderr, show(result)
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "a").exists()
+    bad = tmp_path / "badtpl"
+    bad.mkdir()
+    (bad / "cookiecutter.json").write_text('{"project_name": "x",')
+    result = run_fahr("init", "b", "--template", bad, "--no-input", cwd=tmp_path)
+    assert result.returncode == 2 and "cookiecutter.json is unreadable" in result.stderr, show(result)
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "b").exists()
+
+
 def test_a_driver_name_that_makes_no_python_package_fails_before_writing(tmp_path, isolated_home):
     target = tmp_path / "drv"
     result = run_fahr("init", target, "--template", "driver", "--no-input", "--set", "driver_name=9lives", cwd=tmp_path)

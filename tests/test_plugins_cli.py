@@ -199,6 +199,7 @@ def test_failed_job_exits_1_with_reason(tmp_path, project):
      (["--hp", "novalue"], "--hp 'novalue': expected --hp KEY=VALUE"),
      (["--input", "bad/name=/x"], "a channel name is 1-64 letters, digits, '.', '-' or '_'"),
      (["--input", "..=/x"], "a channel name is 1-64 letters"),
+     (["--env", "A B=1"], "--env A B=…: a variable name is letters, digits and '_'"),
      ([], "driver 'testdrv' needs config.record_dir")],
 )
 def test_usage_errors_are_one_line_exit_2(project, args, message):

@@ -499,3 +499,18 @@ def test_inputs_env_checkpoints_and_uncompressed_output(stack, tmp_path):
     assert fetched.code == 0, fetched.output
     assert (tmp_path / "plain" / "nested" / "weights.bin").read_bytes() == b"\x00\x01" * 1000
     assert json.loads((tmp_path / "plain" / "listing.json").read_text())["extra"] == ["c.txt"]
+
+
+def test_bad_inputs_are_refused_before_building(stack, tmp_path):
+    model = write_model(tmp_path, "badinput", HELLO)
+    for value, message in ((str(tmp_path / "nowhere"), "does not exist"), ("s3://Bad_Bucket/x", "--input train")):
+        result = run_fahr(stack, "fit", str(model), *sagemaker_args(), "--input", f"train={value}", cwd=tmp_path)
+        _one_error(result, 2, message)
+        assert "building image" not in result.stderr  # refused in check_run, before the build
+
+
+def test_fetch_from_a_missing_bucket_is_one_line(stack, tmp_path):
+    result = run_fahr(stack, "fetch", str(tmp_path / "out"), "hello/train", "s3://no-such-bucket-here/models",
+                      cwd=tmp_path)
+    _one_error(result, 2, "bucket 'no-such-bucket-here' does not exist")
+    assert not (tmp_path / "out").exists()

@@ -61,10 +61,12 @@ def claims_location(location):
 
 
 @hookimpl
-def check_run(config):
-    """Check configuration, credentials, bucket and role before the image is even built."""
-    from fahr_sagemaker import aws
+def check_run(config, inputs):
+    """Check inputs, configuration, credentials, bucket and role before the image is even built."""
+    from fahr_sagemaker import artifacts, aws
 
+    for channel, value in inputs.items():
+        artifacts.check_input(channel, value)
     aws.preflight(config)  # cached for the run: push_image and launch reuse its answer
 
 

@@ -61,14 +61,22 @@ def _transfer_config():
 # -- inputs -----------------------------------------------------------------------------------
 
 
-def input_uri(config, job_name: str, channel: str, value: str, output: aws.S3Uri) -> str:
-    """The S3 URI of an input channel: as given, or a local folder/file uploaded first."""
+def check_input(channel: str, value: str) -> None:
+    """An ``--input`` value this driver can use: an s3:// URI, or a local file or folder."""
     if value.startswith("s3://"):
         aws.parse_s3(value, f"--input {channel}")
-        return value.rstrip("/") + ("/" if not value.endswith("/") else "")
+        return
     path = Path(value[len("file://"):] if value.startswith("file://") else value).expanduser()
     if not path.exists():
         raise UsageError(f"--input {channel}={value}: {path} does not exist (and is not an s3:// URI)")
+
+
+def input_uri(config, job_name: str, channel: str, value: str, output: aws.S3Uri) -> str:
+    """The S3 URI of an input channel: as given, or a local folder/file uploaded first."""
+    check_input(channel, value)
+    if value.startswith("s3://"):
+        return value  # as given: "s3://b/data/" is a folder, "s3://b/data.csv" one object
+    path = Path(value[len("file://"):] if value.startswith("file://") else value).expanduser()
     target = output.join(job_name, "input", channel)
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     total = sum(p.stat().st_size for p in files)
@@ -119,7 +127,8 @@ def newest_completed(config, model_tag: str, location: aws.S3Uri) -> dict:
             f"looking for the newest under {location.uri}")
     # Jobs write <location>/<job>/output/: the job folders present there narrow the candidates
     # to describe to one or two, however many jobs the account holds.
-    present = _job_folders(config, location)
+    with aws.translated(f"listing {location.uri}"):
+        present = _job_folders(config, location)
     if present is not None:
         summaries = [s for s in summaries if s["TrainingJobName"] in present]
     for summary in summaries:
@@ -145,8 +154,14 @@ def _job_folders(config, location: aws.S3Uri) -> set[str] | None:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix, Delimiter="/"):
             found.update(p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", []))
     except bex.ClientError as exc:
-        if aws.error_code(exc) in ("AccessDenied", "403"):
+        code = aws.error_code(exc)
+        if code in ("AccessDenied", "403"):
             return None  # no s3:ListBucket: describe the candidates one by one instead
+        if code in ("NoSuchBucket", "404"):
+            raise UsageError(
+                f"{location.uri}: bucket {location.bucket!r} does not exist in {aws.region_of(config)}; "
+                "check ARTIFACT_LOCATION (the output_path the job used)"
+            ) from exc
         raise
     return found
 

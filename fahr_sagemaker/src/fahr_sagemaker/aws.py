@@ -24,7 +24,7 @@ from fahr_core.errors import ConfigError, EnvironmentProblem, FahrError, UsageEr
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 _S3_URI = re.compile(r"^s3://([^/]+)/?(.*)$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[a-zA-Z_0-9+=,.@\-_/]+$")
 
 #: What the execution role must be allowed to do (printed when the role is missing).
 ROLE_PERMISSIONS = (
