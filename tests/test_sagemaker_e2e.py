@@ -472,7 +472,7 @@ def test_inputs_env_checkpoints_and_uncompressed_output(stack, tmp_path):
     assert keys == {f"channels/{job}/input/train/a.txt", f"channels/{job}/input/train/sub/b.txt"}
     info = _describe(stack, job)
     uris = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in info["InputDataConfig"]}
-    assert uris == {"train": f"s3://{BUCKET}/channels/{job}/input/train/", "extra": f"s3://{BUCKET}/shared/"}
+    assert uris == {"train": f"s3://{BUCKET}/channels/{job}/input/train/", "extra": f"s3://{BUCKET}/shared"}  # as given, as SageMaker takes it
     assert info["CheckpointConfig"] == {"S3Uri": "s3://fahr-emulated/ckpt"}
     assert info["Environment"]["GREETING"] == "hello"
     tags = {t["Key"]: t["Value"] for t in stack.client("sagemaker").list_tags(ResourceArn=info["TrainingJobArn"])["Tags"]}

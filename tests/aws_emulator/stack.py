@@ -179,6 +179,25 @@ class Stack:
     def stop(self) -> None:
         for proc in (self.sagemaker, self.registry, self.moto):
             _stop(proc)
+        self._untag_registry_images()
+
+    @staticmethod
+    def _untag_registry_images() -> None:
+        """Drop the emulated registry's names from the engine's images (pushes tag the images
+        they push, the emulator's pulls add digests): the images stay, nothing of the stack does."""
+        try:
+            import docker
+
+            client = docker.from_env()
+            for image in client.images.list():
+                for ref in image.tags + image.attrs.get("RepoDigests", []):
+                    if ref.startswith(REGISTRY_HOST + "/"):
+                        try:
+                            client.images.remove(ref, noprune=True)
+                        except Exception:
+                            pass  # still used by a container, or already gone with a sibling name
+        except Exception:
+            pass  # best effort: an engine gone away has nothing to tidy
 
     def __enter__(self) -> "Stack":
         return self.start()
