@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from fahr_core.errors import EnvironmentProblem
-from fahr_core.jobs import COMPLETED, FAILED, STOPPED
+from fahr_core.jobs import COMPLETED, FAILED
 
 LABEL_JOB = "fahr.job"
 LABEL_HOST = "fahr.host"

@@ -71,14 +71,22 @@ def validate_model_tag(tag: str) -> str:
     return tag
 
 
+def job_stem(model_tag: str, base: str | None = None) -> str:
+    """What every job name of ``model_tag`` (or of ``base``) starts with, before its timestamp.
+
+    Drivers that look up a tag's jobs by name (ListTrainingJobs' NameContains) use it too.
+    """
+    stem = re.sub(r"[^a-zA-Z0-9]+", "-", base or model_tag).strip("-") or "fahr"
+    return stem[: JOB_NAME_MAX - _SUFFIX_LEN].rstrip("-") or "fahr"
+
+
 def job_name(model_tag: str, *, now: float | None = None, base: str | None = None) -> str:
     """A fresh, unique job name for ``model_tag``: ``<tag-as-dashes>-YYYYMMDD-HHMMSS-xxxx``.
 
     Always matches ``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}``: the tag part is cut so that the whole
     fits 63 characters, and the random suffix makes two jobs started in the same second differ.
     """
-    stem = re.sub(r"[^a-zA-Z0-9]+", "-", base or model_tag).strip("-") or "fahr"
-    stem = stem[: JOB_NAME_MAX - _SUFFIX_LEN].rstrip("-") or "fahr"
+    stem = job_stem(model_tag, base)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
     name = f"{stem}-{stamp}-{secrets.token_hex(2)}"
     assert JOB_NAME.match(name) and len(name) <= JOB_NAME_MAX, name

@@ -61,7 +61,6 @@ import os
 import re
 import subprocess
 import sys
-import tarfile
 import time
 import uuid
 from pathlib import Path

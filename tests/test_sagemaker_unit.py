@@ -15,7 +15,7 @@ from fahr_core import names
 from fahr_core.errors import ConfigError, EnvironmentProblem
 
 import fahr_sagemaker
-from fahr_sagemaker import artifacts, aws, ecr
+from fahr_sagemaker import aws, ecr
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -211,8 +211,8 @@ def test_botocore_errors_become_one_line_fahr_errors(exc, kind, code, message):
 
 @pytest.mark.parametrize("tag", ["hello/train", "a-very-long-folder-name-for-a-model/with-a-long-script-name", "x/y"])
 def test_job_stem_is_the_start_of_the_cores_job_names(tag):
-    assert names.job_name(tag).startswith(artifacts.job_stem(tag) + "-")
-    assert names.job_name(tag, base="my-base").startswith(artifacts.job_stem(tag, "my-base") + "-")
+    assert names.job_name(tag).startswith(names.job_stem(tag) + "-")
+    assert names.job_name(tag, base="my-base").startswith(names.job_stem(tag, "my-base") + "-")
 
 
 def test_content_tag_is_derived_from_the_image_id():

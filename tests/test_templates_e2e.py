@@ -26,6 +26,12 @@ def init(workspace, name, template):
     return workspace / name
 
 
+def baked(workspace, name, template):
+    """The project an earlier test of this module baked, or a new one."""
+    project = workspace / name
+    return project if project.exists() else init(workspace, name, template)
+
+
 def fit(workspace, artifact, *args):
     return run_fahr("fit", artifact, "--train-driver", "local", f"--config.output_path={workspace / 'jobs'}",
                     *args, cwd=workspace)
@@ -74,18 +80,14 @@ def test_model_project_trains_on_local_and_comes_back_with_fetch(workspace):
 
 
 def test_model_project_failure_becomes_the_failure_reason(workspace):
-    project = workspace / "digits-e2e"
-    if not project.exists():
-        project = init(workspace, "digits-e2e", "model")
+    project = baked(workspace, "digits-e2e", "model")
     result = fit(workspace, project / "train.py", "--hp", "epochs=many")
     assert result.returncode == 1, show(result)
     assert "failed" in result.stderr and "ValueError: hyperparameter epochs='many' is not a valid int" in result.stderr
 
 
 def test_model_project_checkpoints_when_stopped(workspace):
-    project = workspace / "digits-e2e"
-    if not project.exists():
-        project = init(workspace, "digits-e2e", "model")
+    project = baked(workspace, "digits-e2e", "model")
     launched = fit(workspace, project / "train.py", "--hp", "epochs=1000000000", "--detach")
     assert launched.returncode == 0, show(launched)
     job = job_of(launched)
@@ -125,9 +127,7 @@ def test_notebook_project_trains_with_typed_parameters_and_returns_the_executed_
 
 
 def test_a_raising_cell_fails_the_notebook_job_with_its_error(workspace):
-    project = workspace / "nb-e2e"
-    if not project.exists():
-        project = init(workspace, "nb-e2e", "notebook")
+    project = baked(workspace, "nb-e2e", "notebook")
     result = fit(workspace, project / "train.ipynb", "--hp", "test_size=2.5")
     assert result.returncode == 1, show(result)
     reason = result.stderr.split("failed in", 1)[1]
@@ -141,9 +141,7 @@ def test_a_raising_cell_fails_the_notebook_job_with_its_error(workspace):
 
 
 def test_a_hyperparameter_that_does_not_fit_the_parameters_cell_fails(workspace):
-    project = workspace / "nb-e2e"
-    if not project.exists():
-        project = init(workspace, "nb-e2e", "notebook")
+    project = baked(workspace, "nb-e2e", "notebook")
     result = fit(workspace, project / "train.ipynb", "--hp", "epochs=many")
     assert result.returncode == 1, show(result)
     assert "hyperparameter epochs='many' does not fit the parameters cell's epochs = 20" in result.stderr

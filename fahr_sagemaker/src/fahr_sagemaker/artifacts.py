@@ -7,13 +7,12 @@ most every couple of seconds. The core extracts the downloaded archive; nothing 
 from __future__ import annotations
 
 import os
-import re
 import tarfile
 import threading
 import time
 from pathlib import Path
 
-from fahr_core import ui
+from fahr_core import names, ui
 from fahr_core.errors import UsageError
 from fahr_core.jobs import COMPLETED, IN_PROGRESS
 
@@ -94,11 +93,6 @@ def input_uri(config, job_name: str, channel: str, value: str, output: aws.S3Uri
 # -- fetch ------------------------------------------------------------------------------------
 
 
-def job_stem(model_tag: str, base_job_name: str = "") -> str:
-    """The part of job names fahr derives from a model tag (see fahr_core.names.job_name)."""
-    return re.sub(r"[^a-zA-Z0-9]+", "-", base_job_name or model_tag).strip("-")[:42].rstrip("-")
-
-
 def newest_completed(config, model_tag: str, location: aws.S3Uri) -> dict:
     """The newest Completed job of ``model_tag`` whose output path is ``location``.
 
@@ -109,7 +103,7 @@ def newest_completed(config, model_tag: str, location: aws.S3Uri) -> dict:
     from fahr_sagemaker.follow import describe
 
     sm = aws.client(config, "sagemaker")
-    stem = job_stem(model_tag, config.get("base_job_name", ""))
+    stem = names.job_stem(model_tag, config.get("base_job_name") or None)
     summaries: list[dict] = []
     with aws.translated("listing training jobs"):
         kwargs = {"NameContains": stem, "StatusEquals": COMPLETED, "SortBy": "CreationTime",
