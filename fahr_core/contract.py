@@ -375,10 +375,14 @@ class ContractRun:
 
         The engine's stream is spooled to a temporary file first; ``seekable`` opens that file
         for random access, so that a member already passed (a hard link's target) can be read.
+        Only an absent path is None: any other failure of the engine propagates, lest a model
+        that could not be read be packed as an empty one.
         """
+        from docker import errors as docker_errors
+
         try:
             stream, _ = container.get_archive(path)
-        except Exception:
+        except docker_errors.NotFound:
             yield None
             return
         with tempfile.TemporaryFile() as spool:
@@ -390,14 +394,17 @@ class ContractRun:
 
     def read_file(self, host: str, path: str) -> bytes | None:
         """One file from a (stopped) host container, or None."""
-        container = self.containers().get(host)
-        if container is None:
-            return None
-        with self._archive(container, path) as tar:
-            for member in tar or ():
-                if member.isfile():
-                    handle = tar.extractfile(member)
-                    return handle.read() if handle else None
+        try:
+            container = self.containers().get(host)
+            if container is None:
+                return None
+            with self._archive(container, path) as tar:
+                for member in tar or ():
+                    if member.isfile():
+                        handle = tar.extractfile(member)
+                        return handle.read() if handle else None
+        except Exception:
+            return None  # best effort: the caller falls back to the exit code and the log's tail
         return None
 
     def pack(self, path: str, target: Path) -> Path:

@@ -13,6 +13,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from fahr_core.contract import ContainerJob, ContractRun, TreeMerge, clash_warning
@@ -194,15 +195,17 @@ def test_hosts_merge_first_host_kept_and_the_dropped_host_named(tmp_path):
 
 
 class Container:
-    def __init__(self, host: str, archives: dict[str, bytes], fail: OSError | None = None):
+    def __init__(self, host: str, archives: dict[str, bytes] | Exception, fail: OSError | None = None):
         self.labels = {"fahr.host": host}
         self.name = host
         self.archives = archives
         self.fail = fail
 
     def get_archive(self, path: str):
+        if isinstance(self.archives, Exception):
+            raise self.archives
         if path not in self.archives:
-            raise KeyError(path)  # as the engine's 404 for a path that is absent
+            raise docker.errors.NotFound(f"Could not find the file {path} in container")
         raw = self.archives[path]
 
         def chunks():
@@ -256,3 +259,10 @@ def test_a_failed_pack_leaves_the_target_as_it_was_and_no_partial_file(tmp_path)
     assert caught.value.errno == errno.ENOSPC  # not swallowed: the caller maps it
     assert target.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["model.tar.gz"]
+
+
+def test_an_engine_that_fails_to_give_the_folder_is_not_an_empty_model(tmp_path):
+    gone = Container("algo-1", docker.errors.APIError("500 Server Error: the engine broke"))
+    with pytest.raises(docker.errors.APIError):
+        run_with(gone, count=1).pack("/opt/ml/model", tmp_path / "model.tar.gz")
+    assert list(tmp_path.iterdir()) == []
