@@ -370,30 +370,41 @@ class ContractRun:
 
     @staticmethod
     @contextlib.contextmanager
-    def _archive(container, path: str):
-        """``path`` of a (stopped) container as a streaming tarfile, or None when it is absent."""
+    def _archive(container, path: str, seekable: bool = False):
+        """``path`` of a (stopped) container as a tarfile, or None when it is absent.
+
+        The engine's stream is spooled to a temporary file first; ``seekable`` opens that file
+        for random access, so that a member already passed (a hard link's target) can be read.
+        Only an absent path is None: any other failure of the engine propagates, lest a model
+        that could not be read be packed as an empty one.
+        """
+        from docker import errors as docker_errors
+
         try:
             stream, _ = container.get_archive(path)
-        except Exception:
+        except docker_errors.NotFound:
             yield None
             return
         with tempfile.TemporaryFile() as spool:
             for chunk in stream:
                 spool.write(chunk)
             spool.seek(0)
-            with tarfile.open(fileobj=spool, mode="r|") as tar:
+            with tarfile.open(fileobj=spool, mode="r:" if seekable else "r|") as tar:
                 yield tar
 
     def read_file(self, host: str, path: str) -> bytes | None:
         """One file from a (stopped) host container, or None."""
-        container = self.containers().get(host)
-        if container is None:
-            return None
-        with self._archive(container, path) as tar:
-            for member in tar or ():
-                if member.isfile():
-                    handle = tar.extractfile(member)
-                    return handle.read() if handle else None
+        try:
+            container = self.containers().get(host)
+            if container is None:
+                return None
+            with self._archive(container, path) as tar:
+                for member in tar or ():
+                    if member.isfile():
+                        handle = tar.extractfile(member)
+                        return handle.read() if handle else None
+        except Exception:
+            return None  # best effort: the caller falls back to the exit code and the log's tail
         return None
 
     def pack(self, path: str, target: Path) -> Path:
@@ -401,41 +412,36 @@ class ContractRun:
 
         As on SageMaker, entries are relative to ``path``. SageMaker documents that the hosts'
         names must not clash; when they do, the first host's file is kept and the clash reported.
+        The archive is written under a temporary name and renamed when complete, so ``target``
+        is never half-written; OSError (a full disk) propagates for the caller to report.
         """
         base = path.rstrip("/").rsplit("/", 1)[-1]
-        seen: set[str] = set()
-        clashes: list[str] = []
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
         os.close(fd)
         tmp = Path(name)
         try:
-            self._pack_into(tmp, path, base, seen, clashes)
+            dropped = self._pack_into(tmp, path, base)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
-        if clashes:
+        if dropped:
             from fahr_core import ui
 
-            ui.warn(f"{target.name}: several hosts wrote the same files; kept the first host's: {', '.join(clashes[:5])}")
+            ui.warn(clash_warning(target.name, dropped))
         return target
 
-    def _pack_into(self, tmp: Path, path: str, base: str, seen: set[str], clashes: list[str]) -> None:
-        with tarfile.open(tmp, mode="w:gz") as out:
-            for host, container in sorted(self.containers().items()):
-                with self._archive(container, path) as tar:
-                    for member in tar or ():
-                        name = member.name
-                        if name == base or not name.startswith(base + "/"):
-                            continue
-                        member.name = name[len(base) + 1:]
-                        if member.name in seen:
-                            if not member.isdir():
-                                clashes.append(f"{member.name} ({host})")
-                            continue
-                        seen.add(member.name)
-                        out.addfile(member, tar.extractfile(member) if member.isfile() else None)
+    def _pack_into(self, tmp: Path, path: str, base: str) -> list[tuple[str, str]]:
+        order = {host: i for i, host in enumerate(self.job.hosts)}  # algo-2 before algo-10
+        containers = sorted(self.containers().items(), key=lambda hc: (order.get(hc[0], len(order)), hc[0]))
+        with tarfile.open(tmp, mode="w:gz", format=tarfile.PAX_FORMAT) as out:
+            merge = TreeMerge(out, base)
+            for host, container in containers:
+                with self._archive(container, path, seekable=True) as tar:
+                    if tar is not None:
+                        merge.add(host, tar)
+        return merge.dropped
 
     def save_logs(self, folder: Path) -> None:
         """Keep every host's whole output as ``folder/<host>.log`` (before the containers go)."""
@@ -460,3 +466,90 @@ class ContractRun:
                 network.remove()
         except Exception:
             pass
+
+
+# -- packing -----------------------------------------------------------------------------------
+
+
+class TreeMerge:
+    """Writes the engine's archives of one folder (one per host) into ``out`` as one tree.
+
+    The engine names every entry ``<base>/…`` (``model/…``) and hard links' targets likewise;
+    entries that need it carry the full name in a PAX ``path``/``linkpath`` header. Each entry is
+    written as a NEW TarInfo, relative to the folder: reusing the engine's member would carry its
+    PAX headers along, and they would put the stale ``model/`` prefix back.
+
+    Hosts are merged in the order given: a folder present on several hosts is one folder; any
+    other entry that an earlier host already wrote (or that would land under an earlier host's
+    file or symlink) is dropped and listed in ``dropped`` as (name, host).
+    """
+
+    def __init__(self, out: tarfile.TarFile, base: str):
+        self.out = out
+        self.prefix = base.strip("/") + "/"
+        self.kinds: dict[str, bool] = {}  # name written -> is it a folder
+        self.dropped: list[tuple[str, str]] = []
+
+    def _relative(self, name: str) -> str | None:
+        name = name.rstrip("/")
+        if not name.startswith(self.prefix):
+            return None  # the folder itself
+        return name[len(self.prefix):].strip("/") or None
+
+    def _clashes(self, name: str, is_dir: bool) -> bool:
+        if name in self.kinds:
+            return not (is_dir and self.kinds[name])
+        parts = name.split("/")
+        return any(self.kinds.get("/".join(parts[:i])) is False for i in range(1, len(parts)))
+
+    def add(self, host: str, tar: tarfile.TarFile) -> None:
+        """Add one host's archive; ``tar`` must be open for random access (hard links)."""
+        originals: dict[str, tarfile.TarInfo] = {}  # this host's files by relative name
+        written: set[str] = set()  # this host's files that made it into ``out``
+        for member in tar:
+            name = self._relative(member.name)
+            if name is None:
+                continue
+            if member.isreg():
+                originals[name] = member
+            if self._clashes(name, member.isdir()):
+                self.dropped.append((name, host))
+                continue
+            info = tarfile.TarInfo(name)
+            info.type = member.type
+            info.mode = member.mode & 0o7777
+            info.uid, info.gid, info.uname, info.gname = member.uid, member.gid, member.uname, member.gname
+            info.mtime = int(member.mtime)
+            data = None
+            if member.isreg():
+                info.size = member.size
+                data = tar.extractfile(member)
+            elif member.issym():
+                info.linkname = member.linkname  # relative to the link's folder: kept as it is
+            elif member.islnk():
+                target = self._relative(member.linkname)
+                if target in written:
+                    info.linkname = target
+                elif target in originals:
+                    # Its target is another host's file now (a clash): this host's content is
+                    # kept under this name as a file of its own.
+                    source = originals[target]
+                    info.type, info.size = tarfile.REGTYPE, source.size
+                    data = tar.extractfile(source)
+                else:  # the engine lists a link's target before the link; never seen otherwise
+                    self.dropped.append((name, host))
+                    continue
+            elif member.ischr() or member.isblk():
+                info.devmajor, info.devminor = member.devmajor, member.devminor
+            self.out.addfile(info, data)
+            self.kinds[name] = member.isdir()
+            if not member.isdir():
+                written.add(name)
+
+
+def clash_warning(archive: str, dropped: list[tuple[str, str]]) -> str:
+    """The one line that says which host's entries were dropped from ``archive``."""
+    shown = ", ".join(f"{name} ({host})" for name, host in dropped[:5])
+    more = f" and {len(dropped) - 5} more" if len(dropped) > 5 else ""
+    return (f"{archive}: several hosts wrote the same files; dropped {shown}{more}, "
+            f"keeping the copy of the first host that wrote each")

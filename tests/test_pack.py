@@ -1,0 +1,268 @@
+"""Packing a job's folder into model.tar.gz / output.tar.gz, without Docker: the engine's archive
+is built in memory in the shape the engine's archive API gives it (every entry under ``model/``,
+PAX headers for long and non-ASCII names and link targets), repacked by the real code, and read
+back with tarfile and with the system's own ``tar``.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import docker.errors
+import pytest
+
+from fahr_core.contract import ContainerJob, ContractRun, TreeMerge, clash_warning
+
+LONG_DIR = "/".join(f"l{i}" + "x" * 58 for i in range(5))  # 304 characters
+LONG_FILE = f"{LONG_DIR}/far.bin"  # over 255 in all
+COMPONENT = "c" * 196 + ".txt"  # one name of 200 characters
+ACCENTED = "modèle-poids.json"
+MTIME = 1_600_000_000
+
+
+def entry(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", mode: int = 0o644,
+          link: str = "", mtime: int = MTIME) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.linkname, info.mtime = kind, mode, link, mtime
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    return info, data
+
+
+def engine_archive(entries, base: str = "model") -> bytes:
+    """A tar stream as the engine returns it for ``/opt/ml/<base>``: the folder first, then its
+    entries prefixed ``<base>/`` (hard links' targets too), PAX format."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(entry(base, tarfile.DIRTYPE, mode=0o755)[0])
+        for info, data in entries:
+            info.name = f"{base}/{info.name}"
+            if info.islnk():
+                info.linkname = f"{base}/{info.linkname}"
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return buf.getvalue()
+
+
+def tree_entries(tag: bytes = b"") -> list:
+    return [
+        entry("bin", tarfile.DIRTYPE, mode=0o755),
+        entry("bin/run.sh", data=b"#!/bin/sh\necho " + tag + b"\n", mode=0o755, mtime=MTIME + 1),
+        entry(COMPONENT, data=b"two hundred" + tag, mtime=MTIME + 2),
+        entry("empty", tarfile.DIRTYPE, mode=0o750, mtime=MTIME + 3),
+        entry("l0" + "x" * 58, tarfile.DIRTYPE, mode=0o755),
+        *[entry("/".join(LONG_DIR.split("/")[:i]), tarfile.DIRTYPE, mode=0o755) for i in range(2, 6)],
+        entry(LONG_FILE, data=b"far away" + tag, mtime=MTIME + 4),
+        entry("latest.json", tarfile.SYMTYPE, link=ACCENTED, mode=0o777),
+        entry(ACCENTED, data=b'{"w": 1}' + tag, mtime=MTIME + 5),
+        entry("shards", tarfile.DIRTYPE, mode=0o755),
+        entry("shards/part-0.bin", tarfile.LNKTYPE, link=LONG_FILE, mtime=MTIME + 4),
+        entry("shards/up", tarfile.SYMTYPE, link="../bin", mode=0o777),
+        entry("zero.bin", mtime=MTIME + 6),
+    ]
+
+
+def repack(*hosts: tuple[str, bytes], base: str = "model") -> tuple[bytes, list]:
+    out_buf = io.BytesIO()
+    with tarfile.open(fileobj=out_buf, mode="w:gz", format=tarfile.PAX_FORMAT) as out:
+        merge = TreeMerge(out, base)
+        for host, raw in hosts:
+            with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+                merge.add(host, tar)
+    return out_buf.getvalue(), merge.dropped
+
+
+def members(packed: bytes) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(packed), mode="r:gz") as tar:
+        return {m.name: m for m in tar.getmembers()}
+
+
+def contents(packed: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(packed), mode="r:gz") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isreg() or m.islnk()}
+
+
+def untar(packed: bytes, into: Path) -> Path:
+    """Extract with the system's tar, as a user would; it must not complain."""
+    into.mkdir()
+    proc = subprocess.run(["tar", "xzf", "-", "-C", str(into)], input=packed, capture_output=True)
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr.decode()
+    return into
+
+
+def test_the_engine_shaped_archive_is_what_used_to_break():
+    raw = engine_archive(tree_entries())
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        stale = {m.name: m.pax_headers for m in tar.getmembers()}
+    # The names that need PAX headers carry the prefix there: copying those headers was the bug.
+    assert stale[f"model/{ACCENTED}"]["path"] == f"model/{ACCENTED}"
+    assert stale[f"model/{LONG_FILE}"]["path"] == f"model/{LONG_FILE}"
+    assert stale["model/shards/part-0.bin"]["linkpath"] == f"model/{LONG_FILE}"
+
+
+def test_long_and_non_ascii_names_lose_the_prefix(tmp_path):
+    packed, dropped = repack(("algo-1", engine_archive(tree_entries())))
+    assert dropped == []
+    found = members(packed)
+    assert sorted(found) == sorted(info.name for info, _ in tree_entries())
+    for member in found.values():
+        assert not member.name.startswith("model"), member.name
+        for key in ("path", "linkpath"):
+            assert not member.pax_headers.get(key, "").startswith("model/"), member.pax_headers
+    assert found[ACCENTED].pax_headers["path"] == ACCENTED  # PAX, written afresh
+    assert contents(packed)[COMPONENT] == b"two hundred"
+
+    out = untar(packed, tmp_path / "tar")
+    assert (out / ACCENTED).read_bytes() == b'{"w": 1}'
+    assert (out / LONG_FILE).read_bytes() == b"far away"
+    assert (out / COMPONENT).read_bytes() == b"two hundred"
+    assert not (out / "model").exists()
+
+
+def test_hard_link_to_a_long_named_file(tmp_path):
+    packed, _ = repack(("algo-1", engine_archive(tree_entries())))
+    link = members(packed)["shards/part-0.bin"]
+    assert link.islnk() and link.linkname == LONG_FILE
+    assert link.pax_headers["linkpath"] == LONG_FILE
+    out = untar(packed, tmp_path / "tar")
+    assert os.path.samefile(out / "shards" / "part-0.bin", out / LONG_FILE)
+    assert (out / "shards" / "part-0.bin").read_bytes() == b"far away"
+
+
+def test_symlinks_modes_mtimes_empty_folders_and_empty_files(tmp_path):
+    packed, _ = repack(("algo-1", engine_archive(tree_entries())))
+    found = members(packed)
+    assert found["latest.json"].issym() and found["latest.json"].linkname == ACCENTED
+    assert found["shards/up"].linkname == "../bin"  # relative targets kept as they are
+    assert found["empty"].isdir() and found["empty"].mode == 0o750
+    assert found["bin/run.sh"].mode == 0o755 and found["bin/run.sh"].mtime == MTIME + 1
+    assert found["zero.bin"].isreg() and found["zero.bin"].size == 0
+
+    out = untar(packed, tmp_path / "tar")
+    assert os.readlink(out / "latest.json") == ACCENTED
+    assert (out / "latest.json").read_bytes() == b'{"w": 1}'
+    assert os.readlink(out / "shards" / "up") == "../bin"
+    assert (out / "shards" / "up" / "run.sh").is_file()
+    assert (out / "empty").is_dir() and list((out / "empty").iterdir()) == []
+    assert os.stat(out / "bin" / "run.sh").st_mode & 0o777 == 0o755
+    assert os.stat(out / "bin" / "run.sh").st_mtime == MTIME + 1
+    assert (out / "zero.bin").stat().st_size == 0
+
+
+def test_output_folder_strips_its_own_prefix():
+    raw = engine_archive([entry("metrics.json", data=b"{}"), entry("data", tarfile.DIRTYPE)], base="data")
+    packed, _ = repack(("algo-1", raw), base="data")
+    assert list(members(packed)) == ["metrics.json", "data"]  # a folder named like its parent stays
+
+
+def test_hosts_merge_first_host_kept_and_the_dropped_host_named(tmp_path):
+    one = engine_archive([
+        entry("shared.txt", data=b"from algo-1"),
+        entry("common", tarfile.DIRTYPE),
+        entry("common/algo-1.txt", data=b"1"),
+        entry("thing", data=b"a file on algo-1"),
+    ])
+    two = engine_archive([
+        entry("shared.txt", data=b"from algo-2"),
+        entry("common", tarfile.DIRTYPE),  # a folder on both: merged, not a clash
+        entry("common/algo-2.txt", data=b"2"),
+        entry("thing", tarfile.DIRTYPE),  # a folder where algo-1 has a file: dropped, with its contents
+        entry("thing/inside.txt", data=b"under algo-2's folder"),
+        entry("mine.bin", tarfile.LNKTYPE, link="shared.txt"),  # its target is algo-1's now
+    ])
+    packed, dropped = repack(("algo-1", one), ("algo-2", two))
+    assert dropped == [("shared.txt", "algo-2"), ("thing", "algo-2"), ("thing/inside.txt", "algo-2")]
+    files = contents(packed)
+    assert files["shared.txt"] == b"from algo-1"
+    assert files["thing"] == b"a file on algo-1"
+    assert files["common/algo-1.txt"] == b"1" and files["common/algo-2.txt"] == b"2"
+    # algo-2's hard link keeps algo-2's content, as a file of its own.
+    assert files["mine.bin"] == b"from algo-2" and members(packed)["mine.bin"].isreg()
+    assert sum(1 for name in members(packed) if name == "common") == 1
+    untar(packed, tmp_path / "tar")  # a consistent tree: no file under a file
+
+    line = clash_warning("model.tar.gz", dropped)
+    assert line == ("model.tar.gz: several hosts wrote the same files; dropped shared.txt (algo-2), "
+                    "thing (algo-2), thing/inside.txt (algo-2), keeping the copy of the first host that wrote each")
+    many = clash_warning("output.tar.gz", [(f"f{i}", "algo-3") for i in range(8)])
+    assert "f4 (algo-3) and 3 more," in many and "f5" not in many
+
+
+# -- pack() itself, on containers that serve the in-memory archives ------------------------------
+
+
+class Container:
+    def __init__(self, host: str, archives: dict[str, bytes] | Exception, fail: OSError | None = None):
+        self.labels = {"fahr.host": host}
+        self.name = host
+        self.archives = archives
+        self.fail = fail
+
+    def get_archive(self, path: str):
+        if isinstance(self.archives, Exception):
+            raise self.archives
+        if path not in self.archives:
+            raise docker.errors.NotFound(f"Could not find the file {path} in container")
+        raw = self.archives[path]
+
+        def chunks():
+            yield raw[: len(raw) // 2]
+            if self.fail:
+                raise self.fail
+            yield raw[len(raw) // 2:]
+
+        return chunks(), {}
+
+
+class Engine:
+    def __init__(self, containers):
+        self._containers = containers
+        self.containers = self
+
+    def list(self, **_):
+        return self._containers
+
+
+def run_with(*containers, count: int) -> ContractRun:
+    return ContractRun(ContainerJob("j", "img", instance_count=count), client=Engine(list(containers)))
+
+
+def test_pack_orders_hosts_numerically_and_warns_once(tmp_path, capsys):
+    hosts = [f"algo-{i}" for i in range(1, 11)]
+    containers = [Container(h, {"/opt/ml/model": engine_archive([entry("who.txt", data=h.encode())])})
+                  for h in reversed(hosts)]
+    target = tmp_path / "model.tar.gz"
+    assert run_with(*containers, count=10).pack("/opt/ml/model", target) == target
+    assert contents(target.read_bytes()) == {"who.txt": b"algo-1"}
+    err = capsys.readouterr().err
+    # algo-2 comes second, not after algo-10 as a plain sort would have it
+    assert "dropped who.txt (algo-2), who.txt (algo-3)" in err and "and 4 more" in err
+    assert oct(target.stat().st_mode & 0o777) == oct(0o644)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.tar.gz"]
+
+
+def test_pack_of_an_absent_folder_is_an_empty_archive(tmp_path):
+    target = run_with(Container("algo-1", {}), count=1).pack("/opt/ml/output/data", tmp_path / "output.tar.gz")
+    assert members(target.read_bytes()) == {}
+
+
+def test_a_failed_pack_leaves_the_target_as_it_was_and_no_partial_file(tmp_path):
+    target = tmp_path / "model.tar.gz"
+    target.write_bytes(b"previous")
+    full = OSError(errno.ENOSPC, "No space left on device")
+    broken = Container("algo-1", {"/opt/ml/model": engine_archive([entry("w.bin", data=b"x" * 4096)])}, fail=full)
+    with pytest.raises(OSError) as caught:
+        run_with(broken, count=1).pack("/opt/ml/model", target)
+    assert caught.value.errno == errno.ENOSPC  # not swallowed: the caller maps it
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.tar.gz"]
+
+
+def test_an_engine_that_fails_to_give_the_folder_is_not_an_empty_model(tmp_path):
+    gone = Container("algo-1", docker.errors.APIError("500 Server Error: the engine broke"))
+    with pytest.raises(docker.errors.APIError):
+        run_with(gone, count=1).pack("/opt/ml/model", tmp_path / "model.tar.gz")
+    assert list(tmp_path.iterdir()) == []
