@@ -87,7 +87,7 @@ venv
 .ssh
 *.pem
 *.key
-id_rsa*
+id_rsa
 .netrc
 **/__pycache__
 **/*.pyc
