@@ -390,7 +390,10 @@ def test_a_failed_build_leaves_no_image(docker_engine, fahr, jobs_dir, tmp_path)
             docker_engine.containers.get(short)
     # Other builds may run on this engine meanwhile: no dangling image that appeared stems from ours.
     for image_id in set(api.images(all=True, quiet=True, filters={"dangling": True})) - dangling_before:
-        history = {layer["Id"].split(":")[-1][:12] for layer in api.history(image_id)}
+        try:
+            history = {layer["Id"].split(":")[-1][:12] for layer in api.history(image_id)}
+        except docker.errors.NotFound:
+            continue  # another build's, removed meanwhile
         assert not history & set(made), image_id
     assert api.images(all=True, quiet=True, filters={"label": "fahr.model_tag=fails-late/train"}) == []
     docker_engine.images.get("python:3.11-slim")  # the base image stays
