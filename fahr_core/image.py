@@ -9,6 +9,9 @@ A notebook (``train.ipynb``) is executed headless with papermill by
 
 The built-in templates of ``fahr init`` write their Dockerfile and .dockerignore with
 :func:`dockerfile_text` and :data:`DOCKERIGNORE` too: one source for both.
+
+fahr tars the build context itself (:func:`context_tar`): .dockerignore applies as docker applies
+it, then every secret path (:func:`secret_component`) is dropped whatever .dockerignore says.
 """
 
 from __future__ import annotations
@@ -374,7 +377,8 @@ def context_tar(context: BuildContext) -> IO[bytes]:
     files = context_files(root, _dockerfile_in_context(context))
     if files.kept_out:
         count = len(files.kept_out)
-        shown = ", ".join(files.kept_out[:5]) + (", …" if count > 5 else "")
+        # A name with a newline or other control character is quoted: the line stays one line.
+        shown = ", ".join(n if n.isprintable() else repr(n) for n in files.kept_out[:5]) + (", …" if count > 5 else "")
         ui.warn(f"kept {count} secret file{'s' if count != 1 else ''} out of the image: {shown} "
                 "(pass secrets with --env)")
     out = tempfile.TemporaryFile()

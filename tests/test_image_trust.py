@@ -180,6 +180,12 @@ def test_kept_out_line_is_one_line_and_absent_without_secrets(tmp_path):
         "fahr warning kept 6 secret files out of the image: .env, .git/, a.pem, b.key, c.p12, … "
         "(pass secrets with --env)"
     ]
+    for name in ("a.pem", "b.key", "c.p12", "conf/.npmrc"):
+        (folder / name).unlink()
+    (folder / "x\ny.env").write_text("x")  # a newline in a name does not split the line
+    assert stderr().splitlines() == [
+        "fahr warning kept 3 secret files out of the image: .env, .git/, 'x\\ny.env' (pass secrets with --env)"
+    ]
 
 
 # -- generated files and planted symlinks ---------------------------------------------------------
