@@ -17,7 +17,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from fahr_core.errors import ConfigError
 
@@ -32,6 +32,7 @@ class ConfigKey:
 
     ``type`` is one of ``str``, ``int``, ``float``, ``bool`` or ``dict`` (string to string; on
     the command line ``k=v,k2=v2`` or a JSON object). A ``required`` key has no usable default.
+    ``check``, if given, returns why a converted value is invalid (``"is not …"``), or None.
     """
 
     name: str
@@ -39,6 +40,7 @@ class ConfigKey:
     default: Any
     help: str
     required: bool = False
+    check: Callable[[Any], str | None] | None = None
 
     @property
     def type_name(self) -> str:
@@ -242,6 +244,9 @@ def resolve(
         if name not in declared:
             raise unknown_key_error(name, declared, driver, source)
         values[name] = convert(declared[name], raw, source)
+        problem = declared[name].check(values[name]) if declared[name].check else None
+        if problem:
+            raise ConfigError(f"config.{name}={values[name]!r} (from {source}) {problem}")
         sources[name] = source
 
     if project.path is not None:

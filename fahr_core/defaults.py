@@ -19,8 +19,15 @@ def config_keys():
             str,
             DEFAULT_BASE_IMAGE,
             "Base image of the Dockerfile fahr generates when the model folder has none.",
+            check=_image_reference_problem,
         ),
     ]
+
+
+def _image_reference_problem(value):
+    from fahr_core.image import image_reference_problem  # on use: start-up imports stay few
+
+    return image_reference_problem(value)
 
 
 @hookimpl

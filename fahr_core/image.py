@@ -9,17 +9,25 @@ A notebook (``train.ipynb``) is executed headless with papermill by
 
 The built-in templates of ``fahr init`` write their Dockerfile and .dockerignore with
 :func:`dockerfile_text` and :data:`DOCKERIGNORE` too: one source for both.
+
+fahr tars the build context itself (:func:`context_tar`): .dockerignore applies as docker applies
+it, then every secret path (:func:`secret_component`) is dropped whatever .dockerignore says.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import re
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from fahr_core import __version__, ui
-from fahr_core.errors import BuildError, EnvironmentProblem, UsageError
+from fahr_core.errors import BuildError, EnvironmentProblem, FahrError, UsageError
 from fahr_core.jobs import BuildContext, ImageRef
 
 SUPPORTED_SUFFIXES = (".py", ".ipynb")
@@ -27,16 +35,51 @@ SUPPORTED_SUFFIXES = (".py", ".ipynb")
 #: Installed in notebook images, in their own layer (cached across projects).
 NOTEBOOK_REQUIREMENTS = ("papermill>=2.6,<3", "ipykernel>=6.29,<8")
 
-# Never sent to the engine, whatever .dockerignore says: no secret is baked into an image.
-ALWAYS_EXCLUDED = (
-    ".git", ".env", ".env.*", "**/.env", "**/.env.*", ".aws", "**/.aws", ".ssh", "**/.ssh",
-    "*.pem", "**/*.pem", "*.key", "**/*.key", "id_rsa*", "**/id_rsa*", "id_ed25519*",
-    "**/id_ed25519*", ".netrc", "**/.netrc", ".pypirc", ".docker/config.json",
-)
+# Never sent to the engine, whatever .dockerignore says (its `!` lines included), at any depth:
+# a path is a secret when any of its components is one (a folder drops its whole subtree).
+# Matched case-insensitively: on macOS `.ENV` is the same file as `.env`.
+SECRET_NAMES = frozenset({
+    ".git", ".git-credentials", ".env", ".envrc", ".aws", ".ssh", ".kube", ".gcloud",
+    ".netrc", ".pypirc", ".npmrc",
+    # gcloud's credential files, wherever a copy of ~/.config/gcloud sits
+    "application_default_credentials.json", "credentials.db", "access_tokens.db", "legacy_credentials",
+})
+SECRET_SUFFIXES = (".env", ".pem", ".key", ".p12", ".pfx")  # prod.env, server.pem, …
+SECRET_PREFIXES = (".env.", ".env_")  # .env.local, .env_prod
+# A component secret only inside a given parent: ~/.docker/config.json holds registry logins,
+# ~/.config/gcloud holds gcloud's; other files under .docker or .config are ordinary.
+SECRET_CHILDREN = frozenset({(".docker", "config.json"), (".config", "gcloud")})
+# ssh private keys (id_rsa, id_rsa_work, id_ed25519.old, …); their public halves (*.pub) are not secret.
+_PRIVATE_KEY = re.compile(r"id_(rsa|dsa|ecdsa|ed25519)([._-].*)?")
+
+
+def secret_component(parts: list[str] | tuple[str, ...]) -> int | None:
+    """The index of the first component of a relative path that makes it a secret, else None."""
+    parent = ""
+    for i, part in enumerate(parts):
+        name = part.lower()
+        if (
+            name in SECRET_NAMES
+            or name.startswith(SECRET_PREFIXES)
+            or name.endswith(SECRET_SUFFIXES)
+            or (_PRIVATE_KEY.fullmatch(name) and not name.endswith(".pub"))
+            or (parent, name) in SECRET_CHILDREN
+        ):
+            return i
+        parent = name
+    return None
+
+
+def is_secret(relative_path: str) -> bool:
+    """Whether fahr keeps ``relative_path`` (``/``-separated, relative to the build context) out."""
+    return secret_component([p for p in relative_path.split("/") if p not in ("", ".")]) is not None
+
 
 DOCKERIGNORE = """\
 # Written by fahr: what stays out of the training image's build context.
-# fahr also always leaves out .git, .env files, .aws, .ssh and key files.
+# Whatever this file says, fahr never sends secrets at any depth: .git, .env, .env.*, *.env,
+# .envrc, .aws, .ssh, .kube, .netrc, .pypirc, .npmrc, docker and gcloud credentials,
+# ssh private keys and *.pem, *.key, *.p12, *.pfx.
 .git
 .gitignore
 .venv
@@ -47,7 +90,7 @@ venv
 .ssh
 *.pem
 *.key
-id_rsa*
+id_rsa
 .netrc
 **/__pycache__
 **/*.pyc
@@ -77,6 +120,7 @@ def _notebook_runner_source() -> str:
 
 def dockerfile_text(script_name: str, base_image: str, has_requirements: bool) -> str:
     """The Dockerfile fahr generates for a training script or notebook (also the templates')."""
+    check_base_image(base_image)
     notebook = script_name.endswith(".ipynb")
     runner = ""
     if notebook:
@@ -149,16 +193,49 @@ def _check_notebook(path: Path) -> None:
 
 GENERATED_MARK = "# Written by fahr"
 
+# Docker's image reference grammar (the distribution project's reference package):
+# [HOST[:PORT]/]PATH[:TAG][@DIGEST], path components lowercase. ASCII only, and fullmatch: `$`
+# would accept a trailing newline, which is exactly what must not reach a FROM line.
+_ALNUM = r"[a-z0-9]+"
+_PATH_COMPONENT = rf"{_ALNUM}(?:(?:[._]|__|-+){_ALNUM})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])"
+_NAME = rf"(?:{_HOST}(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_REFERENCE = re.compile(
+    rf"(?P<name>{_NAME})(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?",
+    re.ASCII,
+)
+
+
+def image_reference_problem(value: object) -> str | None:
+    """Why ``value`` is not a Docker image reference (``NAME[:TAG][@DIGEST]``), or None if it is one."""
+    match = _REFERENCE.fullmatch(value) if isinstance(value, str) else None
+    if match is None or len(match.group("name")) > 255:
+        return ("is not a Docker image reference: write [REGISTRY[:PORT]/]NAME[:TAG][@DIGEST], "
+                "lowercase names, no spaces, e.g. python:3.11-slim")
+    return None
+
+
+def check_base_image(base_image: str) -> str:
+    """``base_image``, or a :class:`UsageError`: it is written into a FROM line."""
+    problem = image_reference_problem(base_image)
+    if problem:
+        raise UsageError(f"base image {base_image!r} {problem}")
+    return base_image
+
 
 def prepare_context(artifact: Path, model_tag: str, base_image: str, overwrite: bool,
                     base_image_set: bool = False) -> BuildContext:
     """Write the Dockerfile (and a .dockerignore) when the artifact's folder has none.
 
     An existing Dockerfile is the user's: it is used as it is. With ``overwrite`` it is
-    regenerated, and one that fahr did not write is first kept as ``Dockerfile.bak``.
+    regenerated, and one that fahr did not write is first kept as ``Dockerfile.bak`` (a
+    Dockerfile that is a symbolic link is kept as that link, never read or written through).
     ``base_image_set``: the user chose a base image for this run (warn when the Dockerfile in
     use starts from another).
     """
+    check_base_image(base_image)
     folder = artifact.parent
     dockerfile = folder / "Dockerfile"
     ignore = folder / ".dockerignore"
@@ -168,10 +245,14 @@ def prepare_context(artifact: Path, model_tag: str, base_image: str, overwrite: 
                     "pass --overwrite to regenerate it")
         return BuildContext(artifact=artifact, context_dir=folder, dockerfile=dockerfile, model_tag=model_tag)
     written = [dockerfile.name]
-    if dockerfile.exists():
+    backup = folder / "Dockerfile.bak"
+    if dockerfile.is_symlink():
+        # Moving the link itself: its target (maybe outside the project) is neither read nor written.
+        _guard_write(backup, lambda: os.replace(dockerfile, backup))
+        ui.warn(f"your Dockerfile (a symbolic link) is kept as {backup}")
+    elif dockerfile.exists():
         current = dockerfile.read_text(encoding="utf-8", errors="replace")
         if not current.startswith(GENERATED_MARK):
-            backup = folder / "Dockerfile.bak"
             _write_atomically(backup, current)
             ui.warn(f"your Dockerfile is kept as {backup}")
     _write_atomically(dockerfile, dockerfile_text(artifact.name, base_image, (folder / "requirements.txt").is_file()))
@@ -183,9 +264,42 @@ def prepare_context(artifact: Path, model_tag: str, base_image: str, overwrite: 
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.fahr-tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    """Write ``path`` whole or not at all, never through a symlink planted in the folder.
+
+    The temporary file is created by ``mkstemp`` (O_EXCL, a random name: no planted link can be
+    opened in its place), then renamed over ``path``: a rename replaces a link at ``path``, it
+    does not write to the link's target.
+    """
+
+    def write() -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".fahr-tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                os.fchmod(out.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 would surprise
+                out.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    _guard_write(path, write)
+
+
+def _guard_write(path: Path, write) -> None:
+    try:
+        write()
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise EnvironmentProblem(f"cannot write {path}: {exc.strerror}; free some space and retry") from None
+        raise UsageError(f"cannot write {path}: {exc.strerror}; make {path.parent} writable, "
+                         "or write a Dockerfile there yourself") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _ignore_patterns(context_dir: Path) -> list[str]:
@@ -196,18 +310,112 @@ def _ignore_patterns(context_dir: Path) -> list[str]:
             line = line.strip()
             if line and not line.startswith("#"):
                 patterns.append(line)
-    # Last, because the last matching pattern wins: a `!.env` in .dockerignore cannot undo them.
-    return patterns + list(ALWAYS_EXCLUDED)
+    return patterns
+
+
+@dataclass(frozen=True)
+class ContextFiles:
+    """What a build context holds: ``paths`` are sent; ``kept_out`` are the secrets fahr withheld
+    that .dockerignore would have let through (folders end with ``/``). Both relative, ``/``-separated."""
+
+    paths: list[str]
+    kept_out: list[str]
+
+
+def context_files(context_dir: Path, dockerfile: str = "Dockerfile") -> ContextFiles:
+    """Walk ``context_dir`` as ``docker build`` would, never following a symlink, never entering a secret.
+
+    .dockerignore is applied with the Docker SDK's matcher (the Dockerfile and .dockerignore are
+    always sent, as docker does); then every path one of whose components is a secret
+    (:func:`secret_component`) is dropped, unconditionally. The secret rule is fahr's own code,
+    not a pattern handed to a matcher, so that no ``!`` line can bring a secret back.
+    """
+    from docker.utils.build import PatternMatcher
+
+    root = str(context_dir)
+    matcher = PatternMatcher(_ignore_patterns(context_dir) + [f"!{dockerfile}"])
+    exceptions = [p.cleaned_pattern + "/" for p in matcher.patterns if p.exclusion]
+    paths: list[str] = []
+    kept_out: list[str] = []
+
+    def visit(parts: list[str]) -> None:
+        folder = os.path.join(root, *parts)
+        try:
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+        except OSError as exc:
+            raise UsageError(f"cannot read {folder} in the build context: {exc.strerror}; "
+                             "make it readable or add it to .dockerignore") from None
+        for entry in entries:
+            here = parts + [entry.name]
+            relative = "/".join(here)
+            is_dir = entry.is_dir(follow_symlinks=False)
+            excluded = matcher.matches(relative)
+            # An excluded folder is still entered when a `!` line may bring back something inside.
+            enter = is_dir and (not excluded or any(e.startswith(relative + "/") for e in exceptions))
+            if secret_component(here) is not None:
+                if not excluded or enter:
+                    kept_out.append(relative + "/" if is_dir else relative)
+                continue
+            if not excluded:
+                paths.append(relative)
+            if enter:
+                visit(here)
+
+    visit([])
+    return ContextFiles(paths=paths, kept_out=kept_out)
 
 
 def context_tar(context: BuildContext) -> IO[bytes]:
-    """The build context as a tar stream, without what .dockerignore and ALWAYS_EXCLUDED name."""
-    from docker.utils import build as docker_build
+    """The build context as a tar stream (a temporary file): :func:`context_files`, symlinks as symlinks.
 
-    patterns = [p for p in _ignore_patterns(context.context_dir) if p not in ("Dockerfile", ".dockerignore")]
-    return docker_build.tar(
-        str(context.context_dir), exclude=patterns, dockerfile=(context.dockerfile.name, None), gzip=False
-    )
+    Prints one line naming the secrets it kept out, if any.
+    """
+    import tarfile
+
+    root = context.context_dir
+    files = context_files(root, _dockerfile_in_context(context))
+    if files.kept_out:
+        count = len(files.kept_out)
+        # A name with a newline or other control character is quoted: the line stays one line.
+        shown = ", ".join(n if n.isprintable() else repr(n) for n in files.kept_out[:5]) + (", …" if count > 5 else "")
+        ui.warn(f"kept {count} secret file{'s' if count != 1 else ''} out of the image: {shown} "
+                "(pass secrets with --env)")
+    out = tempfile.TemporaryFile()
+    try:
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for relative in files.paths:
+                _add(tar, root / relative, relative)
+    except BaseException:
+        out.close()
+        raise
+    out.seek(0)
+    return out
+
+
+def _dockerfile_in_context(context: BuildContext) -> str:
+    """The Dockerfile's path inside the context, as the engine reads it."""
+    if context.dockerfile.is_relative_to(context.context_dir):
+        return context.dockerfile.relative_to(context.context_dir).as_posix()
+    return context.dockerfile.name
+
+
+def _add(tar, path: Path, relative: str) -> None:
+    try:
+        info = tar.gettarinfo(str(path), arcname=relative)  # lstat: a symlink stays a symlink
+        if info is None:
+            return  # a socket: docker skips them too
+        info.mtime = int(info.mtime)  # tarfile cannot write negative or fractional times
+        if not info.isreg():
+            tar.addfile(info)
+            return
+        # O_NOFOLLOW: a file swapped for a symlink since the walk is refused, not followed.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as data:
+            tar.addfile(info, data)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} in the build context: {exc.strerror or exc}; "
+                         "make it readable or add it to .dockerignore") from None
 
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
@@ -219,7 +427,12 @@ _UNREACHABLE = re.compile(
 
 
 def build(context: BuildContext) -> ImageRef:
-    """Build ``context`` on the user's engine with live progress; tag it ``MODEL_TAG:latest``."""
+    """Build ``context`` on the user's engine with live progress; tag it ``MODEL_TAG:latest``.
+
+    A build that fails (or is interrupted) removes the images its steps committed: the classic
+    builder keeps each step's image, and a failed build's last one would stay as a dangling
+    ``<none>`` image (``labels`` mark only the final image, so they cannot find it).
+    """
     from fahr_core import engine
 
     api = engine.client().api
@@ -228,55 +441,91 @@ def build(context: BuildContext) -> ImageRef:
     step = ""
     steps = cached = 0
     image_id = ""
+    committed: list[str] = []  # short ids of the images this build's steps made or reused
+    dockerfile = _dockerfile_in_context(context)
     ui.info(f"building image {reference} from {context.dockerfile}")
+    tar = context_tar(context)  # before the engine is asked: its errors are about the project
+    before = _all_image_ids(api)
     try:
-        stream = api.build(
-            fileobj=context_tar(context), custom_context=True, dockerfile=context.dockerfile.name,
-            tag=reference, rm=True, forcerm=True, decode=True,
-            labels={"fahr.model_tag": context.model_tag, "fahr.version": __version__},
-        )
-        for chunk in stream:
-            if "error" in chunk or "errorDetail" in chunk:
-                message = " ".join((chunk.get("error") or chunk["errorDetail"].get("message", "")).split())
-                where = f"image build failed at {step or 'the start'}"
-                if step.startswith("step 1/") and _UNREACHABLE.search(message):
-                    raise EnvironmentProblem(
-                        f"{where}: the base image cannot be pulled ({message}); build or load it "
-                        "locally (scripts/ensure-base-image.sh does python:3.11-slim), or set config base_image"
-                    )
-                # The step's own output was streamed above: the error stays one line.
-                raise BuildError(f"{where}: {message}")
-            text = chunk.get("stream", "")
-            if "aux" in chunk and "ID" in chunk["aux"]:
-                image_id = chunk["aux"]["ID"]
-            for line in text.splitlines():
-                if not line.strip():
-                    continue
-                match = _STEP.match(line)
-                if match:
-                    step = f"step {match.group(1)}/{match.group(2)} ({match.group(3)})"
-                    steps += 1
-                    ui.build_step(line)
-                elif "Using cache" in line:
-                    cached += 1
-                else:
-                    ui.build_output(line)
-    except (BuildError, EnvironmentProblem):
-        raise
-    except Exception as exc:
-        from docker import errors as docker_errors
+        try:
+            stream = api.build(
+                fileobj=tar, custom_context=True, dockerfile=dockerfile,
+                tag=reference, rm=True, forcerm=True, decode=True,
+                labels={"fahr.model_tag": context.model_tag, "fahr.version": __version__},
+            )
+            for chunk in stream:
+                if "error" in chunk or "errorDetail" in chunk:
+                    message = " ".join((chunk.get("error") or chunk["errorDetail"].get("message", "")).split())
+                    where = f"image build failed at {step or 'the start'}"
+                    if step.startswith("step 1/") and _UNREACHABLE.search(message):
+                        raise EnvironmentProblem(
+                            f"{where}: the base image cannot be pulled ({message}); build or load it "
+                            "locally (scripts/ensure-base-image.sh does python:3.11-slim), or set config base_image"
+                        )
+                    # The step's own output was streamed above: the error stays one line.
+                    raise BuildError(f"{where}: {message}")
+                text = chunk.get("stream", "")
+                if "aux" in chunk and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+                for line in text.splitlines():
+                    if not line.strip():
+                        continue
+                    match = _STEP.match(line)
+                    if match:
+                        step = f"step {match.group(1)}/{match.group(2)} ({match.group(3)})"
+                        steps += 1
+                        ui.build_step(line)
+                    elif "Using cache" in line:
+                        cached += 1
+                    else:
+                        made = _COMMITTED.match(line)
+                        if made:
+                            committed.append(made.group(1))
+                        ui.build_output(line)
+        except FahrError:
+            raise
+        except Exception as exc:
+            from docker import errors as docker_errors
 
-        if isinstance(exc, docker_errors.APIError) and exc.status_code and exc.status_code < 500:
-            raise BuildError(f"image build refused by the engine: {exc.explanation or exc}") from exc
-        raise EnvironmentProblem(f"image build failed talking to the Docker engine: {exc}") from exc
-    image_id = image_id or _image_id(api, reference)
-    if not image_id:
-        raise BuildError(f"image build of {reference} produced no image; see the output above")
+            if isinstance(exc, docker_errors.APIError) and exc.status_code and exc.status_code < 500:
+                raise BuildError(f"image build refused by the engine: {exc.explanation or exc}") from exc
+            raise EnvironmentProblem(f"image build failed talking to the Docker engine: {exc}") from exc
+        finally:
+            tar.close()
+        image_id = image_id or _image_id(api, reference)
+        if not image_id:
+            raise BuildError(f"image build of {reference} produced no image; see the output above")
+    except BaseException:
+        _remove_leftovers(api, committed, before)
+        raise
     if steps and cached == steps - 1:  # FROM is never "cached"
         ui.info(f"image {reference} is up to date (every step cached)")
     if previous and previous != image_id:
         _remove_quietly(api, previous)  # the image this build replaced, unless a job still uses it
     return ImageRef(name=context.model_tag, tag="latest", image_id=image_id)
+
+
+# The classic builder's line for the image a step committed (or found in its cache).
+_COMMITTED = re.compile(r"^ ---> ([0-9a-f]{12,64})\s*$")
+
+
+def _all_image_ids(api) -> set[str] | None:
+    try:
+        return set(api.images(all=True, quiet=True))
+    except Exception:
+        return None  # then nothing is removed after a failure: only what was surely new may be
+
+
+def _remove_leftovers(api, committed: list[str], before: set[str] | None) -> None:
+    """Remove the images a failed build's steps committed, newest first; only those that did not
+    exist before the build (the base image and cache hits stay), and none of their parents."""
+    if before is None or not committed:
+        return
+    new = [i for i in (_all_image_ids(api) or ()) if i not in before]
+    for short in reversed(committed):
+        for image_id in new:
+            if image_id.split(":", 1)[-1].startswith(short):
+                _remove_quietly(api, image_id, noprune=True)
 
 
 def _image_id(api, reference: str) -> str:
@@ -286,8 +535,8 @@ def _image_id(api, reference: str) -> str:
         return ""
 
 
-def _remove_quietly(api, image_id: str) -> None:
+def _remove_quietly(api, image_id: str, noprune: bool = False) -> None:
     try:
-        api.remove_image(image_id)
+        api.remove_image(image_id, noprune=noprune)
     except Exception:
         pass  # still used (a running job, another tag): the engine keeps it, and so do we
