@@ -523,13 +523,13 @@ class _Tree:
         if not link:
             raise self.refuse(entry.name, "is a symlink to nothing")
         self.check_text(link, entry.name, "link target")
+        self.links[path] = link  # resolved with itself in the map, as the kernel would: x -> x loops
         self.check_link(path, link, entry.name)
         parent = self.folder(path[:-1])
         try:
             os.symlink(link, path[-1], dir_fd=parent)
         finally:
             os.close(parent)
-        self.links[path] = link
 
     def write_hardlink(self, path: tuple[str, ...], entry: _Entry) -> None:
         try:
