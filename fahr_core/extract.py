@@ -40,6 +40,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import unicodedata
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,9 +211,12 @@ class _Source:
         return data
 
     def drain(self) -> None:
-        """Read to the end, so that the compression's own check (gzip's CRC) is verified."""
+        """Read to the end, so that the compression's own check (gzip's CRC) is verified. Only
+        padding may follow the end-of-archive marker: a bomb hidden there is not decompressed."""
+        start = self.count
         while self.read(_CHUNK):
-            pass
+            if self.count - start > _READ_SLACK:
+                raise DamagedArchive(f"it holds more than {_size(_READ_SLACK)} after its end-of-archive marker")
 
     def close(self) -> None:
         self.raw.close()
@@ -349,6 +353,8 @@ class _Tree:
         self.target, self.cap, self.space = target, cap, space
         self.kinds: dict[tuple[str, ...], str] = {(): "dir"}  # "dir", "file" or "symlink"
         self.links: dict[tuple[str, ...], str] = {}
+        self.folded_kinds: dict[tuple[str, ...], str] = {}
+        self.folded_links: dict[tuple[str, ...], str] = {}
         self.dir_times: list[tuple[tuple[str, ...], float]] = []
         self.needed = 0
         self.count = 0
@@ -387,9 +393,11 @@ class _Tree:
                                               f"more than a file name may have ({NAME_MAX})")
         return parts
 
-    def resolve(self, folder: tuple[str, ...], link: str) -> tuple[str, ...]:
+    def resolve(self, folder: tuple[str, ...], link: str, fold: bool = False) -> tuple[str, ...]:
         """Where ``link``, a symlink's target in ``folder``, leads: through the archive's
-        symlinks, as the kernel would, but on the archive's own map."""
+        symlinks, as the kernel would, but on the archive's own map. With ``fold``, as a
+        filesystem that ignores case and Unicode normalization would (macOS): 'S' is the symlink 's'."""
+        links = self.folded_links if fold else self.links
         if link.startswith("/"):
             raise _Outside
         here = list(folder)  # never holds a symlink: each one is replaced by its target at once
@@ -405,7 +413,7 @@ class _Tree:
                 here.pop()
                 continue
             here.append(part)
-            target = self.links.get(tuple(here))
+            target = links.get(_fold(here) if fold else tuple(here))
             if target is not None:
                 hops += 1
                 if hops > MAX_LINK_HOPS or target.startswith("/"):
@@ -417,6 +425,7 @@ class _Tree:
     def check_link(self, path: tuple[str, ...], link: str, entry_name: str) -> None:
         try:
             self.resolve(path[:-1], link)
+            self.resolve(path[:-1], link, fold=True)
         except _Outside:
             raise self.refuse(entry_name, f"is a symlink to {_show(link)}, which leads outside the target") from None
         except _TooDeep:
@@ -434,7 +443,7 @@ class _Tree:
                 return  # "./": the target folder itself
             raise self.refuse(entry.name, "names the target folder itself")
         for i in range(1, len(path)):
-            kind = self.kinds.get(path[:i])
+            kind = self.kinds.get(path[:i]) or self.folded_kinds.get(_fold(path[:i]))
             if kind == "symlink":
                 raise self.refuse(entry.name, f"passes through the symlink {_show('/'.join(path[:i]))}")
             if kind == "file":
@@ -458,7 +467,13 @@ class _Tree:
         except OSError as exc:
             raise UsageError(f"cannot unpack entry {_show(entry.name)} beside {self.target}: "
                              f"{exc.strerror or exc}; nothing was written") from None
+        self.set_kind(path, kind)
+
+    def set_kind(self, path: tuple[str, ...], kind: str) -> None:
         self.kinds[path] = kind
+        # On a filesystem that ignores case, 'A' and 'a' are one: the stricter kind is kept.
+        if kind != "dir" or _fold(path) not in self.folded_kinds:
+            self.folded_kinds[_fold(path)] = kind
 
     def check_size(self, entry: _Entry) -> None:
         if entry.end > self.cap:
@@ -490,7 +505,8 @@ class _Tree:
                     if not create:
                         raise
                     os.mkdir(part, 0o777, dir_fd=fd)
-                    self.kinds.setdefault(path[: i + 1], "dir")
+                    if path[: i + 1] not in self.kinds:
+                        self.set_kind(path[: i + 1], "dir")
                     inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
                 os.close(fd)
                 fd = inner
@@ -524,6 +540,7 @@ class _Tree:
             raise self.refuse(entry.name, "is a symlink to nothing")
         self.check_text(link, entry.name, "link target")
         self.links[path] = link  # resolved with itself in the map, as the kernel would: x -> x loops
+        self.folded_links[_fold(path)] = link
         self.check_link(path, link, entry.name)
         parent = self.folder(path[:-1])
         try:
@@ -561,6 +578,10 @@ class _Tree:
                 _set_mtime(fd, mtime)
             finally:
                 os.close(fd)
+
+
+def _fold(path) -> tuple[str, ...]:
+    return tuple(unicodedata.normalize("NFD", part).casefold() for part in path)
 
 
 def _set_mtime(fd: int, mtime: float | None) -> None:

@@ -137,7 +137,7 @@ def refused(scene, archive, error=UnsafeArchive, **kwargs):
     archives = (".tar", ".tar.gz")  # the test's own, written beside the scene
     assert {k: v for k, v in snapshot(root).items() if not ("/" not in k and k.endswith(archives))} == before  # target byte-identical, victim untouched, no staging folder left
     message = str(caught.value)
-    assert "\n" not in message and message.startswith("refusing the model")
+    assert "\n" not in message and "\x1b" not in message and message.startswith("refusing the model")
     return message
 
 
@@ -186,9 +186,15 @@ def test_a_later_symlink_cannot_turn_an_earlier_one_outwards(scene):
     ([member("x", data=b"1"), member("x", tarfile.DIRTYPE)], "appears twice in the archive (as a file, then as a dir)"),
     ([member("x", tarfile.SYMTYPE, linkname="y"), member("x", data=b"1")], "appears twice"),
     ([member(".", data=b"1")], "names the target folder itself"),
+    ([member("evil\n\x1b[2J/../../x", data=b"1")], "entry 'evil\\n\\x1b[2J/../../x' climbs out with '..'"),
     ([member("blk", tarfile.BLKTYPE)], "is a device or pipe"),
     ([member("odd", b"Q")], "unknown type"),
     ([member("nul", tarfile.SYMTYPE, linkname="/")], "leads outside"),
+    # On a filesystem that ignores case (macOS), 'S' is 's': both readings must stay inside.
+    ([member("t", tarfile.SYMTYPE, linkname="s/../victim-dir"), member("S", tarfile.SYMTYPE, linkname=".")],
+     "entry 't' is a symlink to 's/../victim-dir', which leads outside"),
+    ([member("D", tarfile.SYMTYPE, linkname="real"), member("d/inner.txt", data=b"x")],
+     "entry 'd/inner.txt' passes through the symlink 'd'"),
 ])
 def test_other_hostile_entries(scene, members, expected):
     assert expected in refused(scene, write_tar(scene[0] / "m.tar.gz", members))
@@ -316,6 +322,16 @@ def test_a_huge_extended_header_is_not_read_into_memory(scene, reads):
     assert reads["bytes"] < 1 * MiB
 
 
+def test_a_bomb_after_the_end_of_the_archive_is_not_decompressed(scene, reads):
+    bomb = zero_bomb(scene[0] / "zeros.tar.gz", 10 * GiB).read_bytes()
+    model = write_tar(scene[0] / "m.tar.gz", [member("ok.txt", data=b"ok")])
+    with open(model, "ab") as out:
+        out.write(bomb)  # gzip members may follow each other: this is one valid gzip file
+    message = refused(scene, model, DamagedArchive)
+    assert "it holds more than 1.0 MiB after its end-of-archive marker" in message
+    assert reads["bytes"] < 1 * MiB
+
+
 @pytest.mark.parametrize("value,expected", [
     ("", 64 * GiB), ("1000", 1000), ("64G", 64 * GiB), ("10MiB", 10 * MiB), ("5 k", 5 * 1024), ("2T", 2 * 1024**4),
 ])
@@ -439,3 +455,22 @@ def test_folder_larger_than_the_cap_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ModelTooLarge, match="at entry 'f2'"):
         place(source, tmp_path / "out", extract=True, overwrite=False)
     assert sorted(os.listdir(tmp_path)) == ["files"]
+
+
+def test_a_full_disk_while_writing_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    # The free-space probe is made to lie, as if another program filled the disk meanwhile.
+    import subprocess
+
+    disk = tmp_path / "small"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        archive = random_parts(tmp_path / "m.tar.gz", 6, 512 * 1024)
+        monkeypatch.setattr(extract, "free_space", lambda folder: extract.FreeSpace(1 * GiB, None, 4096))
+        with pytest.raises(UsageError, match=r"^cannot unpack entry 'part-\d' beside .*: No space left on device; "
+                                             "nothing was written$"):
+            place(archive, disk / "out", extract=True, overwrite=False)
+        assert os.listdir(disk) == []
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
