@@ -158,7 +158,7 @@ class _TarInfo(tarfile.TarInfo):
         except (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError):
             raise DamagedArchive("the archive ends before its end-of-archive marker") from None
         except tarfile.InvalidHeaderError as exc:
-            raise DamagedArchive(f"damaged tar header ({exc})") from None
+            raise DamagedArchive(f"damaged tar header: {exc}") from None
 
     def _proc_member(self, tarfile_):
         meta = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
@@ -224,8 +224,8 @@ class _Source:
 
 def _compression_problem(exc: Exception) -> str:
     if isinstance(exc, EOFError):
-        return "its compressed data ends early (truncated download?)"
-    return f"its compressed data is damaged ({exc})"
+        return "its compressed data ends early, as if cut off"
+    return f"its compressed data is damaged: {exc}"
 
 
 def _tar_entries(archive: Path, cap: int) -> Iterator[_Entry]:
@@ -235,13 +235,13 @@ def _tar_entries(archive: Path, cap: int) -> Iterator[_Entry]:
             tar = tarfile.open(fileobj=source, mode="r|", tarinfo=_TarInfo, encoding="utf-8",
                                errors="surrogateescape")
         except _READ_ERRORS as exc:
-            raise DamagedArchive(f"damaged tar header ({exc})") from None
+            raise DamagedArchive(f"damaged tar header: {exc}") from None
         with tar:
             while True:
                 try:
                     member = tar.next()
                 except _READ_ERRORS as exc:
-                    raise DamagedArchive(f"damaged tar header ({exc})") from None
+                    raise DamagedArchive(f"damaged tar header: {exc}") from None
                 if member is None:
                     break
                 yield _entry_of(tar, member)
@@ -274,7 +274,7 @@ def _tar_data(tar: tarfile.TarFile, member: tarfile.TarInfo) -> Iterator[bytes]:
         while chunk := data.read(_CHUNK):
             yield chunk
     except _READ_ERRORS as exc:
-        raise DamagedArchive(f"entry {_show(member.name)} cannot be read ({exc})") from None
+        raise DamagedArchive(f"entry {_show(member.name)} cannot be read: {exc}") from None
 
 
 def _folder_entries(folder: Path) -> Iterator[_Entry]:
@@ -364,7 +364,8 @@ class _Tree:
         os.close(self.root_fd)
 
     def refuse(self, entry_name: str, what: str) -> UnsafeArchive:
-        return UnsafeArchive(f"refusing the model: entry {_show(entry_name)} {what}; nothing was written")
+        return UnsafeArchive(f"refusing the model: entry {_show(entry_name)} {what}; nothing was written "
+                             "(do not unpack this archive by other means)")
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -651,7 +652,8 @@ def place(source: Path, target: Path, *, extract: bool, overwrite: bool) -> Path
                 _unpack(_tar_entries(source, cap), staging, target, cap)
             except DamagedArchive as exc:
                 raise DamagedArchive(f"refusing the model: {source.name} is not a readable tar archive "
-                                     f"({exc.message}); nothing was written") from None
+                                     f"({exc.message}); nothing was written; fetch it again, or check the "
+                                     "job that wrote it") from None
         else:
             _copy(source, staging / source.name, target)
         umask = os.umask(0)
