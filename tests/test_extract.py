@@ -72,6 +72,7 @@ def test_non_empty_target_needs_overwrite(tmp_path):
     assert (target / "old.txt").read_text() == "old"
     place(archive, target, extract=True, overwrite=True)
     assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tar.gz", "out"]  # no staging, no old copy left
 
 
 def test_failed_overwrite_keeps_the_old_model(tmp_path):

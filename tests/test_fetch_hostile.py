@@ -14,7 +14,7 @@ import subprocess
 import tarfile
 
 import pytest
-from hostile import GiB, cve_2025_4517, local_job, member, snapshot, up_and_out, write_tar, zero_bomb
+from hostile import GiB, cve_2025_4517, local_job, member, snapshot, up_and_out, zero_bomb
 
 from conftest import run_fahr
 
