@@ -16,7 +16,6 @@ import tarfile
 import pytest
 from hostile import GiB, cve_2025_4517, local_job, member, snapshot, up_and_out, zero_bomb
 
-from conftest import run_fahr
 
 TAG = "hostile/train"
 
@@ -32,11 +31,11 @@ def scene(tmp_path):
     return tmp_path
 
 
-def fetch_refused(scene, archive_bytes, *, env=None, target=None):
+def fetch_refused(fahr, scene, archive_bytes, *, env=None, target=None):
     job = local_job(scene / "jobs", archive_bytes)
     watched = {k: v for k, v in snapshot(scene).items() if not k.startswith("jobs")}
     target = target or scene / "work" / "out"
-    proc = run_fahr("fetch", target, TAG, scene / "jobs", "--job", job, "--overwrite", cwd=scene, env=env)
+    proc = fahr("fetch", target, TAG, scene / "jobs", "--job", job, "--overwrite", cwd=scene, env=env)
     assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("fahr error: refusing the model"), proc.stderr
@@ -53,14 +52,14 @@ def tar_bytes(members, **kwargs):
     return buffer.getvalue()
 
 
-def test_cve_2025_4517_archive(scene, tmp_path):
+def test_cve_2025_4517_archive(fahr, scene, tmp_path):
     # From work/.out.fahr-XXXX (the staging folder), two levels up is the scene: victim-dir.
-    line = fetch_refused(scene, cve_2025_4517(tmp_path / "cve.tar.gz", ups=2).read_bytes())
+    line = fetch_refused(fahr, scene, cve_2025_4517(tmp_path / "cve.tar.gz", ups=2).read_bytes())
     assert "passes through the symlink 'a'" in line
 
 
-def test_symlink_to_the_top_then_up(scene, tmp_path):
-    line = fetch_refused(scene, up_and_out(tmp_path / "up.tar.gz", ups=2).read_bytes())
+def test_symlink_to_the_top_then_up(fahr, scene, tmp_path):
+    line = fetch_refused(fahr, scene, up_and_out(tmp_path / "up.tar.gz", ups=2).read_bytes())
     assert "entry 'escape' is a symlink to 'sub/up/../../victim-dir', which leads outside the target" in line
 
 
@@ -69,21 +68,21 @@ def test_symlink_to_the_top_then_up(scene, tmp_path):
     [member("h", tarfile.LNKTYPE, linkname="later.bin"), member("later.bin", data=b"x")],
     [member("d", tarfile.DIRTYPE), member("h", tarfile.LNKTYPE, linkname="d")],
 ], ids=["missing", "later", "folder"])
-def test_hard_link_to_no_earlier_file(scene, members):
-    line = fetch_refused(scene, tar_bytes(members))
+def test_hard_link_to_no_earlier_file(fahr, scene, members):
+    line = fetch_refused(fahr, scene, tar_bytes(members))
     assert "entry 'h' is a hard link to" in line and "not a file that comes earlier in the archive" in line
 
 
-def test_ten_gib_of_zeros_over_the_cap(scene, tmp_path):
+def test_ten_gib_of_zeros_over_the_cap(fahr, scene, tmp_path):
     bomb = zero_bomb(tmp_path / "bomb.tar.gz", 10 * GiB).read_bytes()
-    line = fetch_refused(scene, bomb, env={"FAHR_MAX_MODEL_BYTES": "100M"})
+    line = fetch_refused(fahr, scene, bomb, env={"FAHR_MAX_MODEL_BYTES": "100M"})
     assert "more than 100.0 MiB (at entry 'zeros.bin'), the limit set by FAHR_MAX_MODEL_BYTES" in line
 
 
 @pytest.mark.parametrize("value", ["lots", "0", "1.5G"])
-def test_bad_cap_is_one_line(scene, value):
+def test_bad_cap_is_one_line(fahr, scene, value):
     job = local_job(scene / "jobs", tar_bytes([member("ok.txt", data=b"x")]))
-    proc = run_fahr("fetch", scene / "new", TAG, scene / "jobs", "--job", job, cwd=scene,
+    proc = fahr("fetch", scene / "new", TAG, scene / "jobs", "--job", job, cwd=scene,
                     env={"FAHR_MAX_MODEL_BYTES": value})
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         f"fahr error: FAHR_MAX_MODEL_BYTES={value!r} is not a size; give a number of bytes such as "
@@ -105,19 +104,19 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(disk)], check=True)
 
 
-def test_model_larger_than_the_free_space(scene, small_disk):
+def test_model_larger_than_the_free_space(fahr, scene, small_disk):
     (small_disk / "out").mkdir()
     (small_disk / "out" / "old-model.bin").write_bytes(b"old")
     rng = random.Random(3)
     model = tar_bytes([member(f"part-{i}", data=rng.randbytes(512 * 1024)) for i in range(6)])
     before = snapshot(small_disk)
-    line = fetch_refused(scene, model, target=small_disk / "out")
+    line = fetch_refused(fahr, scene, model, target=small_disk / "out")
     assert "needs more than the" in line and f"free on the filesystem of {small_disk}" in line
     assert snapshot(small_disk) == before
 
 
 @pytest.mark.parametrize("case", ["truncated", "random", "long-name", "bad-utf8"])
-def test_damaged_archives_and_impossible_names(scene, case):
+def test_damaged_archives_and_impossible_names(fahr, scene, case):
     good = tar_bytes([member(f"part-{i}", data=random.Random(i).randbytes(20_000)) for i in range(3)])
     archive, expected = {
         "truncated": (good[: len(good) // 2], "is not a readable tar archive (its compressed data ends early"),
@@ -127,16 +126,16 @@ def test_damaged_archives_and_impossible_names(scene, case):
                                encoding="utf-8", errors="surrogateescape"),
                      "entry 'bad-\\udcff.bin' has a name that is not valid UTF-8"),
     }[case]
-    assert expected in fetch_refused(scene, archive)
+    assert expected in fetch_refused(fahr, scene, archive)
 
 
-def test_a_normal_model_still_arrives(scene):
+def test_a_normal_model_still_arrives(fahr, scene):
     job = local_job(scene / "jobs", tar_bytes([
         member("model.json", data=b"{}"),
         member("sub/w.bin", data=b"w"),
         member("sub/link", tarfile.SYMTYPE, linkname="w.bin"),
     ]))
-    proc = run_fahr("fetch", scene / "work" / "out", TAG, scene / "jobs", "--job", job, "--overwrite", cwd=scene)
+    proc = fahr("fetch", scene / "work" / "out", TAG, scene / "jobs", "--job", job, "--overwrite", cwd=scene)
     assert proc.returncode == 0, proc.stderr
     out = scene / "work" / "out"
     assert sorted(os.listdir(out)) == ["model.json", "sub"]
