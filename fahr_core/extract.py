@@ -550,6 +550,7 @@ class _Tree:
             os.close(parent)
 
     def write_hardlink(self, path: tuple[str, ...], entry: _Entry) -> None:
+        self.check_text(entry.linkname, entry.name, "link target")
         try:
             source = self.parts(entry.linkname, entry.name)
         except UnsafeArchive:

@@ -187,6 +187,8 @@ def test_a_later_symlink_cannot_turn_an_earlier_one_outwards(scene):
     ([member("x", data=b"1"), member("x", tarfile.DIRTYPE)], "appears twice in the archive (as a file, then as a dir)"),
     ([member("x", tarfile.SYMTYPE, linkname="y"), member("x", data=b"1")], "appears twice"),
     ([member(".", data=b"1")], "names the target folder itself"),
+    ([member("f", data=b"1"), member("h", tarfile.LNKTYPE, linkname="f\udcff")],
+     "entry 'h' has a link target that is not valid UTF-8"),
     ([member("evil\n\x1b[2J/../../x", data=b"1")], "entry 'evil\\n\\x1b[2J/../../x' climbs out with '..'"),
     ([member("blk", tarfile.BLKTYPE)], "is a device or pipe"),
     ([member("odd", b"Q")], "unknown type"),
