@@ -1,26 +1,109 @@
 """Putting a fetched model in place, safely. Shared by every driver.
 
-An archive from a training job is untrusted input: extraction refuses absolute paths, ``..``,
-links that lead outside the target and device files (tarfile's ``data`` filter is the floor under
-our own checks), unpacks into a temporary folder beside the target, and moves it into place only
-when complete. A non-empty target is refused unless ``overwrite``.
+An archive from a training job is untrusted input. fahr unpacks it itself, entry by entry, in one
+streaming pass, into a temporary folder beside the target, and moves that folder into place only
+when the whole model is there; on any refusal the temporary folder is removed and the target is
+exactly as it was. The rules, checked on the archive's own entries (lexically: never by asking the
+filesystem, never with ``realpath``, so no trick with long paths or planted links can fool them):
+
+- names: no absolute path, no ``..``, valid UTF-8, no NUL, no component over 255 bytes
+  (``NAME_MAX``), no name over 4096 bytes (``PATH_MAX``);
+- no entry passes *through* a symlink declared earlier in the archive, or through a file;
+- a symlink must resolve, through the archive's other symlinks (at most 40 of them in a row, like
+  the kernel), to a place inside the target, both when it appears and once the archive is complete;
+- a hard link must point to a regular file that came earlier in the archive;
+- no devices, pipes or unknown entry types; a name appears twice only as a folder, or as a file
+  that replaces a file;
+- sizes: the uncompressed archive may hold at most ``FAHR_MAX_MODEL_BYTES`` bytes (default
+  64 GiB; a number of bytes, or with a K/M/G/T suffix in powers of 1024), and the files must fit in
+  the free space of the target's filesystem less a 1 MiB margin. Both are checked on each entry's
+  header before its data is decompressed, so an archive bomb is refused after reading only what
+  precedes the entry that crosses the limit;
+- damaged archives (truncated or corrupt compression, bad headers, no end-of-archive marker) are
+  refused.
+
+Writing never follows a symlink either: every folder is opened with ``O_NOFOLLOW`` relative to its
+parent's descriptor, files are created with ``O_EXCL | O_NOFOLLOW``, hard links with ``linkat``
+without following. A model that arrives as a folder of files goes through the same rules.
+
+A refusal is a :class:`UsageError` (exit 2) with one line naming the entry.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 import os
-import posixpath
 import re
 import shutil
+import stat
 import tarfile
 import tempfile
+import unicodedata
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 from fahr_core.errors import UsageError
 
+MAX_MODEL_BYTES_ENV = "FAHR_MAX_MODEL_BYTES"
+DEFAULT_MAX_MODEL_BYTES = 64 * 1024**3
+#: Kept free on the target's filesystem on top of the model (the disk must stay usable).
+FREE_SPACE_MARGIN = 1024**2
+#: How many symlinks in a row one resolution may follow (Linux's MAXSYMLINKS).
+MAX_LINK_HOPS = 40
+NAME_MAX = 255
+PATH_MAX = 4096
+
+_CHUNK = 1024**2
+#: Largest PAX or GNU long-name header read into memory: real ones are a few hundred bytes.
+_MAX_META_HEADER = 1024**2
+#: What the tar reader may read ahead of the entry being checked (its buffer is 10 KiB).
+_READ_SLACK = 1024**2
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
 
 class UnsafeArchive(UsageError):
-    """The archive holds an entry that would land outside the target, or a device file."""
+    """The model holds an entry that would land outside the target, or a device file."""
+
+
+class ModelTooLarge(UsageError):
+    """The model is larger than the cap or than the free space of the target's filesystem."""
+
+
+class DamagedArchive(UsageError):
+    """The archive cannot be read to its end: truncated, corrupt, not a tar archive."""
+
+
+def max_model_bytes() -> int:
+    """The cap on a model's uncompressed size: ``FAHR_MAX_MODEL_BYTES`` or 64 GiB."""
+    raw = os.environ.get(MAX_MODEL_BYTES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_MODEL_BYTES
+    match = re.fullmatch(r"(\d{1,20})\s*(?:([KMGT])(?:i?B)?)?", raw, re.IGNORECASE)
+    value = int(match.group(1)) * _UNITS[(match.group(2) or "").upper()] if match else 0
+    if value < 1:
+        raise UsageError(
+            f"{MAX_MODEL_BYTES_ENV}={raw!r} is not a size; give a number of bytes such as 68719476736 "
+            "or 64G (K, M, G, T are powers of 1024), or unset it for the default of 64G"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class FreeSpace:
+    bytes: int
+    inodes: int | None  # None: the filesystem does not count them
+    block: int
+
+
+def free_space(folder: Path) -> FreeSpace:
+    """What the filesystem holding ``folder`` can still take (unprivileged view)."""
+    st = os.statvfs(folder)
+    block = st.f_frsize or st.f_bsize or 4096
+    return FreeSpace(bytes=st.f_bavail * block, inodes=st.f_favail if st.f_files else None, block=block)
 
 
 def check_target(target: Path, overwrite: bool) -> None:
@@ -40,73 +123,543 @@ def check_target(target: Path, overwrite: bool) -> None:
         raise UsageError(f"cannot create {target}: {parent} is not writable; choose another target directory")
 
 
-def _check_member(member: tarfile.TarInfo) -> None:
-    name = member.name
-    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
-    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[/\\]", name):
-        raise UnsafeArchive(f"refusing archive: entry {name!r} has an absolute path")
-    if ".." in parts:
-        raise UnsafeArchive(f"refusing archive: entry {name!r} climbs out with '..'")
-    if member.isdev() or member.isfifo():
-        raise UnsafeArchive(f"refusing archive: entry {name!r} is a device or pipe")
-    if member.issym() or member.islnk():
-        link = member.linkname
-        if member.issym():
-            resolved = posixpath.normpath(posixpath.join(posixpath.dirname("/".join(parts)), link))
+# -- entries: what an archive or a folder holds, in order ------------------------------------------
+
+
+@dataclass
+class _Entry:
+    name: str
+    kind: str  # "file", "dir", "symlink", "hardlink", or what else it is ("device or pipe", …)
+    size: int = 0
+    linkname: str = ""
+    mode: int = 0o644
+    mtime: float | None = None
+    #: Where the source stands once this entry's data is read: what the size cap is checked on.
+    end: int = 0
+    data: Callable[[], Iterator[bytes]] | None = None
+
+
+def _show(name: str) -> str:
+    """A name for a one-line message: quoted, escaped (no newline, no terminal control, invalid
+    UTF-8 as ``\\udcXX``), and shortened in the middle when very long."""
+    text = repr(name)
+    return text if len(text) <= 120 else f"{text[:70]}...{text[-40:]} ({len(name)} characters)"
+
+
+class _TarInfo(tarfile.TarInfo):
+    """tarfile's header parser, stricter: a damaged header or a missing end-of-archive marker is an
+    error (tarfile takes both for the end of the archive, which would truncate the model silently),
+    and an extended header is not read into memory when it claims to be huge."""
+
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):
+        try:
+            return super().frombuf(buf, encoding, errors)
+        except (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError):
+            raise DamagedArchive("the archive ends before its end-of-archive marker") from None
+        except tarfile.InvalidHeaderError as exc:
+            raise DamagedArchive(f"damaged tar header: {exc}") from None
+
+    def _proc_member(self, tarfile_):
+        meta = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                tarfile.SOLARIS_XHDTYPE)
+        if self.type in meta and self.size > _MAX_META_HEADER:
+            raise DamagedArchive(f"an extended tar header claims {self.size} bytes")
+        return super()._proc_member(tarfile_)
+
+
+# Errors that reading a damaged archive can raise from tarfile and the decompressors.
+_READ_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, ValueError, OverflowError)
+
+
+def _open_raw(path: Path):
+    """The downloaded archive's bytes (a seam: tests count what is read)."""
+    return open(path, "rb")
+
+
+class _Source:
+    """The archive's uncompressed bytes, read forward once, never more than ``limit`` of them."""
+
+    def __init__(self, path: Path, limit: int):
+        self.limit = limit
+        self.count = 0
+        self.raw = _open_raw(path)
+        magic = self.raw.read(6)
+        self.raw.seek(0)
+        if magic[:2] == b"\x1f\x8b":
+            self.stream = gzip.GzipFile(fileobj=self.raw, mode="rb")
+        elif magic[:3] == b"BZh":
+            self.stream = bz2.BZ2File(self.raw)
+        elif magic == b"\xfd7zXZ\x00":
+            self.stream = lzma.LZMAFile(self.raw)
         else:
-            resolved = posixpath.normpath(link)
-        if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
-            raise UnsafeArchive(f"refusing archive: link {name!r} -> {link!r} leads outside the target")
+            self.stream = self.raw
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = _CHUNK
+        try:
+            data = self.stream.read(size)
+        except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+            raise DamagedArchive(_compression_problem(exc)) from None
+        self.count += len(data)
+        if self.count > self.limit:
+            raise ModelTooLarge(
+                f"refusing the model: it unpacks to more than {_size(self.limit - _READ_SLACK)}, the limit set "
+                f"by {MAX_MODEL_BYTES_ENV}; raise it if the model really is that large; nothing was written"
+            )
+        return data
+
+    def drain(self) -> None:
+        """Read to the end, so that the compression's own check (gzip's CRC) is verified. Only
+        padding may follow the end-of-archive marker: a bomb hidden there is not decompressed."""
+        start = self.count
+        while self.read(_CHUNK):
+            if self.count - start > _READ_SLACK:
+                raise DamagedArchive(f"it holds more than {_size(_READ_SLACK)} after its end-of-archive marker")
+
+    def close(self) -> None:
+        self.raw.close()
 
 
-def _check_folder(source: Path) -> None:
-    """The same rules as for archives, for a model that arrived as a folder of files."""
-    for path in source.rglob("*"):
-        info = tarfile.TarInfo(path.relative_to(source).as_posix())
-        if path.is_symlink():
-            info.type, info.linkname = tarfile.SYMTYPE, os.readlink(path)
-        elif path.is_char_device() or path.is_block_device():
-            info.type = tarfile.CHRTYPE
-        elif path.is_fifo():
-            info.type = tarfile.FIFOTYPE
-        _check_member(info)
+def _compression_problem(exc: Exception) -> str:
+    if isinstance(exc, EOFError):
+        return "its compressed data ends early, as if cut off"
+    return f"its compressed data is damaged: {exc}"
 
 
-def _extract(archive: Path, into: Path) -> None:
+def _tar_entries(archive: Path, cap: int) -> Iterator[_Entry]:
+    source = _Source(archive, cap + _READ_SLACK)
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
-            for member in members:
-                _check_member(member)
-            tar.extractall(into, members=members, filter="data")
-    except tarfile.TarError as exc:
-        raise UsageError(f"{archive.name} is not a readable tar archive ({exc}); fetch it again") from exc
+        try:
+            tar = tarfile.open(fileobj=source, mode="r|", tarinfo=_TarInfo, encoding="utf-8",
+                               errors="surrogateescape")
+        except _READ_ERRORS as exc:
+            raise DamagedArchive(f"damaged tar header: {exc}") from None
+        with tar:
+            while True:
+                try:
+                    member = tar.next()
+                except _READ_ERRORS as exc:
+                    raise DamagedArchive(f"damaged tar header: {exc}") from None
+                if member is None:
+                    break
+                yield _entry_of(tar, member)
+        source.drain()
+    finally:
+        source.close()
+
+
+def _entry_of(tar: tarfile.TarFile, member: tarfile.TarInfo) -> _Entry:
+    end = member.offset_data + member.size
+    entry = _Entry(member.name, "file", member.size, member.linkname, member.mode, member.mtime, end)
+    if member.isreg():
+        entry.data = lambda: _tar_data(tar, member)
+    elif member.isdir():
+        entry.kind = "dir"
+    elif member.issym():
+        entry.kind = "symlink"
+    elif member.islnk():
+        entry.kind = "hardlink"
+    elif member.isdev():
+        entry.kind = "device or pipe"
+    else:
+        entry.kind = f"entry of unknown type {member.type!r}"
+    return entry
+
+
+def _tar_data(tar: tarfile.TarFile, member: tarfile.TarInfo) -> Iterator[bytes]:
+    try:
+        data = tar.extractfile(member)
+        while chunk := data.read(_CHUNK):
+            yield chunk
+    except _READ_ERRORS as exc:
+        raise DamagedArchive(f"entry {_show(member.name)} cannot be read: {exc}") from None
+
+
+def _folder_entries(folder: Path) -> Iterator[_Entry]:
+    """A folder's tree as entries, in a stable order, never following a symlink."""
+    total = 0
+    first_name: dict[tuple[int, int], str] = {}  # hard-linked files: (device, inode) -> first name
+
+    def walk(path: str, prefix: str) -> Iterator[_Entry]:
+        nonlocal total
+        with os.scandir(path) as found:
+            children = sorted(found, key=lambda e: e.name)
+        for child in children:
+            name = prefix + child.name
+            st = child.stat(follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                yield _Entry(name, "symlink", linkname=os.readlink(child.path), end=total)
+            elif stat.S_ISDIR(st.st_mode):
+                yield _Entry(name, "dir", mode=st.st_mode, mtime=st.st_mtime, end=total)
+                yield from walk(child.path, name + "/")
+            elif stat.S_ISREG(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1 and key in first_name:
+                    yield _Entry(name, "hardlink", linkname=first_name[key], end=total)
+                    continue
+                first_name[key] = name
+                total += st.st_size
+                yield _Entry(name, "file", st.st_size, "", st.st_mode, st.st_mtime, total,
+                             lambda p=child.path, n=st.st_size: _file_data(p, n))
+            else:
+                yield _Entry(name, "device or pipe" if stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode)
+                             or stat.S_ISBLK(st.st_mode) else "socket", end=total)
+
+    try:
+        yield from walk(str(folder), "")
+    except OSError as exc:
+        raise UsageError(f"cannot read the model's folder {folder}: {exc.strerror}") from None
+
+
+def _file_data(path: str, size: int) -> Iterator[bytes]:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        left = size  # never more than was counted, even if the file grows meanwhile
+        while left > 0 and (chunk := os.read(fd, min(_CHUNK, left))):
+            left -= len(chunk)
+            yield chunk
+    finally:
+        os.close(fd)
+
+
+# -- the tree being built in the staging folder ----------------------------------------------------
+
+
+class _Outside(Exception):
+    pass
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _file_mode(mode: int) -> int:
+    """As tarfile's ``data`` filter: no set-id bits, nobody else writes, the owner reads and
+    writes, and others may execute only what the owner may."""
+    mode &= 0o755
+    if not mode & 0o100:
+        mode &= ~0o111
+    return mode | 0o600
+
+
+class _Tree:
+    """The model as it is being written into ``root`` (a fresh, empty folder), with its lexical
+    map: every path written, and what it is. Nothing on the filesystem is ever asked what a path
+    is, so nothing there can lie."""
+
+    def __init__(self, root: Path, target: Path, cap: int, space: FreeSpace):
+        self.target, self.cap, self.space = target, cap, space
+        self.kinds: dict[tuple[str, ...], str] = {(): "dir"}  # "dir", "file" or "symlink"
+        self.links: dict[tuple[str, ...], str] = {}
+        self.folded_kinds: dict[tuple[str, ...], str] = {}
+        self.folded_links: dict[tuple[str, ...], str] = {}
+        self.dir_times: list[tuple[tuple[str, ...], float]] = []
+        self.needed = 0
+        self.count = 0
+        self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        os.close(self.root_fd)
+
+    def refuse(self, entry_name: str, what: str) -> UnsafeArchive:
+        return UnsafeArchive(f"refusing the model: entry {_show(entry_name)} {what}; nothing was written "
+                             "(do not unpack this archive by other means)")
+
+    # -- names ---------------------------------------------------------------------------------
+
+    def check_text(self, name: str, entry_name: str, what: str = "name") -> None:
+        """What any name or link text must be: valid UTF-8, no NUL, shorter than a path."""
+        try:
+            encoded = name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise self.refuse(entry_name, f"has a {what} that is not valid UTF-8") from None
+        if "\x00" in name:
+            raise self.refuse(entry_name, f"has a NUL character in its {what}")
+        if len(encoded) >= PATH_MAX:
+            raise self.refuse(entry_name, f"has a {what} of {len(encoded)} bytes, more than a path may have")
+
+    def parts(self, name: str, entry_name: str) -> tuple[str, ...]:
+        """``name`` as path components, or a refusal."""
+        self.check_text(name, entry_name)
+        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[/\\]", name):
+            raise self.refuse(entry_name, "has an absolute path")
+        if ".." in re.split(r"[/\\]", name):
+            raise self.refuse(entry_name, "climbs out with '..'")
+        parts = tuple(p for p in name.split("/") if p not in ("", "."))
+        for part in parts:
+            if len(part.encode("utf-8")) > NAME_MAX:
+                raise self.refuse(entry_name, f"has a path component of {len(part.encode('utf-8'))} bytes, "
+                                              f"more than a file name may have ({NAME_MAX})")
+        return parts
+
+    def resolve(self, folder: tuple[str, ...], link: str, fold: bool = False) -> tuple[str, ...]:
+        """Where ``link``, a symlink's target in ``folder``, leads: through the archive's
+        symlinks, as the kernel would, but on the archive's own map. With ``fold``, as a
+        filesystem that ignores case and Unicode normalization would (macOS): 'S' is the symlink 's'."""
+        links = self.folded_links if fold else self.links
+        if link.startswith("/"):
+            raise _Outside
+        here = list(folder)  # never holds a symlink: each one is replaced by its target at once
+        todo = link.split("/")
+        hops = 0
+        while todo:
+            part = todo.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not here:
+                    raise _Outside
+                here.pop()
+                continue
+            here.append(part)
+            target = links.get(_fold(here) if fold else tuple(here))
+            if target is not None:
+                hops += 1
+                if hops > MAX_LINK_HOPS or target.startswith("/"):
+                    raise _TooDeep if hops > MAX_LINK_HOPS else _Outside
+                here.pop()
+                todo = target.split("/") + todo
+        return tuple(here)
+
+    def check_link(self, path: tuple[str, ...], link: str, entry_name: str) -> None:
+        try:
+            self.resolve(path[:-1], link)
+            self.resolve(path[:-1], link, fold=True)
+        except _Outside:
+            raise self.refuse(entry_name, f"is a symlink to {_show(link)}, which leads outside the target") from None
+        except _TooDeep:
+            raise self.refuse(entry_name, f"is a symlink to {_show(link)}, which goes through more than "
+                                          f"{MAX_LINK_HOPS} symlinks (a loop?)") from None
+
+    # -- entries -------------------------------------------------------------------------------
+
+    def add(self, entry: _Entry) -> None:
+        path = self.parts(entry.name, entry.name)
+        if entry.kind not in ("file", "dir", "symlink", "hardlink"):
+            raise self.refuse(entry.name, f"is a {entry.kind}")
+        if not path:
+            if entry.kind == "dir":
+                return  # "./": the target folder itself
+            raise self.refuse(entry.name, "names the target folder itself")
+        for i in range(1, len(path)):
+            kind = self.kinds.get(path[:i]) or self.folded_kinds.get(_fold(path[:i]))
+            if kind == "symlink":
+                raise self.refuse(entry.name, f"passes through the symlink {_show('/'.join(path[:i]))}")
+            if kind == "file":
+                raise self.refuse(entry.name, f"passes through {_show('/'.join(path[:i]))}, which is a file")
+        before = self.kinds.get(path)
+        kind = "file" if entry.kind == "hardlink" else entry.kind
+        if before is not None and not (before == kind == "dir" or before == "file" == entry.kind):
+            raise self.refuse(entry.name, f"appears twice in the archive (as a {before}, then as a {entry.kind})")
+        self.check_size(entry)
+        try:
+            if entry.kind == "file":
+                self.write_file(path, entry, replace=before == "file")
+            elif entry.kind == "dir":
+                os.close(self.folder(path))
+                if entry.mtime is not None:
+                    self.dir_times.append((path, entry.mtime))
+            elif entry.kind == "symlink":
+                self.write_symlink(path, entry)
+            else:
+                self.write_hardlink(path, entry)
+        except OSError as exc:
+            raise UsageError(f"cannot unpack entry {_show(entry.name)} beside {self.target}: "
+                             f"{exc.strerror or exc}; nothing was written") from None
+        self.set_kind(path, kind)
+
+    def set_kind(self, path: tuple[str, ...], kind: str) -> None:
+        self.kinds[path] = kind
+        # On a filesystem that ignores case, 'A' and 'a' are one: the stricter kind is kept.
+        if kind != "dir" or _fold(path) not in self.folded_kinds:
+            self.folded_kinds[_fold(path)] = kind
+
+    def check_size(self, entry: _Entry) -> None:
+        if entry.end > self.cap:
+            raise ModelTooLarge(
+                f"refusing the model: it unpacks to more than {_size(self.cap)} (at entry {_show(entry.name)}), "
+                f"the limit set by {MAX_MODEL_BYTES_ENV}; raise it if the model really is that large; "
+                "nothing was written"
+            )
+        block = self.space.block
+        self.needed += -(-entry.size // block) * block if entry.kind == "file" else (
+            block if entry.kind in ("dir", "symlink") else 0)
+        self.count += 1
+        room = self.space.bytes - FREE_SPACE_MARGIN
+        if self.needed > room or (self.space.inodes is not None and self.count > self.space.inodes):
+            raise ModelTooLarge(
+                f"refusing the model: it needs more than the {_size(max(room, 0))} free on the filesystem "
+                f"of {self.target.parent} (at entry {_show(entry.name)}); free some space there or fetch "
+                "into a folder on another filesystem; nothing was written"
+            )
+
+    def folder(self, path: tuple[str, ...], create: bool = True) -> int:
+        """A descriptor of the folder ``path``, made if missing; no symlink is ever followed."""
+        fd = os.dup(self.root_fd)
+        try:
+            for i, part in enumerate(path):
+                try:
+                    inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    os.mkdir(part, 0o777, dir_fd=fd)
+                    if path[: i + 1] not in self.kinds:
+                        self.set_kind(path[: i + 1], "dir")
+                    inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def write_file(self, path: tuple[str, ...], entry: _Entry, replace: bool) -> None:
+        parent = self.folder(path[:-1])
+        try:
+            if replace:  # a later copy of the same name wins, as with tar
+                os.unlink(path[-1], dir_fd=parent)
+            fd = os.open(path[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=parent)
+        finally:
+            os.close(parent)
+        try:
+            for chunk in entry.data() if entry.data else ():
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fchmod(fd, _file_mode(entry.mode))
+            _set_mtime(fd, entry.mtime)
+        finally:
+            os.close(fd)
+
+    def write_symlink(self, path: tuple[str, ...], entry: _Entry) -> None:
+        link = entry.linkname
+        if not link:
+            raise self.refuse(entry.name, "is a symlink to nothing")
+        self.check_text(link, entry.name, "link target")
+        self.links[path] = link  # resolved with itself in the map, as the kernel would: x -> x loops
+        self.folded_links[_fold(path)] = link
+        self.check_link(path, link, entry.name)
+        parent = self.folder(path[:-1])
+        try:
+            os.symlink(link, path[-1], dir_fd=parent)
+        finally:
+            os.close(parent)
+
+    def write_hardlink(self, path: tuple[str, ...], entry: _Entry) -> None:
+        self.check_text(entry.linkname, entry.name, "link target")
+        try:
+            source = self.parts(entry.linkname, entry.name)
+        except UnsafeArchive:
+            raise self.refuse(entry.name, f"is a hard link to {_show(entry.linkname)}, which leads outside "
+                                          "the target") from None
+        if not source or self.kinds.get(source) != "file":
+            raise self.refuse(entry.name, f"is a hard link to {_show(entry.linkname)}, which is not a file "
+                                          "that comes earlier in the archive")
+        source_dir = self.folder(source[:-1], create=False)
+        try:
+            parent = self.folder(path[:-1])
+            try:
+                os.link(source[-1], path[-1], src_dir_fd=source_dir, dst_dir_fd=parent, follow_symlinks=False)
+            finally:
+                os.close(parent)
+        finally:
+            os.close(source_dir)
+
+    def finish(self) -> None:
+        """Check every symlink again on the complete map (a symlink that came later may change
+        where an earlier one leads), then give folders their times."""
+        for path, link in self.links.items():
+            self.check_link(path, link, "/".join(path))
+        for path, mtime in reversed(self.dir_times):
+            fd = self.folder(path, create=False)
+            try:
+                _set_mtime(fd, mtime)
+            finally:
+                os.close(fd)
+
+
+def _fold(path) -> tuple[str, ...]:
+    return tuple(unicodedata.normalize("NFD", part).casefold() for part in path)
+
+
+def _set_mtime(fd: int, mtime: float | None) -> None:
+    if mtime is None:
+        return
+    try:
+        os.utime(fd, (mtime, mtime))
+    except (OSError, OverflowError, ValueError):
+        pass  # a time the filesystem cannot store is no reason to refuse a model
+
+
+def _size(n: float) -> str:
+    if n < 1024:
+        return f"{int(n)} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+
+
+def _unpack(entries: Iterator[_Entry], staging: Path, target: Path, cap: int) -> None:
+    tree = _Tree(staging, target, cap, free_space(staging))
+    try:
+        for entry in entries:
+            tree.add(entry)
+        tree.finish()
+    finally:
+        tree.close()
+        if hasattr(entries, "close"):
+            entries.close()
+
+
+def _copy(source: Path, into: Path, target: Path) -> None:
+    space = free_space(into.parent)
+    size = source.stat().st_size
+    if size > space.bytes - FREE_SPACE_MARGIN:
+        raise ModelTooLarge(f"refusing the model: {source.name} ({_size(size)}) does not fit in the "
+                            f"{_size(max(space.bytes - FREE_SPACE_MARGIN, 0))} free on the filesystem of "
+                            f"{target.parent}; free some space there or fetch into another filesystem")
+    try:
+        shutil.copyfile(source, into)
+    except OSError as exc:
+        raise UsageError(f"cannot copy {source.name} beside {target}: {exc.strerror or exc}; "
+                         "nothing was written") from None
 
 
 def place(source: Path, target: Path, *, extract: bool, overwrite: bool) -> Path:
     """Move a downloaded model into ``target``: extracted (safely), or the archive as it is.
 
-    ``source`` is a ``.tar.gz`` archive, or a folder of files (a job whose output was not
-    compressed). Nothing is written to ``target`` unless the whole model is ready.
+    ``source`` is a tar archive (gzip, bzip2, xz or none), or a folder of files (a job whose
+    output was not compressed). Nothing is written to ``target`` unless the whole model is ready.
     """
     target = Path(target).absolute()
+    source = Path(source)
     check_target(target, overwrite)
+    cap = max_model_bytes() if extract or source.is_dir() else 0
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.fahr-", dir=target.parent))
     except OSError as exc:
         raise UsageError(f"cannot create {target}: {exc.strerror}; choose another target directory") from None
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the model folder is an ordinary one
     try:
         if source.is_dir():
-            _check_folder(source)
-            shutil.copytree(source, staging, dirs_exist_ok=True, symlinks=True)
+            _unpack(_folder_entries(source), staging, target, cap)
         elif extract:
-            _extract(source, staging)
+            try:
+                _unpack(_tar_entries(source, cap), staging, target, cap)
+            except DamagedArchive as exc:
+                raise DamagedArchive(f"refusing the model: {source.name} is not a readable tar archive "
+                                     f"({exc.message}); nothing was written; fetch it again, or check the "
+                                     "job that wrote it") from None
         else:
-            shutil.copyfile(source, staging / source.name)
+            _copy(source, staging / source.name, target)
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the model folder is an ordinary one
         _swap_in(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -115,8 +668,7 @@ def place(source: Path, target: Path, *, extract: bool, overwrite: bool) -> Path
 
 def _swap_in(staging: Path, target: Path) -> None:
     if target.exists():
-        old = target.with_name(f".{target.name}.fahr-old")
-        shutil.rmtree(old, ignore_errors=True)
+        old = staging.with_name(staging.name + "-old")  # unique, as the staging folder's name is
         os.replace(target, old)
         try:
             os.replace(staging, target)

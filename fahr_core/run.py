@@ -224,12 +224,14 @@ def fetch(
     session: Session | None = None,
 ) -> Path:
     """Download a job's model and put it, extracted safely, in ``target``."""
-    from fahr_core.extract import check_target, place
+    from fahr_core.extract import check_target, max_model_bytes, place
 
     names.validate_model_tag(model_tag)
     if job_name:
         names.validate_job_name(job_name)
     check_target(Path(target), overwrite)
+    if extract:
+        max_model_bytes()  # a bad FAHR_MAX_MODEL_BYTES fails now, not after the download
     if session is None:
         if driver is None and location:
             driver = driver_for_location(location)

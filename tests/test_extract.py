@@ -72,6 +72,7 @@ def test_non_empty_target_needs_overwrite(tmp_path):
     assert (target / "old.txt").read_text() == "old"
     place(archive, target, extract=True, overwrite=True)
     assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tar.gz", "out"]  # no staging, no old copy left
 
 
 def test_failed_overwrite_keeps_the_old_model(tmp_path):
@@ -104,3 +105,375 @@ def test_uncompressed_model_folder(tmp_path):
     (source / "sub" / "w.bin").write_bytes(b"w")
     target = place(source, tmp_path / "out", extract=True, overwrite=False)
     assert (target / "sub" / "w.bin").read_bytes() == b"w"
+
+
+# -- hostile archives: escapes the filesystem would not show ---------------------------------------
+
+import gzip  # noqa: E402
+import random  # noqa: E402
+
+from hostile import GiB, MiB, cve_2025_4517, member, snapshot, up_and_out, write_tar, zero_bomb  # noqa: E402
+
+from fahr_core import extract  # noqa: E402
+from fahr_core.extract import DamagedArchive, ModelTooLarge  # noqa: E402
+
+
+@pytest.fixture
+def scene(tmp_path):
+    """A victim folder outside, and a target folder (work/out) that already holds a model."""
+    victim = tmp_path / "victim-dir"
+    victim.mkdir()
+    (victim / "victim.txt").write_text("precious")
+    work = tmp_path / "work"
+    (work / "out").mkdir(parents=True)
+    (work / "out" / "old-model.bin").write_bytes(b"old")
+    before = snapshot(tmp_path)
+    return tmp_path, work / "out", before
+
+
+def refused(scene, archive, error=UnsafeArchive, **kwargs):
+    root, target, before = scene
+    with pytest.raises(error) as caught:
+        place(archive, target, extract=True, overwrite=True, **kwargs)
+    archives = (".tar", ".tar.gz")  # the test's own, written beside the scene
+    assert {k: v for k, v in snapshot(root).items() if not ("/" not in k and k.endswith(archives))} == before  # target byte-identical, victim untouched, no staging folder left
+    message = str(caught.value)
+    assert "\n" not in message and "\x1b" not in message and message.startswith("refusing the model")
+    return message
+
+
+def test_cve_2025_4517_pattern_is_refused_and_nothing_is_written(scene):
+    archive = cve_2025_4517(scene[0] / "m.tar.gz", ups=2)
+    message = refused(scene, archive)
+    assert "passes through the symlink 'a'" in message and "'a/b/c/d/" in message
+
+
+@pytest.mark.parametrize("through", ["victim.txt", "planted.txt"])
+def test_cve_2025_4517_escape_symlink_itself_is_refused(scene, through):
+    # Without the long link at the end of the chain, 'escape' itself is the first bad entry.
+    comp, members, so_far = "d" * 247, [], ""
+    for step in "abcdefghijklmnop":
+        members += [member(os.path.join(so_far, comp), tarfile.DIRTYPE, mode=0o755),
+                    member(os.path.join(so_far, step), tarfile.SYMTYPE, linkname=comp)]
+        so_far = os.path.join(so_far, comp)
+    chain = "/".join("abcdefghijklmnop")
+    members += [member("escape", tarfile.SYMTYPE, linkname=chain + "/.." * 18 + "/victim-dir"),
+                member(f"escape/{through}", data=b"OWNED")]
+    message = refused(scene, write_tar(scene[0] / "m.tar.gz", members))
+    assert "entry 'escape' is a symlink to" in message and "leads outside the target" in message
+
+
+def test_symlink_to_the_top_then_up_is_refused(scene):
+    # normpath('sub/up/../victim-dir') looks inside; the kernel goes sub/up -> top, then up and out.
+    message = refused(scene, up_and_out(scene[0] / "m.tar.gz"))
+    assert "entry 'escape' is a symlink to 'sub/up/../victim-dir', which leads outside" in message
+
+
+def test_a_later_symlink_cannot_turn_an_earlier_one_outwards(scene):
+    # 't -> s/../x' is inside while 's' is nothing; 's -> .' is inside; together t leads out.
+    message = refused(scene, write_tar(scene[0] / "m.tar.gz", [
+        member("t", tarfile.SYMTYPE, linkname="s/../victim-dir"),
+        member("s", tarfile.SYMTYPE, linkname="."),
+    ]))
+    assert "entry 't' is a symlink to 's/../victim-dir', which leads outside" in message
+
+
+@pytest.mark.parametrize("members,expected", [
+    ([member("a", tarfile.SYMTYPE, linkname="b"), member("b", tarfile.SYMTYPE, linkname="a")],
+     "entry 'b' is a symlink to 'a', which goes through more than 40 symlinks"),
+    ([member("f", data=b"x"), member("f/g", data=b"y")], "entry 'f/g' passes through 'f', which is a file"),
+    ([member("d", tarfile.SYMTYPE, linkname="real"), member("real", tarfile.DIRTYPE),
+      member("d/inner.txt", data=b"x")], "entry 'd/inner.txt' passes through the symlink 'd'"),
+    ([member("x", data=b"1"), member("x", tarfile.DIRTYPE)], "appears twice in the archive (as a file, then as a dir)"),
+    ([member("x", tarfile.SYMTYPE, linkname="y"), member("x", data=b"1")], "appears twice"),
+    ([member(".", data=b"1")], "names the target folder itself"),
+    ([member("f", data=b"1"), member("h", tarfile.LNKTYPE, linkname="f\udcff")],
+     "entry 'h' has a link target that is not valid UTF-8"),
+    ([member("evil\n\x1b[2J/../../x", data=b"1")], "entry 'evil\\n\\x1b[2J/../../x' climbs out with '..'"),
+    ([member("blk", tarfile.BLKTYPE)], "is a device or pipe"),
+    ([member("odd", b"Q")], "unknown type"),
+    ([member("nul", tarfile.SYMTYPE, linkname="/")], "leads outside"),
+    # On a filesystem that ignores case (macOS), 'S' is 's': both readings must stay inside.
+    ([member("t", tarfile.SYMTYPE, linkname="s/../victim-dir"), member("S", tarfile.SYMTYPE, linkname=".")],
+     "entry 't' is a symlink to 's/../victim-dir', which leads outside"),
+    ([member("D", tarfile.SYMTYPE, linkname="real"), member("d/inner.txt", data=b"x")],
+     "entry 'd/inner.txt' passes through the symlink 'd'"),
+])
+def test_other_hostile_entries(scene, members, expected):
+    assert expected in refused(scene, write_tar(scene[0] / "m.tar.gz", members))
+
+
+# -- hard links ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("members,bad", [
+    ([member("h", tarfile.LNKTYPE, linkname="nowhere.bin")], "h"),
+    ([member("h", tarfile.LNKTYPE, linkname="later.bin"), member("later.bin", data=b"x")], "h"),
+    ([member("d", tarfile.DIRTYPE), member("h", tarfile.LNKTYPE, linkname="d")], "h"),
+    ([member("f", data=b"x"), member("s", tarfile.SYMTYPE, linkname="f"),
+      member("h", tarfile.LNKTYPE, linkname="s")], "h"),
+    ([member("sub/f", data=b"x"), member("s", tarfile.SYMTYPE, linkname="sub"),
+      member("h", tarfile.LNKTYPE, linkname="s/f")], "h"),
+    ([member("f", data=b"x"), member("f", tarfile.LNKTYPE, linkname="f")], "f"),
+])
+def test_hard_link_must_point_to_an_earlier_file(scene, members, bad):
+    message = refused(scene, write_tar(scene[0] / "m.tar.gz", members))
+    assert f"entry {bad!r}" in message
+    assert "is not a file that comes earlier in the archive" in message or "appears twice" in message
+
+
+def test_good_archive_keeps_its_tree(tmp_path):
+    long_name = "deep/" + "n" * 120 + "/modèle-poids.json"
+    archive = write_tar(tmp_path / "m.tar.gz", [
+        member("./", tarfile.DIRTYPE, mode=0o755),
+        member("./run.sh", data=b"#!/bin/sh\n", mode=0o755),
+        member("./empty.bin", data=b""),
+        member("./empty-dir", tarfile.DIRTYPE, mode=0o755),
+        member(long_name, data=b"{}"),
+        member("weights.bin", data=b"w" * 3000),
+        member("same.bin", tarfile.LNKTYPE, linkname="weights.bin"),
+        member("sub/up", tarfile.SYMTYPE, linkname="../weights.bin"),
+        member("top", tarfile.SYMTYPE, linkname="."),
+        member("weights.bin", data=b"v2"),  # a later copy replaces a file, as with tar
+        member("setuid", data=b"x", mode=0o4777),
+    ])
+    target = place(archive, tmp_path / "out", extract=True, overwrite=False)
+    assert os.access(target / "run.sh", os.X_OK) and not os.access(target / "empty.bin", os.X_OK)
+    assert (target / "empty.bin").read_bytes() == b"" and (target / "empty-dir").is_dir()
+    assert (target / long_name).read_bytes() == b"{}"
+    assert (target / "weights.bin").read_bytes() == b"v2"
+    assert (target / "same.bin").read_bytes() == b"w" * 3000  # linked to the first copy, as tar does
+    assert os.readlink(target / "sub" / "up") == "../weights.bin"
+    assert (target / "setuid").stat().st_mode & 0o7777 == 0o755
+    assert (target / "run.sh").stat().st_mtime == 1_700_000_000
+
+
+# -- sizes, checked while streaming -------------------------------------------------------------
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """How many bytes of the downloaded archive extraction has read."""
+    count = {"bytes": 0}
+    real = extract._open_raw
+
+    class Counting:
+        def __init__(self, path):
+            self.file = real(path)
+
+        def read(self, size=-1):
+            data = self.file.read(size)
+            count["bytes"] += len(data)
+            return data
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    monkeypatch.setattr(extract, "_open_raw", Counting)
+    return count
+
+
+def test_ten_gib_of_zeros_is_refused_after_reading_its_first_header(scene, reads, monkeypatch):
+    archive = zero_bomb(scene[0] / "bomb.tar.gz", 10 * GiB)
+    assert archive.stat().st_size < 12 * MiB
+    monkeypatch.setenv("FAHR_MAX_MODEL_BYTES", "1G")
+    message = refused(scene, archive, ModelTooLarge)
+    assert "more than 1.0 GiB (at entry 'zeros.bin')" in message and "FAHR_MAX_MODEL_BYTES" in message
+    assert reads["bytes"] < 1 * MiB  # one header decompressed, not 10 GiB
+
+
+def test_ten_gib_of_zeros_is_refused_by_the_free_space(scene, reads, monkeypatch):
+    archive = zero_bomb(scene[0] / "bomb.tar.gz", 10 * GiB)
+    monkeypatch.setattr(extract, "free_space", lambda folder: extract.FreeSpace(5 * GiB, None, 4096))
+    message = refused(scene, archive, ModelTooLarge)
+    assert "needs more than the 5.0 GiB free on the filesystem of" in message and "'zeros.bin'" in message
+    assert reads["bytes"] < 1 * MiB
+
+
+def random_parts(path, count, size, seed=7):
+    rng = random.Random(seed)
+    return write_tar(path, [member(f"part-{i}", data=rng.randbytes(size)) for i in range(count)])
+
+
+def test_cap_stops_decompression_at_the_entry_that_crosses_it(scene, reads, monkeypatch):
+    archive = random_parts(scene[0] / "m.tar.gz", 24, 512 * 1024)  # 12 MiB that gzip cannot shrink
+    monkeypatch.setenv("FAHR_MAX_MODEL_BYTES", "2M")
+    message = refused(scene, archive, ModelTooLarge)
+    assert "(at entry 'part-3')" in message  # the 4th half-MiB crosses 2 MiB (with its headers)
+    assert reads["bytes"] < 3 * MiB < archive.stat().st_size
+
+
+@pytest.mark.parametrize("space,crossing", [
+    (extract.FreeSpace(3 * MiB, None, 4096), "part-2"),  # 1 MiB margin: room for two
+    (extract.FreeSpace(1 * GiB, 3, 4096), "part-3"),  # no inode for a fourth file
+])
+def test_free_space_is_checked_per_entry(scene, reads, monkeypatch, space, crossing):
+    archive = random_parts(scene[0] / "m.tar.gz", 8, 1 * MiB)
+    monkeypatch.setattr(extract, "free_space", lambda folder: space)
+    message = refused(scene, archive, ModelTooLarge)
+    assert f"(at entry {crossing!r})" in message
+    assert reads["bytes"] < 5 * MiB < archive.stat().st_size
+
+
+def test_a_huge_extended_header_is_not_read_into_memory(scene, reads):
+    info = tarfile.TarInfo("././@PaxHeader")
+    info.type, info.size = tarfile.XHDTYPE, 10 * GiB
+    bomb = scene[0] / "pax.tar.gz"
+    bomb.write_bytes(gzip.compress(info.tobuf(tarfile.GNU_FORMAT) + bytes(64 * MiB)))
+    message = refused(scene, bomb, DamagedArchive)
+    assert "an extended tar header claims 10737418240 bytes" in message
+    assert reads["bytes"] < 1 * MiB
+
+
+def test_a_bomb_after_the_end_of_the_archive_is_not_decompressed(scene, reads):
+    bomb = zero_bomb(scene[0] / "zeros.tar.gz", 10 * GiB).read_bytes()
+    model = write_tar(scene[0] / "m.tar.gz", [member("ok.txt", data=b"ok")])
+    with open(model, "ab") as out:
+        out.write(bomb)  # gzip members may follow each other: this is one valid gzip file
+    message = refused(scene, model, DamagedArchive)
+    assert "it holds more than 1.0 MiB after its end-of-archive marker" in message
+    assert reads["bytes"] < 1 * MiB
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("", 64 * GiB), ("1000", 1000), ("64G", 64 * GiB), ("10MiB", 10 * MiB), ("5 k", 5 * 1024), ("2T", 2 * 1024**4),
+])
+def test_max_model_bytes(monkeypatch, value, expected):
+    monkeypatch.setenv("FAHR_MAX_MODEL_BYTES", value)
+    assert extract.max_model_bytes() == expected
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "0", "1.5G", "12X", "9" * 30, "G"])
+def test_max_model_bytes_refuses_nonsense(monkeypatch, tmp_path, value):
+    monkeypatch.setenv("FAHR_MAX_MODEL_BYTES", value)
+    with pytest.raises(UsageError, match=r"^FAHR_MAX_MODEL_BYTES=.* is not a size; give a number of bytes"):
+        extract.max_model_bytes()
+
+
+# -- damaged archives and impossible names ----------------------------------------------------------
+
+
+def good_bytes(tmp_path):
+    return random_parts(tmp_path / "good.tar.gz", 3, 20_000).read_bytes()
+
+
+@pytest.mark.parametrize("cut", [1, 10, 100, 1000, -1000, -9, -1])
+def test_truncated_gzip(scene, cut):
+    data = good_bytes(scene[0])
+    (scene[0] / "m.tar.gz").write_bytes(data[:cut])
+    assert "is not a readable tar archive" in refused(scene, scene[0] / "m.tar.gz", DamagedArchive)
+
+
+def test_bad_crc(scene):
+    data = bytearray(good_bytes(scene[0]))
+    data[-6] ^= 0xFF  # in the CRC of the gzip trailer
+    (scene[0] / "m.tar.gz").write_bytes(bytes(data))
+    assert "compressed data is damaged" in refused(scene, scene[0] / "m.tar.gz", DamagedArchive)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_bytes(scene, seed):
+    data = random.Random(seed).randbytes(5000)
+    if seed % 2:
+        data = b"\x1f\x8b\x08\x00" + data  # looks like gzip
+    (scene[0] / "m.tar.gz").write_bytes(data)
+    assert "is not a readable tar archive" in refused(scene, scene[0] / "m.tar.gz", DamagedArchive)
+
+
+def test_raw_tar_without_its_end_is_refused(scene):
+    raw = write_tar(scene[0] / "raw.tar", [member("a", data=b"x" * 2000), member("b", data=b"y" * 2000)], mode="w")
+    data = raw.read_bytes()
+    (scene[0] / "m.tar").write_bytes(data[: 512 + 2048])  # a's header and data, then nothing
+    raw.unlink()
+    assert "ends before its end-of-archive marker" in refused(scene, scene[0] / "m.tar", DamagedArchive)
+
+
+def test_name_longer_than_name_max(scene):
+    message = refused(scene, write_tar(scene[0] / "m.tar.gz", [member("m" * 300, data=b"x")]))
+    assert "'mmmmmmmmmm" in message and "(300 characters)" in message
+    assert "path component of 300 bytes, more than a file name may have (255)" in message
+
+
+def test_name_longer_than_path_max(scene):
+    name = "/".join(["p" * 200] * 21)
+    assert "more than a path may have" in refused(scene, write_tar(scene[0] / "m.tar.gz", [member(name, data=b"x")]))
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_invalid_utf8_name(scene, fmt):
+    archive = write_tar(scene[0] / "m.tar.gz", [member("ok.txt", data=b"x"), member("bad-\udcff.bin", data=b"x")],
+                        format=fmt, encoding="utf-8", errors="surrogateescape")
+    message = refused(scene, archive)
+    assert "entry 'bad-\\udcff.bin' has a name that is not valid UTF-8" in message
+
+
+# -- a model that arrives as a folder: the same rules ------------------------------------------------
+
+
+def test_folder_with_a_symlink_leading_out_is_refused(scene, tmp_path):
+    source = tmp_path / "files"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "up").symlink_to("..")
+    (source / "escape").symlink_to("sub/up/../victim-dir")  # walked before sub/up: caught at the end
+    before = scene[2]
+    with pytest.raises(UnsafeArchive, match="entry 'escape' is a symlink to 'sub/up/../victim-dir', which leads"):
+        place(source, scene[1], extract=True, overwrite=True)
+    assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("files")} == before
+
+
+@pytest.mark.parametrize("make,expected", [
+    (lambda p: os.mkfifo(p / "pipe"), "'pipe' is a device or pipe"),
+    (lambda p: (p / "abs").symlink_to("/etc/passwd"), "'abs' is a symlink to '/etc/passwd', which leads outside"),
+])
+def test_folder_with_special_entries_is_refused(tmp_path, make, expected):
+    source = tmp_path / "files"
+    source.mkdir()
+    (source / "ok.txt").write_text("ok")
+    make(source)
+    with pytest.raises(UnsafeArchive, match=expected):
+        place(source, tmp_path / "out", extract=True, overwrite=False)
+    assert not (tmp_path / "out").exists() and sorted(os.listdir(tmp_path)) == ["files"]
+
+
+def test_folder_keeps_links_and_modes(tmp_path):
+    source = tmp_path / "files"
+    (source / "sub").mkdir(parents=True)
+    (source / "w.bin").write_bytes(b"w")
+    os.link(source / "w.bin", source / "sub" / "again.bin")
+    (source / "sub" / "up").symlink_to("../w.bin")
+    (source / "run.sh").write_text("#!/bin/sh\n")
+    (source / "run.sh").chmod(0o755)
+    target = place(source, tmp_path / "out", extract=True, overwrite=False)
+    assert (target / "sub" / "again.bin").stat().st_ino == (target / "w.bin").stat().st_ino
+    assert os.readlink(target / "sub" / "up") == "../w.bin"
+    assert os.access(target / "run.sh", os.X_OK)
+
+
+def test_folder_larger_than_the_cap_is_refused(tmp_path, monkeypatch):
+    source = tmp_path / "files"
+    source.mkdir()
+    for i in range(3):
+        (source / f"f{i}").write_bytes(bytes(1000))
+    monkeypatch.setenv("FAHR_MAX_MODEL_BYTES", "2500")
+    with pytest.raises(ModelTooLarge, match="at entry 'f2'"):
+        place(source, tmp_path / "out", extract=True, overwrite=False)
+    assert sorted(os.listdir(tmp_path)) == ["files"]
+
+
+def test_a_full_disk_while_writing_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    # The free-space probe is made to lie, as if another program filled the disk meanwhile.
+    import subprocess
+
+    disk = tmp_path / "small"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        archive = random_parts(tmp_path / "m.tar.gz", 6, 512 * 1024)
+        monkeypatch.setattr(extract, "free_space", lambda folder: extract.FreeSpace(1 * GiB, None, 4096))
+        with pytest.raises(UsageError, match=r"^cannot unpack entry 'part-\d' beside .*: No space left on device; "
+                                             "nothing was written$"):
+            place(archive, disk / "out", extract=True, overwrite=False)
+        assert os.listdir(disk) == []
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
