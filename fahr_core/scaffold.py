@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import keyword
 import os
+import posixpath
 import re
 import shutil
 import tempfile
@@ -352,7 +353,7 @@ def _init(target: Path | None, chosen: Template, *, no_input: bool, settings: di
         try:
             variables["_output_dir"] = str(staging)
             render_context = {"cookiecutter": variables, "_cookiecutter": originals}
-            _check_rendered_names(repo_dir, render_context, chosen)
+            _check_rendered_names(repo_dir, render_context, staging, chosen)
             with _import_path(repo_dir):
                 rendered = generate_files(repo_dir=str(repo_dir), context=render_context, output_dir=str(staging),
                                           overwrite_if_exists=False, accept_hooks=True)
@@ -365,7 +366,8 @@ def _init(target: Path | None, chosen: Template, *, no_input: bool, settings: di
         except (cc_errors.CookiecutterException, TemplateError) as exc:
             raise UsageError(f"template {chosen.name}: {_one_line(exc)}") from exc
         except OSError as exc:
-            raise UsageError(f"cannot create {target}: {exc.strerror or exc}; choose another folder") from exc
+            where = exc.filename or target
+            raise UsageError(f"cannot create {target}: writing {where} failed ({exc.strerror or exc})") from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     finally:
@@ -407,19 +409,31 @@ def _ask(context: dict, settings: Mapping[str, str], no_input: bool) -> dict[str
     return {k: v for k, v in answers.items() if not k.startswith(_RAW)}
 
 
-def _check_rendered_names(repo_dir: Path, context: dict, chosen: Template) -> None:
-    """Refuse answers that would name a file outside the project (``..``, absolute paths)."""
+def _check_rendered_names(repo_dir: Path, context: dict, output_dir: Path, chosen: Template) -> None:
+    """Refuse answers that would name a file outside the project, rendering each path as
+    cookiecutter's ``generate_files`` does (which joins it to the project folder unchecked)."""
     from cookiecutter.find import find_template
     from cookiecutter.utils import create_env_with_context
 
     env = create_env_with_context(context)
+    # cookiecutter renders the project folder's absolute path with the names of its subfolders:
+    # Jinja in that path would be evaluated and send them elsewhere.
+    delimiters = (env.variable_start_string, env.block_start_string, env.comment_start_string)
+    if any(d in str(output_dir) for d in delimiters):
+        raise UsageError(
+            f"cannot render a template under {output_dir.parent}: its path holds "
+            f"{' or '.join(repr(d) for d in delimiters)}; create the project elsewhere and move it"
+        )
     template_dir = Path(find_template(str(repo_dir), env))
+    project = env.from_string(template_dir.name).render(**context)
+    if not project or "/" in project or project in (".", ".."):
+        raise UsageError(f"template {chosen.name}: its project folder's name renders as {project!r}")
     for root, dirs, files in os.walk(template_dir):
         for name in dirs + files:
-            relative = Path(root, name).relative_to(template_dir.parent).as_posix()
+            relative = Path(root, name).relative_to(template_dir).as_posix()
             rendered = env.from_string(relative).render(**context)
-            parts = rendered.replace("\\", "/").split("/")
-            if rendered.startswith("/") or ".." in parts:
+            normal = posixpath.normpath(rendered)
+            if posixpath.isabs(rendered) or normal == ".." or normal.startswith("../"):
                 raise UsageError(
                     f"template {chosen.name}: the answers make the file name {rendered!r}, which leaves "
                     "the project folder; change the answers"

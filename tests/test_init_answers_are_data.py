@@ -134,11 +134,26 @@ def test_no_hook_script_is_left_in_tmpdir(tmp_path, isolated_home):
     (template / "{{cookiecutter.name}}" / "a.txt").write_text("{{ cookiecutter.name }}\n")
     (template / "cookiecutter.json").write_text('{"name": "thing"}')
     (template / "hooks" / "pre_gen_project.py").write_text("import sys\nsys.exit('no, {{ cookiecutter.name }}')\n")
-    result = run_fahr("init", "q", "--template", template, "--no-input", cwd=tmp_path, env={"TMPDIR": str(tmp)})
+    result = run_fahr("init", "new/q", "--template", template, "--no-input", cwd=tmp_path, env={"TMPDIR": str(tmp)})
     assert result.returncode == 2 and "a hook failed" in result.stderr, show(result)
     assert list(tmp.iterdir()) == []
-    assert not (tmp_path / "q").exists()
+    assert not (tmp_path / "new").exists()  # nor the folder made to hold it
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".fahr-init-")]
+
+
+def test_an_answer_cannot_name_a_file_outside_the_project(tmp_path, isolated_home):
+    template = tmp_path / "tpl"
+    (template / "{{cookiecutter.name}}").mkdir(parents=True)
+    (template / "{{cookiecutter.name}}" / "{{cookiecutter.file}}.txt").write_text("x\n")
+    (template / "cookiecutter.json").write_text('{"name": "thing", "file": "notes"}')
+    for bad in ("../../escaped", str(tmp_path / "escaped"), "a/../../../escaped"):
+        result = run_fahr("init", "p", "--template", template, "--no-input", "--set", f"file={bad}", cwd=tmp_path)
+        assert "leaves the project folder" in one_line_error(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "tpl"]
+    assert not (tmp_path.parent / "escaped.txt").exists()
+    result = run_fahr("init", "p", "--template", template, "--no-input", "--set", "file=other", cwd=tmp_path)
+    assert result.returncode == 0, show(result)
+    assert (tmp_path / "p" / "other.txt").read_text() == "x\n"
 
 
 def nothing_created(tmp_path):
@@ -188,3 +203,13 @@ def test_image_references_are_accepted(tmp_path, isolated_home, image):
     result = run_fahr("init", "p", "--no-input", "--set", f"base_image={image}", cwd=tmp_path)
     assert result.returncode == 0, show(result)
     assert f"FROM {image}\n" in (tmp_path / "p" / "Dockerfile").read_text()
+
+
+def test_a_folder_whose_path_holds_jinja_is_refused_not_rendered(tmp_path, isolated_home):
+    # cookiecutter renders the project's absolute path with its subfolders' names: under
+    # 'a{{ 7*7 }}' the model's tests/ folder would be made in 'a49'.
+    odd = tmp_path / "a{{ 7*7 }}"
+    odd.mkdir()
+    result = run_fahr("init", "p", "--no-input", cwd=odd)
+    assert "create the project elsewhere" in one_line_error(result)
+    assert list(odd.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["a{{ 7*7 }}", "home"]
