@@ -245,9 +245,10 @@ def init(
     """Render ``template`` into ``directory`` (default: ``./<project_slug>``).
 
     The ``settings`` (``--set``) are data: cookiecutter renders every string of a template's
-    ``cookiecutter.json`` as Jinja, and would evaluate a ``{{ … }}`` in an answer; fahr hands
-    them to it so that they are never parsed (see :func:`_ask`), and renders the files with the
-    final answers once (cookiecutter's ``generate_files``; ``cookiecutter()`` would render them again).
+    ``cookiecutter.json`` as Jinja, so it would evaluate a ``{{ … }}`` in an answer. fahr asks
+    the questions so that no answer is ever parsed (see :func:`_ask`), then renders the files once
+    with the final answers (cookiecutter's ``generate_files``: ``cookiecutter()`` would take the
+    answers as defaults and render them again).
     """
     settings = dict(settings or {})
     chosen = resolve_template(template, templates)
@@ -396,6 +397,8 @@ def _ask(context: dict, settings: Mapping[str, str], no_input: bool) -> dict[str
     from cookiecutter.prompt import prompt_for_config
 
     variables = context["cookiecutter"]
+    env_vars = variables.get("_jinja2_env_vars") or {}  # a template may choose other delimiters
+    start, end = env_vars.get("variable_start_string", "{{"), env_vars.get("variable_end_string", "}}")
     raw: dict[str, str] = {}
     for index, key in enumerate(settings):
         value = variables.get(key)
@@ -403,7 +406,7 @@ def _ask(context: dict, settings: Mapping[str, str], no_input: bool) -> dict[str
         # variables ('_x') are never rendered: only plain strings need to be kept raw.
         if isinstance(value, str) and (not key.startswith("_") or key.startswith("__")):
             raw[f"{_RAW}{index}"] = value
-            variables[key] = "{{ cookiecutter.%s%d }}" % (_RAW, index)
+            variables[key] = f"{start} cookiecutter.{_RAW}{index} {end}"
     context["cookiecutter"] = type(variables)([*raw.items(), *variables.items()])
     answers = dict(prompt_for_config(context, no_input))
     return {k: v for k, v in answers.items() if not k.startswith(_RAW)}
