@@ -137,3 +137,14 @@ def test_overwrite_replaces_a_non_empty_fetch_folder_inside_the_project(docker_e
     assert {k: v for k, v in after.items() if not k.startswith("model/")} == \
         {k: v for k, v in mine.items() if not k.startswith("model/")}
     assert not (project / "Dockerfile.bak").exists()
+
+
+def test_the_project_is_spared_on_the_sagemaker_driver_too(project, tmp_path):
+    # Checked before any AWS call (none could answer here): the rule does not depend on the driver.
+    before = snapshot(project)
+    env = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    result = run_fahr("fit", project / "train.py", "--train-driver", "sagemaker", "--config.output_path=s3://b/models",
+                      "--config.role_name=r", "--fetch", project.parent, "--overwrite", env=env, timeout=120)
+    refused(result, "holds the project", str(project))
+    assert snapshot(project) == before
