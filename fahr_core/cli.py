@@ -112,7 +112,7 @@ DriverOption = Annotated[
     Optional[str],
     typer.Option("--train-driver", help="Driver to use (see 'fahr drivers'). Default: config, else 'local'."),
 ]
-OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing Dockerfile / non-empty target.")]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty target folder.")]
 
 
 @app.command(context_settings=_EXTRA)
@@ -124,8 +124,9 @@ def fit(
     input: Annotated[list[str], typer.Option("--input", help="Input channel CHANNEL=PATH_OR_URI (repeatable).")] = [],
     env: Annotated[list[str], typer.Option("--env", help="Environment variable KEY=VALUE for the job (repeatable).")] = [],
     detach: Annotated[bool, typer.Option("--detach", help="Return once the job is launched.")] = False,
-    fetch: Annotated[Optional[Path], typer.Option("--fetch", help="After success, fetch and extract the model into DIR.", metavar="DIR")] = None,
-    overwrite: OverwriteOption = False,
+    fetch: Annotated[Optional[Path], typer.Option("--fetch", help="After success, fetch and extract the model into DIR (never the project's folder or the driver's output folder).", metavar="DIR")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="With --fetch: replace a non-empty DIR.")] = False,
+    regenerate_dockerfile: Annotated[bool, typer.Option("--regenerate-dockerfile", help="Write the Dockerfile anew (one fahr did not write is kept as Dockerfile.bak).")] = False,
 ) -> None:
     """Build the image, push it, launch a training job and follow it to the end.
 
@@ -148,6 +149,7 @@ def fit(
             detach=detach,
             fetch_dir=fetch,
             overwrite=overwrite,
+            regenerate_dockerfile=regenerate_dockerfile,
         )
 
     _run(work)

@@ -149,7 +149,7 @@ def dockerfile_text(script_name: str, base_image: str, has_requirements: bool) -
         entry_comment = "# Exec form: the training process is PID 1 and receives SIGTERM on stop.\n"
     return (
         f"{GENERATED_MARK} {__version__} for {script_name}. Edit freely: fahr never overwrites\n"
-        "# it without --overwrite. `docker run IMAGE train` trains (the SageMaker contract).\n"
+        "# it without --regenerate-dockerfile. `docker run IMAGE train` trains (the SageMaker contract).\n"
         f"FROM {base_image}\n"
         "ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 \\\n"
         "    PIP_DISABLE_PIP_VERSION_CHECK=1\n"
@@ -242,7 +242,7 @@ def prepare_context(artifact: Path, model_tag: str, base_image: str, overwrite: 
     if dockerfile.exists() and not overwrite:
         if base_image_set and f"FROM {base_image}\n" not in dockerfile.read_text(encoding="utf-8", errors="replace"):
             ui.warn(f"config base_image={base_image} is not used: {dockerfile} has its own FROM; "
-                    "pass --overwrite to regenerate it")
+                    "pass --regenerate-dockerfile to regenerate it")
         return BuildContext(artifact=artifact, context_dir=folder, dockerfile=dockerfile, model_tag=model_tag)
     written = [dockerfile.name]
     backup = folder / "Dockerfile.bak"

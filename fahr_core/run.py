@@ -93,10 +93,21 @@ def fit(
     detach: bool,
     fetch_dir: Path | None,
     overwrite: bool,
+    regenerate_dockerfile: bool = False,
 ) -> JobResult | JobHandle:
-    """Build, push, launch and (unless ``detach``) follow one training job."""
+    """Build, push, launch and (unless ``detach``) follow one training job.
+
+    ``overwrite`` lets ``--fetch`` replace a non-empty folder (as ``fahr fetch --overwrite``);
+    ``regenerate_dockerfile`` writes the Dockerfile anew. Two decisions, two flags: the one
+    flag ``--overwrite`` once meant both, and so replaced the project with the model.
+    """
     from fahr_core import image
 
+    if overwrite and fetch_dir is None:
+        # Refused rather than ignored: people used `fit --overwrite` to regenerate the Dockerfile.
+        raise UsageError("--overwrite replaces a non-empty --fetch folder; "
+                         "to regenerate the Dockerfile pass --regenerate-dockerfile")
+    given = Path(artifact)
     artifact = image.check_artifact(artifact)
     model_tag = names.model_image_tag(artifact)
     _validate_channels(inputs)
@@ -106,12 +117,15 @@ def fit(
     if fetch_dir is not None:
         from fahr_core.extract import check_target
 
+        _check_fetch_spares_project(Path(fetch_dir), given, artifact)
         check_target(Path(fetch_dir), overwrite)  # fail before training, not after
     session = open_session(driver, artifact.parent, cli_config)
     config, hook = session.config, session.hook
+    if fetch_dir is not None:
+        _check_fetch_spares_output(Path(fetch_dir), config)
 
     hook.check_run(config=config, inputs=dict(inputs))
-    context = image.prepare_context(artifact, model_tag, config["base_image"], overwrite,
+    context = image.prepare_context(artifact, model_tag, config["base_image"], regenerate_dockerfile,
                                     base_image_set=config.sources.get("base_image") != "default")
     built = hook.build_image(context=context, config=config)
     pushed = hook.push_image(image=built, config=config)
@@ -137,6 +151,43 @@ def fit(
         fetch(Path(fetch_dir), model_tag, location, driver=config.driver, job_name=job.job_name,
               extract=True, overwrite=overwrite, session=session)
     return result
+
+
+def _real(path: Path) -> Path:
+    """``path`` absolute with every symlink of its existing part resolved: an alias is caught too."""
+    return Path(os.path.abspath(path)).resolve()
+
+
+def _check_fetch_spares_project(fetch_dir: Path, given: Path, artifact: Path) -> None:
+    """Refuse a ``--fetch`` folder that is the training artifact's folder or holds it.
+
+    Extracting there (with ``--overwrite``) would replace the user's script and notes with the
+    model. A folder inside the project (``--fetch my-model/model``) is fine.
+    """
+    target = _real(fetch_dir)
+    # The folder the script was named in, and the one it really lives in when it is a symlink.
+    for project in {_real(given.parent), artifact.parent}:
+        if target == project or target in project.parents:
+            what = "is" if target == project else "holds"
+            raise UsageError(
+                f"--fetch {fetch_dir}: that folder {what} the project of {given.name} ({project}); "
+                "fetching there would replace your files with the model; choose another folder"
+            )
+
+
+def _check_fetch_spares_output(fetch_dir: Path, config: cfg.Config) -> None:
+    """Refuse a ``--fetch`` folder that is, lies inside, or holds the driver's local output folder
+    (where jobs and their artifacts are kept: the model would replace them)."""
+    location = _location(config)
+    if not location or ("://" in location and not location.startswith("file://")):
+        return
+    output = _real(Path(location.removeprefix("file://")))
+    target = _real(fetch_dir)
+    if target == output or output in target.parents or target in output.parents:
+        raise UsageError(
+            f"--fetch {fetch_dir}: that folder overlaps the driver's output folder {output} "
+            "(config.output_path), where jobs and their artifacts are kept; choose a folder outside it"
+        )
 
 
 def _location(config: cfg.Config) -> str:

@@ -302,10 +302,10 @@ def test_gpus_without_a_gpu_runtime_is_an_environment_error(docker_engine, fahr,
     assert_nothing_left(docker_engine, record["job_name"])
 
 
-def test_overwrite_keeps_the_users_dockerfile(docker_engine, fahr, jobs_dir, model_dir):
+def test_regenerating_keeps_the_users_dockerfile(docker_engine, fahr, jobs_dir, model_dir):
     mine = 'FROM python:3.11-slim\nCOPY train.py /t.py\nENTRYPOINT ["python", "/t.py"]\n'
     (model_dir / "Dockerfile").write_text(mine)
-    proc = fahr("fit", model_dir / "train.py", "--overwrite", check=0)
+    proc = fahr("fit", model_dir / "train.py", "--regenerate-dockerfile", check=0)
     assert f"your Dockerfile is kept as {model_dir / 'Dockerfile.bak'}" in proc.stderr
     assert (model_dir / "Dockerfile.bak").read_text() == mine
     assert (model_dir / "Dockerfile").read_text().startswith("# Written by fahr")
@@ -368,7 +368,8 @@ def test_output_without_newlines_streams_in_slices(docker_engine, fahr, jobs_dir
 
 def test_unreachable_base_image_registry_is_an_environment_error(docker_engine, fahr, jobs_dir, model_dir):
     # A registry on loopback where nothing listens: the pull of FROM fails for want of a network.
-    proc = fahr("fit", model_dir / "train.py", "--config.base_image=127.0.0.1:9/nosuch/base:1", "--overwrite")
+    proc = fahr("fit", model_dir / "train.py", "--config.base_image=127.0.0.1:9/nosuch/base:1",
+                "--regenerate-dockerfile")
     assert proc.returncode == 3, proc.stderr
     assert "the base image cannot be pulled" in proc.stderr and "Traceback" not in proc.stderr
 

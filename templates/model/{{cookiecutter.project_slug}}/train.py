@@ -1,4 +1,4 @@
-"""{{ cookiecutter.project_name }}: {{ cookiecutter.description }}
+"""{{ cookiecutter.project_name | replace('\\', '\\\\') | replace('"', '\\"') }}: {{ cookiecutter.description | replace('\\', '\\\\') | replace('"', '\\"') }}
 
 Trains a linear classifier (scikit-learn's SGDClassifier) epoch by epoch on the handwritten
 digits that ship with scikit-learn, and prints its accuracy on held-out digits: seconds on a CPU.

@@ -1,4 +1,4 @@
-"""{{ cookiecutter.project_slug }}: {{ cookiecutter.description }}
+"""{{ cookiecutter.project_slug }}: {{ cookiecutter.description | replace('\\', '\\\\') | replace('"', '\\"') }}
 
 A fahr driver is a pluggy plugin: a module with ``@hookimpl`` functions, registered under the
 ``fahr.drivers`` entry point (see pyproject.toml). fahr builds the image (its default
