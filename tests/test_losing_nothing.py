@@ -126,6 +126,46 @@ def test_full_disk_keeps_the_model_until_wait_saves_it(docker_engine, small_disk
     assert hashlib.sha256((tmp_path / "model" / "weights.bin").read_bytes()).hexdigest() == digest
 
 
+def test_read_only_disk_while_saving_the_logs_keeps_the_job(docker_engine, small_disk, tmp_path):
+    script = write_script(tmp_path / "ro", """
+        import json, time
+        print("ready", flush=True)
+        time.sleep(3)
+        json.dump({"trained": True}, open("/opt/ml/model/model.json", "w"))
+    """)
+    jobs = small_disk / "jobs"
+    env = {**os.environ, "NO_COLOR": "1", "FAHR_LOCAL_OUTPUT_PATH": str(jobs)}
+    proc = subprocess.Popen([str(FAHR), "fit", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        deadline = time.time() + 300
+        for line in proc.stdout:
+            if line.strip() == "ready" or time.time() > deadline:
+                break
+        subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, err
+    assert "Traceback" not in err
+    [line] = error_lines(err)
+    record = only_record(jobs)
+    job = record["job_name"]
+    assert f"Read-only file system writing the logs of job {job} in {jobs / job / 'logs'}" in line, line
+    assert "make it writable, then finish the job with: fahr wait" in line
+    assert record["status"] == "InProgress"  # as it was: the disk took nothing, nothing is recorded wrongly
+    assert not (jobs / job / "logs").exists() or list((jobs / job / "logs").iterdir()) == []
+    [container] = job_containers(docker_engine, job)
+    assert container.status == "exited"
+
+    subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    run_fahr(*printed_command(line, "wait")[1:], cwd=tmp_path, check=0)
+    assert only_record(jobs)["status"] == "Completed"
+    assert (jobs / job / "logs" / "algo-1.log").read_text() == "ready\n"
+    assert_nothing_left(docker_engine, job)
+
+
 class EngineProxy:
     """The engine's socket relayed through a socket of our own, which the test can cut."""
 

@@ -371,10 +371,17 @@ def _replay_logs(job_dir: Path, record: dict) -> None:
 
 @contextlib.contextmanager
 def _locked(job_dir: Path):
-    """One process at a time finishes a job (a `fit` following it and a `fahr stop`, say)."""
-    with open(job_dir / ".lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    """One process at a time finishes a job (a `fit` following it and a `fahr stop`, say).
+
+    The lock is taken on the job's folder itself, opened read-only: a lock file would have to be
+    created, and a full or read-only disk must still let fahr say what it cannot write.
+    """
+    fd = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
 
 
 def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
