@@ -144,7 +144,7 @@ def check_run(config, inputs):
 
 @hookimpl
 def launch(spec, config):
-    from fahr_core.contract import ContractRun
+    from fahr_core.contract import ContractRun, EngineLost
 
     check_run(config, spec.inputs)
     channels = {name: str(_channel_path(name, value)) for name, value in spec.inputs.items()}
@@ -182,16 +182,22 @@ def launch(spec, config):
     try:
         run.start(on_status=lambda status: ui.status_change(spec.job_name, status))
     except BaseException as exc:  # start() removed what it had created; record how it ended
+        lost = isinstance(exc, EngineLost)
         if isinstance(exc, KeyboardInterrupt):
             record.update(status=STOPPED, failure_reason="Interrupted while starting")
         else:
             record.update(status=FAILED, failure_reason=f"Could not start: {exc}")
+        if lost:  # start() could not remove what it had created: `fahr wait` does, later
+            record["unfinished"] = CLEANUP
         record.pop("secondary_status", None)
         record["ended"] = time.time()
         try:
             _write_record(job_dir, record)
         except OSError:
             shutil.rmtree(job_dir, ignore_errors=True)  # a record left InProgress would lie
+        if lost:
+            raise EnvironmentProblem(f"{exc}; once the engine is back, remove what the job left with: "
+                                     f"{_command('wait', spec.job_name, config)}") from exc
         raise
     record["started"] = time.time()
     try:
@@ -388,9 +394,10 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
     """Pack the artifacts in SageMaker's layout, record the end, remove containers and network.
 
     Nothing is lost on the way: the containers, which hold the model, are removed only once
-    every archive and the record are written whole. When a write fails (a full disk, say) the
-    job stays InProgress, its secondary status says why, the containers are kept and the
+    every archive and the record are written whole. When a local write fails (a full disk, say)
+    the job stays InProgress, its secondary status says why, the containers are kept and the
     EnvironmentProblem raised names the `fahr wait JOB` that finishes it once that is fixed.
+    When the engine goes away, the job is recorded Failed but ``unfinished`` (see FOLLOW).
 
     Idempotent: a job another process has finished is left as it is. Returns the final record.
     Ctrl-C is deferred until it is done (a finished job's model must not be cut in half).
