@@ -74,6 +74,13 @@ def _run(work):
         ui.error(exc.message)
         raise typer.Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
+        from fahr_core import interrupts
+
+        try:
+            interrupts.run_cleanups()  # a job launched but not yet followed is stopped, not abandoned
+        except FahrError as exc:
+            ui.error(exc.message)
+            raise typer.Exit(code=exc.exit_code) from None
         ui.error("interrupted")
         raise typer.Exit(code=EXIT_INTERRUPTED) from None
     except typer.Exit:

@@ -245,11 +245,14 @@ class ContractRun:
 
         job = self.job
         network = None
+        in_flight: tuple[str, str] | None = None  # a create the engine may finish after an interrupt
         try:
             if len(job.hosts) > 1:
+                in_flight = ("network", job.network_name)
                 network = self.client.networks.create(
                     job.network_name, driver="bridge", labels={LABEL_JOB: job.job_name}
                 )
+                in_flight = None
             on_status("Downloading")
             containers = []
             for host in job.hosts:
@@ -267,6 +270,7 @@ class ContractRun:
                         devices = [DeviceRequest(count=int(job.gpus), capabilities=[["gpu"]])]
                     else:
                         devices = [DeviceRequest(device_ids=job.gpus.split(","), capabilities=[["gpu"]])]
+                in_flight = ("container", job.container_name(host))
                 container = self.client.containers.create(
                     job.image,
                     command=["train"],
@@ -282,6 +286,7 @@ class ContractRun:
                     stop_signal="SIGTERM",
                     device_requests=devices,
                 )
+                in_flight = None
                 with tempfile.TemporaryFile() as archive:
                     opt_ml_archive(job, host, archive)
                     archive.seek(0)
@@ -303,7 +308,16 @@ class ContractRun:
                 ) from exc
             raise EnvironmentProblem(f"the Docker engine refused to start the job: {detail}") from exc
         except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                # The engine goes on with a request fahr stopped waiting for: a container or
+                # network may appear after the clean-up has looked. Look with a fresh connection
+                # (the interrupted one is mid-response), and wait a moment for that one.
+                with contextlib.suppress(Exception):
+                    self.reconnect()
             self._cleanup_quietly()
+            if isinstance(exc, KeyboardInterrupt) and in_flight:
+                self._remove_when_it_appears(*in_flight)
+                self._cleanup_quietly()  # the network, once that late container is gone
             if isinstance(exc, Exception) and is_engine_error(exc):
                 raise engine_lost(exc, f"starting job {job.job_name}") from exc
             raise
@@ -619,6 +633,23 @@ class ContractRun:
             if is_engine_error(exc):
                 raise engine_lost(exc, f"removing job {self.job.job_name}'s containers") from exc
             raise
+
+    def _remove_when_it_appears(self, kind: str, name: str, patience: float = 3.0) -> None:
+        from docker import errors as docker_errors
+
+        collection = self.client.containers if kind == "container" else self.client.networks
+        deadline = time.time() + patience
+        while time.time() < deadline:
+            try:
+                found = collection.get(name)
+            except docker_errors.NotFound:
+                time.sleep(0.1)
+                continue
+            except Exception:
+                return  # the engine is gone: nothing to do now
+            with contextlib.suppress(Exception):
+                found.remove(force=True) if kind == "container" else found.remove()
+            return
 
     def _cleanup_quietly(self) -> None:
         """Clean up after a failed start without hiding why it failed."""

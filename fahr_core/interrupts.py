@@ -20,11 +20,13 @@ import contextlib
 import os
 import signal
 import threading
+from typing import Callable
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _DEFAULT_DOING = "cleaning up"
 
 _state = {"interrupted": False, "shield": 0, "deferred": 0, "doing": _DEFAULT_DOING}
+_cleanups: dict[str, Callable[[], None]] = {}
 
 
 def _handler(signum, frame) -> None:
@@ -92,3 +94,26 @@ def shield(text: str = ""):
         if came and leaving_normally and not _state["shield"] and not _state["interrupted"]:
             _state["interrupted"] = True
             raise KeyboardInterrupt
+
+
+def until_followed(key: str, cleanup: Callable[[], None]) -> None:
+    """Register what an interrupt must do for a job nobody handles interrupts for yet.
+
+    Between a job's launch and the moment its driver's ``wait`` follows it (and handles Ctrl-C
+    itself) there is a moment where an interrupt would leave the job running unattended; the
+    CLI runs ``cleanup`` then (see :func:`run_cleanups`). Call :func:`followed` once the job
+    is in good hands (or launched on purpose to run on: ``--detach``).
+    """
+    _cleanups[key] = cleanup
+
+
+def followed(key: str) -> None:
+    """The job ``key`` is taken care of: an interrupt no longer needs its cleanup."""
+    _cleanups.pop(key, None)
+
+
+def run_cleanups() -> None:
+    """After an interrupt (signals are deferred by now): run what is still registered, once."""
+    while _cleanups:
+        _, cleanup = _cleanups.popitem()
+        cleanup()

@@ -376,3 +376,34 @@ def test_fahr_killed_while_stopping_the_printed_stop_finishes_the_job(docker_eng
     assert_nothing_left(docker_engine, job)
     with tarfile.open(jobs / job / "output" / "output.tar.gz") as tar:
         assert tar.extractfile("last-words.txt").read() == b"saved"
+
+
+def test_ctrl_c_while_the_job_starts_stops_it(docker_engine, tmp_path):
+    """Ctrl-C as the job's input is copied in: whether it lands in the copy, between the launch
+    and the moment fit follows the job, or after, the job ends Stopped and nothing is left."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "big.bin").write_bytes(os.urandom(64 * 1024 * 1024))
+    script = write_script(tmp_path / "starting", "import time\nprint('ready', flush=True)\ntime.sleep(600)\n")
+    jobs = tmp_path / "jobs"
+    env = {**os.environ, "NO_COLOR": "1", "FAHR_LOCAL_OUTPUT_PATH": str(jobs), "FAHR_LOCAL_STOP_TIMEOUT": "2"}
+    proc = subprocess.Popen([str(FAHR), "fit", str(script), "--input", f"train={data}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        err = []
+        deadline = time.time() + 300
+        for line in proc.stderr:
+            err.append(line)
+            if line.rstrip().endswith(": Downloading") or time.time() > deadline:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = "".join(err) + rest
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    record = only_record(jobs)
+    assert record["status"] == "Stopped", record
+    assert_nothing_left(docker_engine, record["job_name"])

@@ -178,6 +178,8 @@ def launch(spec, config):
         shutil.rmtree(job_dir, ignore_errors=True)  # nothing started: no half-made job to keep
         raise EnvironmentProblem(f"cannot write {job_dir / RECORD} ({exc.strerror}): {_fix(exc)} in "
                                  f"{job_dir.parent}, then run fahr fit again; nothing was started") from None
+    # Until `wait` follows the job, an interrupt stops it (start() itself cleans up after one).
+    interrupts.until_followed(spec.job_name, lambda: _stop_unfollowed(spec.job_name, job_dir, config))
     run = ContractRun(_container_job(record, config))
     try:
         run.start(on_status=lambda status: ui.status_change(spec.job_name, status))
@@ -264,6 +266,7 @@ def wait(job, config):
     run = ContractRun(_container_job(record, config))
     several = record.get("instance_count", 1) > 1
     try:
+        interrupts.followed(job.job_name)  # in the try: from here on, Ctrl-C is handled below
         gone = not run.containers()
         if not gone:
             outcome = run.follow(lambda host, line: ui.log_line(line, host if several else None),
@@ -317,6 +320,16 @@ def _stop_interrupted(run, job_name: str, job_dir: Path, config) -> None:
             raise problem from exc
         record = _finish(run, job_dir, config, FAILED if failed else COMPLETED, why)
     ui.status_change(job_name, record["status"])
+
+
+def _stop_unfollowed(job_name: str, job_dir: Path, config) -> None:
+    """An interrupt came after launch and before `wait` followed the job: stop it all the same."""
+    from fahr_core.contract import ContractRun
+
+    record = _read_record(job_dir)
+    if _ended(record):
+        return  # start() was interrupted and has recorded it
+    _stop_interrupted(ContractRun(_container_job(record, config)), job_name, job_dir, config)
 
 
 def _request_stop(job_dir: Path, reason: str) -> None:
