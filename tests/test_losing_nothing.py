@@ -54,6 +54,18 @@ def only_record(jobs):
 
 
 @pytest.fixture
+def leftovers(docker_engine):
+    """Jobs whose containers these tests keep on purpose: removed at the end even if a test fails."""
+    jobs = []
+    yield jobs
+    for job in jobs:
+        for container in job_containers(docker_engine, job):
+            container.remove(force=True)
+        for network in docker_engine.networks.list(filters={"label": f"fahr.job={job}"}):
+            network.remove()
+
+
+@pytest.fixture
 def small_disk(tmp_path):
     """A 3 MB tmpfs (we run as root); unmounted afterwards."""
     disk = tmp_path / "disk"
@@ -68,7 +80,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def test_full_disk_keeps_the_model_until_wait_saves_it(docker_engine, small_disk, tmp_path):
+def test_full_disk_keeps_the_model_until_wait_saves_it(docker_engine, leftovers, small_disk, tmp_path):
     script = write_script(tmp_path / "big", """
         import hashlib, os
         weights = os.urandom(8 * 1024 * 1024)  # incompressible: the archive needs 8 MB too
@@ -100,6 +112,7 @@ def test_full_disk_keeps_the_model_until_wait_saves_it(docker_engine, small_disk
     [digest] = [l.split()[1] for l in proc.stdout.splitlines() if l.startswith("sha256 ")]
     record = only_record(jobs)
     job = record["job_name"]
+    leftovers.append(job)
     assert "No space left on device writing model.tar.gz" in line, line
     assert f"in {jobs / job / 'output'}" in line  # where to free space…
     assert "about 8.4 MB uncompressed" in line  # …and roughly how much is needed
@@ -126,7 +139,7 @@ def test_full_disk_keeps_the_model_until_wait_saves_it(docker_engine, small_disk
     assert hashlib.sha256((tmp_path / "model" / "weights.bin").read_bytes()).hexdigest() == digest
 
 
-def test_read_only_disk_while_saving_the_logs_keeps_the_job(docker_engine, small_disk, tmp_path):
+def test_read_only_disk_while_saving_the_logs_keeps_the_job(docker_engine, leftovers, small_disk, tmp_path):
     script = write_script(tmp_path / "ro", """
         import json, time
         print("ready", flush=True)
@@ -152,6 +165,7 @@ def test_read_only_disk_while_saving_the_logs_keeps_the_job(docker_engine, small
     [line] = error_lines(err)
     record = only_record(jobs)
     job = record["job_name"]
+    leftovers.append(job)
     assert f"Read-only file system writing the logs of job {job} in {jobs / job / 'logs'}" in line, line
     assert "make it writable, then finish the job with: fahr wait" in line
     assert record["status"] == "InProgress"  # as it was: the disk took nothing, nothing is recorded wrongly
@@ -216,7 +230,7 @@ class EngineProxy:
                 sock.close()
 
 
-def test_engine_lost_mid_job_is_reconciled_by_wait(docker_engine, tmp_path):
+def test_engine_lost_mid_job_is_reconciled_by_wait(docker_engine, leftovers, tmp_path):
     script = write_script(tmp_path / "lost", """
         import json, time
         print("ready", flush=True)
@@ -244,6 +258,7 @@ def test_engine_lost_mid_job_is_reconciled_by_wait(docker_engine, tmp_path):
     [line] = error_lines(err)
     record = only_record(jobs)
     job = record["job_name"]
+    leftovers.append(job)
     assert "lost the Docker engine while following job" in line, line
     assert line.endswith(f"reconcile it with: fahr wait {job} --train-driver local --config.output_path={jobs}")
     assert record["status"] != "InProgress"  # fit has exited: nobody follows the job any more
@@ -308,7 +323,7 @@ STUBBORN = """
     """
 
 
-def test_ctrl_c_again_while_stopping_does_not_abandon_the_job(docker_engine, tmp_path):
+def test_ctrl_c_again_while_stopping_does_not_abandon_the_job(docker_engine, leftovers, tmp_path):
     script = write_script(tmp_path / "stubborn", STUBBORN)
     jobs = tmp_path / "jobs"
     env = {**os.environ, "NO_COLOR": "1", "FAHR_LOCAL_OUTPUT_PATH": str(jobs), "FAHR_LOCAL_STOP_TIMEOUT": "30"}
@@ -335,6 +350,7 @@ def test_ctrl_c_again_while_stopping_does_not_abandon_the_job(docker_engine, tmp
     assert err.count("please wait, Ctrl-C again does not abandon it") == 2, err  # each extra signal is answered
     record = only_record(jobs)
     job = record["job_name"]
+    leftovers.append(job)
     assert f"stopping job {job}" in err and f"fahr stop {job} --train-driver local" in err
     assert record["status"] == "Stopped" and record["failure_reason"] == "Stopped by the user (interrupt)"
     assert_nothing_left(docker_engine, job)
@@ -343,7 +359,7 @@ def test_ctrl_c_again_while_stopping_does_not_abandon_the_job(docker_engine, tmp
     assert (jobs / job / "logs" / "algo-1.log").read_text().splitlines()[-1] == "saving before exit"
 
 
-def test_fahr_killed_while_stopping_the_printed_stop_finishes_the_job(docker_engine, tmp_path):
+def test_fahr_killed_while_stopping_the_printed_stop_finishes_the_job(docker_engine, leftovers, tmp_path):
     script = write_script(tmp_path / "stubborn", STUBBORN)
     jobs = tmp_path / "jobs"
     env = {**os.environ, "NO_COLOR": "1", "FAHR_LOCAL_OUTPUT_PATH": str(jobs)}
@@ -366,6 +382,7 @@ def test_fahr_killed_while_stopping_the_printed_stop_finishes_the_job(docker_eng
     [hint] = [l for l in err.splitlines() if "Ctrl-C again does not abandon it" in l and "fahr stop" in l]
     command = shlex.split(hint[hint.index("'fahr stop ") + 1:hint.index("' does it")])
     job = only_record(jobs)["job_name"]
+    leftovers.append(job)
     assert command == ["fahr", "stop", job, "--train-driver", "local", f"--config.output_path={jobs}"]
     assert only_record(jobs)["status"] == "InProgress"  # fahr was killed in the middle of the stop
     job_containers(docker_engine, job)[0].wait(timeout=60)  # the model's own shutdown ends
