@@ -8,7 +8,6 @@ it needs when it runs (no Docker SDK, no cloud SDK, no driver for ``--help`` or 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -75,6 +74,13 @@ def _run(work):
         ui.error(exc.message)
         raise typer.Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
+        from fahr_core import interrupts
+
+        try:
+            interrupts.run_cleanups()  # a job launched but not yet followed is stopped, not abandoned
+        except FahrError as exc:
+            ui.error(exc.message)
+            raise typer.Exit(code=exc.exit_code) from None
         ui.error("interrupted")
         raise typer.Exit(code=EXIT_INTERRUPTED) from None
     except typer.Exit:
@@ -333,13 +339,12 @@ def templates(
     _run(work)
 
 
-def _sigterm(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main() -> None:
-    """Console-script entry point: SIGTERM is handled like Ctrl-C (stop, clean up, exit 130)."""
-    signal.signal(signal.SIGTERM, _sigterm)
+    """Console-script entry point: SIGTERM is handled like Ctrl-C (stop, clean up, exit 130), and
+    a second one while fahr cleans up is deferred rather than abandoning the job half-stopped."""
+    from fahr_core import interrupts
+
+    interrupts.install()
     app(prog_name="fahr")
 
 

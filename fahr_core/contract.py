@@ -87,6 +87,71 @@ class Outcome:
 LogSink = Callable[[str, str], None]  # (host, line)
 
 
+class EngineLost(EnvironmentProblem):
+    """The Docker engine stopped answering (or failed) in the middle of a job.
+
+    The job itself may well be fine: its containers run on in the engine. The caller says how
+    to reconcile it once the engine is back.
+    """
+
+
+def is_engine_error(exc: BaseException) -> bool:
+    """Whether ``exc`` means the engine went away or broke down, rather than a bug or a local
+    file problem: the connection refused, reset or cut in the middle of a stream, a timeout, or
+    the engine answering with a server error."""
+    if isinstance(exc, EngineLost):
+        return True
+    import requests
+    import urllib3
+    from docker import errors as docker_errors
+
+    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                        requests.exceptions.Timeout, urllib3.exceptions.HTTPError, ConnectionError,
+                        TimeoutError)):
+        return True
+    return isinstance(exc, docker_errors.APIError) and exc.is_server_error()
+
+
+def engine_lost(exc: BaseException, doing: str) -> EngineLost:
+    """``exc`` (an engine error) as one line: what fahr was doing and what the engine said."""
+    if isinstance(exc, EngineLost):
+        return exc
+    explanation = getattr(exc, "explanation", None)
+    detail = str(explanation or exc).splitlines()[0][:200] if str(explanation or exc) else ""
+    lost = EngineLost(f"lost the Docker engine while {doing} ({type(exc).__name__}: {detail})")
+    lost.__cause__ = exc
+    return lost
+
+
+def _is_gone(exc: BaseException) -> bool:
+    """A container or network removed meanwhile: nothing left to do with it."""
+    from docker import errors as docker_errors
+
+    return isinstance(exc, docker_errors.NotFound)
+
+
+class _ChunkReader(io.RawIOBase):
+    """The engine's streamed chunks as a readable file (for ``tarfile`` in stream mode)."""
+
+    def __init__(self, chunks):
+        self._chunks = iter(chunks)
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
 def _channel_config(channels: Mapping[str, Path]) -> dict:
     return {
         name: {
@@ -166,7 +231,10 @@ class ContractRun:
         left in the middle of a streamed response, and reusing it would hang."""
         from fahr_core import engine
 
-        self.client = engine.new_client()
+        try:
+            self.client = engine.new_client()
+        except EnvironmentProblem as exc:
+            raise EngineLost(exc.message) from exc
 
     # -- start -------------------------------------------------------------------------------
 
@@ -177,11 +245,14 @@ class ContractRun:
 
         job = self.job
         network = None
+        in_flight: tuple[str, str] | None = None  # a create the engine may finish after an interrupt
         try:
             if len(job.hosts) > 1:
+                in_flight = ("network", job.network_name)
                 network = self.client.networks.create(
                     job.network_name, driver="bridge", labels={LABEL_JOB: job.job_name}
                 )
+                in_flight = None
             on_status("Downloading")
             containers = []
             for host in job.hosts:
@@ -199,6 +270,7 @@ class ContractRun:
                         devices = [DeviceRequest(count=int(job.gpus), capabilities=[["gpu"]])]
                     else:
                         devices = [DeviceRequest(device_ids=job.gpus.split(","), capabilities=[["gpu"]])]
+                in_flight = ("container", job.container_name(host))
                 container = self.client.containers.create(
                     job.image,
                     command=["train"],
@@ -214,6 +286,7 @@ class ContractRun:
                     stop_signal="SIGTERM",
                     device_requests=devices,
                 )
+                in_flight = None
                 with tempfile.TemporaryFile() as archive:
                     opt_ml_archive(job, host, archive)
                     archive.seek(0)
@@ -223,10 +296,10 @@ class ContractRun:
             for container in containers:
                 container.start()
         except docker_errors.ImageNotFound as exc:
-            self.cleanup()
+            self._cleanup_quietly()
             raise EnvironmentProblem(f"image {job.image} is not on the engine: {exc.explanation}") from exc
         except docker_errors.APIError as exc:
-            self.cleanup()
+            self._cleanup_quietly()
             detail = exc.explanation or str(exc)
             if job.gpus and ("device driver" in detail or "gpu" in detail.lower()):
                 raise EnvironmentProblem(
@@ -234,21 +307,38 @@ class ContractRun:
                     f"them: {detail}; install the NVIDIA container toolkit, or drop the gpus setting"
                 ) from exc
             raise EnvironmentProblem(f"the Docker engine refused to start the job: {detail}") from exc
-        except BaseException:
-            self.cleanup()
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                # The engine goes on with a request fahr stopped waiting for: a container or
+                # network may appear after the clean-up has looked. Look with a fresh connection
+                # (the interrupted one is mid-response), and wait a moment for that one.
+                with contextlib.suppress(Exception):
+                    self.reconnect()
+            self._cleanup_quietly()
+            if isinstance(exc, KeyboardInterrupt) and in_flight:
+                self._remove_when_it_appears(*in_flight)
+                self._cleanup_quietly()  # the network, once that late container is gone
+            if isinstance(exc, Exception) and is_engine_error(exc):
+                raise engine_lost(exc, f"starting job {job.job_name}") from exc
             raise
 
     # -- follow ------------------------------------------------------------------------------
 
     def containers(self) -> dict[str, object]:
         """This job's containers by host, found by label."""
-        found = self.client.containers.list(all=True, filters={"label": f"{LABEL_JOB}={self.job.job_name}"})
+        try:
+            found = self.client.containers.list(all=True, filters={"label": f"{LABEL_JOB}={self.job.job_name}"})
+        except Exception as exc:
+            if is_engine_error(exc):
+                raise engine_lost(exc, f"looking for job {self.job.job_name}'s containers") from exc
+            raise
         return {c.labels.get(LABEL_HOST, c.name): c for c in found}
 
     def follow(self, on_log: LogSink, started_at: float | None = None) -> Outcome:
         """Stream every host's logs live until all have exited; a failing host stops the others.
 
-        KeyboardInterrupt propagates (the caller stops and cleans up).
+        KeyboardInterrupt propagates (the caller stops and cleans up). :class:`EngineLost` is
+        raised when the engine stops answering: the hosts' fate is then unknown, not failed.
         """
         containers = self.containers()
         events: queue.Queue = queue.Queue()
@@ -280,8 +370,11 @@ class ContractRun:
         def await_exit(host: str, container) -> None:
             try:
                 code = container.wait()["StatusCode"]
-            except Exception:
-                code = -1
+            except Exception as exc:
+                if is_engine_error(exc):
+                    events.put(("lost", host, exc))
+                    return
+                code = -1  # removed meanwhile (by 'fahr stop' in another process, say)
             events.put(("exit", host, code))
 
         threads = []
@@ -300,6 +393,8 @@ class ContractRun:
                 kind, host, value = events.get(timeout=0.25)
             except queue.Empty:
                 continue
+            if kind == "lost":
+                raise engine_lost(value, f"following job {self.job.job_name}")
             if kind == "exit":
                 codes[host] = value
                 if value != 0 and not stopping:
@@ -343,28 +438,52 @@ class ContractRun:
     def exit_codes(self) -> dict[str, int] | None:
         """Every host's exit code when all have exited, else None."""
         codes = {}
-        for host, container in self.containers().items():
-            container.reload()
-            if container.status not in ("exited", "dead"):
-                return None
-            codes[host] = container.attrs["State"]["ExitCode"]
+        try:
+            for host, container in self.containers().items():
+                try:
+                    container.reload()
+                except Exception as exc:
+                    if _is_gone(exc):
+                        continue
+                    raise
+                if container.status not in ("exited", "dead"):
+                    return None
+                codes[host] = container.attrs["State"]["ExitCode"]
+        except Exception as exc:
+            if is_engine_error(exc):
+                raise engine_lost(exc, f"looking at job {self.job.job_name}'s containers") from exc
+            raise
         return codes or None
 
     # -- stop --------------------------------------------------------------------------------
 
-    def _stop_one(self, container) -> None:
+    def _stop_one(self, container, lost: list | None = None) -> None:
         try:
             container.stop(timeout=self.job.stop_timeout)
-        except Exception:
-            pass  # already gone
+        except Exception as exc:
+            if is_engine_error(exc) and lost is not None:
+                lost.append(exc)
+            # else: already gone, or (in follow) a peer whose fate the engine reports anyway
 
     def stop(self) -> None:
-        """SIGTERM every host, SIGKILL after ``stop_timeout`` seconds (as ``docker stop``)."""
-        threads = [threading.Thread(target=self._stop_one, args=(c,)) for c in self.containers().values()]
+        """SIGTERM every host, SIGKILL after ``stop_timeout`` seconds (as ``docker stop``).
+
+        Raises :class:`EngineLost` when the engine cannot be told (the job may still run).
+        """
+        lost: list[BaseException] = []
+        try:
+            containers = self.containers().values()
+        except Exception as exc:
+            if is_engine_error(exc):
+                raise engine_lost(exc, f"stopping job {self.job.job_name}") from exc
+            raise
+        threads = [threading.Thread(target=self._stop_one, args=(c, lost)) for c in containers]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        if lost:
+            raise engine_lost(lost[0], f"stopping job {self.job.job_name}") from lost[0]
 
     # -- collect -----------------------------------------------------------------------------
 
@@ -444,28 +563,104 @@ class ContractRun:
         return merge.dropped
 
     def save_logs(self, folder: Path) -> None:
-        """Keep every host's whole output as ``folder/<host>.log`` (before the containers go)."""
+        """Keep every host's whole output as ``folder/<host>.log`` (before the containers go).
+
+        Each log is written under a temporary name and renamed, so a full disk leaves the
+        previous log (or none), never a cut one; ``OSError`` of the local files propagates
+        (the caller keeps the containers), and so does :class:`EngineLost`.
+        """
         folder.mkdir(parents=True, exist_ok=True)
-        for host, container in self.containers().items():
+        try:
+            containers = self.containers()
+        except Exception as exc:
+            if is_engine_error(exc):
+                raise engine_lost(exc, f"saving job {self.job.job_name}'s logs") from exc
+            raise
+        for host, container in containers.items():
             try:
-                (folder / f"{host}.log").write_bytes(container.logs(stdout=True, stderr=True))
-            except Exception:
-                pass  # a container removed meanwhile has no logs to keep
+                text = container.logs(stdout=True, stderr=True)
+            except Exception as exc:
+                if _is_gone(exc):
+                    continue  # a container removed meanwhile has no logs to keep
+                if is_engine_error(exc):
+                    raise engine_lost(exc, f"saving job {self.job.job_name}'s logs") from exc
+                raise
+            fd, name = tempfile.mkstemp(prefix=f".{host}.log.", suffix=".partial", dir=folder)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(text)
+                os.chmod(name, 0o644)
+                os.replace(name, folder / f"{host}.log")
+            except BaseException:
+                Path(name).unlink(missing_ok=True)
+                raise
+
+    def size_of(self, path: str) -> int | None:
+        """The bytes of the files under ``path`` on every host, streamed (nothing written), or
+        None when the engine cannot say: how much a full disk was asked to hold."""
+        total = 0
+        try:
+            for container in self.containers().values():
+                try:
+                    stream, _ = container.get_archive(path)
+                except Exception as exc:
+                    if _is_gone(exc):
+                        continue
+                    raise
+                reader = io.BufferedReader(_ChunkReader(stream), buffer_size=1 << 20)
+                with tarfile.open(fileobj=reader, mode="r|") as tar:
+                    total += sum(member.size for member in tar if member.isfile())
+        except Exception:
+            return None
+        return total
 
     # -- clean up ----------------------------------------------------------------------------
 
     def cleanup(self) -> None:
-        """Remove this job's containers and network. Safe to call more than once."""
-        for container in self.containers().values():
-            try:
-                container.remove(force=True)
-            except Exception:
-                pass
+        """Remove this job's containers and network. Safe to call more than once.
+
+        Raises :class:`EngineLost` when the engine cannot be reached: what is left must be
+        removed later, and the caller has to say so rather than claim nothing is left.
+        """
         try:
+            for container in self.containers().values():
+                try:
+                    container.remove(force=True)
+                except Exception as exc:
+                    if is_engine_error(exc):
+                        raise  # else: gone already, or being removed by another process
             for network in self.client.networks.list(filters={"label": f"{LABEL_JOB}={self.job.job_name}"}):
-                network.remove()
-        except Exception:
-            pass
+                try:
+                    network.remove()
+                except Exception as exc:
+                    if is_engine_error(exc):
+                        raise  # else: gone already, or being removed by another process
+        except Exception as exc:
+            if is_engine_error(exc):
+                raise engine_lost(exc, f"removing job {self.job.job_name}'s containers") from exc
+            raise
+
+    def _remove_when_it_appears(self, kind: str, name: str, patience: float = 3.0) -> None:
+        from docker import errors as docker_errors
+
+        collection = self.client.containers if kind == "container" else self.client.networks
+        deadline = time.time() + patience
+        while time.time() < deadline:
+            try:
+                found = collection.get(name)
+            except docker_errors.NotFound:
+                time.sleep(0.1)
+                continue
+            except Exception:
+                return  # the engine is gone: nothing to do now
+            with contextlib.suppress(Exception):
+                found.remove(force=True) if kind == "container" else found.remove()
+            return
+
+    def _cleanup_quietly(self) -> None:
+        """Clean up after a failed start without hiding why it failed."""
+        with contextlib.suppress(Exception):
+            self.cleanup()
 
 
 # -- packing -----------------------------------------------------------------------------------

@@ -141,6 +141,9 @@ def fit(
     job = hook.launch(spec=spec, config=config)
     location = _location(config)
     if detach:
+        from fahr_core import interrupts
+
+        interrupts.followed(job.job_name)  # launched to run on: an interrupt now leaves it running
         ui.success(f"job {job.job_name} launched; follow it with:")
         ui.command(shlex.join(["fahr", "wait", job.job_name, "--train-driver", job.driver, *_location_flag(config)]))
         ui.info("and once it has completed, fetch its model with:")

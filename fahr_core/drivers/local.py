@@ -12,21 +12,36 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import os
+import shlex
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from fahr_core import hookimpl, ui
+from fahr_core import hookimpl, interrupts, ui
 from fahr_core.config import ConfigKey
-from fahr_core.errors import ConfigError, UsageError
+from fahr_core.errors import ConfigError, EnvironmentProblem, UsageError
 from fahr_core.jobs import COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, JobHandle, JobResult
 
 NAME = "local"
 RECORD = "job.json"
+
+# A record's "unfinished" field: what `fahr wait JOB` still has to do although the status reads final.
+# FOLLOW: fahr lost the engine (or hit a bug) while following the job; it recorded the job Failed,
+#   for a fit that has exited must not leave it InProgress, but the containers may run on or hold
+#   the artifacts: `fahr wait` follows them, or finishes them, and records how the job really ended.
+# CLEANUP: the job's end is recorded and its artifacts saved, but its containers could not be removed.
+FOLLOW = "follow"
+CLEANUP = "cleanup"
+# Writing the artifacts or the record failed for want of room or of a writable disk: the user can
+# fix that, then `fahr wait` finishes the job (exit 3, not a bug).
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
+_READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 def default_output_path() -> str:
@@ -72,9 +87,14 @@ def _read_record(job_dir: Path) -> dict:
 
 
 def _write_record(job_dir: Path, record: dict) -> None:
+    """Replace the record whole: a full disk leaves the previous one, never a cut one."""
     tmp = job_dir / f".{RECORD}.tmp"
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
-    tmp.replace(job_dir / RECORD)
+    try:
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+        tmp.replace(job_dir / RECORD)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _container_job(record: dict, config):
@@ -124,7 +144,7 @@ def check_run(config, inputs):
 
 @hookimpl
 def launch(spec, config):
-    from fahr_core.contract import ContractRun
+    from fahr_core.contract import ContractRun, EngineLost
 
     check_run(config, spec.inputs)
     channels = {name: str(_channel_path(name, value)) for name, value in spec.inputs.items()}
@@ -134,6 +154,9 @@ def launch(spec, config):
     except FileExistsError:
         raise UsageError(f"job {spec.job_name} already exists in {job_dir.parent}; choose another name") from None
     except OSError as exc:
+        if exc.errno in _NO_ROOM | {errno.EROFS}:
+            raise EnvironmentProblem(f"cannot create {job_dir} ({exc.strerror}): {_fix(exc)} there, "
+                                     "then run fahr fit again") from None
         raise ConfigError(f"config.output_path={config['output_path']}: cannot create {job_dir} ({exc.strerror})") from None
     record = {
         "job_name": spec.job_name,
@@ -149,23 +172,64 @@ def launch(spec, config):
         "secondary_status": "Starting",
         "created": time.time(),
     }
-    _write_record(job_dir, record)
+    try:
+        _write_record(job_dir, record)
+    except OSError as exc:
+        shutil.rmtree(job_dir, ignore_errors=True)  # nothing started: no half-made job to keep
+        raise EnvironmentProblem(f"cannot write {job_dir / RECORD} ({exc.strerror}): {_fix(exc)} in "
+                                 f"{job_dir.parent}, then run fahr fit again; nothing was started") from None
+    # Until `wait` follows the job, an interrupt stops it (start() itself cleans up after one).
+    interrupts.until_followed(spec.job_name, lambda: _stop_unfollowed(spec.job_name, job_dir, config))
     run = ContractRun(_container_job(record, config))
     try:
         run.start(on_status=lambda status: ui.status_change(spec.job_name, status))
     except BaseException as exc:  # start() removed what it had created; record how it ended
+        lost = isinstance(exc, EngineLost)
         if isinstance(exc, KeyboardInterrupt):
             record.update(status=STOPPED, failure_reason="Interrupted while starting")
         else:
             record.update(status=FAILED, failure_reason=f"Could not start: {exc}")
+        if lost:  # start() could not remove what it had created: `fahr wait` does, later
+            record["unfinished"] = CLEANUP
         record.pop("secondary_status", None)
         record["ended"] = time.time()
-        _write_record(job_dir, record)
+        try:
+            _write_record(job_dir, record)
+        except OSError:
+            shutil.rmtree(job_dir, ignore_errors=True)  # a record left InProgress would lie
+        if lost:
+            raise EnvironmentProblem(f"{exc}; once the engine is back, remove what the job left with: "
+                                     f"{_command('wait', spec.job_name, config)}") from exc
         raise
     record["started"] = time.time()
-    _write_record(job_dir, record)
+    try:
+        _write_record(job_dir, record)
+    except OSError as exc:
+        # Only the start time is lost: the record still says InProgress, which is true, and the
+        # end is recorded (or the full disk reported, the job kept) when the job ends.
+        ui.warn(f"could not note the start of {spec.job_name} in {job_dir / RECORD} ({exc.strerror}); "
+                "it trains on, but free space there before it ends")
     return JobHandle(driver=NAME, job_name=spec.job_name, model_tag=spec.model_tag,
                      details={"job_dir": str(job_dir), "hosts": config["instance_count"]})
+
+
+def _command(verb: str, job_name: str, config) -> str:
+    """The exact ``fahr wait|stop JOB`` that reaches this job from any folder."""
+    location = _job_dir(config, job_name).parent
+    return shlex.join(["fahr", verb, job_name, "--train-driver", NAME, f"--config.output_path={location}"])
+
+
+def _ended(record: dict) -> bool:
+    """Whether the record's status is the job's real end (not a lost fit's provisional Failed)."""
+    return record["status"] in FINAL_STATES and record.get("unfinished") != FOLLOW
+
+
+def _fix(exc: OSError) -> str:
+    if exc.errno in _NO_ROOM:
+        return "free space"
+    if exc.errno in _READ_ONLY:
+        return "make it writable"
+    return "fix that"
 
 
 def _result(job: JobHandle, job_dir: Path, record: dict) -> JobResult:
@@ -191,33 +255,130 @@ def wait(job, config):
     record = _read_record(job_dir)
     if not job.model_tag:  # re-attached by name (`fahr wait JOB`): the record knows the tag
         job = dataclasses.replace(job, model_tag=record["model_tag"])
-    if record["status"] in FINAL_STATES:
+    if _ended(record):
         _replay_logs(job_dir, record)  # as SageMaker's wait prints a finished job's logs
+        if record.get("unfinished") == CLEANUP:
+            run = ContractRun(_container_job(record, config))
+            with interrupts.shield(f"removing the containers of job {job.job_name}"), _locked(job_dir):
+                record = _read_record(job_dir)
+                _remove_containers(run, job_dir, config, record)
         return _result(job, job_dir, record)
     run = ContractRun(_container_job(record, config))
-    if not run.containers():
-        record = _finish(run, job_dir, FAILED, "Its containers are gone (removed outside fahr)")
-        return _result(job, job_dir, record)
     several = record.get("instance_count", 1) > 1
     try:
-        outcome = run.follow(lambda host, line: ui.log_line(line, host if several else None),
-                             started_at=record.get("started"))
+        interrupts.followed(job.job_name)  # in the try: from here on, Ctrl-C is handled below
+        gone = not run.containers()
+        if not gone:
+            outcome = run.follow(lambda host, line: ui.log_line(line, host if several else None),
+                                 started_at=record.get("started"))
     except KeyboardInterrupt:
+        _stop_interrupted(run, job.job_name, job_dir, config)
+        raise
+    except Exception as exc:
+        problem = _lost_sight(job.job_name, job_dir, config, exc, "following")
+        if problem is None:
+            raise
+        raise problem from exc
+    if gone:
+        record = _finish(run, job_dir, config, FAILED, "Its containers are gone (removed outside fahr)")
+    else:
+        record = _finish(run, job_dir, config, outcome.status, outcome.failure_reason)
+    ui.status_change(job.job_name, record["status"])
+    return _result(job, job_dir, record)
+
+
+def _stop_interrupted(run, job_name: str, job_dir: Path, config) -> None:
+    """After Ctrl-C: stop the job, save what it left, remove its containers. Further Ctrl-C are
+    deferred meanwhile (see fahr_core.interrupts): cut here, the job would be left running."""
+    stop_command = _command("stop", job_name, config)
+    interrupts.doing(f"stopping job {job_name} and removing its containers "
+                     f"(if fahr is killed, '{stop_command}' does it)")
+    reason = "Stopped by the user (interrupt)"
+    try:
         run.reconnect()
         codes = run.exit_codes()
         if codes is None:
-            ui.status_change(job.job_name, "Stopping", f"SIGTERM, then SIGKILL after {config['stop_timeout']} s")
+            ui.status_change(job_name, "Stopping", f"SIGTERM, then SIGKILL after {config['stop_timeout']} s; "
+                                                   "Ctrl-C again does not abandon it")
+            _request_stop(job_dir, reason)
             run.stop()
-            record = _finish(run, job_dir, STOPPED, "Stopped by the user (interrupt)")
-        else:  # every host had already ended: record how, rather than calling it stopped
-            failed = sorted(h for h, c in codes.items() if c != 0)
-            reason = run.failure_reason(failed[0], codes[failed[0]]) if failed else ""
-            record = _finish(run, job_dir, FAILED if failed else COMPLETED, reason)
-        ui.status_change(job.job_name, record["status"])
-        raise
-    record = _finish(run, job_dir, outcome.status, outcome.failure_reason)
-    ui.status_change(job.job_name, record["status"])
-    return _result(job, job_dir, record)
+    except Exception as exc:
+        problem = _lost_sight(job_name, job_dir, config, exc, "stopping", stop_requested=reason)
+        if problem is None:
+            raise
+        raise problem from exc
+    if codes is None:
+        record = _finish(run, job_dir, config, STOPPED, reason)
+    else:  # every host had already ended: record how, rather than calling it stopped
+        failed = sorted(h for h, c in codes.items() if c != 0)
+        try:
+            why = run.failure_reason(failed[0], codes[failed[0]]) if failed else ""
+        except Exception as exc:
+            problem = _lost_sight(job_name, job_dir, config, exc, "following")
+            if problem is None:
+                raise
+            raise problem from exc
+        record = _finish(run, job_dir, config, FAILED if failed else COMPLETED, why)
+    ui.status_change(job_name, record["status"])
+
+
+def _stop_unfollowed(job_name: str, job_dir: Path, config) -> None:
+    """An interrupt came after launch and before `wait` followed the job: stop it all the same."""
+    from fahr_core.contract import ContractRun
+
+    record = _read_record(job_dir)
+    if _ended(record):
+        return  # start() was interrupted and has recorded it
+    _stop_interrupted(ContractRun(_container_job(record, config)), job_name, job_dir, config)
+
+
+def _request_stop(job_dir: Path, reason: str) -> None:
+    """Note the stop before it is made: whoever finishes the job later records it Stopped."""
+    with _locked(job_dir):
+        record = _read_record(job_dir)
+        if record.get("stop_requested"):
+            return
+        record["stop_requested"] = reason
+        with contextlib.suppress(OSError):  # a full disk: the stop goes on, the finish reports it
+            _write_record(job_dir, record)
+
+
+def _lost_sight(job_name: str, job_dir: Path, config, exc: Exception, doing: str,
+                stop_requested: str = "") -> Exception | None:
+    """fahr can no longer follow the job (the engine went away, or a bug): record it Failed for
+    now, ``unfinished``, with the command that reconciles it, and say so.
+
+    Returns the error to raise, or None to re-raise ``exc`` (a bug: exit 4, but the record is
+    still not left InProgress).
+    """
+    from fahr_core.contract import engine_lost, is_engine_error
+
+    command = _command("stop" if stop_requested else "wait", job_name, config)
+    if is_engine_error(exc):
+        lost = engine_lost(exc, f"{doing} job {job_name}")
+        reason = f"fahr {lost.message}; its containers may still run: '{command}' reconciles it"
+        problem = EnvironmentProblem(f"{lost.message}; the job may still run: once the engine is back, "
+                                     f"{'stop' if stop_requested else 'reconcile'} it with: {command}")
+    else:
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        reason = f"fahr stopped {doing} the job ({type(exc).__name__}: {first}); '{command}' reconciles it"
+        problem = None
+    with _locked(job_dir):
+        _mark_unfinished(job_dir, reason, stop_requested)
+    return problem
+
+
+def _mark_unfinished(job_dir: Path, reason: str, stop_requested: str = "") -> None:
+    """Record a job fahr lost sight of (the caller holds the lock)."""
+    record = _read_record(job_dir)
+    if _ended(record):
+        return  # another process (a `fahr stop`) finished it meanwhile
+    record.update(status=FAILED, failure_reason=reason, unfinished=FOLLOW)
+    if stop_requested:
+        record.setdefault("stop_requested", stop_requested)
+    record.pop("secondary_status", None)
+    with contextlib.suppress(OSError):  # a full disk: the record stays as it was, InProgress
+        _write_record(job_dir, record)
 
 
 def _replay_logs(job_dir: Path, record: dict) -> None:
@@ -229,63 +390,191 @@ def _replay_logs(job_dir: Path, record: dict) -> None:
 
 @contextlib.contextmanager
 def _locked(job_dir: Path):
-    """One process at a time finishes a job (a `fit` following it and a `fahr stop`, say)."""
-    with open(job_dir / ".lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    """One process at a time finishes a job (a `fit` following it and a `fahr stop`, say).
+
+    The lock is taken on the job's folder itself, opened read-only: a lock file would have to be
+    created, and a full or read-only disk must still let fahr say what it cannot write.
+    """
+    fd = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
 
 
-def _finish(run, job_dir: Path, status: str, reason: str) -> dict:
+def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
     """Pack the artifacts in SageMaker's layout, record the end, remove containers and network.
 
+    Nothing is lost on the way: the containers, which hold the model, are removed only once
+    every archive and the record are written whole. When a local write fails (a full disk, say)
+    the job stays InProgress, its secondary status says why, the containers are kept and the
+    EnvironmentProblem raised names the `fahr wait JOB` that finishes it once that is fixed.
+    When the engine goes away, the job is recorded Failed but ``unfinished`` (see FOLLOW).
+
     Idempotent: a job another process has finished is left as it is. Returns the final record.
+    Ctrl-C is deferred until it is done (a finished job's model must not be cut in half).
     """
-    with _locked(job_dir):
+    job_name = job_dir.name
+    with interrupts.shield(f"saving the artifacts of job {job_name} and removing its containers"), \
+            _locked(job_dir):
         record = _read_record(job_dir)
-        if record["status"] in FINAL_STATES:
-            run.cleanup()
+        if _ended(record):
+            _remove_containers(run, job_dir, config, record)
             return record
-        if record.get("stop_requested") and status != COMPLETED:
-            status, reason = STOPPED, "Stopped by 'fahr stop'"
+        stop_reason = record.get("stop_requested")
+        if stop_reason and status != COMPLETED:
+            status = STOPPED
+            reason = stop_reason if isinstance(stop_reason, str) else "Stopped by 'fahr stop'"
+        final = dict(record)
+        out = job_dir / "output"
+        step, where = "the logs", job_dir / "logs"
         try:
             run.save_logs(job_dir / "logs")
-            out = job_dir / "output"
+            step, where = "the output folder", out
             out.mkdir(exist_ok=True)
             if status == COMPLETED:
-                ui.status_change(record["job_name"], "Uploading", str(out))
-                record["model_artifact"] = str(run.pack("/opt/ml/model", out / "model.tar.gz"))
+                ui.status_change(job_name, "Uploading", str(out))
+                step = "model.tar.gz"
+                final["model_artifact"] = str(run.pack("/opt/ml/model", out / "model.tar.gz"))
             # Output data comes back whatever the ending: it is where a failed run leaves its clues.
-            record["output_artifact"] = str(run.pack("/opt/ml/output/data", out / "output.tar.gz"))
-        except KeyboardInterrupt:
-            run.reconnect()
-            status, reason = STOPPED, "Interrupted while packing the artifacts"
-            record.pop("model_artifact", None)
+            step = "output.tar.gz"
+            final["output_artifact"] = str(run.pack("/opt/ml/output/data", out / "output.tar.gz"))
+            ended = record.get("ended") if record.get("upload_error") else None  # a retried upload
+            final.update(status=status, failure_reason=reason, ended=ended or time.time())
+            for key in ("secondary_status", "unfinished", "upload_error"):
+                final.pop(key, None)
+            step, where = RECORD, job_dir
+            _write_record(job_dir, final)
+        except Exception as exc:
+            problem = _not_saved(run, job_dir, config, record, exc, step, where)
+            if problem is None:
+                raise
+            raise problem from exc
+        _remove_containers(run, job_dir, config, final)
+    return final
+
+
+def _not_saved(run, job_dir: Path, config, record: dict, exc: Exception, step: str, where: Path):
+    """The artifacts could not be saved: keep the containers, record why, say what to do.
+
+    Returns the error to raise, or None to re-raise ``exc`` (a bug). The caller holds the lock.
+    """
+    from fahr_core.contract import engine_lost, is_engine_error
+
+    job_name = job_dir.name
+    command = _command("wait", job_name, config)
+    if is_engine_error(exc):
+        lost = engine_lost(exc, f"saving the artifacts of job {job_name}")
+        _mark_unfinished(job_dir, f"fahr {lost.message}; '{command}' finishes the job", record.get("stop_requested", ""))
+        return EnvironmentProblem(f"{lost.message}; its containers keep them: once the engine is back, "
+                                  f"finish the job with: {command}")
+    if not isinstance(exc, OSError):
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        _mark_unfinished(job_dir, f"fahr could not save the artifacts ({type(exc).__name__}: {first}); "
+                                  f"'{command}' tries again", record.get("stop_requested", ""))
+        return None
+    strerror = exc.strerror or str(exc)
+    details = []
+    source = {"model.tar.gz": "/opt/ml/model", "output.tar.gz": "/opt/ml/output/data"}.get(step)
+    size = run.size_of(source) if source and exc.errno in _NO_ROOM else None
+    if size is not None:
+        details.append(f"about {_megabytes(size)} uncompressed")
+    free = _free_bytes(where)
+    if free is not None:
+        details.append(f"{_megabytes(free)} free there")
+    spool = Path(tempfile.gettempdir())
+    if source and exc.errno in _NO_ROOM and not _same_filesystem(spool, where):
+        spool_free = _free_bytes(spool)  # the engine's archive is spooled there on its way
+        if spool_free is not None and (size is None or spool_free < size):
+            details.append(f"fahr also spools it in {spool}, {_megabytes(spool_free)} free")
+    detail = f" ({'; '.join(details)})" if details else ""
+    message = (f"{strerror} writing {step} of job {job_name} in {where}{detail}; the job's containers keep "
+               f"everything until it is saved: {_fix(exc)}, then finish the job with: {command}")
+    # "ended": the training has ended (its containers had exited), whenever its artifacts are saved.
+    kept = dict(record, status=IN_PROGRESS, secondary_status=f"Uploading failed: {strerror}", upload_error=message,
+                ended=record.get("ended") or time.time())
+    kept.pop("unfinished", None)  # InProgress says it already: not finished, `fahr wait` finishes it
+    with contextlib.suppress(OSError):  # the disk may not even take this: the record stays InProgress
+        _write_record(job_dir, kept)
+    return EnvironmentProblem(message)
+
+
+def _remove_containers(run, job_dir: Path, config, record: dict) -> None:
+    """Remove a finished job's containers and network (the caller holds the lock)."""
+    from fahr_core.contract import is_engine_error
+
+    try:
+        run.cleanup()
+    except Exception as exc:
+        if not is_engine_error(exc):
             raise
-        finally:
-            record.update(status=status, failure_reason=reason, ended=time.time())
-            record.pop("secondary_status", None)
+        record["unfinished"] = CLEANUP
+        with contextlib.suppress(OSError):
             _write_record(job_dir, record)
-            run.cleanup()
-    return record
+        raise EnvironmentProblem(
+            f"job {job_dir.name} is {record['status']} and its artifacts are saved, but {exc}; once the "
+            f"engine is back, remove its containers with: {_command('wait', job_dir.name, config)}"
+        ) from exc
+    if record.get("unfinished") == CLEANUP:
+        record.pop("unfinished")
+        with contextlib.suppress(OSError):
+            _write_record(job_dir, record)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _free_bytes(path: Path) -> int | None:
+    for folder in (path, *path.parents):
+        try:
+            return shutil.disk_usage(folder).free
+        except OSError:
+            continue
+    return None
+
+
+def _same_filesystem(a: Path, b: Path) -> bool:
+    def device(path: Path):
+        for folder in (path, *path.parents):
+            with contextlib.suppress(OSError):
+                return os.stat(folder).st_dev
+        return None
+
+    return device(a) == device(b)
 
 
 @hookimpl
 def stop(job, config):
-    from fahr_core.contract import ContractRun
+    from fahr_core.contract import ContractRun, engine_lost, is_engine_error
 
     job_dir = _job_dir(config, job.job_name)
     record = _read_record(job_dir)
-    if record["status"] in FINAL_STATES:
+    if _ended(record):
         return False
     run = ContractRun(_container_job(record, config))
-    if run.exit_codes() is not None:
-        return False  # it has ended already; `fahr wait` records how
-    with _locked(job_dir):
-        record = _read_record(job_dir)
-        record["stop_requested"] = True
-        _write_record(job_dir, record)
-    run.stop()
-    _finish(run, job_dir, STOPPED, "Stopped by 'fahr stop'")
+    reason = "Stopped by 'fahr stop'"
+    with interrupts.shield(f"stopping job {job.job_name} and removing its containers"):
+        try:
+            codes = run.exit_codes()
+            if codes is None:
+                _request_stop(job_dir, reason)
+                run.stop()
+        except Exception as exc:
+            if not is_engine_error(exc):
+                raise
+            lost = engine_lost(exc, f"stopping job {job.job_name}")
+            raise EnvironmentProblem(f"{lost.message}; the job may still run: once the engine is back, "
+                                     f"run again: {_command('stop', job.job_name, config)}") from exc
+        if codes is None:
+            _finish(run, job_dir, config, STOPPED, reason)
+        elif record.get("stop_requested"):
+            # Stopped already, but the fahr that stopped it was killed (or lost the engine) before
+            # finishing: finish it as that fahr would have.
+            _finish(run, job_dir, config, STOPPED, "")
+        else:
+            return False  # it has ended on its own; `fahr wait` records how
     return True
 
 
