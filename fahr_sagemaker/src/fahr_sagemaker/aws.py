@@ -22,9 +22,10 @@ from urllib.parse import urlparse
 from fahr_core.errors import ConfigError, EnvironmentProblem, FahrError, UsageError
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-_S3_URI = re.compile(r"^s3://([^/]+)/?(.*)$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[a-zA-Z_0-9+=,.@\-_/]+$")
+# \Z, not $: '$' also matches before a trailing newline, which would slip through.
+_S3_URI = re.compile(r"^s3://([^/]+)/?(.*)\Z")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[a-zA-Z_0-9+=,.@\-_/]+\Z")
 
 #: What the execution role must be allowed to do (printed when the role is missing).
 ROLE_PERMISSIONS = (
