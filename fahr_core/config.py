@@ -199,16 +199,18 @@ def _parse_toml(path: Path) -> dict:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise ConfigError(f"cannot read {path} ({exc.strerror}); make it a readable TOML file or remove it") from None
-    with os.fdopen(fd, "rb") as handle:
+    try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
             raise ConfigError(f"{path} is a folder, not a TOML file; rename or remove it")
         if not stat.S_ISREG(mode):
             raise ConfigError(f"{path} is not a regular file; make it a TOML file or remove it")
-        try:
+        with os.fdopen(os.dup(fd), "rb") as handle:
             raw = handle.read()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path} ({exc.strerror}); make it a readable TOML file or remove it") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} ({exc.strerror}); make it a readable TOML file or remove it") from None
+    finally:
+        os.close(fd)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

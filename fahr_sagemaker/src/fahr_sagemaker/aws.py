@@ -210,6 +210,12 @@ class Checked:
     output: S3Uri
 
 
+#: The most instances fahr asks for in one training job. SageMaker's API declares no maximum
+#: (botocore's TrainingInstanceCount has only min 0) and leaves it to the account's quotas, which
+#: refuse far fewer; a count above this is a typo, refused before the image is built or pushed.
+MAX_INSTANCE_COUNT = 1000
+
+
 def instance_types() -> list[str]:
     """SageMaker's training instance types, from botocore's service model (offline)."""
     import botocore.session
@@ -239,8 +245,10 @@ def check_local(config) -> S3Uri:
         close = difflib.get_close_matches(kind, known, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see https://aws.amazon.com/sagemaker/pricing/"
         raise ConfigError(f"config.train_instance_type={kind!r} is not a SageMaker training instance type{hint}")
-    if config["train_instance_count"] < 1:
-        raise ConfigError(f"config.train_instance_count={config['train_instance_count']}: must be 1 or more")
+    if not 1 <= config["train_instance_count"] <= MAX_INSTANCE_COUNT:
+        raise ConfigError(
+            f"config.train_instance_count={config['train_instance_count']}: must be 1 to {MAX_INSTANCE_COUNT}"
+        )
     if config["volume_size"] < 1:
         raise ConfigError(f"config.volume_size={config['volume_size']}: must be 1 GB or more")
     if config["max_run"] < 1:
