@@ -136,7 +136,10 @@ def _usage_line(exc, args: list[str]) -> str:
     command = exc.ctx.command_path if exc.ctx is not None else "fahr"
     if command == "fahr":  # an option error comes without the command's context: find it
         known = typer.main.get_command(app).commands
-        command = next((f"fahr {a}" for a in args if not a.startswith("-") and a in known), "fahr")
+        at = next((i for i, a in enumerate(args) if a in known), None)
+        option = getattr(exc, "option_name", None)
+        if at is not None and not (option and option in (a.split("=")[0] for a in args[:at])):
+            command = f"fahr {args[at]}"  # (an option before the command's name is fahr's own)
     return f"{what}; see '{command} --help'"
 
 

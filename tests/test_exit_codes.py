@@ -313,6 +313,7 @@ def test_channel_and_env_names_with_a_trailing_newline_are_refused():
     (["drivers", "--json=3"], "fahr error: option '--json' does not take a value; see 'fahr drivers --help'"),
     (["drivers", "--bogus"], "fahr error: no such option: --bogus"),
     (["--bogus"], "fahr error: no such option: --bogus; see 'fahr --help'"),
+    (["--bogus", "fit", "x.py"], "fahr error: no such option: --bogus; see 'fahr --help'"),
     (["bogus"], "fahr error: no such command 'bogus'; see 'fahr --help'"),
     (["fit", "x.py", "--bogus"], "fahr error: unexpected argument '--bogus': see the command's --help"),
 ])
