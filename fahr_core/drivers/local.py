@@ -477,7 +477,9 @@ def _copy(archive: Path, target: Path, *, follow: bool) -> None:
         with os.fdopen(os.dup(fd), "rb") as source, open(target, "xb") as sink:
             shutil.copyfileobj(source, sink, 1024 * 1024)
     except OSError as exc:
-        raise EnvironmentProblem(f"cannot copy {archive} to {target.parent} ({exc.strerror}); free space there and retry") from None
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        hint = "; free space there and retry" if full else ""
+        raise EnvironmentProblem(f"cannot copy {archive} to {target.parent} ({exc.strerror}){hint}") from None
     finally:
         os.close(fd)
 
