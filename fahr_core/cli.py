@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from fahr_core import __version__
-from fahr_core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, FahrError, UsageError
+from fahr_core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, FahrError, UsageError
 
 app = typer.Typer(
     name="fahr",
@@ -71,7 +71,7 @@ def _run(work):
             import traceback
 
             traceback.print_exc()
-        ui.error(exc.message)
+        ui.error(_one_line(exc.message))
         raise typer.Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
         from fahr_core import interrupts
@@ -91,6 +91,62 @@ def _run(work):
         first = str(exc).splitlines()[0] if str(exc) else ""
         ui.error(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)")
         raise typer.Exit(code=EXIT_INTERNAL) from None
+
+
+def _one_line(message: str) -> str:
+    """An error is one line, whatever the text it quotes (a tarfile or SDK message may hold several)."""
+    return " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+
+
+def _invoke(args=None) -> int:
+    """Run the app; click's usage errors (a missing argument, an unknown option, a bad value)
+    become one line, ``fahr error: …; see 'fahr CMD --help'``, exit 2, instead of click's box.
+
+    Everything else keeps its own handling: --help and --version exit 0, ``fahr`` alone prints
+    the help (exit 2), the commands' errors are mapped by :func:`_run`, ``typer.Exit`` codes pass.
+    """
+    # click's exceptions, wherever this typer takes click from (newer ones vendor their own copy)
+    click_errors = sys.modules[typer.BadParameter.__module__]
+    args = sys.argv[1:] if args is None else list(args)
+    try:
+        code = app(args=args, prog_name="fahr", standalone_mode=False)
+    except getattr(click_errors, "NoArgsIsHelpError", ()) as exc:
+        exc.show()
+        return exc.exit_code
+    except click_errors.UsageError as exc:
+        from fahr_core import ui
+
+        ui.error(_usage_line(exc, args))
+        return EXIT_USAGE
+    except click_errors.ClickException as exc:
+        from fahr_core import ui
+
+        ui.error(_one_line(exc.format_message()))
+        return exc.exit_code
+    except typer.Abort:
+        from fahr_core import ui
+
+        ui.error("aborted")
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+def _usage_line(exc, args: list[str]) -> str:
+    """``missing argument 'JOB_NAME'; see 'fahr wait --help'`` from a click usage error."""
+    import re
+
+    what = _one_line(exc.format_message()).rstrip(".")
+    what = re.sub(r"\. Did you mean (.+)\?$", r" (did you mean \1?)", what)
+    if what[1:2].islower():  # "Missing argument" -> "missing argument", but "PATH …" stays
+        what = what[:1].lower() + what[1:]
+    command = exc.ctx.command_path if exc.ctx is not None else "fahr"
+    if command == "fahr":  # an option error comes without the command's context: find it
+        known = typer.main.get_command(app).commands
+        at = next((i for i, a in enumerate(args) if a in known), None)
+        option = getattr(exc, "option_name", None)
+        if at is not None and not (option and option in (a.split("=")[0] for a in args[:at])):
+            command = f"fahr {args[at]}"  # (an option before the command's name is fahr's own)
+    return f"{what}; see '{command} --help'"
 
 
 def _cli_config(ctx: typer.Context) -> list[tuple[str, str]]:
@@ -345,7 +401,7 @@ def main() -> None:
     from fahr_core import interrupts
 
     interrupts.install()
-    app(prog_name="fahr")
+    sys.exit(_invoke())
 
 
 if __name__ == "__main__":  # python -m fahr_core.cli

@@ -14,6 +14,8 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,17 +165,24 @@ class ProjectFile:
         return table
 
 
+#: How deep fahr.toml may nest tables and arrays: fahr needs 3 ([tool.fahr.local]); pyproject.toml
+#: files of other tools go a few levels further. Deeper is a broken or hostile file.
+MAX_NESTING = 64
+
+
 def read_project_file(folder: Path) -> ProjectFile:
-    """Read ``fahr.toml``, else ``[tool.fahr]`` of ``pyproject.toml``, in ``folder``."""
+    """Read ``fahr.toml``, else ``[tool.fahr]`` of ``pyproject.toml``, in ``folder``.
+
+    Whatever is found under either name is read: a folder, a broken link, a file that is not UTF-8,
+    not TOML, or nested deeper than :data:`MAX_NESTING` is a :class:`ConfigError` (exit 2), never
+    skipped silently nor an internal error.
+    """
     fahr_toml = folder / "fahr.toml"
     pyproject = folder / "pyproject.toml"
-    path = fahr_toml if fahr_toml.is_file() else pyproject
-    if not path.is_file():
+    path = fahr_toml if os.path.lexists(fahr_toml) else pyproject
+    if not os.path.lexists(path):
         return ProjectFile(None, {})
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML ({exc}); fix or remove it") from None
+    data = _parse_toml(path)
     if path is pyproject:
         tool = data.get("tool", {})
         data = tool.get("fahr") if isinstance(tool, Mapping) else None
@@ -184,6 +193,129 @@ def read_project_file(folder: Path) -> ProjectFile:
     if "driver" in data and not isinstance(data["driver"], str):
         raise ConfigError(f"{path}: driver = {data['driver']!r} must be a driver's name, e.g. driver = \"local\"")
     return ProjectFile(path, data)
+
+
+def _parse_toml(path: Path) -> dict:
+    try:
+        # O_NONBLOCK: a FIFO planted under the name must not hang fahr; it is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} ({exc.strerror}); make it a readable TOML file or remove it") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{path} is a folder, not a TOML file; rename or remove it")
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{path} is not a regular file; make it a TOML file or remove it")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} ({exc.strerror}); make it a readable TOML file or remove it") from None
+    finally:
+        os.close(fd)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid TOML (not UTF-8 text: byte {raw[exc.start]:#04x} at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
+    too_deep = ConfigError(
+        f"{path} nests tables or arrays more than {MAX_NESTING} levels deep; fahr reads at most "
+        f"{MAX_NESTING}: fix or remove it"
+    )
+    if _lexical_depth(text) > MAX_NESTING:
+        raise too_deep
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix or remove it") from None
+    except (RecursionError, MemoryError):  # tomllib recurses once per nested array or inline table
+        raise too_deep from None
+    if _depth(data) > MAX_NESTING:
+        raise too_deep
+    return data
+
+
+_TOML_SIGNIFICANT = re.compile(r"[\n#\"'\[\]{}.=]")
+
+
+def _lexical_depth(text: str, limit: int = MAX_NESTING) -> int:
+    """A quick look at a TOML text's nesting before tomllib parses it: more than ``limit``?
+
+    tomllib takes time quadratic in the parts of a dotted key (``[a.b.c…]`` 200 000 deep parses
+    for a minute) and recurses once per open bracket, so both are counted first: the dots of one
+    line outside strings and comments, and the open ``[``/``{``. A dot between two digits in a
+    value is a number's. It only needs to be close: :func:`_depth` checks the parsed result exactly.
+    """
+    deepest = brackets = dots = 0
+    header = in_value = False
+    i, n = 0, len(text)
+    while deepest <= limit:
+        found = _TOML_SIGNIFICANT.search(text, i)
+        if found is None:
+            break
+        i = found.start()
+        c = text[i]
+        if c == "\n":
+            dots, in_value = 0, brackets > 0 and not header
+        elif c == "#":
+            i = text.find("\n", i)
+            if i < 0:
+                break
+            continue
+        elif c in "\"'":
+            i = _string_end(text, i)
+            continue
+        elif c == "=":
+            in_value = True
+        elif c in "[{":
+            header = header or (c == "[" and brackets == 0 and not in_value)
+            brackets += 1
+        elif c in "]}":
+            brackets = max(0, brackets - 1)
+            header = header and brackets > 0
+        elif not (in_value and 0 < i < n - 1 and text[i - 1].isdigit() and text[i + 1].isdigit()):
+            dots += 1
+        deepest = max(deepest, brackets + dots)
+        i += 1
+    return deepest
+
+
+def _string_end(text: str, i: int) -> int:
+    """The index just past the TOML string that starts at ``text[i]``."""
+    quote = text[i]
+    delimiter = quote * 3 if text.startswith(quote * 3, i) else quote
+    j = i + len(delimiter)
+    while j < len(text):
+        if quote == '"' and text[j] == "\\":
+            j += 2
+            continue
+        if text.startswith(delimiter, j):
+            return j + len(delimiter)
+        if len(delimiter) == 1 and text[j] == "\n":
+            return j  # an unterminated string: tomllib will say so
+        j += 1
+    return j
+
+
+def _depth(value: Any) -> int:
+    """How deep tables and arrays nest in a parsed TOML value (iteratively: no recursion limit)."""
+    deepest = 0
+    stack = [(value, 0)]  # the document itself is level 0: `a = []` is 1 deep, [a.b.c] 3
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, Mapping):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_NESTING:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def choose_driver(cli_driver: str | None, project: ProjectFile, environ: Mapping[str, str] | None = None) -> str:

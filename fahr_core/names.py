@@ -16,10 +16,12 @@ from pathlib import Path
 from fahr_core.errors import UsageError
 
 # A Docker repository path component: lowercase alphanumerics, separated by '.', '_', '__' or '-'s.
-_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+# Every pattern here ends in \Z, not $: '$' also matches before a trailing newline, so 'job-1\n'
+# would pass, and `.match` is what callers (plugins too) use.
+_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
 _REPO_MAX = 255
 # SageMaker training job names (sagemaker-contract.md, "Names and states").
-JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}\Z")
 JOB_NAME_MAX = 63
 _SUFFIX_LEN = len("-20260101-000000-abcd")
 
@@ -62,8 +64,8 @@ def model_image_tag(artifact: Path) -> str:
 
 def validate_model_tag(tag: str) -> str:
     """Check a model image tag given on the command line (``fahr fetch DIR TAG``)."""
-    parts = tag.split("/")
-    if not tag or len(tag) > _REPO_MAX or not all(_COMPONENT.match(p) for p in parts):
+    parts = tag.split("/") if isinstance(tag, str) else []
+    if not parts or not tag or len(tag) > _REPO_MAX or not all(_COMPONENT.match(p) for p in parts):
         raise UsageError(
             f"{tag!r} is not a model image tag; it looks like 'foo/model' "
             "(lowercase letters, digits and '.', '_', '-' between them)"
@@ -95,7 +97,7 @@ def job_name(model_tag: str, *, now: float | None = None, base: str | None = Non
 
 def validate_job_name(name: str) -> str:
     """Check a job name given on the command line."""
-    if not JOB_NAME.match(name):
+    if not isinstance(name, str) or not JOB_NAME.match(name):
         raise UsageError(
             f"{name!r} is not a valid job name: 1-63 letters, digits and '-', "
             "starting and ending with a letter or digit"

@@ -54,7 +54,7 @@ def open_session(driver: str | None, project_dir: Path, cli_config: Iterable[tup
 
 
 # SageMaker's ChannelName (botocore's service model): [A-Za-z0-9.\-_]+, 1-64 characters.
-_CHANNEL = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
+_CHANNEL = re.compile(r"^[A-Za-z0-9.\-_]{1,64}\Z")  # \Z: '$' would let a trailing newline in
 
 
 def _validate_channels(inputs: Mapping[str, str]) -> None:
@@ -66,7 +66,7 @@ def _validate_channels(inputs: Mapping[str, str]) -> None:
 
 
 # What a process environment may be called (POSIX; also SageMaker's Environment key pattern).
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def _validate_environment(environment: Mapping[str, str]) -> None:

@@ -1,5 +1,7 @@
 """Configuration layering and errors (unit tests of fahr_core.config)."""
 
+from pathlib import Path
+
 import pytest
 
 from fahr_core import config as cfg
@@ -132,4 +134,23 @@ def test_malformed_project_files(tmp_path):
         cfg.read_project_file(tmp_path)
     (tmp_path / "fahr.toml").write_text('driver = ["a"]\n')
     with pytest.raises(ConfigError, match="must be a driver's name"):
+        cfg.read_project_file(tmp_path)
+
+
+def test_real_pyproject_files_pass_the_nesting_check(tmp_path):
+    # The pre-parse depth count must not refuse ordinary files: strings, comments, floats, dates.
+    root = Path(__file__).resolve().parents[1]
+    found = [p for p in root.rglob("pyproject.toml") if ".venv" not in p.parts and "templates" not in p.parts]
+    assert found
+    for path in found:
+        text = path.read_text(encoding="utf-8")
+        assert cfg._lexical_depth(text) <= cfg.MAX_NESTING, path
+        (tmp_path / "pyproject.toml").write_text('x = 1979-05-27T07:32:00.999\nf = [0.5, 1.5]  # a.b.c.d\n' + text)
+        cfg.read_project_file(tmp_path)
+
+
+def test_a_folder_named_fahr_toml_is_not_skipped_for_pyproject(tmp_path):
+    (tmp_path / "fahr.toml").mkdir()
+    (tmp_path / "pyproject.toml").write_text('[tool.fahr]\ndriver = "local"\n')
+    with pytest.raises(ConfigError, match="is a folder, not a TOML file"):
         cfg.read_project_file(tmp_path)

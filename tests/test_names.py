@@ -71,3 +71,23 @@ def test_validators():
             names.validate_model_tag(bad)
     with pytest.raises(UsageError):
         names.validate_job_name("has_underscore")
+
+
+@pytest.mark.parametrize("suffix", ["\n", "\r\n", " ", "\x00"])
+def test_a_trailing_newline_or_space_never_passes(suffix):
+    # re's '$' matches before a trailing newline: the patterns must end the string for real.
+    with pytest.raises(UsageError, match="not a valid job name"):
+        names.validate_job_name("job-1" + suffix)
+    with pytest.raises(UsageError, match="not a model image tag"):
+        names.validate_model_tag("foo/model" + suffix)
+    with pytest.raises(UsageError, match="not a model image tag"):
+        names.validate_model_tag("foo" + suffix + "/model")
+    assert not names.JOB_NAME.match("job-1" + suffix)
+
+
+def test_validators_refuse_what_is_not_a_string():
+    for bad in (None, 3, ["job-1"]):
+        with pytest.raises(UsageError):
+            names.validate_job_name(bad)
+        with pytest.raises(UsageError):
+            names.validate_model_tag(bad)

@@ -144,7 +144,10 @@ def test_instance_types_come_from_botocore_with_near_matches():
     (dict(spot=True, max_wait=86400), "must exceed config.max_run=86400"),
     (dict(spot=True, max_run=100, max_wait=50), "must exceed config.max_run=100"),
     (dict(max_wait=90000), "spot training only"),
-    (dict(train_instance_count=0), "must be 1 or more"),
+    (dict(train_instance_count=0), "must be 1 to 1000"),
+    (dict(train_instance_count=-1), "must be 1 to 1000"),
+    (dict(train_instance_count=1001), "must be 1 to 1000"),
+    (dict(train_instance_count=10**9), "must be 1 to 1000"),
 ])
 def test_spot_and_counts(extra, message):
     with pytest.raises(ConfigError, match=message):
@@ -153,6 +156,24 @@ def test_spot_and_counts(extra, message):
 
 def test_spot_with_a_longer_wait_is_fine():
     aws.check_local(_config(**GOOD, spot=True, max_run=3600, max_wait=7200))
+
+
+def test_the_instance_count_limit_is_allowed_and_the_api_declares_none_lower():
+    aws.check_local(_config(**GOOD, train_instance_count=aws.MAX_INSTANCE_COUNT))
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    shape = model.operation_model("CreateTrainingJob").input_shape.members["ResourceConfig"].members["InstanceCount"]
+    assert shape.metadata.get("max", aws.MAX_INSTANCE_COUNT) >= aws.MAX_INSTANCE_COUNT
+
+
+def test_s3_uris_and_role_arns_with_a_trailing_newline_are_refused():
+    with pytest.raises(ConfigError, match="not an S3 location"):
+        aws.parse_s3("s3://bucket/models\n", "config.output_path")
+    with pytest.raises(ConfigError, match="not a valid S3 bucket name"):
+        aws.parse_s3("s3://bucket\n/models", "config.output_path")
+    with pytest.raises(ConfigError, match="not an IAM role ARN"):
+        aws.resolve_role(_config(**{**GOOD, "role_name": "arn:aws:iam::123456789012:role/r\n"}), "123456789012")
 
 
 def test_region_is_checked_against_botocore():

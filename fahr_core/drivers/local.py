@@ -15,21 +15,29 @@ import dataclasses
 import errno
 import fcntl
 import json
+import math
 import os
 import shlex
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from fahr_core import hookimpl, interrupts, ui
+from fahr_core import hookimpl, interrupts, names, ui
 from fahr_core.config import ConfigKey
 from fahr_core.errors import ConfigError, EnvironmentProblem, UsageError
-from fahr_core.jobs import COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, JobHandle, JobResult
+from fahr_core.jobs import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, STOPPING, JobHandle,
+                            JobResult)
 
 NAME = "local"
 RECORD = "job.json"
+#: The most hosts one local job may have. Each is a container on this machine: more is a typo (or
+#: a billion), refused before anything is built or allocated.
+MAX_INSTANCE_COUNT = 64
+#: The largest job.json fahr reads: what it writes is a few kilobytes.
+_RECORD_MAX_BYTES = 16 * 1024 * 1024
 
 # A record's "unfinished" field: what `fahr wait JOB` still has to do although the status reads final.
 # FOLLOW: fahr lost the engine (or hit a bug) while following the job; it recorded the job Failed,
@@ -55,7 +63,8 @@ def config_keys():
         ConfigKey("output_path", str, default_output_path(),
                   "Folder that receives <job>/output/model.tar.gz and output.tar.gz."),
         ConfigKey("instance_count", int, 1,
-                  "Containers (hosts algo-1..algo-N) on a private network, to rehearse distributed training."),
+                  f"Containers (hosts algo-1..algo-N, 1-{MAX_INSTANCE_COUNT}) on a private network, "
+                  "to rehearse distributed training."),
         ConfigKey("instance_type", str, "local", "Reported to the container in resourceconfig.json."),
         ConfigKey("gpus", str, "", "GPUs to pass through: 'all', a count, or device ids '0,1'. Empty: none."),
         ConfigKey("stop_timeout", int, 10, "Seconds between SIGTERM and SIGKILL when a job is stopped."),
@@ -73,17 +82,125 @@ def claims_location(location):
 # -- the job record ----------------------------------------------------------------------------
 
 
-def _job_dir(config, job_name: str) -> Path:
-    if not str(config["output_path"]).strip():
+def _output_root(config) -> Path:
+    raw = str(config["output_path"])
+    if not raw.strip():
         raise ConfigError("config.output_path is empty; give a folder for the jobs' artifacts")
-    return Path(os.path.abspath(os.path.expanduser(config["output_path"]))) / job_name
+    if "\x00" in raw:
+        raise ConfigError(f"config.output_path={raw!r} holds a NUL character; give a folder for the jobs' artifacts")
+    return Path(os.path.abspath(os.path.expanduser(raw)))
+
+
+def _job_dir(config, job_name: str) -> Path:
+    return _output_root(config) / job_name
+
+
+class BadRecord(UsageError):
+    """A job.json fahr cannot use (exit 2): ``reason`` says what is wrong with it."""
+
+    def __init__(self, job_dir: Path, reason: str):
+        self.job_dir, self.reason = job_dir, reason
+        super().__init__(f"{job_dir / RECORD} {reason}; restore it, or remove the job's folder {job_dir}")
+
+
+_STATES = (IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED)
+_TEXT_FIELDS = ("failure_reason", "model_artifact", "output_artifact", "instance_type", "gpus", "secondary_status",
+                "upload_error")
+_TIME_FIELDS = ("created", "started", "ended")
+_MAP_FIELDS = ("hyperparameters", "channels", "environment")
 
 
 def _read_record(job_dir: Path) -> dict:
+    """The job's record, checked: every reader goes through here, since anyone may have edited it.
+
+    A missing record is a :class:`UsageError`; one that is not a regular file, not UTF-8 JSON, or
+    whose fields have the wrong type, a :class:`BadRecord`. Both exit 2.
+    """
+    path = job_dir / RECORD
     try:
-        return json.loads((job_dir / RECORD).read_text(encoding="utf-8"))
+        # O_NOFOLLOW: fahr writes the record as a file; a link could lead anywhere (/dev/zero).
+        # O_NONBLOCK: a FIFO under the name must not hang fahr; it is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         raise UsageError(f"no local job record at {job_dir}; check the job name and config.output_path") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BadRecord(job_dir, "is a symbolic link, not the file fahr wrote") from None
+        raise BadRecord(job_dir, f"cannot be read ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise BadRecord(job_dir, "is a folder, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise BadRecord(job_dir, "is not a regular file")
+        if info.st_size > _RECORD_MAX_BYTES:
+            raise BadRecord(job_dir, f"is {info.st_size} bytes, larger than any record fahr writes")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            raw = handle.read(_RECORD_MAX_BYTES + 1)
+    except OSError as exc:
+        raise BadRecord(job_dir, f"cannot be read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadRecord(job_dir, "is not UTF-8 text") from None
+    except RecursionError:
+        raise BadRecord(job_dir, "nests too deeply to be a job record") from None
+    except ValueError as exc:  # json.JSONDecodeError, or an integer too long to convert
+        raise BadRecord(job_dir, f"is not valid JSON ({' '.join(str(exc).split())})") from None
+    _check_record(job_dir, record)
+    return record
+
+
+def _kind(value) -> str:
+    """A value as an error message shows it: short, and never a repr of a deep structure."""
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, list):
+        return "a JSON array"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_record(job_dir: Path, record) -> None:
+    if not isinstance(record, dict):
+        raise BadRecord(job_dir, f"holds {_kind(record)}, not a job record (a JSON object)")
+    for key in ("job_name", "model_tag", "status", "image"):
+        if key not in record:
+            raise BadRecord(job_dir, f"lacks {key!r}")
+
+    def wrong(key: str, expected: str) -> BadRecord:
+        return BadRecord(job_dir, f"has {key} = {_kind(record[key])}, not {expected}")
+
+    if record["job_name"] != job_dir.name:
+        raise wrong("job_name", f"its folder's name {job_dir.name!r}")
+    try:
+        names.validate_model_tag(record["model_tag"])
+    except UsageError:
+        raise wrong("model_tag", "a model image tag like 'foo/model'") from None
+    if record["status"] not in _STATES:
+        raise wrong("status", f"one of {', '.join(_STATES)}")
+    if not isinstance(record["image"], str) or not record["image"]:
+        raise wrong("image", "an image reference")
+    for key in _TEXT_FIELDS:
+        if key in record and not isinstance(record[key], str):
+            raise wrong(key, "a string")
+    for key in _TIME_FIELDS:
+        value = record.get(key)
+        if key in record and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+            raise wrong(key, "a time in seconds")
+    count = record.get("instance_count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_INSTANCE_COUNT:
+        raise wrong("instance_count", f"a number of hosts from 1 to {MAX_INSTANCE_COUNT}")
+    for key in _MAP_FIELDS:
+        value = record.get(key, {})
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise wrong(key, "an object of strings")
+    if not isinstance(record.get("stop_requested", False), (bool, str)):
+        raise wrong("stop_requested", "true, false or the reason of the stop")
+    if record.get("unfinished", FOLLOW) not in (FOLLOW, CLEANUP):
+        raise wrong("unfinished", f"{FOLLOW!r} or {CLEANUP!r}")
 
 
 def _write_record(job_dir: Path, record: dict) -> None:
@@ -132,14 +249,39 @@ def _channel_path(channel: str, value: str) -> Path:
 
 @hookimpl
 def check_run(config, inputs):
-    if not str(config["output_path"]).strip():
-        raise ConfigError("config.output_path is empty; give a folder for the jobs' artifacts")
-    if config["instance_count"] < 1:
-        raise ConfigError(f"config.instance_count={config['instance_count']}: must be 1 or more")
+    _check_output_path(config)
+    if not 1 <= config["instance_count"] <= MAX_INSTANCE_COUNT:
+        raise ConfigError(
+            f"config.instance_count={config['instance_count']}: must be 1 to {MAX_INSTANCE_COUNT} "
+            "(each host is a container on this machine)"
+        )
     if config["stop_timeout"] < 0:
         raise ConfigError(f"config.stop_timeout={config['stop_timeout']}: must be 0 or more")
     for name, value in inputs.items():
         _channel_path(name, value)
+
+
+def _check_output_path(config) -> None:
+    """Refuse, before anything is built, an output_path no job folder can be made in."""
+    root = _output_root(config)
+    setting = f"config.output_path={config['output_path']}"
+    probe = root
+    while True:  # the nearest existing folder on the way up decides
+        try:
+            info = os.stat(probe)
+        except (FileNotFoundError, NotADirectoryError):
+            if os.path.islink(probe):
+                raise ConfigError(f"{setting}: {probe} is a broken link; fix it or choose another folder") from None
+            probe = probe.parent
+            continue
+        except OSError as exc:
+            raise ConfigError(f"{setting}: cannot use {probe} ({exc.strerror}); choose another folder") from None
+        break
+    if not stat.S_ISDIR(info.st_mode):
+        where = "is a file" if probe == root else f"is under {probe}, a file"
+        raise ConfigError(f"{setting} {where}, not a folder; choose a folder for the jobs' artifacts")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{setting}: {probe} is not writable; choose a folder you can write to")
 
 
 @hookimpl
@@ -583,37 +725,77 @@ def fetch(request, config):
     location = Path(os.path.expanduser(request.location or config["output_path"]))
     if request.location and urlparse(request.location).scheme == "file":
         location = Path(urlparse(request.location).path)
-    if location.is_file():
-        archive = location
-    else:
-        if not location.is_dir():
-            raise UsageError(f"{location} is not a folder of local jobs; pass the output_path the job used")
-        job_dir = location / request.job_name if request.job_name else _newest_completed(location, request.model_tag)
-        record = _read_record(job_dir)
-        if record.get("model_tag") != request.model_tag:
-            raise UsageError(f"job {job_dir.name} trained {record.get('model_tag')!r}, not {request.model_tag!r}")
-        if record["status"] != COMPLETED:
-            hint = f"; follow it with 'fahr wait {job_dir.name}'" if record["status"] == IN_PROGRESS else ""
-            raise UsageError(f"job {job_dir.name} is {record['status']}, it has no model to fetch{hint}")
-        archive = Path(record.get("model_artifact") or job_dir / "output" / "model.tar.gz")
-    if not archive.is_file():
-        raise UsageError(f"{archive} is missing; was the job's folder changed by hand?")
     target = Path(request.download_dir) / "model.tar.gz"
-    shutil.copyfile(archive, target)
+    if location.is_file():  # an archive the user named
+        _copy(location, target, follow=True)
+        return target
+    if not location.is_dir():
+        raise UsageError(f"{location} is not a folder of local jobs; pass the output_path the job used")
+    if request.job_name:
+        job_dir = location / request.job_name
+        record = _read_record(job_dir)
+    else:
+        job_dir, record = _newest_completed(location, request.model_tag)
+    if record["model_tag"] != request.model_tag:
+        raise UsageError(f"job {job_dir.name} trained {record['model_tag']!r}, not {request.model_tag!r}")
+    if record["status"] != COMPLETED:
+        unfinished = record["status"] == IN_PROGRESS or record.get("unfinished") == FOLLOW
+        command = shlex.join(["fahr", "wait", job_dir.name, "--train-driver", NAME,
+                              f"--config.output_path={job_dir.parent.absolute()}"])
+        hint = f"; finish it with '{command}'" if unfinished else ""
+        raise UsageError(f"job {job_dir.name} is {record['status']}, it has no model to fetch{hint}")
+    # Only the job folder's own archive, whatever the record's model_artifact says: the record is
+    # a file anyone may have edited, and fetch must copy nothing from outside the job's folder.
+    output = job_dir / "output"
+    if output.is_symlink():
+        raise UsageError(f"{output} is a symbolic link, not the folder the job wrote; refusing to fetch through it")
+    _copy(output / "model.tar.gz", target, follow=False)
     return target
 
 
-def _newest_completed(location: Path, model_tag: str) -> Path:
-    best: tuple[float, Path] | None = None
-    for record_file in location.glob(f"*/{RECORD}"):
+def _copy(archive: Path, target: Path, *, follow: bool) -> None:
+    """Copy a regular file; with ``follow=False`` never through a symbolic link at its name."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(archive, flags)
+    except FileNotFoundError:
+        raise UsageError(f"{archive} is missing; was the job's folder changed by hand?") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UsageError(f"{archive} is a symbolic link, not the archive the job wrote; refusing to fetch it") from None
+        raise UsageError(f"cannot read {archive} ({exc.strerror})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"{archive} is not a regular file; it is not a model archive")
+        os.set_blocking(fd, True)
+        with os.fdopen(os.dup(fd), "rb") as source, open(target, "xb") as sink:
+            shutil.copyfileobj(source, sink, 1024 * 1024)
+    except OSError as exc:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        hint = "; free space there and retry" if full else ""
+        raise EnvironmentProblem(f"cannot copy {archive} to {target.parent} ({exc.strerror}){hint}") from None
+    finally:
+        os.close(fd)
+
+
+def _newest_completed(location: Path, model_tag: str) -> tuple[Path, dict]:
+    """The newest completed job of ``model_tag`` in ``location``, and its record.
+
+    A record that cannot be read is skipped with a warning: one broken job must not hide the others.
+    """
+    best: tuple[float, str, Path, dict] | None = None
+    for record_file in sorted(location.glob(f"*/{RECORD}")):
         try:
-            record = json.loads(record_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            record = _read_record(record_file.parent)
+        except BadRecord as exc:
+            ui.warn(f"skipping {exc.job_dir}: its {RECORD} {exc.reason}")
             continue
-        if record.get("model_tag") == model_tag and record.get("status") == COMPLETED:
-            key = (record.get("created", 0.0), record_file.parent)
-            if best is None or key > best:
+        except UsageError:  # gone since the listing
+            continue
+        if record["model_tag"] == model_tag and record["status"] == COMPLETED:
+            key = (record.get("created", 0.0), record_file.parent.name, record_file.parent, record)
+            if best is None or key[:2] > best[:2]:
                 best = key
     if best is None:
         raise UsageError(f"no completed job of {model_tag!r} in {location}; train it first with 'fahr fit'")
-    return best[1]
+    return best[2], best[3]

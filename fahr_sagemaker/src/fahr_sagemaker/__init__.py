@@ -32,6 +32,8 @@ EXECUTION_ENVIRONMENT = "sagemaker"
 @hookimpl
 def config_keys():
     """The driver's configuration keys (README, "The sagemaker driver", "Configuration")."""
+    from fahr_sagemaker.aws import MAX_INSTANCE_COUNT  # imports no AWS SDK
+
     return [
         # Required to fit, not to wait, stop or fetch: checked when a job is pushed or launched.
         ConfigKey("output_path", str, "",
@@ -39,7 +41,8 @@ def config_keys():
         ConfigKey("role_name", str, "",
                   "IAM execution role SageMaker assumes: a role name (looked up with iam:GetRole) or its ARN. Required to fit."),
         ConfigKey("train_instance_type", str, "ml.c4.2xlarge", "Training instance type, e.g. ml.m5.xlarge, ml.g5.xlarge."),
-        ConfigKey("train_instance_count", int, 1, "Number of instances (hosts algo-1..algo-N)."),
+        ConfigKey("train_instance_count", int, 1,
+                  f"Number of instances (hosts algo-1..algo-N), 1 to {MAX_INSTANCE_COUNT}."),
         ConfigKey("volume_size", int, 30, "Storage volume per instance, in GB."),
         ConfigKey("max_run", int, 86400, "Maximum training time in seconds (StoppingCondition.MaxRuntimeInSeconds)."),
         ConfigKey("spot", bool, False, "Use managed spot training (cheaper, may be interrupted; needs max_wait)."),

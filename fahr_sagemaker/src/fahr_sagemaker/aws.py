@@ -22,9 +22,10 @@ from urllib.parse import urlparse
 from fahr_core.errors import ConfigError, EnvironmentProblem, FahrError, UsageError
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-_S3_URI = re.compile(r"^s3://([^/]+)/?(.*)$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[a-zA-Z_0-9+=,.@\-_/]+$")
+# \Z, not $: '$' also matches before a trailing newline, which would slip through.
+_S3_URI = re.compile(r"^s3://([^/]+)/?(.*)\Z")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[a-zA-Z_0-9+=,.@\-_/]+\Z")
 
 #: What the execution role must be allowed to do (printed when the role is missing).
 ROLE_PERMISSIONS = (
@@ -209,6 +210,12 @@ class Checked:
     output: S3Uri
 
 
+#: The most instances fahr asks for in one training job. SageMaker's API declares no maximum
+#: (botocore's TrainingInstanceCount has only min 0) and leaves it to the account's quotas, which
+#: refuse far fewer; a count above this is a typo, refused before the image is built or pushed.
+MAX_INSTANCE_COUNT = 1000
+
+
 def instance_types() -> list[str]:
     """SageMaker's training instance types, from botocore's service model (offline)."""
     import botocore.session
@@ -238,8 +245,10 @@ def check_local(config) -> S3Uri:
         close = difflib.get_close_matches(kind, known, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see https://aws.amazon.com/sagemaker/pricing/"
         raise ConfigError(f"config.train_instance_type={kind!r} is not a SageMaker training instance type{hint}")
-    if config["train_instance_count"] < 1:
-        raise ConfigError(f"config.train_instance_count={config['train_instance_count']}: must be 1 or more")
+    if not 1 <= config["train_instance_count"] <= MAX_INSTANCE_COUNT:
+        raise ConfigError(
+            f"config.train_instance_count={config['train_instance_count']}: must be 1 to {MAX_INSTANCE_COUNT}"
+        )
     if config["volume_size"] < 1:
         raise ConfigError(f"config.volume_size={config['volume_size']}: must be 1 GB or more")
     if config["max_run"] < 1:
