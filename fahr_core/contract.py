@@ -1,7 +1,7 @@
 """Run a training image under the SageMaker container contract on a Docker engine.
 
 This is the local driver's engine room, and the SageMaker emulator of the tests runs jobs with
-it too, so both stand on one implementation of sagemaker-contract.md:
+it too, so both stand on one implementation of the container contract (docs/contract.md):
 
 - each host ``algo-1`` … ``algo-N`` is a container started as ``IMAGE train``; with several hosts
   they share a private network on which each resolves the others by name;

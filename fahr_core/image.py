@@ -1,6 +1,6 @@
 """The training image: the Dockerfile fahr writes for a bare script, and the default build.
 
-The generated Dockerfile keeps the SageMaker contract (sagemaker-contract.md): ``docker run IMAGE
+The generated Dockerfile keeps the SageMaker contract (docs/contract.md): ``docker run IMAGE
 train`` trains; the entrypoint is exec-form so the training process is PID 1 and receives
 SIGTERM; dependencies sit in a layer before the code so that editing the code reinstalls nothing.
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-# TrainingJobStatus values (sagemaker-contract.md, "Names and states").
+# TrainingJobStatus values (docs/contract.md, "Names and states").
 IN_PROGRESS = "InProgress"
 COMPLETED = "Completed"
 FAILED = "Failed"

@@ -20,7 +20,7 @@ from fahr_core.errors import UsageError
 # would pass, and `.match` is what callers (plugins too) use.
 _COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
 _REPO_MAX = 255
-# SageMaker training job names (sagemaker-contract.md, "Names and states").
+# SageMaker training job names (docs/contract.md, "Names and states").
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}\Z")
 JOB_NAME_MAX = 63
 _SUFFIX_LEN = len("-20260101-000000-abcd")

@@ -178,18 +178,20 @@ def _check_fetch_spares_project(fetch_dir: Path, given: Path, artifact: Path) ->
             )
 
 
-def _check_fetch_spares_output(fetch_dir: Path, config: cfg.Config) -> None:
-    """Refuse a ``--fetch`` folder that is, lies inside, or holds the driver's local output folder
-    (where jobs and their artifacts are kept: the model would replace them)."""
-    location = _location(config)
+def _check_fetch_spares_output(fetch_dir: Path, config: cfg.Config, location: str | None = None,
+                               flag: str = "--fetch") -> None:
+    """Refuse a ``--fetch`` folder (or ``fahr fetch`` target) that is, lies inside, or holds the
+    driver's local output folder or the local location fetched from (where jobs and their
+    artifacts are kept: the model would replace them)."""
+    location = location or _location(config)
     if not location or ("://" in location and not location.startswith("file://")):
         return
-    output = _real(Path(location.removeprefix("file://")))
+    output = _real(Path(os.path.expanduser(location.removeprefix("file://"))))
     target = _real(fetch_dir)
     if target == output or output in target.parents or target in output.parents:
         raise UsageError(
-            f"--fetch {fetch_dir}: that folder overlaps the driver's output folder {output} "
-            "(config.output_path), where jobs and their artifacts are kept; choose a folder outside it"
+            f"{flag} {fetch_dir}: that folder overlaps the output folder {output}, where the jobs and "
+            "their artifacts are kept (config.output_path); choose a folder outside it"
         )
 
 
@@ -295,6 +297,8 @@ def fetch(
                     "(see 'fahr drivers'), or install the driver for it"
                 )
         session = open_session(driver, Path.cwd(), cli_config, check_required=False)
+        # Replacing the folder the jobs live in (with --overwrite) would delete them all.
+        _check_fetch_spares_output(Path(target), session.config, location, flag="fetch target")
     with tempfile.TemporaryDirectory(prefix="fahr-fetch-") as download_dir:
         request = FetchRequest(model_tag=model_tag, job_name=job_name, location=location or None,
                                download_dir=Path(download_dir))

@@ -27,9 +27,9 @@ from typing import Any, Mapping
 from fahr_core.errors import PluginError, UsageError
 
 DEFAULT_TEMPLATE = "model"
-_DRIVER_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_DRIVER_NAME = re.compile(r"^[a-z][a-z0-9_]*\Z")
 # A Docker repository path component (fahr_core.names): lowercase alphanumerics and separators.
-_DOCKER_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_DOCKER_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
 # A Docker image reference (the distribution project's grammar): [host[:port]/]path[:tag][@digest].
 # The templates write it into a Dockerfile's FROM line: nothing else may get there.
 _DOMAIN = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"

@@ -352,8 +352,9 @@ class DriverConformance:
         assert fetched.returncode in (0, 2), _show(fetched)
         for path in target.rglob("*") if target.exists() else []:
             assert path.resolve().is_relative_to(target.resolve()), f"{path} leads outside {target}"
-        if fetched.returncode == 2:
-            assert "refusing archive" in fetched.stderr, _show(fetched)
+        if fetched.returncode == 2:  # the core refused the model: nothing may have been written
+            assert "fahr error: refusing the model" in fetched.stderr, _show(fetched)
+            assert not target.exists(), _show(fetched)
 
     def test_stop_ends_a_running_job_stopped(self, fahr, model_script, supports_stop):
         if not supports_stop:

@@ -90,7 +90,8 @@ def local_job(output_path: Path, archive_bytes: bytes, tag="hostile/train", job=
     (job_dir / "output").mkdir(parents=True)
     artifact = job_dir / "output" / "model.tar.gz"
     artifact.write_bytes(archive_bytes)
-    record = {"job_name": job, "model_tag": tag, "status": "Completed", "created": time.time(),
+    record = {"job_name": job, "model_tag": tag, "status": "Completed", "image": "sha256:" + "0" * 64,
+              "created": time.time(),
               "ended": time.time(), "model_artifact": str(artifact)}
     (job_dir / "job.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
     return job

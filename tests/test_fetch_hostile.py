@@ -141,3 +141,17 @@ def test_a_normal_model_still_arrives(fahr, scene):
     assert sorted(os.listdir(out)) == ["model.json", "sub"]
     assert (out / "sub" / "w.bin").read_bytes() == b"w" and os.readlink(out / "sub" / "link") == "w.bin"
     assert sorted(os.listdir(scene / "work")) == ["out"]
+
+
+@pytest.mark.parametrize("where", ["the jobs folder", "inside it", "its parent"])
+def test_a_fetch_target_that_overlaps_the_jobs_is_refused(fahr, scene, where):
+    """With --overwrite, such a target would replace the jobs themselves (the model's own among them)."""
+    job = local_job(scene / "jobs", tar_bytes([member("model.json", data=b"{}")]))
+    target = {"the jobs folder": scene / "jobs", "inside it": scene / "jobs" / job / "model",
+              "its parent": scene}[where]
+    before = snapshot(scene)
+    proc = fahr("fetch", target, TAG, scene / "jobs", "--job", job, "--overwrite", cwd=scene)
+    assert proc.returncode == 2, proc.stderr
+    [line] = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert line.startswith("fahr error: fetch target ") and "where the jobs and their artifacts are kept" in line
+    assert snapshot(scene) == before

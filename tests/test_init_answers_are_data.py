@@ -213,3 +213,17 @@ def test_a_folder_whose_path_holds_jinja_is_refused_not_rendered(tmp_path, isola
     result = run_fahr("init", "p", "--no-input", cwd=odd)
     assert "create the project elsewhere" in one_line_error(result)
     assert list(odd.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["a{{ 7*7 }}", "home"]
+
+
+@pytest.mark.parametrize("answers", [
+    {"driver_name": "mycloud\n"},
+    {"project_name": "x", "project_slug": "my-model\n"},
+    {"project_name": "x", "package_name": "my_model\n"},
+])
+def test_a_name_with_a_trailing_newline_is_refused(answers):
+    from fahr_core.errors import UsageError
+    from fahr_core.scaffold import validate_answers
+
+    validate_answers({k: v.rstrip("\n") for k, v in answers.items()})  # the same name without it is fine
+    with pytest.raises(UsageError):
+        validate_answers(answers)

@@ -389,4 +389,6 @@ def test_relative_output_path_prints_an_absolute_fetch_command(docker_engine, jo
     proc = run_fahr("fit", model_dir / "train.py", "--config.output_path=rel-jobs", cwd=tmp_path, check=0)
     printed = [l.strip() for l in proc.stderr.splitlines() if l.strip().startswith("fahr fetch ./")]
     assert f"hello/train {tmp_path / 'rel-jobs'} --train-driver local" in printed[0]
-    run_fahr(*printed[0].split()[1:], cwd=tmp_path / "rel-jobs", check=0)  # works from anywhere
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run_fahr(*printed[0].split()[1:], cwd=elsewhere, check=0)  # works from anywhere

@@ -43,6 +43,24 @@ def printed_command(error_line, verb):
     return shlex.split(error_line[start:])
 
 
+def fit_until_ready(script, env, act, timeout=120):
+    """Run ``fahr fit SCRIPT`` until the job prints ``ready``, call ``act(proc)``, and return the
+    process (ended) and its stderr."""
+    proc = subprocess.Popen([str(FAHR), "fit", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        deadline = time.time() + 300
+        for line in proc.stdout:
+            if line.strip() == "ready" or time.time() > deadline:
+                break
+        act(proc)
+        _, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc, err
+
+
 def job_containers(client, job):
     return client.containers.list(all=True, filters={"label": f"fahr.job={job}"})
 
@@ -148,18 +166,8 @@ def test_read_only_disk_while_saving_the_logs_keeps_the_job(docker_engine, lefto
     """)
     jobs = small_disk / "jobs"
     env = {**os.environ, "NO_COLOR": "1", "FAHR_LOCAL_OUTPUT_PATH": str(jobs)}
-    proc = subprocess.Popen([str(FAHR), "fit", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    try:
-        deadline = time.time() + 300
-        for line in proc.stdout:
-            if line.strip() == "ready" or time.time() > deadline:
-                break
-        subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc, err = fit_until_ready(
+        script, env, lambda proc: subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True))
     assert proc.returncode == 3, err
     assert "Traceback" not in err
     [line] = error_lines(err)
@@ -241,18 +249,7 @@ def test_engine_lost_mid_job_is_reconciled_by_wait(docker_engine, leftovers, tmp
     jobs = tmp_path / "jobs"
     proxy = EngineProxy(tmp_path / "engine.sock")
     env = {**os.environ, "NO_COLOR": "1", "DOCKER_HOST": proxy.url, "FAHR_LOCAL_OUTPUT_PATH": str(jobs)}
-    proc = subprocess.Popen([str(FAHR), "fit", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    try:
-        deadline = time.time() + 300
-        for line in proc.stdout:
-            if line.strip() == "ready" or time.time() > deadline:
-                break
-        proxy.cut()
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc, err = fit_until_ready(script, env, lambda proc: proxy.cut(), timeout=60)
     assert proc.returncode == 3, err
     assert "Traceback" not in err
     [line] = error_lines(err)
@@ -327,25 +324,19 @@ def test_ctrl_c_again_while_stopping_does_not_abandon_the_job(docker_engine, lef
     script = write_script(tmp_path / "stubborn", STUBBORN)
     jobs = tmp_path / "jobs"
     env = {**os.environ, "NO_COLOR": "1", "FAHR_LOCAL_OUTPUT_PATH": str(jobs), "FAHR_LOCAL_STOP_TIMEOUT": "30"}
-    proc = subprocess.Popen([str(FAHR), "fit", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    try:
-        deadline = time.time() + 300
-        for line in proc.stdout:
-            if line.strip() == "ready" or time.time() > deadline:
-                break
-        started = time.time()
+    started = []
+
+    def impatient(proc):
+        started.append(time.time())
         proc.send_signal(signal.SIGINT)
         time.sleep(1)
         proc.send_signal(signal.SIGINT)  # the user, impatient
         time.sleep(1)
         proc.send_signal(signal.SIGTERM)  # and a third time, as a process manager would
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    proc, err = fit_until_ready(script, env, impatient)
     assert proc.returncode == 130, err
-    assert time.time() - started >= 5  # fahr waited for the model's own 5 s shutdown
+    assert time.time() - started[0] >= 5  # fahr waited for the model's own 5 s shutdown
     assert "Traceback" not in err
     assert err.count("please wait, Ctrl-C again does not abandon it") == 2, err  # each extra signal is answered
     record = only_record(jobs)
@@ -363,22 +354,14 @@ def test_fahr_killed_while_stopping_the_printed_stop_finishes_the_job(docker_eng
     script = write_script(tmp_path / "stubborn", STUBBORN)
     jobs = tmp_path / "jobs"
     env = {**os.environ, "NO_COLOR": "1", "FAHR_LOCAL_OUTPUT_PATH": str(jobs)}
-    proc = subprocess.Popen([str(FAHR), "fit", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    try:
-        deadline = time.time() + 300
-        for line in proc.stdout:
-            if line.strip() == "ready" or time.time() > deadline:
-                break
+    def killed_while_stopping(proc):
         proc.send_signal(signal.SIGINT)
         time.sleep(1)
         proc.send_signal(signal.SIGINT)
         time.sleep(1)
         proc.kill()  # SIGKILL: nothing can defer that
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    proc, err = fit_until_ready(script, env, killed_while_stopping, timeout=60)
     [hint] = [l for l in err.splitlines() if "Ctrl-C again does not abandon it" in l and "fahr stop" in l]
     command = shlex.split(hint[hint.index("'fahr stop ") + 1:hint.index("' does it")])
     job = only_record(jobs)["job_name"]
