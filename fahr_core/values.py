@@ -52,6 +52,7 @@ class ImageRef:
     name: str
     """Repository name: ``foo/model`` locally, a registry path after a push."""
     tag: str = "latest"
+    """The image tag (used in the reference only when there is neither digest nor id)."""
     image_id: str = ""
     """The engine's content-addressed id, ``sha256:…``."""
     digest: str = ""
@@ -74,7 +75,9 @@ class JobSpec:
     job_name: str
     """Unique, ``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}`` (see :func:`fahr_core.job_name`)."""
     model_tag: str
+    """The model image tag the job trains (``foo/model``)."""
     image: ImageRef
+    """The image to run, as ``push_image`` returned it: run ``image.reference``."""
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
     """Already stringified, as SageMaker hands them to the container."""
     inputs: Mapping[str, str] = field(default_factory=dict)
@@ -88,8 +91,11 @@ class JobHandle:
     """A launched job: enough to wait for it, stop it or fetch from it, even from another process."""
 
     driver: str
+    """The name of the driver that launched the job."""
     job_name: str
+    """The job's name, as the backend knows it (the driver may have changed the spec's)."""
     model_tag: str
+    """The model image tag the job trains."""
     details: Mapping[str, Any] = field(default_factory=dict)
     """Driver-specific, JSON-serialisable (ARN, console URL, output folder…)."""
 
@@ -99,17 +105,23 @@ class JobResult:
     """How a job ended."""
 
     job: JobHandle
+    """The job this result is of."""
     status: str
     """One of Completed, Failed, Stopped."""
     failure_reason: str = ""
+    """Why the job failed or stopped, at most 1024 characters; empty when it completed."""
     model_artifact: str = ""
     """Where model.tar.gz is: a local path or a URI (``s3://…``)."""
     output_artifact: str = ""
+    """Where output.tar.gz (the job's /opt/ml/output/data) is, when the job wrote one."""
     training_seconds: float | None = None
+    """How long the job trained, when the backend says."""
     billable_seconds: float | None = None
+    """How long the backend bills for, when it says."""
 
     @property
     def succeeded(self) -> bool:
+        """Whether the job completed."""
         return self.status == COMPLETED
 
 
@@ -118,6 +130,7 @@ class FetchRequest:
     """Which model to download, and where to put the downloaded archive."""
 
     model_tag: str
+    """The model image tag whose model is wanted."""
     job_name: str | None = None
     """A specific job; ``None`` means the newest completed job of ``model_tag``."""
     location: str | None = None
@@ -136,14 +149,21 @@ class ConfigKey:
     """
 
     name: str
+    """The key's name: ``fahr.toml``'s ``[DRIVER] name``, ``FAHR_<DRIVER>_<NAME>``, ``--config.name``."""
     type: type
+    """``str``, ``int``, ``float``, ``bool`` or ``dict``; values are converted to it."""
     default: Any
+    """The value when no layer sets one."""
     help: str
+    """One line for ``fahr config`` and ``fahr drivers --verbose``."""
     required: bool = False
+    """True when the key has no usable default: a run without a value is refused (exit 2)."""
     check: Callable[[Any], str | None] | None = None
+    """Returns why a converted value is invalid (``"is not …"``), or None when it is fine."""
 
     @property
     def type_name(self) -> str:
+        """The type as fahr names it to users (``int``, ``mapping k=v,k2=v2``…)."""
         return {dict: "mapping k=v,k2=v2"}.get(self.type, self.type.__name__)
 
 
