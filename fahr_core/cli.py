@@ -287,7 +287,7 @@ def drivers(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show each driver's config keys (imports the drivers).")] = False,
 ) -> None:
-    """List the installed drivers (read from package metadata; no driver is imported)."""
+    """List the installed drivers and what each is for (read from their files; no driver is imported)."""
 
     def work():
         import json

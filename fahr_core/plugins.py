@@ -2,7 +2,8 @@
 
 Drivers are entry points in group ``fahr.drivers`` (the entry point's name is the driver's
 name); extension plugins are entry points in group ``fahr.plugins``. Listing drivers reads only
-entry-point metadata: no driver module is imported until a run needs it.
+entry-point metadata and the first line of each driver module's docstring, from its source: no
+driver module is imported until a run needs it.
 """
 
 from __future__ import annotations
