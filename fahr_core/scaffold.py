@@ -24,11 +24,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from fahr_core.errors import PluginError, UsageError
-# Template lives in fahr_core.values; it stays importable from here.
-from fahr_core.values import Template  # noqa: F401
 # The core contributes the built-in templates as a plugin (defaults); scaffold only renders them.
 from fahr_core.defaults import builtin_dir, builtin_templates  # noqa: F401
+from fahr_core.errors import PluginError, UsageError
+# Template lives in fahr_core.values; it stays importable from here.
+from fahr_core.values import Template
 
 DEFAULT_TEMPLATE = "model"
 _DRIVER_NAME = re.compile(r"^[a-z][a-z0-9_]*\Z")
