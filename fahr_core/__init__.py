@@ -1,15 +1,134 @@
 """fahr: train a model on cloud compute with one command.
 
-The public API for plugins is small: ``hookimpl`` to mark implementations, the values of
-:mod:`fahr_core.jobs`, :class:`fahr_core.config.ConfigKey`, and the errors of
-:mod:`fahr_core.errors`. Nothing here imports Docker or a cloud SDK.
+This module is fahr's plugin API: everything a driver or an extension plugin needs is importable
+from here (``from fahr_core import hookimpl, JobSpec, ConfigKey, ui``), and only the names in
+``__all__`` (with :mod:`fahr_core.testing`, the test API) are promised. Within one major version of
+``PLUGIN_API_VERSION`` (1.x), names are only added, and the value types' fields and the hooks'
+arguments are only added, never renamed or removed. Other ``fahr_core.*`` modules are fahr's
+internals and may change in any release.
+
+Importing this module stays cheap: the value types and errors are plain Python; the job-name
+helpers and ``ui`` are imported on first use, and ``docker_client()`` imports the Docker SDK only
+when called.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from fahr_core.errors import (EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK,
+                              EXIT_USAGE, BuildError, ConfigError, EnvironmentProblem, FahrError, JobFailed,
+                              PluginError, UsageError)
+from fahr_core.hookspecs import REQUIRED_DRIVER_HOOKS
+from fahr_core.values import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, STOPPING, BuildContext, Config,
+                              ConfigKey, FetchRequest, ImageRef, JobHandle, JobResult, JobSpec, Stash, StashKey,
+                              Template)
+
+if TYPE_CHECKING:  # for readers and type checkers; at run time these come from __getattr__
+    from fahr_core import ui
+    from fahr_core.names import (JOB_NAME_MAX, job_name, job_stem, model_image_tag, validate_job_name,
+                                 validate_model_tag)
+
 __version__ = "0.1.0"
+
+#: The version of the plugin API (this module's ``__all__``, the hooks, the value types and
+#: :mod:`fahr_core.testing`). A driver pins the fahr releases of one major version of it; fahr
+#: 0.x implements plugin API 1.x, so drivers depend on ``fahr>=0.1,<1``.
+PLUGIN_API_VERSION = "1.0"
 
 #: Marks a hook implementation: ``from fahr_core import hookimpl``.
 hookimpl = pluggy.HookimplMarker("fahr")
 
-__all__ = ["__version__", "hookimpl"]
+
+
+def docker_client():
+    """The Docker SDK client of the user's engine (``DOCKER_HOST`` honoured), checked to answer.
+
+    Shared by the whole run: a driver that pushes or pulls images uses it rather than opening its
+    own. Raises :class:`EnvironmentProblem` when no engine answers. Imports the Docker SDK on the
+    first call, never at import time.
+    """
+    from fahr_core import engine
+
+    return engine.client()
+
+
+_LAZY = {
+    "ui": ("fahr_core.ui", None),
+    "job_name": ("fahr_core.names", "job_name"),
+    "job_stem": ("fahr_core.names", "job_stem"),
+    "validate_job_name": ("fahr_core.names", "validate_job_name"),
+    "model_image_tag": ("fahr_core.names", "model_image_tag"),
+    "validate_model_tag": ("fahr_core.names", "validate_model_tag"),
+    "JOB_NAME_MAX": ("fahr_core.names", "JOB_NAME_MAX"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use so that `import fahr_core` (and `fahr --help`) stays fast.
+    if name in _LAZY:
+        import importlib
+
+        module_name, attr = _LAZY[name]
+        module = importlib.import_module(module_name)
+        value = module if attr is None else getattr(module, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fahr_core' has no attribute {name!r}")
+
+
+__all__ = [
+    # versions and hooks
+    "__version__",
+    "PLUGIN_API_VERSION",
+    "hookimpl",
+    "REQUIRED_DRIVER_HOOKS",
+    # values
+    "BuildContext",
+    "ImageRef",
+    "JobSpec",
+    "JobHandle",
+    "JobResult",
+    "FetchRequest",
+    "ConfigKey",
+    "Config",
+    "Template",
+    "Stash",
+    "StashKey",
+    # job states
+    "IN_PROGRESS",
+    "COMPLETED",
+    "FAILED",
+    "STOPPING",
+    "STOPPED",
+    "FINAL_STATES",
+    # errors and exit codes
+    "FahrError",
+    "UsageError",
+    "ConfigError",
+    "PluginError",
+    "BuildError",
+    "EnvironmentProblem",
+    "JobFailed",
+    "EXIT_OK",
+    "EXIT_JOB_FAILED",
+    "EXIT_USAGE",
+    "EXIT_ENVIRONMENT",
+    "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
+    # helpers
+    "job_name",
+    "job_stem",
+    "validate_job_name",
+    "model_image_tag",
+    "validate_model_tag",
+    "JOB_NAME_MAX",
+    "docker_client",
+    "ui",
+]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

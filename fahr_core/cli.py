@@ -175,6 +175,11 @@ DriverOption = Annotated[
     typer.Option("--train-driver", help="Driver to use (see 'fahr drivers'). Default: config, else 'local'."),
 ]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty target folder.")]
+FetchDriverOption = Annotated[
+    Optional[str],
+    typer.Option("--train-driver", help="Driver to fetch with (see 'fahr drivers'). Default: the installed driver "
+                 "that claims ARTIFACT_LOCATION; without a location, config, else 'local'."),
+]
 
 
 @app.command(context_settings=_EXTRA)
@@ -222,8 +227,8 @@ def fetch_(
     ctx: typer.Context,
     local_target_directory: Annotated[Path, typer.Argument(help="Folder to put the model in (new or empty).", show_default=False, metavar="LOCAL_TARGET_DIRECTORY")],
     model_image_tag: Annotated[str, typer.Argument(help="The model image tag: .../foo/model.py -> foo/model.", show_default=False, metavar="MODEL_IMAGE_TAG")],
-    artifact_location: Annotated[Optional[str], typer.Argument(help="Where the driver keeps artifacts (its output_path, e.g. s3://bucket/models).", show_default=False, metavar="[ARTIFACT_LOCATION]")] = None,
-    train_driver: DriverOption = None,
+    artifact_location: Annotated[Optional[str], typer.Argument(help="Where the driver keeps artifacts (its output_path, e.g. s3://bucket/models); the driver that claims it is used.", show_default=False, metavar="[ARTIFACT_LOCATION]")] = None,
+    train_driver: FetchDriverOption = None,
     job: Annotated[Optional[str], typer.Option("--job", help="Fetch this job; default: the newest completed job of the tag.")] = None,
     no_extract: Annotated[bool, typer.Option("--no-extract", help="Keep model.tar.gz as it is.")] = False,
     overwrite: OverwriteOption = False,
@@ -282,7 +287,7 @@ def drivers(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show each driver's config keys (imports the drivers).")] = False,
 ) -> None:
-    """List the installed drivers (read from package metadata; no driver is imported)."""
+    """List the installed drivers and what each is for (read from their files; no driver is imported)."""
 
     def work():
         import json
@@ -300,7 +305,7 @@ def drivers(
         for row in rows:
             typer.echo(f"{row['name']:<12} {row['distribution']} {row['version']}  {row['description']}")
             for key in row.get("config", []):
-                typer.echo(f"    {key['name']} ({key['type']}, default {key['default']!r}): {key['help']}")
+                typer.echo(f"    {key['name']} ({key['type']}{_required_mark(key)}, default {key['default']!r}): {key['help']}")
 
     _run(work)
 
@@ -312,7 +317,18 @@ def _driver_keys(name: str):
 
 
 def _key_row(key) -> dict:
-    return {"name": key.name, "type": key.type_name, "default": key.default, "required": key.required, "help": key.help}
+    # required_for (the commands a key is required for) is newer than required: read it if present.
+    required_for = sorted(getattr(key, "required_for", None) or ())
+    return {"name": key.name, "type": key.type_name, "default": key.default, "required": key.required,
+            "required_for": required_for, "help": key.help}
+
+
+def _required_mark(row: dict) -> str:
+    if row["required"]:
+        return ", required"
+    if row["required_for"]:
+        return f", required for {' and '.join(row['required_for'])}"
+    return ""
 
 
 @app.command(context_settings=_EXTRA)
@@ -343,7 +359,7 @@ def config(
             return
         typer.echo(f"driver {session.config.driver}")
         for row in rows:
-            req = ", required" if row["required"] else ""
+            req = _required_mark(row)
             typer.echo(f"  config.{row['name']} ({row['type']}{req}) = {row['value']!r}   [{row['source']}]")
             typer.echo(f"      {row['help']}  (env: {row['env']})")
 

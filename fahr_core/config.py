@@ -19,55 +19,15 @@ import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 from fahr_core.errors import ConfigError
+# The value types live in fahr_core.values; these names stay importable from here.
+from fahr_core.values import Config, ConfigKey  # noqa: F401
 
 DEFAULT_DRIVER = "local"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-
-
-@dataclass(frozen=True)
-class ConfigKey:
-    """One configuration key a plugin reads.
-
-    ``type`` is one of ``str``, ``int``, ``float``, ``bool`` or ``dict`` (string to string; on
-    the command line ``k=v,k2=v2`` or a JSON object). A ``required`` key has no usable default.
-    ``check``, if given, returns why a converted value is invalid (``"is not …"``), or None.
-    """
-
-    name: str
-    type: type
-    default: Any
-    help: str
-    required: bool = False
-    check: Callable[[Any], str | None] | None = None
-
-    @property
-    def type_name(self) -> str:
-        return {dict: "mapping k=v,k2=v2"}.get(self.type, self.type.__name__)
-
-
-class Config(Mapping[str, Any]):
-    """The resolved configuration of one run: read-only, plus where each value came from."""
-
-    def __init__(self, driver: str, values: Mapping[str, Any], sources: Mapping[str, str]):
-        self.driver = driver
-        self._values = dict(values)
-        self.sources = dict(sources)
-
-    def __getitem__(self, key: str) -> Any:
-        return self._values[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __repr__(self) -> str:
-        return f"Config({self.driver!r}, {self._values!r})"
 
 
 def env_var(driver: str, key: str) -> str:

@@ -5,8 +5,10 @@ They are an ordinary plugin: the same hooks any third party implements.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fahr_core import hookimpl
-from fahr_core.config import ConfigKey
+from fahr_core.values import ConfigKey, Template
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 
@@ -32,9 +34,27 @@ def _image_reference_problem(value):
 
 @hookimpl
 def templates():
-    from fahr_core.scaffold import builtin_templates
-
     return builtin_templates()
+
+
+def builtin_dir() -> Path:
+    """Where the built-in templates are installed (``templates/`` of the source tree)."""
+    from importlib import resources
+
+    return Path(str(resources.files("fahr_core.templates")))
+
+
+def builtin_templates() -> list[Template]:
+    """The templates fahr ships: contributed by the core through the ``templates`` hook."""
+    root = builtin_dir()
+    return [
+        Template("model", "A train.py that trains a small scikit-learn model; runs locally and in any fahr job.",
+                 str(root / "model")),
+        Template("notebook", "A train.ipynb run headless by papermill in the job, with a parameters cell.",
+                 str(root / "notebook")),
+        Template("driver", "A pip-installable fahr-<name> driver plugin that passes fahr's conformance suite.",
+                 str(root / "driver")),
+    ]
 
 
 @hookimpl(trylast=True)

@@ -17,22 +17,24 @@ Every step hook is ``firstresult``: the first non-None result is the answer. Imp
 take fewer arguments than the spec names, so hooks can gain keyword arguments later without
 breaking any plugin; no argument is ever renamed or removed.
 
-``config`` is always the resolved :class:`fahr_core.config.Config` of the run: a read-only mapping
+``config`` is always the resolved :class:`fahr_core.Config` of the run: a read-only mapping
 of the keys that the core and the driver declared through :func:`config_keys`, with the driver's
-name in ``config.driver``.
+name in ``config.driver`` and a per-run :class:`fahr_core.Stash` in ``config.stash``.
+
+All the types named here are importable from :mod:`fahr_core` (``from fahr_core import JobSpec``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 import pluggy
 
-if TYPE_CHECKING:  # the values only; importing them at run time is not needed here
-    from fahr_core.config import Config, ConfigKey
-    from fahr_core.jobs import BuildContext, FetchRequest, ImageRef, JobHandle, JobResult, JobSpec
-    from fahr_core.scaffold import Template
+# The hooks' vocabulary: plain data, imported for real (it is cheap), so that this module depends
+# on nothing else of fahr and the type hints name real objects.
+from fahr_core.values import (BuildContext, Config, ConfigKey, FetchRequest, ImageRef, JobHandle, JobResult,
+                              JobSpec, Template)
 
 hookspec = pluggy.HookspecMarker("fahr")
 
@@ -50,7 +52,7 @@ def config_keys() -> list[ConfigKey]:
     is an error). Values reach the step hooks through their ``config`` argument, layered: the
     declared default < ``fahr.toml`` < ``FAHR_<DRIVER>_<KEY>`` < ``--config.KEY=VALUE``.
 
-    :returns: a list of :class:`fahr_core.config.ConfigKey`.
+    :returns: a list of :class:`fahr_core.ConfigKey`.
 
     Example::
 
@@ -83,7 +85,7 @@ def templates() -> list[Template]:
     names both plugins. Listing reads only these objects; the template itself is read when
     ``fahr init --template NAME`` renders it with cookiecutter.
 
-    :returns: a list of :class:`fahr_core.scaffold.Template`: a name, a one-line description,
+    :returns: a list of :class:`fahr_core.Template`: a name, a one-line description,
         and a ``location`` (a folder holding ``cookiecutter.json``, or a git URL).
 
     Example::
@@ -99,7 +101,7 @@ def templates() -> list[Template]:
 def check_run(config: Config, inputs: Mapping[str, str]) -> None:
     """Check a run's configuration and inputs before anything is built or pushed.
 
-    Every implementation is called (not firstresult). Raise a :class:`fahr_core.errors.FahrError`
+    Every implementation is called (not firstresult). Raise a :class:`fahr_core.FahrError`
     (``ConfigError``, ``UsageError``…) to refuse the run with a one-line message, so the user
     does not wait for an image build to learn that a value is wrong.
 

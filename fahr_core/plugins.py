@@ -2,15 +2,21 @@
 
 Drivers are entry points in group ``fahr.drivers`` (the entry point's name is the driver's
 name); extension plugins are entry points in group ``fahr.plugins``. Listing drivers reads only
-entry-point metadata: no driver module is imported until a run needs it.
+entry-point metadata and the first line of each driver module's docstring, from its source: no
+driver module is imported until a run needs it.
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib.metadata as md
+import importlib.util
+import re
+import sys
 from dataclasses import dataclass
-from typing import Any
+from importlib.machinery import PathFinder
+from typing import Any, Iterable
 
 import pluggy
 
@@ -52,15 +58,46 @@ def _entries(group: str) -> list[DriverEntry]:
                 value=ep.value,
                 distribution=dist.name if dist else "?",
                 version=dist.version if dist else "?",
-                description=(dist.metadata.get("Summary") or "").strip() if dist else "",
+                description=module_summary(ep.module)
+                or ((dist.metadata.get("Summary") or "").strip() if dist else ""),
                 entry_point=ep,
             )
         )
     return found
 
 
+def module_summary(module: str) -> str:
+    """The first line of a module's docstring, read from its source: the module is not imported.
+
+    A plugin's own one-line description (``fahr drivers``), without running its code: only the
+    module's file is located and parsed. '' when it cannot be read; the caller falls back.
+    """
+    try:
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            doc = loaded.__doc__ or ""
+        else:
+            # find_spec of a top-level name runs no module (it asks the import finders, editable
+            # installs' included); the parts below it are looked up in their parent's folders,
+            # since find_spec("a.b") would import the package a.
+            top, *parts = module.split(".")
+            spec = importlib.util.find_spec(top)
+            for part in parts:
+                if spec is None or spec.submodule_search_locations is None:
+                    return ""
+                spec = PathFinder.find_spec(part, list(spec.submodule_search_locations))
+            if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+                return ""
+            with open(spec.origin, "rb") as source:
+                doc = ast.get_docstring(ast.parse(source.read(), spec.origin)) or ""
+    except (OSError, SyntaxError, ValueError, ImportError):
+        return ""
+    first = doc.strip().splitlines()[0].strip() if doc.strip() else ""
+    return re.sub(r"``([^`]+)``", r"\1", first)
+
+
 def installed_drivers() -> dict[str, DriverEntry]:
-    """The installed drivers by name, from metadata only.
+    """The installed drivers by name, from metadata and source only (none is imported).
 
     Two distributions registering the same driver name is a :class:`PluginError` naming both.
     """
@@ -112,8 +149,12 @@ def new_manager() -> pluggy.PluginManager:
     return pm
 
 
-def manager_for(driver: str) -> pluggy.PluginManager:
-    """The plugin manager of one run: core defaults, the selected driver, the extension plugins."""
+def manager_for(driver: str, extra_plugins: Iterable[Any] = ()) -> pluggy.PluginManager:
+    """The plugin manager of one run: core defaults, the selected driver, the extension plugins.
+
+    ``extra_plugins`` (modules or objects with ``@hookimpl`` methods) are registered last, after
+    the installed extension plugins: tests use them to watch or wrap a run's steps in-process.
+    """
     from fahr_core.hookspecs import REQUIRED_DRIVER_HOOKS
 
     entry = driver_entry(driver)
@@ -132,6 +173,11 @@ def manager_for(driver: str) -> pluggy.PluginManager:
         )
     for ext in _entries(PLUGIN_GROUP):
         _register(pm, load_entry(ext, "plugin"), f"plugin:{ext.name}", ext)
+    for number, extra in enumerate(extra_plugins):
+        try:
+            pm.register(extra, name=f"extra:{number}:{getattr(extra, '__name__', type(extra).__name__)}")
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            raise PluginError(f"extra plugin {extra!r} does not fit fahr's hooks: {exc}") from exc
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:

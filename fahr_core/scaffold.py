@@ -24,7 +24,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+# The core contributes the built-in templates as a plugin (defaults); scaffold only renders them.
+from fahr_core.defaults import builtin_dir, builtin_templates  # noqa: F401
 from fahr_core.errors import PluginError, UsageError
+# Template lives in fahr_core.values; it stays importable from here.
+from fahr_core.values import Template
 
 DEFAULT_TEMPLATE = "model"
 _DRIVER_NAME = re.compile(r"^[a-z][a-z0-9_]*\Z")
@@ -38,42 +42,6 @@ _IMAGE_REFERENCE = re.compile(
     rf"^(?:{_DOMAIN}/)?{_PATH}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
 )
-
-
-@dataclass(frozen=True)
-class Template:
-    """A project template ``fahr init`` can render (what the ``templates`` hook returns)."""
-
-    name: str
-    """What ``fahr init --template NAME`` calls it."""
-    description: str
-    """One line, for ``fahr templates``."""
-    location: str
-    """A folder holding ``cookiecutter.json``, or a git URL cookiecutter can clone."""
-    directory: str | None = None
-    """The template's folder inside ``location``, when a repository holds several."""
-    source: str = ""
-    """Which plugin contributed it (filled in by fahr)."""
-
-
-def builtin_dir() -> Path:
-    """Where the built-in templates are installed (``templates/`` of the source tree)."""
-    from importlib import resources
-
-    return Path(str(resources.files("fahr_core.templates")))
-
-
-def builtin_templates() -> list[Template]:
-    """The templates fahr ships: contributed by the core through the ``templates`` hook."""
-    root = builtin_dir()
-    return [
-        Template("model", "A train.py that trains a small scikit-learn model; runs locally and in any fahr job.",
-                 str(root / "model")),
-        Template("notebook", "A train.ipynb run headless by papermill in the job, with a parameters cell.",
-                 str(root / "notebook")),
-        Template("driver", "A pip-installable fahr-<name> driver plugin that passes fahr's conformance suite.",
-                 str(root / "driver")),
-    ]
 
 
 def available_templates(pm=None) -> dict[str, Template]:

@@ -2,12 +2,17 @@
 a host label when a job has several hosts, so that ``fahr fit … > train.log`` keeps the logs.
 
 rich is imported on first use, not at start-up.
+
+Plugins use it as ``from fahr_core import ui``; the functions in ``__all__`` are part of fahr's
+plugin API (the rest, ``console`` and ``error``, is the CLI's own).
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+
+__all__ = ["info", "success", "warn", "command", "status_change", "log_line", "build_step", "build_output"]
 
 _lock = threading.Lock()
 _console = None
@@ -40,14 +45,17 @@ def info(message: str) -> None:
 
 
 def success(message: str) -> None:
+    """A status line: something finished well."""
     _say(f"[bold green]fahr[/] {_escape(message)}")
 
 
 def warn(message: str) -> None:
+    """A status line: something the user should know, that does not stop the run."""
     _say(f"[bold yellow]fahr warning[/] {_escape(message)}")
 
 
 def error(message: str) -> None:
+    """The CLI's one error line (plugins raise a FahrError instead)."""
     _say(f"[bold red]fahr error:[/] {_escape(message)}")
 
 
@@ -57,10 +65,12 @@ def command(text: str) -> None:
 
 
 def build_step(line: str) -> None:
+    """Progress: a step of a long operation (an image build, a push) begins."""
     _say(f"[blue]{_escape(line)}[/]")
 
 
 def build_output(line: str) -> None:
+    """Progress: a line of output of the current step, dimmed."""
     _say(f"[dim]  {_escape(line)}[/]")
 
 

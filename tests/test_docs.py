@@ -33,3 +33,55 @@ def test_a_stale_reference_is_caught(tmp_path):
     assert result.returncode == 1 and "out of date" in result.stderr
     subprocess.run([sys.executable, SCRIPT, "--doc", stale], check=True)
     assert stale.read_text() == DOC.read_text()
+
+
+def _api_section():
+    text = DOC.read_text()
+    begin = text.index("<!-- BEGIN API REFERENCE")
+    return text[begin:text.index("<!-- END API REFERENCE -->", begin)]
+
+
+def test_every_public_name_and_every_field_of_the_value_types_is_documented():
+    import dataclasses
+
+    import fahr_core
+
+    section = _api_section()
+    for name in fahr_core.__all__:
+        assert f"`{name}" in section, name
+    for name in fahr_core.__all__:
+        obj = getattr(fahr_core, name)
+        if dataclasses.is_dataclass(obj):
+            assert f"### `{name}`" in section
+            for field in dataclasses.fields(obj):
+                row = next((line for line in section.splitlines() if line.startswith(f"| `{field.name}` |")), None)
+                assert row is not None, (name, field.name)
+                assert row.rstrip(" |").split("|")[-1].strip(), f"{name}.{field.name} has no description"
+    for name in fahr_core.ui.__all__:
+        assert f"`ui.{name}(" in section
+
+
+def test_the_doc_states_the_import_path_the_promise_and_the_pin():
+    import json
+
+    import fahr_core
+
+    text = " ".join(DOC.read_text().split())
+    assert "from fahr_core import" in text
+    assert "within 1.x" in text.lower()
+    assert "only added, never renamed or removed" in text
+    assert "`fahr_core.__all__`" in text and "`fahr_core.testing`" in text
+    assert f'PLUGIN_API_VERSION = {fahr_core.PLUGIN_API_VERSION!r}' in text
+    assert "fahr init fahr-mybackend --template driver --no-input --set driver_name=mybackend" in text
+    pin = json.loads((REPO / "templates" / "driver" / "cookiecutter.json").read_text())["fahr_requirement"]
+    assert pin == "fahr>=0.1,<1" and f"`{pin}`" in text
+
+
+def test_a_stale_api_reference_is_caught(tmp_path):
+    stale = tmp_path / "doc.md"
+    stale.write_text(DOC.read_text().replace("| `download_dir` |", "| `download_folder` |", 1))
+    assert stale.read_text() != DOC.read_text()
+    result = subprocess.run([sys.executable, SCRIPT, "--check", "--doc", stale], capture_output=True, text=True)
+    assert result.returncode == 1 and "out of date" in result.stderr
+    subprocess.run([sys.executable, SCRIPT, "--doc", stale], check=True)
+    assert stale.read_text() == DOC.read_text()

@@ -47,7 +47,8 @@ def test_drivers_lists_installed_distributions():
     assert rows["local"]["distribution"] == "fahr"
     assert rows["testdrv"]["distribution"] == "fahr-testdriver"
     assert rows["testdrv"]["version"] == "0.0.1"
-    assert "records each step" in rows["testdrv"]["description"]
+    # the driver's own one-line description (its module's docstring), not the distribution's summary
+    assert rows["testdrv"]["description"].startswith("A driver for fahr's own tests")
     text = run_fahr("drivers", check=0).stdout
     assert "testdrv" in text and "fahr-testdriver 0.0.1" in text
 
@@ -57,7 +58,7 @@ def test_drivers_verbose_shows_config_keys():
     keys = {k["name"]: k for k in rows["testdrv"]["config"]}
     assert keys["record_dir"]["required"] is True
     assert keys["flavour"] == {"name": "flavour", "type": "int", "default": 1, "required": False,
-                               "help": "A number, to test typed config."}
+                               "required_for": [], "help": "A number, to test typed config."}
     assert "base_image" in keys  # the core's own key is part of every driver's configuration
 
 

@@ -80,4 +80,4 @@ def test_a_baked_driver_installs_and_passes_its_tests_and_the_conformance_suite(
     passed = [line for line in result.stdout.splitlines() if " PASSED" in line]
     conformance = [line for line in passed if "test_conformance.py::TestConformance::" in line]
     assert len(conformance) == 11, result.stdout[-3000:]
-    assert len(passed) == 15 and "failed" not in result.stdout.splitlines()[-1], result.stdout[-3000:]
+    assert len(passed) == 16 and "failed" not in result.stdout.splitlines()[-1], result.stdout[-3000:]

@@ -1,5 +1,7 @@
-"""The ``local`` driver: train in containers on the local Docker engine, under the same container
-contract as SageMaker, and keep the artifacts in SageMaker's layout in a local folder:
+"""The ``local`` driver: train in containers on this machine's Docker engine, as SageMaker would.
+
+Each job runs under the same container contract as SageMaker, and its artifacts are kept in
+SageMaker's layout in a local folder:
 
     <output_path>/<job>/output/model.tar.gz
     <output_path>/<job>/output/output.tar.gz
@@ -122,7 +124,10 @@ def _read_record(job_dir: Path) -> dict:
         # O_NONBLOCK: a FIFO under the name must not hang fahr; it is refused below.
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise UsageError(f"no local job record at {job_dir}; check the job name and config.output_path") from None
+        raise UsageError(
+            f"no local job record at {job_dir}; check the job name and config.output_path; "
+            "if it ran on another driver, pass --train-driver NAME"
+        ) from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise BadRecord(job_dir, "is a symbolic link, not the file fahr wrote") from None

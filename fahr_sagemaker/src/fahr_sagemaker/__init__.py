@@ -19,10 +19,9 @@ import shlex
 from urllib.parse import urlparse
 
 from fahr_core import __version__ as fahr_version
-from fahr_core import hookimpl, names, ui
-from fahr_core.config import ConfigKey
-from fahr_core.errors import ConfigError, UsageError
-from fahr_core.jobs import COMPLETED, FAILED, FINAL_STATES, STOPPED, JobHandle, JobResult
+from fahr_core import (COMPLETED, FAILED, FINAL_STATES, STOPPED, ConfigError, ConfigKey, JobHandle, JobResult,
+                       UsageError, hookimpl, ui)
+from fahr_core import job_name as new_job_name
 
 __version__ = "0.1.0"
 NAME = "sagemaker"
@@ -94,7 +93,7 @@ def launch(spec, config):
         raise UsageError(f"image {spec.image.reference} was not pushed to ECR; SageMaker cannot pull it")
     job_name = spec.job_name
     if config["base_job_name"]:
-        job_name = names.job_name(spec.model_tag, base=config["base_job_name"])
+        job_name = new_job_name(spec.model_tag, base=config["base_job_name"])
     inputs = [
         {
             "ChannelName": channel,

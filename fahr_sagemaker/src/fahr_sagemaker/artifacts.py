@@ -12,9 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from fahr_core import names, ui
-from fahr_core.errors import UsageError
-from fahr_core.jobs import COMPLETED, IN_PROGRESS
+from fahr_core import COMPLETED, IN_PROGRESS, UsageError, job_stem, ui
 
 from fahr_sagemaker import aws
 
@@ -103,7 +101,7 @@ def newest_completed(config, model_tag: str, location: aws.S3Uri) -> dict:
     from fahr_sagemaker.follow import describe
 
     sm = aws.client(config, "sagemaker")
-    stem = names.job_stem(model_tag, config.get("base_job_name") or None)
+    stem = job_stem(model_tag, config.get("base_job_name") or None)
     summaries: list[dict] = []
     with aws.translated("listing training jobs"):
         kwargs = {"NameContains": stem, "StatusEquals": COMPLETED, "SortBy": "CreationTime",

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from fahr_core.errors import ConfigError, EnvironmentProblem, FahrError, UsageError
+from fahr_core import ConfigError, EnvironmentProblem, FahrError, StashKey, UsageError
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 # \Z, not $: '$' also matches before a trailing newline, which would slip through.
@@ -271,14 +271,15 @@ def check_local(config) -> S3Uri:
     return output
 
 
-_checked: dict[int, tuple[object, Checked]] = {}
+#: The preflight's answer, kept in the run's config.stash: push_image and launch reuse it.
+CHECKED = StashKey[Checked]()
 
 
 def preflight(config) -> Checked:
     """Check configuration, credentials, bucket and role once per run, before pushing anything."""
-    key = id(config)
-    if key in _checked and _checked[key][0] is config:
-        return _checked[key][1]
+    stash = getattr(config, "stash", None)  # a plain mapping (a unit test's) has none: no caching
+    if stash is not None and CHECKED in stash:
+        return stash[CHECKED]
     output = check_local(config)
     region = region_of(config)
     with translated("checking the AWS credentials (sts:GetCallerIdentity)"):
@@ -286,7 +287,8 @@ def preflight(config) -> Checked:
     check_bucket(config, output, "config.output_path")
     role_arn = resolve_role(config, account)
     checked = Checked(account=account, region=region, role_arn=role_arn, output=output)
-    _checked[key] = (config, checked)  # the config is kept alive, so its id stays its own
+    if stash is not None:
+        stash[CHECKED] = checked
     return checked
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 import base64
 import time
 
-from fahr_core import ui
-from fahr_core.errors import EnvironmentProblem
-from fahr_core.jobs import ImageRef
+from fahr_core import EnvironmentProblem, ImageRef, ui
 
 from fahr_sagemaker import aws
 
@@ -28,9 +26,9 @@ def content_tag(image_id: str) -> str:
 
 
 def _docker():
-    from fahr_core import engine  # the core's client for the user's engine (DOCKER_HOST honoured)
+    from fahr_core import docker_client  # the core's client for the user's engine (DOCKER_HOST honoured)
 
-    return engine.client()
+    return docker_client()
 
 
 def ensure_repository(config, name: str) -> str:

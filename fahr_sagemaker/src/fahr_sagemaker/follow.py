@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import time
 
-from fahr_core import ui
-from fahr_core.jobs import FINAL_STATES
+from fahr_core import FINAL_STATES, ui
 
 from fahr_sagemaker import aws
 
@@ -72,7 +71,7 @@ def describe(config, job_name: str) -> dict:
     """DescribeTrainingJob, with a missing job as a usage error."""
     from botocore import exceptions as bex
 
-    from fahr_core.errors import UsageError
+    from fahr_core import UsageError
 
     with aws.translated(f"describing training job {job_name}"):
         try:

@@ -3,8 +3,8 @@
 A fahr driver is a pluggy plugin: a module with ``@hookimpl`` functions, registered under the
 ``fahr.drivers`` entry point (see pyproject.toml). fahr builds the image (its default
 ``build_image``), calls ``push_image`` (the default keeps the image on the local engine), then this
-module's ``launch``, ``wait`` and ``fetch``. The hooks and their arguments are documented in
-``fahr_core.hookspecs`` and in fahr's docs/writing-a-driver.md.
+module's ``launch``, ``wait`` and ``fetch``. The hooks, their arguments and the value types
+(``from fahr_core import JobSpec, JobHandle, …``) are documented in fahr's docs/writing-a-driver.md.
 
 This driver's backend is the ``docker`` command line: each job is a container of the Docker
 engine, started as ``IMAGE train`` under the SageMaker container contract (``/opt/ml/...``).
@@ -26,10 +26,10 @@ import tarfile
 import time
 from pathlib import Path
 
-from fahr_core import hookimpl, ui
-from fahr_core.config import ConfigKey
-from fahr_core.errors import ConfigError, EnvironmentProblem, UsageError
-from fahr_core.jobs import COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, JobHandle, JobResult
+# fahr's plugin API: every name a driver uses comes from fahr_core itself (its __all__), the
+# surface fahr keeps compatible within a major version; fahr_core's submodules are internal.
+from fahr_core import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, ConfigError, ConfigKey,
+                       EnvironmentProblem, JobHandle, JobResult, UsageError, hookimpl, ui)
 
 NAME = "{{ cookiecutter.driver_name }}"
 RECORD = "job.json"

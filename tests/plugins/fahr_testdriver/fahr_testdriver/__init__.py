@@ -11,9 +11,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from fahr_core import hookimpl
-from fahr_core.config import ConfigKey
-from fahr_core.jobs import COMPLETED, FAILED, ImageRef, JobHandle, JobResult
+from fahr_core import COMPLETED, FAILED, ConfigKey, ImageRef, JobHandle, JobResult, Template, hookimpl
 
 
 @hookimpl
@@ -37,8 +35,6 @@ def _record(config, step, **data):
 
 @hookimpl
 def templates():
-    from fahr_core.scaffold import Template
-
     return [Template("testdrv-hello", "A one-file project from the test driver.",
                      str(Path(__file__).parent / "template"))]
 

@@ -1,0 +1,276 @@
+"""The values that pass between fahr and its plugins: plain data, no I/O, only the standard library.
+
+A run is::
+
+    check_run(config, inputs)
+    build_image(BuildContext) -> ImageRef -> push_image -> ImageRef
+    launch(JobSpec) -> JobHandle -> wait -> JobResult
+    fetch(FetchRequest) -> Path
+
+The dataclasses are frozen and (but for :class:`ConfigKey` and :class:`Template`, whose positional
+order is part of the API) keyword-only: fields may be added later, with defaults, without breaking
+any plugin that builds or reads them. Fields are never renamed or removed within one major version
+of the plugin API (``fahr_core.PLUGIN_API_VERSION``).
+
+Everything here is re-exported by :mod:`fahr_core`; import it from there
+(``from fahr_core import JobSpec``), not from this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar, cast
+
+# TrainingJobStatus values (docs/contract.md, "Names and states").
+IN_PROGRESS = "InProgress"
+COMPLETED = "Completed"
+FAILED = "Failed"
+STOPPING = "Stopping"
+STOPPED = "Stopped"
+FINAL_STATES = frozenset({COMPLETED, FAILED, STOPPED})
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildContext:
+    """What to build: the training artifact and the folder that is the Docker build context."""
+
+    artifact: Path
+    """The training script or notebook, absolute."""
+    context_dir: Path
+    """The folder sent to the engine as build context (the artifact's folder)."""
+    dockerfile: Path
+    """The Dockerfile in ``context_dir`` (written by fahr when the user had none)."""
+    model_tag: str
+    """The model image tag, e.g. ``foo/model`` (see :func:`fahr_core.model_image_tag`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageRef:
+    """A built (and perhaps pushed) image."""
+
+    name: str
+    """Repository name: ``foo/model`` locally, a registry path after a push."""
+    tag: str = "latest"
+    """The image tag (used in the reference only when there is neither digest nor id)."""
+    image_id: str = ""
+    """The engine's content-addressed id, ``sha256:…``."""
+    digest: str = ""
+    """The registry digest ``sha256:…`` after a push; empty for a local-only image."""
+
+    @property
+    def reference(self) -> str:
+        """The most precise reference: by digest when pushed, else by id, else name:tag."""
+        if self.digest:
+            return f"{self.name}@{self.digest}"
+        if self.image_id:
+            return self.image_id
+        return f"{self.name}:{self.tag}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """Everything a driver needs to launch one training job."""
+
+    job_name: str
+    """Unique, ``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}`` (see :func:`fahr_core.job_name`)."""
+    model_tag: str
+    """The model image tag the job trains (``foo/model``)."""
+    image: ImageRef
+    """The image to run, as ``push_image`` returned it: run ``image.reference``."""
+    hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    """Already stringified, as SageMaker hands them to the container."""
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    """Channel name -> local path or URI."""
+    environment: Mapping[str, str] = field(default_factory=dict)
+    """Extra environment for the container (``--env``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobHandle:
+    """A launched job: enough to wait for it, stop it or fetch from it, even from another process."""
+
+    driver: str
+    """The name of the driver that launched the job."""
+    job_name: str
+    """The job's name, as the backend knows it (the driver may have changed the spec's)."""
+    model_tag: str
+    """The model image tag the job trains."""
+    details: Mapping[str, Any] = field(default_factory=dict)
+    """Driver-specific, JSON-serialisable (ARN, console URL, output folder…)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobResult:
+    """How a job ended."""
+
+    job: JobHandle
+    """The job this result is of."""
+    status: str
+    """One of Completed, Failed, Stopped."""
+    failure_reason: str = ""
+    """Why the job failed or stopped, at most 1024 characters; empty when it completed."""
+    model_artifact: str = ""
+    """Where model.tar.gz is: a local path or a URI (``s3://…``)."""
+    output_artifact: str = ""
+    """Where output.tar.gz (the job's /opt/ml/output/data) is, when the job wrote one."""
+    training_seconds: float | None = None
+    """How long the job trained, when the backend says."""
+    billable_seconds: float | None = None
+    """How long the backend bills for, when it says."""
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the job completed."""
+        return self.status == COMPLETED
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchRequest:
+    """Which model to download, and where to put the downloaded archive."""
+
+    model_tag: str
+    """The model image tag whose model is wanted."""
+    job_name: str | None = None
+    """A specific job; ``None`` means the newest completed job of ``model_tag``."""
+    location: str | None = None
+    """Where the driver keeps artifacts (its ``output_path``), or the archive itself."""
+    download_dir: Path
+    """An empty folder the driver downloads ``model.tar.gz`` into."""
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One configuration key a plugin reads.
+
+    ``type`` is one of ``str``, ``int``, ``float``, ``bool`` or ``dict`` (string to string; on
+    the command line ``k=v,k2=v2`` or a JSON object). A ``required`` key has no usable default.
+    ``check``, if given, returns why a converted value is invalid (``"is not …"``), or None.
+    """
+
+    name: str
+    """The key's name: ``fahr.toml``'s ``[DRIVER] name``, ``FAHR_<DRIVER>_<NAME>``, ``--config.name``."""
+    type: type
+    """``str``, ``int``, ``float``, ``bool`` or ``dict``; values are converted to it."""
+    default: Any
+    """The value when no layer sets one."""
+    help: str
+    """One line for ``fahr config`` and ``fahr drivers --verbose``."""
+    required: bool = False
+    """True when the key has no usable default: a run without a value is refused (exit 2)."""
+    check: Callable[[Any], str | None] | None = None
+    """Returns why a converted value is invalid (``"is not …"``), or None when it is fine."""
+
+    @property
+    def type_name(self) -> str:
+        """The type as fahr names it to users (``int``, ``mapping k=v,k2=v2``…)."""
+        return {dict: "mapping k=v,k2=v2"}.get(self.type, self.type.__name__)
+
+
+@dataclass(frozen=True)
+class Template:
+    """A project template ``fahr init`` can render (what the ``templates`` hook returns)."""
+
+    name: str
+    """What ``fahr init --template NAME`` calls it."""
+    description: str
+    """One line, for ``fahr templates``."""
+    location: str
+    """A folder holding ``cookiecutter.json``, or a git URL cookiecutter can clone."""
+    directory: str | None = None
+    """The template's folder inside ``location``, when a repository holds several."""
+    source: str = ""
+    """Which plugin contributed it (filled in by fahr)."""
+
+
+T = TypeVar("T")
+D = TypeVar("D")
+
+
+class StashKey(Generic[T]):
+    """A typed key of a :class:`Stash`: ``RESULT = StashKey[Checked]()``, one per module-level name.
+
+    Keys compare by identity: two plugins cannot collide, whatever they call their keys.
+    """
+
+    __slots__ = ()
+
+
+class Stash:
+    """Per-run storage for plugins (pytest's stash pattern): ``config.stash[KEY] = value``.
+
+    A driver keeps there what one run computed (a preflight's answer, a session) instead of module
+    globals keyed by ``id(config)``; it lives as long as the run's :class:`Config`. Only
+    :class:`StashKey` objects are keys, so that no two plugins share a name by accident.
+    """
+
+    __slots__ = ("_storage",)
+
+    def __init__(self) -> None:
+        self._storage: dict[StashKey[Any], object] = {}
+
+    @staticmethod
+    def _check(key: object) -> None:
+        if not isinstance(key, StashKey):
+            raise TypeError(f"stash keys are StashKey objects (KEY = StashKey[type]()), not {type(key).__name__}")
+
+    def __setitem__(self, key: StashKey[T], value: T) -> None:
+        self._check(key)
+        self._storage[key] = value
+
+    def __getitem__(self, key: StashKey[T]) -> T:
+        self._check(key)
+        return cast(T, self._storage[key])
+
+    def get(self, key: StashKey[T], default: D) -> T | D:
+        """The value of ``key``, or ``default`` when none was stored."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def setdefault(self, key: StashKey[T], default: T) -> T:
+        """The value of ``key``; stores and returns ``default`` when none was stored."""
+        try:
+            return self[key]
+        except KeyError:
+            self[key] = default
+            return default
+
+    def __delitem__(self, key: StashKey[T]) -> None:
+        self._check(key)
+        del self._storage[key]
+
+    def __contains__(self, key: object) -> bool:
+        self._check(key)
+        return key in self._storage
+
+    def __len__(self) -> int:
+        return len(self._storage)
+
+
+class Config(Mapping[str, Any]):
+    """The resolved configuration of one run: read-only, plus where each value came from.
+
+    ``config["key"]`` reads a declared key; ``config.driver`` is the driver's name;
+    ``config.sources["key"]`` says where the value came from; ``config.stash`` is the run's
+    :class:`Stash` (a fresh one per Config).
+    """
+
+    def __init__(self, driver: str, values: Mapping[str, Any], sources: Mapping[str, str]):
+        self.driver = driver
+        self._values = dict(values)
+        self.sources = dict(sources)
+        self.stash = Stash()
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Config({self.driver!r}, {self._values!r})"
