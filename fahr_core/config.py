@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from fahr_core.errors import ConfigError
+from fahr_core.errors import ConfigError, PluginError
 
 DEFAULT_DRIVER = "local"
+#: The commands a :attr:`ConfigKey.required_for` may name.
+COMMANDS = ("fit", "wait", "stop", "fetch")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -33,7 +35,11 @@ class ConfigKey:
     """One configuration key a plugin reads.
 
     ``type`` is one of ``str``, ``int``, ``float``, ``bool`` or ``dict`` (string to string; on
-    the command line ``k=v,k2=v2`` or a JSON object). A ``required`` key has no usable default.
+    the command line ``k=v,k2=v2`` or a JSON object). A ``required`` key has no usable default
+    for any command that runs jobs (``fit``, ``wait``, ``stop``; ``fetch`` does not insist);
+    ``required_for`` names the commands (of :data:`COMMANDS`) that need it when it is not
+    required for all, e.g. ``("fit",)``. The core refuses a run that lacks such a key with one
+    line naming the key, its help and the three ways to set it: drivers do not check it again.
     ``check``, if given, returns why a converted value is invalid (``"is not …"``), or None.
     """
 
@@ -43,6 +49,11 @@ class ConfigKey:
     help: str
     required: bool = False
     check: Callable[[Any], str | None] | None = None
+    required_for: tuple[str, ...] = ()
+
+    def required_by(self, command: str | None) -> bool:
+        """Whether ``command`` (one of :data:`COMMANDS`) cannot run without this key."""
+        return command is not None and command in self.required_for
 
     @property
     def type_name(self) -> str:
@@ -360,13 +371,26 @@ def resolve(
     cli_pairs: Iterable[tuple[str, str]] = (),
     environ: Mapping[str, str] | None = None,
     check_required: bool = True,
+    command: str | None = None,
 ) -> Config:
-    """Layer the values of ``keys`` for ``driver`` and check names, types and required keys."""
+    """Layer the values of ``keys`` for ``driver`` and check names, types and required keys.
+
+    ``check_required`` enforces the keys marked ``required``; ``command`` (one of
+    :data:`COMMANDS`) enforces, besides, the keys whose ``required_for`` names it.
+    """
     environ = os.environ if environ is None else environ
     declared: dict[str, ConfigKey] = {}
     for key in keys:
         if key.name in declared:
             raise ConfigError(f"config key {key.name!r} is declared twice by the installed plugins")
+        # A str would be read letter by letter, a misspelt command never enforced: the driver's bug.
+        wrong = [c for c in key.required_for if c not in COMMANDS] if not isinstance(key.required_for, str) else [
+            key.required_for]
+        if wrong:
+            raise PluginError(
+                f"driver {driver!r} declares config.{key.name} required_for={key.required_for!r}; "
+                f"expected a tuple of {', '.join(COMMANDS)} (report it to the driver's authors)"
+            )
         declared[key.name] = key
 
     values = {name: key.default for name, key in declared.items()}
@@ -391,11 +415,12 @@ def resolve(
     for name, raw in cli_pairs:
         put(name, raw, f"--config.{name}")
 
-    if check_required:
-        for name, key in declared.items():
-            if key.required and values[name] in (None, ""):
-                raise ConfigError(
-                    f"driver {driver!r} needs config.{name} ({key.help.rstrip('.')}): pass "
-                    f"--config.{name}=VALUE, set {env_var(driver, name)}, or add it to fahr.toml"
-                )
+    for name, key in declared.items():
+        needed = (check_required and key.required) or key.required_by(command)
+        if needed and values[name] in (None, ""):
+            purpose = f" to {command}" if key.required_by(command) and not key.required else ""
+            raise ConfigError(
+                f"driver {driver!r} needs config.{name}{purpose} ({key.help.rstrip('.')}): pass "
+                f"--config.{name}=VALUE, set {env_var(driver, name)}, or add it to fahr.toml"
+            )
     return Config(driver, values, sources)

@@ -119,11 +119,25 @@ def test_output_path_is_validated(path, message):
     assert info.value.exit_code == 2
 
 
-def test_output_path_and_role_are_needed_to_fit():
-    with pytest.raises(ConfigError, match="needs config.output_path"):
+def _resolve_for(command, **values):
+    pairs = [(k, str(v)) for k, v in values.items()]
+    return cfg.resolve("sagemaker", fahr_sagemaker.config_keys(), cfg.ProjectFile(None, {}), pairs,
+                       environ={}, command=command)
+
+
+def test_output_path_and_role_are_needed_to_fit_only():
+    # The driver declares it (required_for); the core words the error, the driver no longer does.
+    with pytest.raises(ConfigError) as info:
+        _resolve_for("fit", role_name="r")
+    assert str(info.value).startswith("driver 'sagemaker' needs config.output_path to fit (S3 folder for artifacts")
+    assert "--config.output_path=VALUE, set FAHR_SAGEMAKER_OUTPUT_PATH, or add it to fahr.toml" in str(info.value)
+    with pytest.raises(ConfigError, match=r"^driver 'sagemaker' needs config.role_name to fit \(IAM execution role"):
+        _resolve_for("fit", output_path="s3://bucket/x")
+    for command in ("wait", "stop", "fetch", None):
+        assert _resolve_for(command)["output_path"] == ""
+    # Nothing in the driver re-checks it: an empty output path is only a bad S3 location there.
+    with pytest.raises(ConfigError, match="is not an S3 location"):
         aws.check_local(_config(role_name="r"))
-    with pytest.raises(ConfigError, match="needs config.role_name"):
-        aws.check_local(_config(output_path="s3://bucket/x"))
 
 
 def test_parse_s3_normalises():
