@@ -150,10 +150,27 @@ def newest_completed(config, model_tag: str, location: aws.S3Uri) -> dict:
             if not page.get("NextToken"):
                 break
             request["NextToken"] = page["NextToken"]
+    _bucket_must_exist(config, location)  # a typo in the bucket deserves its own message
     raise UsageError(
         f"no completed job of {model_tag!r} under {location.uri} in {aws.region_of(config)}; "
         "train it first with 'fahr fit', or pass --job NAME"
     )
+
+
+def _bucket_must_exist(config, location: aws.S3Uri) -> None:
+    """A :class:`UsageError` when the bucket of ``location`` does not exist; anything else passes
+    (without s3:ListBucket, HeadBucket is denied: that says nothing about the jobs)."""
+    from botocore import exceptions as bex
+
+    with aws.translated(f"checking bucket {location.bucket}"):
+        try:
+            aws.client(config, "s3").head_bucket(Bucket=location.bucket)
+        except bex.ClientError as exc:
+            if aws.error_code(exc) in ("NoSuchBucket", "404", "NotFound"):
+                raise UsageError(
+                    f"{location.uri}: bucket {location.bucket!r} does not exist in {aws.region_of(config)}; "
+                    "check ARTIFACT_LOCATION (the output_path the job used)"
+                ) from exc
 
 
 def job_for_fetch(config, model_tag: str, job_name: str | None, location: aws.S3Uri | None) -> dict:
