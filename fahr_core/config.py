@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from fahr_core.errors import ConfigError
+from fahr_core.errors import ConfigError, PluginError
 # The value types live in fahr_core.values; these names stay importable from here.
-from fahr_core.values import Config, ConfigKey  # noqa: F401
+from fahr_core.values import COMMANDS, Config, ConfigKey  # noqa: F401
 
 DEFAULT_DRIVER = "local"
 _TRUE = {"1", "true", "yes", "on"}
@@ -320,13 +320,26 @@ def resolve(
     cli_pairs: Iterable[tuple[str, str]] = (),
     environ: Mapping[str, str] | None = None,
     check_required: bool = True,
+    command: str | None = None,
 ) -> Config:
-    """Layer the values of ``keys`` for ``driver`` and check names, types and required keys."""
+    """Layer the values of ``keys`` for ``driver`` and check names, types and required keys.
+
+    ``check_required`` enforces the keys marked ``required``; ``command`` (one of
+    :data:`COMMANDS`) enforces, besides, the keys whose ``required_for`` names it.
+    """
     environ = os.environ if environ is None else environ
     declared: dict[str, ConfigKey] = {}
     for key in keys:
         if key.name in declared:
             raise ConfigError(f"config key {key.name!r} is declared twice by the installed plugins")
+        # A str would be read letter by letter, a misspelt command never enforced: the driver's bug.
+        wrong = [c for c in key.required_for if c not in COMMANDS] if not isinstance(key.required_for, str) else [
+            key.required_for]
+        if wrong:
+            raise PluginError(
+                f"driver {driver!r} declares config.{key.name} required_for={key.required_for!r}; "
+                f"expected a tuple of {', '.join(COMMANDS)} (report it to the driver's authors)"
+            )
         declared[key.name] = key
 
     values = {name: key.default for name, key in declared.items()}
@@ -351,11 +364,12 @@ def resolve(
     for name, raw in cli_pairs:
         put(name, raw, f"--config.{name}")
 
-    if check_required:
-        for name, key in declared.items():
-            if key.required and values[name] in (None, ""):
-                raise ConfigError(
-                    f"driver {driver!r} needs config.{name} ({key.help.rstrip('.')}): pass "
-                    f"--config.{name}=VALUE, set {env_var(driver, name)}, or add it to fahr.toml"
-                )
+    for name, key in declared.items():
+        needed = (check_required and key.required) or key.required_by(command)
+        if needed and values[name] in (None, ""):
+            purpose = f" to {command}" if key.required_by(command) and not key.required else ""
+            raise ConfigError(
+                f"driver {driver!r} needs config.{name}{purpose} ({key.help.rstrip('.')}): pass "
+                f"--config.{name}=VALUE, set {env_var(driver, name)}, or add it to fahr.toml"
+            )
     return Config(driver, values, sources)

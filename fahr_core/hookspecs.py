@@ -52,26 +52,47 @@ def config_keys() -> list[ConfigKey]:
     is an error). Values reach the step hooks through their ``config`` argument, layered: the
     declared default < ``fahr.toml`` < ``FAHR_<DRIVER>_<KEY>`` < ``--config.KEY=VALUE``.
 
+    A key a command cannot do without says so, and the core enforces it before any hook of that
+    command runs, with one line naming the key, its help and the three ways to set it:
+    ``required=True`` for every command that runs jobs (``fit``, ``wait``, ``stop``), or
+    ``required_for=("fit",)`` (any of ``fit``, ``wait``, ``stop``, ``fetch``) for those
+    commands only. Drivers do not check for a missing required key themselves.
+
     :returns: a list of :class:`fahr_core.ConfigKey`.
 
     Example::
 
         @hookimpl
         def config_keys():
-            return [ConfigKey("region", str, "eu-west-1", "Region the jobs run in.")]
+            return [ConfigKey("region", str, "eu-west-1", "Region the jobs run in."),
+                    ConfigKey("bucket", str, "", "Bucket for artifacts.", required_for=("fit",))]
     """
 
 
 @hookspec(firstresult=True)
-def claims_location(location: str) -> bool | None:
+def claims_location(location: str, config: Config) -> bool | None:
     """Say whether an artifact location (``s3://…``, a folder…) belongs to this driver.
 
-    ``fahr fetch DIR TAG LOCATION`` without ``--train-driver`` asks every installed driver.
+    ``fahr fetch DIR TAG LOCATION`` without ``--train-driver`` asks the installed drivers and
+    picks, in this order: the driver ``FAHR_DRIVER`` or ``fahr.toml``'s ``driver`` names, if it
+    claims the location; else the one driver that claims it. When several claim it, the fetch
+    is refused (exit 2) naming them, and the user chooses with ``--train-driver`` or
+    ``FAHR_DRIVER``; so claim only what is really yours (your scheme, or a folder your jobs
+    wrote), never everything.
 
     :param location: the ``ARTIFACT_LOCATION`` argument of ``fahr fetch``.
+    :param config: this driver's resolved configuration (defaults, ``fahr.toml``, environment,
+        the ``--config.KEY`` it declares), without its required keys enforced: they may be unset.
+        Implementations that take only ``location`` keep working.
     :returns: True to claim it; None (or False) otherwise.
 
     Stops at first non-None result.
+
+    Example::
+
+        @hookimpl
+        def claims_location(location, config):
+            return True if location.startswith("mine://") else None
     """
 
 
@@ -176,10 +197,18 @@ def launch(spec: JobSpec, config: Config) -> JobHandle | None:
     (``/opt/ml/...``; ``FAHR_EXECUTION_ENVIRONMENT`` set to the driver's environment name), with
     ``spec.hyperparameters``, ``spec.inputs`` and ``spec.environment``.
 
+    ``spec.job_name`` is the core's proposal; a driver may name the job otherwise (a prefix
+    from its configuration, a backend's own id). The handle's ``job_name`` is the job's real
+    name: the core prints it (after ``launch`` returns, never before), and passes it to
+    ``fahr wait``/``stop``/``fetch --job``. The handle's ``model_tag`` is ``spec.model_tag``, and
+    the driver records it with the job (a tag, the environment, a record file) so that
+    :func:`wait` can recover it from the name alone and :func:`fetch` can find the jobs of a tag
+    whatever they are named.
+
     :param spec: job name, model tag, image, hyperparameters, input channels, environment.
     :param config: the run's resolved configuration.
     :returns: a handle that :func:`wait`, :func:`stop` and :func:`fetch` understand, also in a
-        later process (keep ``details`` JSON-serialisable).
+        later process (keep ``details`` JSON-serialisable). None is a driver bug.
 
     Stops at first non-None result.
 
@@ -200,9 +229,15 @@ def wait(job: JobHandle, config: Config) -> JobResult | None:
     On ``KeyboardInterrupt`` a driver either stops the job (``local``: nothing may be left
     running) or detaches from it (a cloud job keeps running), then re-raises.
 
+    ``fahr wait JOB`` rebuilds the handle from the job's name alone: ``model_tag`` is empty and
+    ``details`` too. The driver then looks the tag up where :func:`launch` recorded it, and the
+    result's ``job`` carries it, for the core prints ``fahr fetch ./model TAG …`` from it (a
+    result without a tag gets the placeholder ``MODEL_TAG`` and a warning).
+
     :param job: the handle :func:`launch` returned (or one rebuilt from a job name).
     :param config: the run's resolved configuration.
-    :returns: the result: status, failure reason, artifact locations, timings.
+    :returns: the result: its ``job`` with the model tag, status, failure reason, artifact
+        locations, timings.
 
     Stops at first non-None result.
 
@@ -221,8 +256,10 @@ def wait(job: JobHandle, config: Config) -> JobResult | None:
 def fetch(request: FetchRequest, config: Config) -> Path | None:
     """Download a job's ``model.tar.gz`` into ``request.download_dir``.
 
-    Without ``request.job_name`` the newest completed job of ``request.model_tag`` is meant.
-    The driver only downloads; the core extracts the archive safely (no absolute paths, no
+    Without ``request.job_name`` the newest completed job of ``request.model_tag`` is meant,
+    found by the model tag recorded with each job at launch, not by the job's name (which the
+    driver's configuration may have changed). A job of another tag, or one that did not
+    complete, is never fetched. The driver only downloads; the core extracts the archive safely (no absolute paths, no
     ``..``, no links out, no devices) and moves it into place.
 
     :param request: model tag, optional job name, optional location, download folder.

@@ -43,13 +43,17 @@ class Session:
 
 
 def open_session(driver: str | None, project_dir: Path, cli_config: Iterable[tuple[str, str]] = (),
-                 check_required: bool = True) -> Session:
-    """Choose the driver, load it and resolve its configuration."""
+                 check_required: bool = True, command: str | None = None) -> Session:
+    """Choose the driver, load it and resolve its configuration.
+
+    ``check_required`` enforces the keys marked ``required``; ``command`` (``fit``, ``wait``,
+    ``stop``, ``fetch``) also those whose ``required_for`` names it.
+    """
     project = cfg.read_project_file(project_dir)
     name = cfg.choose_driver(driver, project)
     pm = plugins.manager_for(name)
     keys = plugins.driver_config_keys(pm)
-    config = cfg.resolve(name, keys, project, cli_config, check_required=check_required)
+    config = cfg.resolve(name, keys, project, cli_config, check_required=check_required, command=command)
     return Session(pm, config)
 
 
@@ -75,9 +79,13 @@ def _validate_environment(environment: Mapping[str, str]) -> None:
             raise UsageError(f"--env {name}=…: a variable name is letters, digits and '_', not starting with a digit")
 
 
+#: What a printed fetch command holds in place of a model tag the driver did not report.
+MODEL_TAG_PLACEHOLDER = "MODEL_TAG"
+
+
 def fetch_command(result_job: JobHandle, location: str) -> str:
-    """The exact command that fetches this job's model."""
-    words = ["fahr", "fetch", "./model", result_job.model_tag]
+    """The exact command that fetches this job's model (``MODEL_TAG`` when the tag is unknown)."""
+    words = ["fahr", "fetch", "./model", result_job.model_tag or MODEL_TAG_PLACEHOLDER]
     words += [location] if location else []
     return shlex.join(words + ["--train-driver", result_job.driver, "--job", result_job.job_name])
 
@@ -119,7 +127,7 @@ def fit(
 
         _check_fetch_spares_project(Path(fetch_dir), given, artifact)
         check_target(Path(fetch_dir), overwrite)  # fail before training, not after
-    session = open_session(driver, artifact.parent, cli_config)
+    session = open_session(driver, artifact.parent, cli_config, command="fit")
     config, hook = session.config, session.hook
     if fetch_dir is not None:
         _check_fetch_spares_output(Path(fetch_dir), config)
@@ -137,8 +145,13 @@ def fit(
         inputs=dict(inputs),
         environment=dict(environment),
     )
-    ui.info(f"launching job {spec.job_name} on driver {config.driver!r}")
+    # The driver names the job (sagemaker's base_job_name renames it): the name is printed from
+    # the handle it returns, never from the spec. No "launching job NAME" before it is known.
+    ui.info(f"launching a job of {model_tag} on driver {config.driver!r}")
     job = hook.launch(spec=spec, config=config)
+    if job is None:
+        raise PluginError(f"driver {config.driver!r} launched nothing (its launch hook returned None)")
+    ui.info(f"launching job {job.job_name} on driver {config.driver!r}: accepted")
     location = _location(config)
     if detach:
         from fahr_core import interrupts
@@ -231,7 +244,11 @@ def report(result: JobResult, config: cfg.Config) -> JobResult:
             reason = reason[:400] + " …"
         raise JobFailed(f"job {job.job_name} {result.status.lower()}{timing}: {reason}")
     ui.success(f"job {job.job_name} completed{timing}; model at {result.model_artifact}")
-    ui.info("fetch it with:")
+    if job.model_tag:
+        ui.info("fetch it with:")
+    else:  # a driver that does not honour the wait hook's contract: say so rather than print ''
+        ui.warn(f"driver {config.driver!r} did not report the model tag of job {job.job_name}; "
+                f"fetch it with the command below, {MODEL_TAG_PLACEHOLDER} replaced by the tag it trained")
     ui.command(fetch_command(job, _location(config)))
     return result
 
@@ -239,7 +256,8 @@ def report(result: JobResult, config: cfg.Config) -> JobResult:
 def wait(job_name: str, *, driver: str | None, cli_config: list[tuple[str, str]]) -> JobResult:
     """Re-attach to a launched job (``fit --detach``) and follow it to the end."""
     names.validate_job_name(job_name)
-    session = open_session(driver, Path.cwd(), cli_config)
+    session = open_session(driver, Path.cwd(), cli_config, command="wait")
+    # Rebuilt from the name alone: the driver's wait fills in the model tag (hookspec ``wait``).
     job = JobHandle(driver=session.config.driver, job_name=job_name, model_tag="")
     return _follow(session, job)
 
@@ -247,7 +265,7 @@ def wait(job_name: str, *, driver: str | None, cli_config: list[tuple[str, str]]
 def stop(job_name: str, *, driver: str | None, cli_config: list[tuple[str, str]]) -> bool:
     """Ask the driver to stop a job."""
     names.validate_job_name(job_name)
-    session = open_session(driver, Path.cwd(), cli_config)
+    session = open_session(driver, Path.cwd(), cli_config, command="stop")
     job = JobHandle(driver=session.config.driver, job_name=job_name, model_tag="")
     stopped = session.hook.stop(job=job, config=session.config)
     if stopped is None:
@@ -255,16 +273,45 @@ def stop(job_name: str, *, driver: str | None, cli_config: list[tuple[str, str]]
     return bool(stopped)
 
 
-def driver_for_location(location: str) -> str | None:
-    """The installed driver that claims an artifact location (``s3://…`` → sagemaker)."""
-    for name, entry in plugins.installed_drivers().items():
+def driver_for_location(location: str, project_dir: Path | None = None,
+                        cli_config: Iterable[tuple[str, str]] = (),
+                        environ: Mapping[str, str] | None = None) -> str | None:
+    """The installed driver that claims an artifact location (``s3://…`` → sagemaker), or None.
+
+    The driver ``FAHR_DRIVER`` or ``fahr.toml``'s ``driver`` (in ``project_dir``) names, if it
+    claims the location; else the only driver that claims it. Several claimants is a
+    :class:`UsageError` naming them and how to choose. Each driver is asked with its own resolved
+    configuration (required keys not enforced; ``--config.KEY`` pairs given to those that declare KEY).
+    """
+    environ = os.environ if environ is None else environ
+    project = cfg.read_project_file(project_dir or Path.cwd())
+    cli_config = list(cli_config)
+    preferred = environ.get("FAHR_DRIVER") or project.driver
+
+    def claims(name: str) -> bool:
         try:
             pm = plugins.manager_for(name)
         except PluginError:
-            continue
-        if pm.hook.claims_location(location=location):
-            return name
-    return None
+            return False  # a driver that cannot load claims nothing; naming it is `fahr drivers`' job
+        keys = plugins.driver_config_keys(pm)
+        declared = {key.name for key in keys}
+        config = cfg.resolve(name, keys, project, [(k, v) for k, v in cli_config if k in declared],
+                             environ=environ, check_required=False)
+        # Implementations written before `config` was passed take `location` alone: pluggy hands
+        # each implementation only the arguments it names.
+        return bool(pm.hook.claims_location(location=location, config=config))
+
+    installed = plugins.installed_drivers()
+    if preferred in installed and claims(preferred):
+        return preferred
+    claimants = [name for name in sorted(installed) if name != preferred and claims(name)]
+    if len(claimants) > 1:
+        listed = ", ".join(repr(name) for name in claimants)
+        raise UsageError(
+            f"{location} is claimed by several installed drivers ({listed}); choose one with "
+            f"--train-driver NAME, or set FAHR_DRIVER=NAME"
+        )
+    return claimants[0] if claimants else None
 
 
 def fetch(
@@ -290,13 +337,13 @@ def fetch(
         max_model_bytes()  # a bad FAHR_MAX_MODEL_BYTES fails now, not after the download
     if session is None:
         if driver is None and location:
-            driver = driver_for_location(location)
+            driver = driver_for_location(location, Path.cwd(), cli_config)
             if driver is None and "://" in location:
                 raise UsageError(
                     f"no installed driver handles {location}; pass --train-driver NAME "
                     "(see 'fahr drivers'), or install the driver for it"
                 )
-        session = open_session(driver, Path.cwd(), cli_config, check_required=False)
+        session = open_session(driver, Path.cwd(), cli_config, check_required=False, command="fetch")
         # Replacing the folder the jobs live in (with --overwrite) would delete them all.
         _check_fetch_spares_output(Path(target), session.config, location, flag="fetch target")
     with tempfile.TemporaryDirectory(prefix="fahr-fetch-") as download_dir:

@@ -139,12 +139,20 @@ class FetchRequest:
     """An empty folder the driver downloads ``model.tar.gz`` into."""
 
 
+#: The commands a :attr:`ConfigKey.required_for` may name.
+COMMANDS = ("fit", "wait", "stop", "fetch")
+
+
 @dataclass(frozen=True)
 class ConfigKey:
     """One configuration key a plugin reads.
 
     ``type`` is one of ``str``, ``int``, ``float``, ``bool`` or ``dict`` (string to string; on
-    the command line ``k=v,k2=v2`` or a JSON object). A ``required`` key has no usable default.
+    the command line ``k=v,k2=v2`` or a JSON object). A ``required`` key has no usable default
+    for any command that runs jobs (``fit``, ``wait``, ``stop``; ``fetch`` does not insist);
+    ``required_for`` names the commands (of :data:`COMMANDS`) that need it when it is not
+    required for all, e.g. ``("fit",)``. The core refuses a run that lacks such a key with one
+    line naming the key, its help and the three ways to set it: drivers do not check it again.
     ``check``, if given, returns why a converted value is invalid (``"is not …"``), or None.
     """
 
@@ -160,6 +168,12 @@ class ConfigKey:
     """True when the key has no usable default: a run without a value is refused (exit 2)."""
     check: Callable[[Any], str | None] | None = None
     """Returns why a converted value is invalid (``"is not …"``), or None when it is fine."""
+    required_for: tuple[str, ...] = ()
+    """The commands (of ``COMMANDS``: fit, wait, stop, fetch) that cannot run without a value."""
+
+    def required_by(self, command: str | None) -> bool:
+        """Whether ``command`` (one of ``COMMANDS``) cannot run without this key."""
+        return command is not None and command in self.required_for
 
     @property
     def type_name(self) -> str:

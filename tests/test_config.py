@@ -102,6 +102,42 @@ def test_required_key_missing_says_how_to_set_it(tmp_path):
         cfg.resolve("mydrv", KEYS, cfg.read_project_file(tmp_path), environ={})
 
 
+PER_COMMAND = [
+    ConfigKey("bucket", str, "", "Bucket for artifacts.", required_for=("fit",)),
+    ConfigKey("queue", str, "", "Queue to follow.", required_for=("wait", "stop")),
+    ConfigKey("token", str, "", "Token.", required=True),
+]
+
+
+def test_required_for_is_enforced_for_its_commands_only():
+    empty = cfg.ProjectFile(None, {})
+    with pytest.raises(ConfigError) as info:
+        cfg.resolve("mydrv", PER_COMMAND, empty, [("token", "t")], environ={}, command="fit")
+    assert str(info.value) == ("driver 'mydrv' needs config.bucket to fit (Bucket for artifacts): pass "
+                               "--config.bucket=VALUE, set FAHR_MYDRV_BUCKET, or add it to fahr.toml")
+    for command in ("wait", "stop"):
+        with pytest.raises(ConfigError, match=f"needs config.queue to {command} \\(Queue to follow\\)"):
+            cfg.resolve("mydrv", PER_COMMAND, empty, [("token", "t")], environ={}, command=command)
+    # fetch needs neither; a set value (from anywhere) satisfies it.
+    assert cfg.resolve("mydrv", PER_COMMAND, empty, [("token", "t")], environ={}, command="fetch")["bucket"] == ""
+    conf = cfg.resolve("mydrv", PER_COMMAND, empty, [("token", "t")], environ={"FAHR_MYDRV_BUCKET": "b"},
+                       command="fit")
+    assert conf["bucket"] == "b"
+    # `required` still means every command, when required keys are checked at all.
+    with pytest.raises(ConfigError, match=r"^driver 'mydrv' needs config.token \(Token\)"):
+        cfg.resolve("mydrv", PER_COMMAND, empty, [("bucket", "b")], environ={}, command="fit")
+    assert cfg.resolve("mydrv", PER_COMMAND, empty, environ={}, check_required=False)["token"] == ""
+
+
+@pytest.mark.parametrize("required_for", [("fitt",), "fit"])
+def test_required_for_naming_no_command_is_the_drivers_bug(required_for):
+    from fahr_core.errors import PluginError
+
+    keys = [ConfigKey("bucket", str, "", "Bucket.", required_for=required_for)]
+    with pytest.raises(PluginError, match=r"declares config.bucket required_for=.*expected a tuple of fit, wait, stop, fetch"):
+        cfg.resolve("mydrv", keys, cfg.ProjectFile(None, {}), environ={}, command="fetch")
+
+
 def test_key_declared_twice(tmp_path):
     with pytest.raises(ConfigError, match="declared twice"):
         cfg.resolve("d", KEYS + [ConfigKey("spot", bool, True, "again")], cfg.read_project_file(tmp_path), environ={})

@@ -6,6 +6,7 @@ runs real containers; afterwards no container or network of the job may remain.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import tarfile
@@ -221,10 +222,13 @@ def test_detach_then_wait_then_fetch(docker_engine, fahr, jobs_dir, model_dir, t
     proc = fahr("fit", model_dir / "train.py", "--detach", check=0)
     [record] = job_records(jobs_dir)
     job = record["job_name"]
+    assert re.findall(r"launching job (\S+)", proc.stderr) == [job]  # from the handle, after launch
     assert f"fahr wait {job} --train-driver local" in proc.stderr
     proc = fahr("wait", job, check=0)
     assert "trained on 200 points" in proc.stdout
-    assert f"fahr fetch ./model hello/train {jobs_dir} --train-driver local --job {job}" in proc.stderr
+    # The handle rebuilt from the name got its model tag back from the job's record.
+    printed = [l.strip() for l in proc.stderr.splitlines() if l.strip().startswith("fahr fetch ./")]
+    assert printed == [f"fahr fetch ./model hello/train {jobs_dir} --train-driver local --job {job}"]
     fahr("fetch", tmp_path / "out", "hello/train", "--job", job, check=0)
     assert (tmp_path / "out" / "model.json").is_file()
     assert_nothing_left(docker_engine, job)

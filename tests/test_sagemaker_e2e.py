@@ -344,8 +344,8 @@ def test_fetch_finds_newest_job_of_tag_among_more_than_100(stack, tmp_path):
     target_job = job_name_of(target)
     info = _describe(stack, target_job)
 
-    # 101 newer completed jobs with the same name stem and image, writing elsewhere: the job to
-    # fetch is then the 102nd newest, on the second page of ListTrainingJobs.
+    # 101 newer completed jobs of the same model tag (as fahr tags them) and image, writing
+    # elsewhere: the job to fetch is then the 102nd newest, on the second page of Search.
     sm = stack.client("sagemaker")
     names = [f"many-train-extra-{i:03d}" for i in range(101)]
     for name in names:
@@ -358,6 +358,7 @@ def test_fetch_finds_newest_job_of_tag_among_more_than_100(stack, tmp_path):
             StoppingCondition={"MaxRuntimeInSeconds": 600},
             HyperParameters={"slope": "1", "points": "2"},
             Environment={"FAHR_EXECUTION_ENVIRONMENT": "sagemaker", "FAHR_MODEL_TAG": "many/train"},
+            Tags=[{"Key": "fahr:model-tag", "Value": "many/train"}],
         )
     deadline = time.monotonic() + 400
     while True:
@@ -369,13 +370,16 @@ def test_fetch_finds_newest_job_of_tag_among_more_than_100(stack, tmp_path):
             break
         assert "Failed" not in statuses and time.monotonic() < deadline, statuses
         time.sleep(2)
-    first_page = sm.list_training_jobs(NameContains="many-train", StatusEquals="Completed", SortBy="CreationTime",
-                                       SortOrder="Descending", MaxResults=100)["TrainingJobSummaries"]
-    assert target_job not in {s["TrainingJobName"] for s in first_page}
+    first_page = sm.search(Resource="TrainingJob", SortBy="CreationTime", SortOrder="Descending", MaxResults=100,
+                           SearchExpression={"Filters": [
+                               {"Name": "Tags.fahr:model-tag", "Operator": "Equals", "Value": "many/train"},
+                               {"Name": "TrainingJobStatus", "Operator": "Equals", "Value": "Completed"}]})
+    assert first_page.get("NextToken")
+    assert target_job not in {r["TrainingJob"]["TrainingJobName"] for r in first_page["Results"]}
 
     fetched = run_fahr(stack, "fetch", str(tmp_path / "newest"), "many/train", f"s3://{BUCKET}/many", cwd=tmp_path)
     assert fetched.code == 0, fetched.output
-    assert "102 completed jobs" in fetched.stderr and "2 pages" in fetched.stderr
+    assert "102 completed jobs of many/train looked at (2 pages of sagemaker:Search)" in fetched.stderr
     assert f"fetching the model of job {target_job}" in fetched.stderr
     assert abs(_model_json(tmp_path / "newest")["slope"] - 7.0) < 0.05
 

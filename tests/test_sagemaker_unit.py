@@ -119,11 +119,25 @@ def test_output_path_is_validated(path, message):
     assert info.value.exit_code == 2
 
 
-def test_output_path_and_role_are_needed_to_fit():
-    with pytest.raises(ConfigError, match="needs config.output_path"):
+def _resolve_for(command, **values):
+    pairs = [(k, str(v)) for k, v in values.items()]
+    return cfg.resolve("sagemaker", fahr_sagemaker.config_keys(), cfg.ProjectFile(None, {}), pairs,
+                       environ={}, command=command)
+
+
+def test_output_path_and_role_are_needed_to_fit_only():
+    # The driver declares it (required_for); the core words the error, the driver no longer does.
+    with pytest.raises(ConfigError) as info:
+        _resolve_for("fit", role_name="r")
+    assert str(info.value).startswith("driver 'sagemaker' needs config.output_path to fit (S3 folder for artifacts")
+    assert "--config.output_path=VALUE, set FAHR_SAGEMAKER_OUTPUT_PATH, or add it to fahr.toml" in str(info.value)
+    with pytest.raises(ConfigError, match=r"^driver 'sagemaker' needs config.role_name to fit \(IAM execution role"):
+        _resolve_for("fit", output_path="s3://bucket/x")
+    for command in ("wait", "stop", "fetch", None):
+        assert _resolve_for(command)["output_path"] == ""
+    # Nothing in the driver re-checks it: an empty output path is only a bad S3 location there.
+    with pytest.raises(ConfigError, match="is not an S3 location"):
         aws.check_local(_config(role_name="r"))
-    with pytest.raises(ConfigError, match="needs config.role_name"):
-        aws.check_local(_config(output_path="s3://bucket/x"))
 
 
 def test_parse_s3_normalises():
@@ -284,3 +298,51 @@ def test_emulator_validates_against_botocore_model():
     ):
         with pytest.raises(emu.ApiError, match=needle):
             emu.check_request("CreateTrainingJob", broken)
+
+
+def test_emulator_search_filters_sorts_and_pages_like_the_driver_asks():
+    sys.path.insert(0, str(REPO / "tests" / "aws_emulator"))
+    try:
+        import sagemaker_server as emu
+    finally:
+        sys.path.pop(0)
+    api = emu.SageMaker()
+    base = {
+        "AlgorithmSpecification": {"TrainingImage": "x", "TrainingInputMode": "File"},
+        "RoleArn": "arn:aws:iam::123456789012:role/r",
+        "OutputDataConfig": {"S3OutputPath": "s3://b/p"},
+        "ResourceConfig": {"InstanceType": "ml.c4.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+    }
+    for i, (tag, status) in enumerate([("a/m", "Completed"), ("b/m", "Completed"), ("a/m", "Failed"),
+                                       ("a/m", "Completed"), ("a/m", "Completed")]):
+        job = emu.Job({**base, "TrainingJobName": f"job-{i}", "Tags": [{"Key": "fahr:model-tag", "Value": tag}]})
+        job.created, job.status = 1000.0 + i, status
+        api.jobs[job.name] = job
+    request = {"Resource": "TrainingJob", "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 2,
+               "SearchExpression": {"Operator": "And", "Filters": [
+                   {"Name": "Tags.fahr:model-tag", "Operator": "Equals", "Value": "a/m"},
+                   {"Name": "TrainingJobStatus", "Operator": "Equals", "Value": "Completed"}]}}
+    emu.check_request("Search", request)  # the driver's request is valid for botocore's model
+    first = api.Search(request)
+    assert [r["TrainingJob"]["TrainingJobName"] for r in first["Results"]] == ["job-4", "job-3"]
+    assert first["Results"][0]["TrainingJob"]["Tags"] == [{"Key": "fahr:model-tag", "Value": "a/m"}]
+    second = api.Search({**request, "NextToken": first["NextToken"]})
+    assert [r["TrainingJob"]["TrainingJobName"] for r in second["Results"]] == ["job-0"]
+    assert "NextToken" not in second
+    with pytest.raises(emu.ApiError, match="only TrainingJob"):
+        api.Search({"Resource": "Endpoint"})
+    with pytest.raises(emu.ApiError, match="Operator GreaterThan is not emulated"):
+        api.Search({"Resource": "TrainingJob", "SearchExpression": {"Filters": [
+            {"Name": "CreationTime", "Operator": "GreaterThan", "Value": "1"}]}})
+    with pytest.raises(emu.ApiError, match="enum value set"):
+        emu.check_request("Search", {**request, "Resource": "TrainingJobs"})
+
+
+def test_the_recorded_model_tag_comes_from_the_environment_else_the_tags():
+    from fahr_sagemaker.artifacts import recorded_tag
+
+    tags = [{"Key": "other", "Value": "x"}, {"Key": "fahr:model-tag", "Value": "from/tags"}]
+    assert recorded_tag({"Environment": {"FAHR_MODEL_TAG": "from/env"}, "Tags": tags}) == "from/env"
+    assert recorded_tag({"Environment": {}, "Tags": tags}) == "from/tags"
+    assert recorded_tag({"TrainingJobName": "j"}) == ""

@@ -3,7 +3,8 @@
 moto marks every training job Completed at once and runs nothing, so fahr's tests talk to this
 server instead, through ``AWS_ENDPOINT_URL_SAGEMAKER``. It speaks SageMaker's JSON protocol
 (``X-Amz-Target: SageMaker.<Operation>``) and implements CreateTrainingJob, DescribeTrainingJob,
-StopTrainingJob and ListTrainingJobs (and ListTags, to read a job's tags back):
+StopTrainingJob, ListTrainingJobs, ListTags (to read a job's tags back) and Search (training jobs
+only, filters joined by And or Or, as fahr finds the jobs of a model tag):
 
 - requests are validated against botocore's own service model (required members, types, enums,
   lengths, ranges, patterns), and the errors look like AWS's (``ValidationException``,
@@ -270,6 +271,10 @@ class Job:
             spot = r.get("EnableManagedSpotTraining", False)
             out["BillableTimeInSeconds"] = max(1, round(seconds * SPOT_BILLING)) if spot else seconds
         return out
+
+    def search_record(self) -> dict:
+        """The job as Search returns it (SearchRecord.TrainingJob): DescribeTrainingJob plus Tags."""
+        return {**self.describe(), "Tags": list(self.request.get("Tags", []))}
 
     def summary(self) -> dict:
         out = {"TrainingJobName": self.name, "TrainingJobArn": self.arn, "CreationTime": self.created,
@@ -543,6 +548,66 @@ class SageMaker:
         page = jobs[start:start + size]
         out = {"TrainingJobSummaries": [j.summary() for j in page]}
         if start + size < len(jobs):
+            out["NextToken"] = base64.b64encode(str(start + size).encode()).decode()
+        return out
+
+    # Search: the properties it filters and sorts training jobs by, here.
+    _SEARCH_SORT = {"CreationTime": lambda j: j.created, "LastModifiedTime": lambda j: j.modified,
+                    "TrainingJobName": lambda j: j.name, "TrainingJobStatus": lambda j: j.status}
+
+    def Search(self, body: dict) -> dict:
+        if body["Resource"] != "TrainingJob":
+            raise ApiError("ValidationException", f"Resource {body['Resource']} is not emulated (only TrainingJob)")
+        expression = body.get("SearchExpression", {})
+        extra = sorted(set(expression) - {"Filters", "Operator"})
+        if extra:
+            raise ApiError("ValidationException", f"SearchExpression.{extra[0]} is not emulated (only Filters)")
+        if "SearchExpression" in body and not expression.get("Filters"):
+            raise ApiError("ValidationException", "A SearchExpression must contain at least one filter")
+        sort_by = body.get("SortBy", "LastModifiedTime")  # AWS's default
+        if sort_by not in self._SEARCH_SORT:
+            raise ApiError("ValidationException", f"SortBy {sort_by} is not emulated")
+        filters = expression.get("Filters", [])
+        for f in filters:
+            if f.get("Operator", "Equals") not in ("Equals", "NotEquals", "Contains", "Exists", "NotExists"):
+                raise ApiError("ValidationException", f"Operator {f['Operator']} is not emulated")
+            if f.get("Operator", "Equals") not in ("Exists", "NotExists") and "Value" not in f:
+                raise ApiError("ValidationException", f"Filter {f['Name']}: Value is required for {f.get('Operator', 'Equals')}")
+        with self.lock:
+            jobs = list(self.jobs.values())
+        records = {j.name: j.search_record() for j in jobs}
+
+        def lookup(record: dict, name: str):
+            if name.startswith("Tags."):
+                return next((t["Value"] for t in record.get("Tags", []) if t["Key"] == name[len("Tags."):]), None)
+            value = record
+            for part in name.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            return value
+
+        def matches(record: dict, f: dict) -> bool:
+            actual, operator = lookup(record, f["Name"]), f.get("Operator", "Equals")
+            if operator == "Exists":
+                return actual is not None
+            if operator == "NotExists":
+                return actual is None
+            if operator == "Contains":
+                return actual is not None and f["Value"] in str(actual)
+            equal = actual is not None and str(actual) == f["Value"]
+            return equal if operator == "Equals" else not equal
+
+        join = any if expression.get("Operator", "And") == "Or" else all
+        found = [j for j in jobs if not filters or join(matches(records[j.name], f) for f in filters)]
+        found.sort(key=self._SEARCH_SORT[sort_by], reverse=body.get("SortOrder", "Descending") == "Descending")
+        size = body.get("MaxResults", 10)
+        start = 0
+        if body.get("NextToken"):
+            try:
+                start = int(base64.b64decode(body["NextToken"]).decode())
+            except ValueError:
+                raise ApiError("ValidationException", "Invalid pagination token") from None
+        out = {"Results": [{"TrainingJob": records[j.name]} for j in found[start:start + size]]}
+        if start + size < len(found):
             out["NextToken"] = base64.b64encode(str(start + size).encode()).decode()
         return out
 

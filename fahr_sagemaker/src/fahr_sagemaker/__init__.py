@@ -34,11 +34,13 @@ def config_keys():
     from fahr_sagemaker.aws import MAX_INSTANCE_COUNT  # imports no AWS SDK
 
     return [
-        # Required to fit, not to wait, stop or fetch: checked when a job is pushed or launched.
+        # Required to fit, not to wait, stop or fetch: the core enforces it and words the error.
         ConfigKey("output_path", str, "",
-                  "S3 folder for artifacts, s3://bucket[/prefix]; jobs write <job>/output/model.tar.gz there. Required to fit."),
+                  "S3 folder for artifacts, s3://bucket[/prefix]; jobs write <job>/output/model.tar.gz there",
+                  required_for=("fit",)),
         ConfigKey("role_name", str, "",
-                  "IAM execution role SageMaker assumes: a role name (looked up with iam:GetRole) or its ARN. Required to fit."),
+                  "IAM execution role SageMaker assumes: a role name (looked up with iam:GetRole) or its ARN",
+                  required_for=("fit",)),
         ConfigKey("train_instance_type", str, "ml.c4.2xlarge", "Training instance type, e.g. ml.m5.xlarge, ml.g5.xlarge."),
         ConfigKey("train_instance_count", int, 1,
                   f"Number of instances (hosts algo-1..algo-N), 1 to {MAX_INSTANCE_COUNT}."),
@@ -58,7 +60,10 @@ def config_keys():
 
 @hookimpl
 def claims_location(location):
-    """``s3://…`` locations are this driver's: ``fahr fetch DIR TAG s3://…`` picks it."""
+    """``s3://…`` locations are this driver's: ``fahr fetch DIR TAG s3://…`` picks it.
+
+    It needs no configuration, so it takes ``location`` alone (pluggy passes only what it names).
+    """
     return True if urlparse(location).scheme == "s3" else None
 
 
@@ -159,7 +164,9 @@ def launch(spec, config):
 @hookimpl
 def wait(job, config):
     """Follow the job to its end; Ctrl-C detaches (the job keeps running) and re-raises."""
-    from fahr_sagemaker import follow
+    import dataclasses
+
+    from fahr_sagemaker import artifacts, follow
 
     interval = max(1.0, float(config["poll_interval"]))
     try:
@@ -167,6 +174,10 @@ def wait(job, config):
     except KeyboardInterrupt:
         _detached(job, config)
         raise
+    if not job.model_tag:  # rebuilt from the name (`fahr wait JOB`): the job's own record knows the tag
+        tag = artifacts.recorded_tag(info) or _tag_from_tags(config, info)
+        if tag:
+            job = dataclasses.replace(job, model_tag=tag)
     status = info["TrainingJobStatus"]
     timing = follow.timings(info)
     if timing:
@@ -191,6 +202,18 @@ def wait(job, config):
         training_seconds=info.get("TrainingTimeInSeconds"),
         billable_seconds=info.get("BillableTimeInSeconds"),
     )
+
+
+def _tag_from_tags(config, info) -> str:
+    """The ``fahr:model-tag`` tag of a job whose environment does not say (ListTags)."""
+    from fahr_sagemaker import artifacts, aws
+
+    arn = info.get("TrainingJobArn")
+    if not arn:
+        return ""
+    with aws.translated(f"reading the tags of {info.get('TrainingJobName', arn)}"):
+        tags = aws.client(config, "sagemaker").list_tags(ResourceArn=arn).get("Tags", [])
+    return artifacts.recorded_tag({"Tags": tags})
 
 
 def _detached(job, config) -> None:

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from fahr_core import COMPLETED, IN_PROGRESS, UsageError, job_stem, ui
+from fahr_core import COMPLETED, IN_PROGRESS, UsageError, ui
 
 from fahr_sagemaker import aws
 
@@ -91,71 +91,84 @@ def input_uri(config, job_name: str, channel: str, value: str, output: aws.S3Uri
 # -- fetch ------------------------------------------------------------------------------------
 
 
+#: The tag every job fahr launches carries: the model tag it trained.
+MODEL_TAG_TAG = "fahr:model-tag"
+
+
+def recorded_tag(info: dict) -> str:
+    """The model tag a job trained, as launch recorded it: its environment, else its tags."""
+    tag = (info.get("Environment") or {}).get(MODEL_TAG_ENV)
+    if tag:
+        return tag
+    return next((t.get("Value", "") for t in info.get("Tags") or [] if t.get("Key") == MODEL_TAG_TAG), "")
+
+
 def newest_completed(config, model_tag: str, location: aws.S3Uri) -> dict:
     """The newest Completed job of ``model_tag`` whose output path is ``location``.
 
-    ListTrainingJobs (every page) filtered by the tag's job-name stem, sorted by creation time,
-    newest first; each candidate is confirmed with DescribeTrainingJob (its output path and the
-    model tag fahr records in its environment).
+    Found by the model tag recorded with the job (its ``fahr:model-tag`` tag), not by its name,
+    which ``base_job_name`` changes: SageMaker's Search (sagemaker:Search), Completed jobs of the
+    tag, newest first, page after page until one wrote to ``location``; that one is described
+    afresh and its recorded tag confirmed.
     """
     from fahr_sagemaker.follow import describe
 
     sm = aws.client(config, "sagemaker")
-    stem = job_stem(model_tag, config.get("base_job_name") or None)
-    summaries: list[dict] = []
-    with aws.translated("listing training jobs"):
-        kwargs = {"NameContains": stem, "StatusEquals": COMPLETED, "SortBy": "CreationTime",
-                  "SortOrder": "Descending", "MaxResults": 100}
-        pages = 0
+    request = {
+        "Resource": "TrainingJob",
+        "SearchExpression": {
+            "Filters": [
+                {"Name": f"Tags.{MODEL_TAG_TAG}", "Operator": "Equals", "Value": model_tag},
+                {"Name": "TrainingJobStatus", "Operator": "Equals", "Value": COMPLETED},
+            ],
+            "Operator": "And",
+        },
+        "SortBy": "CreationTime",
+        "SortOrder": "Descending",
+        "MaxResults": 100,
+    }
+    looked = pages = 0
+    with aws.translated("searching the training jobs of the model tag (sagemaker:Search)"):
         while True:
-            page = sm.list_training_jobs(**kwargs)
+            page = sm.search(**request)
             pages += 1
-            summaries += page.get("TrainingJobSummaries", [])
+            for record in page.get("Results", []):
+                job = record.get("TrainingJob") or {}
+                looked += 1
+                output = (job.get("OutputDataConfig") or {}).get("S3OutputPath", "")
+                if not output or aws.parse_s3(output, "S3OutputPath") != location:
+                    continue
+                if recorded_tag(job) not in ("", model_tag) or job.get("TrainingJobStatus") != COMPLETED:
+                    continue  # a search index lagging behind the job: trust only its own record
+                info = describe(config, job["TrainingJobName"])
+                if recorded_tag(info) in ("", model_tag) and info["TrainingJobStatus"] == COMPLETED:
+                    ui.info(f"{looked} completed jobs of {model_tag} looked at ({pages} page{'s' * (pages > 1)} "
+                            f"of sagemaker:Search); the newest under {location.uri} is {info['TrainingJobName']}")
+                    return info
             if not page.get("NextToken"):
                 break
-            kwargs["NextToken"] = page["NextToken"]
-    summaries.sort(key=lambda s: s["CreationTime"], reverse=True)
-    ui.info(f"{len(summaries)} completed jobs named {stem}-… ({pages} page{'s' * (pages > 1)}); "
-            f"looking for the newest under {location.uri}")
-    # Jobs write <location>/<job>/output/: the job folders present there narrow the candidates
-    # to describe to one or two, however many jobs the account holds.
-    with aws.translated(f"listing {location.uri}"):
-        present = _job_folders(config, location)
-    if present is not None:
-        summaries = [s for s in summaries if s["TrainingJobName"] in present]
-    for summary in summaries:
-        info = describe(config, summary["TrainingJobName"])
-        out = aws.parse_s3(info["OutputDataConfig"]["S3OutputPath"], "S3OutputPath")
-        tag = (info.get("Environment") or {}).get(MODEL_TAG_ENV, model_tag)
-        if out == location and tag == model_tag:
-            return info
+            request["NextToken"] = page["NextToken"]
+    _bucket_must_exist(config, location)  # a typo in the bucket deserves its own message
     raise UsageError(
         f"no completed job of {model_tag!r} under {location.uri} in {aws.region_of(config)}; "
         "train it first with 'fahr fit', or pass --job NAME"
     )
 
 
-def _job_folders(config, location: aws.S3Uri) -> set[str] | None:
-    """The names of the folders directly under ``location``; None when they cannot be listed."""
+def _bucket_must_exist(config, location: aws.S3Uri) -> None:
+    """A :class:`UsageError` when the bucket of ``location`` does not exist; anything else passes
+    (without s3:ListBucket, HeadBucket is denied: that says nothing about the jobs)."""
     from botocore import exceptions as bex
 
-    s3 = aws.client(config, "s3")
-    prefix = f"{location.prefix}/" if location.prefix else ""
-    found: set[str] = set()
-    try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix, Delimiter="/"):
-            found.update(p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", []))
-    except bex.ClientError as exc:
-        code = aws.error_code(exc)
-        if code in ("AccessDenied", "403"):
-            return None  # no s3:ListBucket: describe the candidates one by one instead
-        if code in ("NoSuchBucket", "404"):
-            raise UsageError(
-                f"{location.uri}: bucket {location.bucket!r} does not exist in {aws.region_of(config)}; "
-                "check ARTIFACT_LOCATION (the output_path the job used)"
-            ) from exc
-        raise
-    return found
+    with aws.translated(f"checking bucket {location.bucket}"):
+        try:
+            aws.client(config, "s3").head_bucket(Bucket=location.bucket)
+        except bex.ClientError as exc:
+            if aws.error_code(exc) in ("NoSuchBucket", "404", "NotFound"):
+                raise UsageError(
+                    f"{location.uri}: bucket {location.bucket!r} does not exist in {aws.region_of(config)}; "
+                    "check ARTIFACT_LOCATION (the output_path the job used)"
+                ) from exc
 
 
 def job_for_fetch(config, model_tag: str, job_name: str | None, location: aws.S3Uri | None) -> dict:
@@ -169,7 +182,7 @@ def job_for_fetch(config, model_tag: str, job_name: str | None, location: aws.S3
             raise UsageError("fetch needs the S3 folder the job wrote to (ARTIFACT_LOCATION or config.output_path)")
         info = newest_completed(config, model_tag, location)
     name = info["TrainingJobName"]
-    tag = (info.get("Environment") or {}).get(MODEL_TAG_ENV)
+    tag = recorded_tag(info)
     if tag and tag != model_tag:
         raise UsageError(f"job {name} trained {tag!r}, not {model_tag!r}")
     status = info["TrainingJobStatus"]

@@ -227,18 +227,9 @@ def instance_types() -> list[str]:
 
 def check_local(config) -> S3Uri:
     """The checks that need no network: output path, instance type, counts, spot."""
-    if not config.get("output_path"):
-        raise ConfigError(
-            "driver 'sagemaker' needs config.output_path (the S3 folder for artifacts, "
-            "s3://bucket[/prefix]): pass --config.output_path=s3://..., set FAHR_SAGEMAKER_OUTPUT_PATH, "
-            "or add it to fahr.toml"
-        )
+    # A missing output_path or role_name is refused by the core before fit runs a hook
+    # (their ConfigKey says required_for=("fit",)); an empty one here is a bad S3 location.
     output = parse_s3(config["output_path"], "config.output_path")
-    if not config.get("role_name"):
-        raise ConfigError(
-            "driver 'sagemaker' needs config.role_name (the execution role SageMaker assumes: a name "
-            "or an ARN): pass --config.role_name=NAME, set FAHR_SAGEMAKER_ROLE_NAME, or add it to fahr.toml"
-        )
     kind = config["train_instance_type"]
     known = instance_types()
     if kind not in known:

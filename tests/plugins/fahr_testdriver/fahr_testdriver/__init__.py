@@ -21,7 +21,15 @@ def config_keys():
         ConfigKey("flavour", int, 1, "A number, to test typed config."),
         ConfigKey("verbose_steps", bool, False, "A flag, to test typed config."),
         ConfigKey("fail_with", str, "", "When set, the job fails with this reason."),
+        ConfigKey("claim_s3", bool, False, "Claim s3:// locations too, to test two drivers claiming one."),
     ]
+
+
+@hookimpl
+def claims_location(location, config):
+    # Its own record folders are plain paths, left to `--train-driver testdrv`; s3:// only on demand,
+    # so that tests can install two claimants of one location (with the sagemaker driver).
+    return True if config["claim_s3"] and location.startswith("s3://") else None
 
 
 def _record(config, step, **data):
@@ -82,6 +90,8 @@ def fetch(request, config):
     _record(config, "fetch", model_tag=request.model_tag, job_name=request.job_name,
             location=request.location)
     root = Path(request.location or config["record_dir"])
+    if not root.is_dir():
+        return None  # an s3:// location it claimed on demand: it holds nothing there
     candidates = [root / request.job_name] if request.job_name else sorted(
         (p for p in root.iterdir() if (p / "tag").is_file() and (p / "tag").read_text() == request.model_tag),
         key=lambda p: p.stat().st_mtime,
