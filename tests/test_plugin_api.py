@@ -155,7 +155,7 @@ def test_the_sagemaker_preflight_is_kept_in_the_run_s_stash():
     config.stash[aws.CHECKED] = checked
     assert aws.preflight(config) is checked  # the run's answer, no AWS call (the config is empty)
     with pytest.raises(fahr_core.ConfigError, match="output_path"):
-        aws.preflight(Config("sagemaker", {}, {}))  # another run checks anew
+        aws.preflight(Config("sagemaker", {"output_path": ""}, {}))  # another run checks anew
 
 
 # -- no import cycle inside fahr_core ---------------------------------------------------------
