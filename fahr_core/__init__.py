@@ -21,13 +21,13 @@ import pluggy
 from fahr_core.errors import (EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK,
                               EXIT_USAGE, BuildError, ConfigError, EnvironmentProblem, FahrError, JobFailed,
                               PluginError, UsageError)
-from fahr_core.hookspecs import REQUIRED_DRIVER_HOOKS
-from fahr_core.values import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, STOPPING, BuildContext, Config,
-                              ConfigKey, FetchRequest, ImageRef, JobHandle, JobResult, JobSpec, Stash, StashKey,
-                              Template)
 
 if TYPE_CHECKING:  # for readers and type checkers; at run time these come from __getattr__
     from fahr_core import ui
+    from fahr_core.hookspecs import REQUIRED_DRIVER_HOOKS
+    from fahr_core.values import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, STOPPING, BuildContext,
+                                  Config, ConfigKey, FetchRequest, ImageRef, JobHandle, JobResult, JobSpec, Stash,
+                                  StashKey, Template)
     from fahr_core.names import (JOB_NAME_MAX, job_name, job_stem, model_image_tag, validate_job_name,
                                  validate_model_tag)
 
@@ -55,7 +55,15 @@ def docker_client():
     return engine.client()
 
 
+_VALUES = ("COMPLETED", "FAILED", "FINAL_STATES", "IN_PROGRESS", "STOPPED", "STOPPING", "BuildContext", "Config",
+           "ConfigKey", "FetchRequest", "ImageRef", "JobHandle", "JobResult", "JobSpec", "Stash", "StashKey",
+           "Template")
+
+# The CLI imports this package for every command, `fahr --help` included: the value types (their
+# dataclasses cost milliseconds to create) and the hookspecs load when a plugin first asks for them.
 _LAZY = {
+    **{name: ("fahr_core.values", name) for name in _VALUES},
+    "REQUIRED_DRIVER_HOOKS": ("fahr_core.hookspecs", "REQUIRED_DRIVER_HOOKS"),
     "ui": ("fahr_core.ui", None),
     "job_name": ("fahr_core.names", "job_name"),
     "job_stem": ("fahr_core.names", "job_stem"),
