@@ -698,7 +698,8 @@ class RunContract:
         assert trained["report"]["channels"] == {"train": channel}
 
     def test_the_env_option_reaches_the_code(self, trained):
-        assert trained["report"]["environment"][ENV_NAME] == trained["env_value"]
+        seen = trained["report"]["environment"][ENV_NAME]
+        assert seen == trained["env_value"], f"the job did not see --env {ENV_NAME}=…: it saw {seen!r}"
 
     def test_the_job_finds_its_resource_and_input_config(self, trained):
         resource, inputs = trained["report"]["resourceconfig"], trained["report"]["inputdataconfig"]

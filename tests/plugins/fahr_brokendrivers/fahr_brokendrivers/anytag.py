@@ -14,7 +14,7 @@ def fetch(request, config):
     if request.job_name:
         return local.fetch(request, config)
     root = Path(request.location or config["output_path"]).expanduser()
-    jobs = [p.parent for p in root.glob("*/output/model.tar.gz")]
+    jobs = [p.parent.parent for p in root.glob("*/output/model.tar.gz")]
     if not jobs:
         return local.fetch(request, config)
     newest = max(jobs, key=lambda job: json.loads((job / "job.json").read_text()).get("created", 0))

@@ -16,8 +16,11 @@ def launch(spec, config):
     import docker
 
     handle = _launch(spec, config)
-    with docker.from_env() as client:
+    client = docker.from_env()
+    try:
         client.networks.create(f"leftover-{spec.job_name}", labels={LABEL: "1"})
+    finally:
+        client.close()
     fd, _ = tempfile.mkstemp(prefix=f"spool-{spec.job_name}-")
     os.close(fd)
     return handle
