@@ -457,13 +457,19 @@ def _docker_leftovers(job_name: str, env: Mapping[str, str]) -> list[str]:
     """Containers and networks of the engine whose name or labels hold ``job_name``."""
     try:
         import docker
-
+        from docker.errors import DockerException
+    except ImportError:
+        return []
+    try:
         client = docker.from_env(environment=dict(env))
+        client.ping()
+    except DockerException:  # no engine (a driver that needs none): there is nothing of it to leave
+        return []
+    try:
         containers = [(c.name, c.labels) for c in client.containers.list(all=True, ignore_removed=True)]
         networks = [(n.name, n.attrs.get("Labels") or {}) for n in client.networks.list()]
+    finally:
         client.close()
-    except Exception:  # no engine (a driver that needs none): there is nothing of it to leave
-        return []
     found = []
     for kind, items in (("container", containers), ("network", networks)):
         for name, labels in items:
@@ -472,15 +478,15 @@ def _docker_leftovers(job_name: str, env: Mapping[str, str]) -> list[str]:
     return found
 
 
-def _temp_leftovers(job_name: str, roots: Iterable[Path]) -> list[str]:
+def _temp_leftovers(job_name: str, roots: Iterable[tuple[Path, bool]]) -> list[str]:
+    """Files and folders named after the job in ``roots``: ``(folder, whole)``, searched whole or
+    only at the top (the system's temporary folder is shared with everything on the machine)."""
     found = []
-    for root in roots:
+    for root, whole in roots:
         if not root.is_dir():
             continue
-        # The folders the suite gave fahr are searched whole; the system's only at the top (it is
-        # shared with everything else on the machine).
-        entries = root.rglob("*") if root.name == "fahr-tmp" else root.iterdir()
         with contextlib.suppress(OSError):
+            entries = root.rglob("*") if whole else root.iterdir()
             found += [f"temporary file {p}" for p in entries if job_name in p.name]
     return found
 
@@ -529,7 +535,7 @@ class DriverFixtures:
     @classmethod
     def leftovers(cls, fahr) -> Callable[[str], list[str]]:
         def find(job_name: str) -> list[str]:
-            roots = [Path(tempfile.gettempdir())] + ([fahr.tmpdir] if fahr.tmpdir else [])
+            roots = [(Path(tempfile.gettempdir()), False)] + ([(fahr.tmpdir, True)] if fahr.tmpdir else [])
             return _docker_leftovers(job_name, fahr.env) + _temp_leftovers(job_name, roots)
 
         return find
