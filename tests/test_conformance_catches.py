@@ -35,3 +35,17 @@ def test_the_suite_fails_a_driver_that_does_not_run_the_model(tmp_path):
     assert "test_fake.py::TestFake::test_the_model_comes_back_intact" in out
     assert "PASSED test_fake.py::TestFake::test_the_model_comes_back_intact" not in out
     assert "SKIPPED" in out and "does not support stop" in out
+
+
+def test_the_suite_reads_the_job_name_fahr_printed_last():
+    """fahr may print the name it proposes before the launch and the name the driver returned
+    after it (a driver may rename the job): the suite follows the last one printed."""
+    from fahr_core.testing import job_names
+
+    before_only = "fahr launching job m-train-20260101-000000-ab12 on driver 'local'\n"
+    assert job_names(before_only) == ["m-train-20260101-000000-ab12"]
+    renamed = (before_only + "fahr job team-x-20260101-000000-ab12 launched on driver 'sagemaker'\n"
+               "fahr follow it with:\n    fahr wait team-x-20260101-000000-ab12 --train-driver sagemaker\n")
+    assert job_names(renamed)[-1] == "team-x-20260101-000000-ab12"
+    assert job_names("fahr job m-1 launched; follow it with:\n") == ["m-1"]
+    assert job_names("no job here, 'fahr fetch ./model' only\n") == []
