@@ -408,7 +408,7 @@ def job_names(text: str) -> list[str]:
     for pattern in _JOB_NAME_PATTERNS:
         for match in pattern.finditer(text):
             name = match.group(1).strip("'\".,;:")
-            if JOB_NAME.match(name):
+            if JOB_NAME.match(name) and name != "JOB":  # not a hint's placeholder ("fahr wait JOB")
                 found.append((match.start(), name))
     ordered = []
     for _, name in sorted(found):
