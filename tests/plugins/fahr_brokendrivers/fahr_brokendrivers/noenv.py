@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from fahr_brokendrivers import delegating_hooks, hookimpl, local
+from fahr_brokendrivers import delegating_hooks, hookimpl
 
 globals().update(delegating_hooks("broken-noenv"))
 _launch = launch  # noqa: F821 (set just above)
