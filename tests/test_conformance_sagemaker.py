@@ -2,6 +2,7 @@
 registry, fahr's SageMaker emulator; all on 127.0.0.1)."""
 
 import uuid
+from urllib.parse import urlparse
 
 import pytest
 
@@ -41,3 +42,16 @@ class TestSageMakerDriver(DriverConformance):
             return f"s3://{BUCKET}/{prefix}/"
 
         return upload
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def read_artifact(cls, stack):
+        """Artifacts are S3 URIs: download them from the emulated bucket."""
+        s3 = stack.client("s3")
+
+        def download(uri):
+            parsed = urlparse(uri)
+            assert parsed.scheme == "s3", uri
+            return s3.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"].read()
+
+        return download

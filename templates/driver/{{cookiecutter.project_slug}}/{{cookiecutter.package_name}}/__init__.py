@@ -18,6 +18,7 @@ them out, so that ``fahr fetch`` works alike on every driver.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -168,6 +169,8 @@ def wait(job, config):
     """Stream the container's logs until it exits, then collect its artifacts as SageMaker would."""
     job_dir = _job_dir(config, job.job_name)
     record = _read_record(job_dir)
+    if not job.model_tag:  # `fahr wait JOB` rebuilds the handle from the name: the record knows the tag
+        job = dataclasses.replace(job, model_tag=record["model_tag"])
     if record["status"] not in FINAL_STATES:
         container = record["container"]
         tail: list[str] = []
@@ -219,7 +222,8 @@ def _pack(config, container: str, path: str, target: Path) -> Path | None:
 
     ``docker cp CONTAINER:PATH -`` streams a tar of the folder; its entries are re-rooted and
     repacked without ever being extracted here, so links in a model stay links (fahr's fetch
-    checks them when it extracts).
+    checks them when it extracts), hard links stay hard links, and long or non-ASCII names
+    survive (both tars are PAX).
     """
     import tempfile
 
@@ -231,11 +235,16 @@ def _pack(config, container: str, path: str, target: Path) -> Path | None:
             return None
         spool.seek(0)
         partial = target.with_name(f".{target.name}.partial")
-        with tarfile.open(fileobj=spool, mode="r|") as source, tarfile.open(partial, "w:gz") as out:
+        with tarfile.open(fileobj=spool, mode="r|") as source, tarfile.open(partial, "w:gz", format=tarfile.PAX_FORMAT) as out:
             for member in source:
                 if not member.name.startswith(base + "/"):
                     continue  # the folder itself
                 member.name = member.name[len(base) + 1:]
+                if member.islnk():  # a hard link names its target by path in the archive: re-root it too
+                    member.linkname = member.linkname.removeprefix(base + "/")
+                # A long name came in a PAX header, which would win over the re-rooted name: drop it
+                # (tarfile writes a new one from member.name when the name needs it).
+                member.pax_headers = {k: v for k, v in member.pax_headers.items() if k not in ("path", "linkpath")}
                 out.addfile(member, source.extractfile(member) if member.isfile() else None)
         partial.replace(target)
     return target
