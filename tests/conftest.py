@@ -30,6 +30,16 @@ def run_fahr(*args, env=None, cwd=None, timeout=600, check=None):
     return proc
 
 
+
+def one_line_error(proc, code):
+    """The single ``fahr error:`` line of a command that must fail with exit ``code`` and print
+    nothing else on stderr (no traceback)."""
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
 @pytest.fixture
 def fahr():
     return run_fahr

@@ -15,7 +15,7 @@ import re
 import pluggy
 import pytest
 
-from conftest import run_fahr
+from conftest import one_line_error, run_fahr
 
 LOCATION = "s3://some-bucket/models"
 
@@ -41,14 +41,6 @@ def record(tmp_path, monkeypatch):
 def steps(folder):
     path = folder / "steps.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def one_line_error(proc, code):
-    assert proc.returncode == code, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 def fetch(tmp_path, *args, env=None, cwd=None):

@@ -17,80 +17,17 @@ import pytest
 
 from aws_emulator.fixtures import BUCKET, job_name_of, sagemaker_args, write_model
 from aws_emulator.fixtures import run_fahr as run_fahr_against
+from fahr_core.testing import build_tree, tree_manifest as manifest
 
 pytestmark = pytest.mark.docker
 
 
-def build_tree(root, tag):
-    """Write, under ``root``, a tree of every kind of entry; ``tag`` makes its contents distinct."""
-    import os
-
-    def write(rel, data, mode=None):
-        path = os.path.join(root, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as handle:
-            handle.write(data)
-        if mode is not None:
-            os.chmod(path, mode)
-        return path
-
-    tag = tag.encode()
-    long_dir = "/".join(f"l{i}" + "x" * 58 for i in range(5))  # 304 characters: over 255 in all
-    write("modèle-poids.json", b'{"weights": [1, 2]} ' + tag)  # non-ASCII
-    write("deep/" + "a" * 50 + "/" + "b" * 50 + "/weights.bin", b"over 100 " + tag)
-    far = write(long_dir + "/far.bin", b"over 255 " + tag)
-    write("c" * 196 + ".txt", b"a 200-character name " + tag)
-    # A hard link pair; the engine lists the long name first, so the link's target is the long one.
-    os.makedirs(os.path.join(root, "shards"))
-    os.link(far, os.path.join(root, "shards", "part-0.bin"))
-    os.link(write("head.bin", b"short names " + tag), os.path.join(root, "tail.bin"))  # and a short pair
-    os.symlink("modèle-poids.json", os.path.join(root, "latest.json"))  # to a file
-    os.symlink("../deep", os.path.join(root, "shards", "deep-link"))  # to a folder, through ..
-    os.makedirs(os.path.join(root, "empty", "inner-empty"))
-    write("bin/run.sh", b"#!/bin/sh\necho " + tag + b"\n", 0o755)
-    write("private.bin", b"owner only " + tag, 0o600)
-    write("zero.bin", b"")
-    # Distinct mtimes, deepest first, after everything is written (writing changes a folder's).
-    paths = [os.path.join(d, n) for d, ds, fs in os.walk(root) for n in ds + fs]
-    for i, path in enumerate(sorted(paths, key=lambda p: (-p.count("/"), p))):
-        if not os.path.islink(path):
-            os.utime(path, (1_600_000_000 + 60 * i,) * 2)
-
-
-def manifest(root):
-    """Every entry under ``root``: kind, sha256, size, permission bits, mtime, symlink target;
-    and the groups of paths sharing an inode."""
-    import hashlib
-    import os
-    import stat
-
-    entries, inodes = {}, {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(folder, name)
-            rel = os.path.relpath(path, root)
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                entries[rel] = {"type": "symlink", "target": os.readlink(path)}
-            elif stat.S_ISDIR(st.st_mode):
-                entries[rel] = {"type": "dir", "mtime": int(st.st_mtime)}
-            elif stat.S_ISREG(st.st_mode):
-                with open(path, "rb") as handle:
-                    digest = hashlib.sha256(handle.read()).hexdigest()
-                entries[rel] = {"type": "file", "sha256": digest, "size": st.st_size,
-                                "mode": oct(stat.S_IMODE(st.st_mode)), "mtime": int(st.st_mtime)}
-                if st.st_nlink > 1:
-                    inodes.setdefault((st.st_dev, st.st_ino), []).append(rel)
-            else:
-                entries[rel] = {"type": "other"}
-    return {"entries": entries, "hardlinks": sorted(sorted(group) for group in inodes.values())}
-
-
 TRAIN = "\n".join([
     inspect.getsource(build_tree),
-    inspect.getsource(manifest),
+    inspect.getsource(manifest),  # the suite's tree_manifest: the job calls it by that name
     textwrap.dedent("""
         import json, os
+        manifest = tree_manifest
         build_tree("/opt/ml/model", "model")
         build_tree("/opt/ml/output/data/tree", "output")
         found = {"model": manifest("/opt/ml/model"), "output": manifest("/opt/ml/output/data/tree")}

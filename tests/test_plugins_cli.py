@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT, run_fahr
+from conftest import ROOT, one_line_error, run_fahr
 
 FIXTURES = ROOT / "tests" / "plugin_fixtures"
 
@@ -31,14 +31,6 @@ def bad_drivers(tmp_path_factory):
         )
         installed[name] = target
     return installed
-
-
-def one_line_error(proc, code):
-    assert proc.returncode == code, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 def test_drivers_lists_installed_distributions():
