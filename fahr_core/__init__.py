@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time these come from 
     from fahr_core import ui
     from fahr_core.hookspecs import REQUIRED_DRIVER_HOOKS
     from fahr_core.values import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, STOPPING, BuildContext,
-                                  Config, ConfigKey, FetchRequest, ImageRef, JobHandle, JobResult, JobSpec, Stash,
-                                  StashKey, Template)
+                                  Config, ConfigKey, FetchRequest, ImageRef, JobHandle, JobInfo, JobQuery, JobResult,
+                                  JobSpec, LogLine, Stash, StashKey, Template)
     from fahr_core.names import (JOB_NAME_MAX, job_name, job_stem, model_image_tag, validate_job_name,
                                  validate_model_tag)
 
@@ -56,8 +56,8 @@ def docker_client():
 
 
 _VALUES = ("COMPLETED", "FAILED", "FINAL_STATES", "IN_PROGRESS", "STOPPED", "STOPPING", "BuildContext", "Config",
-           "ConfigKey", "FetchRequest", "ImageRef", "JobHandle", "JobResult", "JobSpec", "Stash", "StashKey",
-           "Template")
+           "ConfigKey", "FetchRequest", "ImageRef", "JobHandle", "JobInfo", "JobQuery", "JobResult", "JobSpec",
+           "LogLine", "Stash", "StashKey", "Template")
 
 # The CLI imports this package for every command, `fahr --help` included: the value types (their
 # dataclasses cost milliseconds to create) and the hookspecs load when a plugin first asks for them.
@@ -100,6 +100,9 @@ __all__ = [
     "JobHandle",
     "JobResult",
     "FetchRequest",
+    "JobQuery",
+    "JobInfo",
+    "LogLine",
     "ConfigKey",
     "Config",
     "Template",
