@@ -71,6 +71,11 @@ _LAZY = {
     "model_image_tag": ("fahr_core.names", "model_image_tag"),
     "validate_model_tag": ("fahr_core.names", "validate_model_tag"),
     "JOB_NAME_MAX": ("fahr_core.names", "JOB_NAME_MAX"),
+    # the Python API (fahr_core.api): train, list, follow and fetch jobs from a notebook or script
+    **{name: ("fahr_core.api", name) for name in ("Job", "fit", "job", "fetch")},
+    # the module fahr_core.jobs (the values' old import path), which calls fahr_core.api.jobs:
+    # importing it sets this attribute anyway
+    "jobs": ("fahr_core.jobs", None),
 }
 
 
@@ -138,6 +143,12 @@ __all__ = [
     "JOB_NAME_MAX",
     "docker_client",
     "ui",
+    # the Python API
+    "fit",
+    "jobs",
+    "job",
+    "fetch",
+    "Job",
 ]
 
 
