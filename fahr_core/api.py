@@ -61,7 +61,7 @@ class Job:
     '' until it completed). They are as last read: :meth:`refresh` reads them again.
     """
 
-    def __init__(self, name: str, *, driver: str, model_tag: str = "", config: Mapping[str, Any] | None = None,
+    def __init__(self, name: str, *, driver: str | None = None, model_tag: str = "", config: Mapping[str, Any] | None = None,
                  quiet: bool = False):
         self.name = name
         self.driver = driver
@@ -128,14 +128,20 @@ class Job:
                 self._try_refresh()
                 raise
         self._from_result(result)
+        self.driver = result.job.driver or self.driver
         self._try_refresh()
         return self
 
     def _try_refresh(self) -> None:
+        """Fill in the times where the driver can list jobs; the fields already known stay otherwise."""
+        from fahr_core import ui
+        from fahr_core.errors import FahrError
+
         try:
-            self.refresh()
-        except PluginError:
-            pass  # a driver without list_jobs: the fields wait reported stay
+            with ui.quiet():  # a listing's warnings (another job's bad record) are not this job's news
+                self.refresh()
+        except FahrError:
+            pass  # a driver without list_jobs, or one that does not list the job yet
 
     def stop(self) -> bool:
         """Ask the driver to stop the job; False when it had already ended."""
@@ -223,12 +229,15 @@ def _find(name: str, driver: str | None, config, model_tag: str | None = None):
 
 def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str, Any] | None = None,
         hyperparameters: Mapping[str, Any] | None = None, inputs: Mapping[str, str] | None = None,
-        environment: Mapping[str, Any] | None = None, wait: bool = True, quiet: bool = False) -> Job:
+        environment: Mapping[str, Any] | None = None, wait: bool = True, quiet: bool = False,
+        fetch_to: str | Path | None = None, overwrite: bool = False, regenerate_dockerfile: bool = False) -> Job:
     """Build ``artifact`` (a train.py) into an image, launch a training job and (``wait``) follow it.
 
     Returns the :class:`Job`: Completed when waited for, InProgress with ``wait=False``. A job
     that fails or is stopped raises :class:`JobFailed` (its message says why; ``fahr_core.jobs()``
-    still lists it). Hyperparameter and environment values are passed as strings.
+    still lists it). Hyperparameter and environment values are passed as strings. ``fetch_to``:
+    once completed, extract the model there (``overwrite`` replaces a non-empty folder), as
+    ``fahr fit --fetch``; ``regenerate_dockerfile`` writes the project's Dockerfile anew.
     """
     from fahr_core import run
     from fahr_core.values import JobHandle
@@ -236,7 +245,9 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     with _quiet(quiet):
         outcome = run.fit(Path(artifact), driver=driver, cli_config=_pairs(config),
                           hyperparameters=_strings(hyperparameters), inputs=_strings(inputs),
-                          environment=_strings(environment), detach=not wait, fetch_dir=None, overwrite=False)
+                          environment=_strings(environment), detach=not wait,
+                          fetch_dir=None if fetch_to is None else Path(fetch_to), overwrite=overwrite,
+                          regenerate_dockerfile=regenerate_dockerfile)
     handle = outcome if isinstance(outcome, JobHandle) else outcome.job
     job = Job(handle.job_name, driver=handle.driver, model_tag=handle.model_tag, config=config, quiet=quiet)
     if isinstance(outcome, JobHandle):
@@ -251,11 +262,13 @@ def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Map
          status: str | None = None, limit: int | None = None) -> list[Job]:
     """The driver's jobs, newest first: of one model tag, in one status, at most ``limit``."""
     from fahr_core import names
-    from fahr_core.values import FINAL_STATES, IN_PROGRESS, STOPPING, JobQuery
+    from fahr_core.values import COMPLETED, FAILED, IN_PROGRESS, STOPPED, STOPPING, JobQuery
 
     if model_tag is not None:
         names.validate_model_tag(model_tag)
-    states = (IN_PROGRESS, STOPPING, *FINAL_STATES)
+    states = (IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED)
+    if status is not None:  # as the CLI takes it: any case (--status failed)
+        status = next((state for state in states if state.lower() == str(status).lower()), status)
     if status is not None and status not in states:
         raise UsageError(f"status {status!r}: expected one of {', '.join(states)}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
