@@ -343,7 +343,7 @@ def _ago(moment) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             return f"{int(seconds // size)} {unit} ago"
-    return "just now"
+    return f"{int(seconds)} s ago"
 
 
 def _span(seconds: float | None) -> str:

@@ -142,7 +142,9 @@ def test_the_python_api_fits_lists_and_fetches_quietly(made, tmp_path, capfd, mo
     assert list(job.logs()) == ["tick 0 on algo-1", "tick 1 on algo-1"]
     placed = job.fetch(tmp_path / "model")
     assert json.loads((placed / "model.json").read_text()) == {"host": "algo-1"}
-    assert capfd.readouterr() != ("", "")  # not quiet: fetch says where the model is
+    assert capfd.readouterr() == ("", "")  # the job was made quiet: so are its methods
+    fahr_core.fetch(tmp_path / "again", "ticker/train", config=config)  # the newest completed job's
+    assert "model of ticker/train is in" in capfd.readouterr().err  # not quiet: it says where
 
     with pytest.raises(fahr_core.JobFailed, match="asked to fail"):
         fahr_core.fit(made["ticker"], config=config, hyperparameters={"fail": 1}, quiet=True)
