@@ -67,6 +67,7 @@ def _jobs_json(made, *args) -> list[dict]:
     return json.loads(proc.stdout)
 
 
+@pytest.mark.docker
 def test_jobs_are_listed_newest_first_and_filtered(made):
     first, second, failed = made["names"]
     rows = _jobs_json(made)
@@ -92,6 +93,7 @@ def test_jobs_are_listed_newest_first_and_filtered(made):
     assert [line.split()[0] for line in table.stdout.splitlines()[1:]] == [first]
 
 
+@pytest.mark.docker
 def test_logs_replay_a_finished_job(made):
     first, _, failed = made["names"]
     proc = run_fahr("logs", first, env=made["env"], cwd=made["root"], check=0)
@@ -102,6 +104,7 @@ def test_logs_replay_a_finished_job(made):
     assert proc.stderr.count("\n") == 1 and "no local job record" in proc.stderr
 
 
+@pytest.mark.docker
 def test_logs_follow_a_running_job_to_its_end_and_filter_a_host(made, docker_engine):
     ticks = 8
     run_fahr("fit", made["ticker"], "--detach", "--config.instance_count=2", "--hp", f"ticks={ticks}",
@@ -126,6 +129,7 @@ def test_logs_follow_a_running_job_to_its_end_and_filter_a_host(made, docker_eng
         run_fahr("stop", name, env=made["env"], cwd=made["root"])
 
 
+@pytest.mark.docker
 def test_the_python_api_fits_lists_and_fetches_quietly(made, tmp_path, capfd, monkeypatch):
     import fahr_core
 
@@ -153,6 +157,7 @@ def test_the_python_api_fits_lists_and_fetches_quietly(made, tmp_path, capfd, mo
         fahr_core.job("no-such-job-1", config=config)
 
 
+@pytest.mark.docker
 def test_a_notebook_fits_through_the_api(made, tmp_path):
     import nbformat
 

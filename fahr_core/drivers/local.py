@@ -914,18 +914,14 @@ def _live_logs(run, follow: bool):
 def logs(job, config, follow):
     from fahr_core.contract import ContractRun
 
-    return _logs(job.job_name, config, follow, ContractRun)
-
-
-def _logs(job_name: str, config, follow: bool, contract_run):
-    job_dir = _job_dir(config, job_name)
+    job_dir = _job_dir(config, job.job_name)
     record = _read_record(job_dir)  # raises now, not at the first iteration
     if _ended(record) or record.get("upload_error"):
         return _saved_logs(job_dir)
 
     def running():
         counts: dict[str, int] = {}
-        run = contract_run(_container_job(record, config))
+        run = ContractRun(_container_job(record, config))
         for line in _live_logs(run, follow):
             counts[line.host] = counts.get(line.host, 0) + 1
             yield line
