@@ -142,6 +142,10 @@ class Job:
                 self.refresh()
         except FahrError:
             pass  # a driver without list_jobs, or one that does not list the job yet
+        except Exception:  # noqa: BLE001
+            # The job's own work is done and reported: a listing that breaks (a driver's bug) must
+            # not turn a completed fit into an internal error. `fahr jobs` shows that bug instead.
+            pass
 
     def stop(self) -> bool:
         """Ask the driver to stop the job; False when it had already ended."""
