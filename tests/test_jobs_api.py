@@ -206,3 +206,43 @@ def test_a_bad_record_is_skipped_with_one_warning(fahr, tmp_path):
     assert rows[0]["training_seconds"] == 10 and rows[0]["duration_seconds"] == 10
     warnings = proc.stderr.splitlines()
     assert len(warnings) == 1 and "skipping" in warnings[0] and "broken-1" in warnings[0]
+
+
+def _fake_jobs(out: Path, *names: str) -> None:
+    for i, name in enumerate(names):
+        (out / name).mkdir(parents=True)
+        (out / name / "job.json").write_text(json.dumps(
+            {"job_name": name, "model_tag": "m/train", "status": "Completed", "image": "x:1", "created": 100.0 + i}))
+
+
+def test_the_api_config_is_layered_over_the_environment_as_cli_pairs(tmp_path, monkeypatch):
+    import fahr_core
+
+    _fake_jobs(tmp_path / "from-env", "env-1")
+    _fake_jobs(tmp_path / "from-dict", "dict-1", "dict-2")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FAHR_LOCAL_OUTPUT_PATH", str(tmp_path / "from-env"))
+    assert [j.name for j in fahr_core.jobs()] == ["env-1"]
+    assert [j.name for j in fahr_core.jobs(config={"output_path": tmp_path / "from-dict"})] == ["dict-2", "dict-1"]
+    with pytest.raises(fahr_core.ConfigError, match="stop_timeout"):  # typed as the CLI's strings are
+        fahr_core.jobs(config={"stop_timeout": "soon"})
+    with pytest.raises(fahr_core.ConfigError):
+        fahr_core.jobs(config={"no_such_key": 1})
+    with pytest.raises(fahr_core.UsageError, match="expected one of"):
+        fahr_core.jobs(status="Done")
+    assert fahr_core.jobs(status="completed", limit=1)[0].name == "env-1"
+
+
+def test_quiet_mutes_status_and_log_lines_and_nests(capsys):
+    from fahr_core import ui
+
+    with ui.quiet():
+        with ui.quiet():
+            ui.info("hidden")
+        ui.log_line("hidden too", "algo-1")
+        ui.warn("and this")
+    assert capsys.readouterr() == ("", "")
+    ui.log_line("shown")
+    ui.info("said")
+    out, err = capsys.readouterr()
+    assert out == "shown\n" and "said" in err
