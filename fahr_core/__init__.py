@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time these come from 
     from fahr_core import ui
     from fahr_core.hookspecs import REQUIRED_DRIVER_HOOKS
     from fahr_core.values import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, STOPPING, BuildContext,
-                                  Config, ConfigKey, FetchRequest, ImageRef, JobHandle, JobResult, JobSpec, Stash,
-                                  StashKey, Template)
+                                  Config, ConfigKey, FetchRequest, ImageRef, JobHandle, JobInfo, JobQuery, JobResult,
+                                  JobSpec, LogLine, Stash, StashKey, Template)
     from fahr_core.names import (JOB_NAME_MAX, job_name, job_stem, model_image_tag, validate_job_name,
                                  validate_model_tag)
 
@@ -56,8 +56,8 @@ def docker_client():
 
 
 _VALUES = ("COMPLETED", "FAILED", "FINAL_STATES", "IN_PROGRESS", "STOPPED", "STOPPING", "BuildContext", "Config",
-           "ConfigKey", "FetchRequest", "ImageRef", "JobHandle", "JobResult", "JobSpec", "Stash", "StashKey",
-           "Template")
+           "ConfigKey", "FetchRequest", "ImageRef", "JobHandle", "JobInfo", "JobQuery", "JobResult", "JobSpec",
+           "LogLine", "Stash", "StashKey", "Template")
 
 # The CLI imports this package for every command, `fahr --help` included: the value types (their
 # dataclasses cost milliseconds to create) and the hookspecs load when a plugin first asks for them.
@@ -71,6 +71,11 @@ _LAZY = {
     "model_image_tag": ("fahr_core.names", "model_image_tag"),
     "validate_model_tag": ("fahr_core.names", "validate_model_tag"),
     "JOB_NAME_MAX": ("fahr_core.names", "JOB_NAME_MAX"),
+    # the Python API (fahr_core.api): train, list, follow and fetch jobs from a notebook or script
+    **{name: ("fahr_core.api", name) for name in ("Job", "fit", "job", "fetch")},
+    # the module fahr_core.jobs (the values' old import path), which calls fahr_core.api.jobs:
+    # importing it sets this attribute anyway
+    "jobs": ("fahr_core.jobs", None),
 }
 
 
@@ -100,6 +105,9 @@ __all__ = [
     "JobHandle",
     "JobResult",
     "FetchRequest",
+    "JobQuery",
+    "JobInfo",
+    "LogLine",
     "ConfigKey",
     "Config",
     "Template",
@@ -135,6 +143,12 @@ __all__ = [
     "JOB_NAME_MAX",
     "docker_client",
     "ui",
+    # the Python API
+    "fit",
+    "jobs",
+    "job",
+    "fetch",
+    "Job",
 ]
 
 

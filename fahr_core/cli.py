@@ -155,6 +155,11 @@ def _cli_config(ctx: typer.Context) -> list[tuple[str, str]]:
     return parse_cli_pairs(ctx.args)
 
 
+def _config_dict(ctx: typer.Context) -> dict[str, str]:
+    """The ``--config.KEY=VALUE`` pairs as the API's ``config`` (the last of a repeated key wins)."""
+    return dict(_cli_config(ctx))
+
+
 def _reorder(ctx: typer.Context, *positionals):
     """Positional arguments as the user meant them when a ``--config.KEY=VALUE`` came first.
 
@@ -201,20 +206,20 @@ def fit(
     """
 
     def work():
-        from fahr_core import run
+        from fahr_core import api, run
 
         (artifact,) = _reorder(ctx, training_artifact)
         if artifact is None:
             raise UsageError("missing TRAINING_ARTIFACT: fahr fit path/to/train.py [--config.KEY=VALUE …]")
-        run.fit(
+        api.fit(
             Path(artifact),
             driver=train_driver,
-            cli_config=_cli_config(ctx),
+            config=_config_dict(ctx),
             hyperparameters=run.parse_pairs(hp, "--hp"),
             inputs=run.parse_pairs(input, "--input"),
             environment=run.parse_pairs(env, "--env"),
-            detach=detach,
-            fetch_dir=fetch,
+            wait=not detach,
+            fetch_to=fetch,
             overwrite=overwrite,
             regenerate_dockerfile=regenerate_dockerfile,
         )
@@ -236,13 +241,13 @@ def fetch_(
     """Download a trained model and extract it safely into LOCAL_TARGET_DIRECTORY."""
 
     def work():
-        from fahr_core import run
+        from fahr_core import api
 
         target, tag, location = _reorder(ctx, local_target_directory, model_image_tag, artifact_location)
         if tag is None:
             raise UsageError("missing MODEL_IMAGE_TAG: fahr fetch DIR TAG [LOCATION]")
-        run.fetch(Path(target), tag, location, driver=train_driver,
-                  job_name=job, extract=not no_extract, overwrite=overwrite, cli_config=_cli_config(ctx))
+        api.fetch(Path(target), tag, location, driver=train_driver, config=_config_dict(ctx),
+                  job=job, extract=not no_extract, overwrite=overwrite)
 
     _run(work)
 
@@ -256,9 +261,10 @@ def wait(
     """Follow a launched job to its end, streaming its logs (after fit --detach)."""
 
     def work():
-        from fahr_core import run
+        from fahr_core import api
 
-        run.wait(job_name, driver=train_driver, cli_config=_cli_config(ctx))
+        # Built from the name alone, not looked up: a driver without list_jobs still waits.
+        api.Job(job_name, driver=train_driver, config=_config_dict(ctx)).wait()
 
     _run(work)
 
@@ -272,12 +278,126 @@ def stop(
     """Stop a running job (SIGTERM, then SIGKILL after the driver's grace period)."""
 
     def work():
-        from fahr_core import run, ui
+        from fahr_core import api, ui
 
-        if run.stop(job_name, driver=train_driver, cli_config=_cli_config(ctx)):
+        if api.Job(job_name, driver=train_driver, config=_config_dict(ctx)).stop():
             ui.success(f"stop requested for {job_name}")
         else:
             ui.info(f"job {job_name} has already ended")
+
+    _run(work)
+
+
+@app.command(context_settings=_EXTRA)
+def jobs(
+    ctx: typer.Context,
+    model_image_tag: Annotated[Optional[str], typer.Argument(help="Only the jobs of this model image tag (foo/model).", show_default=False, metavar="[MODEL_IMAGE_TAG]")] = None,
+    status: Annotated[Optional[str], typer.Option("--status", help="Only jobs in this status: InProgress, Completed, Failed, Stopping, Stopped.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="At most N jobs (the newest).", min=1)] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output (times in ISO 8601, UTC).")] = False,
+    train_driver: DriverOption = None,
+) -> None:
+    """List the driver's jobs, newest first: name, tag, status, start, duration, billable seconds."""
+
+    def work():
+        import json
+
+        from fahr_core import api
+
+        (tag,) = _reorder(ctx, model_image_tag)
+        found = api.jobs(tag, driver=train_driver, config=_config_dict(ctx), status=status, limit=limit)
+        if json_:
+            typer.echo(json.dumps([_job_row(job) for job in found], indent=2))
+            return
+        _print_table(found)
+
+    _run(work)
+
+
+def _iso(moment) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _job_row(job) -> dict:
+    return {"job_name": job.name, "model_tag": job.model_tag, "driver": job.driver, "status": job.status,
+            "secondary_status": job.secondary_status, "created": _iso(job.created), "started": _iso(job.started),
+            "ended": _iso(job.ended), "duration_seconds": _duration(job), "training_seconds": job.training_seconds,
+            "billable_seconds": job.billable_seconds, "failure_reason": job.failure_reason,
+            "model_artifact": job.model_artifact}
+
+
+def _duration(job) -> float | None:
+    """Seconds from start to end (to now while it runs), as far as the driver knows."""
+    from datetime import datetime, timezone
+
+    if job.started is None:
+        return None
+    end = job.ended or (None if job.done else datetime.now(timezone.utc))
+    return None if end is None else round((end - job.started).total_seconds(), 3)
+
+
+def _ago(moment) -> str:
+    from datetime import datetime, timezone
+
+    seconds = max(0.0, (datetime.now(timezone.utc) - moment).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return f"{int(seconds)} s ago"
+
+
+def _span(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def _print_table(found) -> None:
+    if not found:
+        from fahr_core import ui
+
+        ui.info("no jobs")
+        return
+    header = ("JOB", "TAG", "STATUS", "STARTED", "DURATION", "BILLABLE")
+    rows = []
+    for job in found:
+        started = "-"
+        if job.started is not None:
+            started = f"{job.started.astimezone().strftime('%Y-%m-%d %H:%M')} ({_ago(job.started)})"
+        billable = "-" if job.billable_seconds is None else f"{job.billable_seconds:.0f} s"
+        status = job.status + (f" ({job.secondary_status})" if job.secondary_status and not job.done else "")
+        rows.append((job.name, job.model_tag or "-", status, started, _span(_duration(job)), billable))
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+@app.command(context_settings=_EXTRA)
+def logs(
+    ctx: typer.Context,
+    job_name: Annotated[str, typer.Argument(help="The job's name (see 'fahr jobs').", show_default=False, metavar="JOB_NAME")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing lines as the job prints them, until it ends.")] = False,
+    host: Annotated[Optional[str], typer.Option("--host", help="Only this host's lines (algo-1, algo-2, …).", metavar="algo-N")] = None,
+    train_driver: DriverOption = None,
+) -> None:
+    """Print a job's output (to stdout), from the start; lines are prefixed [algo-N] when it has several hosts."""
+
+    def work():
+        import re
+
+        from fahr_core import api
+
+        (name,) = _reorder(ctx, job_name)
+        if host is not None and not re.fullmatch(r"algo-[1-9][0-9]*", host):
+            raise UsageError(f"--host {host}: a host is named algo-N (algo-1, algo-2, …)")
+        for line in api.Job(name, driver=train_driver, config=_config_dict(ctx)).logs(follow=follow, host=host):
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     _run(work)
 

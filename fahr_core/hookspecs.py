@@ -27,14 +27,14 @@ All the types named here are importable from :mod:`fahr_core` (``from fahr_core 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import pluggy
 
 # The hooks' vocabulary: plain data, imported for real (it is cheap), so that this module depends
 # on nothing else of fahr and the type hints name real objects.
-from fahr_core.values import (BuildContext, Config, ConfigKey, FetchRequest, ImageRef, JobHandle, JobResult,
-                              JobSpec, Template)
+from fahr_core.values import (BuildContext, Config, ConfigKey, FetchRequest, ImageRef, JobHandle, JobInfo,
+                              JobQuery, JobResult, JobSpec, LogLine, Template)
 
 hookspec = pluggy.HookspecMarker("fahr")
 
@@ -294,6 +294,39 @@ def stop(job: JobHandle, config: Config) -> bool | None:
     Stops at first non-None result.
     """
 
+
+
+@hookspec(firstresult=True)
+def list_jobs(query: JobQuery, config: Config) -> list[JobInfo] | None:
+    """The driver's jobs, newest first (``fahr jobs``, :func:`fahr_core.jobs`).
+
+    Optional: a driver without it makes ``fahr jobs`` say so in one line (exit 2).
+
+    :param query: the optional filters: a model tag, a status, at most ``limit`` jobs.
+    :param config: the resolved configuration (where the driver keeps its jobs).
+    :returns: a list of :class:`fahr_core.JobInfo`, newest (by creation time) first, filtered
+        as ``query`` says; None when the driver cannot list jobs.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def logs(job: JobHandle, config: Config, follow: bool) -> Iterable[LogLine] | None:
+    """A job's output lines, from the start (``fahr logs``, ``Job.logs()``).
+
+    Optional: a driver without it makes ``fahr logs`` say so in one line (exit 2). ``wait`` keeps
+    streaming as before; a driver may build one on the other.
+
+    :param job: the job (perhaps a handle rebuilt from its name alone).
+    :param config: the resolved configuration.
+    :param follow: False: the lines printed so far, then stop. True: go on yielding lines as the
+        job prints them, and stop when the job has ended.
+    :returns: an iterable of :class:`fahr_core.LogLine` (each with its host), in the order each
+        host printed them; None when the driver cannot read logs.
+
+    Stops at first non-None result.
+    """
 
 #: Hooks every driver must implement; build_image and push_image have core defaults.
 REQUIRED_DRIVER_HOOKS = ("launch", "wait", "fetch")

@@ -43,6 +43,10 @@ results in-process through the driver's own hooks. Passing it means the driver k
 ``StopContract``
     ``fahr stop`` ends a running job Stopped with SIGTERM and a grace period: the model's SIGTERM
     handler takes 2 s to save a marker, which must come back (in the logs or the output data).
+``JobsContract`` (optional hooks: skipped for a driver without them)
+    ``list_jobs`` lists the suite's jobs of the model's tag newest first (by ``created``), each
+    with its status (the failed one with its reason, the completed one with its artifact), and
+    honours ``status`` and ``limit``; ``logs`` of a finished job holds the lines the model printed.
 ``CleanupContract`` (runs last)
     no container, network or temporary file named after any job of the suite is left behind.
 
@@ -117,7 +121,7 @@ from fahr_core.names import JOB_NAME, JOB_NAME_MAX
 
 __all__ = [
     "DriverConformance", "DriverFixtures", "RunContract", "ModelContract", "FetchContract", "StopContract",
-    "CleanupContract", "CONFORMANCE_MODEL", "FahrRunner", "build_tree", "tree_manifest", "long_failure_reason",
+    "CleanupContract", "JobsContract", "CONFORMANCE_MODEL", "FahrRunner", "build_tree", "tree_manifest", "long_failure_reason",
     "job_names",
 ]
 
@@ -893,6 +897,50 @@ class StopContract:
             f"of a SIGTERM then SIGKILL after a timeout\n{_show(run)}\n{_show(waited)}")
 
 
+class JobsContract:
+    """The optional hooks ``list_jobs`` and ``logs`` (skipped for a driver that lacks them)."""
+
+    @staticmethod
+    def _list(driver_session, **query):
+        from fahr_core.values import JobQuery
+
+        with driver_session.session() as session:
+            infos = session.hook.list_jobs(query=JobQuery(**query), config=session.config)
+        if infos is None:
+            pytest.skip(f"driver {driver_session.driver!r} does not implement list_jobs")
+        return list(infos)
+
+    def test_the_suite_s_jobs_are_listed_newest_first(self, driver_session, trained, failed):
+        from fahr_core.values import COMPLETED, FAILED
+
+        infos = self._list(driver_session, model_tag=MODEL_TAG)
+        by_name = {info.job_name: info for info in infos}
+        assert trained["job"] in by_name and failed["job"] in by_name, \
+            f"list_jobs({MODEL_TAG!r}) lacks the suite's jobs {trained['job']}, {failed['job']}: {sorted(by_name)}"
+        assert all(info.model_tag == MODEL_TAG for info in infos), "list_jobs(model_tag=…) gave another tag's jobs"
+        created = [info.created for info in infos]
+        assert None not in created and created == sorted(created, reverse=True), \
+            f"list_jobs is not newest first: {[(i.job_name, i.created) for i in infos]}"
+        assert by_name[trained["job"]].status == COMPLETED and by_name[trained["job"]].model_artifact
+        assert by_name[failed["job"]].status == FAILED and failed["token"] in by_name[failed["job"]].failure_reason
+        failures = self._list(driver_session, model_tag=MODEL_TAG, status=FAILED)
+        assert failed["job"] in {i.job_name for i in failures} and all(i.status == FAILED for i in failures)
+        assert [i.job_name for i in self._list(driver_session, model_tag=MODEL_TAG, limit=1)] == [infos[0].job_name]
+
+    def test_the_logs_of_a_finished_job_hold_its_lines(self, driver_session, trained):
+        from fahr_core.values import JobHandle
+
+        with driver_session.session() as session:
+            job = JobHandle(driver=driver_session.driver, job_name=trained["job"], model_tag="")
+            lines = session.hook.logs(job=job, config=session.config, follow=False)
+            if lines is None:
+                pytest.skip(f"driver {driver_session.driver!r} does not implement logs")
+            lines = list(lines)
+        texts = [line.text for line in lines]
+        assert "conformance model: done" in texts, f"logs({trained['job']}) lacks the model's last line: {texts[-20:]}"
+        assert all(re.fullmatch(r"algo-[1-9][0-9]*", line.host) for line in lines)
+
+
 class CleanupContract:
     """Nothing of a job outlives it: containers, networks, temporary files."""
 
@@ -907,7 +955,7 @@ class CleanupContract:
         assert not left, f"left behind by the suite's jobs {jobs}: {left}"
 
 
-class DriverConformance(CleanupContract, StopContract, FetchContract, ModelContract, RunContract, DriverFixtures):
+class DriverConformance(CleanupContract, JobsContract, StopContract, FetchContract, ModelContract, RunContract, DriverFixtures):
     """The contract every driver keeps. Subclass it in the driver's tests; see the module doc.
 
     pytest runs the mixins' tests from the last base to the first: CleanupContract, first here,

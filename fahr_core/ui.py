@@ -9,13 +9,31 @@ plugin API (the rest, ``console`` and ``error``, is the CLI's own).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 
-__all__ = ["info", "success", "warn", "command", "status_change", "log_line", "build_step", "build_output"]
+__all__ = ["info", "success", "warn", "command", "status_change", "log_line", "build_step", "build_output", "quiet"]
 
 _lock = threading.Lock()
 _console = None
+_muted = 0  # how many quiet() contexts are open (a count, not a flag: they may nest or overlap)
+
+
+@contextlib.contextmanager
+def quiet():
+    """Mute status lines and job log lines for the duration (errors are raised, not printed).
+
+    Process-wide rather than per thread: the drivers stream logs from their own threads.
+    """
+    global _muted
+    with _lock:
+        _muted += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _muted -= 1
 
 
 def console():
@@ -30,6 +48,8 @@ def console():
 
 def _say(markup: str) -> None:
     with _lock:
+        if _muted:
+            return
         console().print(markup)
 
 
@@ -84,5 +104,7 @@ def log_line(line: str, host: str | None = None) -> None:
     """One line of the training container's output, to stdout, as it arrives."""
     text = f"[{host}] {line}" if host else line
     with _lock:
+        if _muted:
+            return
         sys.stdout.write(text + "\n")
         sys.stdout.flush()

@@ -139,6 +139,61 @@ class FetchRequest:
     """An empty folder the driver downloads ``model.tar.gz`` into."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class JobQuery:
+    """Which jobs ``list_jobs`` returns: every filter is optional, and jobs come newest first."""
+
+    model_tag: str | None = None
+    """Only the jobs of this model image tag."""
+    status: str | None = None
+    """Only the jobs in this status (one of the job-status constants)."""
+    limit: int | None = None
+    """At most this many jobs (the newest); None for all."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobInfo:
+    """One job as ``list_jobs`` reports it. Times are seconds since the epoch (UTC); a field the
+    backend does not know stays at its default."""
+
+    job_name: str
+    """The job's name, as ``fahr wait``/``fahr logs`` take it."""
+    model_tag: str
+    """The model image tag the job trained ('' when the backend did not record it)."""
+    driver: str
+    """The driver that ran it."""
+    status: str
+    """One of IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED."""
+    secondary_status: str = ""
+    """The backend's finer status (``Training``, ``Uploading``…), when it has one."""
+    created: float | None = None
+    """When the job was created."""
+    started: float | None = None
+    """When its training started."""
+    ended: float | None = None
+    """When it ended (None while it runs)."""
+    training_seconds: float | None = None
+    """Seconds of training, when known."""
+    billable_seconds: float | None = None
+    """Seconds billed, when the backend bills (spot jobs: fewer than trained)."""
+    failure_reason: str = ""
+    """Why it failed or stopped (at most 1024 characters)."""
+    model_artifact: str = ""
+    """Where model.tar.gz is (a local path or a URI), once the job has completed."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogLine:
+    """One line of a job's output, as ``logs`` yields it."""
+
+    host: str
+    """The host that printed it: ``algo-1`` … ``algo-N``."""
+    text: str
+    """The line, without its newline."""
+    timestamp: float | None = None
+    """When it was printed, in seconds since the epoch, when the backend knows."""
+
+
 #: The commands a :attr:`ConfigKey.required_for` may name.
 COMMANDS = ("fit", "wait", "stop", "fetch")
 

@@ -314,7 +314,7 @@ def test_channel_and_env_names_with_a_trailing_newline_are_refused():
     (["drivers", "--bogus"], "fahr error: no such option: --bogus"),
     (["--bogus"], "fahr error: no such option: --bogus; see 'fahr --help'"),
     (["--bogus", "fit", "x.py"], "fahr error: no such option: --bogus; see 'fahr --help'"),
-    (["bogus"], "fahr error: no such command 'bogus'; see 'fahr --help'"),
+    (["frobnicate"], "fahr error: no such command 'frobnicate'; see 'fahr --help'"),  # no near command: no suggestion
     (["fit", "x.py", "--bogus"], "fahr error: unexpected argument '--bogus': see the command's --help"),
 ])
 def test_usage_errors_are_one_line_exit_2(args, says):

@@ -804,3 +804,143 @@ def _newest_completed(location: Path, model_tag: str) -> tuple[Path, dict]:
     if best is None:
         raise UsageError(f"no completed job of {model_tag!r} in {location}; train it first with 'fahr fit'")
     return best[2], best[3]
+
+
+# -- remembering jobs --------------------------------------------------------------------------
+
+
+def _info(job_dir: Path, record: dict):
+    from fahr_core.values import JobInfo
+
+    seconds = None
+    if _ended(record) and record.get("started") and record.get("ended"):
+        seconds = round(record["ended"] - record["started"], 3)
+    artifact = ""
+    if record["status"] == COMPLETED:
+        # The job folder's own archive, as fetch reads it: the record's field is a file anyone may edit.
+        artifact = str(job_dir / "output" / "model.tar.gz")
+    return JobInfo(
+        job_name=record["job_name"], model_tag=record["model_tag"], driver=NAME, status=record["status"],
+        secondary_status=record.get("secondary_status", ""), created=record.get("created"),
+        started=record.get("started"), ended=record.get("ended") if _ended(record) else None,
+        training_seconds=seconds, billable_seconds=seconds,
+        failure_reason=record.get("failure_reason", "")[:1024], model_artifact=artifact,
+    )
+
+
+@hookimpl
+def list_jobs(query, config):
+    root = _output_root(config)
+    if not root.is_dir():
+        return []  # no job has run here yet
+    found: list[tuple[float, str, object]] = []
+    for record_file in root.glob(f"*/{RECORD}"):
+        try:
+            record = _read_record(record_file.parent)
+        except BadRecord as exc:
+            ui.warn(f"skipping {exc.job_dir}: its {RECORD} {exc.reason}")
+            continue
+        except UsageError:  # gone since the listing
+            continue
+        if query.model_tag and record["model_tag"] != query.model_tag:
+            continue
+        if query.status and record["status"] != query.status:
+            continue
+        found.append((record.get("created", 0.0), record["job_name"], _info(record_file.parent, record)))
+    found.sort(key=lambda item: item[:2], reverse=True)
+    infos = [info for _, _, info in found]
+    return infos[:query.limit] if query.limit is not None else infos
+
+
+def _saved_logs(job_dir: Path):
+    from fahr_core.values import LogLine
+
+    for log in sorted((job_dir / "logs").glob("*.log")):
+        if log.is_symlink() or not log.is_file():
+            continue  # fahr wrote regular files; anything else is not the job's output
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            yield LogLine(host=log.stem, text=line)
+
+
+def _live_logs(run, follow: bool):
+    """Every host's output from its container, host after host without ``follow``; with it, all
+    hosts at once (threads), as the lines come, until every container has stopped."""
+    import queue
+    import threading
+
+    from fahr_core.values import LogLine
+
+    containers = run.containers()
+
+    def lines(container):
+        pending = b""
+        try:
+            for chunk in container.logs(stream=True, follow=follow, stdout=True, stderr=True, timestamps=False):
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for piece in complete:
+                    yield piece.decode("utf-8", "replace").rstrip("\r")
+        except Exception:
+            pass  # the container went away (the job ended and was cleaned up): the saved logs follow
+        if pending:
+            yield pending.decode("utf-8", "replace").rstrip("\r")
+
+    if not follow:
+        for host in sorted(containers):
+            for text in lines(containers[host]):
+                yield LogLine(host=host, text=text)
+        return
+    events: queue.Queue = queue.Queue()
+
+    def pump(host, container):
+        try:
+            for text in lines(container):
+                events.put(LogLine(host=host, text=text))
+        finally:
+            events.put(host)
+
+    for host, container in containers.items():
+        threading.Thread(target=pump, args=(host, container), daemon=True).start()
+    done = 0
+    while done < len(containers):
+        item = events.get()
+        if isinstance(item, str):
+            done += 1
+        else:
+            yield item
+
+
+@hookimpl
+def logs(job, config, follow):
+    from fahr_core.contract import ContractRun
+
+    job_dir = _job_dir(config, job.job_name)
+    record = _read_record(job_dir)  # raises now, not at the first iteration
+    if _ended(record) or record.get("upload_error"):
+        return _saved_logs(job_dir)
+
+    def running():
+        counts: dict[str, int] = {}
+        run = ContractRun(_container_job(record, config))
+        for line in _live_logs(run, follow):
+            counts[line.host] = counts.get(line.host, 0) + 1
+            yield line
+        if run.containers():
+            return  # the containers are still there: their streams held every line
+        # The job ended meanwhile and the fahr finishing it saved the logs and removed the
+        # containers: lines printed after the streams broke off are in the saved logs.
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if _ended(_read_record(job_dir)):
+                    break
+            except UsageError:
+                return
+            time.sleep(0.5)
+        seen: dict[str, int] = {}
+        for line in _saved_logs(job_dir):
+            seen[line.host] = seen.get(line.host, 0) + 1
+            if seen[line.host] > counts.get(line.host, 0):
+                yield line
+
+    return running()

@@ -1,0 +1,302 @@
+"""fahr's Python API: train, list, follow and fetch jobs from Python (a notebook, a script).
+
+The CLI runs on these functions too, so a job launched here is the job ``fahr jobs`` lists. Every
+call takes the driver (``driver=``, default as the CLI's: ``FAHR_DRIVER``, ``fahr.toml``, else
+``local``) and a ``config`` dict of driver keys, layered exactly as ``--config.KEY=VALUE`` (over
+``fahr.toml`` and ``FAHR_<DRIVER>_<KEY>``). Errors are :class:`fahr_core.FahrError` subclasses,
+never ``SystemExit``. Status lines and job logs go to the terminal as in the CLI; ``quiet=True``
+(or ``with fahr_core.ui.quiet():``) silences them. Times are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from fahr_core.errors import PluginError, UsageError
+
+__all__ = ["Job", "fit", "jobs", "job", "fetch"]
+
+
+def _pairs(config: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """A config dict as the ``--config.KEY=VALUE`` pairs the CLI would pass."""
+    pairs = []
+    for key, value in (config or {}).items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, Mapping):
+            text = json.dumps({str(k): str(v) for k, v in value.items()})
+        else:
+            text = str(value)
+        pairs.append((str(key), text))
+    return pairs
+
+
+def _strings(values: Mapping[str, Any] | None) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (values or {}).items()}
+
+
+def _time(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def _quiet(quiet: bool):
+    import contextlib
+
+    from fahr_core import ui
+
+    return ui.quiet() if quiet else contextlib.nullcontext()
+
+
+class Job:
+    """One training job of a driver.
+
+    Attributes: ``name``, ``model_tag``, ``driver``, ``status`` (``InProgress``, ``Completed``,
+    ``Failed``, ``Stopping``, ``Stopped``), ``secondary_status``, ``failure_reason``,
+    ``created``/``started``/``ended`` (timezone-aware UTC datetimes, None when unknown),
+    ``training_seconds``/``billable_seconds`` (float or None), ``model_artifact`` (a path or URI,
+    '' until it completed). They are as last read: :meth:`refresh` reads them again.
+    """
+
+    def __init__(self, name: str, *, driver: str | None = None, model_tag: str = "", config: Mapping[str, Any] | None = None,
+                 quiet: bool = False):
+        self.name = name
+        self.driver = driver
+        self.model_tag = model_tag
+        self.status = ""
+        self.secondary_status = ""
+        self.failure_reason = ""
+        self.created: datetime | None = None
+        self.started: datetime | None = None
+        self.ended: datetime | None = None
+        self.training_seconds: float | None = None
+        self.billable_seconds: float | None = None
+        self.model_artifact = ""
+        self._config = dict(config or {})
+        self._quiet = quiet
+
+    def __repr__(self) -> str:
+        return f"Job({self.name!r}, model_tag={self.model_tag!r}, driver={self.driver!r}, status={self.status!r})"
+
+    @classmethod
+    def _from_info(cls, info, config, quiet=False) -> "Job":
+        job = cls(info.job_name, driver=info.driver, model_tag=info.model_tag, config=config, quiet=quiet)
+        job._update(info)
+        return job
+
+    def _update(self, info) -> None:
+        self.model_tag = info.model_tag or self.model_tag
+        self.status = info.status
+        self.secondary_status = info.secondary_status
+        self.failure_reason = info.failure_reason
+        self.created, self.started, self.ended = _time(info.created), _time(info.started), _time(info.ended)
+        self.training_seconds, self.billable_seconds = info.training_seconds, info.billable_seconds
+        self.model_artifact = info.model_artifact
+
+    def _from_result(self, result) -> None:
+        self.model_tag = result.job.model_tag or self.model_tag
+        self.status = result.status
+        self.failure_reason = result.failure_reason
+        self.model_artifact = result.model_artifact
+        self.training_seconds, self.billable_seconds = result.training_seconds, result.billable_seconds
+
+    @property
+    def done(self) -> bool:
+        """Whether the job has ended (as last read)."""
+        from fahr_core.values import FINAL_STATES
+
+        return self.status in FINAL_STATES
+
+    def refresh(self) -> "Job":
+        """Read the job's state again from its driver (needs the driver's ``list_jobs``)."""
+        found = _find(self.name, self.driver, self._config, self.model_tag or None)
+        self._update(found)
+        return self
+
+    def wait(self) -> "Job":
+        """Follow the job to its end, streaming its logs; raise :class:`JobFailed` unless it completed."""
+        from fahr_core import run
+        from fahr_core.errors import JobFailed
+
+        with _quiet(self._quiet):
+            try:
+                result = run.wait(self.name, driver=self.driver, cli_config=_pairs(self._config))
+            except JobFailed:
+                self._try_refresh()
+                raise
+        self._from_result(result)
+        self.driver = result.job.driver or self.driver
+        self._try_refresh()
+        return self
+
+    def _try_refresh(self) -> None:
+        """Fill in the times where the driver can list jobs; the fields already known stay otherwise."""
+        from fahr_core import ui
+        from fahr_core.errors import FahrError
+
+        try:
+            with ui.quiet():  # a listing's warnings (another job's bad record) are not this job's news
+                self.refresh()
+        except FahrError:
+            pass  # a driver without list_jobs, or one that does not list the job yet
+        except Exception:  # noqa: BLE001
+            # The job's own work is done and reported: a listing that breaks (a driver's bug) must
+            # not turn a completed fit into an internal error. `fahr jobs` shows that bug instead.
+            pass
+
+    def stop(self) -> bool:
+        """Ask the driver to stop the job; False when it had already ended."""
+        from fahr_core import run
+
+        with _quiet(self._quiet):
+            return run.stop(self.name, driver=self.driver, cli_config=_pairs(self._config))
+
+    def logs(self, follow: bool = False, host: str | None = None) -> Iterator[str]:
+        """The job's output lines (str, without newline), from the start.
+
+        With ``follow``, lines come as the job prints them, until it ends. A job of several hosts
+        has each line prefixed ``[algo-N] ``; ``host="algo-2"`` gives one host's lines, unprefixed.
+        """
+        for line in self._log_lines(follow, host):
+            yield line
+
+    def _log_lines(self, follow: bool, host: str | None) -> Iterator[str]:
+        from fahr_core import names
+        from fahr_core.values import JobHandle
+
+        names.validate_job_name(self.name)
+        session = _session(self.driver, self._config)
+        handle = JobHandle(driver=session.config.driver, job_name=self.name, model_tag=self.model_tag)
+        lines = session.hook.logs(job=handle, config=session.config, follow=follow)
+        if lines is None:
+            raise _lacks(session.config.driver, "read logs", "logs")
+        if host is not None:
+            yield from (line.text for line in lines if line.host == host)
+            return
+        # Whether the job has several hosts shows in its lines: hold them back until a second host
+        # speaks, the lines end, or (following a live job) two seconds have passed.
+        held: list = []
+        several: bool | None = None
+        since = time.monotonic()
+        for line in lines:
+            if several is None:
+                held.append(line)
+                if line.host != held[0].host:
+                    several = True
+                elif follow and time.monotonic() - since > 2:
+                    several = False
+                else:
+                    continue
+                for kept in held:
+                    yield f"[{kept.host}] {kept.text}" if several else kept.text
+                held = []
+                continue
+            yield f"[{line.host}] {line.text}" if several else line.text
+        for kept in held:  # one host all along
+            yield kept.text
+
+    def fetch(self, target: str | Path, *, extract: bool = True, overwrite: bool = False) -> Path:
+        """Bring this job's model into ``target`` (a new or empty folder); returns where it is."""
+        if not self.model_tag:
+            self.refresh()
+        return fetch(target, self.model_tag, driver=self.driver, config=self._config, job=self.name,
+                     extract=extract, overwrite=overwrite, quiet=self._quiet)
+
+
+def _session(driver: str | None, config: Mapping[str, Any] | None, command: str | None = None):
+    from fahr_core import run
+
+    return run.open_session(driver, Path.cwd(), _pairs(config), check_required=False, command=command)
+
+
+def _lacks(driver: str, what: str, hook: str) -> PluginError:
+    return PluginError(f"driver {driver!r} cannot {what} (it does not implement {hook})")
+
+
+def _find(name: str, driver: str | None, config, model_tag: str | None = None):
+    from fahr_core import names
+    from fahr_core.values import JobQuery
+
+    names.validate_job_name(name)
+    session = _session(driver, config)
+    infos = session.hook.list_jobs(query=JobQuery(model_tag=model_tag), config=session.config)
+    if infos is None:
+        raise _lacks(session.config.driver, "list jobs", "list_jobs")
+    for info in infos:
+        if info.job_name == name:
+            return info
+    raise UsageError(f"no job {name} on driver {session.config.driver!r}; see 'fahr jobs' for the jobs it has")
+
+
+def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str, Any] | None = None,
+        hyperparameters: Mapping[str, Any] | None = None, inputs: Mapping[str, str] | None = None,
+        environment: Mapping[str, Any] | None = None, wait: bool = True, quiet: bool = False,
+        fetch_to: str | Path | None = None, overwrite: bool = False, regenerate_dockerfile: bool = False) -> Job:
+    """Build ``artifact`` (a train.py) into an image, launch a training job and (``wait``) follow it.
+
+    Returns the :class:`Job`: Completed when waited for, InProgress with ``wait=False``. A job
+    that fails or is stopped raises :class:`JobFailed` (its message says why; ``fahr_core.jobs()``
+    still lists it). Hyperparameter and environment values are passed as strings. ``fetch_to``:
+    once completed, extract the model there (``overwrite`` replaces a non-empty folder), as
+    ``fahr fit --fetch``; ``regenerate_dockerfile`` writes the project's Dockerfile anew.
+    """
+    from fahr_core import run
+    from fahr_core.values import JobHandle
+
+    with _quiet(quiet):
+        outcome = run.fit(Path(artifact), driver=driver, cli_config=_pairs(config),
+                          hyperparameters=_strings(hyperparameters), inputs=_strings(inputs),
+                          environment=_strings(environment), detach=not wait,
+                          fetch_dir=None if fetch_to is None else Path(fetch_to), overwrite=overwrite,
+                          regenerate_dockerfile=regenerate_dockerfile)
+    handle = outcome if isinstance(outcome, JobHandle) else outcome.job
+    job = Job(handle.job_name, driver=handle.driver, model_tag=handle.model_tag, config=config, quiet=quiet)
+    if isinstance(outcome, JobHandle):
+        job.status = "InProgress"
+    else:
+        job._from_result(outcome)
+    job._try_refresh()
+    return job
+
+
+def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Mapping[str, Any] | None = None,
+         status: str | None = None, limit: int | None = None) -> list[Job]:
+    """The driver's jobs, newest first: of one model tag, in one status, at most ``limit``."""
+    from fahr_core import names
+    from fahr_core.values import COMPLETED, FAILED, IN_PROGRESS, STOPPED, STOPPING, JobQuery
+
+    if model_tag is not None:
+        names.validate_model_tag(model_tag)
+    states = (IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED)
+    if status is not None:  # as the CLI takes it: any case (--status failed)
+        status = next((state for state in states if state.lower() == str(status).lower()), status)
+    if status is not None and status not in states:
+        raise UsageError(f"status {status!r}: expected one of {', '.join(states)}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise UsageError(f"limit {limit!r}: expected a whole number of jobs, 1 or more")
+    session = _session(driver, config)
+    infos = session.hook.list_jobs(query=JobQuery(model_tag=model_tag, status=status, limit=limit),
+                                   config=session.config)
+    if infos is None:
+        raise _lacks(session.config.driver, "list jobs", "list_jobs")
+    return [Job._from_info(info, config) for info in infos]
+
+
+def job(name: str, *, driver: str | None = None, config: Mapping[str, Any] | None = None) -> Job:
+    """The job called ``name`` (as ``fahr fit`` printed it), read from its driver."""
+    return Job._from_info(_find(name, driver, config), config)
+
+
+def fetch(target: str | Path, model_tag: str, location: str | None = None, *, driver: str | None = None,
+          config: Mapping[str, Any] | None = None, job: str | None = None, extract: bool = True,
+          overwrite: bool = False, quiet: bool = False) -> Path:
+    """Download a model of ``model_tag`` (the newest completed job's, or ``job``'s) and extract it
+    safely into ``target``; returns the folder (or the archive, with ``extract=False``)."""
+    from fahr_core import run
+
+    with _quiet(quiet):
+        return run.fetch(Path(target), model_tag, location, driver=driver, job_name=job, extract=extract,
+                         overwrite=overwrite, cli_config=_pairs(config))
