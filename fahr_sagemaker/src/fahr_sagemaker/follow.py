@@ -1,6 +1,6 @@
 """Follow a training job: DescribeTrainingJob with backoff, every SecondaryStatus change as it
 happens, and the CloudWatch log events of every stream of the job, labelled by host when the
-job has several.
+job has several (``wait``); the same reader yields them as LogLine to the ``logs`` hook.
 """
 
 from __future__ import annotations
