@@ -4,7 +4,8 @@ moto marks every training job Completed at once and runs nothing, so fahr's test
 server instead, through ``AWS_ENDPOINT_URL_SAGEMAKER``. It speaks SageMaker's JSON protocol
 (``X-Amz-Target: SageMaker.<Operation>``) and implements CreateTrainingJob, DescribeTrainingJob,
 StopTrainingJob, ListTrainingJobs, ListTags (to read a job's tags back) and Search (training jobs
-only, filters joined by And or Or, as fahr finds the jobs of a model tag):
+only, filters joined by And or Or, as fahr finds and lists the jobs of a model tag). ``GET /``
+reports the job count, the throttled calls and the DescribeTrainingJob calls per job name:
 
 - requests are validated against botocore's own service model (required members, types, enums,
   lengths, ranges, patterns), and the errors look like AWS's (``ValidationException``,
@@ -451,6 +452,15 @@ class SageMaker:
         self.describes = 0
         self.throttled = 0
         self.throttled_jobs: set[str] = set()
+        # Every DescribeTrainingJob asked for, by job name: lets tests prove that listing jobs
+        # (Search) does not describe them one by one.
+        self.describe_calls: dict[str, int] = {}
+
+    def count(self, operation: str, body: dict) -> None:
+        if operation == "DescribeTrainingJob":
+            with self.lock:
+                name = str(body.get("TrainingJobName", ""))
+                self.describe_calls[name] = self.describe_calls.get(name, 0) + 1
 
     def throttle(self, operation: str, body: dict) -> None:
         """Refuse the first DescribeTrainingJob of each job, and every Nth after, as throttled."""
@@ -629,8 +639,10 @@ def make_handler(api: SageMaker):
             self.wfile.write(data)
 
         def do_GET(self):
+            with api.lock:
+                calls = dict(api.describe_calls)
             self._reply(200, {"emulator": "fahr SageMaker emulator", "jobs": len(api.jobs),
-                              "throttled": api.throttled})
+                              "throttled": api.throttled, "describe_calls": calls})
 
         def do_POST(self):
             length = int(self.headers.get("Content-Length", 0))
@@ -643,6 +655,7 @@ def make_handler(api: SageMaker):
                 if "Authorization" not in self.headers:
                     raise ApiError("MissingAuthenticationTokenException", "Missing Authentication Token", 403)
                 body = json.loads(raw or b"{}")
+                api.count(operation, body)
                 api.throttle(operation, body)
                 check_request(operation, body)
                 self._reply(200, getattr(api, operation)(body))

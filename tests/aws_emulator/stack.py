@@ -243,13 +243,20 @@ class Stack:
         self.client("s3").create_bucket(Bucket=BUCKET)
         self.client("iam").create_role(RoleName=ROLE, AssumeRolePolicyDocument=json.dumps(TRUST))
 
-    def throttled(self) -> int:
-        """How many DescribeTrainingJob calls the SageMaker emulator refused with throttling."""
+    def _emulator_state(self) -> dict:
         import urllib.request
 
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, never a proxy
         with opener.open(f"http://127.0.0.1:{self.sagemaker_port}/", timeout=5) as reply:
-            return json.load(reply)["throttled"]
+            return json.load(reply)
+
+    def throttled(self) -> int:
+        """How many DescribeTrainingJob calls the SageMaker emulator refused with throttling."""
+        return self._emulator_state()["throttled"]
+
+    def describe_calls(self) -> dict[str, int]:
+        """How many DescribeTrainingJob calls the SageMaker emulator got, by job name."""
+        return self._emulator_state()["describe_calls"]
 
     def manifest_puts(self) -> int:
         """How many manifests the registry has accepted (a push ends with one)."""

@@ -11,6 +11,8 @@ Neither boto3 nor the Docker SDK is imported until a hook runs.
     wait         DescribeTrainingJob + CloudWatch Logs until the end; Ctrl-C detaches
     fetch        model.tar.gz of a job, or of the newest completed job of a tag
     stop         StopTrainingJob
+    list_jobs    Search: fahr's jobs (tag fahr:version), of a model tag (tag fahr:model-tag), newest first
+    logs         CloudWatch Logs of the job, per host; with follow, until the job has ended
 """
 
 from __future__ import annotations
@@ -265,3 +267,20 @@ def fetch(request, config):
     info = artifacts.job_for_fetch(config, request.model_tag, request.job_name, where)
     ui.info(f"fetching the model of job {info['TrainingJobName']}")
     return artifacts.download_model(config, info, request.download_dir)
+
+
+@hookimpl
+def list_jobs(query, config):
+    """fahr's training jobs, newest first, through sagemaker:Search (no DescribeTrainingJob per job)."""
+    from fahr_sagemaker import jobs
+
+    return jobs.list_jobs(config, query, NAME)
+
+
+@hookimpl
+def logs(job, config, follow):
+    """The job's CloudWatch log lines, host by host; with ``follow``, until the job has ended."""
+    from fahr_sagemaker import follow as following
+
+    interval = max(1.0, float(config["poll_interval"]))
+    return following.job_logs(config, job.job_name, follow, interval)

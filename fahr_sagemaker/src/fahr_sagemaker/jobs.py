@@ -1,0 +1,87 @@
+"""Listing the jobs fahr launched: SageMaker's Search, page after page, newest first.
+
+One Search page carries up to 100 whole TrainingJob records with their Tags and Environment, so
+listing never calls DescribeTrainingJob once per job. Only jobs fahr launched are listed (they
+carry the ``fahr:version`` tag); a model tag is matched on the ``fahr:model-tag`` tag, not on the
+job's name, which ``base_job_name`` changes.
+"""
+
+from __future__ import annotations
+
+from fahr_core import JobInfo, JobQuery
+
+from fahr_sagemaker import aws
+from fahr_sagemaker.artifacts import MODEL_TAG_TAG, recorded_tag
+
+#: The tag every job fahr launches carries (fahr's version): what tells fahr's jobs apart.
+VERSION_TAG = "fahr:version"
+#: Search's largest page (botocore's model: MaxResults 1-100).
+PAGE = 100
+
+
+def search_request(query: JobQuery) -> dict:
+    """The Search request of ``query``: fahr's jobs, of the tag and status asked, newest first."""
+    filters = [{"Name": f"Tags.{VERSION_TAG}", "Operator": "Exists"}]
+    if query.model_tag:
+        filters.append({"Name": f"Tags.{MODEL_TAG_TAG}", "Operator": "Equals", "Value": query.model_tag})
+    if query.status:
+        filters.append({"Name": "TrainingJobStatus", "Operator": "Equals", "Value": query.status})
+    size = PAGE if query.limit is None else max(1, min(PAGE, query.limit))
+    return {
+        "Resource": "TrainingJob",
+        "SearchExpression": {"Filters": filters, "Operator": "And"},
+        "SortBy": "CreationTime",
+        "SortOrder": "Descending",
+        "MaxResults": size,
+    }
+
+
+def _seconds(value) -> float | None:
+    """A Search timestamp (a datetime from boto3) as seconds since the epoch."""
+    if value is None:
+        return None
+    return value.timestamp() if hasattr(value, "timestamp") else float(value)
+
+
+def job_info(record: dict, driver: str) -> JobInfo:
+    """One Search record's TrainingJob as a :class:`JobInfo`."""
+    status = record.get("TrainingJobStatus", "")
+    training = record.get("TrainingTimeInSeconds")
+    billable = record.get("BillableTimeInSeconds")
+    artifact = (record.get("ModelArtifacts") or {}).get("S3ModelArtifacts", "") if status == "Completed" else ""
+    return JobInfo(
+        job_name=record["TrainingJobName"],
+        model_tag=recorded_tag(record),
+        driver=driver,
+        status=status,
+        secondary_status=record.get("SecondaryStatus", ""),
+        created=_seconds(record.get("CreationTime")),
+        started=_seconds(record.get("TrainingStartTime")),
+        ended=_seconds(record.get("TrainingEndTime")),
+        training_seconds=float(training) if training is not None else None,
+        billable_seconds=float(billable) if billable is not None else None,
+        failure_reason=record.get("FailureReason", "") or "",
+        model_artifact=artifact,
+    )
+
+
+def list_jobs(config, query: JobQuery, driver: str) -> list[JobInfo]:
+    """fahr's training jobs in the region, newest first, filtered as ``query`` says."""
+    if query.limit is not None and query.limit <= 0:
+        return []
+    sm = aws.client(config, "sagemaker")
+    request = search_request(query)
+    found: list[JobInfo] = []
+    with aws.translated("listing the training jobs (sagemaker:Search)"):
+        while True:
+            page = sm.search(**request)
+            for result in page.get("Results", []):
+                record = result.get("TrainingJob")
+                if not record or not record.get("TrainingJobName"):
+                    continue
+                found.append(job_info(record, driver))
+                if query.limit is not None and len(found) >= query.limit:
+                    return found
+            if not page.get("NextToken"):
+                return found
+            request["NextToken"] = page["NextToken"]
