@@ -6,9 +6,9 @@ through the plugin manager and configuration the core builds, with boto3 pointed
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from pathlib import Path
 
 import pytest
 
@@ -182,3 +182,43 @@ def test_logs_of_an_unknown_job_is_a_usage_error(stack, session):
 
     with pytest.raises(UsageError, match="no training job 'no-such-job'"):
         _logs(session, "no-such-job")
+
+
+# -- the same through the real commands ---------------------------------------------------------
+
+
+def test_fahr_jobs_lists_filters_and_prints_json(stack, made, tmp_path):
+    first, second, failed = made
+    args = ["--train-driver", "sagemaker", f"--config.output_path=s3://{BUCKET}/jobs"]
+    listed = run_fahr(stack, "jobs", "--json", *args, cwd=tmp_path)
+    assert listed.code == 0, listed.output
+    rows = [row for row in json.loads(listed.stdout) if row["job_name"] in made]
+    assert [row["job_name"] for row in rows] == [failed, second, first]  # newest first
+    assert [row["status"] for row in rows] == ["Failed", "Completed", "Completed"]
+    assert "no data in the channel" in rows[0]["failure_reason"]
+    tagged = run_fahr(stack, "jobs", "jobsok/train", "--json", *args, cwd=tmp_path)
+    assert [row["job_name"] for row in json.loads(tagged.stdout)] == [second, first]  # base_job_name found
+    failed_only = run_fahr(stack, "jobs", "--status", "Failed", "--json", *args, cwd=tmp_path)
+    assert failed in [row["job_name"] for row in json.loads(failed_only.stdout)]
+    assert {row["status"] for row in json.loads(failed_only.stdout)} == {"Failed"}
+    table = run_fahr(stack, "jobs", "jobsok/train", *args, cwd=tmp_path)
+    assert table.code == 0, table.output
+    lines = [line for line in table.stdout.splitlines() if line.strip()]
+    assert [line.split()[0] for line in lines[1:]] == [second, first]  # a header, then newest first
+
+
+def test_fahr_logs_replays_and_follows(stack, made, tmp_path):
+    first, _, _ = made
+    args = ["--train-driver", "sagemaker", f"--config.output_path=s3://{BUCKET}/jobs", "--config.poll_interval=2"]
+    replay = run_fahr(stack, "logs", first, *args, cwd=tmp_path)
+    assert replay.code == 0, replay.output
+    assert "first line of the job\nsecond line of the job" in replay.stdout
+    model = write_model(tmp_path, "jobsfollow", TICKS)
+    launched = run_fahr(stack, "fit", str(model), *sagemaker_args("jobs"), "--detach", cwd=tmp_path)
+    assert launched.code == 0, launched.output
+    job = job_name_of(launched)
+    followed = run_fahr(stack, "logs", job, "--follow", *args, cwd=tmp_path)
+    assert followed.code == 0, followed.output
+    assert [l for l in followed.stdout.splitlines() if l.startswith("tick ")] == [f"tick {i}" for i in range(16)]
+    status = stack.client("sagemaker").describe_training_job(TrainingJobName=job)["TrainingJobStatus"]
+    assert status == "Completed"  # --follow returned once the job had ended
