@@ -222,3 +222,22 @@ def test_fahr_logs_replays_and_follows(stack, made, tmp_path):
     assert [l for l in followed.stdout.splitlines() if l.startswith("tick ")] == [f"tick {i}" for i in range(16)]
     status = stack.client("sagemaker").describe_training_job(TrainingJobName=job)["TrainingJobStatus"]
     assert status == "Completed"  # --follow returned once the job had ended
+
+
+def test_the_python_api_fits_fetches_and_lists_on_sagemaker(stack, session, tmp_path, monkeypatch):
+    """``fit(...).fetch(dir)`` and ``jobs(tag)[0]`` in this process, on the emulated SageMaker
+    (``session`` has pointed boto3 at the stack)."""
+    import fahr_core
+
+    for var, value in stack.env().items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.chdir(tmp_path)
+    model = write_model(tmp_path, "jobsapi", PRINTS)
+    config = {"output_path": f"s3://{BUCKET}/jobs", "role_name": ROLE, "poll_interval": 2}
+    job = fahr_core.fit(model, driver="sagemaker", config=config, quiet=True)
+    assert job.status == "Completed" and job.model_tag == "jobsapi/train"
+    fetched = job.fetch(tmp_path / "model")
+    assert (fetched / "weights.txt").read_text() == "42"
+    newest = fahr_core.jobs("jobsapi/train", driver="sagemaker", config=config)[0]
+    assert newest.name == job.name and newest.status == "Completed"
+    assert [line for line in newest.logs() if "first line" in line] == ["first line of the job"]
