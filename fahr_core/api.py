@@ -39,8 +39,47 @@ def _strings(values: Mapping[str, Any] | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in (values or {}).items()}
 
 
+def _prefetched(lines, patience: float = 2.0):
+    """``lines`` read in a thread: yields ``(line, False)`` as they come, and ``(None, True)`` each
+    time ``patience`` seconds pass without one, so a caller waiting on a quiet job can act."""
+    import queue
+    import threading
+
+    box: queue.Queue = queue.Queue()
+    done = object()
+
+    def pump() -> None:
+        try:
+            for line in lines:
+                box.put(line)
+        except BaseException as exc:  # handed to the reader, raised there
+            box.put(exc)
+        finally:
+            box.put(done)
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        try:
+            item = box.get(timeout=patience)
+        except queue.Empty:
+            yield None, True
+            continue
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item, False
+
+
 def _time(seconds: float | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)
+    """A driver's epoch seconds as a UTC datetime; None when unknown or beyond what a datetime
+    holds (a driver's bad value must not break the listing of every job)."""
+    if seconds is None:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _quiet(quiet: bool):
@@ -177,16 +216,19 @@ class Job:
             yield from (line.text for line in lines if line.host == host)
             return
         # Whether the job has several hosts shows in its lines: hold them back until a second host
-        # speaks, the lines end, or (following a live job) two seconds have passed.
+        # speaks, the lines end, or (following a live job) two seconds have passed, even when the
+        # job prints nothing more in those seconds (the lines are then read in a thread).
+        source = _prefetched(lines) if follow else ((line, False) for line in lines)
         held: list = []
         several: bool | None = None
         since = time.monotonic()
-        for line in lines:
+        for line, timed_out in source:
             if several is None:
-                held.append(line)
-                if line.host != held[0].host:
+                if line is not None:
+                    held.append(line)
+                if held and line is not None and line.host != held[0].host:
                     several = True
-                elif follow and time.monotonic() - since > 2:
+                elif follow and (timed_out or time.monotonic() - since > 2):
                     several = False
                 else:
                     continue
@@ -194,7 +236,8 @@ class Job:
                     yield f"[{kept.host}] {kept.text}" if several else kept.text
                 held = []
                 continue
-            yield f"[{line.host}] {line.text}" if several else line.text
+            if line is not None:
+                yield f"[{line.host}] {line.text}" if several else line.text
         for kept in held:  # one host all along
             yield kept.text
 

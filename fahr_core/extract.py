@@ -32,6 +32,7 @@ A refusal is a :class:`UsageError` (exit 2) with one line naming the entry.
 from __future__ import annotations
 
 import bz2
+import collections
 import gzip
 import lzma
 import os
@@ -54,6 +55,10 @@ DEFAULT_MAX_MODEL_BYTES = 64 * 1024**3
 FREE_SPACE_MARGIN = 1024**2
 #: How many symlinks in a row one resolution may follow (Linux's MAXSYMLINKS).
 MAX_LINK_HOPS = 40
+# Path components one resolution may walk through (targets of followed links included). A link's
+# text holds at most ~2048 of them, the kernel follows 40 links: a hostile chain of long link
+# texts would otherwise cost millions of steps per symlink from an archive of a few hundred bytes.
+MAX_RESOLVE_PARTS = 8192
 NAME_MAX = 255
 PATH_MAX = 4096
 
@@ -353,6 +358,7 @@ class _Tree:
         self.target, self.cap, self.space = target, cap, space
         self.kinds: dict[tuple[str, ...], str] = {(): "dir"}  # "dir", "file" or "symlink"
         self.links: dict[tuple[str, ...], str] = {}
+        self._resolved: dict[tuple, tuple[str, ...]] = {}  # resolve()'s answers
         self.folded_kinds: dict[tuple[str, ...], str] = {}
         self.folded_links: dict[tuple[str, ...], str] = {}
         self.dir_times: list[tuple[tuple[str, ...], float]] = []
@@ -401,11 +407,17 @@ class _Tree:
         links = self.folded_links if fold else self.links
         if link.startswith("/"):
             raise _Outside
+        key = (folder, link, fold, len(links))  # the map only grows: its size dates an answer
+        if key in self._resolved:
+            return self._resolved[key]
         here = list(folder)  # never holds a symlink: each one is replaced by its target at once
-        todo = link.split("/")
-        hops = 0
+        todo = collections.deque(link.split("/"))
+        hops = steps = 0
         while todo:
-            part = todo.pop(0)
+            part = todo.popleft()
+            steps += 1
+            if steps > MAX_RESOLVE_PARTS:
+                raise _TooDeep
             if part in ("", "."):
                 continue
             if part == "..":
@@ -420,8 +432,9 @@ class _Tree:
                 if hops > MAX_LINK_HOPS or target.startswith("/"):
                     raise _TooDeep if hops > MAX_LINK_HOPS else _Outside
                 here.pop()
-                todo = target.split("/") + todo
-        return tuple(here)
+                todo.extendleft(reversed(target.split("/")))
+        self._resolved[key] = tuple(here)
+        return self._resolved[key]
 
     def check_link(self, path: tuple[str, ...], link: str, entry_name: str) -> None:
         try:
@@ -431,7 +444,8 @@ class _Tree:
             raise self.refuse(entry_name, f"is a symlink to {_show(link)}, which leads outside the target") from None
         except _TooDeep:
             raise self.refuse(entry_name, f"is a symlink to {_show(link)}, which goes through more than "
-                                          f"{MAX_LINK_HOPS} symlinks (a loop?)") from None
+                                          f"{MAX_LINK_HOPS} symlinks or {MAX_RESOLVE_PARTS} path components "
+                                          "(a loop?)") from None
 
     # -- entries -------------------------------------------------------------------------------
 

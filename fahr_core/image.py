@@ -21,6 +21,7 @@ import errno
 import json
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,7 +241,8 @@ def prepare_context(artifact: Path, model_tag: str, base_image: str, overwrite: 
     dockerfile = folder / "Dockerfile"
     ignore = folder / ".dockerignore"
     if dockerfile.exists() and not overwrite:
-        if base_image_set and f"FROM {base_image}\n" not in dockerfile.read_text(encoding="utf-8", errors="replace"):
+        text = _read_dockerfile(dockerfile)  # also refuses a folder or a pipe called Dockerfile
+        if base_image_set and f"FROM {base_image}\n" not in text:
             ui.warn(f"config base_image={base_image} is not used: {dockerfile} has its own FROM; "
                     "pass --regenerate-dockerfile to regenerate it")
         return BuildContext(artifact=artifact, context_dir=folder, dockerfile=dockerfile, model_tag=model_tag)
@@ -251,7 +253,7 @@ def prepare_context(artifact: Path, model_tag: str, base_image: str, overwrite: 
         _guard_write(backup, lambda: os.replace(dockerfile, backup))
         ui.warn(f"your Dockerfile (a symbolic link) is kept as {backup}")
     elif dockerfile.exists():
-        current = dockerfile.read_text(encoding="utf-8", errors="replace")
+        current = _read_dockerfile(dockerfile)
         if not current.startswith(GENERATED_MARK):
             _write_atomically(backup, current)
             ui.warn(f"your Dockerfile is kept as {backup}")
@@ -261,6 +263,30 @@ def prepare_context(artifact: Path, model_tag: str, base_image: str, overwrite: 
         written.append(ignore.name)
     ui.info(f"wrote {' and '.join(written)} in {folder} (edit freely; fahr keeps your changes)")
     return BuildContext(artifact=artifact, context_dir=folder, dockerfile=dockerfile, model_tag=model_tag)
+
+
+_DOCKERFILE_MAX = 1024 * 1024  # far more than any Dockerfile: a bigger "Dockerfile" is no Dockerfile
+
+
+def _read_dockerfile(path: Path) -> str:
+    """The text of the project's Dockerfile, or a one-line error: a folder, a pipe or a device
+    under that name (or a link to one, such as /dev/zero) must neither crash fahr nor hang it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise UsageError(f"{path} cannot be read ({exc.strerror}); fix it or remove it") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"{path} is not a file; remove it, or put the Dockerfile there")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(_DOCKERFILE_MAX + 1)
+    except OSError as exc:
+        raise UsageError(f"{path} cannot be read ({exc.strerror}); fix it or remove it") from None
+    finally:
+        os.close(fd)
+    if len(data) > _DOCKERFILE_MAX:
+        raise UsageError(f"{path} is larger than {_DOCKERFILE_MAX // 1024} KiB: it is not a Dockerfile")
+    return data.decode("utf-8", errors="replace")
 
 
 def _write_atomically(path: Path, text: str) -> None:

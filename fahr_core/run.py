@@ -171,7 +171,16 @@ def fit(
 
 def _real(path: Path) -> Path:
     """``path`` absolute with every symlink of its existing part resolved: an alias is caught too."""
-    return Path(os.path.abspath(path)).resolve()
+    try:
+        return Path(os.path.abspath(path)).resolve()
+    except (RuntimeError, OSError) as exc:  # Python 3.11 raises RuntimeError on a symlink loop
+        raise UsageError(f"{path}: cannot follow its symbolic links ({_first_line(exc)}); "
+                         "choose another folder") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _check_fetch_spares_project(fetch_dir: Path, given: Path, artifact: Path) -> None:

@@ -117,6 +117,17 @@ def test_one_bad_record_does_not_break_fetch_by_tag(jobs_dir, tmp_path):
         assert line.startswith(f"fahr warning skipping {jobs_dir / name}: its job.json {why}"), line
 
 
+
+@pytest.mark.parametrize("field, value", [("created", 1e300), ("started", -1e12)])
+def test_a_time_no_date_can_hold_is_one_bad_record_not_a_broken_listing(jobs_dir, field, value):
+    now = time.time()
+    make_job(jobs_dir, "good", created=now - 10)
+    make_job(jobs_dir, "odd", **{"created": now, field: value})
+    proc = run_fahr("jobs", "--json", check=0)
+    assert [row["job_name"] for row in json.loads(proc.stdout)] == ["good"]
+    [warning] = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert warning.startswith(f"fahr warning skipping {jobs_dir / 'odd'}: its job.json has {field} = "), warning
+
 # -- 2. fetch copies only the job folder's own archive ------------------------------------------
 
 
@@ -341,3 +352,12 @@ def test_a_corrupt_archive_is_one_line(tmp_path):
     line = one_error_line(run_fahr("fetch", tmp_path / "out", TAG, junk))
     assert "model.tar.gz is not a readable tar archive" in line
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["target", "location"])
+def test_a_symlink_loop_in_a_fetch_path_is_one_line(tmp_path, where):
+    (tmp_path / "loop").symlink_to("loop")
+    args = ["loop", TAG, str(tmp_path / "jobs")] if where == "target" else ["out", TAG, str(tmp_path / "loop")]
+    (tmp_path / "jobs").mkdir()
+    line = one_error_line(run_fahr("fetch", *args, cwd=tmp_path))
+    assert "cannot follow its symbolic links" in line

@@ -163,6 +163,28 @@ def test_cve_2025_4517_escape_symlink_itself_is_refused(scene, through):
     assert "entry 'escape' is a symlink to" in message and "leads outside the target" in message
 
 
+
+def test_a_chain_of_long_link_texts_costs_bounded_work(scene, monkeypatch):
+    # Each link's text walks 800 times into 'd' and back, through the previous link: all inside,
+    # but resolving the last would walk ~60,000 components, and every later link to it again
+    # (a 1 KB archive kept fetch busy for minutes). Resolution stops at MAX_RESOLVE_PARTS.
+    walks = []
+    real = extract._Tree.resolve
+
+    def counting(self, folder, link, fold=False):
+        walks.append(link)
+        return real(self, folder, link, fold)
+
+    monkeypatch.setattr(extract._Tree, "resolve", counting)
+    members = [member("d", tarfile.DIRTYPE, mode=0o755),
+               member("l0", tarfile.SYMTYPE, linkname="/".join(["d/.."] * 800))]
+    for k in range(1, 39):
+        members.append(member(f"l{k}", tarfile.SYMTYPE, linkname=f"l{k - 1}/" + "/".join(["d/.."] * 800)))
+    members += [member(f"x{i}", tarfile.SYMTYPE, linkname="l38") for i in range(50)]
+    message = refused(scene, write_tar(scene[0] / "m.tar.gz", members))
+    assert "entry 'l5' is a symlink to" in message and f"{extract.MAX_RESOLVE_PARTS} path components" in message
+    assert len(walks) <= 2 * 6  # refused at the sixth link (each checked as is and case-folded)
+
 def test_symlink_to_the_top_then_up_is_refused(scene):
     # normpath('sub/up/../victim-dir') looks inside; the kernel goes sub/up -> top, then up and out.
     message = refused(scene, up_and_out(scene[0] / "m.tar.gz"))

@@ -403,3 +403,26 @@ def test_a_failed_build_leaves_no_image(docker_engine, fahr, jobs_dir, tmp_path)
         assert not history & set(made), image_id
     assert api.images(all=True, quiet=True, filters={"label": "fahr.model_tag=fails-late/train"}) == []
     docker_engine.images.get("python:3.11-slim")  # the base image stays
+
+
+# (Regenerating over a Dockerfile that is a link keeps the link itself as Dockerfile.bak: tested above.)
+@pytest.mark.parametrize("kind, regenerate", [("a folder", False), ("a folder", True), ("a pipe", False),
+                                              ("a pipe", True), ("a link to /dev/zero", False)])
+def test_a_dockerfile_that_is_not_a_file_is_one_line(tmp_path, kind, regenerate):
+    project = tmp_path / "odd"
+    project.mkdir()
+    (project / "train.py").write_text("print('hi')\n")
+    dockerfile = project / "Dockerfile"
+    if kind == "a folder":
+        dockerfile.mkdir()
+    elif kind == "a pipe":
+        os.mkfifo(dockerfile)
+    else:
+        dockerfile.symlink_to("/dev/zero")
+    args = ["fit", project / "train.py", f"--config.output_path={tmp_path / 'jobs'}"]
+    args += ["--regenerate-dockerfile"] if regenerate else ["--config.base_image=python:3.12-slim"]
+    proc = run_fahr(*args, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    [line] = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert line.startswith(f"fahr error: {dockerfile} is not a file"), line
+    assert not (tmp_path / "jobs").exists()

@@ -109,6 +109,7 @@ _STATES = (IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED)
 _TEXT_FIELDS = ("failure_reason", "model_artifact", "output_artifact", "instance_type", "gpus", "secondary_status",
                 "upload_error")
 _TIME_FIELDS = ("created", "started", "ended")
+_LATEST_TIME = 253402300799  # 9999-12-31T23:59:59Z: the last second a datetime can show
 _MAP_FIELDS = ("hyperparameters", "channels", "environment")
 
 
@@ -193,8 +194,9 @@ def _check_record(job_dir: Path, record) -> None:
             raise wrong(key, "a string")
     for key in _TIME_FIELDS:
         value = record.get(key)
-        if key in record and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
-            raise wrong(key, "a time in seconds")
+        if key in record and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                              or not 0 <= value <= _LATEST_TIME):
+            raise wrong(key, "a time in seconds since 1970")
     count = record.get("instance_count", 1)
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_INSTANCE_COUNT:
         raise wrong("instance_count", f"a number of hosts from 1 to {MAX_INSTANCE_COUNT}")
