@@ -785,12 +785,9 @@ def _copy(archive: Path, target: Path, *, follow: bool) -> None:
         os.close(fd)
 
 
-def _newest_completed(location: Path, model_tag: str) -> tuple[Path, dict]:
-    """The newest completed job of ``model_tag`` in ``location``, and its record.
-
-    A record that cannot be read is skipped with a warning: one broken job must not hide the others.
-    """
-    best: tuple[float, str, Path, dict] | None = None
+def _records(location: Path):
+    """``(record file, record)`` of every job folder in ``location``, in name order. A record that
+    cannot be read is skipped with one warning line: one broken job must not hide the others."""
     for record_file in sorted(location.glob(f"*/{RECORD}")):
         try:
             record = _read_record(record_file.parent)
@@ -799,6 +796,15 @@ def _newest_completed(location: Path, model_tag: str) -> tuple[Path, dict]:
             continue
         except UsageError:  # gone since the listing
             continue
+        yield record_file, record
+
+def _newest_completed(location: Path, model_tag: str) -> tuple[Path, dict]:
+    """The newest completed job of ``model_tag`` in ``location``, and its record.
+
+    A record that cannot be read is skipped with a warning: one broken job must not hide the others.
+    """
+    best: tuple[float, str, Path, dict] | None = None
+    for record_file, record in _records(location):
         if record["model_tag"] == model_tag and record["status"] == COMPLETED:
             key = (record.get("created", 0.0), record_file.parent.name, record_file.parent, record)
             if best is None or key[:2] > best[:2]:
@@ -836,14 +842,7 @@ def list_jobs(query, config):
     if not root.is_dir():
         return []  # no job has run here yet
     found: list[tuple[float, str, object]] = []
-    for record_file in root.glob(f"*/{RECORD}"):
-        try:
-            record = _read_record(record_file.parent)
-        except BadRecord as exc:
-            ui.warn(f"skipping {exc.job_dir}: its {RECORD} {exc.reason}")
-            continue
-        except UsageError:  # gone since the listing
-            continue
+    for record_file, record in _records(root):
         if query.model_tag and record["model_tag"] != query.model_tag:
             continue
         if query.status and record["status"] != query.status:
