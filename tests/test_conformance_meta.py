@@ -57,15 +57,20 @@ def run_suite(tmp_path, driver: str, tests: list[str]) -> subprocess.CompletedPr
 
 
 @pytest.fixture
-def no_leftover_networks():
-    """broken-leftovers leaves networks on the engine on purpose: remove them afterwards."""
-    yield
+def no_leftovers():
+    """The broken drivers leave things on the engine on purpose (broken-leftovers its networks,
+    others the containers of jobs they cannot follow): remove what this test's jobs left."""
     import docker
 
+    client = docker.from_env()
+    before = {c.id for c in client.containers.list(all=True, filters={"label": "fahr.job"})}
+    yield
     from fahr_brokendrivers.leftovers import LABEL
 
-    client = docker.from_env()
     try:
+        for container in client.containers.list(all=True, filters={"label": "fahr.job"}):
+            if container.id not in before:
+                container.remove(force=True)
         for network in client.networks.list(filters={"label": LABEL}):
             network.remove()
     finally:
@@ -73,7 +78,7 @@ def no_leftover_networks():
 
 
 @pytest.mark.parametrize("driver", sorted(DEFECTS))
-def test_the_suite_fails_a_driver_with_the_defect(tmp_path, driver, no_leftover_networks):
+def test_the_suite_fails_a_driver_with_the_defect(tmp_path, driver, no_leftovers):
     test, phrases = DEFECTS[driver]
     result = run_suite(tmp_path, driver, [test])
     out = result.stdout
