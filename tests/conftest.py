@@ -66,6 +66,15 @@ def jobs_dir(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def project(tmp_path):
+    """A project folder `proj` holding a trivial train.py (model tag proj/train)."""
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    (folder / "train.py").write_text("print('hi')\n")
+    return folder
+
+
+@pytest.fixture
 def model_dir(tmp_path):
     """A copy of the example model in a folder named `hello` (model tag hello/train)."""
     folder = tmp_path / "hello"

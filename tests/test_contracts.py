@@ -143,14 +143,6 @@ def test_claims_location_implementations_with_or_without_config():
 # -- job names, the fetch command after `fahr wait JOB`, keys required per command ----------------
 
 
-@pytest.fixture
-def project(tmp_path):
-    folder = tmp_path / "proj"
-    folder.mkdir()
-    (folder / "train.py").write_text("print('hi')\n")
-    return folder
-
-
 def test_job_name_is_printed_after_launch_from_the_handle(project, record):
     proc = run_fahr("fit", project / "train.py", "--train-driver", "testdrv", check=0)
     [launch] = [s for s in steps(record) if s["step"] == "launch"]

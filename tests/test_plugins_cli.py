@@ -140,14 +140,6 @@ def test_bad_artifacts(tmp_path, name, content, message):
     assert not (tmp_path / "Dockerfile").exists()  # nothing written for a rejected artifact
 
 
-@pytest.fixture
-def project(tmp_path):
-    folder = tmp_path / "proj"
-    folder.mkdir()
-    (folder / "train.py").write_text("print('hi')\n")
-    return folder
-
-
 def steps(record_dir):
     return [json.loads(l) for l in (record_dir / "steps.jsonl").read_text().splitlines()]
 

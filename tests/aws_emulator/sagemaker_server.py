@@ -548,17 +548,10 @@ class SageMaker:
         key = {"Name": lambda j: j.name, "Status": lambda j: j.status}.get(body.get("SortBy", "CreationTime"),
                                                                            lambda j: j.created)
         jobs.sort(key=key, reverse=body.get("SortOrder", "Ascending") == "Descending")
-        size = body.get("MaxResults", 10)
-        start = 0
-        if body.get("NextToken"):
-            try:
-                start = int(base64.b64decode(body["NextToken"]).decode())
-            except ValueError:
-                raise ApiError("ValidationException", "Invalid pagination token") from None
-        page = jobs[start:start + size]
+        page, token = _page(jobs, body)
         out = {"TrainingJobSummaries": [j.summary() for j in page]}
-        if start + size < len(jobs):
-            out["NextToken"] = base64.b64encode(str(start + size).encode()).decode()
+        if token:
+            out["NextToken"] = token
         return out
 
     # Search: the properties it filters and sorts training jobs by, here.
@@ -609,18 +602,26 @@ class SageMaker:
         join = any if expression.get("Operator", "And") == "Or" else all
         found = [j for j in jobs if not filters or join(matches(records[j.name], f) for f in filters)]
         found.sort(key=self._SEARCH_SORT[sort_by], reverse=body.get("SortOrder", "Descending") == "Descending")
-        size = body.get("MaxResults", 10)
-        start = 0
-        if body.get("NextToken"):
-            try:
-                start = int(base64.b64decode(body["NextToken"]).decode())
-            except ValueError:
-                raise ApiError("ValidationException", "Invalid pagination token") from None
-        out = {"Results": [{"TrainingJob": records[j.name]} for j in found[start:start + size]]}
-        if start + size < len(found):
-            out["NextToken"] = base64.b64encode(str(start + size).encode()).decode()
+        page, token = _page(found, body)
+        out = {"Results": [{"TrainingJob": records[j.name]} for j in page]}
+        if token:
+            out["NextToken"] = token
         return out
 
+
+
+def _page(items: list, body: dict) -> tuple[list, str]:
+    """One page of ``items`` as a List/Search request asks for it (MaxResults, NextToken), and the
+    token of the next page ('' after the last)."""
+    size = body.get("MaxResults", 10)
+    start = 0
+    if body.get("NextToken"):
+        try:
+            start = int(base64.b64decode(body["NextToken"]).decode())
+        except ValueError:
+            raise ApiError("ValidationException", "Invalid pagination token") from None
+    more = start + size < len(items)
+    return items[start:start + size], base64.b64encode(str(start + size).encode()).decode() if more else ""
 
 def make_handler(api: SageMaker):
     class Handler(BaseHTTPRequestHandler):
