@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from fahr_core import __version__
-from fahr_core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, FahrError, UsageError
+from fahr_core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, FahrError, UsageError, first_line
 
 app = typer.Typer(
     name="fahr",
@@ -88,8 +88,7 @@ def _run(work):
     except Exception as exc:
         if _state["debug"]:
             raise
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        ui.error(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)")
+        ui.error(f"internal error: {type(exc).__name__}: {first_line(exc, None)} (rerun with --debug for the traceback)")
         raise typer.Exit(code=EXIT_INTERNAL) from None
 
 

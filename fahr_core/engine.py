@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 
-from fahr_core.errors import EnvironmentProblem
+from fahr_core.errors import EnvironmentProblem, first_line
 
 
 @functools.lru_cache(maxsize=1)
@@ -26,12 +26,8 @@ def new_client():
         engine.ping()
     except Exception as exc:
         raise EnvironmentProblem(
-            f"no Docker engine answers ({type(exc).__name__}: {_short(exc)}); start one "
+            f"no Docker engine answers ({type(exc).__name__}: {first_line(exc)}); start one "
             "(e.g. 'sudo systemctl start docker', or scripts/ensure-docker.sh) or set DOCKER_HOST"
         ) from exc
     return engine
 
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return text[:200]

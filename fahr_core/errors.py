@@ -57,3 +57,11 @@ class JobFailed(FahrError):
     """The training job ended Failed or Stopped. Exit 1."""
 
     exit_code = EXIT_JOB_FAILED
+
+
+def first_line(exc: BaseException, limit: int | None = 200) -> str:
+    """The first line of an exception's text (at most ``limit`` characters; '' when it has none):
+    how an SDK's or the OS's message is quoted inside fahr's own one-line errors."""
+    text = str(exc)
+    line = text.splitlines()[0] if text else ""
+    return line if limit is None else line[:limit]

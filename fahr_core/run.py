@@ -15,7 +15,7 @@ from typing import Iterable, Mapping
 
 from fahr_core import config as cfg
 from fahr_core import names, plugins, ui
-from fahr_core.errors import JobFailed, PluginError, UsageError
+from fahr_core.errors import JobFailed, PluginError, UsageError, first_line
 from fahr_core.jobs import FetchRequest, JobHandle, JobResult, JobSpec
 
 
@@ -174,13 +174,8 @@ def _real(path: Path) -> Path:
     try:
         return Path(os.path.abspath(path)).resolve()
     except (RuntimeError, OSError) as exc:  # Python 3.11 raises RuntimeError on a symlink loop
-        raise UsageError(f"{path}: cannot follow its symbolic links ({_first_line(exc)}); "
+        raise UsageError(f"{path}: cannot follow its symbolic links ({first_line(exc) or type(exc).__name__}); "
                          "choose another folder") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _check_fetch_spares_project(fetch_dir: Path, given: Path, artifact: Path) -> None:

@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 
 from fahr_core import hookimpl, interrupts, names, ui
 from fahr_core.config import ConfigKey
-from fahr_core.errors import ConfigError, EnvironmentProblem, UsageError
+from fahr_core.errors import ConfigError, EnvironmentProblem, UsageError, first_line
 from fahr_core.jobs import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, STOPPING, JobHandle,
                             JobResult)
 
@@ -509,8 +509,7 @@ def _lost_sight(job_name: str, job_dir: Path, config, exc: Exception, doing: str
         problem = EnvironmentProblem(f"{lost.message}; the job may still run: once the engine is back, "
                                      f"{'stop' if stop_requested else 'reconcile'} it with: {command}")
     else:
-        first = str(exc).splitlines()[0][:200] if str(exc) else ""
-        reason = f"fahr stopped {doing} the job ({type(exc).__name__}: {first}); '{command}' reconciles it"
+        reason = f"fahr stopped {doing} the job ({type(exc).__name__}: {first_line(exc)}); '{command}' reconciles it"
         problem = None
     with _locked(job_dir):
         _mark_unfinished(job_dir, reason, stop_requested)
@@ -619,8 +618,7 @@ def _not_saved(run, job_dir: Path, config, record: dict, exc: Exception, step: s
         return EnvironmentProblem(f"{lost.message}; its containers keep them: once the engine is back, "
                                   f"finish the job with: {command}")
     if not isinstance(exc, OSError):
-        first = str(exc).splitlines()[0][:200] if str(exc) else ""
-        _mark_unfinished(job_dir, f"fahr could not save the artifacts ({type(exc).__name__}: {first}); "
+        _mark_unfinished(job_dir, f"fahr could not save the artifacts ({type(exc).__name__}: {first_line(exc)}); "
                                   f"'{command}' tries again", record.get("stop_requested", ""))
         return None
     strerror = exc.strerror or str(exc)
