@@ -248,6 +248,8 @@ def report(result: JobResult, config: cfg.Config) -> JobResult:
             reason = reason[:400] + " …"
         raise JobFailed(f"job {job.job_name} {result.status.lower()}{timing}: {reason}")
     ui.success(f"job {job.job_name} completed{timing}; model at {result.model_artifact}")
+    if result.model_empty:
+        ui.warn(empty_model_warning(job.job_name, job.driver or config.driver))
     if job.model_tag:
         ui.info("fetch it with:")
     else:  # a driver that does not honour the wait hook's contract: say so rather than print ''
@@ -255,6 +257,19 @@ def report(result: JobResult, config: cfg.Config) -> JobResult:
                 f"fetch it with the command below, {MODEL_TAG_PLACEHOLDER} replaced by the tag it trained")
     ui.command(fetch_command(job, _location(config)))
     return result
+
+
+def empty_model_warning(job_name: str, driver: str) -> str:
+    """The one line for a job that completed with nothing in /opt/ml/model.
+
+    The usual cause is a script that saves to /opt/ml/model only when FAHR_EXECUTION_ENVIRONMENT
+    is one driver's name (the seed's own snippet tested for 'sagemaker'): under another driver it
+    saved to its working folder, which is thrown away with the container.
+    """
+    return (f"job {job_name} saved no model: /opt/ml/model was empty when it ended. Did the script "
+            f"save elsewhere, or save to /opt/ml/model only when FAHR_EXECUTION_ENVIRONMENT is one "
+            f"driver's name (it is {driver!r} here)? Test that the variable is set, whatever its "
+            f"value, and save under /opt/ml/model")
 
 
 def wait(job_name: str, *, driver: str | None, cli_config: list[tuple[str, str]]) -> JobResult:

@@ -243,6 +243,10 @@ if mode == "fail":
     sys.exit(3)
 if mode == "crash":
     raise RuntimeError(f"crashed without a failure file {hp.get('token', '')}")
+if mode == "empty":  # completes, its model folder holding a folder and no file
+    (OPT / "model" / "nothing-here").mkdir(parents=True, exist_ok=True)
+    print("conformance model: saved no model", flush=True)
+    sys.exit(0)
 if mode == "sleep":
     print("sleeping until stopped", flush=True)
     time.sleep(3600)
@@ -787,6 +791,13 @@ class ModelContract:
         assert _sha256(weights) == trained["report"]["weights_sha256"]
         expected = hashlib.sha256(trained["token"].encode()).digest() * 32768
         assert weights.read_bytes() == expected
+
+    def test_a_model_with_no_file_is_reported(self, fahr, model_script, trained):
+        # Every driver says when /opt/ml/model was empty (JobResult.model_empty): fahr warns.
+        result = fahr("fit", model_script, "--hp", "mode=empty")
+        assert result.returncode == 0, _show(result)
+        assert "saved no model: /opt/ml/model was empty" in result.stderr, _show(result)
+        assert "saved no model" not in trained["result"].stderr, _show(trained["result"])
 
     def test_links_long_and_non_ascii_names_survive(self, fahr, model_script, workspace, fetch_location):
         token = uuid.uuid4().hex

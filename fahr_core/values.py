@@ -118,6 +118,10 @@ class JobResult:
     """How long the job trained, when the backend says."""
     billable_seconds: float | None = None
     """How long the backend bills for, when it says."""
+    model_empty: bool | None = None
+    """True when the job completed with no file in ``/opt/ml/model`` (folders at most): fahr then
+    warns that the script saved its model elsewhere. None when the driver does not know.
+    (Added in plugin API 1.1.)"""
 
     @property
     def succeeded(self) -> bool:

@@ -208,6 +208,8 @@ def _check_record(job_dir: Path, record) -> None:
         raise wrong("stop_requested", "true, false or the reason of the stop")
     if record.get("unfinished", FOLLOW) not in (FOLLOW, CLEANUP):
         raise wrong("unfinished", f"{FOLLOW!r} or {CLEANUP!r}")
+    if not isinstance(record.get("model_empty", False), bool):
+        raise wrong("model_empty", "true or false")
 
 
 def _write_record(job_dir: Path, record: dict) -> None:
@@ -393,6 +395,7 @@ def _result(job: JobHandle, job_dir: Path, record: dict) -> JobResult:
         output_artifact=record.get("output_artifact", ""),
         training_seconds=seconds,
         billable_seconds=seconds,
+        model_empty=record.get("model_empty"),
     )
 
 
@@ -585,6 +588,7 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
                 ui.status_change(job_name, "Uploading", str(out))
                 step = "model.tar.gz"
                 final["model_artifact"] = str(run.pack("/opt/ml/model", out / "model.tar.gz"))
+                final["model_empty"] = not _holds_a_file(Path(final["model_artifact"]))
             # Output data comes back whatever the ending: it is where a failed run leaves its clues.
             step = "output.tar.gz"
             final["output_artifact"] = str(run.pack("/opt/ml/output/data", out / "output.tar.gz"))
@@ -601,6 +605,14 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
             raise problem from exc
         _remove_containers(run, job_dir, config, final)
     return final
+
+
+def _holds_a_file(archive: Path) -> bool:
+    """Whether the archive fahr just packed holds anything but folders (read up to the first)."""
+    import tarfile
+
+    with tarfile.open(archive, "r:gz") as tar:
+        return any(not member.isdir() for member in tar)
 
 
 def _not_saved(run, job_dir: Path, config, record: dict, exc: Exception, step: str, where: Path):

@@ -203,6 +203,7 @@ def wait(job, config):
         output_artifact=f"{output}/{job.job_name}/output/output.tar.gz" if output else "",
         training_seconds=info.get("TrainingTimeInSeconds"),
         billable_seconds=info.get("BillableTimeInSeconds"),
+        model_empty=artifacts.model_is_empty(config, info) if status == COMPLETED else None,
     )
 
 

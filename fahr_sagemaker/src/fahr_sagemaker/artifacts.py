@@ -226,6 +226,31 @@ def download_model(config, info: dict, download_dir: Path) -> Path:
     return target
 
 
+def model_is_empty(config, info: dict) -> bool | None:
+    """Whether a completed job's model holds no file; None when that cannot be read.
+
+    model.tar.gz is streamed only up to its first file, so a large model costs one small read;
+    an uncompressed model is empty when its prefix holds no object.
+    """
+    artifact = (info.get("ModelArtifacts") or {}).get("S3ModelArtifacts", "")
+    if not artifact:
+        return None
+    try:
+        where = aws.parse_s3(artifact, "S3ModelArtifacts")
+        s3 = aws.client(config, "s3")
+        if not artifact.endswith(".tar.gz") and (info.get("OutputDataConfig") or {}).get("CompressionType") == "NONE":
+            listed = s3.list_objects_v2(Bucket=where.bucket, Prefix=where.prefix + "/", MaxKeys=1)
+            return not listed.get("KeyCount", len(listed.get("Contents", [])))
+        body = s3.get_object(Bucket=where.bucket, Key=where.prefix)["Body"]
+        try:
+            with tarfile.open(fileobj=body, mode="r|gz") as tar:
+                return all(member.isdir() for member in tar)
+        finally:
+            body.close()
+    except Exception:  # noqa: BLE001 - a hint only: the job's result stands whatever happens here
+        return None
+
+
 def _list_keys(s3, where: aws.S3Uri) -> list[tuple[str, int]]:
     keys = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=where.bucket, Prefix=where.prefix + "/"):

@@ -200,7 +200,8 @@ def wait(job, config):
     return JobResult(job=job, status=record["status"], failure_reason=record.get("failure_reason", ""),
                      model_artifact=record.get("model_artifact", ""),
                      output_artifact=record.get("output_artifact", ""),
-                     training_seconds=seconds, billable_seconds=seconds)
+                     training_seconds=seconds, billable_seconds=seconds,
+                     model_empty=record.get("model_empty"))
 
 
 def _read_failure(config, container: str) -> str:
@@ -250,6 +251,11 @@ def _pack(config, container: str, path: str, target: Path) -> Path | None:
     return target
 
 
+def _holds_no_file(archive: Path) -> bool:
+    with tarfile.open(archive, "r:gz") as tar:
+        return all(member.isdir() for member in tar)  # reads up to the first file only
+
+
 def _finish(config, job_dir: Path, record: dict, status: str, reason: str) -> None:
     container = record["container"]
     try:
@@ -258,6 +264,8 @@ def _finish(config, job_dir: Path, record: dict, status: str, reason: str) -> No
         if status == COMPLETED:
             model = _pack(config, container, "/opt/ml/model", out / "model.tar.gz")
             record["model_artifact"] = str(model) if model else ""
+            # fahr warns about a model with no file in it (the script saved it elsewhere).
+            record["model_empty"] = not model or _holds_no_file(model)
         output = _pack(config, container, "/opt/ml/output/data", out / "output.tar.gz")
         record["output_artifact"] = str(output) if output else ""
         record.update(status=status, failure_reason=reason, ended=time.time())
