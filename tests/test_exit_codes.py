@@ -361,3 +361,14 @@ def test_a_symlink_loop_in_a_fetch_path_is_one_line(tmp_path, where):
     (tmp_path / "jobs").mkdir()
     line = one_error_line(run_fahr("fetch", *args, cwd=tmp_path))
     assert "cannot follow its symbolic links" in line
+
+
+@pytest.mark.parametrize("command", ["wait", "logs", "stop"])
+def test_a_looping_output_path_is_named_as_such(tmp_path, command):
+    # The loop is on the way to job.json, not job.json itself: the message must say so.
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    line = one_error_line(run_fahr(command, "hello-train-20260101-000000-abcd", "--train-driver", "local",
+                                   f"--config.output_path={tmp_path / 'a'}", cwd=tmp_path))
+    assert "cannot reach" in line and "Too many levels of symbolic links" in line
+    assert "config.output_path" in line and "is a symbolic link" not in line

@@ -130,8 +130,11 @@ def _read_record(job_dir: Path) -> dict:
             "if it ran on another driver, pass --train-driver NAME"
         ) from None
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
+        if exc.errno == errno.ELOOP and os.path.islink(path):
             raise BadRecord(job_dir, "is a symbolic link, not the file fahr wrote") from None
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # the way to the record, not the record
+            raise ConfigError(f"cannot reach {path} ({exc.strerror}): a folder on the way, or "
+                              "config.output_path, is not a usable folder; fix it or choose another") from None
         raise BadRecord(job_dir, f"cannot be read ({exc.strerror})") from None
     try:
         info = os.fstat(fd)
