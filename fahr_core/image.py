@@ -4,6 +4,10 @@ The generated Dockerfile keeps the SageMaker contract (docs/contract.md): ``dock
 train`` trains; the entrypoint is exec-form so the training process is PID 1 and receives
 SIGTERM; dependencies sit in a layer before the code so that editing the code reinstalls nothing.
 
+A container of the user's own (``fahr fit DIR`` with DIR holding a Dockerfile, or ``fahr fit
+DIR/Dockerfile``) is built from that Dockerfile as it is, never written or changed: its image
+brings its own ``train`` program (:func:`check_artifact`, :func:`prepare_context`).
+
 A notebook (``train.ipynb``) is executed headless with papermill by
 :mod:`fahr_core.notebook_runner`, whose source is the entrypoint's program.
 
