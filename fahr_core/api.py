@@ -278,7 +278,12 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
         hyperparameters: Mapping[str, Any] | None = None, inputs: Mapping[str, str] | None = None,
         environment: Mapping[str, Any] | None = None, wait: bool = True, quiet: bool = False,
         fetch_to: str | Path | None = None, overwrite: bool = False, regenerate_dockerfile: bool = False) -> Job:
-    """Build ``artifact`` (a train.py) into an image, launch a training job and (``wait``) follow it.
+    """Build ``artifact`` into an image, launch a training job and (``wait``) follow it.
+
+    ``artifact`` is a train.py, a notebook, or a container of your own: a folder holding a
+    Dockerfile, or that Dockerfile, built as it is (its image must have a ``train`` program on
+    ``PATH``; ``regenerate_dockerfile`` is refused for it). Its model tag comes from the folder:
+    ``…/byoc/container`` -> ``byoc/container``.
 
     Returns the :class:`Job`: Completed when waited for, InProgress with ``wait=False``. A job
     that fails or is stopped raises :class:`JobFailed` (its message says why; ``fahr_core.jobs()``

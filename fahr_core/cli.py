@@ -189,7 +189,7 @@ FetchDriverOption = Annotated[
 @app.command(context_settings=_EXTRA)
 def fit(
     ctx: typer.Context,
-    training_artifact: Annotated[Path, typer.Argument(help="The training script, e.g. my-model/train.py.", show_default=False, metavar="TRAINING_ARTIFACT")],
+    training_artifact: Annotated[Path, typer.Argument(help="The training script (my-model/train.py), notebook, or your own container: a folder holding a Dockerfile (byoc/container), or that Dockerfile.", show_default=False, metavar="TRAINING_ARTIFACT")],
     train_driver: DriverOption = None,
     hp: Annotated[list[str], typer.Option("--hp", help="Hyperparameter KEY=VALUE (repeatable); the job sees strings.")] = [],
     input: Annotated[list[str], typer.Option("--input", help="Input channel CHANNEL=PATH_OR_URI (repeatable).")] = [],
@@ -197,9 +197,12 @@ def fit(
     detach: Annotated[bool, typer.Option("--detach", help="Return once the job is launched.")] = False,
     fetch: Annotated[Optional[Path], typer.Option("--fetch", help="After success, fetch and extract the model into DIR (never the project's folder or the driver's output folder).", metavar="DIR")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="With --fetch: replace a non-empty DIR.")] = False,
-    regenerate_dockerfile: Annotated[bool, typer.Option("--regenerate-dockerfile", help="Write the Dockerfile anew (one fahr did not write is kept as Dockerfile.bak).")] = False,
+    regenerate_dockerfile: Annotated[bool, typer.Option("--regenerate-dockerfile", help="Write the Dockerfile anew (one fahr did not write is kept as Dockerfile.bak); not for your own container.")] = False,
 ) -> None:
     """Build the image, push it, launch a training job and follow it to the end.
+
+    Your own container (a folder holding a Dockerfile, or that Dockerfile) is built as it is and
+    started as 'IMAGE train'.
 
     Driver configuration: --config.KEY=VALUE (repeatable; see 'fahr config DRIVER').
     """
@@ -209,7 +212,7 @@ def fit(
 
         (artifact,) = _reorder(ctx, training_artifact)
         if artifact is None:
-            raise UsageError("missing TRAINING_ARTIFACT: fahr fit path/to/train.py [--config.KEY=VALUE …]")
+            raise UsageError("missing TRAINING_ARTIFACT: fahr fit path/to/train.py|path/to/container-folder [--config.KEY=VALUE …]")
         api.fit(
             Path(artifact),
             driver=train_driver,

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from fahr_core.errors import EnvironmentProblem
+from fahr_core.errors import EnvironmentProblem, UsageError
 from fahr_core.jobs import COMPLETED, FAILED
 
 LABEL_JOB = "fahr.job"
@@ -306,6 +306,11 @@ class ContractRun:
                     f"GPUs were requested (gpus={job.gpus!r}) but the Docker engine cannot provide "
                     f"them: {detail}; install the NVIDIA container toolkit, or drop the gpus setting"
                 ) from exc
+            if 'exec: "train"' in detail and "not found" in detail:
+                # An image that brings its own program (a container of the user's own) lacks it:
+                # the project's fault, not the engine's.
+                raise UsageError(f"the image of job {job.job_name} cannot be started as 'IMAGE train': it has no program "
+                                 "'train' on its PATH; put one there (e.g. COPY train /usr/local/bin/train)") from exc
             raise EnvironmentProblem(f"the Docker engine refused to start the job: {detail}") from exc
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):

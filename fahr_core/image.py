@@ -4,6 +4,10 @@ The generated Dockerfile keeps the SageMaker contract (docs/contract.md): ``dock
 train`` trains; the entrypoint is exec-form so the training process is PID 1 and receives
 SIGTERM; dependencies sit in a layer before the code so that editing the code reinstalls nothing.
 
+A container of the user's own (``fahr fit DIR`` with DIR holding a Dockerfile, or ``fahr fit
+DIR/Dockerfile``) is built from that Dockerfile as it is, never written or changed: its image
+brings its own ``train`` program (:func:`check_artifact`, :func:`prepare_context`).
+
 A notebook (``train.ipynb``) is executed headless with papermill by
 :mod:`fahr_core.notebook_runner`, whose source is the entrypoint's program.
 
@@ -164,21 +168,65 @@ def dockerfile_text(script_name: str, base_image: str, has_requirements: bool) -
     )
 
 
+#: The file name that makes a folder a container of the user's own (``fahr fit DIR``).
+DOCKERFILE = "Dockerfile"
+
+_WHAT = "pass a train.py, a notebook (.ipynb), or a folder holding your own Dockerfile"
+
+
 def check_artifact(path: Path) -> Path:
-    """The training artifact, absolute, or a :class:`UsageError` saying what is wrong."""
+    """The training artifact, absolute, or a :class:`UsageError` saying what is wrong.
+
+    A script or notebook is returned resolved. A container of the user's own, given as its folder
+    or as its ``Dockerfile``, is returned as ``<folder, resolved>/Dockerfile`` (the Dockerfile
+    itself is not resolved: a link named Dockerfile stays in its folder); see :func:`is_container`.
+    """
     path = Path(path)
     if not path.exists():
-        raise UsageError(f"training artifact {str(path)!r} does not exist; pass the path of a train.py")
+        raise UsageError(f"training artifact {str(path)!r} does not exist; {_WHAT}")
+    if path.is_dir():
+        return _container_folder(path)
     if not path.is_file():
-        raise UsageError(f"training artifact {str(path)!r} is not a file; pass the path of a train.py")
+        raise UsageError(f"training artifact {str(path)!r} is not a file or a folder; {_WHAT}")
+    if path.name == DOCKERFILE:
+        # Pointing at the Dockerfile is choosing it, even beside a train.py.
+        _read_dockerfile(path)  # a one-line error now for one that cannot be read
+        return path.parent.resolve() / DOCKERFILE
     if path.suffix not in SUPPORTED_SUFFIXES:
         raise UsageError(
-            f"{path.name}: a training artifact must be a Python script (.py) or a notebook (.ipynb); "
-            f"got {path.suffix or 'no suffix'!r}"
+            f"{path.name}: a training artifact must be a Python script (.py) or a notebook (.ipynb), "
+            f"or a folder holding a Dockerfile (or that Dockerfile); got {path.suffix or 'no suffix'!r}"
         )
     if path.suffix == ".ipynb":
         _check_notebook(path)
     return path.resolve()
+
+
+def is_container(artifact: Path) -> bool:
+    """Whether a checked artifact (:func:`check_artifact`) is a container of the user's own."""
+    return Path(artifact).name == DOCKERFILE
+
+
+def _container_folder(folder: Path) -> Path:
+    """``fahr fit DIR``: DIR's Dockerfile, or a one-line error saying what to pass instead."""
+    dockerfile = folder / DOCKERFILE
+    if not dockerfile.exists() and not dockerfile.is_symlink():
+        scripts = [name for name in ("train.py", "train.ipynb") if (folder / name).is_file()]
+        if scripts:
+            # A folder is a container only when it has a Dockerfile: the script was meant.
+            raise UsageError(f"{folder} has no Dockerfile; to train its {scripts[0]} pass the script: "
+                             f"fahr fit {folder / scripts[0]}")
+        raise UsageError(f"{folder} has no Dockerfile; pass a train.py or a notebook (.ipynb), "
+                         "or add a Dockerfile whose image has a 'train' program on its PATH")
+    text = _read_dockerfile(dockerfile)
+    if text.startswith(GENERATED_MARK):
+        # fahr wrote it for a script: building it as a container would give the same image another
+        # model tag (parent/folder instead of folder/script).
+        match = re.match(rf"{re.escape(GENERATED_MARK)} \S+ for (.+?)\. ", text)
+        script = folder / match.group(1) if match else folder / "train.py"
+        raise UsageError(f"{dockerfile} was written by fahr for a script: pass the script, fahr fit {script} "
+                         f"(or pass {dockerfile} itself to build it as your own container)")
+    return folder.resolve() / DOCKERFILE
 
 
 def _check_notebook(path: Path) -> None:
@@ -240,6 +288,16 @@ def prepare_context(artifact: Path, model_tag: str, base_image: str, overwrite: 
     folder = artifact.parent
     dockerfile = folder / "Dockerfile"
     ignore = folder / ".dockerignore"
+    if is_container(artifact):
+        # The user's own container: built as it is, never written; nothing here is fahr's.
+        if overwrite:
+            raise UsageError(regenerate_refused(artifact))
+        text = _read_dockerfile(dockerfile)
+        if base_image_set and f"FROM {base_image}\n" not in text:
+            ui.warn(f"config base_image={base_image} is not used: {dockerfile} is your own container's "
+                    "Dockerfile, built as it is")
+        return BuildContext(artifact=artifact, context_dir=folder, dockerfile=dockerfile, model_tag=model_tag,
+                            user_container=True)
     if dockerfile.exists() and not overwrite:
         text = _read_dockerfile(dockerfile)  # also refuses a folder or a pipe called Dockerfile
         if base_image_set and f"FROM {base_image}\n" not in text:
@@ -263,6 +321,13 @@ def prepare_context(artifact: Path, model_tag: str, base_image: str, overwrite: 
         written.append(ignore.name)
     ui.info(f"wrote {' and '.join(written)} in {folder} (edit freely; fahr keeps your changes)")
     return BuildContext(artifact=artifact, context_dir=folder, dockerfile=dockerfile, model_tag=model_tag)
+
+
+def regenerate_refused(dockerfile: Path) -> str:
+    """The one-line error of ``--regenerate-dockerfile`` with a container of the user's own."""
+    return (f"--regenerate-dockerfile: {dockerfile} is your own container's Dockerfile, which fahr "
+            "builds as it is and never rewrites; drop the flag (it is for the Dockerfile fahr "
+            "writes beside a train.py)")
 
 
 _DOCKERFILE_MAX = 1024 * 1024  # far more than any Dockerfile: a bigger "Dockerfile" is no Dockerfile

@@ -53,10 +53,23 @@ def model_image_tag(artifact: Path) -> str:
     the offending characters when nothing valid is left.
     """
     artifact = Path(artifact).absolute()
-    parent = artifact.parent.name or "fahr"
-    whole = f"{artifact.parent.name}/{artifact.name}"
-    name = _component(artifact.stem, whole)[:100].rstrip("._-")
-    folder = _component(parent, whole)[: _REPO_MAX - len(name) - 1].rstrip("._-")
+    return _tag(artifact.parent.name, artifact.stem, f"{artifact.parent.name}/{artifact.name}")
+
+
+def container_image_tag(folder: Path) -> str:
+    """The model image tag of a container of the user's own (``fahr fit DIR``, ``DIR/Dockerfile``):
+    ``.../byoc/container`` -> ``byoc/container``.
+
+    The folder plays the part a script's stem plays, its parent the part of the script's folder;
+    the folder's whole name counts (a folder has no suffix: ``my.model`` stays ``my.model``).
+    """
+    folder = Path(folder).absolute()
+    return _tag(folder.parent.name, folder.name, f"{folder.parent.name}/{folder.name}")
+
+
+def _tag(parent: str, stem: str, whole: str) -> str:
+    name = _component(stem, whole)[:100].rstrip("._-")
+    folder = _component(parent or "fahr", whole)[: _REPO_MAX - len(name) - 1].rstrip("._-")
     tag = f"{folder}/{name}"
     assert all(_COMPONENT.match(c) for c in tag.split("/")) and len(tag) <= _REPO_MAX, tag
     return tag

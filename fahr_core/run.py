@@ -105,6 +105,8 @@ def fit(
 ) -> JobResult | JobHandle:
     """Build, push, launch and (unless ``detach``) follow one training job.
 
+    ``artifact`` is a script, a notebook, or a container of the user's own: a folder holding a
+    Dockerfile, or that Dockerfile (built as it is; the image is started as ``IMAGE train``).
     ``overwrite`` lets ``--fetch`` replace a non-empty folder (as ``fahr fetch --overwrite``);
     ``regenerate_dockerfile`` writes the Dockerfile anew. Two decisions, two flags: the one
     flag ``--overwrite`` once meant both, and so replaced the project with the model.
@@ -117,7 +119,17 @@ def fit(
                          "to regenerate the Dockerfile pass --regenerate-dockerfile")
     given = Path(artifact)
     artifact = image.check_artifact(artifact)
-    model_tag = names.model_image_tag(artifact)
+    container = image.is_container(artifact)
+    if container:
+        # The user's own container (`fahr fit DIR` or `DIR/Dockerfile`): its folder is the project,
+        # named as a script's stem is (…/byoc/container -> byoc/container).
+        if given.is_dir():
+            given = given / image.DOCKERFILE
+        if regenerate_dockerfile:
+            raise UsageError(image.regenerate_refused(given))
+        model_tag = names.container_image_tag(artifact.parent)
+    else:
+        model_tag = names.model_image_tag(artifact)
     _validate_channels(inputs)
     _validate_environment(environment)
     if fetch_dir is not None and detach:

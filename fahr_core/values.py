@@ -36,13 +36,18 @@ class BuildContext:
     """What to build: the training artifact and the folder that is the Docker build context."""
 
     artifact: Path
-    """The training script or notebook, absolute."""
+    """The training script or notebook, absolute (the Dockerfile when ``user_container``)."""
     context_dir: Path
     """The folder sent to the engine as build context (the artifact's folder)."""
     dockerfile: Path
     """The Dockerfile in ``context_dir`` (written by fahr when the user had none)."""
     model_tag: str
     """The model image tag, e.g. ``foo/model`` (see :func:`fahr_core.model_image_tag`)."""
+    user_container: bool = False
+    """True when the artifact is the user's own container (``fahr fit DIR`` or ``fahr fit
+    DIR/Dockerfile``): ``artifact`` and ``dockerfile`` are then that Dockerfile, built as it is
+    (fahr neither wrote nor changes it), and the image brings its own ``train`` program (started as
+    ``IMAGE train``) instead of fahr's launcher of a script."""
 
 
 @dataclass(frozen=True, kw_only=True)
