@@ -216,3 +216,14 @@ def test_the_notebook_program_exports_the_same_variables_before_running_the_note
     assert seen == {"notebook": "train.ipynb", "sigterm": "_stop", "env": host_environment(
         resourceconfig(tmp_path, "algo-1"), environ={})}
     assert seen["env"]["NODE_RANK"] == "0" and seen["env"]["MASTER_ADDR"] == "algo-1"
+
+
+def test_docs_multi_host_lists_every_variable_and_its_code_compiles(tmp_path):
+    import re
+
+    text = (image.Path(launcher.__file__).parents[1] / "docs" / "multi-host.md").read_text()
+    documented = re.findall(r"^\| `([A-Z_]+)` \|", text, re.M)
+    assert documented == list(host_environment(resourceconfig(tmp_path), environ={}))
+    assert f"else `{DEFAULT_MASTER_PORT}`" in text
+    for block in re.findall(r"```python\n(.*?)```", text, re.S):
+        compile(block, "multi-host.md", "exec")
