@@ -1,9 +1,11 @@
 """The generated image's launcher end to end, with the real Docker engine and the real `fahr`:
 hosts of a `local` job find FAHR_HOSTS, MASTER_ADDR, NODE_RANK, … and really rendezvous with
 them; the same image run by a plain `docker run IMAGE train` (no fahr, no resourceconfig.json)
-saves its model under /opt/ml/model, as under any other SageMaker runner.
+saves its model under /opt/ml/model, as under any other SageMaker runner; the emulated
+`sagemaker` driver's hosts find the same variables (that test uses the emulated AWS: run this
+module under `flock /tmp/fahr-emulator.lock`).
 
-One image (built by the first fit) serves every test of the module but the notebook's.
+One script's image serves every test of the module but the notebook's.
 """
 
 import io
@@ -171,3 +173,20 @@ def test_a_notebook_image_exports_the_same_variables(workspace):
             "FAHR_HOSTS": "algo-1,algo-2", "FAHR_CURRENT_HOST": host, "FAHR_HOST_RANK": str(rank),
             "FAHR_NUM_HOSTS": "2", "MASTER_ADDR": "algo-1", "MASTER_PORT": "29500",
             "NODE_RANK": str(rank), "NNODES": "2"}
+
+
+def test_sagemaker_hosts_get_the_same_variables(stack, workspace):
+    # The emulated SageMaker runs the same image: the launcher's variables do not depend on the driver.
+    from aws_emulator.fixtures import run_fahr as run_on_stack, sagemaker_args
+
+    out = workspace / "sagemaker"
+    result = run_on_stack(stack, "fit", str(workspace / "hostvars" / "train.py"), *sagemaker_args("launcher"),
+                          "--config.train_instance_count=2", "--fetch", str(out), cwd=workspace)
+    assert result.code == 0, result.output
+    for rank, host in enumerate(["algo-1", "algo-2"]):
+        seen = json.loads((out / f"{host}.json").read_text())
+        assert seen["env"] == {"FAHR_HOSTS": "algo-1,algo-2", "FAHR_CURRENT_HOST": host,
+                               "FAHR_HOST_RANK": str(rank), "FAHR_NUM_HOSTS": "2",
+                               "MASTER_ADDR": "algo-1", "MASTER_PORT": "29500",
+                               "NODE_RANK": str(rank), "NNODES": "2"}
+        assert seen["received"] == [0, 1] and seen["execution_environment"] == "sagemaker"
