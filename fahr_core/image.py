@@ -8,8 +8,11 @@ A container of the user's own (``fahr fit DIR`` with DIR holding a Dockerfile, o
 DIR/Dockerfile``) is built from that Dockerfile as it is, never written or changed: its image
 brings its own ``train`` program (:func:`check_artifact`, :func:`prepare_context`).
 
-A notebook (``train.ipynb``) is executed headless with papermill by
-:mod:`fahr_core.notebook_runner`, whose source is the entrypoint's program.
+
+The entrypoint's program is :mod:`fahr_core.launcher` (it exports the multi-host variables, then
+runs the script); a notebook (``train.ipynb``) is executed headless with papermill by
+:mod:`fahr_core.notebook_runner`, whose source precedes the launcher's in a notebook image.
+``FAHR_EXECUTION_ENVIRONMENT`` defaults to ``sagemaker`` in the image (drivers set their own).
 
 The built-in templates of ``fahr init`` write their Dockerfile and .dockerignore with
 :func:`dockerfile_text` and :data:`DOCKERIGNORE` too: one source for both.
@@ -107,20 +110,29 @@ checkpoints
 .fahr
 """
 
-# Runs the script as __main__ with argv as if started as `python train.py`; the trailing
-# `train` that SageMaker passes is dropped. SIGTERM becomes SystemExit so `finally` blocks and
-# atexit handlers run on stop (a script may install its own handler to checkpoint).
-_LAUNCHER = (
-    "import runpy,signal,sys;s=sys.argv[1];sys.argv=[s];"
-    "signal.signal(signal.SIGTERM,lambda n,f:sys.exit(128+n));"
-    "runpy.run_path(s,run_name='__main__')"
-)
+# The default of FAHR_EXECUTION_ENVIRONMENT baked into the generated image: the contract the image
+# follows. fahr's drivers set their own name at launch; any other SageMaker runner (the SDK's local
+# mode, `docker run IMAGE train`) leaves this one, so a script that saves to /opt/ml/model when
+# the variable is set does so under every runner.
+DEFAULT_EXECUTION_ENVIRONMENT = "sagemaker"
 
 
-def _notebook_runner_source() -> str:
+def _source(module: str) -> str:
     from importlib import resources
 
-    return resources.files("fahr_core").joinpath("notebook_runner.py").read_text(encoding="utf-8")
+    return resources.files("fahr_core").joinpath(f"{module}.py").read_text(encoding="utf-8")
+
+
+def entrypoint_program(script_name: str) -> str:
+    """The Python program of the generated image's entrypoint, run as ``python -c PROGRAM SCRIPT``.
+
+    :mod:`fahr_core.launcher`; for a notebook, :mod:`fahr_core.notebook_runner` followed by the
+    launcher (one copy of the start-up: SIGTERM, the host variables).
+    """
+    launcher = _source("launcher")
+    if script_name.endswith(".ipynb"):
+        return _source("notebook_runner") + "\n\n" + launcher
+    return launcher
 
 
 def dockerfile_text(script_name: str, base_image: str, has_requirements: bool) -> str:
@@ -141,23 +153,30 @@ def dockerfile_text(script_name: str, base_image: str, has_requirements: bool) -
         if has_requirements
         else "# Add a requirements.txt beside the script to install dependencies here.\n"
     )
+    entry = json.dumps(["python", "-c", entrypoint_program(script_name), script_name])
     if notebook:
-        entry = json.dumps(["python", "-c", _notebook_runner_source(), script_name])
         entry_comment = (
-            "# Exec form: the runner is PID 1 and receives SIGTERM on stop. The program is\n"
-            "# fahr_core/notebook_runner.py: it types the hyperparameters like the defaults of the\n"
+            "# Exec form: the runner is PID 1 and receives SIGTERM on stop. The program is fahr's\n"
+            "# fahr_core/notebook_runner.py followed by fahr_core/launcher.py: it exports the host\n"
+            "# variables (fahr's docs/multi-host.md), types the hyperparameters like the defaults of the\n"
             "# notebook's `parameters` cell, runs it with papermill, saves the executed notebook to\n"
             "# /opt/ml/output/data/ and turns a failing cell's error into /opt/ml/output/failure.\n"
         )
     else:
-        entry = json.dumps(["python", "-c", _LAUNCHER, script_name])
-        entry_comment = "# Exec form: the training process is PID 1 and receives SIGTERM on stop.\n"
+        entry_comment = (
+            "# Exec form: the training process is PID 1 and receives SIGTERM on stop. The program is\n"
+            "# fahr's fahr_core/launcher.py: it exports the host variables (FAHR_HOSTS, MASTER_ADDR,\n"
+            "# NODE_RANK, ...: fahr's docs/multi-host.md), then runs the script as `python SCRIPT` would.\n"
+        )
     return (
         f"{GENERATED_MARK} {__version__} for {script_name}. Edit freely: fahr never overwrites\n"
         "# it without --regenerate-dockerfile. `docker run IMAGE train` trains (the SageMaker contract).\n"
         f"FROM {base_image}\n"
         "ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 \\\n"
         "    PIP_DISABLE_PIP_VERSION_CHECK=1\n"
+        "# The contract this image follows, for runners that do not set it: fahr's drivers set\n"
+        "# their own name (local, sagemaker, …) at launch.\n"
+        f"ENV FAHR_EXECUTION_ENVIRONMENT={DEFAULT_EXECUTION_ENVIRONMENT}\n"
         "WORKDIR /opt/program\n"
         f"{runner}"
         f"{deps}"

@@ -1,8 +1,10 @@
-"""Runs a training notebook headless inside the image: the generated Dockerfile's entrypoint.
+"""Runs a training notebook headless inside the image: the notebook image's entrypoint.
 
-This module is the program behind ``ENTRYPOINT ["python", "-c", <this source>, "train.ipynb"]``
-(see :func:`fahr_core.image.dockerfile_text`). It runs where fahr is not installed, so it imports
-only the standard library and papermill, and its source is embedded in the Dockerfile verbatim.
+A notebook image's program is this source followed by :mod:`fahr_core.launcher`'s, behind
+``ENTRYPOINT ["python", "-c", <both sources>, "train.ipynb"]`` (see
+:func:`fahr_core.image.dockerfile_text`): the launcher stops on SIGTERM and exports the host
+variables as for a script, then calls :func:`run_notebook`. It runs where fahr is not installed,
+so it imports only the standard library and papermill, and its source is embedded verbatim.
 
 - hyperparameters (``/opt/ml/input/config/hyperparameters.json``, strings) are typed like the
   defaults of the notebook's ``parameters`` cell and injected by papermill;
@@ -12,7 +14,6 @@ only the standard library and papermill, and its source is embedded in the Docke
 import ast
 import json
 import os
-import signal
 import sys
 
 OPT_ML = "/opt/ml"
@@ -79,8 +80,8 @@ def fail(reason):
     sys.exit(1)
 
 
-def main(notebook):
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+def run_notebook(notebook):
+    """Execute ``notebook`` with the job's hyperparameters (called by the launcher's ``main``)."""
     import papermill
 
     config = f"{OPT_ML}/input/config/hyperparameters.json"
@@ -104,7 +105,3 @@ def main(notebook):
     except papermill.PapermillExecutionError as exc:
         fail(f"{exc.ename}: {exc.evalue} (cell [{exc.exec_count}] of {os.path.basename(notebook)}; "
              "the executed notebook is in output.tar.gz)")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1])

@@ -1,0 +1,75 @@
+"""fahr's launcher: the generated image's entrypoint, ``python -c <this source> train.py``.
+
+Embedded verbatim in the Dockerfile (fahr_core.image.dockerfile_text), it runs where fahr is not
+installed: standard library only, few imports (it adds to every job's start). It exports the
+host variables (host_environment), turns SIGTERM into SystemExit(143) so that ``finally`` blocks
+and atexit handlers run on stop, then runs the script in this process (PID 1) as ``__main__``
+with ``sys.argv == [script]``, as ``python train.py`` would; SageMaker's ``train`` is dropped.
+A notebook image's program is notebook_runner.py followed by this source.
+"""
+import json
+import os
+import signal
+import sys
+
+RESOURCE_CONFIG = "/opt/ml/input/config/resourceconfig.json"
+# torch.distributed's own default port; an already-set MASTER_PORT (--env MASTER_PORT=...) wins.
+DEFAULT_MASTER_PORT = "29500"
+
+
+def host_environment(path=None, environ=None):
+    """The multi-host variables, from ``resourceconfig.json``: ``{}`` without a usable one.
+
+    Every value but ``MASTER_PORT`` comes from the file, whatever ``environ`` holds: the hosts
+    must agree with each other and with the file. The file missing (the image run outside any
+    SageMaker runner) sets nothing; a malformed one sets nothing and says why on stderr.
+    """
+    path = RESOURCE_CONFIG if path is None else path
+    environ = os.environ if environ is None else environ
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+        hosts, current = config["hosts"], config["current_host"]
+        if not (isinstance(hosts, list) and hosts and all(isinstance(h, str) and h for h in hosts)
+                and current in hosts and "," not in "".join(hosts)):
+            raise ValueError("'hosts' must be a list of host names that holds 'current_host'")
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+        print(f"fahr launcher: {path} is unusable ({problem}); multi-host variables not set",
+              file=sys.stderr, flush=True)
+        return {}
+    rank = str(hosts.index(current))
+    return {
+        "FAHR_HOSTS": ",".join(hosts),
+        "FAHR_CURRENT_HOST": current,
+        "FAHR_HOST_RANK": rank,
+        "FAHR_NUM_HOSTS": str(len(hosts)),
+        "MASTER_ADDR": hosts[0],
+        "MASTER_PORT": environ.get("MASTER_PORT") or DEFAULT_MASTER_PORT,
+        "NODE_RANK": rank,
+        "NNODES": str(len(hosts)),
+    }
+
+
+def _stop(signum, frame):
+    sys.exit(128 + signum)
+
+
+def main(artifact):
+    """Run ``artifact`` (a script, or in a notebook image a notebook) as the job's process."""
+    signal.signal(signal.SIGTERM, _stop)
+    os.environ.update(host_environment())
+    if artifact.endswith(".ipynb"):
+        # Defined by notebook_runner.py, whose source precedes this one in a notebook image.
+        globals()["run_notebook"](artifact)
+        return
+    import runpy
+
+    sys.argv = [artifact]
+    runpy.run_path(artifact, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
