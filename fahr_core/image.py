@@ -8,7 +8,6 @@ A container of the user's own (``fahr fit DIR`` with DIR holding a Dockerfile, o
 DIR/Dockerfile``) is built from that Dockerfile as it is, never written or changed: its image
 brings its own ``train`` program (:func:`check_artifact`, :func:`prepare_context`).
 
-
 The entrypoint's program is :mod:`fahr_core.launcher` (it exports the multi-host variables, then
 runs the script); a notebook (``train.ipynb``) is executed headless with papermill by
 :mod:`fahr_core.notebook_runner`, whose source precedes the launcher's in a notebook image.
