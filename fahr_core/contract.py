@@ -60,6 +60,15 @@ class ContainerJob:
     """'' for none, 'all', a count ('2') or device ids ('0,1')."""
     stop_timeout: int = 10
     job_arn: str = ""
+    """The job's ARN as TRAINING_JOB_ARN; empty: the variable is not set (no fake ARN)."""
+    content_types: Mapping[str, str] = field(default_factory=dict)
+    """Channel name -> the ContentType the job was given for it; a channel without one has none
+    in inputdataconfig.json, as on SageMaker."""
+    checkpoints: Path | None = None
+    """A local folder whose contents the hosts find in ``checkpoint_dir`` at start; None: no
+    checkpointing, and no ``checkpoint_dir`` in the container (as on SageMaker without
+    CheckpointConfig)."""
+    checkpoint_dir: str = "/opt/ml/checkpoints"
 
     @property
     def hosts(self) -> list[str]:
@@ -152,16 +161,14 @@ class _ChunkReader(io.RawIOBase):
         return size
 
 
-def _channel_config(channels: Mapping[str, Path]) -> dict:
-    return {
-        name: {
-            "ContentType": "application/octet-stream",
-            "TrainingInputMode": "File",
-            "S3DistributionType": "FullyReplicated",
-            "RecordWrapperType": "None",
-        }
-        for name in channels
-    }
+def _channel_config(channels: Mapping[str, Path], content_types: Mapping[str, str]) -> dict:
+    config = {}
+    for name in channels:
+        entry = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
+        if content_types.get(name):  # SageMaker writes the key only for a channel given one
+            entry["ContentType"] = content_types[name]
+        config[name] = entry
+    return config
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
@@ -195,12 +202,11 @@ def opt_ml_archive(job: ContainerJob, host: str, out) -> None:
     hyper = {str(k): str(v) for k, v in job.hyperparameters.items()}
     with tarfile.open(fileobj=out, mode="w|") as tar:
         for folder in ("opt", "opt/ml", "opt/ml/input", "opt/ml/input/config", "opt/ml/input/data",
-                       "opt/ml/model", "opt/ml/output", "opt/ml/output/data", "opt/ml/checkpoints",
-                       "opt/ml/code"):
+                       "opt/ml/model", "opt/ml/output", "opt/ml/output/data", "opt/ml/code"):
             _add_dir(tar, folder)
         _add_bytes(tar, "opt/ml/input/config/hyperparameters.json", json.dumps(hyper).encode())
         _add_bytes(tar, "opt/ml/input/config/inputdataconfig.json",
-                   json.dumps(_channel_config(job.channels)).encode())
+                   json.dumps(_channel_config(job.channels, job.content_types)).encode())
         _add_bytes(tar, "opt/ml/input/config/resourceconfig.json", json.dumps(resource).encode())
         for channel, source in job.channels.items():
             source = Path(source)
@@ -210,6 +216,19 @@ def opt_ml_archive(job: ContainerJob, host: str, out) -> None:
             else:
                 _add_dir(tar, arc)
                 tar.add(str(source), arcname=f"{arc}/{source.name}")
+        if job.checkpoints is not None:
+            # The folder exists only when checkpointing is configured: a script that checks for it
+            # behaves as on SageMaker. Its parents are made as the engine would.
+            arc = job.checkpoint_dir.strip("/")
+            parts = arc.split("/")
+            for i in range(1, len(parts)):
+                if "/".join(parts[:i]) not in ("opt", "opt/ml"):
+                    _add_dir(tar, "/".join(parts[:i]))
+            _add_dir(tar, arc)
+            source = Path(job.checkpoints)
+            if source.is_dir():
+                for child in sorted(source.iterdir()):
+                    tar.add(str(child), arcname=f"{arc}/{child.name}", recursive=True)
 
 
 class ContractRun:
@@ -259,9 +278,10 @@ class ContractRun:
                 env = {
                     **{str(k): str(v) for k, v in job.environment.items()},
                     "TRAINING_JOB_NAME": job.job_name,
-                    "TRAINING_JOB_ARN": job.job_arn or f"local:{job.job_name}",
                     "FAHR_EXECUTION_ENVIRONMENT": job.execution_environment,
                 }
+                if job.job_arn:  # an ARN or nothing: a script may parse it as one
+                    env["TRAINING_JOB_ARN"] = job.job_arn
                 devices = None
                 if job.gpus:
                     if job.gpus == "all":
@@ -561,6 +581,42 @@ class ContractRun:
                     if tar is not None:
                         merge.add(host, tar)
         return merge.dropped
+
+    def copy_out(self, path: str, target: Path) -> list[tuple[str, str]] | None:
+        """Make the local folder ``target`` a copy of ``path`` (the checkpoints) of every host.
+
+        Hosts are merged as :meth:`pack` merges them (the first host's file kept on a clash; the
+        dropped entries are returned). The container's files are untrusted: they are packed, then
+        unpacked by fahr's safe extractor into a staging folder beside ``target``, which replaces
+        ``target`` whole only when complete, so an interrupted copy leaves the previous folder.
+        None, and ``target`` untouched, when no host has ``path`` (its containers are gone, or
+        the script removed it). Refusals of the extractor (:class:`UsageError`) and OSError
+        propagate.
+        """
+        from fahr_core.extract import place
+
+        base = path.rstrip("/").rsplit("/", 1)[-1]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tar.partial", dir=target.parent)
+        os.close(fd)
+        spool = Path(name)
+        try:
+            order = {host: i for i, host in enumerate(self.job.hosts)}
+            containers = sorted(self.containers().items(), key=lambda hc: (order.get(hc[0], len(order)), hc[0]))
+            found = False
+            with tarfile.open(spool, mode="w", format=tarfile.PAX_FORMAT) as out:
+                merge = TreeMerge(out, base)
+                for host, container in containers:
+                    with self._archive(container, path, seekable=True) as tar:  # None: absent, or gone
+                        if tar is not None:
+                            found = True
+                            merge.add(host, tar)
+            if not found:
+                return None
+            place(spool, target, extract=True, overwrite=True)
+            return merge.dropped
+        finally:
+            spool.unlink(missing_ok=True)
 
     def save_logs(self, folder: Path) -> None:
         """Keep every host's whole output as ``folder/<host>.log`` (before the containers go).
