@@ -1,0 +1,175 @@
+"""Checkpoints and resume, end to end: a job stopped half way and fitted again resumes.
+
+A model that trains ``epochs`` epochs (about a second each) saves its epoch and state to
+/opt/ml/checkpoints after each one, and on start resumes from what it finds there. The first job
+waits after epoch ``pause_after`` (a job about to be interrupted: the test can stop it there, and
+no later epoch can race the stop); it is stopped with ``fahr stop``. The checkpoint store (the
+local driver's ``checkpoint_path``, the emulated SageMaker's ``checkpoint_s3_uri``) must then hold
+epoch 2, and the job fitted again must resume at epoch 3 and say so in its model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from aws_emulator.fixtures import BUCKET, sagemaker_args
+from aws_emulator.fixtures import run_fahr as run_fahr_on_stack
+from aws_emulator.fixtures import write_model
+from conftest import FAHR, one_line_error, run_fahr
+
+pytestmark = pytest.mark.docker
+
+RESUMABLE = """\
+import json, os, signal, sys, time
+from pathlib import Path
+
+def on_sigterm(signum, frame):  # a stop (or a spot interruption): the last checkpoint is saved
+    print("stopped", flush=True)
+    sys.exit(128 + signum)
+
+signal.signal(signal.SIGTERM, on_sigterm)
+hp = json.loads(Path("/opt/ml/input/config/hyperparameters.json").read_text())
+epochs, pause_after = int(hp["epochs"]), int(hp.get("pause_after", "0"))
+fail_after = int(hp.get("fail_after", "0"))
+checkpoints = Path("/opt/ml/checkpoints")
+checkpoints.mkdir(parents=True, exist_ok=True)  # as on SageMaker, the script makes it when it may be absent
+saved = checkpoints / "state.json"
+start, state = 1, 0
+if saved.exists():
+    found = json.loads(saved.read_text())
+    start, state = found["epoch"] + 1, found["state"]
+    print(f"resuming at epoch {start}", flush=True)
+for epoch in range(start, epochs + 1):
+    time.sleep(1)
+    state += epoch
+    partial = checkpoints / "state.json.partial"
+    partial.write_text(json.dumps({"epoch": epoch, "state": state}))
+    os.replace(partial, saved)  # a checkpoint is written whole or not at all
+    print(f"epoch {epoch} saved", flush=True)
+    if epoch == fail_after:
+        sys.exit("failing on purpose after epoch %d" % epoch)
+    if epoch == pause_after:
+        time.sleep(600)  # wait here to be stopped
+model = Path("/opt/ml/model")
+model.mkdir(parents=True, exist_ok=True)
+(model / "model.json").write_text(json.dumps({"started_at": start, "state": state}))
+"""
+
+
+def _watch_for(command: list[str], needle: str, env=None, cwd=None, timeout: float = 180) -> None:
+    """Follow ``fahr logs -f`` until a line holds ``needle``; the follower is ended afterwards."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
+    seen: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            seen.append(line)
+            if needle in line:
+                found.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert found.wait(timeout), f"no {needle!r} in the job's logs:\n{''.join(seen)}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _job_of(stderr: str) -> str:
+    found = re.search(r"launching job (\S+) on driver", stderr)
+    assert found, f"no job was launched:\n{stderr}"
+    return found.group(1)
+
+
+# -- local -----------------------------------------------------------------------------------------
+
+
+def test_local_job_stopped_after_epoch_2_resumes_at_epoch_3(docker_engine, jobs_dir, tmp_path):
+    script = tmp_path / "resumable" / "train.py"
+    script.parent.mkdir()
+    script.write_text(RESUMABLE)
+    store = tmp_path / "store" / "ckpt"  # made by fahr, parents and all
+    common = ["--hp", "epochs=4", f"--config.checkpoint_path={store}", "--config.stop_timeout=5"]
+
+    first = run_fahr("fit", script, *common, "--hp", "pause_after=2", "--detach", check=0)
+    job = _job_of(first.stderr)
+    _watch_for([str(FAHR), "logs", job, "-f"], "epoch 2 saved")
+    run_fahr("stop", job, check=0)
+    record = json.loads((jobs_dir / job / "job.json").read_text())
+    assert record["status"] == "Stopped" and record["checkpoint_path"] == str(store)
+    assert json.loads((store / "state.json").read_text()) == {"epoch": 2, "state": 3}
+    assert sorted(p.name for p in store.parent.iterdir()) == ["ckpt"]  # no staging folder or spool left
+
+    second = run_fahr("fit", script, *common, check=0)
+    assert "resuming at epoch 3" in second.stdout
+    assert "epoch 1 saved" not in second.stdout and "epoch 4 saved" in second.stdout
+    resumed = _job_of(second.stderr)
+    run_fahr("fetch", tmp_path / "model", "resumable/train", "--job", resumed, check=0)
+    assert json.loads((tmp_path / "model" / "model.json").read_text()) == {"started_at": 3, "state": 10}
+    assert json.loads((store / "state.json").read_text()) == {"epoch": 4, "state": 10}  # on completion too
+
+    # A failing job's checkpoints come back as well: the next fit resumes from its last epoch.
+    failed = run_fahr("fit", script, "--hp", "epochs=6", "--hp", "fail_after=5", f"--config.checkpoint_path={store}")
+    assert failed.returncode == 1, failed.stderr
+    assert "resuming at epoch 5" in failed.stdout
+    assert json.loads((store / "state.json").read_text()) == {"epoch": 5, "state": 15}
+
+
+def test_bad_checkpoint_path_is_refused_before_building(docker_engine, jobs_dir, tmp_path):
+    script = tmp_path / "never" / "train.py"
+    script.parent.mkdir()
+    script.write_text("print('never runs')\n")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    here = tmp_path / "here"
+    here.mkdir()
+    for value, needle in ((a_file, "is a file, not a folder"),
+                          (a_file / "sub", "is under"),
+                          (jobs_dir.parent, "is a folder holding the jobs' output_path"),
+                          (here, "is the current folder")):
+        proc = run_fahr("fit", script, f"--config.checkpoint_path={value}", cwd=here)
+        line = one_line_error(proc, 2)
+        assert line.startswith("fahr error: config.checkpoint_path=") and needle in line, line
+    assert not docker_engine.images.list(name="never/train")  # refused before anything was built
+
+
+# -- the emulated SageMaker ------------------------------------------------------------------------
+
+
+def test_sagemaker_job_stopped_after_epoch_2_resumes_at_epoch_3(stack, tmp_path):
+    model = write_model(tmp_path, "resumable", RESUMABLE)
+    prefix = f"ckpt/{uuid.uuid4().hex[:8]}"
+    s3 = stack.client("s3")
+    common = [*sagemaker_args("resumable"), "--hp", "epochs=4", f"--config.checkpoint_s3_uri=s3://{BUCKET}/{prefix}"]
+
+    first = run_fahr_on_stack(stack, "fit", str(model), *common, "--hp", "pause_after=2", "--detach", cwd=tmp_path)
+    assert first.code == 0, first.output
+    job = _job_of(first.stderr)
+    _watch_for([str(FAHR), "logs", job, "-f", "--train-driver", "sagemaker", "--config.poll_interval=1"],
+               "epoch 2 saved", env=stack.env(), cwd=tmp_path)
+    stopped = run_fahr_on_stack(stack, "stop", job, "--train-driver", "sagemaker", cwd=tmp_path)
+    assert stopped.code == 0, stopped.output
+    waited = run_fahr_on_stack(stack, "wait", job, "--train-driver", "sagemaker", "--config.poll_interval=1",
+                               cwd=tmp_path)
+    assert waited.code == 1 and "Stopped" in waited.stderr, waited.output
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")["Contents"]]
+    assert keys == [f"{prefix}/state.json"]
+    saved = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{prefix}/state.json")["Body"].read())
+    assert saved == {"epoch": 2, "state": 3}
+
+    second = run_fahr_on_stack(stack, "fit", str(model), *common, "--fetch", str(tmp_path / "model"), cwd=tmp_path)
+    assert second.code == 0, second.output
+    assert "resuming at epoch 3" in second.stdout and "epoch 1 saved" not in second.stdout
+    assert json.loads((tmp_path / "model" / "model.json").read_text()) == {"started_at": 3, "state": 10}
+    saved = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{prefix}/state.json")["Body"].read())
+    assert saved == {"epoch": 4, "state": 10}
