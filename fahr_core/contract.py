@@ -605,7 +605,7 @@ class ContractRun:
             containers = sorted(self.containers().items(), key=lambda hc: (order.get(hc[0], len(order)), hc[0]))
             found = False
             with tarfile.open(spool, mode="w", format=tarfile.PAX_FORMAT) as out:
-                merge = TreeMerge(out, base)
+                merge = TreeMerge(out, base, same_is_no_clash=True)
                 for host, container in containers:
                     with self._archive(container, path, seekable=True) as tar:  # None: absent, or gone
                         if tar is not None:
@@ -732,14 +732,18 @@ class TreeMerge:
 
     Hosts are merged in the order given: a folder present on several hosts is one folder; any
     other entry that an earlier host already wrote (or that would land under an earlier host's
-    file or symlink) is dropped and listed in ``dropped`` as (name, host).
+    file or symlink) is dropped and listed in ``dropped`` as (name, host). With ``same_is_no_clash``
+    a file identical to the one written (same bytes) is dropped silently: checkpoints every host
+    was given at start and left alone are no clash.
     """
 
-    def __init__(self, out: tarfile.TarFile, base: str):
+    def __init__(self, out: tarfile.TarFile, base: str, same_is_no_clash: bool = False):
         self.out = out
         self.prefix = base.strip("/") + "/"
         self.kinds: dict[str, bool] = {}  # name written -> is it a folder
         self.dropped: list[tuple[str, str]] = []
+        self.same_is_no_clash = same_is_no_clash
+        self.digests: dict[str, tuple[int, str]] = {}  # file written -> (size, sha256), when compared
 
     def _relative(self, name: str) -> str | None:
         name = name.rstrip("/")
@@ -764,7 +768,10 @@ class TreeMerge:
             if member.isreg():
                 originals[name] = member
             if self._clashes(name, member.isdir()):
-                self.dropped.append((name, host))
+                same = (name in self.digests and member.isreg() and self.digests[name][0] == member.size
+                        and self.digests[name][1] == _digest(tar.extractfile(member)))
+                if not same:
+                    self.dropped.append((name, host))
                 continue
             info = tarfile.TarInfo(name)
             info.type = member.type
@@ -792,10 +799,34 @@ class TreeMerge:
                     continue
             elif member.ischr() or member.isblk():
                 info.devmajor, info.devminor = member.devmajor, member.devminor
-            self.out.addfile(info, data)
+            hashing = _Hashing(data) if self.same_is_no_clash and data is not None else None
+            self.out.addfile(info, hashing or data)
+            if hashing is not None:
+                self.digests[name] = (info.size, hashing.sha256.hexdigest())
             self.kinds[name] = member.isdir()
             if not member.isdir():
                 written.add(name)
+
+
+class _Hashing:
+    """A file object's bytes hashed as ``tarfile`` copies them: no second read."""
+
+    def __init__(self, handle):
+        import hashlib
+
+        self.handle, self.sha256 = handle, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.sha256.update(data)
+        return data
+
+
+def _digest(handle) -> str:
+    hashing = _Hashing(handle)
+    while hashing.read(1 << 20):
+        pass
+    return hashing.sha256.hexdigest()
 
 
 def clash_warning(archive: str, dropped: list[tuple[str, str]]) -> str:

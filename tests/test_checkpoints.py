@@ -125,6 +125,50 @@ def test_local_job_stopped_after_epoch_2_resumes_at_epoch_3(docker_engine, jobs_
     assert json.loads((store / "state.json").read_text()) == {"epoch": 5, "state": 15}
 
 
+HOSTS = """\
+import json, os
+from pathlib import Path
+hp = json.loads(Path("/opt/ml/input/config/hyperparameters.json").read_text())
+me = json.loads(Path("/opt/ml/input/config/resourceconfig.json").read_text())["current_host"]
+checkpoints = Path("/opt/ml/checkpoints")
+print(me, "found", sorted(p.name for p in checkpoints.iterdir()), flush=True)
+(checkpoints / "stale.txt").unlink(missing_ok=True)
+(checkpoints / f"{me}.txt").write_text(me)
+(checkpoints / "shared.txt").write_text(f"written by {me}")  # a clash: both hosts write it
+if hp.get("escape") and me == "algo-1":
+    os.symlink("/etc/passwd", checkpoints / "escape")  # would lead out of checkpoint_path
+"""
+
+
+def test_local_hosts_checkpoints_are_merged_and_untrusted(docker_engine, jobs_dir, tmp_path):
+    script = tmp_path / "hosts" / "train.py"
+    script.parent.mkdir()
+    script.write_text(HOSTS)
+    store = tmp_path / "ckpt"
+    store.mkdir()
+    (store / "old.txt").write_text("from an earlier job")
+    (store / "stale.txt").write_text("removed by the job")
+
+    proc = run_fahr("fit", script, f"--config.checkpoint_path={store}", "--config.instance_count=2", check=0)
+    for host in ("algo-1", "algo-2"):  # every host starts with the folder's contents
+        assert f"{host} found ['old.txt', 'stale.txt']" in proc.stdout
+    # The folder becomes the hosts' checkpoint folders merged: what a host removed is gone, and
+    # on a clash the first host's file is kept and the dropped one named.
+    assert sorted(p.name for p in store.iterdir()) == ["algo-1.txt", "algo-2.txt", "old.txt", "shared.txt"]
+    assert (store / "shared.txt").read_text() == "written by algo-1"
+    assert (store / "old.txt").read_text() == "from an earlier job"
+    [warning] = [line for line in proc.stderr.splitlines() if "several hosts wrote the same files" in line]
+    assert warning.startswith(f"fahr warning {store}: ") and "dropped shared.txt (algo-2)," in warning
+
+    # A checkpoint folder whose files would reach outside checkpoint_path is not copied back at all.
+    before = {p.name: p.read_text() for p in store.iterdir()}
+    proc = run_fahr("fit", script, f"--config.checkpoint_path={store}", "--hp", "escape=1", check=0)
+    [warning] = [line for line in proc.stderr.splitlines() if "were not copied back" in line]
+    assert f"{store} is as it was" in warning and "'escape'" in warning, warning
+    assert {p.name: p.read_text() for p in store.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging left
+
+
 def test_bad_checkpoint_path_is_refused_before_building(docker_engine, jobs_dir, tmp_path):
     script = tmp_path / "never" / "train.py"
     script.parent.mkdir()

@@ -212,9 +212,15 @@ def _check_record(job_dir: Path, record) -> None:
     if record.get("unfinished", FOLLOW) not in (FOLLOW, CLEANUP):
         raise wrong("unfinished", f"{FOLLOW!r} or {CLEANUP!r}")
     checkpoints = record.get("checkpoint_path", "")
-    if checkpoints and (not os.path.isabs(checkpoints) or "\x00" in checkpoints):
-        # fahr writes the absolute path it checked: the folder it replaces at the job's end.
-        raise wrong("checkpoint_path", "an absolute folder path")
+    if checkpoints:
+        # fahr writes the absolute path it checked: the folder it replaces at the job's end. An
+        # edited one must not make that replace the jobs' folder or the home folder.
+        if not os.path.isabs(checkpoints) or "\x00" in checkpoints:
+            raise wrong("checkpoint_path", "an absolute folder path")
+        folder = Path(os.path.normpath(checkpoints))
+        for kept in (job_dir.absolute(), Path.home()):
+            if folder == kept or folder in kept.parents:
+                raise wrong("checkpoint_path", f"a folder of checkpoints (it holds {kept})")
 
 
 def _write_record(job_dir: Path, record: dict) -> None:
