@@ -169,6 +169,27 @@ def test_local_hosts_checkpoints_are_merged_and_untrusted(docker_engine, jobs_di
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging left
 
 
+def test_local_checkpoints_over_the_size_cap_keep_the_job_until_wait_saves_them(docker_engine, jobs_dir, tmp_path):
+    script = tmp_path / "big" / "train.py"
+    script.parent.mkdir()
+    script.write_text('open("/opt/ml/checkpoints/big.bin", "wb").write(bytes(64 * 1024))\n')
+    store = tmp_path / "ckpt"
+    proc = run_fahr("fit", script, f"--config.checkpoint_path={store}", env={"FAHR_MAX_MODEL_BYTES": "1K"})
+    assert proc.returncode == 3, proc.stderr
+    job = _job_of(proc.stderr)
+    [error] = [line for line in proc.stderr.splitlines() if line.startswith("fahr error:")]
+    assert error.startswith("fahr error: the checkpoints unpack to more than 1.0 KiB (at entry 'big.bin'), the "
+                            "limit set by FAHR_MAX_MODEL_BYTES (raise it), writing the checkpoints of job "), error
+    assert f"then finish the job with: fahr wait {job} " in error
+    assert json.loads((jobs_dir / job / "job.json").read_text())["status"] == "InProgress"
+    assert docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job}"})  # kept: nothing lost
+    assert list(store.iterdir()) == []
+    run_fahr("wait", job, check=0)  # the cap back to its default: the checkpoints come back
+    assert (store / "big.bin").read_bytes() == bytes(64 * 1024)
+    assert json.loads((jobs_dir / job / "job.json").read_text())["status"] == "Completed"
+    assert not docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job}"})
+
+
 def test_bad_checkpoint_path_is_refused_before_building(docker_engine, jobs_dir, tmp_path):
     script = tmp_path / "never" / "train.py"
     script.parent.mkdir()

@@ -678,15 +678,19 @@ def _save_checkpoints(run, job_name: str, target: Path) -> None:
     ``fahr wait`` once room is made.
     """
     from fahr_core.contract import clash_warning
-    from fahr_core.extract import ModelTooLarge, UnsafeArchive
+    from fahr_core.extract import MAX_MODEL_BYTES_ENV, ModelTooLarge, UnsafeArchive
 
     try:
         dropped = run.copy_out(run.job.checkpoint_dir, target)
     except UnsafeArchive as exc:
         ui.warn(f"the checkpoints of job {job_name} were not copied back, {target} is as it was: {exc.message}")
         return
-    except ModelTooLarge as exc:
-        raise OSError(errno.ENOSPC, exc.message.split(";")[0]) from None
+    except ModelTooLarge as exc:  # the size cap, or the free space: fixable, the containers keep them
+        why = exc.message.split(";")[0].removeprefix("refusing the model: it ")
+        why = why.replace("unpacks", "unpack", 1).replace("needs", "need", 1)
+        capped = MAX_MODEL_BYTES_ENV in why
+        raise OSError(errno.EFBIG if capped else errno.ENOSPC,
+                      f"the checkpoints {why}{' (raise it)' if capped else ''},") from None
     except UsageError as exc:
         raise OSError(errno.EACCES, exc.message.split(";")[0]) from None
     if dropped:

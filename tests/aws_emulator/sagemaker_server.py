@@ -400,8 +400,14 @@ def _upload_checkpoints(job: Job, run: ContractRun, folder: Path) -> None:
     config = job.request.get("CheckpointConfig")
     if not config:
         return
+    from fahr_core.errors import UsageError
+
     copied = folder / "copied"
-    if run.copy_out(run.job.checkpoint_dir, copied) is None:
+    try:
+        if run.copy_out(run.job.checkpoint_dir, copied) is None:
+            return
+    except UsageError as exc:  # files fahr's extractor refuses (a link out of the folder): not uploaded
+        print(f"checkpoints of {job.name} not uploaded: {exc}", flush=True)
         return
     s3 = aws("s3")
     bucket, prefix = _s3_folder(config["S3Uri"])
