@@ -9,7 +9,10 @@ it too, so both stand on one implementation of the container contract (docs/cont
   channels' files under ``/opt/ml/input/data/<channel>/`` are copied into the container before it
   starts; after it ends ``/opt/ml/model`` and ``/opt/ml/output/data`` are copied out and packed as
   ``model.tar.gz`` and ``output.tar.gz`` (hosts merged), and ``/opt/ml/output/failure`` becomes
-  the failure reason.
+  the failure reason;
+- with checkpointing configured (``ContainerJob.checkpoints``), ``/opt/ml/checkpoints`` holds a
+  local folder's files at start and :meth:`ContractRun.copy_out` brings it back; without it, the
+  folder does not exist, as on SageMaker.
 
 Files move in and out with the engine's archive API rather than bind mounts: this works with a
 remote engine (``DOCKER_HOST``), never leaves root-owned files in the user's folders, and keeps

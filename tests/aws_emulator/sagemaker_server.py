@@ -19,6 +19,10 @@ reports the job count, the throttled calls and the DescribeTrainingJob calls per
   CompressionType is NONE) and ends Completed, Failed (FailureReason from
   ``/opt/ml/output/failure``) or Stopped; the containers' output goes to CloudWatch Logs,
   group ``/aws/sagemaker/TrainingJobs``, stream ``<job>/algo-N-<epoch>``;
+- with CheckpointConfig, the objects under its S3Uri are copied into each host's LocalPath
+  (``/opt/ml/checkpoints``) at start, and the hosts' checkpoint folders (merged as the model is,
+  read with fahr's safe extractor) uploaded back at the end, whatever the ending; SageMaker also
+  uploads during the job, the emulation does not; without it, there is no such folder;
 - spot jobs are billed, in this emulation, 30% of their training seconds, so that the savings
   line has something to show.
 
