@@ -9,7 +9,10 @@ it too, so both stand on one implementation of the container contract (docs/cont
   channels' files under ``/opt/ml/input/data/<channel>/`` are copied into the container before it
   starts; after it ends ``/opt/ml/model`` and ``/opt/ml/output/data`` are copied out and packed as
   ``model.tar.gz`` and ``output.tar.gz`` (hosts merged), and ``/opt/ml/output/failure`` becomes
-  the failure reason.
+  the failure reason;
+- with checkpointing configured (``ContainerJob.checkpoints``), ``/opt/ml/checkpoints`` holds a
+  local folder's files at start and :meth:`ContractRun.copy_out` brings it back; without it, the
+  folder does not exist, as on SageMaker.
 
 Files move in and out with the engine's archive API rather than bind mounts: this works with a
 remote engine (``DOCKER_HOST``), never leaves root-owned files in the user's folders, and keeps
@@ -60,6 +63,15 @@ class ContainerJob:
     """'' for none, 'all', a count ('2') or device ids ('0,1')."""
     stop_timeout: int = 10
     job_arn: str = ""
+    """The job's ARN as TRAINING_JOB_ARN; empty: the variable is not set (no fake ARN)."""
+    content_types: Mapping[str, str] = field(default_factory=dict)
+    """Channel name -> the ContentType the job was given for it; a channel without one has none
+    in inputdataconfig.json, as on SageMaker."""
+    checkpoints: Path | None = None
+    """A local folder whose contents the hosts find in ``checkpoint_dir`` at start; None: no
+    checkpointing, and no ``checkpoint_dir`` in the container (as on SageMaker without
+    CheckpointConfig)."""
+    checkpoint_dir: str = "/opt/ml/checkpoints"
 
     @property
     def hosts(self) -> list[str]:
@@ -152,16 +164,14 @@ class _ChunkReader(io.RawIOBase):
         return size
 
 
-def _channel_config(channels: Mapping[str, Path]) -> dict:
-    return {
-        name: {
-            "ContentType": "application/octet-stream",
-            "TrainingInputMode": "File",
-            "S3DistributionType": "FullyReplicated",
-            "RecordWrapperType": "None",
-        }
-        for name in channels
-    }
+def _channel_config(channels: Mapping[str, Path], content_types: Mapping[str, str]) -> dict:
+    config = {}
+    for name in channels:
+        entry = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
+        if content_types.get(name):  # SageMaker writes the key only for a channel given one
+            entry["ContentType"] = content_types[name]
+        config[name] = entry
+    return config
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
@@ -195,12 +205,11 @@ def opt_ml_archive(job: ContainerJob, host: str, out) -> None:
     hyper = {str(k): str(v) for k, v in job.hyperparameters.items()}
     with tarfile.open(fileobj=out, mode="w|") as tar:
         for folder in ("opt", "opt/ml", "opt/ml/input", "opt/ml/input/config", "opt/ml/input/data",
-                       "opt/ml/model", "opt/ml/output", "opt/ml/output/data", "opt/ml/checkpoints",
-                       "opt/ml/code"):
+                       "opt/ml/model", "opt/ml/output", "opt/ml/output/data", "opt/ml/code"):
             _add_dir(tar, folder)
         _add_bytes(tar, "opt/ml/input/config/hyperparameters.json", json.dumps(hyper).encode())
         _add_bytes(tar, "opt/ml/input/config/inputdataconfig.json",
-                   json.dumps(_channel_config(job.channels)).encode())
+                   json.dumps(_channel_config(job.channels, job.content_types)).encode())
         _add_bytes(tar, "opt/ml/input/config/resourceconfig.json", json.dumps(resource).encode())
         for channel, source in job.channels.items():
             source = Path(source)
@@ -210,6 +219,19 @@ def opt_ml_archive(job: ContainerJob, host: str, out) -> None:
             else:
                 _add_dir(tar, arc)
                 tar.add(str(source), arcname=f"{arc}/{source.name}")
+        if job.checkpoints is not None:
+            # The folder exists only when checkpointing is configured: a script that checks for it
+            # behaves as on SageMaker. Its parents are made as the engine would.
+            arc = job.checkpoint_dir.strip("/")
+            parts = arc.split("/")
+            for i in range(1, len(parts)):
+                if "/".join(parts[:i]) not in ("opt", "opt/ml"):
+                    _add_dir(tar, "/".join(parts[:i]))
+            _add_dir(tar, arc)
+            source = Path(job.checkpoints)
+            if source.is_dir():
+                for child in sorted(source.iterdir()):
+                    tar.add(str(child), arcname=f"{arc}/{child.name}", recursive=True)
 
 
 class ContractRun:
@@ -259,9 +281,10 @@ class ContractRun:
                 env = {
                     **{str(k): str(v) for k, v in job.environment.items()},
                     "TRAINING_JOB_NAME": job.job_name,
-                    "TRAINING_JOB_ARN": job.job_arn or f"local:{job.job_name}",
                     "FAHR_EXECUTION_ENVIRONMENT": job.execution_environment,
                 }
+                if job.job_arn:  # an ARN or nothing: a script may parse it as one
+                    env["TRAINING_JOB_ARN"] = job.job_arn
                 devices = None
                 if job.gpus:
                     if job.gpus == "all":
@@ -567,6 +590,42 @@ class ContractRun:
                         merge.add(host, tar)
         return merge.dropped
 
+    def copy_out(self, path: str, target: Path) -> list[tuple[str, str]] | None:
+        """Make the local folder ``target`` a copy of ``path`` (the checkpoints) of every host.
+
+        Hosts are merged as :meth:`pack` merges them (the first host's file kept on a clash; the
+        dropped entries are returned). The container's files are untrusted: they are packed, then
+        unpacked by fahr's safe extractor into a staging folder beside ``target``, which replaces
+        ``target`` whole only when complete, so an interrupted copy leaves the previous folder.
+        None, and ``target`` untouched, when no host has ``path`` (its containers are gone, or
+        the script removed it). Refusals of the extractor (:class:`UsageError`) and OSError
+        propagate.
+        """
+        from fahr_core.extract import place
+
+        base = path.rstrip("/").rsplit("/", 1)[-1]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tar.partial", dir=target.parent)
+        os.close(fd)
+        spool = Path(name)
+        try:
+            order = {host: i for i, host in enumerate(self.job.hosts)}
+            containers = sorted(self.containers().items(), key=lambda hc: (order.get(hc[0], len(order)), hc[0]))
+            found = False
+            with tarfile.open(spool, mode="w", format=tarfile.PAX_FORMAT) as out:
+                merge = TreeMerge(out, base, same_is_no_clash=True)
+                for host, container in containers:
+                    with self._archive(container, path, seekable=True) as tar:  # None: absent, or gone
+                        if tar is not None:
+                            found = True
+                            merge.add(host, tar)
+            if not found:
+                return None
+            place(spool, target, extract=True, overwrite=True)
+            return merge.dropped
+        finally:
+            spool.unlink(missing_ok=True)
+
     def save_logs(self, folder: Path) -> None:
         """Keep every host's whole output as ``folder/<host>.log`` (before the containers go).
 
@@ -681,14 +740,18 @@ class TreeMerge:
 
     Hosts are merged in the order given: a folder present on several hosts is one folder; any
     other entry that an earlier host already wrote (or that would land under an earlier host's
-    file or symlink) is dropped and listed in ``dropped`` as (name, host).
+    file or symlink) is dropped and listed in ``dropped`` as (name, host). With ``same_is_no_clash``
+    a file identical to the one written (same bytes) is dropped silently: checkpoints every host
+    was given at start and left alone are no clash.
     """
 
-    def __init__(self, out: tarfile.TarFile, base: str):
+    def __init__(self, out: tarfile.TarFile, base: str, same_is_no_clash: bool = False):
         self.out = out
         self.prefix = base.strip("/") + "/"
         self.kinds: dict[str, bool] = {}  # name written -> is it a folder
         self.dropped: list[tuple[str, str]] = []
+        self.same_is_no_clash = same_is_no_clash
+        self.digests: dict[str, tuple[int, str]] = {}  # file written -> (size, sha256), when compared
 
     def _relative(self, name: str) -> str | None:
         name = name.rstrip("/")
@@ -713,7 +776,10 @@ class TreeMerge:
             if member.isreg():
                 originals[name] = member
             if self._clashes(name, member.isdir()):
-                self.dropped.append((name, host))
+                same = (name in self.digests and member.isreg() and self.digests[name][0] == member.size
+                        and self.digests[name][1] == _digest(tar.extractfile(member)))
+                if not same:
+                    self.dropped.append((name, host))
                 continue
             info = tarfile.TarInfo(name)
             info.type = member.type
@@ -741,10 +807,34 @@ class TreeMerge:
                     continue
             elif member.ischr() or member.isblk():
                 info.devmajor, info.devminor = member.devmajor, member.devminor
-            self.out.addfile(info, data)
+            hashing = _Hashing(data) if self.same_is_no_clash and data is not None else None
+            self.out.addfile(info, hashing or data)
+            if hashing is not None:
+                self.digests[name] = (info.size, hashing.sha256.hexdigest())
             self.kinds[name] = member.isdir()
             if not member.isdir():
                 written.add(name)
+
+
+class _Hashing:
+    """A file object's bytes hashed as ``tarfile`` copies them: no second read."""
+
+    def __init__(self, handle):
+        import hashlib
+
+        self.handle, self.sha256 = handle, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.sha256.update(data)
+        return data
+
+
+def _digest(handle) -> str:
+    hashing = _Hashing(handle)
+    while hashing.read(1 << 20):
+        pass
+    return hashing.sha256.hexdigest()
 
 
 def clash_warning(archive: str, dropped: list[tuple[str, str]]) -> str:

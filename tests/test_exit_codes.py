@@ -69,6 +69,9 @@ BAD_RECORDS = {
     "instance_count a billion": json.dumps({**GOOD, "instance_count": 10**9}).encode(),
     "channels not strings": json.dumps({**GOOD, "channels": {"train": 3}}).encode(),
     "another job's name": json.dumps({**GOOD, "job_name": "job-2"}).encode(),
+    "checkpoint_path relative": json.dumps({**GOOD, "checkpoint_path": "ckpt"}).encode(),
+    "checkpoint_path a number": json.dumps({**GOOD, "checkpoint_path": 3}).encode(),
+    "checkpoint_path the root": json.dumps({**GOOD, "checkpoint_path": "/"}).encode(),
     "nested 200 000 deep": b"[" * 200_000 + b"]" * 200_000,
     "empty": b"",
 }

@@ -121,8 +121,10 @@ def test_hyperparameters_channels_and_environment_reach_the_container(docker_eng
             "train": sorted(os.path.relpath(os.path.join(d, f), f"{ml}/input/data/train")
                             for d, _, fs in os.walk(f"{ml}/input/data/train") for f in fs),
             "extra": open(f"{ml}/input/data/extra_set.v1/single.txt").read(),
-            "env": {k: os.environ.get(k) for k in ("TRAINING_JOB_NAME", "FAHR_EXECUTION_ENVIRONMENT", "MY_FLAG")},
-            "argv_ok": os.path.isdir(f"{ml}/model") and os.path.isdir(f"{ml}/output/data") and os.path.isdir(f"{ml}/checkpoints"),
+            "env": {k: os.environ.get(k) for k in ("TRAINING_JOB_NAME", "FAHR_EXECUTION_ENVIRONMENT", "MY_FLAG",
+                                                   "TRAINING_JOB_ARN")},
+            "argv_ok": os.path.isdir(f"{ml}/model") and os.path.isdir(f"{ml}/output/data"),
+            "checkpoints": os.path.exists(f"{ml}/checkpoints"),
             "pid": os.getpid(),
         }
         json.dump(seen, open(f"{ml}/model/seen.json", "w"))
@@ -136,12 +138,15 @@ def test_hyperparameters_channels_and_environment_reach_the_container(docker_eng
     seen = json.loads((out / "seen.json").read_text())
     assert seen["hp"] == {"epochs": "3", "lr": "0.01", "eq": "a=b"}  # strings, as SageMaker hands them
     assert set(seen["channels"]) == {"train", "extra_set.v1"}  # SageMaker's channel-name rules
-    assert seen["channels"]["train"]["TrainingInputMode"] == "File"
+    assert seen["channels"]["train"] == {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
+                                         "RecordWrapperType": "None"}  # no ContentType: none was given
     assert seen["resource"]["current_host"] == "algo-1" and seen["resource"]["hosts"] == ["algo-1"]
     assert seen["train"] == ["a.csv", "nested/b.csv"]
     assert seen["extra"] == "one file"
-    assert seen["env"] == {"TRAINING_JOB_NAME": record["job_name"], "FAHR_EXECUTION_ENVIRONMENT": "local", "MY_FLAG": "on"}
+    assert seen["env"] == {"TRAINING_JOB_NAME": record["job_name"], "FAHR_EXECUTION_ENVIRONMENT": "local", "MY_FLAG": "on",
+                           "TRAINING_JOB_ARN": None}  # an ARN or nothing: local jobs have no ARN
     assert seen["argv_ok"] is True
+    assert seen["checkpoints"] is False  # only with config.checkpoint_path, as only with CheckpointConfig
     assert seen["pid"] == 1  # exec-form entrypoint: the training process is PID 1 and gets SIGTERM
     with tarfile.open(jobs_dir / record["job_name"] / "output" / "output.tar.gz") as tar:
         assert tar.getnames() == ["extra.txt"]
@@ -171,7 +176,7 @@ def test_two_instances_resolve_each_other(docker_engine, fahr, jobs_dir, tmp_pat
         accepted.join(60)
         json.dump({"resource": rc, "resolved": {peer: address}, "hostname": socket.gethostname()},
                   open(f"/opt/ml/model/{me}.json", "w"))
-        open("/opt/ml/model/shared.txt", "w").write(me)  # a clash: both hosts write it
+        open("/opt/ml/model/shared.txt", "w").write(f"written by {me}")  # a clash: both hosts write it
         print(f"{me} reached {peer} at {address}")
     """)
     proc = fahr("fit", script, "--config.instance_count=2", check=0)
@@ -180,8 +185,9 @@ def test_two_instances_resolve_each_other(docker_engine, fahr, jobs_dir, tmp_pat
     out = tmp_path / "out"
     fahr("fetch", out, "dist/train", check=0)
     assert sorted(p.name for p in out.iterdir()) == ["algo-1.json", "algo-2.json", "shared.txt"]  # merged
-    assert (out / "shared.txt").read_text() == "algo-1"  # on a clash the first host's file is kept…
-    assert "several hosts wrote the same files" in proc.stderr and "shared.txt (algo-2)" in proc.stderr  # …and said
+    assert (out / "shared.txt").read_text() == "written by algo-1"  # on a clash the first host's file is kept…
+    [warning] = [line for line in proc.stderr.splitlines() if "several hosts wrote the same files" in line]
+    assert "dropped shared.txt (algo-2)," in warning and "algo-1" not in warning  # …and the DROPPED host named
     for me, other in (("algo-1", "algo-2"), ("algo-2", "algo-1")):
         seen = json.loads((out / f"{me}.json").read_text())
         assert seen["resource"]["current_host"] == me

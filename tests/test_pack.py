@@ -65,10 +65,10 @@ def tree_entries(tag: bytes = b"") -> list:
     ]
 
 
-def repack(*hosts: tuple[str, bytes], base: str = "model") -> tuple[bytes, list]:
+def repack(*hosts: tuple[str, bytes], base: str = "model", same_is_no_clash: bool = False) -> tuple[bytes, list]:
     out_buf = io.BytesIO()
     with tarfile.open(fileobj=out_buf, mode="w:gz", format=tarfile.PAX_FORMAT) as out:
-        merge = TreeMerge(out, base)
+        merge = TreeMerge(out, base, same_is_no_clash=same_is_no_clash)
         for host, raw in hosts:
             with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
                 merge.add(host, tar)
@@ -189,6 +189,18 @@ def test_hosts_merge_first_host_kept_and_the_dropped_host_named(tmp_path):
                     "thing (algo-2), thing/inside.txt (algo-2), keeping the copy of the first host that wrote each")
     many = clash_warning("output.tar.gz", [(f"f{i}", "algo-3") for i in range(8)])
     assert "f4 (algo-3) and 3 more," in many and "f5" not in many
+
+
+def test_checkpoints_every_host_kept_unchanged_are_no_clash():
+    # The checkpoint merge: each host was given the same files at start; only a file a host
+    # changed (other bytes, even of the same size) clashes.
+    one = engine_archive([entry("given.bin", data=b"epoch 2"), entry("mine.txt", data=b"algo-1")], base="checkpoints")
+    two = engine_archive([entry("given.bin", data=b"epoch 2"), entry("mine.txt", data=b"algo-2")], base="checkpoints")
+    packed, dropped = repack(("algo-1", one), ("algo-2", two), base="checkpoints", same_is_no_clash=True)
+    assert dropped == [("mine.txt", "algo-2")]
+    assert contents(packed) == {"given.bin": b"epoch 2", "mine.txt": b"algo-1"}
+    _, dropped = repack(("algo-1", one), ("algo-2", two), base="checkpoints")  # the model merge: any clash
+    assert dropped == [("given.bin", "algo-2"), ("mine.txt", "algo-2")]
 
 
 # -- pack() itself, on containers that serve the in-memory archives ------------------------------

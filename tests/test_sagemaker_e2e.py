@@ -454,6 +454,11 @@ model = Path("/opt/ml/model")
 (model / "nested").mkdir(parents=True, exist_ok=True)
 (model / "listing.json").write_text(json.dumps(listing))
 (model / "nested" / "weights.bin").write_bytes(b"\\x00\\x01" * 1000)
+(model / "context.json").write_text(json.dumps({
+    "arn": os.environ.get("TRAINING_JOB_ARN"),
+    "content_types": {ch: config[ch].get("ContentType") for ch in config},
+    "checkpoints": os.path.isdir("/opt/ml/checkpoints"),
+}))
 """
 
 
@@ -482,6 +487,10 @@ def test_inputs_env_checkpoints_and_uncompressed_output(stack, tmp_path):
     tags = {t["Key"]: t["Value"] for t in stack.client("sagemaker").list_tags(ResourceArn=info["TrainingJobArn"])["Tags"]}
     assert tags["team"] == "ml" and tags["fahr:model-tag"] == "channels/train"
     assert json.loads((tmp_path / "model" / "listing.json").read_text())["train"] == ["a.txt", "sub/b.txt"]
+    # TRAINING_JOB_ARN is the job's ARN; a channel given no ContentType has none (the driver sends
+    # none); CheckpointConfig makes /opt/ml/checkpoints.
+    assert json.loads((tmp_path / "model" / "context.json").read_text()) == {
+        "arn": info["TrainingJobArn"], "content_types": {"train": None, "extra": None}, "checkpoints": True}
 
     # A job whose output is not compressed (CompressionType NONE): fetch packs the files itself.
     sm = stack.client("sagemaker")
@@ -490,7 +499,9 @@ def test_inputs_env_checkpoints_and_uncompressed_output(stack, tmp_path):
         TrainingJobName=plain, AlgorithmSpecification=info["AlgorithmSpecification"], RoleArn=info["RoleArn"],
         OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/channels", "CompressionType": "NONE"},
         ResourceConfig=info["ResourceConfig"], StoppingCondition={"MaxRuntimeInSeconds": 600},
-        InputDataConfig=info["InputDataConfig"], Environment=info["Environment"],
+        InputDataConfig=[dict(c, ContentType="text/csv") if c["ChannelName"] == "train" else c
+                         for c in info["InputDataConfig"]],
+        Environment=info["Environment"],
     )
     deadline = time.monotonic() + 120
     while (status := sm.describe_training_job(TrainingJobName=plain)["TrainingJobStatus"]) == "InProgress":
@@ -503,6 +514,10 @@ def test_inputs_env_checkpoints_and_uncompressed_output(stack, tmp_path):
     assert fetched.code == 0, fetched.output
     assert (tmp_path / "plain" / "nested" / "weights.bin").read_bytes() == b"\x00\x01" * 1000
     assert json.loads((tmp_path / "plain" / "listing.json").read_text())["extra"] == ["c.txt"]
+    context = json.loads((tmp_path / "plain" / "context.json").read_text())
+    assert context["content_types"] == {"train": "text/csv", "extra": None}  # the request's, when given
+    assert context["checkpoints"] is False  # no CheckpointConfig, no checkpoint folder
+    assert context["arn"] == sm.describe_training_job(TrainingJobName=plain)["TrainingJobArn"]
 
 
 def test_bad_inputs_are_refused_before_building(stack, tmp_path):

@@ -70,6 +70,9 @@ def config_keys():
         ConfigKey("instance_type", str, "local", "Reported to the container in resourceconfig.json."),
         ConfigKey("gpus", str, "", "GPUs to pass through: 'all', a count, or device ids '0,1'. Empty: none."),
         ConfigKey("stop_timeout", int, 10, "Seconds between SIGTERM and SIGKILL when a job is stopped."),
+        ConfigKey("checkpoint_path", str, "",
+                  "Folder copied into /opt/ml/checkpoints at start and back (replacing its contents) when "
+                  "the job ends, fails or is stopped, so a job fitted again resumes. Empty: no checkpointing."),
     ]
 
 
@@ -107,7 +110,7 @@ class BadRecord(UsageError):
 
 _STATES = (IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED)
 _TEXT_FIELDS = ("failure_reason", "model_artifact", "output_artifact", "instance_type", "gpus", "secondary_status",
-                "upload_error")
+                "upload_error", "checkpoint_path")
 _TIME_FIELDS = ("created", "started", "ended")
 _LATEST_TIME = 253402300799  # 9999-12-31T23:59:59Z: the last second a datetime can show
 _MAP_FIELDS = ("hyperparameters", "channels", "environment")
@@ -213,6 +216,16 @@ def _check_record(job_dir: Path, record) -> None:
         raise wrong("unfinished", f"{FOLLOW!r} or {CLEANUP!r}")
     if not isinstance(record.get("model_empty", False), bool):
         raise wrong("model_empty", "true or false")
+    checkpoints = record.get("checkpoint_path", "")
+    if checkpoints:
+        # fahr writes the absolute path it checked: the folder it replaces at the job's end. An
+        # edited one must not make that replace the jobs' folder or the home folder.
+        if not os.path.isabs(checkpoints) or "\x00" in checkpoints:
+            raise wrong("checkpoint_path", "an absolute folder path")
+        folder = Path(os.path.normpath(checkpoints))
+        for kept in (job_dir.absolute(), Path.home()):
+            if folder == kept or folder in kept.parents:
+                raise wrong("checkpoint_path", f"a folder of checkpoints (it holds {kept})")
 
 
 def _write_record(job_dir: Path, record: dict) -> None:
@@ -240,6 +253,7 @@ def _container_job(record: dict, config):
         instance_type=record.get("instance_type", "local"),
         gpus=record.get("gpus", ""),
         stop_timeout=config["stop_timeout"],
+        checkpoints=Path(record["checkpoint_path"]) if record.get("checkpoint_path") else None,
     )
 
 
@@ -269,6 +283,7 @@ def check_run(config, inputs):
         )
     if config["stop_timeout"] < 0:
         raise ConfigError(f"config.stop_timeout={config['stop_timeout']}: must be 0 or more")
+    _checkpoint_root(config)
     for name, value in inputs.items():
         _channel_path(name, value)
 
@@ -296,12 +311,59 @@ def _check_output_path(config) -> None:
         raise ConfigError(f"{setting}: {probe} is not writable; choose a folder you can write to")
 
 
+def _checkpoint_root(config) -> Path | None:
+    """config.checkpoint_path, checked and made absolute (links resolved: the folder itself is
+    replaced at the job's end), or None when checkpointing is off. Refused before anything is
+    built: a path no folder can be made at, and a folder whose replacement would lose more than
+    checkpoints (the jobs' output_path or a folder holding it, the home or current folder or one
+    holding them)."""
+    raw = str(config["checkpoint_path"])
+    if not raw.strip():
+        return None
+    setting = f"config.checkpoint_path={raw}"
+    if "\x00" in raw:
+        raise ConfigError(f"config.checkpoint_path={raw!r} holds a NUL character; give a folder for the checkpoints")
+    root = Path(os.path.realpath(os.path.expanduser(raw)))
+    guarded = {"the jobs' output_path": _output_root(config), "your home folder": Path.home(),
+               "the current folder": Path.cwd()}
+    for what, folder in guarded.items():
+        folder = Path(os.path.realpath(folder))
+        if root == folder or root in folder.parents:
+            raise ConfigError(f"{setting} is {'' if root == folder else 'a folder holding '}{what}; fahr replaces "
+                              "that folder's contents with the job's checkpoints: give the checkpoints a folder of their own")
+    probe = root
+    while True:  # the nearest existing folder on the way up decides
+        try:
+            info = os.stat(probe)
+        except (FileNotFoundError, NotADirectoryError):
+            probe = probe.parent
+            continue
+        except OSError as exc:
+            raise ConfigError(f"{setting}: cannot use {probe} ({exc.strerror}); choose another folder") from None
+        break
+    if not stat.S_ISDIR(info.st_mode):
+        where = "is a file" if probe == root else f"is under {probe}, a file"
+        raise ConfigError(f"{setting} {where}, not a folder; choose a folder for the checkpoints")
+    # The folder is replaced by renaming a fresh copy beside it: its parent must be writable.
+    writable = probe if probe != root else root.parent
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise ConfigError(f"{setting}: {writable} is not writable; choose a folder you can write to")
+    return root
+
+
 @hookimpl
 def launch(spec, config):
     from fahr_core.contract import ContractRun, EngineLost
 
     check_run(config, spec.inputs)
     channels = {name: str(_channel_path(name, value)) for name, value in spec.inputs.items()}
+    checkpoints = _checkpoint_root(config)
+    if checkpoints is not None:
+        try:
+            checkpoints.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"config.checkpoint_path={config['checkpoint_path']}: cannot create {checkpoints} "
+                              f"({exc.strerror}); choose another folder") from None
     job_dir = _job_dir(config, spec.job_name)
     try:
         job_dir.mkdir(parents=True, exist_ok=False)
@@ -322,6 +384,7 @@ def launch(spec, config):
         "instance_count": config["instance_count"],
         "instance_type": config["instance_type"],
         "gpus": config["gpus"],
+        **({"checkpoint_path": str(checkpoints)} if checkpoints else {}),
         "status": IN_PROGRESS,
         "secondary_status": "Starting",
         "created": time.time(),
@@ -595,6 +658,9 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
             # Output data comes back whatever the ending: it is where a failed run leaves its clues.
             step = "output.tar.gz"
             final["output_artifact"] = str(run.pack("/opt/ml/output/data", out / "output.tar.gz"))
+            if record.get("checkpoint_path"):  # whatever the ending: a stopped job resumes from them
+                step, where = "the checkpoints", Path(record["checkpoint_path"])
+                _save_checkpoints(run, job_name, where)
             ended = record.get("ended") if record.get("upload_error") else None  # a retried upload
             final.update(status=status, failure_reason=reason, ended=ended or time.time())
             for key in ("secondary_status", "unfinished", "upload_error"):
@@ -616,6 +682,34 @@ def _holds_a_file(archive: Path) -> bool:
 
     with tarfile.open(archive, "r:gz") as tar:
         return any(not member.isdir() for member in tar)
+
+
+def _save_checkpoints(run, job_name: str, target: Path) -> None:
+    """Copy the job's /opt/ml/checkpoints back into ``target`` (the caller holds the lock).
+
+    A folder the extractor refuses (an entry that would land outside it, a device) is not worth
+    keeping the job for: it is reported and ``target`` kept as it was. One that does not fit (the
+    size cap, the free space) is an OSError, so that the job waits, its containers kept, for
+    ``fahr wait`` once room is made.
+    """
+    from fahr_core.contract import clash_warning
+    from fahr_core.extract import MAX_MODEL_BYTES_ENV, ModelTooLarge, UnsafeArchive
+
+    try:
+        dropped = run.copy_out(run.job.checkpoint_dir, target)
+    except UnsafeArchive as exc:
+        ui.warn(f"the checkpoints of job {job_name} were not copied back, {target} is as it was: {exc.message}")
+        return
+    except ModelTooLarge as exc:  # the size cap, or the free space: fixable, the containers keep them
+        why = exc.message.split(";")[0].removeprefix("refusing the model: it ")
+        why = why.replace("unpacks", "unpack", 1).replace("needs", "need", 1)
+        capped = MAX_MODEL_BYTES_ENV in why
+        raise OSError(errno.EFBIG if capped else errno.ENOSPC,
+                      f"the checkpoints {why}{' (raise it)' if capped else ''},") from None
+    except UsageError as exc:
+        raise OSError(errno.EACCES, exc.message.split(";")[0]) from None
+    if dropped:
+        ui.warn(clash_warning(str(target), dropped))
 
 
 def _not_saved(run, job_dir: Path, config, record: dict, exc: Exception, step: str, where: Path):

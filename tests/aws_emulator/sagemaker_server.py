@@ -19,6 +19,10 @@ reports the job count, the throttled calls and the DescribeTrainingJob calls per
   CompressionType is NONE) and ends Completed, Failed (FailureReason from
   ``/opt/ml/output/failure``) or Stopped; the containers' output goes to CloudWatch Logs,
   group ``/aws/sagemaker/TrainingJobs``, stream ``<job>/algo-N-<epoch>``;
+- with CheckpointConfig, the objects under its S3Uri are copied into each host's LocalPath
+  (``/opt/ml/checkpoints``) at start, and the hosts' checkpoint folders (merged as the model is,
+  read with fahr's safe extractor) uploaded back at the end, whatever the ending; SageMaker also
+  uploads during the job, the emulation does not; without it, there is no such folder;
 - spot jobs are billed, in this emulation, 30% of their training seconds, so that the savings
   line has something to show.
 
@@ -366,6 +370,56 @@ def _upload(job: Job, run: ContractRun, folder: Path) -> None:
     s3.upload_file(str(run.pack("/opt/ml/output/data", folder / "output.tar.gz")), bucket, f"{base}/output.tar.gz")
 
 
+def _s3_folder(uri: str) -> tuple[str, str]:
+    """An S3 folder URI as (bucket, key prefix ending in '/', or '' for the whole bucket)."""
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+def _download_checkpoints(job: Job, folder: Path) -> Path | None:
+    """CheckpointConfig.S3Uri's objects into ``folder``: what the hosts find in the checkpoint
+    folder at start. None without CheckpointConfig (and then no such folder in the container)."""
+    config = job.request.get("CheckpointConfig")
+    if not config:
+        return None
+    s3 = aws("s3")
+    bucket, prefix = _s3_folder(config["S3Uri"])
+    folder.mkdir(parents=True)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(prefix):]
+            if not rel or rel.endswith("/") or ".." in rel.split("/"):
+                continue
+            dest = folder / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, obj["Key"], str(dest))
+    return folder
+
+
+def _upload_checkpoints(job: Job, run: ContractRun, folder: Path) -> None:
+    """The hosts' checkpoint folders (merged, first host's file on a clash, read with fahr's safe
+    extractor) up to CheckpointConfig.S3Uri, at the end of the job whatever its ending. Objects
+    are added or replaced, none deleted."""
+    config = job.request.get("CheckpointConfig")
+    if not config:
+        return
+    from fahr_core.errors import UsageError
+
+    copied = folder / "copied"
+    try:
+        if run.copy_out(run.job.checkpoint_dir, copied) is None:
+            return
+    except UsageError as exc:  # files fahr's extractor refuses (a link out of the folder): not uploaded
+        print(f"checkpoints of {job.name} not uploaded: {exc}", flush=True)
+        return
+    s3 = aws("s3")
+    bucket, prefix = _s3_folder(config["S3Uri"])
+    for path in sorted(copied.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            s3.upload_file(str(path), bucket, prefix + path.relative_to(copied).as_posix())
+
+
 def run_job(job: Job, slots: threading.Semaphore) -> None:
     with slots:
         _run_job(job)
@@ -389,6 +443,7 @@ def _run_job(job: Job) -> None:
                 job.finish("Failed", f"ClientError: cannot pull the training image {image}: {exc}")
                 return
             channels = _download_channels(job, folder / "channels")
+            checkpoints = _download_checkpoints(job, folder / "checkpoints")
             container_job = ContainerJob(
                 job_name=job.name,
                 image=image,
@@ -400,6 +455,10 @@ def _run_job(job: Job) -> None:
                 instance_type=resource["InstanceType"],
                 stop_timeout=STOP_TIMEOUT,
                 job_arn=job.arn,
+                content_types={c["ChannelName"]: c["ContentType"] for c in r.get("InputDataConfig", [])
+                               if c.get("ContentType")},
+                checkpoints=checkpoints,
+                checkpoint_dir=(r.get("CheckpointConfig") or {}).get("LocalPath") or "/opt/ml/checkpoints",
             )
             run = ContractRun(container_job, client=_docker())
             job.run = run
@@ -428,6 +487,7 @@ def _run_job(job: Job) -> None:
             stopped = job.stop_requested
             job.set_secondary("Uploading", "Uploading generated training model")
             _upload(job, run, folder)
+            _upload_checkpoints(job, run, folder)
             run.cleanup()
             if job.max_runtime_exceeded and not stopped:
                 job.finish("Stopped", secondary="MaxRuntimeExceeded")

@@ -143,8 +143,9 @@ def launch(spec, config):
     _write_record(job_dir, record)
     try:
         _opt_ml(spec, job_dir / "opt_ml")
-        env = {**spec.environment, "TRAINING_JOB_NAME": spec.job_name,
-               "TRAINING_JOB_ARN": f"{NAME}:{spec.job_name}", "FAHR_EXECUTION_ENVIRONMENT": NAME}
+        # No TRAINING_JOB_ARN: on SageMaker it is an ARN, and a script may parse it as one; a
+        # driver without ARNs leaves it unset rather than invent one.
+        env = {**spec.environment, "TRAINING_JOB_NAME": spec.job_name, "FAHR_EXECUTION_ENVIRONMENT": NAME}
         env_args = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
         _docker(config, "create", "--name", record["container"], "--label", f"fahr.job={spec.job_name}",
                 *env_args, spec.image.reference, "train")

@@ -1,0 +1,240 @@
+"""Checkpoints and resume, end to end: a job stopped half way and fitted again resumes.
+
+A model that trains ``epochs`` epochs (about a second each) saves its epoch and state to
+/opt/ml/checkpoints after each one, and on start resumes from what it finds there. The first job
+waits after epoch ``pause_after`` (a job about to be interrupted: the test can stop it there, and
+no later epoch can race the stop); it is stopped with ``fahr stop``. The checkpoint store (the
+local driver's ``checkpoint_path``, the emulated SageMaker's ``checkpoint_s3_uri``) must then hold
+epoch 2, and the job fitted again must resume at epoch 3 and say so in its model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from aws_emulator.fixtures import BUCKET, sagemaker_args
+from aws_emulator.fixtures import run_fahr as run_fahr_on_stack
+from aws_emulator.fixtures import write_model
+from conftest import FAHR, one_line_error, run_fahr
+
+pytestmark = pytest.mark.docker
+
+RESUMABLE = """\
+import json, os, signal, sys, time
+from pathlib import Path
+
+def on_sigterm(signum, frame):  # a stop (or a spot interruption): the last checkpoint is saved
+    print("stopped", flush=True)
+    sys.exit(128 + signum)
+
+signal.signal(signal.SIGTERM, on_sigterm)
+hp = json.loads(Path("/opt/ml/input/config/hyperparameters.json").read_text())
+epochs, pause_after = int(hp["epochs"]), int(hp.get("pause_after", "0"))
+fail_after = int(hp.get("fail_after", "0"))
+checkpoints = Path("/opt/ml/checkpoints")
+checkpoints.mkdir(parents=True, exist_ok=True)  # as on SageMaker, the script makes it when it may be absent
+saved = checkpoints / "state.json"
+start, state = 1, 0
+if saved.exists():
+    found = json.loads(saved.read_text())
+    start, state = found["epoch"] + 1, found["state"]
+    print(f"resuming at epoch {start}", flush=True)
+for epoch in range(start, epochs + 1):
+    time.sleep(1)
+    state += epoch
+    partial = checkpoints / "state.json.partial"
+    partial.write_text(json.dumps({"epoch": epoch, "state": state}))
+    os.replace(partial, saved)  # a checkpoint is written whole or not at all
+    print(f"epoch {epoch} saved", flush=True)
+    if epoch == fail_after:
+        sys.exit("failing on purpose after epoch %d" % epoch)
+    if epoch == pause_after:
+        time.sleep(600)  # wait here to be stopped
+model = Path("/opt/ml/model")
+model.mkdir(parents=True, exist_ok=True)
+(model / "model.json").write_text(json.dumps({"started_at": start, "state": state}))
+"""
+
+
+def _watch_for(command: list[str], needle: str, env=None, cwd=None, timeout: float = 180) -> None:
+    """Follow ``fahr logs -f`` until a line holds ``needle``; the follower is ended afterwards."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
+    seen: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            seen.append(line)
+            if needle in line:
+                found.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert found.wait(timeout), f"no {needle!r} in the job's logs:\n{''.join(seen)}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _job_of(stderr: str) -> str:
+    found = re.search(r"launching job (\S+) on driver", stderr)
+    assert found, f"no job was launched:\n{stderr}"
+    return found.group(1)
+
+
+# -- local -----------------------------------------------------------------------------------------
+
+
+def test_local_job_stopped_after_epoch_2_resumes_at_epoch_3(docker_engine, jobs_dir, tmp_path):
+    script = tmp_path / "resumable" / "train.py"
+    script.parent.mkdir()
+    script.write_text(RESUMABLE)
+    store = tmp_path / "store" / "ckpt"  # made by fahr, parents and all
+    common = ["--hp", "epochs=4", f"--config.checkpoint_path={store}", "--config.stop_timeout=5"]
+
+    first = run_fahr("fit", script, *common, "--hp", "pause_after=2", "--detach", check=0)
+    job = _job_of(first.stderr)
+    _watch_for([str(FAHR), "logs", job, "-f"], "epoch 2 saved")
+    run_fahr("stop", job, check=0)
+    record = json.loads((jobs_dir / job / "job.json").read_text())
+    assert record["status"] == "Stopped" and record["checkpoint_path"] == str(store)
+    assert json.loads((store / "state.json").read_text()) == {"epoch": 2, "state": 3}
+    assert sorted(p.name for p in store.parent.iterdir()) == ["ckpt"]  # no staging folder or spool left
+
+    second = run_fahr("fit", script, *common, check=0)
+    assert "resuming at epoch 3" in second.stdout
+    assert "epoch 1 saved" not in second.stdout and "epoch 4 saved" in second.stdout
+    resumed = _job_of(second.stderr)
+    run_fahr("fetch", tmp_path / "model", "resumable/train", "--job", resumed, check=0)
+    assert json.loads((tmp_path / "model" / "model.json").read_text()) == {"started_at": 3, "state": 10}
+    assert json.loads((store / "state.json").read_text()) == {"epoch": 4, "state": 10}  # on completion too
+
+    # A failing job's checkpoints come back as well: the next fit resumes from its last epoch.
+    failed = run_fahr("fit", script, "--hp", "epochs=6", "--hp", "fail_after=5", f"--config.checkpoint_path={store}")
+    assert failed.returncode == 1, failed.stderr
+    assert "resuming at epoch 5" in failed.stdout
+    assert json.loads((store / "state.json").read_text()) == {"epoch": 5, "state": 15}
+
+
+HOSTS = """\
+import json, os
+from pathlib import Path
+hp = json.loads(Path("/opt/ml/input/config/hyperparameters.json").read_text())
+me = json.loads(Path("/opt/ml/input/config/resourceconfig.json").read_text())["current_host"]
+checkpoints = Path("/opt/ml/checkpoints")
+print(me, "found", sorted(p.name for p in checkpoints.iterdir()), flush=True)
+(checkpoints / "stale.txt").unlink(missing_ok=True)
+(checkpoints / f"{me}.txt").write_text(me)
+(checkpoints / "shared.txt").write_text(f"written by {me}")  # a clash: both hosts write it
+if hp.get("escape") and me == "algo-1":
+    os.symlink("/etc/passwd", checkpoints / "escape")  # would lead out of checkpoint_path
+"""
+
+
+def test_local_hosts_checkpoints_are_merged_and_untrusted(docker_engine, jobs_dir, tmp_path):
+    script = tmp_path / "hosts" / "train.py"
+    script.parent.mkdir()
+    script.write_text(HOSTS)
+    store = tmp_path / "ckpt"
+    store.mkdir()
+    (store / "old.txt").write_text("from an earlier job")
+    (store / "stale.txt").write_text("removed by the job")
+
+    proc = run_fahr("fit", script, f"--config.checkpoint_path={store}", "--config.instance_count=2", check=0)
+    for host in ("algo-1", "algo-2"):  # every host starts with the folder's contents
+        assert f"{host} found ['old.txt', 'stale.txt']" in proc.stdout
+    # The folder becomes the hosts' checkpoint folders merged: what a host removed is gone, and
+    # on a clash the first host's file is kept and the dropped one named.
+    assert sorted(p.name for p in store.iterdir()) == ["algo-1.txt", "algo-2.txt", "old.txt", "shared.txt"]
+    assert (store / "shared.txt").read_text() == "written by algo-1"
+    assert (store / "old.txt").read_text() == "from an earlier job"
+    [warning] = [line for line in proc.stderr.splitlines() if "several hosts wrote the same files" in line]
+    assert warning.startswith(f"fahr warning {store}: ") and "dropped shared.txt (algo-2)," in warning
+
+    # A checkpoint folder whose files would reach outside checkpoint_path is not copied back at all.
+    before = {p.name: p.read_text() for p in store.iterdir()}
+    proc = run_fahr("fit", script, f"--config.checkpoint_path={store}", "--hp", "escape=1", check=0)
+    [warning] = [line for line in proc.stderr.splitlines() if "were not copied back" in line]
+    assert f"{store} is as it was" in warning and "'escape'" in warning, warning
+    assert {p.name: p.read_text() for p in store.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging left
+
+
+def test_local_checkpoints_over_the_size_cap_keep_the_job_until_wait_saves_them(docker_engine, jobs_dir, tmp_path):
+    script = tmp_path / "big" / "train.py"
+    script.parent.mkdir()
+    script.write_text('open("/opt/ml/checkpoints/big.bin", "wb").write(bytes(64 * 1024))\n')
+    store = tmp_path / "ckpt"
+    proc = run_fahr("fit", script, f"--config.checkpoint_path={store}", env={"FAHR_MAX_MODEL_BYTES": "1K"})
+    assert proc.returncode == 3, proc.stderr
+    job = _job_of(proc.stderr)
+    [error] = [line for line in proc.stderr.splitlines() if line.startswith("fahr error:")]
+    assert error.startswith("fahr error: the checkpoints unpack to more than 1.0 KiB (at entry 'big.bin'), the "
+                            "limit set by FAHR_MAX_MODEL_BYTES (raise it), writing the checkpoints of job "), error
+    assert f"then finish the job with: fahr wait {job} " in error
+    assert json.loads((jobs_dir / job / "job.json").read_text())["status"] == "InProgress"
+    assert docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job}"})  # kept: nothing lost
+    assert list(store.iterdir()) == []
+    run_fahr("wait", job, check=0)  # the cap back to its default: the checkpoints come back
+    assert (store / "big.bin").read_bytes() == bytes(64 * 1024)
+    assert json.loads((jobs_dir / job / "job.json").read_text())["status"] == "Completed"
+    assert not docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job}"})
+
+
+def test_bad_checkpoint_path_is_refused_before_building(docker_engine, jobs_dir, tmp_path):
+    script = tmp_path / "never" / "train.py"
+    script.parent.mkdir()
+    script.write_text("print('never runs')\n")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    here = tmp_path / "here"
+    here.mkdir()
+    for value, needle in ((a_file, "is a file, not a folder"),
+                          (a_file / "sub", "is under"),
+                          (jobs_dir.parent, "is a folder holding the jobs' output_path"),
+                          (here, "is the current folder")):
+        proc = run_fahr("fit", script, f"--config.checkpoint_path={value}", cwd=here)
+        line = one_line_error(proc, 2)
+        assert line.startswith("fahr error: config.checkpoint_path=") and needle in line, line
+    assert not docker_engine.images.list(name="never/train")  # refused before anything was built
+
+
+# -- the emulated SageMaker ------------------------------------------------------------------------
+
+
+def test_sagemaker_job_stopped_after_epoch_2_resumes_at_epoch_3(stack, tmp_path):
+    model = write_model(tmp_path, "resumable", RESUMABLE)
+    prefix = f"ckpt/{uuid.uuid4().hex[:8]}"
+    s3 = stack.client("s3")
+    common = [*sagemaker_args("resumable"), "--hp", "epochs=4", f"--config.checkpoint_s3_uri=s3://{BUCKET}/{prefix}"]
+
+    first = run_fahr_on_stack(stack, "fit", str(model), *common, "--hp", "pause_after=2", "--detach", cwd=tmp_path)
+    assert first.code == 0, first.output
+    job = _job_of(first.stderr)
+    _watch_for([str(FAHR), "logs", job, "-f", "--train-driver", "sagemaker", "--config.poll_interval=1"],
+               "epoch 2 saved", env=stack.env(), cwd=tmp_path)
+    stopped = run_fahr_on_stack(stack, "stop", job, "--train-driver", "sagemaker", cwd=tmp_path)
+    assert stopped.code == 0, stopped.output
+    waited = run_fahr_on_stack(stack, "wait", job, "--train-driver", "sagemaker", "--config.poll_interval=1",
+                               cwd=tmp_path)
+    assert waited.code == 1 and "Stopped" in waited.stderr, waited.output
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")["Contents"]]
+    assert keys == [f"{prefix}/state.json"]
+    saved = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{prefix}/state.json")["Body"].read())
+    assert saved == {"epoch": 2, "state": 3}
+
+    second = run_fahr_on_stack(stack, "fit", str(model), *common, "--fetch", str(tmp_path / "model"), cwd=tmp_path)
+    assert second.code == 0, second.output
+    assert "resuming at epoch 3" in second.stdout and "epoch 1 saved" not in second.stdout
+    assert json.loads((tmp_path / "model" / "model.json").read_text()) == {"started_at": 3, "state": 10}
+    saved = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{prefix}/state.json")["Body"].read())
+    assert saved == {"epoch": 4, "state": 10}
