@@ -275,7 +275,7 @@ report = {
     "hyperparameters": hp,
     "channels": channels,
     "environment": {k: os.environ.get(k)
-                    for k in ("FAHR_EXECUTION_ENVIRONMENT", "TRAINING_JOB_NAME", ENV_NAME)},
+                    for k in ("FAHR_EXECUTION_ENVIRONMENT", "TRAINING_JOB_NAME", "TRAINING_JOB_ARN", ENV_NAME)},
     "resourceconfig": read_json(OPT / "input/config/resourceconfig.json"),
     "inputdataconfig": read_json(OPT / "input/config/inputdataconfig.json"),
     "weights_sha256": hashlib.sha256(payload).hexdigest(),
@@ -728,6 +728,12 @@ class RunContract:
         assert env["FAHR_EXECUTION_ENVIRONMENT"] == execution_environment
         assert env["TRAINING_JOB_NAME"] == trained["job"]
         assert JOB_NAME.match(trained["job"]) and len(trained["job"]) <= JOB_NAME_MAX
+        # SageMaker's variable holds the job's ARN; a backend without ARNs leaves it unset.
+        arn = env.get("TRAINING_JOB_ARN")
+        assert arn is None or re.fullmatch(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:training-job/"
+                                           + re.escape(trained["job"]), arn, re.IGNORECASE), arn
+        # A channel given no content type has none (as on SageMaker).
+        assert "ContentType" not in trained["report"]["inputdataconfig"]["train"], trained["report"]["inputdataconfig"]
 
     def test_a_failing_model_fails_with_its_failure_reason(self, fahr, failed, workspace, fetch_location):
         result, token = failed["result"], failed["token"]

@@ -99,7 +99,8 @@ def _opt_ml(spec, staging: Path) -> None:
     """The /opt/ml a job finds when it starts (the SageMaker container contract)."""
     config_dir = staging / "input" / "config"
     config_dir.mkdir(parents=True)
-    for folder in ("model", "output/data", "checkpoints", "input/data"):
+    # No checkpoints folder: SageMaker makes one only when checkpointing is configured.
+    for folder in ("model", "output/data", "input/data"):
         (staging / folder).mkdir(parents=True, exist_ok=True)
     (config_dir / "hyperparameters.json").write_text(json.dumps(dict(spec.hyperparameters)))
     channels = {}
@@ -115,7 +116,8 @@ def _opt_ml(spec, staging: Path) -> None:
         else:
             target.mkdir()
             shutil.copy2(source, target / source.name)
-        channels[channel] = {"ContentType": "application/octet-stream", "TrainingInputMode": "File",
+        # No ContentType: SageMaker writes one only for a channel given one.
+        channels[channel] = {"TrainingInputMode": "File",
                              "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
     (config_dir / "inputdataconfig.json").write_text(json.dumps(channels))
     (config_dir / "resourceconfig.json").write_text(json.dumps(
