@@ -292,8 +292,16 @@ def _check_output_path(config) -> None:
     """Refuse, before anything is built, an output_path no job folder can be made in."""
     root = _output_root(config)
     setting = f"config.output_path={config['output_path']}"
+    probe = _nearest_folder(root, setting, "the jobs' artifacts")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{setting}: {probe} is not writable; choose a folder you can write to")
+
+
+def _nearest_folder(root: Path, setting: str, purpose: str) -> Path:
+    """``root``, or the nearest of its ancestors that exists (it decides whether ``root`` can be
+    made); a ConfigError when that is not a folder, a broken link, or cannot be looked at."""
     probe = root
-    while True:  # the nearest existing folder on the way up decides
+    while True:
         try:
             info = os.stat(probe)
         except (FileNotFoundError, NotADirectoryError):
@@ -306,9 +314,8 @@ def _check_output_path(config) -> None:
         break
     if not stat.S_ISDIR(info.st_mode):
         where = "is a file" if probe == root else f"is under {probe}, a file"
-        raise ConfigError(f"{setting} {where}, not a folder; choose a folder for the jobs' artifacts")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"{setting}: {probe} is not writable; choose a folder you can write to")
+        raise ConfigError(f"{setting} {where}, not a folder; choose a folder for {purpose}")
+    return probe
 
 
 def _checkpoint_root(config) -> Path | None:
@@ -331,19 +338,7 @@ def _checkpoint_root(config) -> Path | None:
         if root == folder or root in folder.parents:
             raise ConfigError(f"{setting} is {'' if root == folder else 'a folder holding '}{what}; fahr replaces "
                               "that folder's contents with the job's checkpoints: give the checkpoints a folder of their own")
-    probe = root
-    while True:  # the nearest existing folder on the way up decides
-        try:
-            info = os.stat(probe)
-        except (FileNotFoundError, NotADirectoryError):
-            probe = probe.parent
-            continue
-        except OSError as exc:
-            raise ConfigError(f"{setting}: cannot use {probe} ({exc.strerror}); choose another folder") from None
-        break
-    if not stat.S_ISDIR(info.st_mode):
-        where = "is a file" if probe == root else f"is under {probe}, a file"
-        raise ConfigError(f"{setting} {where}, not a folder; choose a folder for the checkpoints")
+    probe = _nearest_folder(root, setting, "the checkpoints")
     # The folder is replaced by renaming a fresh copy beside it: its parent must be writable.
     writable = probe if probe != root else root.parent
     if not os.access(writable, os.W_OK | os.X_OK):
