@@ -921,10 +921,10 @@ def context_size_warning(stats: list[tuple[str, os.stat_result]], threshold: int
     shown = [(n if n.isprintable() else repr(n), size) for i, (n, size) in enumerate(biggest)
              if i == 0 or size * 20 >= total]
     listed = ", ".join(f"{name} {human_size(size)}" for name, size in shown)
-    return (f"the build context is {human_size(total)} ({listed}): all of it is sent to the engine, and "
-            f"COPY . . puts it in the image; pass data at run time with --input CHANNEL=PATH, or keep it out with "
-            f"the line {shown[0][0]} in .dockerignore (this warning: {CONTEXT_WARN_ENV}, now "
-            f"{human_size(threshold)})")
+    return (f"the build context is {human_size(total)} ({listed}): it is sent to the engine at every build, "
+            f"and a COPY . . puts it all in the image; pass data at run time with --input CHANNEL=PATH, or "
+            f"keep it out with the line {shown[0][0]} in .dockerignore (warned above {human_size(threshold)}: "
+            f"{CONTEXT_WARN_ENV})")
 
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
