@@ -18,6 +18,12 @@ The built-in templates of ``fahr init`` write their Dockerfile and .dockerignore
 
 fahr tars the build context itself (:func:`context_tar`): .dockerignore applies as docker applies
 it, then every secret path (:func:`secret_component`) is dropped whatever .dockerignore says.
+
+An unchanged project is not rebuilt (:func:`build`): the image carries, as a label, the
+:func:`fingerprint` of what it was built from (the files that tar holds, the Dockerfile, the ids of
+its base images, fahr's version), and a fit whose fingerprint equals it uses the image as it is. A
+file is hashed only when its stat changed since the last run (:class:`ContextHashes`, a cache in
+``$XDG_CACHE_HOME/fahr``), so an unchanged data folder costs a walk of ``lstat`` calls.
 """
 
 from __future__ import annotations
