@@ -705,12 +705,19 @@ class ContextHashes:
         return digest
 
     def save(self) -> None:
-        """Keep this run's hashes for the next (only when they changed); never an error."""
+        """Keep this run's hashes for the next (only when they changed); never an error.
+
+        The record of a folder no fit has used for :data:`_CACHE_DAYS` days is removed then: the
+        folder is likely gone, and at worst its files are hashed once more.
+        """
         if self._new == self._old:
+            with contextlib.suppress(OSError):
+                os.utime(self.file)  # used: kept from pruning
             return
         data = {"format": 1, "context": self.context_dir, "files": self._new}
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # it lists the project's files
+            _prune(self.file.parent)
             fd, tmp = tempfile.mkstemp(prefix=".hashes.", suffix=".tmp", dir=self.file.parent)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -722,6 +729,19 @@ class ContextHashes:
                 raise
         except (OSError, ValueError):
             pass  # a read-only or full cache folder: the next run hashes again, nothing worse
+
+
+_CACHE_DAYS = 30
+
+
+def _prune(folder: Path) -> None:
+    """Remove the hash records (and leftover temporary files) unused for :data:`_CACHE_DAYS` days."""
+    cutoff = time.time() - _CACHE_DAYS * 86400
+    with contextlib.suppress(OSError), os.scandir(folder) as scan:
+        for entry in scan:
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
 
 
 def stat_context(root: Path, paths: list[str]) -> list[tuple[str, os.stat_result]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -218,6 +219,22 @@ def test_a_wrong_hash_in_a_matching_entry_is_what_the_cache_is_trusted_for(tmp_p
     cache.write_text(json.dumps(data))
     entries, hashes = entries_of(root)
     assert dict((e[0], e[3]) for e in entries)["train.py"] == "0" * 64 and hashes.hashed == []
+
+
+def test_records_unused_for_30_days_are_pruned(tmp_path, trusted):
+    root = make_project(tmp_path / "proj")
+    entries_of(root)
+    cache = hash_cache_file(root)
+    stale = cache.parent / ("0" * 32 + ".json")
+    stale.write_text("{}")
+    month_ago = time.time() - 31 * 86400
+    os.utime(stale, (month_ago, month_ago))
+    os.utime(cache, (month_ago, month_ago))
+    entries_of(root)  # unchanged: nothing written, but the record is marked used
+    assert cache.stat().st_mtime > month_ago + 86400 and stale.exists()
+    (root / "train.py").write_text("print('changed')\n")
+    entries_of(root)  # a write prunes
+    assert cache.exists() and not stale.exists()
 
 
 def test_an_unwritable_cache_folder_is_no_error(tmp_path, monkeypatch):
