@@ -104,12 +104,20 @@ def test_a_push_of_a_big_image_says_so(stack, tmp_path):
     name = f"bigpush{secrets.token_hex(3)}"
     model = write_model(tmp_path, name, "import os\nos.makedirs('/opt/ml/model', exist_ok=True)\n")
     env = {**stack.env(), IMAGE_WARN_ENV: "1M", "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    first = run_on_stack(stack, "fit", str(model), *sagemaker_args(name), cwd=tmp_path, env=env)
-    assert first.code == 0, first.stderr
-    [line] = [l for l in first.stderr.splitlines() if "every push of a changed layer" in l]
-    assert line.startswith(f"fahr warning image {name}/train:latest is ") and " MiB: " in line
-    assert "pushed " in first.stderr
-    second = run_on_stack(stack, "fit", str(model), *sagemaker_args(name), cwd=tmp_path, env=env)
-    assert second.code == 0, second.stderr
-    assert "not rebuilt" in second.stderr and "nothing to push" in second.stderr
-    assert "every push of a changed layer" not in second.stderr
+    try:
+        first = run_on_stack(stack, "fit", str(model), *sagemaker_args(name), cwd=tmp_path, env=env)
+        assert first.code == 0, first.stderr
+        [line] = [l for l in first.stderr.splitlines() if "every push of a changed layer" in l]
+        assert line.startswith(f"fahr warning image {name}/train:latest is ") and " MiB: " in line
+        assert "pushed " in first.stderr
+        second = run_on_stack(stack, "fit", str(model), *sagemaker_args(name), cwd=tmp_path, env=env)
+        assert second.code == 0, second.stderr
+        assert "not rebuilt" in second.stderr and "nothing to push" in second.stderr
+        assert "every push of a changed layer" not in second.stderr
+    finally:
+        import docker
+
+        try:
+            docker.from_env().images.remove(f"{name}/train:latest")
+        except docker.errors.DockerException:
+            pass
