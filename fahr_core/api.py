@@ -277,7 +277,8 @@ def _find(name: str, driver: str | None, config, model_tag: str | None = None):
 def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str, Any] | None = None,
         hyperparameters: Mapping[str, Any] | None = None, inputs: Mapping[str, str] | None = None,
         environment: Mapping[str, Any] | None = None, wait: bool = True, quiet: bool = False,
-        fetch_to: str | Path | None = None, overwrite: bool = False, regenerate_dockerfile: bool = False) -> Job:
+        fetch_to: str | Path | None = None, overwrite: bool = False, regenerate_dockerfile: bool = False,
+        rebuild: bool = False) -> Job:
     """Build ``artifact`` into an image, launch a training job and (``wait``) follow it.
 
     ``artifact`` is a train.py, a notebook, or a container of your own: a folder holding a
@@ -290,6 +291,8 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     still lists it). Hyperparameter and environment values are passed as strings. ``fetch_to``:
     once completed, extract the model there (``overwrite`` replaces a non-empty folder), as
     ``fahr fit --fetch``; ``regenerate_dockerfile`` writes the project's Dockerfile anew.
+    The image is built only when something it is built from changed (its files, Dockerfile or
+    base image) since the last build; ``rebuild`` builds it anyway, as ``fahr fit --rebuild``.
     """
     from fahr_core import run
     from fahr_core.values import JobHandle
@@ -299,7 +302,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
                           hyperparameters=_strings(hyperparameters), inputs=_strings(inputs),
                           environment=_strings(environment), detach=not wait,
                           fetch_dir=None if fetch_to is None else Path(fetch_to), overwrite=overwrite,
-                          regenerate_dockerfile=regenerate_dockerfile)
+                          regenerate_dockerfile=regenerate_dockerfile, rebuild=rebuild)
     handle = outcome if isinstance(outcome, JobHandle) else outcome.job
     job = Job(handle.job_name, driver=handle.driver, model_tag=handle.model_tag, config=config, quiet=quiet)
     if isinstance(outcome, JobHandle):

@@ -198,11 +198,16 @@ def fit(
     fetch: Annotated[Optional[Path], typer.Option("--fetch", help="After success, fetch and extract the model into DIR (never the project's folder or the driver's output folder).", metavar="DIR")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="With --fetch: replace a non-empty DIR.")] = False,
     regenerate_dockerfile: Annotated[bool, typer.Option("--regenerate-dockerfile", help="Write the Dockerfile anew (one fahr did not write is kept as Dockerfile.bak); not for your own container.")] = False,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Build the image even when nothing it is built from changed (files, Dockerfile, base image); the engine's layer cache still applies.")] = False,
 ) -> None:
     """Build the image, push it, launch a training job and follow it to the end.
 
     Your own container (a folder holding a Dockerfile, or that Dockerfile) is built as it is and
     started as 'IMAGE train'.
+
+    The image is not rebuilt when nothing it is built from changed since the last build: its
+    files, its Dockerfile, its base image (--rebuild builds anyway). A build context over 100 MiB
+    (FAHR_CONTEXT_WARN_BYTES) draws a warning naming its biggest folders.
 
     Driver configuration: --config.KEY=VALUE (repeatable; see 'fahr config DRIVER').
     """
@@ -224,6 +229,7 @@ def fit(
             fetch_to=fetch,
             overwrite=overwrite,
             regenerate_dockerfile=regenerate_dockerfile,
+            rebuild=rebuild,
         )
 
     _run(work)

@@ -59,9 +59,12 @@ def builtin_templates() -> list[Template]:
 
 @hookimpl(trylast=True)
 def build_image(context, config):
-    from fahr_core.image import build  # imports the Docker SDK: only when a build happens
+    from fahr_core.image import REBUILD, build  # imports the Docker SDK: only when a build happens
 
-    return build(context)
+    # `fahr fit --rebuild` asks for a build even when the image is up to date (a plain mapping,
+    # as a unit test may pass, has no stash: no flag).
+    stash = getattr(config, "stash", None)
+    return build(context, rebuild=bool(stash.get(REBUILD, False)) if stash is not None else False)
 
 
 @hookimpl(trylast=True)

@@ -18,17 +18,25 @@ The built-in templates of ``fahr init`` write their Dockerfile and .dockerignore
 
 fahr tars the build context itself (:func:`context_tar`): .dockerignore applies as docker applies
 it, then every secret path (:func:`secret_component`) is dropped whatever .dockerignore says.
+
+An unchanged project is not rebuilt (:func:`build`): the image carries, as a label, the
+:func:`fingerprint` of what it was built from (the files that tar holds, the Dockerfile, the ids of
+its base images, fahr's version), and a fit whose fingerprint equals it uses the image as it is. A
+file is hashed only when its stat changed since the last run (:class:`ContextHashes`, a cache in
+``$XDG_CACHE_HOME/fahr``), so an unchanged data folder costs a walk of ``lstat`` calls.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
 import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -36,6 +44,7 @@ from typing import IO
 from fahr_core import __version__, ui
 from fahr_core.errors import BuildError, EnvironmentProblem, FahrError, UsageError
 from fahr_core.jobs import BuildContext, ImageRef
+from fahr_core.values import StashKey
 
 SUPPORTED_SUFFIXES = (".py", ".ipynb")
 
@@ -475,31 +484,47 @@ def context_files(context_dir: Path, dockerfile: str = "Dockerfile") -> ContextF
     return ContextFiles(paths=paths, kept_out=kept_out)
 
 
-def context_tar(context: BuildContext) -> IO[bytes]:
-    """The build context as a tar stream (a temporary file): :func:`context_files`, symlinks as symlinks.
-
-    Prints one line naming the secrets it kept out, if any.
-    """
-    import tarfile
-
-    root = context.context_dir
-    files = context_files(root, _dockerfile_in_context(context))
+def warn_kept_out(files: ContextFiles) -> None:
+    """One line naming the secrets :func:`context_files` kept out, if any."""
     if files.kept_out:
         count = len(files.kept_out)
         # A name with a newline or other control character is quoted: the line stays one line.
         shown = ", ".join(n if n.isprintable() else repr(n) for n in files.kept_out[:5]) + (", …" if count > 5 else "")
         ui.warn(f"kept {count} secret file{'s' if count != 1 else ''} out of the image: {shown} "
                 "(pass secrets with --env)")
+
+
+def context_tar(context: BuildContext) -> IO[bytes]:
+    """The build context as a tar stream (a temporary file): :func:`context_files`, symlinks as symlinks.
+
+    Prints one line naming the secrets it kept out, if any.
+    """
+    root = context.context_dir
+    files = context_files(root, _dockerfile_in_context(context))
+    warn_kept_out(files)
+    tar, _ = _context_tar(root, files.paths, None)
+    return tar
+
+
+def _context_tar(root: Path, paths: list[str], hashes: ContextHashes | None) -> tuple[IO[bytes], list[list]]:
+    """The tar of ``paths`` and, with ``hashes``, its entries (:func:`context_entries`), each file
+    hashed as it is read into the tar (once: what the tar holds is what the fingerprint says)."""
+    import tarfile
+
+    entries: list[list] = []
+    digests: dict[str, str] = {}  # this tar's regular files, for its hard links
     out = tempfile.TemporaryFile()
     try:
         with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for relative in files.paths:
-                _add(tar, root / relative, relative)
+            for relative in paths:
+                entry = _add(tar, root / relative, relative, hashes, digests)
+                if entry is not None:
+                    entries.append(entry)
     except BaseException:
         out.close()
         raise
     out.seek(0)
-    return out
+    return out, entries
 
 
 def _dockerfile_in_context(context: BuildContext) -> str:
@@ -509,22 +534,423 @@ def _dockerfile_in_context(context: BuildContext) -> str:
     return context.dockerfile.name
 
 
-def _add(tar, path: Path, relative: str) -> None:
+def _unreadable(path: Path, exc: OSError) -> UsageError:
+    return UsageError(f"cannot read {path} in the build context: {exc.strerror or exc}; "
+                      "make it readable or add it to .dockerignore")
+
+
+class _HashingReader:
+    """A file read through to tarfile, hashing the bytes it hands over."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.sha = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.sha.update(data)
+        return data
+
+
+def _add(tar, path: Path, relative: str, hashes: ContextHashes | None = None,
+         digests: dict[str, str] | None = None) -> list | None:
+    """Add one path to the tar; its entry (:func:`context_entries`) when ``hashes`` is given."""
     try:
         info = tar.gettarinfo(str(path), arcname=relative)  # lstat: a symlink stays a symlink
         if info is None:
-            return  # a socket: docker skips them too
+            return None  # a socket: docker skips them too
         info.mtime = int(info.mtime)  # tarfile cannot write negative or fractional times
+        mode = stat.S_IMODE(info.mode)
         if not info.isreg():
             tar.addfile(info)
-            return
+            if info.islnk():  # a hard link to a file already in the tar: the same content
+                return [relative, "f", mode, (digests or {}).get(info.linkname, "")]
+            return [relative, *_special(info, mode)]
         # O_NOFOLLOW: a file swapped for a symlink since the walk is refused, not followed.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         with os.fdopen(fd, "rb") as data:
-            tar.addfile(info, data)
+            if hashes is None:
+                tar.addfile(info, data)
+                return None
+            before = os.fstat(data.fileno())
+            digest = hashes.known(relative, before) if before.st_size == info.size else None
+            if digest is not None:
+                tar.addfile(info, data)
+            else:
+                started = time.time_ns()
+                reader = _HashingReader(data)
+                tar.addfile(info, reader)
+                digest = reader.sha.hexdigest()
+                if before.st_size == info.size:  # else the file changed since the lstat: not remembered
+                    hashes.remember(relative, before, os.fstat(data.fileno()), digest, started)
+        if digests is not None:
+            digests[relative] = digest
+        return [relative, "f", mode, digest]
     except OSError as exc:
-        raise UsageError(f"cannot read {path} in the build context: {exc.strerror or exc}; "
-                         "make it readable or add it to .dockerignore") from None
+        raise _unreadable(path, exc) from None
+
+
+def _special(info, mode: int) -> list:
+    """The entry of a tar member that is neither a regular file nor a hard link."""
+    if info.isdir():
+        return ["d", mode, ""]
+    if info.issym():
+        return ["l", mode, info.linkname]
+    if info.ischr() or info.isblk():
+        return ["c" if info.ischr() else "b", mode, f"{info.devmajor},{info.devminor}"]
+    return ["p", mode, ""]  # a FIFO
+
+
+# -- skipping unchanged builds ---------------------------------------------------------------------
+
+#: The image label recording what the image was built from (:func:`fingerprint`): an image whose
+#: label equals the fingerprint of the project now is what a build would make, and is not rebuilt.
+FINGERPRINT_LABEL = "fahr.context-fingerprint"
+_FINGERPRINT_FORMAT = 1
+
+#: Set in ``config.stash`` by ``fahr fit --rebuild``: build even when the fingerprint matches.
+REBUILD: StashKey[bool] = StashKey()
+
+# A file hashed less than this after its last change is "racy": a write in the same tick of a
+# coarse filesystem clock would leave its stat unchanged, so its hash is not trusted next run.
+_RACY_NS = 2_000_000_000
+
+
+def fahr_cache_dir() -> Path:
+    """fahr's cache folder: ``$XDG_CACHE_HOME/fahr``, else ``~/.cache/fahr``."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # the XDG spec: a relative value is ignored
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fahr"
+
+
+def hash_cache_file(context_dir: Path) -> Path:
+    """Where the content hashes of one build context are kept between runs."""
+    key = hashlib.sha256(os.path.abspath(context_dir).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return fahr_cache_dir() / "contexts" / f"{key}.json"
+
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+class ContextHashes:
+    """The sha256 of each file of a build context, remembered between runs by its stat.
+
+    A file whose size, mtime, ctime, inode and device are those recorded when it was last hashed
+    is not read again: an unchanged folder costs a walk of ``lstat`` calls. The record is one JSON
+    file per context folder in :func:`hash_cache_file`, replaced atomically; one that cannot be
+    read or makes no sense is ignored (and rewritten), never an error: it is only a cache.
+    """
+
+    def __init__(self, context_dir: Path) -> None:
+        self.context_dir = os.path.abspath(context_dir)
+        self.file = hash_cache_file(Path(self.context_dir))
+        self._old = self._load()
+        self._new: dict[str, list] = {}
+        #: The files read and hashed in this run (relative paths).
+        self.hashed: list[str] = []
+
+    def _load(self) -> dict[str, list]:
+        try:
+            with open(self.file, encoding="utf-8") as handle:
+                data = json.load(handle)
+            files = data["files"]
+            if data.get("format") != 1 or data.get("context") != self.context_dir or not isinstance(files, dict):
+                return {}
+            for entry in files.values():
+                if not (isinstance(entry, list) and len(entry) == 7 and isinstance(entry[5], str)
+                        and all(type(n) is int for n in entry[:5])):
+                    return {}
+            return files
+        except Exception:  # missing, unreadable, not JSON, not ours: start afresh
+            return {}
+
+    def known(self, relative: str, st: os.stat_result) -> str | None:
+        """The remembered hash of the file whose ``fstat`` is ``st``, or None when it must be read."""
+        entry = self._new.get(relative)  # hashed earlier in this run: trusted while its stat holds
+        if entry is None:
+            entry = self._old.get(relative)
+            if entry is None or entry[6]:  # never hashed, or hashed too soon after a change
+                return None
+        if entry[:5] != _stat_key(st):
+            return None
+        self._new[relative] = entry
+        return entry[5]
+
+    def remember(self, relative: str, before: os.stat_result, after: os.stat_result, digest: str,
+                 started_ns: int) -> None:
+        """Record the hash of a file read from ``before`` to ``after`` (its fstat then and at the end)."""
+        self.hashed.append(relative)
+        if _stat_key(before) != _stat_key(after):
+            self._new.pop(relative, None)  # it changed while read: the next run reads it again
+            return
+        racy = max(before.st_mtime_ns, before.st_ctime_ns) >= started_ns - _RACY_NS
+        self._new[relative] = [*_stat_key(before), digest, 1 if racy else 0]
+
+    def digest(self, relative: str, path: Path) -> str:
+        """The sha256 of a regular file of the context (read only when its stat changed)."""
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as handle:
+            before = os.fstat(handle.fileno())
+            known = self.known(relative, before)
+            if known is not None:
+                return known
+            started = time.time_ns()
+            sha = hashlib.sha256()
+            while chunk := handle.read(1 << 20):
+                sha.update(chunk)
+            digest = sha.hexdigest()
+            self.remember(relative, before, os.fstat(handle.fileno()), digest, started)
+        return digest
+
+    def save(self) -> None:
+        """Keep this run's hashes for the next (only when they changed); never an error.
+
+        The record of a folder no fit has used for :data:`_CACHE_DAYS` days is removed then: the
+        folder is likely gone, and at worst its files are hashed once more.
+        """
+        if self._new == self._old:
+            with contextlib.suppress(OSError):
+                os.utime(self.file)  # used: kept from pruning
+            return
+        data = {"format": 1, "context": self.context_dir, "files": self._new}
+        try:
+            self.file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # it lists the project's files
+            _prune(self.file.parent)
+            fd, tmp = tempfile.mkstemp(prefix=".hashes.", suffix=".tmp", dir=self.file.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    json.dump(data, out, separators=(",", ":"))
+                os.replace(tmp, self.file)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except (OSError, ValueError):
+            pass  # a read-only or full cache folder: the next run hashes again, nothing worse
+
+
+_CACHE_DAYS = 30
+
+
+def _prune(folder: Path) -> None:
+    """Remove the hash records (and leftover temporary files) unused for :data:`_CACHE_DAYS` days."""
+    cutoff = time.time() - _CACHE_DAYS * 86400
+    with contextlib.suppress(OSError), os.scandir(folder) as scan:
+        for entry in scan:
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+
+
+def stat_context(root: Path, paths: list[str]) -> list[tuple[str, os.stat_result]]:
+    """``lstat`` of each path of :func:`context_files` (sockets left out, as the tar leaves them)."""
+    stats = []
+    for relative in paths:
+        path = root / relative
+        try:
+            st = os.lstat(path)
+        except OSError as exc:
+            raise _unreadable(path, exc) from None
+        if not stat.S_ISSOCK(st.st_mode):
+            stats.append((relative, st))
+    return stats
+
+
+def context_entries(root: Path, stats: list[tuple[str, os.stat_result]], hashes: ContextHashes) -> list[list]:
+    """What the context's tar holds, path by path: ``[path, kind, mode, what]``, where kind is
+    ``f`` (a regular file; ``what`` its sha256), ``d`` (folder), ``l`` (symlink; ``what`` its
+    target), ``p`` (FIFO), ``c`` or ``b`` (device; ``what`` ``major,minor``). Neither times nor
+    owners: the image's content does not depend on them (COPY makes root the owner)."""
+    entries = []
+    for relative, st in stats:
+        path = root / relative
+        mode = stat.S_IMODE(st.st_mode)
+        try:
+            if stat.S_ISREG(st.st_mode):
+                entries.append([relative, "f", mode, hashes.digest(relative, path)])
+            elif stat.S_ISDIR(st.st_mode):
+                entries.append([relative, "d", mode, ""])
+            elif stat.S_ISLNK(st.st_mode):
+                entries.append([relative, "l", mode, os.readlink(path)])
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                kind = "c" if stat.S_ISCHR(st.st_mode) else "b"
+                entries.append([relative, kind, mode, f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}"])
+            else:
+                entries.append([relative, "p", mode, ""])
+        except OSError as exc:
+            raise _unreadable(path, exc) from None
+    return entries
+
+
+def dockerfile_images(text: str) -> list[str] | None:
+    """The images a Dockerfile builds from, outside itself: each FROM and ``COPY --from`` naming
+    neither an earlier stage nor ``scratch``, in order.
+
+    None when what the build starts from cannot be known before it runs: a variable in such a
+    name (``FROM $BASE``), or an ``ADD`` of a URL (its content is fetched anew by every build).
+    """
+    escape = "\\"
+    lines = text.splitlines()
+    for line in lines:  # parser directives: only at the very top
+        directive = re.fullmatch(r"\s*#\s*([A-Za-z]+)\s*=\s*(\S+)\s*", line)
+        if not directive:
+            break
+        if directive.group(1).lower() == "escape":
+            escape = directive.group(2)
+    instructions: list[str] = []
+    current: str | None = None
+    for line in lines:
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue  # comments and blank lines, also inside a continued instruction
+        body = line.rstrip()
+        if body.endswith(escape):
+            current = (current or "") + body[: -len(escape)] + " "
+            continue
+        instructions.append((current or "") + body)
+        current = None
+    if current:
+        instructions.append(current)
+    stages: set[str] = set()
+    images: list[str] = []
+    for instruction in instructions:
+        words = instruction.split()
+        op, args = words[0].upper(), words[1:]
+        if op == "FROM":
+            names = [a for a in args if not a.startswith("--")]
+            if not names:
+                return None
+            name = names[0]
+            if "$" in name:
+                return None
+            if name.lower() != "scratch" and name.lower() not in stages:
+                images.append(name)
+            if len(names) >= 3 and names[1].lower() == "as":
+                stages.add(names[2].lower())
+        elif op == "COPY":
+            for arg in args:
+                if arg.lower().startswith("--from="):
+                    source = arg.split("=", 1)[1]
+                    if "$" in source:
+                        return None
+                    if not source.isdigit() and source.lower() not in stages:
+                        images.append(source)
+        elif op == "ADD" and any("://" in a or a.startswith("git@") for a in args):
+            return None
+    return images
+
+
+def _removed_by_engine(name: str, patterns: list[str]) -> bool:
+    """Whether the engine drops ``name`` (.dockerignore or the Dockerfile, at the top of the context)
+    from the context it builds: the classic builder removes them when .dockerignore's own
+    patterns exclude them, after reading them (docker-py's matcher always keeps .dockerignore in
+    the tar, so the patterns are applied here without that exception)."""
+    from docker.utils.build import Pattern
+
+    removed = False
+    for pattern in map(Pattern, patterns):
+        if pattern.dirs and pattern.match(name):
+            removed = not pattern.exclusion
+    return removed
+
+
+def fingerprint(*, entries: list[list], dockerfile: str, dockerfile_text: str, bases: list[list[str]],
+                model_tag: str, ignore_patterns: list[str] = (), version: str = __version__) -> str:
+    """``sha256:…`` of everything a build of the context depends on: the files the tar holds
+    (:func:`context_entries`), the Dockerfile (its place and text), the id of each image it builds
+    from (``[[name, id], …]`` in the order of :func:`dockerfile_images`), the model tag (the
+    build's label) and fahr's version (it writes the build's labels).
+
+    The content of .dockerignore and the Dockerfile does not count when ``ignore_patterns`` (the
+    .dockerignore's) make the engine drop them: then a .dockerignore line that keeps nothing new
+    out changes nothing (what it keeps out is in ``entries``), and the Dockerfile counts by its text.
+    """
+    gone = {name for name in (".dockerignore", dockerfile) if _removed_by_engine(name, list(ignore_patterns))}
+    if gone:
+        entries = [[e[0], "-", 0, ""] if e[0] in gone else e for e in entries]
+    record = {
+        "format": _FINGERPRINT_FORMAT,
+        "fahr": version,
+        "model_tag": model_tag,
+        "dockerfile": dockerfile,
+        "dockerfile_sha256": hashlib.sha256(dockerfile_text.encode("utf-8", "surrogateescape")).hexdigest(),
+        "bases": bases,
+        "files": entries,
+    }
+    text = json.dumps(record, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _base_ids(api, text: str) -> list[list[str]] | None:
+    """``[[name, id], …]`` of :func:`dockerfile_images` on the engine; None when one is not there
+    (the build would pull it) or cannot be named."""
+    images = dockerfile_images(text)
+    if images is None:
+        return None
+    resolved = []
+    for name in images:
+        image_id = _image_id(api, name)
+        if not image_id:
+            return None
+        resolved.append([name, image_id])
+    return resolved
+
+
+# -- saying what goes in ---------------------------------------------------------------------------
+
+CONTEXT_WARN_ENV = "FAHR_CONTEXT_WARN_BYTES"
+#: A build context bigger than this draws one warning (``FAHR_CONTEXT_WARN_BYTES``; 0: never).
+DEFAULT_CONTEXT_WARN_BYTES = 100 * 1024**2
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def context_warn_bytes(environ=None) -> int:
+    """The size above which fit warns about a big build context (0: never warn)."""
+    raw = (os.environ if environ is None else environ).get(CONTEXT_WARN_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CONTEXT_WARN_BYTES
+    match = re.fullmatch(r"(\d{1,20})\s*(?:([KMGT])(?:i?B)?)?", raw, re.IGNORECASE)
+    if not match:
+        raise UsageError(f"{CONTEXT_WARN_ENV}={raw!r} is not a size; give a number of bytes such as 104857600 "
+                         "or 100M (K, M, G, T are powers of 1024), 0 to never warn, or unset it for 100M")
+    return int(match.group(1)) * _UNITS[(match.group(2) or "").upper()]
+
+
+def human_size(n: float) -> str:
+    """``1.0 GiB``, ``120 MiB``, ``512 bytes``: powers of 1024."""
+    if n < 1024:
+        return f"{int(n)} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if n < 100 else f"{n:.0f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def context_size_warning(stats: list[tuple[str, os.stat_result]], threshold: int) -> str | None:
+    """The one line about a build context bigger than ``threshold`` bytes (regular files' sizes),
+    naming its biggest top-level folders and files; None when it is not (or ``threshold`` is 0)."""
+    total = 0
+    tops: dict[str, int] = {}
+    for relative, st in stats:
+        if stat.S_ISREG(st.st_mode):
+            first, sep, _ = relative.partition("/")
+            name = first + "/" if sep else first
+            tops[name] = tops.get(name, 0) + st.st_size
+            total += st.st_size
+    if not threshold or total <= threshold:
+        return None
+    biggest = sorted(tops.items(), key=lambda item: (-item[1], item[0]))[:3]
+    # The top three, but not those too small to matter (the biggest is always named).
+    shown = [(n if n.isprintable() else repr(n), size) for i, (n, size) in enumerate(biggest)
+             if i == 0 or size * 20 >= total]
+    listed = ", ".join(f"{name} {human_size(size)}" for name, size in shown)
+    return (f"the build context is {human_size(total)} ({listed}): it is sent to the engine at every build, "
+            f"and a COPY . . puts it all in the image; pass data at run time with --input CHANNEL=PATH, or "
+            f"keep it out with the line {shown[0][0]} in .dockerignore (warned above {human_size(threshold)}: "
+            f"{CONTEXT_WARN_ENV})")
 
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
@@ -535,8 +961,13 @@ _UNREACHABLE = re.compile(
 )
 
 
-def build(context: BuildContext) -> ImageRef:
+def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
     """Build ``context`` on the user's engine with live progress; tag it ``MODEL_TAG:latest``.
+
+    Unless ``rebuild``, no build happens when ``MODEL_TAG:latest`` already carries the
+    :func:`fingerprint` of the project as it is now (its :data:`FINGERPRINT_LABEL`): that image
+    is returned. Content is hashed only for files whose stat changed (:class:`ContextHashes`).
+    A context bigger than :func:`context_warn_bytes` draws one warning, built or not.
 
     A build that fails (or is interrupted) removes the images its steps committed: the classic
     builder keeps each step's image, and a failed build's last one would stay as a dangling
@@ -546,21 +977,51 @@ def build(context: BuildContext) -> ImageRef:
 
     api = engine.client().api
     reference = f"{context.model_tag}:latest"
-    previous = _image_id(api, reference)
+    root = context.context_dir
+    dockerfile = _dockerfile_in_context(context)
+    threshold = context_warn_bytes()
+    files = context_files(root, dockerfile)
+    warn_kept_out(files)
+    stats = stat_context(root, files.paths)
+    warning = context_size_warning(stats, threshold)
+    if warning:
+        ui.warn(warning)
+    dockerfile_text = _read_dockerfile(context.dockerfile)
+    existing = _inspect(api, reference)
+    previous = existing.get("Id", "")
+    recorded = ((existing.get("Config") or {}).get("Labels") or {}).get(FINGERPRINT_LABEL)
+    bases = _base_ids(api, dockerfile_text)  # None: unknown before the build, which cannot then be skipped
+    hashes = ContextHashes(root)
+
+    def fingerprint_of(entries: list[list]) -> str:
+        return fingerprint(entries=entries, dockerfile=dockerfile, dockerfile_text=dockerfile_text,
+                           bases=bases or [], model_tag=context.model_tag,
+                           ignore_patterns=_ignore_patterns(root))
+
+    if recorded and previous and bases is not None and not rebuild:
+        current = fingerprint_of(context_entries(root, stats, hashes))
+        hashes.save()
+        if current == recorded:
+            ui.info(f"image {reference} is up to date (nothing it is built from changed); not rebuilt")
+            return ImageRef(name=context.model_tag, tag="latest", image_id=previous)
     step = ""
     steps = cached = 0
     image_id = ""
     committed: list[str] = []  # short ids of the images this build's steps made or reused
-    dockerfile = _dockerfile_in_context(context)
     ui.info(f"building image {reference} from {context.dockerfile}")
-    tar = context_tar(context)  # before the engine is asked: its errors are about the project
+    # Before the engine is asked: its errors are about the project. Each file is hashed as it is
+    # read into the tar, unless its stat shows the hash already known.
+    tar, entries = _context_tar(root, files.paths, hashes)
+    hashes.save()
+    labels = {"fahr.model_tag": context.model_tag, "fahr.version": __version__}
+    if bases is not None:
+        labels[FINGERPRINT_LABEL] = fingerprint_of(entries)
     before = _all_image_ids(api)
     try:
         try:
             stream = api.build(
                 fileobj=tar, custom_context=True, dockerfile=dockerfile,
-                tag=reference, rm=True, forcerm=True, decode=True,
-                labels={"fahr.model_tag": context.model_tag, "fahr.version": __version__},
+                tag=reference, rm=True, forcerm=True, decode=True, labels=labels,
             )
             for chunk in stream:
                 if "error" in chunk or "errorDetail" in chunk:
@@ -638,10 +1099,15 @@ def _remove_leftovers(api, committed: list[str], before: set[str] | None) -> Non
 
 
 def _image_id(api, reference: str) -> str:
+    return _inspect(api, reference).get("Id", "")
+
+
+def _inspect(api, reference: str) -> dict:
+    """The engine's record of an image, or {} when it has none by that name."""
     try:
-        return api.inspect_image(reference)["Id"]
+        return api.inspect_image(reference) or {}
     except Exception:
-        return ""
+        return {}
 
 
 def _remove_quietly(api, image_id: str, noprune: bool = False) -> None:

@@ -102,6 +102,7 @@ def fit(
     fetch_dir: Path | None,
     overwrite: bool,
     regenerate_dockerfile: bool = False,
+    rebuild: bool = False,
 ) -> JobResult | JobHandle:
     """Build, push, launch and (unless ``detach``) follow one training job.
 
@@ -110,6 +111,8 @@ def fit(
     ``overwrite`` lets ``--fetch`` replace a non-empty folder (as ``fahr fetch --overwrite``);
     ``regenerate_dockerfile`` writes the Dockerfile anew. Two decisions, two flags: the one
     flag ``--overwrite`` once meant both, and so replaced the project with the model.
+    ``rebuild`` builds the image even when nothing it is built from changed (the core's build
+    skips it then; see :func:`fahr_core.image.build`).
     """
     from fahr_core import image
 
@@ -147,6 +150,8 @@ def fit(
     hook.check_run(config=config, inputs=dict(inputs))
     context = image.prepare_context(artifact, model_tag, config["base_image"], regenerate_dockerfile,
                                     base_image_set=config.sources.get("base_image") != "default")
+    if rebuild:
+        config.stash[image.REBUILD] = True
     built = hook.build_image(context=context, config=config)
     pushed = hook.push_image(image=built, config=config)
     spec = JobSpec(

@@ -8,15 +8,54 @@ registry digest, so it runs exactly what was built.
 from __future__ import annotations
 
 import base64
+import os
+import re
 import time
 
-from fahr_core import EnvironmentProblem, ImageRef, ui
+from fahr_core import EnvironmentProblem, ImageRef, UsageError, ui
 
 from fahr_sagemaker import aws
 
 _UNREACHABLE = ("connection refused", "no such host", "i/o timeout", "timeout", "tls", "x509",
                 "dial tcp", "network is unreachable", "eof", "connection reset")
 _REFUSED = ("denied", "unauthorized", "authentication required", "forbidden", "401", "403")
+
+
+IMAGE_WARN_ENV = "FAHR_IMAGE_WARN_BYTES"
+#: Pushing an image bigger than this draws one warning (``FAHR_IMAGE_WARN_BYTES``; 0: never).
+DEFAULT_IMAGE_WARN_BYTES = 2 * 1024**3
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def image_warn_bytes(environ=None) -> int:
+    """The image size above which a push draws a warning (0: never warn)."""
+    raw = (os.environ if environ is None else environ).get(IMAGE_WARN_ENV, "").strip()
+    if not raw:
+        return DEFAULT_IMAGE_WARN_BYTES
+    match = re.fullmatch(r"(\d{1,20})\s*(?:([KMGT])(?:i?B)?)?", raw, re.IGNORECASE)
+    if not match:
+        raise UsageError(f"{IMAGE_WARN_ENV}={raw!r} is not a size; give a number of bytes such as 2147483648 "
+                         "or 2G (K, M, G, T are powers of 1024), 0 to never warn, or unset it for 2G")
+    return int(match.group(1)) * _UNITS[(match.group(2) or "").upper()]
+
+
+def _size(n: float) -> str:
+    if n < 1024:
+        return f"{int(n)} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            break
+    return f"{n:.1f} {unit}"
+
+
+def large_image_warning(reference: str, size: int, threshold: int) -> str | None:
+    """The one line about pushing an image bigger than ``threshold`` bytes, else None."""
+    if not threshold or size <= threshold:
+        return None
+    return (f"image {reference} is {_size(size)}: every push of a changed layer that big takes time and "
+            f"adds to your ECR storage; keep data out of the image (pass it with --input CHANNEL=s3://…, "
+            f"or add its folder to .dockerignore; warned above {_size(threshold)}: {IMAGE_WARN_ENV})")
 
 
 def content_tag(image_id: str) -> str:
@@ -105,6 +144,9 @@ def push(image: ImageRef, config) -> ImageRef:
     if digest:
         ui.info(f"image unchanged, already in ECR as {remote} ({digest[:19]}…): nothing to push")
         return ImageRef(name=repo_uri, tag=tag, image_id=image_id, digest=digest)
+    warning = large_image_warning(f"{image.name}:{image.tag}", _image_size(engine, image_id), image_warn_bytes())
+    if warning:
+        ui.warn(warning)
     engine.api.tag(image_id, repo_uri, tag)
     try:
         digest = _push_with_progress(engine, repo_uri, tag, auth)
@@ -115,6 +157,13 @@ def push(image: ImageRef, config) -> ImageRef:
             pass
     ui.success(f"pushed {remote} ({digest[:19]}…)")
     return ImageRef(name=repo_uri, tag=tag, image_id=image_id, digest=digest)
+
+
+def _image_size(engine, image_id: str) -> int:
+    try:
+        return int(engine.api.inspect_image(image_id).get("Size") or 0)
+    except Exception:
+        return 0  # the push itself will say what is wrong with the image
 
 
 def _push_with_progress(engine, repo_uri: str, tag: str, auth: dict) -> str:
