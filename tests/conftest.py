@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,18 @@ from aws_emulator.fixtures import stack  # noqa: F401
 ROOT = Path(__file__).resolve().parents[1]
 FAHR = Path(sys.executable).parent / "fahr"
 EXAMPLE = ROOT / "examples" / "hello" / "train.py"
+
+# fahr keeps per-project file hashes in $XDG_CACHE_HOME/fahr: the suite's hundreds of temporary
+# projects get a cache of their own, removed at the end, instead of filling the user's. pip keeps
+# using the user's cache (the wheel tests install into fresh virtualenvs).
+_USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+os.environ.setdefault("PIP_CACHE_DIR", str(_USER_CACHE / "pip"))
+_SUITE_CACHE = tempfile.mkdtemp(prefix="fahr-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _SUITE_CACHE
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_SUITE_CACHE, ignore_errors=True)
 
 
 def run_fahr(*args, env=None, cwd=None, timeout=600, check=None):
