@@ -386,8 +386,10 @@ class RangedReader(io.RawIOBase):
             self._cond.notify_all()  # the window moved on: a worker may take one more part
             if index >= self.parts:
                 return False
-            while index not in self._ready and self._error is None:
+            while index not in self._ready and self._error is None and not self._stopped:
                 self._cond.wait(0.5)  # timed: a Ctrl-C reaches this (main) thread at once
+            if self._stopped:
+                raise ValueError("read of a closed stream")
             if self._error is not None:
                 self._raise(self._error)
             self._view = memoryview(self._ready.pop(index))
