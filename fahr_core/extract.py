@@ -70,6 +70,8 @@ _CHUNK = 1024**2
 _MAX_META_HEADER = 1024**2
 #: What the tar reader may read ahead of the entry being checked (its buffer is 10 KiB).
 _READ_SLACK = 1024**2
+#: What is decompressed ahead of the tar reader (its reads are small).
+_AHEAD = 256 * 1024
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
@@ -236,6 +238,7 @@ class _Source:
     def __init__(self, archive: Path | BinaryIO, limit: int):
         self.limit = limit
         self.count = 0
+        self.ahead, self.pos = b"", 0
         stream = _open_raw(archive) if isinstance(archive, (str, os.PathLike)) else archive
         try:
             self.raw = _Raw(stream)
@@ -255,10 +258,16 @@ class _Source:
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
             size = _CHUNK
-        try:
-            data = self.stream.read(size)
-        except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
-            raise DamagedArchive(_compression_problem(exc)) from None
+        if self.pos >= len(self.ahead):
+            # The tar reader asks for 10 KiB at a time: decompressing that little per call costs more
+            # in copies of the compressed input than the decompression itself. So decompress ahead
+            # (at most _AHEAD or the size asked, well under _READ_SLACK) and hand it out in slices.
+            try:
+                self.ahead, self.pos = self.stream.read(max(size, _AHEAD)), 0
+            except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+                raise DamagedArchive(_compression_problem(exc)) from None
+        data = self.ahead[self.pos:self.pos + size]
+        self.pos += len(data)
         self.count += len(data)
         if self.count > self.limit:
             raise ModelTooLarge(
