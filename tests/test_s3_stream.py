@@ -206,6 +206,21 @@ def test_access_denied_midway_is_the_same_line_as_at_the_start():
                                  "credentials (access denied)")
 
 
+def test_a_connection_error_is_one_line_exit_3():
+    def reset(index, attempt):
+        if index == 2:
+            raise ConnectionResetError(104, "Connection reset by peer")
+
+    _, stream = reader(random.Random(9).randbytes(10 * 1000), plan=reset)
+    try:
+        with pytest.raises(EnvironmentProblem) as caught:
+            read_all(stream)
+    finally:
+        stream.close()
+    assert str(caught.value) == ("downloading s3://bucket/models/job/output/model.tar.gz failed: [Errno 104] "
+                                 "Connection reset by peer; nothing was written; fetch again")
+
+
 @pytest.mark.parametrize("change,expected", [
     ({"data": b"x" * 999}, "the bytes 5000-5999 came back with 999 bytes instead of 1000"),
     ({"data": b"x" * 1001}, "the bytes 5000-5999 came back longer than asked"),

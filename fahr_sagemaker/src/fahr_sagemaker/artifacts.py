@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 from fahr_core import COMPLETED, IN_PROGRESS, EnvironmentProblem, FahrError, UsageError, ui
-from fahr_core.errors import first_line
 
 from fahr_sagemaker import aws
 
@@ -418,8 +417,9 @@ class RangedReader(io.RawIOBase):
         except FahrError:
             raise
         except Exception:  # noqa: BLE001 - not botocore's: the connection's own (urllib3, socket)
-            raise EnvironmentProblem(f"downloading {self.where.uri} failed: {first_line(exc) or type(exc).__name__}; "
-                                     "nothing was written; fetch again") from exc
+            said = (str(exc).splitlines() or [""])[0][:200] or type(exc).__name__
+            raise EnvironmentProblem(f"downloading {self.where.uri} failed: {said}; nothing was written; "
+                                     "fetch again") from exc
 
     def close(self) -> None:
         if self.closed:
