@@ -344,7 +344,11 @@ class RangedReader(io.RawIOBase):
         self._next = 0  # the next part a worker takes
         self._reading = 0  # the part the reader is on (or waits for): the window starts here
         self._taken = 0  # the next part the reader takes
-        self._ready: dict[int, bytearray] = {}
+        self._ready: dict[int, tuple[bytearray, int]] = {}  # part -> (its buffer, its length)
+        # The part buffers, made once and used again: memory stays at what the window holds, not at
+        # what the allocator keeps of many freed 8 MiB blocks (one arena per thread).
+        self._free: list[bytearray] = []
+        self._current: bytearray | None = None  # the buffer of the part being read
         self._bodies: set = set()  # the bodies of the GETs in flight, cut off by close()
         self._error: BaseException | None = None
         self._stopped = False
@@ -381,6 +385,9 @@ class RangedReader(io.RawIOBase):
         """Move to the next part (waiting for it); False at the end of the object."""
         self._view, self._pos = memoryview(b""), 0  # the part read is let go of now
         with self._cond:
+            if self._current is not None:
+                self._free.append(self._current)
+                self._current = None
             index = self._reading = self._taken
             self._cond.notify_all()  # the window moved on: a worker may take one more part
             if index >= self.parts:
@@ -391,7 +398,8 @@ class RangedReader(io.RawIOBase):
                 raise ValueError("read of a closed stream")
             if self._error is not None:
                 self._raise(self._error)
-            self._view = memoryview(self._ready.pop(index))
+            self._current, length = self._ready.pop(index)
+            self._view = memoryview(self._current)[:length]
             self._taken = index + 1
         return True
 
@@ -427,6 +435,8 @@ class RangedReader(io.RawIOBase):
         with self._cond:
             self._stopped = True
             self._ready.clear()
+            self._free.clear()
+            self._current = None
             bodies = list(self._bodies)
             self._cond.notify_all()
         for body in bodies:
@@ -469,10 +479,11 @@ class RangedReader(io.RawIOBase):
                 self._ready[index] = data
                 self._cond.notify_all()
             if self.progress is not None:
-                self.progress(len(data))
+                self.progress(data[1])
 
-    def _part(self, index: int) -> bytearray | None:
-        """Part ``index``, whole and checked; None once the reader has closed the stream."""
+    def _part(self, index: int) -> tuple[bytearray, int] | None:
+        """Part ``index``, whole and checked (a buffer and the part's length); None once the reader
+        has closed the stream."""
         from botocore import exceptions as bex
 
         start = index * self.part_size
@@ -488,9 +499,12 @@ class RangedReader(io.RawIOBase):
                     body.close()
                     return None
                 self._bodies.add(body)
+            buffer = None
             try:
                 self._check_range(response.get("ContentRange"), start, end)
-                buffer, got = bytearray(want), 0
+                with self._cond:
+                    buffer = self._free.pop() if self._free else bytearray(self.part_size)
+                got = 0
                 while chunk := body.read(min(_READ, want + 1 - got)):
                     if got + len(chunk) > want:
                         raise PartFailed(f"downloading {self.where.uri}: the bytes {start}-{end} came back "
@@ -502,7 +516,8 @@ class RangedReader(io.RawIOBase):
                 if got != want:
                     raise PartFailed(f"downloading {self.where.uri}: the bytes {start}-{end} came back with "
                                      f"{got} bytes instead of {want}; nothing was written; fetch again")
-                return buffer
+                buffer, taken = None, buffer
+                return taken, want
             except (bex.ReadTimeoutError, bex.IncompleteReadError, bex.ResponseStreamingError, OSError):
                 if self._stopped:
                     return None
@@ -515,6 +530,8 @@ class RangedReader(io.RawIOBase):
             finally:
                 with self._cond:
                     self._bodies.discard(body)
+                    if buffer is not None and not self._stopped:
+                        self._free.append(buffer)  # this try failed: its buffer serves the next
                 body.close()
         return None  # not reached: the last attempt returns or raises
 
