@@ -277,19 +277,6 @@ def _head(s3, where: aws.S3Uri) -> dict:
         raise
 
 
-def download_object(config, where: aws.S3Uri, target: Path) -> Path:
-    """One object, streamed to disk with concurrent ranged parts and progress."""
-    s3 = aws.client(config, "s3")
-    with aws.translated(f"downloading {where.uri}"):
-        size = _head(s3, where)["ContentLength"]
-        ui.info(f"downloading {where.uri} ({_size(size)})")
-        tmp = target.with_name(target.name + ".partial")
-        s3.download_file(where.bucket, where.prefix, str(tmp), Callback=Progress("download", size),
-                         Config=_transfer_config())
-        os.replace(tmp, target)
-    return target
-
-
 def open_object(config, where: aws.S3Uri) -> "RangedReader":
     """One object as a stream (the download starts at once): what the fetch hook hands the core."""
     s3 = aws.client(config, "s3")
@@ -404,7 +391,7 @@ class RangedReader(io.RawIOBase):
         return True
 
     def _raise(self, exc: BaseException):
-        """``exc``, a worker's failure, as fahr's one-line error: those of :func:`download_object`
+        """``exc``, a worker's failure, as fahr's one-line error: those of :func:`_head`
         (the same ``aws.translated`` floor), and an object changed mid-download said as such."""
         from botocore import exceptions as bex
 
