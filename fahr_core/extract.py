@@ -261,7 +261,8 @@ class _Source:
         if self.pos >= len(self.ahead):
             # The tar reader asks for 10 KiB at a time: decompressing that little per call costs more
             # in copies of the compressed input than the decompression itself. So decompress ahead
-            # (at most _AHEAD or the size asked, well under _READ_SLACK) and hand it out in slices.
+            # (_AHEAD, or the size asked: at most _READ_SLACK beyond what was handed out, so the
+            # size checks still stop a bomb early) and hand it out in slices.
             try:
                 self.ahead, self.pos = self.stream.read(max(size, _AHEAD)), 0
             except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
