@@ -9,7 +9,6 @@ most every couple of seconds. The core extracts the archive; nothing here unpack
 from __future__ import annotations
 
 import io
-import os
 import re
 import tarfile
 import threading
@@ -323,7 +322,7 @@ class RangedReader(io.RawIOBase):
                  attempts: int = PART_ATTEMPTS):
         super().__init__()
         self.s3, self.where, self.size, self.etag = s3, where, size, etag
-        self.name = os.path.basename(where.prefix) or "model.tar.gz"
+        self.name = "model.tar.gz"  # what --no-extract keeps, whatever the object's key, as before
         self.part_size, self.window, self.attempts = part_size, max(window, 1), max(attempts, 1)
         self.progress = progress
         self.parts = -(-size // part_size)
