@@ -24,7 +24,9 @@ filesystem, never with ``realpath``, so no trick with long paths or planted link
 
 Writing never follows a symlink either: every folder is opened with ``O_NOFOLLOW`` relative to its
 parent's descriptor, files are created with ``O_EXCL | O_NOFOLLOW``, hard links with ``linkat``
-without following. A model that arrives as a folder of files goes through the same rules.
+without following. A model that arrives as a folder of files goes through the same rules, and so
+does one that arrives as a stream (a driver's download still running): it is read once, forward,
+as it comes, every rule applying as above, and closed when done or refused.
 
 A refusal is a :class:`UsageError` (exit 2) with one line naming the entry.
 """
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import bz2
 import collections
+import contextlib
 import gzip
 import lzma
 import os
@@ -45,9 +48,9 @@ import unicodedata
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
-from fahr_core.errors import UsageError
+from fahr_core.errors import EnvironmentProblem, FahrError, UsageError, first_line
 
 MAX_MODEL_BYTES_ENV = "FAHR_MAX_MODEL_BYTES"
 DEFAULT_MAX_MODEL_BYTES = 64 * 1024**3
@@ -67,6 +70,8 @@ _CHUNK = 1024**2
 _MAX_META_HEADER = 1024**2
 #: What the tar reader may read ahead of the entry being checked (its buffer is 10 KiB).
 _READ_SLACK = 1024**2
+#: What is decompressed ahead of the tar reader (its reads are small).
+_AHEAD = 256 * 1024
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
@@ -182,15 +187,65 @@ def _open_raw(path: Path):
     return open(path, "rb")
 
 
+class SourceFailed(EnvironmentProblem):
+    """The archive's stream failed (not its content): a network or disk error while reading it."""
+
+
+class _Raw:
+    """The archive's compressed bytes as they arrive, read forward once, never seeked: a file, or
+    a stream a driver returned while it downloads. Its first bytes are peeked (to recognise the
+    compression) and served again. A stream's own failure is not a damaged archive: a driver's
+    :class:`FahrError` passes as it is, any other error becomes :class:`SourceFailed`."""
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self.head = b""
+        while len(self.head) < 6:
+            more = self._read(6 - len(self.head))
+            if not more:
+                break
+            self.head += more
+        self.magic = self.head
+
+    def _read(self, size: int) -> bytes:
+        try:
+            data = self.stream.read(size)
+        except FahrError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the stream raises, it is not the archive's fault
+            raise SourceFailed(f"reading the model failed: {first_line(exc) or type(exc).__name__}; nothing "
+                               "was written; fetch it again") from exc
+        if data is None:  # a non-blocking stream with nothing yet: not something fetch can use
+            raise SourceFailed("reading the model failed: its stream is non-blocking; nothing was written")
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        if self.head:
+            if size is None or size < 0 or size >= len(self.head):
+                data, self.head = self.head, b""
+                return data
+            data, self.head = self.head[:size], self.head[size:]
+            return data
+        return self._read(_CHUNK if size is None or size < 0 else size)
+
+    def close(self) -> None:
+        self.stream.close()
+
+
 class _Source:
     """The archive's uncompressed bytes, read forward once, never more than ``limit`` of them."""
 
-    def __init__(self, path: Path, limit: int):
+    def __init__(self, archive: Path | BinaryIO, limit: int):
         self.limit = limit
         self.count = 0
-        self.raw = _open_raw(path)
-        magic = self.raw.read(6)
-        self.raw.seek(0)
+        self.ahead, self.pos = b"", 0
+        stream = _open_raw(archive) if isinstance(archive, (str, os.PathLike)) else archive
+        try:
+            self.raw = _Raw(stream)
+        except BaseException:
+            stream.close()
+            raise
+        magic = self.raw.magic
         if magic[:2] == b"\x1f\x8b":
             self.stream = gzip.GzipFile(fileobj=self.raw, mode="rb")
         elif magic[:3] == b"BZh":
@@ -203,10 +258,17 @@ class _Source:
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
             size = _CHUNK
-        try:
-            data = self.stream.read(size)
-        except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
-            raise DamagedArchive(_compression_problem(exc)) from None
+        if self.pos >= len(self.ahead):
+            # The tar reader asks for 10 KiB at a time: decompressing that little per call costs more
+            # in copies of the compressed input than the decompression itself. So decompress ahead
+            # (_AHEAD, or the size asked: at most _READ_SLACK beyond what was handed out, so the
+            # size checks still stop a bomb early) and hand it out in slices.
+            try:
+                self.ahead, self.pos = self.stream.read(max(size, _AHEAD)), 0
+            except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+                raise DamagedArchive(_compression_problem(exc)) from None
+        data = self.ahead[self.pos:self.pos + size]
+        self.pos += len(data)
         self.count += len(data)
         if self.count > self.limit:
             raise ModelTooLarge(
@@ -233,7 +295,7 @@ def _compression_problem(exc: Exception) -> str:
     return f"its compressed data is damaged: {exc}"
 
 
-def _tar_entries(archive: Path, cap: int) -> Iterator[_Entry]:
+def _tar_entries(archive: Path | BinaryIO, cap: int) -> Iterator[_Entry]:
     source = _Source(archive, cap + _READ_SLACK)
     try:
         try:
@@ -644,39 +706,86 @@ def _copy(source: Path, into: Path, target: Path) -> None:
                          "nothing was written") from None
 
 
-def place(source: Path, target: Path, *, extract: bool, overwrite: bool) -> Path:
+def _write_stream(stream: BinaryIO, into: Path, target: Path) -> None:
+    """The archive as it arrives, written to ``into`` (kept unextracted): the free space is
+    checked as it grows, the size being unknown in advance."""
+    room = free_space(into.parent).bytes - FREE_SPACE_MARGIN
+    raw, written = _Raw(stream), 0
+    try:
+        with open(into, "xb") as out:
+            while chunk := raw.read(_CHUNK):
+                written += len(chunk)
+                if written > room:
+                    raise ModelTooLarge(f"refusing the model: {into.name} does not fit in the "
+                                        f"{_size(max(room, 0))} free on the filesystem of {target.parent}; free "
+                                        "some space there or fetch into another filesystem; nothing was written")
+                out.write(chunk)
+    except OSError as exc:
+        raise UsageError(f"cannot write {into.name} beside {target}: {exc.strerror or exc}; "
+                         "nothing was written") from None
+
+
+def _stream_name(stream: BinaryIO) -> str:
+    """The file name a stream's archive is kept as (``--no-extract``) and named by in messages."""
+    name = getattr(stream, "name", None)
+    name = os.path.basename(name) if isinstance(name, str) else ""
+    return name if name not in ("", ".", "..") and "\x00" not in name else "model.tar.gz"
+
+
+def is_stream(source) -> bool:
+    """Whether a fetch hook's answer is a readable stream (rather than a path)."""
+    return not isinstance(source, (str, os.PathLike)) and callable(getattr(source, "read", None))
+
+
+def place(source: Path | BinaryIO, target: Path, *, extract: bool, overwrite: bool) -> Path:
     """Move a downloaded model into ``target``: extracted (safely), or the archive as it is.
 
     ``source`` is a tar archive (gzip, bzip2, xz or none), or a folder of files (a job whose
-    output was not compressed). Nothing is written to ``target`` unless the whole model is ready.
+    output was not compressed), or a readable binary stream of a tar archive: it is then read
+    once, forward, as it arrives (extraction overlaps the download), under the same rules, and
+    closed at the end. Nothing is written to ``target`` unless the whole model is ready.
     """
     target = Path(target).absolute()
-    source = Path(source)
-    check_target(target, overwrite)
-    cap = max_model_bytes() if extract or source.is_dir() else 0
+    stream = source if is_stream(source) else None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.fahr-", dir=target.parent))
-    except OSError as exc:
-        raise UsageError(f"cannot create {target}: {exc.strerror}; choose another target directory") from None
-    try:
-        if source.is_dir():
-            _unpack(_folder_entries(source), staging, target, cap)
-        elif extract:
-            try:
-                _unpack(_tar_entries(source, cap), staging, target, cap)
-            except DamagedArchive as exc:
-                raise DamagedArchive(f"refusing the model: {source.name} is not a readable tar archive "
-                                     f"({exc.message}); nothing was written; fetch it again, or check the "
-                                     "job that wrote it") from None
-        else:
-            _copy(source, staging / source.name, target)
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the model folder is an ordinary one
-        _swap_in(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if stream is None:
+            source = Path(source)
+        name = _stream_name(stream) if stream is not None else source.name
+        check_target(target, overwrite)
+        cap = max_model_bytes() if extract or (stream is None and source.is_dir()) else 0
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.fahr-", dir=target.parent))
+        except OSError as exc:
+            raise UsageError(f"cannot create {target}: {exc.strerror}; choose another target directory") from None
+        try:
+            if stream is None and source.is_dir():
+                _unpack(_folder_entries(source), staging, target, cap)
+            elif extract:
+                try:
+                    _unpack(_tar_entries(source, cap), staging, target, cap)
+                except DamagedArchive as exc:
+                    raise DamagedArchive(f"refusing the model: {name} is not a readable tar archive "
+                                         f"({exc.message}); nothing was written; fetch it again, or check the "
+                                         "job that wrote it") from None
+            elif stream is not None:
+                _write_stream(stream, staging / name, target)
+            else:
+                _copy(source, staging / source.name, target)
+            umask = os.umask(0)
+            os.umask(umask)
+            staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the model folder is an ordinary one
+            _swap_in(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        if stream is not None:
+            # Stops a download still running (a refusal mid-stream) at once; the refusal is the news.
+            with contextlib.suppress(Exception):
+                stream.close()
+        raise
+    if stream is not None:
+        stream.close()
     return target
 
 

@@ -6,7 +6,7 @@ A run of ``fahr fit`` is::
     push_image(image, config)     -> ImageRef     # local image -> where the backend can pull it
     launch(spec, config)          -> JobHandle    # start the training job
     wait(job, config)             -> JobResult    # follow it to the end, streaming its logs
-    fetch(request, config)        -> Path         # download model.tar.gz (fahr extracts it safely)
+    fetch(request, config)        -> Path | BinaryIO  # model.tar.gz, or a stream of it (fahr extracts it safely)
 
 A *driver* (entry-point group ``fahr.drivers``) implements at least ``launch``, ``wait`` and
 ``fetch``; the core ships default ``build_image`` (Docker SDK) and ``push_image`` (no push: the
@@ -27,7 +27,7 @@ All the types named here are importable from :mod:`fahr_core` (``from fahr_core 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import BinaryIO, Iterable, Mapping
 
 import pluggy
 
@@ -255,18 +255,33 @@ def wait(job: JobHandle, config: Config) -> JobResult | None:
 
 
 @hookspec(firstresult=True)
-def fetch(request: FetchRequest, config: Config) -> Path | None:
-    """Download a job's ``model.tar.gz`` into ``request.download_dir``.
+def fetch(request: FetchRequest, config: Config) -> Path | BinaryIO | None:
+    """Download a job's ``model.tar.gz``: into ``request.download_dir``, or as a stream.
 
     Without ``request.job_name`` the newest completed job of ``request.model_tag`` is meant,
     found by the model tag recorded with each job at launch, not by the job's name (which the
     driver's configuration may have changed). A job of another tag, or one that did not
     complete, is never fetched. The driver only downloads; the core extracts the archive safely (no absolute paths, no
-    ``..``, no links out, no devices) and moves it into place.
+    ``..``, no links out, no devices, the size cap and the free space) and moves it into place.
+
+    Two ways to hand the archive over (plugin API 1.1 added the second):
+
+    - its **path**, a file the driver wrote inside ``request.download_dir``;
+    - a **readable binary stream** of it (a file object: ``read(size)`` returning ``bytes``, ``b""``
+      at the end, and ``close()``), its download still running: the core unpacks it as it arrives,
+      so downloading and unpacking overlap. The core reads it once, forward, in chunks (never
+      seeks), applies every check while it streams, and always calls ``close()``: at the end, on
+      a refusal midway (the target folder is then left as it was) and on Ctrl-C. ``close()``
+      must stop the download promptly (threads included) and release its memory. A failed
+      download raises from ``read()``: a :class:`fahr_core.FahrError` (one line, its own exit
+      code) passes to the user as it is; any other exception reads "reading the model failed"
+      (exit 3). With ``fahr fetch --no-extract`` the stream is written to a file as it comes,
+      named after the stream's ``name`` attribute (default ``model.tar.gz``).
 
     :param request: model tag, optional job name, optional location, download folder.
     :param config: the run's resolved configuration.
-    :returns: the path of the downloaded archive (inside ``request.download_dir``).
+    :returns: the path of the downloaded archive (inside ``request.download_dir``), or a
+        readable binary stream of it.
 
     Stops at first non-None result.
 
@@ -277,6 +292,11 @@ def fetch(request: FetchRequest, config: Config) -> Path | None:
             target = request.download_dir / "model.tar.gz"
             backend.download(request.job_name, target)
             return target
+
+        # or, to overlap downloading with unpacking:
+        @hookimpl
+        def fetch(request, config):
+            return backend.open_download(request.job_name)  # a file-like object
     """
 
 

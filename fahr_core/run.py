@@ -362,8 +362,13 @@ def fetch(
     cli_config: list[tuple[str, str]] = (),
     session: Session | None = None,
 ) -> Path:
-    """Download a job's model and put it, extracted safely, in ``target``."""
-    from fahr_core.extract import check_target, max_model_bytes, place
+    """Download a job's model and put it, extracted safely, in ``target``.
+
+    The driver's ``fetch`` hook answers with the downloaded archive's path, or with a readable
+    stream of it (its download still running): the stream is extracted as it arrives, under the
+    same rules, and closed at the end or on any refusal or interrupt.
+    """
+    from fahr_core.extract import check_target, is_stream, max_model_bytes, place
 
     names.validate_model_tag(model_tag)
     if job_name:
@@ -388,6 +393,10 @@ def fetch(
         archive = session.hook.fetch(request=request, config=session.config)
         if archive is None:
             raise PluginError(f"driver {session.config.driver!r} fetched nothing")
-        placed = place(Path(archive), Path(target), extract=extract, overwrite=overwrite)
+        if not is_stream(archive) and not isinstance(archive, (str, os.PathLike)):
+            raise PluginError(f"driver {session.config.driver!r} fetched a {type(archive).__name__}, neither "
+                              "the path of an archive nor a readable stream of one (its fetch hook is wrong)")
+        placed = place(archive if is_stream(archive) else Path(archive), Path(target), extract=extract,
+                       overwrite=overwrite)
     ui.success(f"model of {model_tag} is in {placed}")
     return placed

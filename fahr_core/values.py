@@ -145,7 +145,8 @@ class FetchRequest:
     location: str | None = None
     """Where the driver keeps artifacts (its ``output_path``), or the archive itself."""
     download_dir: Path
-    """An empty folder the driver downloads ``model.tar.gz`` into."""
+    """An empty folder the driver downloads ``model.tar.gz`` into (or keeps its temporary files in,
+    when it returns a stream of the archive instead); removed after the fetch."""
 
 
 @dataclass(frozen=True, kw_only=True)

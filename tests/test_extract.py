@@ -1,4 +1,9 @@
-"""Safe extraction of fetched models: malicious archives are built here, in the test."""
+"""Safe extraction of fetched models: malicious archives are built here, in the test.
+
+Most archives are given to the extractor both ways a driver can hand one over (the ``as_source``
+fixture): as a file's path, and as a one-way stream (read only, no seek), as a download that is
+still running arrives. Every rule must hold on both.
+"""
 
 import io
 import os
@@ -6,14 +11,52 @@ import tarfile
 
 import pytest
 
+from fahr_core import extract
 from fahr_core.extract import UnsafeArchive, place
 from fahr_core.errors import UsageError
+
+
+class OneWay:
+    """An archive as a driver's stream hands it over: ``read`` and ``close`` only (no seek, no
+    tell, no fileno), at most ``most`` bytes per read; it records whether the core closed it. It
+    reads through ``extract._open_raw``, so the ``reads`` fixture counts what it delivers."""
+
+    def __init__(self, path, most=None):
+        self.file = extract._open_raw(path)
+        self.most, self.closed, self.name = most, False, os.path.basename(path)
+
+    def read(self, size=-1):
+        if self.closed:
+            raise ValueError("read of a closed stream")
+        if self.most and (size is None or size < 0 or size > self.most):
+            size = self.most
+        return self.file.read(size)
+
+    def close(self):
+        self.closed = True
+        self.file.close()
+
+
+@pytest.fixture(params=["path", "stream"])
+def as_source(request):
+    """Turns an archive's path into what the extractor is given: the path, or a stream of it."""
+    opened = []
+
+    def convert(path):
+        if request.param == "path":
+            return path
+        opened.append(OneWay(path))
+        return opened[-1]
+
+    yield convert
+    assert all(stream.closed for stream in opened)  # the core closed it, whatever happened
 
 
 def make_tar(path, members):
     """members: list of (TarInfo-kwargs, bytes-or-None)."""
     with tarfile.open(path, "w:gz") as tar:
         for fields, data in members:
+            fields = dict(fields)  # a parameter of the test, shared by its runs: not changed here
             info = tarfile.TarInfo(fields.pop("name"))
             for k, v in fields.items():
                 setattr(info, k, v)
@@ -25,14 +68,14 @@ def make_tar(path, members):
     return path
 
 
-def test_good_archive_lands_in_target(tmp_path):
+def test_good_archive_lands_in_target(tmp_path, as_source):
     archive = make_tar(tmp_path / "model.tar.gz", [
         ({"name": "model.json"}, b"{}"),
         ({"name": "sub", "type": tarfile.DIRTYPE, "mode": 0o755}, None),
         ({"name": "sub/weights.bin"}, b"\x00\x01"),
         ({"name": "sub/link", "type": tarfile.SYMTYPE, "linkname": "weights.bin"}, None),
     ])
-    target = place(archive, tmp_path / "out", extract=True, overwrite=False)
+    target = place(as_source(archive), tmp_path / "out", extract=True, overwrite=False)
     assert (target / "model.json").read_bytes() == b"{}"
     assert (target / "sub" / "weights.bin").read_bytes() == b"\x00\x01"
     assert os.readlink(target / "sub" / "link") == "weights.bin"
@@ -52,11 +95,11 @@ def test_good_archive_lands_in_target(tmp_path):
         (({"name": "fifo", "type": tarfile.FIFOTYPE}, None), "device or pipe"),
     ],
 )
-def test_malicious_archives_are_refused_and_nothing_is_written(tmp_path, member, message):
+def test_malicious_archives_are_refused_and_nothing_is_written(tmp_path, member, message, as_source):
     archive = make_tar(tmp_path / "model.tar.gz", [({"name": "ok.txt"}, b"fine"), member])
     target = tmp_path / "out"
     with pytest.raises(UnsafeArchive, match=message):
-        place(archive, target, extract=True, overwrite=False)
+        place(as_source(archive), target, extract=True, overwrite=False)
     assert not target.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tar.gz"]
     assert not (tmp_path.parent / "evil").exists()
@@ -75,28 +118,31 @@ def test_non_empty_target_needs_overwrite(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tar.gz", "out"]  # no staging, no old copy left
 
 
-def test_failed_overwrite_keeps_the_old_model(tmp_path):
+def test_failed_overwrite_keeps_the_old_model(tmp_path, as_source):
     archive = make_tar(tmp_path / "m.tar.gz", [({"name": "../evil"}, b"x")])
     target = tmp_path / "out"
     target.mkdir()
     (target / "old.txt").write_text("old")
     with pytest.raises(UnsafeArchive):
-        place(archive, target, extract=True, overwrite=True)
+        place(as_source(archive), target, extract=True, overwrite=True)
     assert (target / "old.txt").read_text() == "old"
 
 
-def test_no_extract_keeps_the_archive(tmp_path):
+def test_no_extract_keeps_the_archive(tmp_path, as_source):
     archive = make_tar(tmp_path / "model.tar.gz", [({"name": "../evil"}, b"x")])
-    target = place(archive, tmp_path / "out", extract=False, overwrite=False)
+    target = place(as_source(archive), tmp_path / "out", extract=False, overwrite=False)
+    assert os.listdir(target) == ["model.tar.gz"]
     assert (target / "model.tar.gz").read_bytes() == archive.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["model.tar.gz", "out"]
 
 
-def test_corrupt_archive(tmp_path):
+def test_corrupt_archive(tmp_path, as_source):
     bad = tmp_path / "model.tar.gz"
     bad.write_bytes(b"not a tarball")
-    with pytest.raises(UsageError, match="not a readable tar archive"):
-        place(bad, tmp_path / "out", extract=True, overwrite=False)
+    with pytest.raises(UsageError, match="^refusing the model: model.tar.gz is not a readable tar archive"):
+        place(as_source(bad), tmp_path / "out", extract=True, overwrite=False)
     assert not (tmp_path / "out").exists()
+    assert os.listdir(tmp_path) == ["model.tar.gz"]
 
 
 def test_uncompressed_model_folder(tmp_path):
@@ -114,13 +160,13 @@ import random  # noqa: E402
 
 from hostile import GiB, MiB, cve_2025_4517, member, snapshot, up_and_out, write_tar, zero_bomb  # noqa: E402
 
-from fahr_core import extract  # noqa: E402
 from fahr_core.extract import DamagedArchive, ModelTooLarge  # noqa: E402
 
 
 @pytest.fixture
-def scene(tmp_path):
-    """A victim folder outside, and a target folder (work/out) that already holds a model."""
+def scene(tmp_path, as_source):
+    """A victim folder outside, and a target folder (work/out) that already holds a model; the
+    archives of the test are given as a path or as a stream (``as_source``)."""
     victim = tmp_path / "victim-dir"
     victim.mkdir()
     (victim / "victim.txt").write_text("precious")
@@ -128,13 +174,13 @@ def scene(tmp_path):
     (work / "out").mkdir(parents=True)
     (work / "out" / "old-model.bin").write_bytes(b"old")
     before = snapshot(tmp_path)
-    return tmp_path, work / "out", before
+    return tmp_path, work / "out", before, as_source
 
 
 def refused(scene, archive, error=UnsafeArchive, **kwargs):
-    root, target, before = scene
+    root, target, before, as_source = scene
     with pytest.raises(error) as caught:
-        place(archive, target, extract=True, overwrite=True, **kwargs)
+        place(as_source(archive), target, extract=True, overwrite=True, **kwargs)
     archives = (".tar", ".tar.gz")  # the test's own, written beside the scene
     assert {k: v for k, v in snapshot(root).items() if not ("/" not in k and k.endswith(archives))} == before  # target byte-identical, victim untouched, no staging folder left
     message = str(caught.value)
@@ -244,7 +290,7 @@ def test_hard_link_must_point_to_an_earlier_file(scene, members, bad):
     assert "is not a file that comes earlier in the archive" in message or "appears twice" in message
 
 
-def test_good_archive_keeps_its_tree(tmp_path):
+def test_good_archive_keeps_its_tree(tmp_path, as_source):
     long_name = "deep/" + "n" * 120 + "/modèle-poids.json"
     archive = write_tar(tmp_path / "m.tar.gz", [
         member("./", tarfile.DIRTYPE, mode=0o755),
@@ -259,7 +305,7 @@ def test_good_archive_keeps_its_tree(tmp_path):
         member("weights.bin", data=b"v2"),  # a later copy replaces a file, as with tar
         member("setuid", data=b"x", mode=0o4777),
     ])
-    target = place(archive, tmp_path / "out", extract=True, overwrite=False)
+    target = place(as_source(archive), tmp_path / "out", extract=True, overwrite=False)
     assert os.access(target / "run.sh", os.X_OK) and not os.access(target / "empty.bin", os.X_OK)
     assert (target / "empty.bin").read_bytes() == b"" and (target / "empty-dir").is_dir()
     assert (target / long_name).read_bytes() == b"{}"
@@ -499,3 +545,81 @@ def test_a_full_disk_while_writing_is_one_line_and_leaves_nothing(tmp_path, monk
         assert os.listdir(disk) == []
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+# -- a model that arrives as a stream: what only a stream can do ----------------------------------
+
+
+class Failing(OneWay):
+    """A download that breaks off after ``after`` bytes, raising ``error``."""
+
+    def __init__(self, path, after, error):
+        super().__init__(path, most=64 * 1024)
+        self.after, self.error, self.given = after, error, 0
+
+    def read(self, size=-1):
+        if self.given >= self.after:
+            raise self.error
+        data = super().read(size)
+        self.given += len(data)
+        return data
+
+
+def test_a_stream_in_tiny_reads_arrives_whole(tmp_path):
+    archive = random_parts(tmp_path / "m.tar.gz", 3, 50_000)
+    stream = OneWay(archive, most=7)
+    target = place(stream, tmp_path / "out", extract=True, overwrite=False)
+    rng = random.Random(7)
+    assert [(target / f"part-{i}").read_bytes() == rng.randbytes(50_000) for i in range(3)] == [True] * 3
+    assert stream.closed and sorted(os.listdir(tmp_path)) == ["m.tar.gz", "out"]
+
+
+@pytest.mark.parametrize("error,kind,expected", [
+    (ConnectionResetError(104, "Connection reset by peer"), extract.SourceFailed,
+     "^reading the model failed: \\[Errno 104\\] Connection reset by peer; nothing was written; fetch it again$"),
+    (extract.EnvironmentProblem("cannot reach AWS while downloading s3://b/m.tar.gz"), extract.EnvironmentProblem,
+     "^cannot reach AWS while downloading s3://b/m.tar.gz$"),
+])
+def test_a_stream_that_fails_midway_is_its_own_error_and_leaves_the_target(tmp_path, error, kind, expected):
+    # Not "a damaged archive": the download failed, and its one line (and exit code) says so.
+    root, target = tmp_path, tmp_path / "work" / "out"
+    target.mkdir(parents=True)
+    (target / "old-model.bin").write_bytes(b"old")
+    archive = random_parts(root / "m.tar.gz", 8, 256 * 1024)
+    before = {k: v for k, v in snapshot(root).items() if k != "m.tar.gz"}
+    stream = Failing(archive, 1024 * 1024, error)
+    with pytest.raises(kind, match=expected) as caught:
+        place(stream, target, extract=True, overwrite=True)
+    assert caught.value.exit_code == 3
+    assert stream.closed and stream.given >= 1024 * 1024  # it failed midway, with files written to staging
+    assert {k: v for k, v in snapshot(root).items() if k != "m.tar.gz"} == before
+
+
+def test_a_stream_is_closed_when_the_target_is_refused_before_reading(tmp_path):
+    archive = make_tar(tmp_path / "m.tar.gz", [({"name": "new.txt"}, b"new")])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("old")
+    stream = OneWay(archive)
+    with pytest.raises(UsageError, match="not empty"):
+        place(stream, tmp_path / "out", extract=True, overwrite=False)
+    assert stream.closed and (tmp_path / "out" / "old.txt").read_text() == "old"
+
+
+@pytest.mark.parametrize("name,kept", [("weights.tar.gz", "weights.tar.gz"), (None, "model.tar.gz"),
+                                       ("..", "model.tar.gz"), ("/abs/dir/x.tar", "x.tar")])
+def test_no_extract_writes_the_stream_under_its_name(tmp_path, name, kept):
+    archive = make_tar(tmp_path / "m.tar.gz", [({"name": "a.txt"}, b"a")])
+    stream = OneWay(archive)
+    stream.name = name
+    target = place(stream, tmp_path / "out", extract=False, overwrite=False)
+    assert os.listdir(target) == [kept] and (target / kept).read_bytes() == archive.read_bytes()
+    assert stream.closed
+
+
+def test_no_extract_of_a_stream_larger_than_the_free_space(tmp_path, monkeypatch):
+    archive = random_parts(tmp_path / "m.tar.gz", 4, 1 * MiB)
+    monkeypatch.setattr(extract, "free_space", lambda folder: extract.FreeSpace(3 * MiB, None, 4096))
+    stream = OneWay(archive)
+    with pytest.raises(ModelTooLarge, match="^refusing the model: m.tar.gz does not fit in the 2.0 MiB free"):
+        place(stream, tmp_path / "out", extract=False, overwrite=False)
+    assert stream.closed and os.listdir(tmp_path) == ["m.tar.gz"]

@@ -254,7 +254,8 @@ def stop(job, config):
 
 @hookimpl
 def fetch(request, config):
-    """Download the model of a job, or of the newest completed job of a tag, or an archive."""
+    """The model of a job, of the newest completed job of a tag, or an archive: a model.tar.gz is
+    handed to the core as a stream while it downloads (the core unpacks it as it arrives)."""
     from fahr_sagemaker import artifacts, aws
 
     location = request.location or config.get("output_path") or ""
@@ -264,7 +265,7 @@ def fetch(request, config):
         where = aws.parse_s3(location, "ARTIFACT_LOCATION")
         if where.prefix.endswith(".tar.gz") and not request.job_name:
             # The archive itself (s3://…/output/model.tar.gz) was given.
-            return artifacts.download_object(config, where, request.download_dir / "model.tar.gz")
+            return artifacts.open_object(config, where)
     info = artifacts.job_for_fetch(config, request.model_tag, request.job_name, where)
     ui.info(f"fetching the model of job {info['TrainingJobName']}")
     return artifacts.download_model(config, info, request.download_dir)

@@ -1,18 +1,21 @@
 """Moving data to and from S3: local input folders up, models down.
 
-Transfers go through boto3's transfer manager (multipart, concurrent) with a progress line at
-most every couple of seconds. The core extracts the downloaded archive; nothing here unpacks.
+Uploads go through boto3's transfer manager (multipart, concurrent). A model.tar.gz comes down
+as a stream (:class:`RangedReader`): concurrent ranged GETs, handed over in order, which the core
+unpacks as they arrive, so that downloading and unpacking overlap. Both print a progress line at
+most every couple of seconds. The core extracts the archive; nothing here unpacks.
 """
 
 from __future__ import annotations
 
-import os
+import io
+import re
 import tarfile
 import threading
 import time
 from pathlib import Path
 
-from fahr_core import COMPLETED, IN_PROGRESS, UsageError, ui
+from fahr_core import COMPLETED, IN_PROGRESS, EnvironmentProblem, FahrError, UsageError, ui
 
 from fahr_sagemaker import aws
 
@@ -192,8 +195,9 @@ def job_for_fetch(config, model_tag: str, job_name: str | None, location: aws.S3
     return info
 
 
-def download_model(config, info: dict, download_dir: Path) -> Path:
-    """Download the job's model into ``download_dir``/model.tar.gz.
+def download_model(config, info: dict, download_dir: Path) -> "Path | RangedReader":
+    """The job's model: a stream of its model.tar.gz (see :func:`open_object`), or, with
+    ``CompressionType: NONE``, ``download_dir``/model.tar.gz.
 
     With ``CompressionType: NONE`` SageMaker leaves the files uncompressed under a prefix: they
     are downloaded and packed into a tar.gz here, so the core extracts both the same way.
@@ -207,7 +211,7 @@ def download_model(config, info: dict, download_dir: Path) -> Path:
     compression = (info.get("OutputDataConfig") or {}).get("CompressionType", "GZIP")
     with aws.translated(f"downloading {artifact}"):
         if compression != "NONE" or artifact.endswith(".tar.gz"):
-            return download_object(config, where, target)
+            return open_object(config, where)
         keys = _list_keys(s3, where)
         total = sum(size for _, size in keys)
         ui.info(f"downloading {len(keys)} uncompressed model files ({_size(total)}) from {where.uri}/")
@@ -258,23 +262,271 @@ def _list_keys(s3, where: aws.S3Uri) -> list[tuple[str, int]]:
     return keys
 
 
-def download_object(config, where: aws.S3Uri, target: Path) -> Path:
-    """One object, streamed to disk with concurrent ranged parts and progress."""
+def _head(s3, where: aws.S3Uri) -> dict:
+    """HeadObject of the model, a missing or unreadable one said in one line."""
     from botocore import exceptions as bex
 
+    try:
+        return s3.head_object(Bucket=where.bucket, Key=where.prefix)
+    except bex.ClientError as exc:
+        if aws.error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            raise UsageError(f"{where.uri} does not exist") from exc
+        if aws.error_code(exc) in ("403", "AccessDenied"):
+            raise UsageError(f"{where.uri} is not readable with these credentials (access denied)") from exc
+        raise
+
+
+def open_object(config, where: aws.S3Uri) -> "RangedReader":
+    """One object as a stream (the download starts at once): what the fetch hook hands the core."""
     s3 = aws.client(config, "s3")
     with aws.translated(f"downloading {where.uri}"):
+        head = _head(s3, where)
+    size = head["ContentLength"]
+    ui.info(f"downloading {where.uri} ({_size(size)})")
+    return RangedReader(s3, where, size, head.get("ETag") or None, progress=Progress("download", size))
+
+
+# -- the streamed download ----------------------------------------------------------------------
+
+#: Bytes per ranged GET: big enough that a request's latency does not count, small enough that
+#: the window below stays small.
+PART_SIZE = 8 * 1024**2
+#: Ranged GETs running at once (each its own connection: what makes S3 fast).
+WORKERS = 6
+#: Parts held at once, the one being read included: memory stays under WINDOW * PART_SIZE
+#: however slowly the reader unpacks (the workers wait for it).
+WINDOW = 8
+#: Tries of one part when its body breaks off (the request itself is retried by botocore).
+PART_ATTEMPTS = 3
+_READ = 1024**2
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+class PartFailed(EnvironmentProblem):
+    """A part of the object came back other than asked (exit 3: fetch again)."""
+
+
+class RangedReader(io.RawIOBase):
+    """An S3 object as a readable stream, downloaded by concurrent ranged GETs and read in order.
+
+    Workers (daemon threads) take the parts in order, at most ``window`` parts ahead of the one
+    being read, so memory is bounded whatever the speed of the reader; each GET is pinned to the
+    object's ETag (``IfMatch``), so an object replaced mid-download is refused, never mixed, and
+    each part's length and range are checked. A worker's failure is raised, as fahr's one-line
+    error, by the next :meth:`read`. :meth:`close` stops the workers (the GETs in flight are cut
+    off) and drops the parts: the core calls it when done, on a refusal and on Ctrl-C.
+    """
+
+    def __init__(self, s3, where: aws.S3Uri, size: int, etag: str | None, *, progress=None,
+                 part_size: int = PART_SIZE, workers: int = WORKERS, window: int = WINDOW,
+                 attempts: int = PART_ATTEMPTS):
+        super().__init__()
+        self.s3, self.where, self.size, self.etag = s3, where, size, etag
+        self.name = "model.tar.gz"  # what --no-extract keeps, whatever the object's key, as before
+        self.part_size, self.window, self.attempts = part_size, max(window, 1), max(attempts, 1)
+        self.progress = progress
+        self.parts = -(-size // part_size)
+        self._cond = threading.Condition()
+        self._next = 0  # the next part a worker takes
+        self._reading = 0  # the part the reader is on (or waits for): the window starts here
+        self._taken = 0  # the next part the reader takes
+        self._ready: dict[int, tuple[bytearray, int]] = {}  # part -> (its buffer, its length)
+        # The part buffers, made once and used again: memory stays at what the window holds, not at
+        # what the allocator keeps of many freed 8 MiB blocks (one arena per thread).
+        self._free: list[bytearray] = []
+        self._current: bytearray | None = None  # the buffer of the part being read
+        self._bodies: set = set()  # the bodies of the GETs in flight, cut off by close()
+        self._error: BaseException | None = None
+        self._stopped = False
+        self._view = memoryview(b"")
+        self._pos = 0
+        self._threads = [threading.Thread(target=self._work, name=f"fahr-s3-part-{i}", daemon=True)
+                         for i in range(min(max(workers, 1), self.window, self.parts))]
+        for thread in self._threads:
+            thread.start()
+
+    # -- the reader's side ------------------------------------------------------------------------
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        if self.closed:
+            raise ValueError("read of a closed stream")
+        while self._pos >= len(self._view):
+            if not self._advance():
+                return b""
+        data = bytes(self._view[self._pos:self._pos + size])
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(memoryview(buffer).cast("B")))
+        memoryview(buffer).cast("B")[:len(data)] = data
+        return len(data)
+
+    def _advance(self) -> bool:
+        """Move to the next part (waiting for it); False at the end of the object."""
+        self._view, self._pos = memoryview(b""), 0  # the part read is let go of now
+        with self._cond:
+            if self._current is not None:
+                self._free.append(self._current)
+                self._current = None
+            index = self._reading = self._taken
+            self._cond.notify_all()  # the window moved on: a worker may take one more part
+            if index >= self.parts:
+                return False
+            while index not in self._ready and self._error is None and not self._stopped:
+                self._cond.wait(0.5)  # timed: a Ctrl-C reaches this (main) thread at once
+            if self._stopped:
+                raise ValueError("read of a closed stream")
+            if self._error is not None:
+                self._raise(self._error)
+            self._current, length = self._ready.pop(index)
+            self._view = memoryview(self._current)[:length]
+            self._taken = index + 1
+        return True
+
+    def _raise(self, exc: BaseException):
+        """``exc``, a worker's failure, as fahr's one-line error: those of :func:`_head`
+        (the same ``aws.translated`` floor), and an object changed mid-download said as such."""
+        from botocore import exceptions as bex
+
+        if isinstance(exc, FahrError):
+            raise exc
+        if isinstance(exc, bex.ClientError):
+            code = aws.error_code(exc)
+            if code in ("PreconditionFailed", "412"):
+                raise EnvironmentProblem(f"{self.where.uri} changed while it was being downloaded (it is no longer "
+                                         f"the object of ETag {self.etag}); nothing was written; fetch again") from exc
+            if code in ("404", "NoSuchKey", "NotFound"):
+                raise UsageError(f"{self.where.uri} does not exist") from exc
+            if code in ("403", "AccessDenied"):
+                raise UsageError(f"{self.where.uri} is not readable with these credentials (access denied)") from exc
         try:
-            size = s3.head_object(Bucket=where.bucket, Key=where.prefix)["ContentLength"]
-        except bex.ClientError as exc:
-            if aws.error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                raise UsageError(f"{where.uri} does not exist") from exc
-            if aws.error_code(exc) in ("403", "AccessDenied"):
-                raise UsageError(f"{where.uri} is not readable with these credentials (access denied)") from exc
+            with aws.translated(f"downloading {self.where.uri}"):
+                raise exc
+        except FahrError:
             raise
-        ui.info(f"downloading {where.uri} ({_size(size)})")
-        tmp = target.with_name(target.name + ".partial")
-        s3.download_file(where.bucket, where.prefix, str(tmp), Callback=Progress("download", size),
-                         Config=_transfer_config())
-        os.replace(tmp, target)
-    return target
+        except Exception:  # noqa: BLE001 - not botocore's: the connection's own (urllib3, socket)
+            said = (str(exc).splitlines() or [""])[0][:200] or type(exc).__name__
+            raise EnvironmentProblem(f"downloading {self.where.uri} failed: {said}; nothing was written; "
+                                     "fetch again") from exc
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        with self._cond:
+            self._stopped = True
+            self._ready.clear()
+            self._free.clear()
+            self._current = None
+            bodies = list(self._bodies)
+            self._cond.notify_all()
+        for body in bodies:
+            try:
+                body.close()  # a worker blocked reading it wakes up now
+            except Exception:  # noqa: BLE001 - closing a broken connection: nothing more to do
+                pass
+        deadline = time.monotonic() + 2
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        self._view = memoryview(b"")
+        super().close()
+
+    # -- the workers' side ----------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped and self._error is None and self._next < self.parts \
+                        and self._next >= self._reading + self.window:
+                    self._cond.wait()
+                if self._stopped or self._error is not None or self._next >= self.parts:
+                    return
+                index = self._next
+                self._next += 1
+            try:
+                data = self._part(index)
+            except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
+                with self._cond:
+                    if self._error is None and not self._stopped:
+                        self._error = exc
+                    self._cond.notify_all()
+                return
+            if data is None:
+                return
+            with self._cond:
+                if self._stopped:
+                    return
+                self._ready[index] = data
+                self._cond.notify_all()
+            if self.progress is not None:
+                self.progress(data[1])
+
+    def _part(self, index: int) -> tuple[bytearray, int] | None:
+        """Part ``index``, whole and checked (a buffer and the part's length); None once the reader
+        has closed the stream."""
+        from botocore import exceptions as bex
+
+        start = index * self.part_size
+        end = min(self.size, start + self.part_size) - 1
+        want = end - start + 1
+        extra = {"IfMatch": self.etag} if self.etag else {}
+        for attempt in range(1, self.attempts + 1):
+            response = self.s3.get_object(Bucket=self.where.bucket, Key=self.where.prefix,
+                                          Range=f"bytes={start}-{end}", **extra)
+            body = response["Body"]
+            with self._cond:
+                if self._stopped:
+                    body.close()
+                    return None
+                self._bodies.add(body)
+            buffer = None
+            try:
+                self._check_range(response.get("ContentRange"), start, end)
+                with self._cond:
+                    buffer = self._free.pop() if self._free else bytearray(self.part_size)
+                got = 0
+                while chunk := body.read(min(_READ, want + 1 - got)):
+                    if got + len(chunk) > want:
+                        raise PartFailed(f"downloading {self.where.uri}: the bytes {start}-{end} came back "
+                                         f"longer than asked; nothing was written; fetch again")
+                    buffer[got:got + len(chunk)] = chunk
+                    got += len(chunk)
+                    if self._stopped:
+                        return None
+                if got != want:
+                    raise PartFailed(f"downloading {self.where.uri}: the bytes {start}-{end} came back with "
+                                     f"{got} bytes instead of {want}; nothing was written; fetch again")
+                buffer, taken = None, buffer
+                return taken, want
+            except (bex.ReadTimeoutError, bex.IncompleteReadError, bex.ResponseStreamingError, OSError):
+                if self._stopped:
+                    return None
+                if attempt == self.attempts:
+                    raise
+            except Exception:
+                if self._stopped:
+                    return None  # the connection cut off by close(), whatever it raised
+                raise
+            finally:
+                with self._cond:
+                    self._bodies.discard(body)
+                    if buffer is not None and not self._stopped:
+                        self._free.append(buffer)  # this try failed: its buffer serves the next
+                body.close()
+        return None  # not reached: the last attempt returns or raises
+
+    def _check_range(self, content_range: str | None, start: int, end: int) -> None:
+        match = _CONTENT_RANGE.match(content_range or "")
+        if not match:
+            raise PartFailed(f"downloading {self.where.uri}: the bytes {start}-{end} came back without their "
+                             f"range ({content_range!r}); nothing was written; fetch again")
+        first, last, total = int(match.group(1)), int(match.group(2)), match.group(3)
+        if (first, last) != (start, end) or (total != "*" and int(total) != self.size):
+            raise PartFailed(f"downloading {self.where.uri}: asked for the bytes {start}-{end} of {self.size}, "
+                             f"got {content_range!r}; nothing was written; fetch again")
