@@ -25,7 +25,7 @@ Peak RSS is the kernel's high-water mark of the process (`ru_maxrss` of `os.wait
 `time -v` reports): exact, where polling (psutil) can miss a short peak between two samples, and
 with no extra tool. It covers fahr and any child it waited for (the largest of them). The command
 is started by a bare interpreter of ~8 MiB (Linux keeps the forking process's peak in the child's
-figure): nothing below that floor can be seen; the JSON output gives it as `rss_floor_mib`.
+figure): nothing below that floor can be seen; the table gives the floor.
 
 Everything the run creates is removed at the end, also on Ctrl-C or a failure: a work folder
 /tmp/fahr-bench-*, images fahr-bench-*, the moto server (which also dies with this process).
@@ -47,6 +47,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -95,11 +96,14 @@ class Run:
 # Runs the command given after its first argument (a file for the figures): wall time and peak
 # RSS of that command, read from os.wait4. Started from this small process rather than from the
 # benchmark itself because Linux carries the peak RSS of the process that forks (here ~8 MiB of a
-# bare interpreter, not the benchmark's ~70) into the child's ru_maxrss across exec.
+# bare interpreter, not the benchmark's ~70) into the child's ru_maxrss across exec. It ignores
+# SIGINT (the command gets it back to its default) so that on Ctrl-C it still waits for the
+# command to finish its own cleanup.
 LAUNCHER = """\
-import os, sys, time
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 start = time.perf_counter()
-pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ, setsigdef=(signal.SIGINT,))
 _, status, usage = os.wait4(pid, 0)
 seconds = time.perf_counter() - start
 with open(sys.argv[1], "w") as f:
@@ -110,12 +114,26 @@ with open(sys.argv[1], "w") as f:
 def measure(cmd: list[str], *, env: dict | None = None, cwd: Path | None = None) -> Run:
     """Run ``cmd`` to its end: wall time, peak RSS (``ru_maxrss`` from ``os.wait4``), output.
 
-    Output goes to temporary files, not pipes, so that nothing has to read while we wait.
+    Output goes to temporary files, not pipes, so that nothing has to read while we wait. The
+    command runs in its own process group: a Ctrl-C here is passed on to it, and it is waited for.
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile("r", prefix="fahr-bench-") as figures:
-        code = subprocess.call([sys.executable, "-I", "-S", "-c", LAUNCHER, figures.name, *cmd],
-                               env=env, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", LAUNCHER, figures.name, *cmd],
+                                env=env, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            code = proc.wait()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            raise
         if code != 0:
             raise RuntimeError(f"could not run {cmd[0]} (exit {code})")
         seconds, rss, status = figures.read().split()
@@ -358,7 +376,6 @@ def compare(runs: int, work: Path, archive: Archive, fahr_cmd, baseline_cmd, env
 def _die_with_parent() -> None:
     """In the moto server's process before exec: SIGTERM when the benchmark dies, however it dies."""
     import ctypes
-    import signal
 
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -552,6 +569,14 @@ def machine() -> dict:
     return info
 
 
+def human(n: float) -> str:
+    return f"{n / GiB:.3g} GiB" if n >= GiB else f"{n / MiB:.0f} MiB"
+
+
+def runs_of(r: dict) -> str:
+    return f"{r['runs']} run{'s' * (r['runs'] != 1)}"
+
+
 def verdict(ok: bool, target: str) -> str:
     return f"{target}: {'met' if ok else '**missed**'}"
 
@@ -569,23 +594,24 @@ def table(results: dict) -> tuple[list[str], bool]:
         heavy = sorted({m for mods in r["heavy_modules_imported"].values() for m in mods})
         ok_ratio, ok_heavy = r["help_ratio"] <= STARTUP_RATIO, not heavy
         all_ok &= ok_ratio and ok_heavy
-        row(f"`python -c \"import typer\"` (the floor; {r['runs']} runs)", f"{r['import_typer_s']:.3f} s")
+        row(f"`python -c \"import typer\"` (the floor; {runs_of(r)})", f"{r['import_typer_s']:.3f} s")
         row("`fahr --help`", f"{r['fahr_help_s']:.3f} s")
         row("`fahr drivers`", f"{r['fahr_drivers_s']:.3f} s")
         row("**ratio `--help` / floor**", f"**{r['help_ratio']:.2f}**", verdict(ok_ratio, f"≤ {STARTUP_RATIO}"))
         row("docker, boto3/botocore, cookiecutter, fahr_sagemaker or the local driver imported by "
             "`--help` / `drivers`", ", ".join(heavy) or "none", verdict(ok_heavy, "none"))
-    for name, label in (("refit", "example model"), ("data-refit", "1 GiB `data/` folder")):
+    for name in ("refit", "data-refit"):
         if name not in results:
             continue
         r = results[name]
+        label = "example model" if name == "refit" else f"{human(r['data_bytes'])} `data/` folder"
         ok = r["overhead_s"] <= REFIT_OVERHEAD_S and r["same_image_every_refit"]
         all_ok &= ok
         if name == "data-refit":
-            row(f"first fit, {r['data_bytes'] / GiB:.2f} GiB `data/` (one run)", f"{r['first_fit_s']:.1f} s")
-            row("its image size", f"{r['image_bytes'] / 1e9:.2f} GB")
+            row(f"first fit, {label} (one run)", f"{r['first_fit_s']:.1f} s")
+            row("its image size (as `docker images` counts: GB = 10^9 bytes)", f"{r['image_bytes'] / 1e9:.2f} GB")
             row("warning lines of the first fit", "; ".join(f"`{w}`" for w in r["first_fit_warnings"]) or "none")
-        row(f"unchanged re-fit, {label}: same image every time ({r['runs']} runs)",
+        row(f"unchanged re-fit, {label}: same image every time ({runs_of(r)})",
             str(r["same_image_every_refit"]).lower(), "true")
         row("`fahr fit` (unchanged)", f"{r['fahr_fit_s']:.3f} s")
         row("`docker run --rm IMAGE train`", f"{r['docker_run_s']:.3f} s")
@@ -594,18 +620,19 @@ def table(results: dict) -> tuple[list[str], bool]:
         r = results["s3-fetch"]
         ok_ratio, ok_rss = r["ratio"] <= S3_RATIO, r["fahr_peak_rss_mib"] < S3_RSS_MIB
         all_ok &= ok_ratio and ok_rss
-        what = f"{r['unpacked_bytes'] / MiB:.0f} MiB model ({r['archive_bytes'] / MiB:.0f} MiB gzip)"
-        row(f"`fahr fetch` from emulated S3, {what} ({r['runs']} runs)", f"{r['fahr_fetch_s']:.2f} s")
+        what = f"{human(r['unpacked_bytes'])} model ({human(r['archive_bytes'])} gzip)"
+        row(f"`fahr fetch` from emulated S3, {what} ({runs_of(r)})", f"{r['fahr_fetch_s']:.2f} s")
         row("boto3 `download_file` (fahr's transfer config) + `tar xzf`", f"{r['baseline_s']:.2f} s")
         row("**ratio S3 fetch / by hand**", f"**{r['ratio']:.2f}**", verdict(ok_ratio, f"≤ {S3_RATIO}"))
-        row("**peak RSS of `fahr fetch`** (max of the runs)", f"**{r['fahr_peak_rss_mib']:.0f} MiB**",
+        row(f"**peak RSS of `fahr fetch`** (max of the runs; floor {r['rss_floor_mib']:.0f} MiB)",
+            f"**{r['fahr_peak_rss_mib']:.0f} MiB**",
             verdict(ok_rss, f"< {S3_RSS_MIB} MiB"))
         row("peak RSS of the by-hand download", f"{r['baseline_peak_rss_mib']:.0f} MiB")
     if "local-fetch" in results:
         r = results["local-fetch"]
         ok = r["ratio"] <= LOCAL_RATIO
         all_ok &= ok
-        row(f"`fahr fetch` of a local job, same model ({r['runs']} runs)", f"{r['fahr_fetch_s']:.2f} s")
+        row(f"`fahr fetch` of a local job, same model ({runs_of(r)})", f"{r['fahr_fetch_s']:.2f} s")
         row("`tar xzf` of its model.tar.gz", f"{r['baseline_s']:.2f} s")
         row("**ratio local fetch / `tar xzf`**", f"**{r['ratio']:.2f}**", verdict(ok, f"≤ {LOCAL_RATIO}"))
         row("peak RSS of `fahr fetch` (local)", f"{r['fahr_peak_rss_mib']:.0f} MiB")
@@ -651,8 +678,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM cleans up as Ctrl-C does
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     started = time.perf_counter()
     data_bytes, model_bytes = args.data_mib * MiB, args.model_mib * MiB
     work_parent = Path(tempfile.gettempdir())
