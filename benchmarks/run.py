@@ -544,6 +544,38 @@ def check_prerequisites(only: list[str], work_parent: Path, data_bytes: int, mod
         raise Missing(f"{work_parent} has {free / GiB:.1f} GiB free, the benchmark needs about {need / GiB:.1f} GiB")
 
 
+class LoadSampler:
+    """The 1-minute load average every 10 s while the benchmark runs: other work on the machine
+    moves every figure, and the table says how much there was."""
+
+    def __init__(self):
+        import threading
+
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                self.samples.append(float(Path("/proc/loadavg").read_text().split()[0]))
+            if self._stop.wait(10):
+                return
+
+    def __enter__(self) -> "LoadSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        if not self.samples:
+            return {}
+        return {"mean": round(statistics.mean(self.samples), 1), "max": round(max(self.samples), 1)}
+
+
 def machine() -> dict:
     info = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cores": os.cpu_count(), "python": platform.python_version()}
@@ -575,6 +607,23 @@ def human(n: float) -> str:
 
 def runs_of(r: dict) -> str:
     return f"{r['runs']} run{'s' * (r['runs'] != 1)}"
+
+
+def describe(info: dict) -> str:
+    """The machine in one line, for RESULTS.md."""
+    parts = [f"{info['cores']} cores" + (f" ({info['cpu']})" if "cpu" in info else "")]
+    if "memory_gib" in info:
+        parts.append(f"{info['memory_gib']} GiB")
+    parts += [info[k] for k in ("os",) if k in info]
+    parts.append(f"Python {info['python']}")
+    if "docker" in info:
+        parts.append(f"Docker engine {info['docker']}")
+    parts.append(" + ".join(f"{d} {info[d]}" for d in ("fahr", "fahr-sagemaker") if d in info))
+    line = f"Machine: {', '.join(p for p in parts if p)}; {info['date']}."
+    if info.get("load_average"):
+        la = info["load_average"]
+        line += f" 1-minute load average during the run: mean {la['mean']}, max {la['max']}."
+    return line
 
 
 def verdict(ok: bool, target: str) -> str:
@@ -682,6 +731,27 @@ def _terminated(signum, frame):
     raise KeyboardInterrupt  # SIGTERM cleans up as Ctrl-C does
 
 
+def measure_all(args: argparse.Namespace, work: Path, results: dict) -> None:
+    if "startup" in args.only:
+        say("start-up")
+        results["startup"] = startup(3 * args.runs)
+    if "refit" in args.only:
+        say("unchanged re-fit of the example")
+        results["refit"] = hello_refit(args.runs, work)
+    if "data-refit" in args.only:
+        say("unchanged re-fit with a data folder")
+        results["data-refit"] = data_refit(args.runs, work, args.data_mib * MiB)
+    if {"s3-fetch", "local-fetch"} & set(args.only):
+        say(f"making a {args.model_mib} MiB model.tar.gz")
+        archive = make_archive(work, args.model_mib * MiB)
+        if "s3-fetch" in args.only:
+            say("S3 fetch against download_file + tar xzf")
+            results["s3-fetch"] = s3_fetch(args.runs, work, archive)
+        if "local-fetch" in args.only:
+            say("local fetch against tar xzf")
+            results["local-fetch"] = local_fetch(args.runs, work, archive)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminated)
@@ -697,24 +767,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {}
     work = Path(tempfile.mkdtemp(prefix="fahr-bench-", dir=work_parent))
     try:
-        if "startup" in args.only:
-            say("start-up")
-            results["startup"] = startup(3 * args.runs)
-        if "refit" in args.only:
-            say("unchanged re-fit of the example")
-            results["refit"] = hello_refit(args.runs, work)
-        if "data-refit" in args.only:
-            say("unchanged re-fit with a data folder")
-            results["data-refit"] = data_refit(args.runs, work, data_bytes)
-        if {"s3-fetch", "local-fetch"} & set(args.only):
-            say(f"making a {args.model_mib} MiB model.tar.gz")
-            archive = make_archive(work, model_bytes)
-            if "s3-fetch" in args.only:
-                say("S3 fetch against download_file + tar xzf")
-                results["s3-fetch"] = s3_fetch(args.runs, work, archive)
-            if "local-fetch" in args.only:
-                say("local fetch against tar xzf")
-                results["local-fetch"] = local_fetch(args.runs, work, archive)
+        with LoadSampler() as sampler:
+            measure_all(args, work, results)
     except KeyboardInterrupt:
         print("benchmark interrupted; cleaning up", file=sys.stderr)
         return 130
@@ -724,12 +778,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     wall = time.perf_counter() - started
+    info["load_average"] = sampler.summary()
     rows, ok = table(results)
-    described = ", ".join(f"{k} {v}" for k, v in info.items())
-    print(f"Machine: {described}.")
-    print(f"`benchmarks/run.py --runs {args.runs}"
-          + (f" --only {','.join(args.only)}" if args.only != list(MEASURES) else "")
-          + f"`: medians of interleaved runs; wall time {wall:.0f} s.\n")
+    print(describe(info))
+    options = f"--runs {args.runs}" + (f" --only {','.join(args.only)}" if args.only != list(MEASURES) else "")
+    options += f" --data-mib {args.data_mib}" * (args.data_mib != 1024)
+    options += f" --model-mib {args.model_mib}" * (args.model_mib != 512)
+    print(f"`benchmarks/run.py {options}`: medians of interleaved runs; wall time {wall:.0f} s.\n")
     print("\n".join(rows))
     if args.json:
         print("\n" + json.dumps({"machine": info, "wall_s": round(wall), **results}, indent=2))

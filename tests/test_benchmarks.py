@@ -104,5 +104,6 @@ def test_local_fetch_runs_end_to_end_and_leaves_nothing(tmp_path):
     assert proc.returncode in (0, 1), proc.stderr  # 1: a target missed, which a loaded machine may do
     assert "Traceback" not in proc.stderr
     assert "| **ratio local fetch / `tar xzf`** |" in proc.stdout
-    assert "Machine: date " in proc.stdout
+    assert proc.stdout.startswith("Machine: ")
+    assert "`benchmarks/run.py --runs 1 --only local-fetch --model-mib 4`: medians of interleaved runs; wall time" in proc.stdout
     assert list(tmp_path.iterdir()) == []
