@@ -338,7 +338,8 @@ def check_extracted(folder: Path, archive: Archive, what: str) -> None:
                            f"expected {len(archive.tree)} ({archive.unpacked} bytes)")
 
 
-def compare(runs: int, work: Path, archive: Archive, fahr_cmd, baseline_cmd, env: dict, name: str) -> dict:
+def compare(runs: int, work: Path, archive: Archive, fahr_cmd, baseline_cmd, env: dict,
+            name: str) -> tuple[dict, list[Run], list[Run]]:
     """``runs`` interleaved pairs (fahr, baseline), each into a fresh folder; the order is
     alternated so that neither side always runs with the other's page cache state."""
     fahr_runs: list[Run] = []
@@ -363,6 +364,8 @@ def compare(runs: int, work: Path, archive: Archive, fahr_cmd, baseline_cmd, env
     m_base = median([r.seconds for r in base_runs])
     return {
         "runs": runs,
+        "fahr_runs_s": [round(r.seconds, 2) for r in fahr_runs],
+        "baseline_runs_s": [round(r.seconds, 2) for r in base_runs],
         "archive_bytes": archive.path.stat().st_size,
         "unpacked_bytes": archive.unpacked,
         "fahr_fetch_s": round(m_fahr, 2),
@@ -371,7 +374,7 @@ def compare(runs: int, work: Path, archive: Archive, fahr_cmd, baseline_cmd, env
         "fahr_peak_rss_mib": round(max(r.max_rss_kib for r in fahr_runs) / 1024, 1),
         "rss_floor_mib": round(measure(["true"]).max_rss_kib / 1024, 1),
         "baseline_peak_rss_mib": round(max(r.max_rss_kib for r in base_runs) / 1024, 1),
-    }
+    }, fahr_runs, base_runs
 
 
 # -- 4. S3 fetch -----------------------------------------------------------------------------------
@@ -430,14 +433,18 @@ def transfer_config() -> dict:
         return {"multipart_threshold": 16 * MiB, "max_concurrency": 8}
 
 
+# The by-hand way; prints how long its two steps took (seconds: download, tar xzf).
 BASELINE = """\
-import json, subprocess, sys
+import json, subprocess, sys, time
 import boto3
 from boto3.s3.transfer import TransferConfig
 bucket, key, dest, config = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 archive = dest + ".tar.gz"
+start = time.perf_counter()
 boto3.client("s3").download_file(bucket, key, archive, Config=TransferConfig(**config))
+downloaded = time.perf_counter()
 subprocess.run(["tar", "xzf", archive, "-C", dest], check=True)
+print(downloaded - start, time.perf_counter() - downloaded)
 """
 
 
@@ -482,7 +489,10 @@ def s3_fetch(runs: int, work: Path, archive: Archive) -> dict:
         def baseline_cmd(dest: Path) -> list[str]:
             return [sys.executable, "-c", BASELINE, bucket, key, str(dest), json.dumps(config)]
 
-        result = compare(runs, work, archive, fahr_cmd, baseline_cmd, env, "s3-fetch")
+        result, _, base_runs = compare(runs, work, archive, fahr_cmd, baseline_cmd, env, "s3-fetch")
+    steps = [tuple(map(float, r.stdout.split()[-2:])) for r in base_runs]
+    result["baseline_download_s"] = round(median([d for d, _ in steps]), 2)
+    result["baseline_tar_s"] = round(median([t for _, t in steps]), 2)
     result["transfer_config"] = config
     return result
 
@@ -512,7 +522,7 @@ def local_fetch(runs: int, work: Path, archive: Archive) -> dict:
     def baseline_cmd(dest: Path) -> list[str]:
         return ["tar", "xzf", str(archive.path), "-C", str(dest)]
 
-    return compare(runs, work, archive, fahr_cmd, baseline_cmd, clean_env(), "local-fetch")
+    return compare(runs, work, archive, fahr_cmd, baseline_cmd, clean_env(), "local-fetch")[0]
 
 
 # -- prerequisites, machine, table -----------------------------------------------------------------
@@ -678,6 +688,7 @@ def table(results: dict) -> tuple[list[str], bool]:
         what = f"{human(r['unpacked_bytes'])} model ({human(r['archive_bytes'])} gzip)"
         row(f"`fahr fetch` from emulated S3, {what} ({runs_of(r)})", f"{r['fahr_fetch_s']:.2f} s")
         row("boto3 `download_file` (fahr's transfer config) + `tar xzf`", f"{r['baseline_s']:.2f} s")
+        row("… its `download_file` / its `tar xzf`", f"{r['baseline_download_s']:.2f} s / {r['baseline_tar_s']:.2f} s")
         row("**ratio S3 fetch / by hand**", f"**{r['ratio']:.2f}**", verdict(ok_ratio, f"≤ {S3_RATIO}"))
         row(f"**peak RSS of `fahr fetch`** (max of the runs; floor {r['rss_floor_mib']:.0f} MiB)",
             f"**{r['fahr_peak_rss_mib']:.0f} MiB**",
