@@ -35,8 +35,12 @@ demo: setup
 demo-sagemaker: setup aws-emulation
 	bash scripts/demo-sagemaker.sh $(VENV)
 
+# All of benchmarks/run.py's measures (about 10 minutes on 2 cores); e.g.
+# `make benchmark BENCHMARK_ARGS="--only s3-fetch --runs 3"`. Its emulated S3 is a moto server on
+# a free loopback port (no root, no registry): aws-emulation is not needed.
+BENCHMARK_ARGS ?=
 benchmark: setup
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCHMARK_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

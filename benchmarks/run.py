@@ -1,38 +1,200 @@
-"""fahr's performance targets, measured (results go to benchmarks/RESULTS.md by hand).
+"""fahr's performance targets, measured side by side in one run (results go to benchmarks/RESULTS.md
+by hand: the script prints a markdown table to paste, and the machine it ran on).
 
-1. Start-up: `fahr --help` against the floor of any typer CLI, `python -c "import typer"`, both
-   run N times in the same session, interleaved; reported as medians and their ratio
-   (target: <= 1.5). Also checks that `--help` and `drivers` import no Docker SDK, no boto3 and
-   no driver module.
-2. Unchanged re-run: a `fahr fit` of an unchanged model, after a first one, must hit the build
-   cache and add at most 1.5 s over the container's own run time, measured as
-   `docker run --rm IMAGE train` of the same image.
+Measures (``--only`` takes these names):
 
-Usage: python benchmarks/run.py [--runs N]   (needs a Docker engine for part 2)
+startup      `fahr --help` against the floor of any typer CLI, `python -c "import typer"`, run
+             interleaved; medians and their ratio (target <= 1.5). Also checks that `--help` and
+             `drivers` import no Docker SDK, no boto3 and no driver module.
+refit        The example model (examples/hello/train.py) fitted once, then N unchanged re-fits
+             interleaved with N `docker run --rm IMAGE train` of the same image: the re-fit's
+             median minus the container's (target <= 1.5 s).
+data-refit   The same with a project whose `data/` folder beside train.py holds 1 GiB of random
+             bytes (the script ignores it): the first fit (time, image size, the warnings fit
+             printed), then N unchanged re-fits against N `docker run` (target <= 1.5 s overhead).
+s3-fetch     A 512 MiB model (random bytes and some zeros, gzip) on an emulated S3 (a moto server on
+             a free loopback port; the job record is moto's own SageMaker, whose jobs complete at
+             once): `fahr fetch TARGET TAG s3://BUCKET/PREFIX --job JOB` against the by-hand way,
+             boto3 `download_file` with the transfer config fahr uses and then `tar xzf`, each into a
+             fresh folder, interleaved: ratio of medians (target <= 1.0) and fahr's peak RSS
+             (target < 150 MiB).
+local-fetch  The same archive as a local job's model.tar.gz: `fahr fetch` against `tar xzf` of it
+             (target <= 1.3).
+
+Peak RSS is the kernel's high-water mark of the process (`ru_maxrss` of `os.wait4` on it, what GNU
+`time -v` reports): exact, where polling (psutil) can miss a short peak between two samples, and
+with no extra tool. It covers fahr and any child it waited for (the largest of them). The command
+is started by a bare interpreter of ~8 MiB (Linux keeps the forking process's peak in the child's
+figure): nothing below that floor can be seen; the table gives the floor.
+
+Everything the run creates is removed at the end, also on Ctrl-C or a failure: a work folder
+/tmp/fahr-bench-*, images fahr-bench-*, the moto server (which also dies with this process).
+
+Exit codes: 0 every target met, 1 a target missed, 2 bad options, 3 a prerequisite missing (no
+Docker engine, no base image, no moto, no `tar`, too little disk), 4 a step failed (its output
+is printed), 130 interrupted.
+
+Usage: python benchmarks/run.py [--runs N] [--only NAME[,NAME...]] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime as dt
+import importlib.util
 import json
 import os
+import platform
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FAHR = BIN / "fahr"
+MEASURES = ("startup", "refit", "data-refit", "s3-fetch", "local-fetch")
+DOCKER_MEASURES = {"refit", "data-refit"}
+BASE_IMAGE = "python:3.11-slim"
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+# The issue's targets.
+STARTUP_RATIO = 1.5
+REFIT_OVERHEAD_S = 1.5
+S3_RATIO = 1.0
+S3_RSS_MIB = 150
+LOCAL_RATIO = 1.3
 
 
-def timed(cmd, env=None) -> float:
+class Missing(Exception):
+    """A prerequisite of the benchmark is missing: the message says what to do."""
+
+
+def say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+# -- running things ------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    seconds: float
+    max_rss_kib: int
+    code: int
+    stdout: str
+    stderr: str
+
+
+# Runs the command given after its first argument (a file for the figures): wall time and peak
+# RSS of that command, read from os.wait4. Started from this small process rather than from the
+# benchmark itself because Linux carries the peak RSS of the process that forks (here ~8 MiB of a
+# bare interpreter, not the benchmark's ~70) into the child's ru_maxrss across exec. It ignores
+# SIGINT (the command gets it back to its default) so that on Ctrl-C it still waits for the
+# command to finish its own cleanup.
+LAUNCHER = """\
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+start = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ, setsigdef=(signal.SIGINT,))
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+with open(sys.argv[1], "w") as f:
+    f.write(f"{seconds} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
+def measure(cmd: list[str], *, env: dict | None = None, cwd: Path | None = None) -> Run:
+    """Run ``cmd`` to its end: wall time, peak RSS (``ru_maxrss`` from ``os.wait4``), output.
+
+    Output goes to temporary files, not pipes, so that nothing has to read while we wait. The
+    command runs in its own process group: a Ctrl-C here is passed on to it, and it is waited for.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r", prefix="fahr-bench-") as figures:
+        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", LAUNCHER, figures.name, *cmd],
+                                env=env, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            code = proc.wait()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            raise
+        if code != 0:
+            raise RuntimeError(f"could not run {cmd[0]} (exit {code})")
+        seconds, rss, status = figures.read().split()
+        out.seek(0)
+        err.seek(0)
+        return Run(float(seconds), int(rss), int(status),
+                   out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+
+
+def must(run: Run, what: str) -> Run:
+    if run.code != 0:
+        tail = "\n".join((run.stdout + run.stderr).strip().splitlines()[-15:])
+        raise RuntimeError(f"{what} failed (exit {run.code}):\n{tail}")
+    return run
+
+
+def timed(cmd: list[str], env: dict | None = None) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return time.perf_counter() - start
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The caller's environment without FAHR_* and AWS_* settings: a user's FAHR_DRIVER or AWS
+    profile must neither change what is measured nor reach a real account."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAHR_", "AWS_"))}
+    env.update(NO_COLOR="1", **extra)
+    return env
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def write_random(path: Path, size: int, chunk: int = 16 * MiB) -> None:
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            n = min(chunk, left)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def tree_of(folder: Path) -> dict[str, int]:
+    """Relative path -> size of every regular file under ``folder``."""
+    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+
+
+def docker(*args: str, check: bool = True) -> str:
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def remove_image(reference: str) -> None:
+    """Remove one image this benchmark built (its untagged parent layers go with it)."""
+    subprocess.run(["docker", "image", "rm", reference], capture_output=True)
+
+
+# -- 1. start-up ---------------------------------------------------------------------------------
 
 
 def startup(runs: int) -> dict:
@@ -56,7 +218,7 @@ def startup(runs: int) -> dict:
     for args in (["--help"], ["drivers"]):
         out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True).stdout
         heavy[" ".join(args)] = json.loads(out.strip().splitlines()[-1])
-    m_floor, m_help, m_drivers = (statistics.median(x) for x in (floor, help_, drivers))
+    m_floor, m_help, m_drivers = (median(x) for x in (floor, help_, drivers))
     return {
         "runs": runs,
         "import_typer_s": round(m_floor, 3),
@@ -67,53 +229,588 @@ def startup(runs: int) -> dict:
     }
 
 
-def rerun(runs: int) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="fahr-bench-"))
+# -- 2. and 3. unchanged re-fits -----------------------------------------------------------------
+
+
+def refit(model: Path, runs: int, work: Path) -> dict:
+    """Fit ``model`` once, then ``runs`` unchanged re-fits interleaved with ``docker run --rm``.
+
+    The image's id is compared after every re-fit: an unchanged project must give the same image
+    (whether fahr skipped the build or every step hit the cache).
+    """
+    env = clean_env(FAHR_LOCAL_OUTPUT_PATH=str(work / "jobs"))
+    tag = f"{model.parent.name}/{model.stem}"
+    image = f"{tag}:latest"
+    fit = [str(FAHR), "fit", str(model), "--train-driver", "local"]
+    first = must(measure(fit, env=env, cwd=work), f"the first fit of {tag}")
+    image_id = docker("image", "inspect", "-f", "{{.Id}}", image)
+    size = int(docker("image", "inspect", "-f", "{{.Size}}", image))
+    fits, containers, same_image, up_to_date, rss = [], [], 0, 0, [first.max_rss_kib]
+    for i in range(runs):
+        say(f"  {tag}: re-fit {i + 1} of {runs}")
+        container = ["docker", "run", "--rm", "-e", "FAHR_EXECUTION_ENVIRONMENT=bench", image, "train"]
+        containers.append(must(measure(container, env=env), f"docker run {image}").seconds)
+        run = must(measure(fit, env=env, cwd=work), f"re-fit {i + 1} of {tag}")
+        fits.append(run.seconds)
+        rss.append(run.max_rss_kib)
+        same_image += docker("image", "inspect", "-f", "{{.Id}}", image) == image_id
+        up_to_date += "up to date" in run.stderr
+    m_fit, m_container = median(fits), median(containers)
+    return {
+        "runs": runs,
+        "first_fit_s": round(first.seconds, 2),
+        "image_bytes": size,
+        "first_fit_warnings": [line.strip() for line in first.stderr.splitlines() if "warning" in line],
+        "same_image_every_refit": same_image == runs,
+        "refits_saying_up_to_date": up_to_date,
+        "fahr_fit_s": round(m_fit, 3),
+        "docker_run_s": round(m_container, 3),
+        "overhead_s": round(m_fit - m_container, 3),
+        "fahr_fit_peak_rss_mib": round(max(rss) / 1024, 1),
+    }
+
+
+def hello_refit(runs: int, work: Path) -> dict:
+    model = work / "fahr-bench-hello" / "train.py"
+    model.parent.mkdir()
+    shutil.copy(ROOT / "examples" / "hello" / "train.py", model)
+    remove_image("fahr-bench-hello/train:latest")  # left by a run that was killed
     try:
-        model = work / "bench"
-        model.mkdir()
-        shutil.copy(ROOT / "examples" / "hello" / "train.py", model / "train.py")
-        env = {**os.environ, "FAHR_LOCAL_OUTPUT_PATH": str(work / "jobs"), "NO_COLOR": "1"}
-        subprocess.run([str(FAHR), "fit", str(model / "train.py")], check=True, env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        image = "bench/train:latest"
-        fits, containers, cached = [], [], 0
-        for _ in range(runs):
-            containers.append(timed(["docker", "run", "--rm", "-e", "FAHR_EXECUTION_ENVIRONMENT=bench", image, "train"]))
-            start = time.perf_counter()
-            proc = subprocess.run([str(FAHR), "fit", str(model / "train.py")], env=env, capture_output=True, text=True)
-            fits.append(time.perf_counter() - start)
-            if proc.returncode != 0:
-                raise SystemExit(proc.stderr)
-            cached += "up to date (every step cached)" in proc.stderr
-        m_fit, m_container = statistics.median(fits), statistics.median(containers)
-        return {
-            "runs": runs,
-            "all_cache_hits": cached == runs,
-            "fahr_fit_s": round(m_fit, 3),
-            "docker_run_s": round(m_container, 3),
-            "overhead_s": round(m_fit - m_container, 3),
-        }
+        return refit(model, runs, work)
+    finally:
+        remove_image("fahr-bench-hello/train:latest")
+
+
+def data_refit(runs: int, work: Path, data_bytes: int) -> dict:
+    model = work / "fahr-bench-data" / "train.py"
+    data = model.parent / "data"
+    data.mkdir(parents=True)
+    shutil.copy(ROOT / "examples" / "hello" / "train.py", model)
+    files = 4
+    say(f"writing {data_bytes / GiB:.2f} GiB of random bytes into {data} ({files} files)")
+    for i in range(files):
+        write_random(data / f"part-{i}.bin", data_bytes // files)
+    remove_image("fahr-bench-data/train:latest")  # left by a run that was killed: the first fit builds
+    try:
+        result = refit(model, runs, work)
+    finally:
+        remove_image("fahr-bench-data/train:latest")
+        shutil.rmtree(data, ignore_errors=True)
+    result["data_bytes"] = data_bytes
+    return result
+
+
+# -- the model archive of 4. and 5. --------------------------------------------------------------
+
+
+@dataclass
+class Archive:
+    path: Path
+    tree: dict[str, int]  # what extracting it must give
+
+    @property
+    def unpacked(self) -> int:
+        return sum(self.tree.values())
+
+
+def make_archive(work: Path, size: int) -> Archive:
+    """A model.tar.gz of ``size`` bytes of files: 7/8 random bytes in several files (weights do not
+    compress much; random bytes not at all) and 1/8 zeros, packed with tar and gzip's default level."""
+    payload = work / "model-payload"
+    payload.mkdir()
+    parts = 8
+    for i in range(parts - 1):
+        write_random(payload / f"weights-{i}.bin", size // parts)
+    with open(payload / "zeros.bin", "wb") as f:
+        f.truncate(size // parts)
+    (payload / "config.json").write_text(json.dumps({"layers": parts - 1, "benchmark": True}))
+    tree = tree_of(payload)
+    path = work / "model.tar.gz"
+    subprocess.run(["tar", "-C", str(payload), "-czf", str(path), *sorted(tree)], check=True)
+    shutil.rmtree(payload)
+    return Archive(path, tree)
+
+
+def check_extracted(folder: Path, archive: Archive, what: str) -> None:
+    got = tree_of(folder)
+    if got != archive.tree:
+        raise RuntimeError(f"{what} gave {len(got)} files ({sum(got.values())} bytes), "
+                           f"expected {len(archive.tree)} ({archive.unpacked} bytes)")
+
+
+def compare(runs: int, work: Path, archive: Archive, fahr_cmd, baseline_cmd, env: dict,
+            name: str) -> tuple[dict, list[Run], list[Run]]:
+    """``runs`` interleaved pairs (fahr, baseline), each into a fresh folder; the order is
+    alternated so that neither side always runs with the other's page cache state."""
+    fahr_runs: list[Run] = []
+    base_runs: list[Run] = []
+    for i in range(runs):
+        say(f"  {name}: run {i + 1} of {runs}")
+        order = ("fahr", "baseline") if i % 2 == 0 else ("baseline", "fahr")
+        for side in order:
+            dest = work / f"{name}-{side}-{i}"
+            if side == "fahr":
+                run = must(measure(fahr_cmd(dest), env=env, cwd=work), f"fahr fetch ({name})")
+                fahr_runs.append(run)
+            else:
+                dest.mkdir()
+                run = must(measure(baseline_cmd(dest), env=env, cwd=work), f"the baseline ({name})")
+                base_runs.append(run)
+            if i == 0:
+                check_extracted(dest, archive, f"{side} ({name})")
+            shutil.rmtree(dest)
+            Path(f"{dest}.tar.gz").unlink(missing_ok=True)  # the by-hand download
+    m_fahr = median([r.seconds for r in fahr_runs])
+    m_base = median([r.seconds for r in base_runs])
+    return {
+        "runs": runs,
+        "fahr_runs_s": [round(r.seconds, 2) for r in fahr_runs],
+        "baseline_runs_s": [round(r.seconds, 2) for r in base_runs],
+        "archive_bytes": archive.path.stat().st_size,
+        "unpacked_bytes": archive.unpacked,
+        "fahr_fetch_s": round(m_fahr, 2),
+        "baseline_s": round(m_base, 2),
+        "ratio": round(m_fahr / m_base, 2),
+        "fahr_peak_rss_mib": round(max(r.max_rss_kib for r in fahr_runs) / 1024, 1),
+        "rss_floor_mib": round(measure(["true"]).max_rss_kib / 1024, 1),
+        "baseline_peak_rss_mib": round(max(r.max_rss_kib for r in base_runs) / 1024, 1),
+    }, fahr_runs, base_runs
+
+
+# -- 4. S3 fetch -----------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """In the moto server's process before exec: SIGTERM when the benchmark dies, however it dies."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@contextlib.contextmanager
+def moto_server(work: Path):
+    """A moto server on a free loopback port; yields its URL, stops it on the way out."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = work / "moto.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, env=clean_env(),
+                                preexec_fn=_die_with_parent)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the moto server exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the moto server did not listen within 30 s:\n{log.read_text()[-2000:]}")
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def transfer_config() -> dict:
+    """The TransferConfig fahr's sagemaker driver downloads with, as keyword arguments, so that
+    the by-hand baseline uses the same (read from the driver when it still defines it there)."""
+    keys = ("multipart_threshold", "multipart_chunksize", "max_concurrency", "max_io_queue", "io_chunksize")
+    try:
+        from fahr_sagemaker.artifacts import _transfer_config
+
+        config = _transfer_config()
+        return {k: getattr(config, k) for k in keys}
+    except (ImportError, AttributeError):
+        return {"multipart_threshold": 16 * MiB, "max_concurrency": 8}
+
+
+# The by-hand way; prints how long its two steps took (seconds: download, tar xzf).
+BASELINE = """\
+import json, subprocess, sys, time
+import boto3
+from boto3.s3.transfer import TransferConfig
+bucket, key, dest, config = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+archive = dest + ".tar.gz"
+start = time.perf_counter()
+boto3.client("s3").download_file(bucket, key, archive, Config=TransferConfig(**config))
+downloaded = time.perf_counter()
+subprocess.run(["tar", "xzf", archive, "-C", dest], check=True)
+print(downloaded - start, time.perf_counter() - downloaded)
+"""
+
+
+def s3_fetch(runs: int, work: Path, archive: Archive) -> dict:
+    import boto3
+
+    bucket, prefix, tag = "fahr-bench", "models", "fahr-bench-s3/train"
+    job = "fahr-bench-s3-train-20261128-000000-0001"
+    config = transfer_config()
+    with moto_server(work) as url:
+        env = clean_env(AWS_ENDPOINT_URL=url, AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="testing",
+                        AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true",
+                        AWS_CONFIG_FILE=str(work / "no-aws-config"),
+                        AWS_SHARED_CREDENTIALS_FILE=str(work / "no-aws-credentials"),
+                        NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                region_name="us-east-1")
+        s3 = session.client("s3", endpoint_url=url)
+        s3.create_bucket(Bucket=bucket)
+        # moto's SageMaker completes a job at once, running nothing: a real DescribeTrainingJob
+        # record for `fahr fetch --job`, whose model.tar.gz is then the archive uploaded below.
+        sm = session.client("sagemaker", endpoint_url=url)
+        sm.create_training_job(
+            TrainingJobName=job,
+            AlgorithmSpecification={"TrainingImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/fahr-bench:latest",
+                                    "TrainingInputMode": "File"},
+            RoleArn="arn:aws:iam::123456789012:role/fahr-bench",
+            OutputDataConfig={"S3OutputPath": f"s3://{bucket}/{prefix}"},
+            ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+            StoppingCondition={"MaxRuntimeInSeconds": 3600},
+            Tags=[{"Key": "fahr:model-tag", "Value": tag}],
+        )
+        artifact = sm.describe_training_job(TrainingJobName=job)["ModelArtifacts"]["S3ModelArtifacts"]
+        key = artifact.split(f"s3://{bucket}/", 1)[1]
+        say(f"uploading {archive.path.stat().st_size / MiB:.0f} MiB to the emulated {artifact}")
+        s3.upload_file(str(archive.path), bucket, key)
+
+        def fahr_cmd(dest: Path) -> list[str]:
+            return [str(FAHR), "fetch", str(dest), tag, f"s3://{bucket}/{prefix}", "--job", job,
+                    "--train-driver", "sagemaker"]
+
+        def baseline_cmd(dest: Path) -> list[str]:
+            return [sys.executable, "-c", BASELINE, bucket, key, str(dest), json.dumps(config)]
+
+        result, _, base_runs = compare(runs, work, archive, fahr_cmd, baseline_cmd, env, "s3-fetch")
+    steps = [tuple(map(float, r.stdout.split()[-2:])) for r in base_runs]
+    result["baseline_download_s"] = round(median([d for d, _ in steps]), 2)
+    result["baseline_tar_s"] = round(median([t for _, t in steps]), 2)
+    result["transfer_config"] = config
+    return result
+
+
+# -- 5. local fetch --------------------------------------------------------------------------------
+
+
+def local_fetch(runs: int, work: Path, archive: Archive) -> dict:
+    tag = "fahr-bench-local/train"
+    job = "fahr-bench-local-train-20261128-000000-0001"
+    jobs = work / "local-jobs"
+    output = jobs / job / "output"
+    output.mkdir(parents=True)
+    try:
+        os.link(archive.path, output / "model.tar.gz")  # the same bytes, no second copy on disk
+    except OSError:
+        shutil.copy(archive.path, output / "model.tar.gz")
+    # A finished job's record as the local driver writes it.
+    (jobs / job / "job.json").write_text(json.dumps({
+        "job_name": job, "model_tag": tag, "image": f"{tag}:latest", "status": "Completed",
+        "created": time.time(),
+    }))
+
+    def fahr_cmd(dest: Path) -> list[str]:
+        return [str(FAHR), "fetch", str(dest), tag, str(jobs), "--job", job, "--train-driver", "local"]
+
+    def baseline_cmd(dest: Path) -> list[str]:
+        return ["tar", "xzf", str(archive.path), "-C", str(dest)]
+
+    return compare(runs, work, archive, fahr_cmd, baseline_cmd, clean_env(), "local-fetch")[0]
+
+
+# -- prerequisites, machine, table -----------------------------------------------------------------
+
+
+def check_prerequisites(only: list[str], work_parent: Path, data_bytes: int, model_bytes: int) -> None:
+    if not FAHR.exists():
+        raise Missing(f"{FAHR} not found: run this with the Python of fahr's virtualenv (make benchmark)")
+    if DOCKER_MEASURES & set(only):
+        if shutil.which("docker") is None:
+            raise Missing("no docker command: install Docker, or run make benchmark (it sets one up); "
+                          "or leave out refit and data-refit with --only")
+        proc = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise Missing("no Docker engine answers: start one (make benchmark starts one), "
+                          "or leave out refit and data-refit with --only")
+        if subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True).returncode != 0:
+            raise Missing(f"the base image {BASE_IMAGE} is missing: run make benchmark (it pulls or builds it)")
+    if {"s3-fetch", "local-fetch"} & set(only) and shutil.which("tar") is None:
+        raise Missing("no tar command: install tar (the baseline is tar xzf)")
+    if "s3-fetch" in only:
+        for module, what in (("moto", "moto (the emulated S3)"), ("fahr_sagemaker", "the sagemaker driver")):
+            if importlib.util.find_spec(module) is None:
+                raise Missing(f"{what} is not installed in {sys.prefix}: run make venv (make benchmark does), "
+                              "or leave out s3-fetch with --only")
+    need = 0
+    if "data-refit" in only:
+        need += 3 * data_bytes  # the data folder, its image layer, the build's context on the way
+    if {"s3-fetch", "local-fetch"} & set(only):
+        need += 5 * model_bytes  # the payload, the archive, moto's copy, two extracted models
+    free = shutil.disk_usage(work_parent).free
+    if need and free < need:
+        raise Missing(f"{work_parent} has {free / GiB:.1f} GiB free, the benchmark needs about {need / GiB:.1f} GiB")
+
+
+class LoadSampler:
+    """The 1-minute load average every 10 s while the benchmark runs: other work on the machine
+    moves every figure, and the table says how much there was."""
+
+    def __init__(self):
+        import threading
+
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                self.samples.append(float(Path("/proc/loadavg").read_text().split()[0]))
+            if self._stop.wait(10):
+                return
+
+    def __enter__(self) -> "LoadSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        if not self.samples:
+            return {}
+        return {"mean": round(statistics.mean(self.samples), 1), "max": round(max(self.samples), 1)}
+
+
+def machine() -> dict:
+    info = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cores": os.cpu_count(), "python": platform.python_version()}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["memory_gib"] = round(int(line.split()[1]) / MiB, 1)
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                info["os"] = line.split("=", 1)[1].strip('"')
+    if shutil.which("docker"):
+        proc = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True)
+        info["docker"] = proc.stdout.strip() if proc.returncode == 0 else "no engine"
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("fahr", "fahr-sagemaker"):
+        with contextlib.suppress(PackageNotFoundError):
+            info[dist] = version(dist)
+    return info
+
+
+def human(n: float) -> str:
+    return f"{n / GiB:.3g} GiB" if n >= GiB else f"{n / MiB:.0f} MiB"
+
+
+def runs_of(r: dict) -> str:
+    return f"{r['runs']} run{'s' * (r['runs'] != 1)}"
+
+
+def describe(info: dict) -> str:
+    """The machine in one line, for RESULTS.md."""
+    parts = [f"{info['cores']} cores" + (f" ({info['cpu']})" if "cpu" in info else "")]
+    if "memory_gib" in info:
+        parts.append(f"{info['memory_gib']} GiB")
+    parts += [info[k] for k in ("os",) if k in info]
+    parts.append(f"Python {info['python']}")
+    if "docker" in info:
+        parts.append(f"Docker engine {info['docker']}")
+    parts.append(" + ".join(f"{d} {info[d]}" for d in ("fahr", "fahr-sagemaker") if d in info))
+    line = f"Machine: {', '.join(p for p in parts if p)}; {info['date']}."
+    if info.get("load_average"):
+        la = info["load_average"]
+        line += f" 1-minute load average during the run: mean {la['mean']}, max {la['max']}."
+    return line
+
+
+def verdict(ok: bool, target: str) -> str:
+    return f"{target}: {'met' if ok else '**missed**'}"
+
+
+def table(results: dict) -> tuple[list[str], bool]:
+    """Markdown rows of the results, and whether every target was met."""
+    rows = ["| measure | median | target |", "| --- | --- | --- |"]
+    all_ok = True
+
+    def row(what: str, value: str, target: str = "") -> None:
+        rows.append(f"| {what} | {value} | {target} |")
+
+    if "startup" in results:
+        r = results["startup"]
+        heavy = sorted({m for mods in r["heavy_modules_imported"].values() for m in mods})
+        ok_ratio, ok_heavy = r["help_ratio"] <= STARTUP_RATIO, not heavy
+        all_ok &= ok_ratio and ok_heavy
+        row(f"`python -c \"import typer\"` (the floor; {runs_of(r)})", f"{r['import_typer_s']:.3f} s")
+        row("`fahr --help`", f"{r['fahr_help_s']:.3f} s")
+        row("`fahr drivers`", f"{r['fahr_drivers_s']:.3f} s")
+        row("**ratio `--help` / floor**", f"**{r['help_ratio']:.2f}**", verdict(ok_ratio, f"≤ {STARTUP_RATIO}"))
+        row("docker, boto3/botocore, cookiecutter, fahr_sagemaker or the local driver imported by "
+            "`--help` / `drivers`", ", ".join(heavy) or "none", verdict(ok_heavy, "none"))
+    for name in ("refit", "data-refit"):
+        if name not in results:
+            continue
+        r = results[name]
+        label = "example model" if name == "refit" else f"{human(r['data_bytes'])} `data/` folder"
+        ok = r["overhead_s"] <= REFIT_OVERHEAD_S and r["same_image_every_refit"]
+        all_ok &= ok
+        if name == "data-refit":
+            row(f"first fit, {label} (one run)", f"{r['first_fit_s']:.1f} s")
+            row("its image size (as `docker images` counts: GB = 10^9 bytes)", f"{r['image_bytes'] / 1e9:.2f} GB")
+            row("warning lines of the first fit", "; ".join(f"`{w}`" for w in r["first_fit_warnings"]) or "none")
+        row(f"unchanged re-fit, {label}: same image every time ({runs_of(r)})",
+            str(r["same_image_every_refit"]).lower(), "true")
+        row("`fahr fit` (unchanged)", f"{r['fahr_fit_s']:.3f} s")
+        row("`docker run --rm IMAGE train`", f"{r['docker_run_s']:.3f} s")
+        row(f"**re-fit overhead, {label}**", f"**{r['overhead_s']:.2f} s**", verdict(ok, f"≤ {REFIT_OVERHEAD_S} s"))
+        if name == "data-refit":
+            row("peak RSS of `fahr fit` (max of the fits)", f"{r['fahr_fit_peak_rss_mib']:.0f} MiB")
+    if "s3-fetch" in results:
+        r = results["s3-fetch"]
+        ok_ratio, ok_rss = r["ratio"] <= S3_RATIO, r["fahr_peak_rss_mib"] < S3_RSS_MIB
+        all_ok &= ok_ratio and ok_rss
+        what = f"{human(r['unpacked_bytes'])} model ({human(r['archive_bytes'])} gzip)"
+        row(f"`fahr fetch` from emulated S3, {what} ({runs_of(r)})", f"{r['fahr_fetch_s']:.2f} s")
+        row("boto3 `download_file` (fahr's transfer config) + `tar xzf`", f"{r['baseline_s']:.2f} s")
+        row("… its `download_file` / its `tar xzf`", f"{r['baseline_download_s']:.2f} s / {r['baseline_tar_s']:.2f} s")
+        row("**ratio S3 fetch / by hand**", f"**{r['ratio']:.2f}**", verdict(ok_ratio, f"≤ {S3_RATIO}"))
+        # What overlapping the unpacking with the download can approach: the download alone.
+        row("ratio S3 fetch / `download_file` alone (timed in its process: what a streamed fetch can approach)",
+            f"{r['fahr_fetch_s'] / r['baseline_download_s']:.2f}")
+        row(f"**peak RSS of `fahr fetch`** (max of the runs; floor {r['rss_floor_mib']:.0f} MiB)",
+            f"**{r['fahr_peak_rss_mib']:.0f} MiB**",
+            verdict(ok_rss, f"< {S3_RSS_MIB} MiB"))
+        row("peak RSS of the by-hand download", f"{r['baseline_peak_rss_mib']:.0f} MiB")
+    if "local-fetch" in results:
+        r = results["local-fetch"]
+        ok = r["ratio"] <= LOCAL_RATIO
+        all_ok &= ok
+        row(f"`fahr fetch` of a local job, same model ({runs_of(r)})", f"{r['fahr_fetch_s']:.2f} s")
+        row("`tar xzf` of its model.tar.gz", f"{r['baseline_s']:.2f} s")
+        row("**ratio local fetch / `tar xzf`**", f"**{r['ratio']:.2f}**", verdict(ok, f"≤ {LOCAL_RATIO}"))
+        row("peak RSS of `fahr fetch` (local)", f"{r['fahr_peak_rss_mib']:.0f} MiB")
+    return rows, all_ok
+
+
+def only_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in MEASURES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown measure {', '.join(unknown) or repr(text)}; choose from {', '.join(MEASURES)}")
+    return [n for n in MEASURES if n in names]  # always in the same order
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/run.py",
+        description="Measure fahr's performance targets side by side; print a markdown table for "
+                    "benchmarks/RESULTS.md. Exit 0 when every target is met, 1 when one is missed, "
+                    "3 when a prerequisite is missing, 4 when a step fails.",
+    )
+    parser.add_argument("--runs", type=positive, default=5, metavar="N",
+                        help="interleaved runs of each side of each measure (start-up: 3×N); the "
+                             "default 5 takes about 10 minutes on 2 cores")
+    parser.add_argument("--only", type=only_list, default=list(MEASURES), metavar="NAME[,NAME...]",
+                        help=f"measure only these: {', '.join(MEASURES)} (default: all)")
+    parser.add_argument("--data-mib", type=positive, default=1024, metavar="MIB",
+                        help="size of the data/ folder of data-refit (target defined at 1024)")
+    parser.add_argument("--model-mib", type=positive, default=512, metavar="MIB",
+                        help="unpacked size of the model of s3-fetch and local-fetch (target defined at 512)")
+    parser.add_argument("--json", action="store_true", help="also print every figure as JSON")
+    return parser.parse_args(argv)
+
+
+def _terminated(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM cleans up as Ctrl-C does
+
+
+def measure_all(args: argparse.Namespace, work: Path, results: dict) -> None:
+    if "startup" in args.only:
+        say("start-up")
+        results["startup"] = startup(3 * args.runs)
+    if "refit" in args.only:
+        say("unchanged re-fit of the example")
+        results["refit"] = hello_refit(args.runs, work)
+    if "data-refit" in args.only:
+        say("unchanged re-fit with a data folder")
+        results["data-refit"] = data_refit(args.runs, work, args.data_mib * MiB)
+    if {"s3-fetch", "local-fetch"} & set(args.only):
+        say(f"making a {args.model_mib} MiB model.tar.gz")
+        archive = make_archive(work, args.model_mib * MiB)
+        if "s3-fetch" in args.only:
+            say("S3 fetch against download_file + tar xzf")
+            results["s3-fetch"] = s3_fetch(args.runs, work, archive)
+        if "local-fetch" in args.only:
+            say("local fetch against tar xzf")
+            results["local-fetch"] = local_fetch(args.runs, work, archive)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
+    started = time.perf_counter()
+    data_bytes, model_bytes = args.data_mib * MiB, args.model_mib * MiB
+    work_parent = Path(tempfile.gettempdir())
+    try:
+        check_prerequisites(args.only, work_parent, data_bytes, model_bytes)
+    except Missing as exc:
+        print(f"benchmark error: {exc}", file=sys.stderr)
+        return 3
+    info = machine()
+    results: dict = {}
+    work = Path(tempfile.mkdtemp(prefix="fahr-bench-", dir=work_parent))
+    try:
+        with LoadSampler() as sampler:
+            measure_all(args, work, results)
+    except KeyboardInterrupt:
+        print("benchmark interrupted; cleaning up", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 4
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--skip-docker", action="store_true")
-    args = parser.parse_args()
-    results = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "startup": startup(args.runs)}
-    if not args.skip_docker:
-        results["unchanged_rerun"] = rerun(max(3, args.runs // 3))
-    print(json.dumps(results, indent=2))
-    ok = results["startup"]["help_ratio"] <= 1.5 and not any(results["startup"]["heavy_modules_imported"].values())
-    if "unchanged_rerun" in results:
-        r = results["unchanged_rerun"]
-        ok = ok and r["all_cache_hits"] and r["overhead_s"] <= 1.5
-    print("targets met" if ok else "TARGETS MISSED")
-    sys.exit(0 if ok else 1)
+    wall = time.perf_counter() - started
+    info["load_average"] = sampler.summary()
+    rows, ok = table(results)
+    print(describe(info))
+    options = f"--runs {args.runs}" + (f" --only {','.join(args.only)}" if args.only != list(MEASURES) else "")
+    options += f" --data-mib {args.data_mib}" * (args.data_mib != 1024)
+    options += f" --model-mib {args.model_mib}" * (args.model_mib != 512)
+    print(f"`benchmarks/run.py {options}`: medians of interleaved runs; wall time {wall:.0f} s.\n")
+    print("\n".join(rows))
+    if args.json:
+        print("\n" + json.dumps({"machine": info, "wall_s": round(wall), **results}, indent=2))
+    print("\ntargets met" if ok else "\nTARGETS MISSED")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
