@@ -144,8 +144,8 @@ def fit(
     if fetch_dir is not None:
         _check_fetch_spares_output(Path(fetch_dir), config)
 
-    _check_checkpoints_spare_project(config, given, artifact)
     hook.check_run(config=config, inputs=dict(inputs))
+    _check_checkpoints_spare_project(config, given, artifact)
     context = image.prepare_context(artifact, model_tag, config["base_image"], regenerate_dockerfile,
                                     base_image_set=config.sources.get("base_image") != "default")
     built = hook.build_image(context=context, config=config)

@@ -432,6 +432,7 @@ def launch(spec, config):
     channels = {name: str(_channel_path(name, value)) for name, value in spec.inputs.items()}
     checkpoints = _checkpoint_root(config)
     if checkpoints is not None:
+        _tidy_staging(checkpoints)  # an earlier copy back cut short may have moved the folder aside
         _own(checkpoints, f"config.checkpoint_path={config['checkpoint_path']}")
     job_dir = _job_dir(config, spec.job_name)
     try:
@@ -796,9 +797,9 @@ def _save_checkpoints(run, job_dir: Path, target: Path) -> None:
         return
     if copied.not_folders:
         hosts = ", ".join(f"{host} ({what})" for host, what in copied.not_folders)
-        kept = "as it was" if not copied.placed else "the other hosts' checkpoints"
+        kept = "is as it was" if not copied.placed else "holds the other hosts' checkpoints"
         ui.warn(f"the checkpoints of job {job_name}: {run.job.checkpoint_dir} is not a folder on {hosts}, "
-                f"the script replaced it; nothing copied back from there, {target} holds {kept}")
+                f"the script replaced it; nothing copied back from there, {target} {kept}")
     if copied.skipped:
         names = sorted({name for name, _ in copied.skipped})
         more = f" and {len(names) - 5} more" if len(names) > 5 else ""
