@@ -204,8 +204,8 @@ def _add_path(tar: tarfile.TarFile, source: Path, arcname: str) -> None:
     except (OSError, tarfile.TarError) as exc:
         where = getattr(exc, "filename", None) or source
         why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise UsageError(f"cannot copy {where} into the job ({why}); make it readable, or choose "
-                         "another folder") from None
+        raise UsageError(f"cannot copy {where} into the job ({why}); make it a readable ordinary file, "
+                         "or give another folder") from None
 
 
 def opt_ml_archive(job: ContainerJob, host: str, out) -> None:

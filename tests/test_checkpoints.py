@@ -322,3 +322,21 @@ def test_sagemaker_job_stopped_after_epoch_2_resumes_at_epoch_3(stack, tmp_path)
     assert json.loads((tmp_path / "model" / "model.json").read_text()) == {"started_at": 3, "state": 10}
     saved = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{prefix}/state.json")["Body"].read())
     assert saved == {"epoch": 4, "state": 10}
+
+
+SYS_FILE = Path("/sys/kernel/mm/transparent_hugepage/enabled")  # says 4096 bytes, holds fewer
+
+
+@pytest.mark.skipif(not SYS_FILE.is_file(), reason="needs a /sys file whose size lies")
+def test_a_file_that_cannot_be_copied_into_the_job_is_one_line_exit_2(docker_engine, jobs_dir, tmp_path):
+    script = tmp_path / "review-fix-copyin" / "train.py"
+    script.parent.mkdir()
+    script.write_text("print('never runs')\n")
+    proc = run_fahr("fit", script, "--input", f"training={SYS_FILE}")
+    assert proc.returncode == 2, proc.stderr  # not an internal error (4)
+    [line] = [line for line in proc.stderr.splitlines() if line.startswith("fahr error:")]
+    assert "Traceback" not in proc.stderr
+    assert line.startswith(f"fahr error: cannot copy {SYS_FILE} into the job ("), line
+    [job] = [p.name for p in jobs_dir.iterdir() if p.name.startswith("review-fix-copyin-train-")]
+    assert json.loads((jobs_dir / job / "job.json").read_text())["status"] == "Failed"
+    assert not docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job}"})
