@@ -72,7 +72,8 @@ def config_keys():
         ConfigKey("stop_timeout", int, 10, "Seconds between SIGTERM and SIGKILL when a job is stopped."),
         ConfigKey("checkpoint_path", str, "",
                   "Folder copied into /opt/ml/checkpoints at start and back (replacing its contents) when "
-                  "the job ends, fails or is stopped, so a job fitted again resumes. Empty: no checkpointing."),
+                  "the job ends, fails or is stopped, so a job fitted again resumes; new or empty at first use (fahr "
+                  "marks it with .fahr-checkpoints). Empty: no checkpointing."),
     ]
 
 
