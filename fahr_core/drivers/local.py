@@ -359,7 +359,8 @@ def _check_owned(folder: Path, setting: str) -> None:
 
     try:
         owned = (folder / CHECKPOINT_MARKER).is_file()
-        empty = not owned and next(os.scandir(folder), None) is None
+        with os.scandir(folder) as entries:
+            empty = not owned and next(entries, None) is None
     except OSError as exc:
         raise ConfigError(f"{setting}: cannot use {folder} ({exc.strerror}); choose another folder") from None
     if not owned and not empty:
@@ -816,9 +817,13 @@ def _tidy_staging(target: Path) -> None:
     import re
 
     pattern = re.compile(rf"\.{re.escape(target.name)}\.fahr-[A-Za-z0-9_]{{8}}(-old)?")
+    spool = re.compile(rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]{{8}}\.tar\.partial")  # an older fahr's
     try:
         leftovers = [p for p in target.parent.iterdir() if pattern.fullmatch(p.name) and not p.is_symlink()
                      and p.is_dir()]
+        for old in target.parent.iterdir():
+            if spool.fullmatch(old.name) and old.is_file() and not old.is_symlink():
+                old.unlink()
     except OSError:
         return
     for old in leftovers:
