@@ -434,8 +434,14 @@ def launch(spec, config):
     channels = {name: str(_channel_path(name, value)) for name, value in spec.inputs.items()}
     checkpoints = _checkpoint_root(config)
     if checkpoints is not None:
-        _tidy_staging(checkpoints)  # an earlier copy back cut short may have moved the folder aside
-        _own(checkpoints, f"config.checkpoint_path={config['checkpoint_path']}")
+        setting = f"config.checkpoint_path={config['checkpoint_path']}"
+        try:
+            checkpoints.parent.mkdir(parents=True, exist_ok=True)
+            with _locked(checkpoints.parent):  # not while another job's copy back is under way
+                _tidy_staging(checkpoints)  # an earlier copy back cut short may have moved the folder aside
+                _own(checkpoints, setting)
+        except OSError as exc:
+            raise ConfigError(f"{setting}: cannot create {checkpoints} ({exc.strerror}); choose another folder") from None
     job_dir = _job_dir(config, spec.job_name)
     try:
         job_dir.mkdir(parents=True, exist_ok=False)
@@ -764,7 +770,8 @@ def _holds_a_file(archive: Path) -> bool:
 
 
 def _save_checkpoints(run, job_dir: Path, target: Path) -> None:
-    """Copy the job's /opt/ml/checkpoints back into ``target`` (the caller holds the lock).
+    """Copy the job's /opt/ml/checkpoints back into ``target`` (the caller holds the job's lock; this
+    takes the lock of ``target``'s parent, which a fit tidying beside ``target`` takes too).
 
     Only into a folder fahr owns (it holds fahr's marker, looked for now: job.json may have been
     edited since the start), else a warning and ``target`` is left alone. A folder the extractor
@@ -772,10 +779,16 @@ def _save_checkpoints(run, job_dir: Path, target: Path) -> None:
     that does not fit (the size cap, the free space) is an OSError, so that the job waits, its
     containers kept, for ``fahr wait`` once room is made.
     """
+    with contextlib.ExitStack() as stack:
+        if target.parent.is_dir():  # one copy back at a time beside a folder; a fit's tidying waits
+            stack.enter_context(_locked(target.parent))
+        _copy_back(run, job_dir.name, job_dir, target)
+
+
+def _copy_back(run, job_name: str, job_dir: Path, target: Path) -> None:
     from fahr_core.contract import CHECKPOINT_MARKER, clash_warning
     from fahr_core.extract import MAX_MODEL_BYTES_ENV, ModelTooLarge, UnsafeArchive
 
-    job_name = job_dir.name
     _tidy_staging(target)
     if not (target / CHECKPOINT_MARKER).is_file() or target.is_symlink():
         ui.warn(f"the checkpoints of job {job_name} were not copied back: {target} is not a checkpoint folder "
