@@ -26,7 +26,9 @@ import contextlib
 import io
 import json
 import os
+import posixpath
 import queue
+import stat
 import tarfile
 import tempfile
 import threading
@@ -39,6 +41,10 @@ from fahr_core.errors import EnvironmentProblem, UsageError
 from fahr_core.jobs import COMPLETED, FAILED
 
 LABEL_JOB = "fahr.job"
+CHECKPOINT_MARKER = ".fahr-checkpoints"
+"""The file fahr puts in a local checkpoint folder it owns: it only ever replaces a folder holding it."""
+MARKER_TEXT = (b"This folder holds checkpoints that fahr copies back from its jobs, replacing its contents.\n"
+               b"fahr replaces only a checkpoint folder holding this file.\n")
 LABEL_HOST = "fahr.host"
 FAILURE_REASON_MAX = 1024
 _TAIL_LINES = 10
@@ -190,6 +196,18 @@ def _add_dir(tar: tarfile.TarFile, name: str) -> None:
     tar.addfile(info)
 
 
+def _add_path(tar: tarfile.TarFile, source: Path, arcname: str) -> None:
+    """``source`` (recursively) into ``tar``; a file that cannot be read (no permission, gone
+    meanwhile, a /proc file that lies about its size) is the user's to fix: one line naming it."""
+    try:
+        tar.add(str(source), arcname=arcname, recursive=True)
+    except (OSError, tarfile.TarError) as exc:
+        where = getattr(exc, "filename", None) or source
+        why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise UsageError(f"cannot copy {where} into the job ({why}); make it a readable ordinary file, "
+                         "or give another folder") from None
+
+
 def opt_ml_archive(job: ContainerJob, host: str, out) -> None:
     """Write, as a tar stream rooted at ``/``, the ``/opt/ml`` a host finds when it starts."""
     resource = {
@@ -215,10 +233,10 @@ def opt_ml_archive(job: ContainerJob, host: str, out) -> None:
             source = Path(source)
             arc = f"opt/ml/input/data/{channel}"
             if source.is_dir():
-                tar.add(str(source), arcname=arc, recursive=True)
+                _add_path(tar, source, arc)
             else:
                 _add_dir(tar, arc)
-                tar.add(str(source), arcname=f"{arc}/{source.name}")
+                _add_path(tar, source, f"{arc}/{source.name}")
         if job.checkpoints is not None:
             # The folder exists only when checkpointing is configured: a script that checks for it
             # behaves as on SageMaker. Its parents are made as the engine would.
@@ -231,7 +249,32 @@ def opt_ml_archive(job: ContainerJob, host: str, out) -> None:
             source = Path(job.checkpoints)
             if source.is_dir():
                 for child in sorted(source.iterdir()):
-                    tar.add(str(child), arcname=f"{arc}/{child.name}", recursive=True)
+                    if child.name != CHECKPOINT_MARKER:  # fahr's own mark, not a checkpoint
+                        _add_path(tar, child, f"{arc}/{child.name}")
+
+
+def _not_executable(container, program: str) -> str | None:
+    """The first ``program`` on the (created, not started) container's PATH when it is a file
+    nobody may execute, else None: best effort, for a better message only."""
+    try:
+        env = dict(item.split("=", 1) for item in container.attrs["Config"].get("Env") or [] if "=" in item)
+        for folder in env.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(":"):
+            path = f"{folder.rstrip('/')}/{program}"
+            try:
+                stream, _ = container.get_archive(path)
+            except Exception:
+                continue  # not there: the next folder
+            with tempfile.TemporaryFile() as spool:
+                for chunk in stream:
+                    spool.write(chunk)
+                spool.seek(0)
+                with tarfile.open(fileobj=spool, mode="r:") as tar:
+                    member = tar.next()
+            if member is not None and member.isreg() and not member.mode & 0o111:
+                return path  # the engine passed over it, as it does every file it may not run
+    except Exception:
+        return None
+    return None
 
 
 class ContractRun:
@@ -268,6 +311,7 @@ class ContractRun:
         job = self.job
         network = None
         in_flight: tuple[str, str] | None = None  # a create the engine may finish after an interrupt
+        containers: list = []
         try:
             if len(job.hosts) > 1:
                 in_flight = ("network", job.network_name)
@@ -276,7 +320,6 @@ class ContractRun:
                 )
                 in_flight = None
             on_status("Downloading")
-            containers = []
             for host in job.hosts:
                 env = {
                     **{str(k): str(v) for k, v in job.environment.items()},
@@ -322,13 +365,21 @@ class ContractRun:
             self._cleanup_quietly()
             raise EnvironmentProblem(f"image {job.image} is not on the engine: {exc.explanation}") from exc
         except docker_errors.APIError as exc:
-            self._cleanup_quietly()
             detail = exc.explanation or str(exc)
+            unrunnable = None
+            if 'exec: "train"' in detail and "not found" in detail and containers:
+                unrunnable = _not_executable(containers[0], "train")
+            self._cleanup_quietly()
             if job.gpus and ("device driver" in detail or "gpu" in detail.lower()):
                 raise EnvironmentProblem(
                     f"GPUs were requested (gpus={job.gpus!r}) but the Docker engine cannot provide "
                     f"them: {detail}; install the NVIDIA container toolkit, or drop the gpus setting"
                 ) from exc
+            if unrunnable:
+                # The engine says "not found" for a file it may not run: say what to change.
+                raise UsageError(f"the image of job {job.job_name} cannot be started as 'IMAGE train': {unrunnable} "
+                                 "is not executable; make it so (chmod 755 train before building, or RUN chmod "
+                                 f"755 {unrunnable} in the Dockerfile)") from exc
             if 'exec: "train"' in detail and "not found" in detail:
                 # An image that brings its own program (a container of the user's own) lacks it:
                 # the project's fault, not the engine's.
@@ -590,41 +641,58 @@ class ContractRun:
                         merge.add(host, tar)
         return merge.dropped
 
-    def copy_out(self, path: str, target: Path) -> list[tuple[str, str]] | None:
+    def copy_out(self, path: str, target: Path, given: Mapping[str, tuple] | None = None, *,
+                 marker: bool = False, spool_dir: Path | None = None) -> "CopiedBack | None":
         """Make the local folder ``target`` a copy of ``path`` (the checkpoints) of every host.
 
-        Hosts are merged as :meth:`pack` merges them (the first host's file kept on a clash; the
-        dropped entries are returned). The container's files are untrusted: they are packed, then
-        unpacked by fahr's safe extractor into a staging folder beside ``target``, which replaces
-        ``target`` whole only when complete, so an interrupted copy leaves the previous folder.
-        None, and ``target`` untouched, when no host has ``path`` (its containers are gone, or
-        the script removed it). Refusals of the extractor (:class:`UsageError`) and OSError
-        propagate.
+        Hosts are merged against ``given`` (:func:`checkpoint_manifest` of what they were given
+        at start), see :class:`CheckpointMerge`. The container's files are untrusted: entries
+        fahr does not copy back (devices, fifos, links leading out of ``path``) are left out and
+        listed, an absolute link into ``path`` becomes the equivalent relative one, and the rest
+        is unpacked by fahr's safe extractor into a staging folder beside ``target``, which
+        replaces ``target`` whole only when complete, so an interrupted copy leaves the previous
+        folder. ``target`` keeps its own mode (and owner, as root). ``marker``: the new folder
+        holds :data:`CHECKPOINT_MARKER`. The merged archive is spooled in ``spool_dir`` (the
+        job's folder), not beside ``target``. None, and ``target`` untouched, when no host has
+        ``path`` as a folder (its containers are gone, or the script removed or replaced it).
+        Refusals of the extractor (:class:`UsageError`) and OSError propagate.
         """
         from fahr_core.extract import place
 
         base = path.rstrip("/").rsplit("/", 1)[-1]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tar.partial", dir=target.parent)
-        os.close(fd)
-        spool = Path(name)
-        try:
-            order = {host: i for i, host in enumerate(self.job.hosts)}
-            containers = sorted(self.containers().items(), key=lambda hc: (order.get(hc[0], len(order)), hc[0]))
-            found = False
-            with tarfile.open(spool, mode="w", format=tarfile.PAX_FORMAT) as out:
-                merge = TreeMerge(out, base, same_is_no_clash=True)
-                for host, container in containers:
-                    with self._archive(container, path, seekable=True) as tar:  # None: absent, or gone
-                        if tar is not None:
-                            found = True
-                            merge.add(host, tar)
-            if not found:
-                return None
-            place(spool, target, extract=True, overwrite=True)
-            return merge.dropped
-        finally:
-            spool.unlink(missing_ok=True)
+        order = {host: i for i, host in enumerate(self.job.hosts)}
+        containers = sorted(self.containers().items(), key=lambda hc: (order.get(hc[0], len(order)), hc[0]))
+        merge = CheckpointMerge(base, path, given)
+        with contextlib.ExitStack() as stack:
+            for host, container in containers:
+                tar = stack.enter_context(self._archive(container, path, seekable=True))
+                if tar is not None:  # None: absent, or the container is gone
+                    merge.add(host, tar)
+            if not merge.hosts:  # no host has it as a folder: nothing to copy, the folder stays
+                return CopiedBack([], merge.skipped, merge.not_folders, placed=False) if merge.not_folders else None
+            if spool_dir is not None:
+                spool_dir.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=".checkpoints.", suffix=".tar.partial", dir=spool_dir)
+            os.close(fd)
+            spool = Path(name)
+            try:
+                with tarfile.open(spool, mode="w", format=tarfile.PAX_FORMAT) as out:
+                    if marker:
+                        _add_bytes(out, CHECKPOINT_MARKER, MARKER_TEXT)
+                    merge.write(out)
+                try:
+                    before = os.stat(target)
+                except FileNotFoundError:
+                    before = None
+                target.parent.mkdir(parents=True, exist_ok=True)
+                place(spool, target, extract=True, overwrite=True)
+                if before is not None:  # the folder is new: its mode and owner are the old one's
+                    os.chmod(target, stat.S_IMODE(before.st_mode))
+                    if os.geteuid() == 0:
+                        os.chown(target, before.st_uid, before.st_gid)
+            finally:
+                spool.unlink(missing_ok=True)
+        return CopiedBack(merge.dropped, merge.skipped, merge.not_folders)
 
     def save_logs(self, folder: Path) -> None:
         """Keep every host's whole output as ``folder/<host>.log`` (before the containers go).
@@ -740,18 +808,15 @@ class TreeMerge:
 
     Hosts are merged in the order given: a folder present on several hosts is one folder; any
     other entry that an earlier host already wrote (or that would land under an earlier host's
-    file or symlink) is dropped and listed in ``dropped`` as (name, host). With ``same_is_no_clash``
-    a file identical to the one written (same bytes) is dropped silently: checkpoints every host
-    was given at start and left alone are no clash.
+    file or symlink) is dropped and listed in ``dropped`` as (name, host). (Checkpoints are merged
+    otherwise, against what the hosts were given: :class:`CheckpointMerge`.)
     """
 
-    def __init__(self, out: tarfile.TarFile, base: str, same_is_no_clash: bool = False):
+    def __init__(self, out: tarfile.TarFile, base: str):
         self.out = out
         self.prefix = base.strip("/") + "/"
         self.kinds: dict[str, bool] = {}  # name written -> is it a folder
         self.dropped: list[tuple[str, str]] = []
-        self.same_is_no_clash = same_is_no_clash
-        self.digests: dict[str, tuple[int, str]] = {}  # file written -> (size, sha256), when compared
 
     def _relative(self, name: str) -> str | None:
         name = name.rstrip("/")
@@ -776,10 +841,7 @@ class TreeMerge:
             if member.isreg():
                 originals[name] = member
             if self._clashes(name, member.isdir()):
-                same = (name in self.digests and member.isreg() and self.digests[name][0] == member.size
-                        and self.digests[name][1] == _digest(tar.extractfile(member)))
-                if not same:
-                    self.dropped.append((name, host))
+                self.dropped.append((name, host))
                 continue
             info = tarfile.TarInfo(name)
             info.type = member.type
@@ -807,13 +869,175 @@ class TreeMerge:
                     continue
             elif member.ischr() or member.isblk():
                 info.devmajor, info.devminor = member.devmajor, member.devminor
-            hashing = _Hashing(data) if self.same_is_no_clash and data is not None else None
-            self.out.addfile(info, hashing or data)
-            if hashing is not None:
-                self.digests[name] = (info.size, hashing.sha256.hexdigest())
+            self.out.addfile(info, data)
             self.kinds[name] = member.isdir()
             if not member.isdir():
                 written.add(name)
+
+
+@dataclass
+class CopiedBack:
+    """What :meth:`ContractRun.copy_out` did besides copying."""
+
+    dropped: list[tuple[str, str]]
+    """(name, host) of the changes dropped on a clash (an earlier host changed the file too)."""
+    skipped: list[tuple[str, str]]
+    """(name, host) of entries fahr does not copy back: devices, fifos, links leading out."""
+    not_folders: list[tuple[str, str]]
+    """(host, what) of hosts whose checkpoint folder was replaced by a link or a file."""
+    placed: bool = True
+    """Whether the local folder was replaced (False: no host had a folder to copy)."""
+
+
+def checkpoint_manifest(folder: Path) -> dict[str, tuple]:
+    """What a checkpoint folder gives the hosts at start, by relative name: ``("file", size,
+    sha256)``, ``("link", target)`` or ``("dir",)``; fahr's marker and other entries (fifos…)
+    are left out. It is what :class:`CheckpointMerge` compares each host's copy with."""
+    found: dict[str, tuple] = {}
+
+    def walk(path: Path, prefix: str) -> None:
+        for entry in sorted(os.scandir(path), key=lambda e: e.name):
+            name = f"{prefix}{entry.name}"
+            if name == CHECKPOINT_MARKER:
+                continue
+            try:
+                if entry.is_symlink():
+                    found[name] = ("link", os.readlink(entry.path))
+                elif entry.is_dir():
+                    found[name] = ("dir",)
+                    walk(Path(entry.path), name + "/")
+                elif entry.is_file():
+                    with open(entry.path, "rb") as handle:
+                        size = os.fstat(handle.fileno()).st_size
+                        found[name] = ("file", size, _digest(handle))
+            except OSError as exc:
+                raise UsageError(f"cannot read {entry.path} ({exc.strerror or exc}); make it readable, "
+                                 "or choose another folder") from None
+
+    if folder.is_dir():
+        walk(folder, "")
+    return found
+
+
+class CheckpointMerge:
+    """The hosts' checkpoint folders merged three ways, against what they were given at start.
+
+    A host whose entry equals the given one (same bytes, same link, a folder) did not write it.
+    An entry a host changed or added is kept; when several hosts changed it differently, the
+    first host's (``algo-1`` before ``algo-2``) is kept and the others listed in ``dropped``.
+    A given entry no host changed is removed when some host deleted it, kept otherwise. Without
+    a manifest (``given`` None), every entry counts as added: identical copies are no clash.
+
+    Entries fahr does not copy back are left out and listed in ``skipped``: devices, fifos, and
+    links that lead out of the folder; an absolute link into the folder (``latest.pt ->
+    /opt/ml/checkpoints/ckpt-3.pt``) becomes the equivalent relative link. A host whose folder
+    is a link or a file (the script replaced it) is listed in ``not_folders`` and left out. The
+    archives must stay open (random access) until :meth:`write`.
+    """
+
+    def __init__(self, base: str, path: str, given: Mapping[str, tuple] | None):
+        self.prefix = base.strip("/") + "/"
+        self.base = base.strip("/")
+        self.path = posixpath.normpath("/" + path.strip("/"))
+        self.given = dict(given or {})
+        self.hosts: list[str] = []
+        self.entries: dict[str, dict[str, tuple]] = {}  # host -> name -> (sig, tar, member, linkname)
+        self.dropped: list[tuple[str, str]] = []
+        self.skipped: list[tuple[str, str]] = []
+        self.not_folders: list[tuple[str, str]] = []
+
+    def _relative(self, name: str) -> str | None:
+        name = name.rstrip("/")
+        if not name.startswith(self.prefix):
+            return None  # the folder itself
+        return name[len(self.prefix):].strip("/") or None
+
+    def _link(self, name: str, link: str) -> str | None:
+        """The link kept for ``name -> link``, or None when it leads out of the folder."""
+        here = posixpath.dirname(name) or "."
+        if posixpath.isabs(link):
+            norm = posixpath.normpath(link)
+            if norm != self.path and not norm.startswith(self.path.rstrip("/") + "/"):
+                return None
+            return posixpath.relpath(norm[len(self.path):].lstrip("/") or ".", here)
+        resolved = posixpath.normpath(posixpath.join(here, link))
+        return None if resolved == ".." or resolved.startswith("../") else link
+
+    def add(self, host: str, tar: tarfile.TarFile) -> None:
+        members = tar.getmembers()
+        root = next((m for m in members if m.name.rstrip("/") == self.base), None)
+        if root is None or not root.isdir():
+            what = "a link" if root is not None and root.issym() else "not a folder"
+            self.not_folders.append((host, what))
+            return
+        mine: dict[str, tuple] = {}
+        files: dict[str, tarfile.TarInfo] = {}
+        for member in members:
+            name = self._relative(member.name)
+            if name is None or name == CHECKPOINT_MARKER:
+                continue
+            if member.isreg():
+                files[name] = member
+                mine[name] = (("file", member.size, _digest(tar.extractfile(member))), tar, member, "")
+            elif member.islnk() and self._relative(member.linkname) in files:
+                source = files[self._relative(member.linkname)]
+                mine[name] = (mine[self._relative(member.linkname)][0], tar, source, "")
+            elif member.issym() and self._link(name, member.linkname) is not None:
+                link = self._link(name, member.linkname)
+                mine[name] = (("link", link), tar, member, link)
+            elif member.isdir():
+                mine[name] = (("dir",), tar, member, "")
+            else:
+                self.skipped.append((name, host))
+        self.hosts.append(host)
+        self.entries[host] = mine
+
+    def write(self, out: tarfile.TarFile) -> None:
+        """Write the merged tree into ``out``, names relative to the folder."""
+        kept: dict[str, tuple[str, tuple]] = {}  # name -> (host, entry)
+        names = set(self.given).union(*(set(e) for e in self.entries.values()))
+        for name in sorted(names):
+            given = self.given.get(name)
+            have = [(host, self.entries[host].get(name)) for host in self.hosts]
+            changed = [(host, e) for host, e in have if e is not None and e[0] != given]
+            if changed:
+                first_host, first = changed[0]
+                kept[name] = (first_host, first)
+                self.dropped.extend((name, host) for host, e in changed[1:] if e[0] != first[0])
+            elif all(e is not None for _, e in have):  # given, and no host deleted it
+                kept[name] = have[0]
+        for name in list(kept):  # the folders of what is kept stay, even if a host deleted them
+            parts = name.split("/")
+            for i in range(1, len(parts)):
+                folder = "/".join(parts[:i])
+                if folder not in kept:
+                    kept[folder] = next(((h, self.entries[h][folder]) for h in self.hosts
+                                         if self.entries[h].get(folder, ((),))[0] == ("dir",)), ("", None))
+        kinds: dict[str, bool] = {}
+        for name in sorted(kept, key=lambda n: n.split("/")):
+            host, entry = kept[name]
+            parts = name.split("/")
+            if any(kinds.get("/".join(parts[:i]), True) is False for i in range(1, len(parts))):
+                self.dropped.append((name, host))  # under a file or link kept from an earlier host
+                continue
+            info = tarfile.TarInfo(name)
+            data = None
+            if entry is None:  # a folder only a kept entry still needs
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
+            else:
+                sig, tar, member, link = entry
+                info.mode = member.mode & 0o7777
+                info.uid, info.gid, info.uname, info.gname = member.uid, member.gid, member.uname, member.gname
+                info.mtime = int(member.mtime)
+                if sig[0] == "file":
+                    info.type, info.size = tarfile.REGTYPE, member.size
+                    data = tar.extractfile(member)
+                elif sig[0] == "link":
+                    info.type, info.linkname = tarfile.SYMTYPE, link
+                else:
+                    info.type = tarfile.DIRTYPE
+            out.addfile(info, data)
+            kinds[name] = info.type == tarfile.DIRTYPE
 
 
 class _Hashing:

@@ -30,15 +30,22 @@ def host_environment(path=None, environ=None):
         with open(path, encoding="utf-8") as handle:
             config = json.load(handle)
         hosts, current = config["hosts"], config["current_host"]
-        if not (isinstance(hosts, list) and hosts and all(isinstance(h, str) and h for h in hosts)
-                and current in hosts and "," not in "".join(hosts)):
-            raise ValueError("'hosts' must be a list of host names that holds 'current_host'")
+        if not (isinstance(hosts, list) and hosts and all(_is_host_name(h) for h in hosts)):
+            raise ValueError("'hosts' must be a list of host names (printable ASCII, no spaces or commas)")
+        if len(set(hosts)) != len(hosts):
+            raise ValueError("'hosts' names a host more than once")
+        if not _is_host_name(current) or current not in hosts:
+            raise ValueError("'current_host' must be one of 'hosts'")
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        problem = f"{type(exc).__name__}: {exc}"
-        print(f"fahr launcher: {path} is unusable ({problem}); multi-host variables not set",
-              file=sys.stderr, flush=True)
+    except Exception as exc:  # any unusable file (even one nested too deep to parse): the script runs
+        problem = f"{type(exc).__name__}: {exc}".encode("ascii", "backslashreplace").decode("ascii")
+        problem = " ".join(problem.split())[:200]
+        try:
+            print(f"fahr launcher: {path} is unusable ({problem}); multi-host variables not set",
+                  file=sys.stderr, flush=True)
+        except Exception:
+            pass  # no stderr to say it on: the script runs all the same
         return {}
     rank = str(hosts.index(current))
     return {
@@ -51,6 +58,13 @@ def host_environment(path=None, environ=None):
         "NODE_RANK": rank,
         "NNODES": str(len(hosts)),
     }
+
+
+def _is_host_name(name):
+    """A name the variables can carry: non-empty printable ASCII without commas (FAHR_HOSTS is
+    comma-separated; a NUL or a lone surrogate could not be put in the environment at all)."""
+    return (isinstance(name, str) and name != "" and name.isascii() and name.isprintable()
+            and "," not in name and " " not in name)
 
 
 def _stop(signum, frame):

@@ -15,7 +15,7 @@ from typing import Iterable, Mapping
 
 from fahr_core import config as cfg
 from fahr_core import names, plugins, ui
-from fahr_core.errors import JobFailed, PluginError, UsageError, first_line
+from fahr_core.errors import ConfigError, JobFailed, PluginError, UsageError, first_line
 from fahr_core.jobs import FetchRequest, JobHandle, JobResult, JobSpec
 
 
@@ -148,6 +148,7 @@ def fit(
         _check_fetch_spares_output(Path(fetch_dir), config)
 
     hook.check_run(config=config, inputs=dict(inputs))
+    _check_checkpoints_spare_project(config, given, artifact)
     context = image.prepare_context(artifact, model_tag, config["base_image"], regenerate_dockerfile,
                                     base_image_set=config.sources.get("base_image") != "default")
     if rebuild:
@@ -209,6 +210,23 @@ def _check_fetch_spares_project(fetch_dir: Path, given: Path, artifact: Path) ->
             raise UsageError(
                 f"--fetch {fetch_dir}: that folder {what} the project of {given.name} ({project}); "
                 "fetching there would replace your files with the model; choose another folder"
+            )
+
+
+def _check_checkpoints_spare_project(config: cfg.Config, given: Path, artifact: Path) -> None:
+    """Refuse a local ``checkpoint_path`` that is the build context (the artifact's folder) or
+    holds it: the copy back replaces that folder's contents. (The driver's own check, which does
+    not know the artifact, refuses any folder holding files fahr did not put there.)"""
+    raw = str(config.get("checkpoint_path") or "")
+    if not raw.strip() or "\x00" in raw:
+        return
+    target = _real(Path(os.path.expanduser(raw)))
+    for project in {_real(given.parent), artifact.parent}:
+        if target == project or target in project.parents:
+            what = "is" if target == project else "holds"
+            raise ConfigError(
+                f"config.checkpoint_path={raw}: that folder {what} the project of {given.name} ({project}); "
+                "fahr replaces the checkpoint folder's contents: give the checkpoints a folder of their own"
             )
 
 

@@ -307,3 +307,21 @@ def test_an_image_without_a_train_program_is_one_line(tmp_path, docker_engine):
     assert errors[0].endswith("cannot be started as 'IMAGE train': it has no program 'train' on its PATH; "
                               "put one there (e.g. COPY train /usr/local/bin/train)"), errors[0]
     assert not docker_engine.containers.list(all=True, filters={"name": "notrain-box-"})
+
+
+@pytest.mark.docker
+def test_a_train_program_nobody_may_run_is_one_line_that_says_chmod(tmp_path, docker_engine):
+    """The engine calls it "not found"; fahr finds the file on the PATH and names the fix."""
+    folder = tmp_path / "review-fix-noexec" / "box"
+    folder.mkdir(parents=True)
+    (folder / "Dockerfile").write_text("FROM python:3.11-slim\nCOPY train /usr/local/bin/train\n")
+    (folder / "train").write_text("#!/bin/sh\necho never\n")
+    (folder / "train").chmod(0o644)  # as a file saved by an editor is
+    proc = run_fahr("fit", folder, f"--config.output_path={tmp_path / 'jobs'}", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("fahr error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert errors[0].endswith("cannot be started as 'IMAGE train': /usr/local/bin/train is not executable; make "
+                              "it so (chmod 755 train before building, or RUN chmod 755 /usr/local/bin/train in "
+                              "the Dockerfile)"), errors[0]
+    assert not docker_engine.containers.list(all=True, filters={"name": "review-fix-noexec-box-"})

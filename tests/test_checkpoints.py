@@ -11,6 +11,7 @@ epoch 2, and the job fitted again must resume at epoch 3 and say so in its model
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import threading
@@ -132,11 +133,21 @@ hp = json.loads(Path("/opt/ml/input/config/hyperparameters.json").read_text())
 me = json.loads(Path("/opt/ml/input/config/resourceconfig.json").read_text())["current_host"]
 checkpoints = Path("/opt/ml/checkpoints")
 print(me, "found", sorted(p.name for p in checkpoints.iterdir()), flush=True)
-(checkpoints / "stale.txt").unlink(missing_ok=True)
+if hp.get("replace"):  # the script puts a link (or a file) where its checkpoint folder was
+    import shutil
+    shutil.rmtree(checkpoints)
+    checkpoints.symlink_to("/tmp") if hp["replace"] == "link" else checkpoints.write_text("state")
+    raise SystemExit(0)
+if me == "algo-1":
+    (checkpoints / "stale.txt").unlink(missing_ok=True)  # only one host removes it: it is gone
+if me == "algo-2":
+    (checkpoints / "epoch.txt").write_text("2")  # only the last host moves on: its file wins
 (checkpoints / f"{me}.txt").write_text(me)
 (checkpoints / "shared.txt").write_text(f"written by {me}")  # a clash: both hosts write it
 if hp.get("escape") and me == "algo-1":
     os.symlink("/etc/passwd", checkpoints / "escape")  # would lead out of checkpoint_path
+    os.symlink("/opt/ml/checkpoints/algo-1.txt", checkpoints / "latest.txt")  # absolute, but inside
+    os.mkfifo(checkpoints / "a.fifo")
 """
 
 
@@ -145,28 +156,47 @@ def test_local_hosts_checkpoints_are_merged_and_untrusted(docker_engine, jobs_di
     script.parent.mkdir()
     script.write_text(HOSTS)
     store = tmp_path / "ckpt"
-    store.mkdir()
+    store.mkdir()  # empty: fahr takes it, and marks it as its own
+    first = run_fahr("fit", script, f"--config.checkpoint_path={store}", check=0)
+    assert "algo-1 found []" in first.stdout  # fahr's marker is not a checkpoint
+    assert (store / ".fahr-checkpoints").is_file()
+    for name in list(store.iterdir()):
+        if name.name != ".fahr-checkpoints":
+            name.unlink()
     (store / "old.txt").write_text("from an earlier job")
     (store / "stale.txt").write_text("removed by the job")
+    (store / "epoch.txt").write_text("1")
 
     proc = run_fahr("fit", script, f"--config.checkpoint_path={store}", "--config.instance_count=2", check=0)
     for host in ("algo-1", "algo-2"):  # every host starts with the folder's contents
-        assert f"{host} found ['old.txt', 'stale.txt']" in proc.stdout
-    # The folder becomes the hosts' checkpoint folders merged: what a host removed is gone, and
-    # on a clash the first host's file is kept and the dropped one named.
-    assert sorted(p.name for p in store.iterdir()) == ["algo-1.txt", "algo-2.txt", "old.txt", "shared.txt"]
+        assert f"{host} found ['epoch.txt', 'old.txt', 'stale.txt']" in proc.stdout
+    # Merged against what the hosts were given: a host's untouched copy is not a write (algo-2's
+    # new epoch.txt beats algo-1's given one; stale.txt, removed by algo-1 and left alone by
+    # algo-2, is gone); hosts that wrote a file differently keep the first host's, the other named.
+    assert sorted(p.name for p in store.iterdir()) == [".fahr-checkpoints", "algo-1.txt", "algo-2.txt", "epoch.txt",
+                                                       "old.txt", "shared.txt"]
+    assert (store / "epoch.txt").read_text() == "2"
     assert (store / "shared.txt").read_text() == "written by algo-1"
     assert (store / "old.txt").read_text() == "from an earlier job"
     [warning] = [line for line in proc.stderr.splitlines() if "several hosts wrote the same files" in line]
     assert warning.startswith(f"fahr warning {store}: ") and "dropped shared.txt (algo-2)," in warning
 
-    # A checkpoint folder whose files would reach outside checkpoint_path is not copied back at all.
-    before = {p.name: p.read_text() for p in store.iterdir()}
+    # Entries that would reach outside checkpoint_path, and a fifo, are skipped (named); the rest
+    # comes back, an absolute link into the folder as a relative one.
     proc = run_fahr("fit", script, f"--config.checkpoint_path={store}", "--hp", "escape=1", check=0)
-    [warning] = [line for line in proc.stderr.splitlines() if "were not copied back" in line]
-    assert f"{store} is as it was" in warning and "'escape'" in warning, warning
-    assert {p.name: p.read_text() for p in store.iterdir()} == before
+    [warning] = [line for line in proc.stderr.splitlines() if "skipped" in line]
+    assert "skipped a.fifo, escape (links leading out of /opt/ml/checkpoints, fifos or devices" in warning, warning
+    assert not (store / "escape").is_symlink() and not (store / "a.fifo").exists()
+    assert os.readlink(store / "latest.txt") == "algo-1.txt" and (store / "shared.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging left
+
+    # The script replaces its checkpoint folder by a link, or a file: the folder stays as it was.
+    before = {p.name: (p.read_text() if not p.is_symlink() else os.readlink(p)) for p in store.iterdir()}
+    for replace in ("link", "file"):
+        proc = run_fahr("fit", script, f"--config.checkpoint_path={store}", "--hp", f"replace={replace}", check=0)
+        [warning] = [line for line in proc.stderr.splitlines() if "is not a folder on algo-1" in line]
+        assert "the script replaced it" in warning and f"{store} is as it was" in warning, warning
+        assert {p.name: (p.read_text() if not p.is_symlink() else os.readlink(p)) for p in store.iterdir()} == before
 
 
 def test_local_checkpoints_over_the_size_cap_keep_the_job_until_wait_saves_them(docker_engine, jobs_dir, tmp_path):
@@ -183,7 +213,7 @@ def test_local_checkpoints_over_the_size_cap_keep_the_job_until_wait_saves_them(
     assert f"then finish the job with: fahr wait {job} " in error
     assert json.loads((jobs_dir / job / "job.json").read_text())["status"] == "InProgress"
     assert docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job}"})  # kept: nothing lost
-    assert list(store.iterdir()) == []
+    assert [p.name for p in store.iterdir()] == [".fahr-checkpoints"]  # fahr's mark only: as it was
     run_fahr("wait", job, check=0)  # the cap back to its default: the checkpoints come back
     assert (store / "big.bin").read_bytes() == bytes(64 * 1024)
     assert json.loads((jobs_dir / job / "job.json").read_text())["status"] == "Completed"
@@ -198,14 +228,68 @@ def test_bad_checkpoint_path_is_refused_before_building(docker_engine, jobs_dir,
     a_file.write_text("not a folder")
     here = tmp_path / "here"
     here.mkdir()
+    users = tmp_path / "users"  # a folder of the user's own: fahr would replace its files
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    planted = tmp_path / "planted"  # fahr's marker alone does not make the project a checkpoint folder
+    (script.parent / ".fahr-checkpoints").write_text("")
     for value, needle in ((a_file, "is a file, not a folder"),
                           (a_file / "sub", "is under"),
                           (jobs_dir.parent, "is a folder holding the jobs' output_path"),
-                          (here, "is the current folder")):
+                          (here, "is the current folder"),
+                          (script.parent, f"that folder is the project of train.py ({script.parent})"),
+                          (users, f"{users} holds files fahr did not put there, and fahr replaces the checkpoint "
+                                  "folder's contents; give the checkpoints a folder of their own (new or empty)"),
+                          (Path("/etc"), "/etc holds files fahr did not put there")):
         proc = run_fahr("fit", script, f"--config.checkpoint_path={value}", cwd=here)
         line = one_line_error(proc, 2)
         assert line.startswith("fahr error: config.checkpoint_path=") and needle in line, line
+    assert (users / "notes.txt").read_text() == "mine" and not planted.exists()
+    mount = tmp_path / "mounted"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "none", str(mount)], capture_output=True).returncode == 0:
+        try:  # the copy back renames a fresh folder over it: impossible on a mount point
+            proc = run_fahr("fit", script, f"--config.checkpoint_path={mount}", cwd=here)
+            assert one_line_error(proc, 2).endswith(f"config.checkpoint_path={mount} is a mount point; fahr replaces "
+                                                    "the checkpoint folder whole when a job ends: give the "
+                                                    "checkpoints a folder inside it")
+        finally:
+            subprocess.run(["umount", str(mount)], check=True)
     assert not docker_engine.images.list(name="never/train")  # refused before anything was built
+
+
+def test_the_copy_back_goes_only_into_a_folder_fahr_marked(docker_engine, jobs_dir, tmp_path):
+    script = tmp_path / "resumable" / "train.py"
+    script.parent.mkdir()
+    script.write_text(RESUMABLE)
+    store = tmp_path / "ckpt"
+    # An interrupted copy back of an earlier job: killed between its two renames, it left the
+    # previous folder aside and a staging folder; the next copy back puts the first back.
+    first = run_fahr("fit", script, "--hp", "epochs=1", f"--config.checkpoint_path={store}", check=0)
+    assert json.loads((store / "state.json").read_text())["epoch"] == 1
+    store.rename(tmp_path / ".ckpt.fahr-abcd1234-old")
+    (tmp_path / ".ckpt.fahr-abcd1234").mkdir()
+    proc = run_fahr("fit", script, "--hp", "epochs=3", "--hp", "pause_after=2", "--detach",
+                    f"--config.checkpoint_path={tmp_path / 'ckpt2'}", check=0)
+    job = _job_of(proc.stderr)
+    _watch_for([str(FAHR), "logs", job, "-f"], "epoch 2 saved")
+    # job.json edited to aim the copy back at a folder of the user's: it is left alone.
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "notes.txt").write_text("mine")
+    record_path = jobs_dir / job / "job.json"
+    record = json.loads(record_path.read_text())
+    record["checkpoint_path"] = str(victim)
+    record_path.write_text(json.dumps(record))
+    stopped = run_fahr("stop", job)
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"were not copied back: {victim} is not a checkpoint folder fahr made" in stopped.stderr
+    assert sorted(p.name for p in victim.iterdir()) == ["notes.txt"]
+    assert json.loads(record_path.read_text())["status"] == "Stopped"
+    assert not (tmp_path / "ckpt").exists() and first.returncode == 0
+    again = run_fahr("fit", script, "--hp", "epochs=2", f"--config.checkpoint_path={store}", check=0)
+    assert "resuming at epoch 2" in again.stdout, again.stdout
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 # -- the emulated SageMaker ------------------------------------------------------------------------
@@ -238,3 +322,21 @@ def test_sagemaker_job_stopped_after_epoch_2_resumes_at_epoch_3(stack, tmp_path)
     assert json.loads((tmp_path / "model" / "model.json").read_text()) == {"started_at": 3, "state": 10}
     saved = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{prefix}/state.json")["Body"].read())
     assert saved == {"epoch": 4, "state": 10}
+
+
+SYS_FILE = Path("/sys/kernel/mm/transparent_hugepage/enabled")  # says 4096 bytes, holds fewer
+
+
+@pytest.mark.skipif(not SYS_FILE.is_file(), reason="needs a /sys file whose size lies")
+def test_a_file_that_cannot_be_copied_into_the_job_is_one_line_exit_2(docker_engine, jobs_dir, tmp_path):
+    script = tmp_path / "review-fix-copyin" / "train.py"
+    script.parent.mkdir()
+    script.write_text("print('never runs')\n")
+    proc = run_fahr("fit", script, "--input", f"training={SYS_FILE}")
+    assert proc.returncode == 2, proc.stderr  # not an internal error (4)
+    [line] = [line for line in proc.stderr.splitlines() if line.startswith("fahr error:")]
+    assert "Traceback" not in proc.stderr
+    assert line.startswith(f"fahr error: cannot copy {SYS_FILE} into the job ("), line
+    [job] = [p.name for p in jobs_dir.iterdir() if p.name.startswith("review-fix-copyin-train-")]
+    assert json.loads((jobs_dir / job / "job.json").read_text())["status"] == "Failed"
+    assert not docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job}"})

@@ -78,8 +78,18 @@ def test_a_missing_file_sets_nothing_silently(tmp_path, capsys):
     json.dumps({"current_host": "algo-1", "hosts": "algo-1"}),
     json.dumps({"current_host": "algo-1", "hosts": ["algo-1", 2]}),
     json.dumps({"current_host": "a,b", "hosts": ["a,b"]}),
+    json.dumps({"current_host": "a\u0000", "hosts": ["a\u0000"]}),
+    '{"current_host": "\\ud800", "hosts": ["\\ud800"]}',
+    json.dumps({"current_host": "a\nFOO=1", "hosts": ["a\nFOO=1"]}),
+    json.dumps({"current_host": "algo 1", "hosts": ["algo 1"]}),
+    json.dumps({"current_host": "", "hosts": [""]}),
+    json.dumps({"current_host": "algo-1", "hosts": ["algo-1", "algo-1", "algo-2"]}),
+    json.dumps({"current_host": ["algo-1"], "hosts": ["algo-1"]}),
+    "[" * 100000,
+    json.dumps({"hosts": float("nan")}),
 ], ids=["not-json", "not-object", "no-current", "no-hosts", "current-not-in-hosts", "no-host",
-        "hosts-a-string", "host-not-a-string", "comma"])
+        "hosts-a-string", "host-not-a-string", "comma", "nul", "lone-surrogate", "newline", "space", "empty-name",
+        "duplicate-hosts", "current-unhashable", "nested-too-deep", "nan"])
 def test_a_malformed_file_sets_nothing_and_says_so_in_one_line(tmp_path, capsys, content):
     path = tmp_path / "resourceconfig.json"
     path.write_text(content)
@@ -87,6 +97,30 @@ def test_a_malformed_file_sets_nothing_and_says_so_in_one_line(tmp_path, capsys,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"fahr launcher: {path} is unusable (")
     assert err.rstrip().endswith("multi-host variables not set")
+
+
+def test_an_unusable_file_still_runs_the_script_with_nothing_set(tmp_path):
+    # The promise of docs/multi-host.md, through the real program: a lone surrogate (which
+    # os.environ cannot hold) and a nesting too deep for the JSON parser end in one stderr line,
+    # the script runs, and its exit code is the job's.
+    script = tmp_path / "train.py"
+    script.write_text(REPORT + "sys.exit(3)\n")
+    for content in ('{"current_host": "\\ud800", "hosts": ["\\ud800"]}', "[" * 100000):
+        config = tmp_path / "resourceconfig.json"
+        config.write_text(content)
+        proc = run_program(image.entrypoint_program("train.py"), config, script, env={})
+        assert proc.returncode == 3, proc.stderr
+        assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(f"fahr launcher: {config} is unusable (")
+        assert json.loads(proc.stdout)["env"] == dict.fromkeys(NAMES)
+
+
+def test_an_interrupt_while_reading_is_not_swallowed(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(launcher.json, "load", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        host_environment(resourceconfig(tmp_path), environ={})
 
 
 def test_an_unreadable_file_sets_nothing(tmp_path, capsys):

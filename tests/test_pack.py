@@ -16,7 +16,7 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from fahr_core.contract import ContainerJob, ContractRun, TreeMerge, clash_warning
+from fahr_core.contract import CHECKPOINT_MARKER, ContainerJob, ContractRun, TreeMerge, checkpoint_manifest, clash_warning
 
 LONG_DIR = "/".join(f"l{i}" + "x" * 58 for i in range(5))  # 304 characters
 LONG_FILE = f"{LONG_DIR}/far.bin"  # over 255 in all
@@ -65,10 +65,10 @@ def tree_entries(tag: bytes = b"") -> list:
     ]
 
 
-def repack(*hosts: tuple[str, bytes], base: str = "model", same_is_no_clash: bool = False) -> tuple[bytes, list]:
+def repack(*hosts: tuple[str, bytes], base: str = "model") -> tuple[bytes, list]:
     out_buf = io.BytesIO()
     with tarfile.open(fileobj=out_buf, mode="w:gz", format=tarfile.PAX_FORMAT) as out:
-        merge = TreeMerge(out, base, same_is_no_clash=same_is_no_clash)
+        merge = TreeMerge(out, base)
         for host, raw in hosts:
             with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
                 merge.add(host, tar)
@@ -191,18 +191,6 @@ def test_hosts_merge_first_host_kept_and_the_dropped_host_named(tmp_path):
     assert "f4 (algo-3) and 3 more," in many and "f5" not in many
 
 
-def test_checkpoints_every_host_kept_unchanged_are_no_clash():
-    # The checkpoint merge: each host was given the same files at start; only a file a host
-    # changed (other bytes, even of the same size) clashes.
-    one = engine_archive([entry("given.bin", data=b"epoch 2"), entry("mine.txt", data=b"algo-1")], base="checkpoints")
-    two = engine_archive([entry("given.bin", data=b"epoch 2"), entry("mine.txt", data=b"algo-2")], base="checkpoints")
-    packed, dropped = repack(("algo-1", one), ("algo-2", two), base="checkpoints", same_is_no_clash=True)
-    assert dropped == [("mine.txt", "algo-2")]
-    assert contents(packed) == {"given.bin": b"epoch 2", "mine.txt": b"algo-1"}
-    _, dropped = repack(("algo-1", one), ("algo-2", two), base="checkpoints")  # the model merge: any clash
-    assert dropped == [("given.bin", "algo-2"), ("mine.txt", "algo-2")]
-
-
 # -- pack() itself, on containers that serve the in-memory archives ------------------------------
 
 
@@ -278,3 +266,113 @@ def test_an_engine_that_fails_to_give_the_folder_is_not_an_empty_model(tmp_path)
     with pytest.raises(docker.errors.APIError):
         run_with(gone, count=1).pack("/opt/ml/model", tmp_path / "model.tar.gz")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_model_merge_counts_any_second_copy_as_a_clash():
+    one = engine_archive([entry("given.bin", data=b"epoch 2")])
+    two = engine_archive([entry("given.bin", data=b"epoch 2")])
+    _, dropped = repack(("algo-1", one), ("algo-2", two))
+    assert dropped == [("given.bin", "algo-2")]
+
+
+# -- copy_out(): the checkpoints merged against what the hosts were given ----------------------
+
+
+CK = "/opt/ml/checkpoints"
+
+
+def given_folder(tmp_path: Path, files: dict[str, bytes]) -> tuple[Path, dict]:
+    """A checkpoint folder as fahr owns it, and its manifest (what every host is given)."""
+    folder = tmp_path / "ckpt"
+    folder.mkdir(parents=True)
+    (folder / CHECKPOINT_MARKER).write_text("fahr's")
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return folder, checkpoint_manifest(folder)
+
+
+def host(name: str, files: dict[str, bytes], extra=()) -> Container:
+    entries = [entry(n, data=d) for n, d in files.items()]
+    return Container(name, {CK: engine_archive([*extra, *entries], base="checkpoints")})
+
+
+def local_files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.is_symlink()}
+
+
+def test_a_hosts_untouched_copy_is_not_a_write(tmp_path):
+    given = {"epoch.txt": b"2", "ckpt-2.pt": b"w2", "keep.txt": b"k"}
+    folder, manifest = given_folder(tmp_path, given)
+    assert manifest["epoch.txt"] == ("file", 1, __import__("hashlib").sha256(b"2").hexdigest())
+    assert CHECKPOINT_MARKER not in manifest
+    # rank 0 (algo-1) moves on to epoch 3 and removes the old checkpoint; algo-2 leaves its copy.
+    rank0 = host("algo-1", {"epoch.txt": b"3", "ckpt-3.pt": b"w3", "keep.txt": b"k"})
+    idle = host("algo-2", given)
+    copied = run_with(idle, rank0, count=2).copy_out(CK, folder, manifest, marker=True, spool_dir=tmp_path / "job")
+    assert copied.dropped == [] and copied.skipped == [] and copied.placed
+    assert local_files(folder) == {CHECKPOINT_MARKER: local_files(folder)[CHECKPOINT_MARKER],
+                                   "ckpt-3.pt": b"w3", "epoch.txt": b"3", "keep.txt": b"k"}
+    # The last host writing, the first one idle: the new checkpoint wins over the given copy.
+    folder2, manifest2 = given_folder(tmp_path / "two", given)
+    rank1 = host("algo-2", {**given, "epoch.txt": b"3"})
+    copied = run_with(host("algo-1", given), rank1, count=2).copy_out(CK, folder2, manifest2)
+    assert copied.dropped == [] and local_files(folder2)["epoch.txt"] == b"3"
+    assert sorted(p.name for p in (tmp_path / "job").iterdir()) == []  # the spool went away
+
+
+def test_hosts_that_changed_a_file_differently_keep_the_first_and_name_the_dropped(tmp_path):
+    folder, manifest = given_folder(tmp_path, {"shared.txt": b"given"})
+    one = host("algo-1", {"shared.txt": b"by algo-1", "same.txt": b"both", "gone.txt": b"x"})
+    two = host("algo-2", {"shared.txt": b"by algo-2", "same.txt": b"both"})
+    three = host("algo-3", {"shared.txt": b"given"})
+    copied = run_with(one, two, three, count=3).copy_out(CK, folder, manifest)
+    assert copied.dropped == [("shared.txt", "algo-2")]  # same bytes from two hosts: no clash
+    assert local_files(folder) == {"gone.txt": b"x", "same.txt": b"both", "shared.txt": b"by algo-1"}
+    # A given file that some host deleted and none changed is removed; one nobody deleted stays.
+    folder2, manifest2 = given_folder(tmp_path / "b", {"old.pt": b"o", "kept.pt": b"k", "d/in.pt": b"i"})
+    one = host("algo-1", {"kept.pt": b"k"})  # removed old.pt and the folder d
+    two = host("algo-2", {"old.pt": b"o", "kept.pt": b"k", "d/in.pt": b"i"}, extra=[entry("d", tarfile.DIRTYPE)])
+    run_with(one, two, count=2).copy_out(CK, folder2, manifest2)
+    assert sorted(p.name for p in folder2.iterdir()) == ["kept.pt"]
+
+
+def test_refused_entries_are_skipped_and_an_absolute_link_inside_becomes_relative(tmp_path):
+    folder, manifest = given_folder(tmp_path, {})
+    fifo = tarfile.TarInfo("a.fifo")
+    fifo.type = tarfile.FIFOTYPE
+    odd = [(fifo, b""),
+           entry("latest.pt", tarfile.SYMTYPE, link="/opt/ml/checkpoints/ckpt-3.pt"),
+           entry("sub", tarfile.DIRTYPE, mode=0o755),
+           entry("sub/best.pt", tarfile.SYMTYPE, link="/opt/ml/checkpoints/ckpt-3.pt"),
+           entry("passwd", tarfile.SYMTYPE, link="/etc/passwd"),
+           entry("up", tarfile.SYMTYPE, link="../../etc")]
+    copied = run_with(host("algo-1", {"ckpt-3.pt": b"w3"}, extra=odd), count=1).copy_out(CK, folder, manifest)
+    assert sorted(name for name, _ in copied.skipped) == ["a.fifo", "passwd", "up"]
+    assert os.readlink(folder / "latest.pt") == "ckpt-3.pt" and (folder / "latest.pt").read_bytes() == b"w3"
+    assert os.readlink(folder / "sub" / "best.pt") == "../ckpt-3.pt"
+    assert sorted(p.name for p in folder.iterdir()) == ["ckpt-3.pt", "latest.pt", "sub"]
+
+
+def test_a_checkpoint_folder_the_script_replaced_by_a_link_or_file_is_not_copied(tmp_path):
+    folder, manifest = given_folder(tmp_path, {"epoch.txt": b"2"})
+    for kind in (tarfile.SYMTYPE, tarfile.REGTYPE):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            info, data = entry("checkpoints", kind, data=b"state" if kind == tarfile.REGTYPE else b"",
+                               link="/tmp/mine" if kind == tarfile.SYMTYPE else "")
+            tar.addfile(info, io.BytesIO(data))
+        copied = run_with(Container("algo-1", {CK: buf.getvalue()}), count=1).copy_out(CK, folder, manifest)
+        assert copied.not_folders == [("algo-1", "a link" if kind == tarfile.SYMTYPE else "not a folder")]
+        assert not copied.placed and (folder / "epoch.txt").read_bytes() == b"2"
+
+
+def test_the_folder_keeps_its_mode_and_fahrs_marker_and_nothing_is_left_beside_it(tmp_path):
+    folder, manifest = given_folder(tmp_path, {})
+    folder.chmod(0o700)
+    run_with(host("algo-1", {"a.pt": b"a"}), count=1).copy_out(CK, folder, manifest, marker=True,
+                                                                spool_dir=tmp_path / "job")
+    assert oct(folder.stat().st_mode & 0o777) == oct(0o700)
+    assert (folder / CHECKPOINT_MARKER).is_file() and (folder / "a.pt").read_bytes() == b"a"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "job"]

@@ -72,7 +72,8 @@ def config_keys():
         ConfigKey("stop_timeout", int, 10, "Seconds between SIGTERM and SIGKILL when a job is stopped."),
         ConfigKey("checkpoint_path", str, "",
                   "Folder copied into /opt/ml/checkpoints at start and back (replacing its contents) when "
-                  "the job ends, fails or is stopped, so a job fitted again resumes. Empty: no checkpointing."),
+                  "the job ends, fails or is stopped, so a job fitted again resumes; new or empty at first use (fahr "
+                  "marks it with .fahr-checkpoints). Empty: no checkpointing."),
     ]
 
 
@@ -339,11 +340,90 @@ def _checkpoint_root(config) -> Path | None:
             raise ConfigError(f"{setting} is {'' if root == folder else 'a folder holding '}{what}; fahr replaces "
                               "that folder's contents with the job's checkpoints: give the checkpoints a folder of their own")
     probe = _nearest_folder(root, setting, "the checkpoints")
+    if probe == root:
+        _check_owned(root, setting)
+        if os.path.ismount(root):  # the copy back renames a fresh folder over it: not a mount point
+            raise ConfigError(f"{setting} is a mount point; fahr replaces the checkpoint folder whole when a job "
+                              "ends: give the checkpoints a folder inside it")
     # The folder is replaced by renaming a fresh copy beside it: its parent must be writable.
     writable = probe if probe != root else root.parent
     if not os.access(writable, os.W_OK | os.X_OK):
         raise ConfigError(f"{setting}: {writable} is not writable; choose a folder you can write to")
     return root
+
+
+def _check_owned(folder: Path, setting: str) -> None:
+    """Refuse a checkpoint folder fahr does not own: one holding files but not fahr's marker
+    (the project, a folder of the user's own); fahr replaces the folder's contents."""
+    from fahr_core.contract import CHECKPOINT_MARKER
+
+    try:
+        owned = (folder / CHECKPOINT_MARKER).is_file()
+        with os.scandir(folder) as entries:
+            empty = not owned and next(entries, None) is None
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot use {folder} ({exc.strerror}); choose another folder") from None
+    if not owned and not empty:
+        raise ConfigError(f"{setting}: {folder} holds files fahr did not put there, and fahr replaces the "
+                          "checkpoint folder's contents; give the checkpoints a folder of their own (new or empty)")
+
+
+def _own(folder: Path, setting: str) -> None:
+    """Make ``folder`` (new or empty, or fahr's already) a checkpoint folder fahr owns: mark it."""
+    from fahr_core.contract import CHECKPOINT_MARKER, MARKER_TEXT
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _check_owned(folder, setting)  # again: it may have changed since the check before building
+        marker = folder / CHECKPOINT_MARKER
+        if not marker.is_file():
+            marker.write_bytes(MARKER_TEXT)
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot create {folder} ({exc.strerror}); choose another folder") from None
+
+
+GIVEN = "checkpoints-given.json"
+"""In the job's folder: what the checkpoint folder gave the hosts at start (name -> what)."""
+
+
+def _write_given(job_dir: Path, folder: Path) -> None:
+    from fahr_core.contract import checkpoint_manifest
+
+    given = {name: list(what) for name, what in checkpoint_manifest(folder).items()}
+    tmp = job_dir / f".{GIVEN}.tmp"
+    try:
+        tmp.write_text(json.dumps(given), encoding="utf-8")
+        tmp.replace(job_dir / GIVEN)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _read_given(job_dir: Path) -> dict[str, tuple] | None:
+    """The manifest :func:`_write_given` wrote, checked as job.json is; None when absent (a job
+    of an older fahr: every host's file then counts as written by it)."""
+    path = job_dir / GIVEN
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"{path} cannot be read ({exc}); restore it, or remove the job's folder {job_dir}") from None
+
+    def valid(name, what) -> bool:
+        if not (isinstance(name, str) and name and "\x00" not in name and isinstance(what, list) and what):
+            return False
+        if what[0] == "file":
+            return (len(what) == 3 and isinstance(what[1], int) and not isinstance(what[1], bool) and what[1] >= 0
+                    and isinstance(what[2], str) and len(what[2]) == 64)
+        if what[0] == "link":
+            return len(what) == 2 and isinstance(what[1], str)
+        return what == ["dir"]
+
+    if not isinstance(data, dict) or not all(valid(k, v) for k, v in data.items()):
+        raise UsageError(f"{path} is not what fahr wrote (names of checkpoint files and what they held); "
+                         f"restore it, or remove the job's folder {job_dir}")
+    return {name: tuple(what) for name, what in data.items()}
 
 
 @hookimpl
@@ -354,11 +434,14 @@ def launch(spec, config):
     channels = {name: str(_channel_path(name, value)) for name, value in spec.inputs.items()}
     checkpoints = _checkpoint_root(config)
     if checkpoints is not None:
+        setting = f"config.checkpoint_path={config['checkpoint_path']}"
         try:
-            checkpoints.mkdir(parents=True, exist_ok=True)
+            checkpoints.parent.mkdir(parents=True, exist_ok=True)
+            with _locked(checkpoints.parent):  # not while another job's copy back is under way
+                _tidy_staging(checkpoints)  # an earlier copy back cut short may have moved the folder aside
+                _own(checkpoints, setting)
         except OSError as exc:
-            raise ConfigError(f"config.checkpoint_path={config['checkpoint_path']}: cannot create {checkpoints} "
-                              f"({exc.strerror}); choose another folder") from None
+            raise ConfigError(f"{setting}: cannot create {checkpoints} ({exc.strerror}); choose another folder") from None
     job_dir = _job_dir(config, spec.job_name)
     try:
         job_dir.mkdir(parents=True, exist_ok=False)
@@ -384,12 +467,19 @@ def launch(spec, config):
         "secondary_status": "Starting",
         "created": time.time(),
     }
+    written = job_dir / RECORD
     try:
         _write_record(job_dir, record)
+        if checkpoints is not None:  # what the hosts are given: the copy back is merged against it
+            written = job_dir / GIVEN
+            _write_given(job_dir, checkpoints)
     except OSError as exc:
         shutil.rmtree(job_dir, ignore_errors=True)  # nothing started: no half-made job to keep
-        raise EnvironmentProblem(f"cannot write {job_dir / RECORD} ({exc.strerror}): {_fix(exc)} in "
+        raise EnvironmentProblem(f"cannot write {written} ({exc.strerror}): {_fix(exc)} in "
                                  f"{job_dir.parent}, then run fahr fit again; nothing was started") from None
+    except BaseException:
+        shutil.rmtree(job_dir, ignore_errors=True)  # an unreadable checkpoint: nothing started
+        raise
     # Until `wait` follows the job, an interrupt stops it (start() itself cleans up after one).
     interrupts.until_followed(spec.job_name, lambda: _stop_unfollowed(spec.job_name, job_dir, config))
     run = ContractRun(_container_job(record, config))
@@ -655,7 +745,7 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
             final["output_artifact"] = str(run.pack("/opt/ml/output/data", out / "output.tar.gz"))
             if record.get("checkpoint_path"):  # whatever the ending: a stopped job resumes from them
                 step, where = "the checkpoints", Path(record["checkpoint_path"])
-                _save_checkpoints(run, job_name, where)
+                _save_checkpoints(run, job_dir, where)
             ended = record.get("ended") if record.get("upload_error") else None  # a retried upload
             final.update(status=status, failure_reason=reason, ended=ended or time.time())
             for key in ("secondary_status", "unfinished", "upload_error"):
@@ -679,21 +769,36 @@ def _holds_a_file(archive: Path) -> bool:
         return any(not member.isdir() for member in tar)
 
 
-def _save_checkpoints(run, job_name: str, target: Path) -> None:
-    """Copy the job's /opt/ml/checkpoints back into ``target`` (the caller holds the lock).
+def _save_checkpoints(run, job_dir: Path, target: Path) -> None:
+    """Copy the job's /opt/ml/checkpoints back into ``target`` (the caller holds the job's lock; this
+    takes the lock of ``target``'s parent, which a fit tidying beside ``target`` takes too).
 
-    A folder the extractor refuses (an entry that would land outside it, a device) is not worth
-    keeping the job for: it is reported and ``target`` kept as it was. One that does not fit (the
-    size cap, the free space) is an OSError, so that the job waits, its containers kept, for
-    ``fahr wait`` once room is made.
+    Only into a folder fahr owns (it holds fahr's marker, looked for now: job.json may have been
+    edited since the start), else a warning and ``target`` is left alone. A folder the extractor
+    refuses is not worth keeping the job for: it is reported and ``target`` kept as it was. One
+    that does not fit (the size cap, the free space) is an OSError, so that the job waits, its
+    containers kept, for ``fahr wait`` once room is made.
     """
-    from fahr_core.contract import clash_warning
+    with contextlib.ExitStack() as stack:
+        if target.parent.is_dir():  # one copy back at a time beside a folder; a fit's tidying waits
+            stack.enter_context(_locked(target.parent))
+        _copy_back(run, job_dir.name, job_dir, target)
+
+
+def _copy_back(run, job_name: str, job_dir: Path, target: Path) -> None:
+    from fahr_core.contract import CHECKPOINT_MARKER, clash_warning
     from fahr_core.extract import MAX_MODEL_BYTES_ENV, ModelTooLarge, UnsafeArchive
 
+    _tidy_staging(target)
+    if not (target / CHECKPOINT_MARKER).is_file() or target.is_symlink():
+        ui.warn(f"the checkpoints of job {job_name} were not copied back: {target} is not a checkpoint folder "
+                f"fahr made (it lacks {CHECKPOINT_MARKER}), and fahr replaces only its own")
+        return
     try:
-        dropped = run.copy_out(run.job.checkpoint_dir, target)
+        copied = run.copy_out(run.job.checkpoint_dir, target, _read_given(job_dir), marker=True, spool_dir=job_dir)
     except UnsafeArchive as exc:
-        ui.warn(f"the checkpoints of job {job_name} were not copied back, {target} is as it was: {exc.message}")
+        why = exc.message.removeprefix("refusing the model: ").split("; nothing was written")[0]
+        ui.warn(f"the checkpoints of job {job_name} were not copied back, {target} is as it was: {why}")
         return
     except ModelTooLarge as exc:  # the size cap, or the free space: fixable, the containers keep them
         why = exc.message.split(";")[0].removeprefix("refusing the model: it ")
@@ -703,8 +808,43 @@ def _save_checkpoints(run, job_name: str, target: Path) -> None:
                       f"the checkpoints {why}{' (raise it)' if capped else ''},") from None
     except UsageError as exc:
         raise OSError(errno.EACCES, exc.message.split(";")[0]) from None
-    if dropped:
-        ui.warn(clash_warning(str(target), dropped))
+    if copied is None:
+        return
+    if copied.not_folders:
+        hosts = ", ".join(f"{host} ({what})" for host, what in copied.not_folders)
+        kept = "is as it was" if not copied.placed else "holds the other hosts' checkpoints"
+        ui.warn(f"the checkpoints of job {job_name}: {run.job.checkpoint_dir} is not a folder on {hosts}, "
+                f"the script replaced it; nothing copied back from there, {target} {kept}")
+    if copied.skipped:
+        names = sorted({name for name, _ in copied.skipped})
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        ui.warn(f"the checkpoints of job {job_name}: skipped {', '.join(names[:5])}{more} (links leading out of "
+                f"{run.job.checkpoint_dir}, fifos or devices, which fahr does not copy back); the rest is in {target}")
+    if copied.dropped:
+        ui.warn(clash_warning(str(target), copied.dropped))
+
+
+def _tidy_staging(target: Path) -> None:
+    """What an interrupted copy back left beside ``target``: the previous folder moved aside
+    (put back when ``target`` is missing), the staging folder (removed)."""
+    import re
+
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.fahr-[A-Za-z0-9_]{{8}}(-old)?")
+    spool = re.compile(rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]{{8}}\.tar\.partial")  # an older fahr's
+    try:
+        leftovers = [p for p in target.parent.iterdir() if pattern.fullmatch(p.name) and not p.is_symlink()
+                     and p.is_dir()]
+        for old in target.parent.iterdir():
+            if spool.fullmatch(old.name) and old.is_file() and not old.is_symlink():
+                old.unlink()
+    except OSError:
+        return
+    for old in leftovers:
+        if old.name.endswith("-old") and not os.path.lexists(target):
+            os.replace(old, target)  # killed between the two renames: the previous checkpoints
+    for leftover in leftovers:
+        if leftover.exists():
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _not_saved(run, job_dir: Path, config, record: dict, exc: Exception, step: str, where: Path):

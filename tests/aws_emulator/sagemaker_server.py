@@ -404,11 +404,13 @@ def _upload_checkpoints(job: Job, run: ContractRun, folder: Path) -> None:
     config = job.request.get("CheckpointConfig")
     if not config:
         return
+    from fahr_core.contract import checkpoint_manifest
     from fahr_core.errors import UsageError
 
     copied = folder / "copied"
     try:
-        if run.copy_out(run.job.checkpoint_dir, copied) is None:
+        copied_back = run.copy_out(run.job.checkpoint_dir, copied, checkpoint_manifest(run.job.checkpoints))
+        if copied_back is None or not copied_back.placed:
             return
     except UsageError as exc:  # files fahr's extractor refuses (a link out of the folder): not uploaded
         print(f"checkpoints of {job.name} not uploaded: {exc}", flush=True)
