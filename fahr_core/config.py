@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from fahr_core.errors import ConfigError, PluginError
+
+from fahr_core.errors import ConfigError, PluginError, UsageError
 # The value types live in fahr_core.values; these names stay importable from here.
 from fahr_core.values import COMMANDS, Config, ConfigKey  # noqa: F401
 
@@ -373,3 +374,30 @@ def resolve(
                 f"--config.{name}=VALUE, set {env_var(driver, name)}, or add it to fahr.toml"
             )
     return Config(driver, values, sources)
+
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def env_size(name: str, default: int, *, example: str, zero: str = "", environ: Mapping[str, str] | None = None) -> int:
+    """The size the environment variable ``name`` sets: a number of bytes, or with a K/M/G/T suffix
+    in powers of 1024 (``100M``); ``default`` when unset. ``zero`` says what 0 means (``"to never
+    warn"``); without it 0 is refused. ``environ`` replaces ``os.environ``. A bad value is a :class:`UsageError` naming the variable."""
+    raw = (os.environ if environ is None else environ).get(name, "").strip()
+    if not raw:
+        return default
+    match = re.fullmatch(r"(\d{1,20})\s*(?:([KMGT])(?:i?B)?)?", raw, re.IGNORECASE)
+    value = int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").upper()] if match else None
+    if value is None or (value == 0 and not zero):
+        zero_text = f", 0 {zero}" if zero else ""
+        raise UsageError(f"{name}={raw!r} is not a size; give a number of bytes such as {example} "
+                         f"(K, M, G, T are powers of 1024){zero_text}, or unset it for the default of "
+                         f"{_short_size(default)}")
+    return value
+
+
+def _short_size(n: int) -> str:
+    for unit in ("T", "G", "M", "K"):
+        if n and n % _SIZE_UNITS[unit] == 0:
+            return f"{n // _SIZE_UNITS[unit]}{unit}"
+    return str(n)

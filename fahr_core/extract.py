@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
+from fahr_core import ui
 from fahr_core.errors import EnvironmentProblem, FahrError, UsageError, first_line
 
 MAX_MODEL_BYTES_ENV = "FAHR_MAX_MODEL_BYTES"
@@ -72,7 +73,6 @@ _MAX_META_HEADER = 1024**2
 _READ_SLACK = 1024**2
 #: What is decompressed ahead of the tar reader (its reads are small).
 _AHEAD = 256 * 1024
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
 class UnsafeArchive(UsageError):
@@ -89,17 +89,9 @@ class DamagedArchive(UsageError):
 
 def max_model_bytes() -> int:
     """The cap on a model's uncompressed size: ``FAHR_MAX_MODEL_BYTES`` or 64 GiB."""
-    raw = os.environ.get(MAX_MODEL_BYTES_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_MODEL_BYTES
-    match = re.fullmatch(r"(\d{1,20})\s*(?:([KMGT])(?:i?B)?)?", raw, re.IGNORECASE)
-    value = int(match.group(1)) * _UNITS[(match.group(2) or "").upper()] if match else 0
-    if value < 1:
-        raise UsageError(
-            f"{MAX_MODEL_BYTES_ENV}={raw!r} is not a size; give a number of bytes such as 68719476736 "
-            "or 64G (K, M, G, T are powers of 1024), or unset it for the default of 64G"
-        )
-    return value
+    from fahr_core.config import env_size
+
+    return env_size(MAX_MODEL_BYTES_ENV, DEFAULT_MAX_MODEL_BYTES, example="68719476736 or 64G")
 
 
 @dataclass(frozen=True)
@@ -272,7 +264,7 @@ class _Source:
         self.count += len(data)
         if self.count > self.limit:
             raise ModelTooLarge(
-                f"refusing the model: it unpacks to more than {_size(self.limit - _READ_SLACK)}, the limit set "
+                f"refusing the model: it unpacks to more than {ui.size(self.limit - _READ_SLACK)}, the limit set "
                 f"by {MAX_MODEL_BYTES_ENV}; raise it if the model really is that large; nothing was written"
             )
         return data
@@ -283,7 +275,7 @@ class _Source:
         start = self.count
         while self.read(_CHUNK):
             if self.count - start > _READ_SLACK:
-                raise DamagedArchive(f"it holds more than {_size(_READ_SLACK)} after its end-of-archive marker")
+                raise DamagedArchive(f"it holds more than {ui.size(_READ_SLACK)} after its end-of-archive marker")
 
     def close(self) -> None:
         self.raw.close()
@@ -555,7 +547,7 @@ class _Tree:
     def check_size(self, entry: _Entry) -> None:
         if entry.end > self.cap:
             raise ModelTooLarge(
-                f"refusing the model: it unpacks to more than {_size(self.cap)} (at entry {_show(entry.name)}), "
+                f"refusing the model: it unpacks to more than {ui.size(self.cap)} (at entry {_show(entry.name)}), "
                 f"the limit set by {MAX_MODEL_BYTES_ENV}; raise it if the model really is that large; "
                 "nothing was written"
             )
@@ -566,7 +558,7 @@ class _Tree:
         room = self.space.bytes - FREE_SPACE_MARGIN
         if self.needed > room or (self.space.inodes is not None and self.count > self.space.inodes):
             raise ModelTooLarge(
-                f"refusing the model: it needs more than the {_size(max(room, 0))} free on the filesystem "
+                f"refusing the model: it needs more than the {ui.size(max(room, 0))} free on the filesystem "
                 f"of {self.target.parent} (at entry {_show(entry.name)}); free some space there or fetch "
                 "into a folder on another filesystem; nothing was written"
             )
@@ -671,15 +663,6 @@ def _set_mtime(fd: int, mtime: float | None) -> None:
         pass  # a time the filesystem cannot store is no reason to refuse a model
 
 
-def _size(n: float) -> str:
-    if n < 1024:
-        return f"{int(n)} bytes"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        n /= 1024
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}"
-
-
 def _unpack(entries: Iterator[_Entry], staging: Path, target: Path, cap: int) -> None:
     tree = _Tree(staging, target, cap, free_space(staging))
     try:
@@ -696,8 +679,8 @@ def _copy(source: Path, into: Path, target: Path) -> None:
     space = free_space(into.parent)
     size = source.stat().st_size
     if size > space.bytes - FREE_SPACE_MARGIN:
-        raise ModelTooLarge(f"refusing the model: {source.name} ({_size(size)}) does not fit in the "
-                            f"{_size(max(space.bytes - FREE_SPACE_MARGIN, 0))} free on the filesystem of "
+        raise ModelTooLarge(f"refusing the model: {source.name} ({ui.size(size)}) does not fit in the "
+                            f"{ui.size(max(space.bytes - FREE_SPACE_MARGIN, 0))} free on the filesystem of "
                             f"{target.parent}; free some space there or fetch into another filesystem")
     try:
         shutil.copyfile(source, into)
@@ -717,7 +700,7 @@ def _write_stream(stream: BinaryIO, into: Path, target: Path) -> None:
                 written += len(chunk)
                 if written > room:
                     raise ModelTooLarge(f"refusing the model: {into.name} does not fit in the "
-                                        f"{_size(max(room, 0))} free on the filesystem of {target.parent}; free "
+                                        f"{ui.size(max(room, 0))} free on the filesystem of {target.parent}; free "
                                         "some space there or fetch into another filesystem; nothing was written")
                 out.write(chunk)
     except OSError as exc:

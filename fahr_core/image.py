@@ -903,30 +903,14 @@ def _base_ids(api, text: str) -> list[list[str]] | None:
 CONTEXT_WARN_ENV = "FAHR_CONTEXT_WARN_BYTES"
 #: A build context bigger than this draws one warning (``FAHR_CONTEXT_WARN_BYTES``; 0: never).
 DEFAULT_CONTEXT_WARN_BYTES = 100 * 1024**2
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
 def context_warn_bytes(environ=None) -> int:
     """The size above which fit warns about a big build context (0: never warn)."""
-    raw = (os.environ if environ is None else environ).get(CONTEXT_WARN_ENV, "").strip()
-    if not raw:
-        return DEFAULT_CONTEXT_WARN_BYTES
-    match = re.fullmatch(r"(\d{1,20})\s*(?:([KMGT])(?:i?B)?)?", raw, re.IGNORECASE)
-    if not match:
-        raise UsageError(f"{CONTEXT_WARN_ENV}={raw!r} is not a size; give a number of bytes such as 104857600 "
-                         "or 100M (K, M, G, T are powers of 1024), 0 to never warn, or unset it for 100M")
-    return int(match.group(1)) * _UNITS[(match.group(2) or "").upper()]
+    from fahr_core.config import env_size
 
-
-def human_size(n: float) -> str:
-    """``1.0 GiB``, ``120 MiB``, ``512 bytes``: powers of 1024."""
-    if n < 1024:
-        return f"{int(n)} bytes"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        n /= 1024
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if n < 100 else f"{n:.0f} {unit}"
-    raise AssertionError("unreachable")
+    return env_size(CONTEXT_WARN_ENV, DEFAULT_CONTEXT_WARN_BYTES, example="104857600 or 100M",
+                    zero="to never warn", environ=environ)
 
 
 def context_size_warning(stats: list[tuple[str, os.stat_result]], threshold: int) -> str | None:
@@ -946,10 +930,10 @@ def context_size_warning(stats: list[tuple[str, os.stat_result]], threshold: int
     # The top three, but not those too small to matter (the biggest is always named).
     shown = [(n if n.isprintable() else repr(n), size) for i, (n, size) in enumerate(biggest)
              if i == 0 or size * 20 >= total]
-    listed = ", ".join(f"{name} {human_size(size)}" for name, size in shown)
-    return (f"the build context is {human_size(total)} ({listed}): it is sent to the engine at every build, "
+    listed = ", ".join(f"{name} {ui.size(size)}" for name, size in shown)
+    return (f"the build context is {ui.size(total)} ({listed}): it is sent to the engine at every build, "
             f"and a COPY . . puts it all in the image; pass data at run time with --input CHANNEL=PATH, or "
-            f"keep it out with the line {shown[0][0]} in .dockerignore (warned above {human_size(threshold)}: "
+            f"keep it out with the line {shown[0][0]} in .dockerignore (warned above {ui.size(threshold)}: "
             f"{CONTEXT_WARN_ENV})")
 
 

@@ -13,11 +13,24 @@ import contextlib
 import sys
 import threading
 
-__all__ = ["info", "success", "warn", "command", "status_change", "log_line", "build_step", "build_output", "quiet"]
+__all__ = ["info", "success", "warn", "command", "status_change", "log_line", "build_step", "build_output", "quiet",
+           "size"]
 
 _lock = threading.Lock()
 _console = None
 _muted = 0  # how many quiet() contexts are open (a count, not a flag: they may nest or overlap)
+
+
+def size(n: float) -> str:
+    """A byte count as fahr's messages show it, in powers of 1024: ``512 bytes``, ``1.5 KiB``,
+    ``120 MiB``, ``1.0 GiB``."""
+    if n < 1024:
+        return f"{int(n)} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            break
+    return f"{n:.1f} {unit}" if n < 100 else f"{n:.0f} {unit}"
 
 
 @contextlib.contextmanager

@@ -15,7 +15,8 @@ import pytest
 
 from conftest import one_line_error, run_fahr
 from fahr_core.errors import UsageError
-from fahr_core.image import CONTEXT_WARN_ENV, context_size_warning, context_warn_bytes, human_size
+from fahr_core import ui
+from fahr_core.image import CONTEXT_WARN_ENV, context_size_warning, context_warn_bytes
 from fahr_sagemaker.ecr import IMAGE_WARN_ENV, image_warn_bytes, large_image_warning
 
 GiB, MiB = 1024**3, 1024**2
@@ -66,7 +67,7 @@ def test_the_push_warning():
     assert "ECR storage" in line and "--input" in line and IMAGE_WARN_ENV in line
     assert large_image_warning("big/train:latest", 2 * GiB, 2 * GiB) is None
     assert large_image_warning("big/train:latest", 3 * GiB, 0) is None
-    assert human_size(512) == "512 bytes" and human_size(1536) == "1.5 KiB"
+    assert ui.size(512) == "512 bytes" and ui.size(1536) == "1.5 KiB"
 
 
 @pytest.mark.docker

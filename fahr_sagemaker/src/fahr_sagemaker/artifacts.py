@@ -38,18 +38,10 @@ class Progress:
                 if self.done >= self.total and self._last < 0:
                     return
                 self._last = -1 if self.done >= self.total else now
-                ui.info(f"{self.what}: {self._percent()} of {_size(self.total)}")
+                ui.info(f"{self.what}: {self._percent()} of {ui.size(self.total)}")
 
     def _percent(self) -> str:
         return f"{100 * self.done / self.total:.0f}%" if self.total else "100%"
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def _transfer_config():
@@ -80,7 +72,7 @@ def input_uri(config, job_name: str, channel: str, value: str, output: aws.S3Uri
     target = output.join(job_name, "input", channel)
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     total = sum(p.stat().st_size for p in files)
-    ui.info(f"uploading input {channel} ({len(files)} files, {_size(total)}) to {target.uri}/")
+    ui.info(f"uploading input {channel} ({len(files)} files, {ui.size(total)}) to {target.uri}/")
     progress = Progress(f"upload of {channel}", total)
     s3 = aws.client(config, "s3")
     with aws.translated(f"uploading input {channel} to {target.uri}"):
@@ -214,7 +206,7 @@ def download_model(config, info: dict, download_dir: Path) -> "Path | RangedRead
             return open_object(config, where)
         keys = _list_keys(s3, where)
         total = sum(size for _, size in keys)
-        ui.info(f"downloading {len(keys)} uncompressed model files ({_size(total)}) from {where.uri}/")
+        ui.info(f"downloading {len(keys)} uncompressed model files ({ui.size(total)}) from {where.uri}/")
         progress = Progress("download", total)
         staging = Path(download_dir) / "files"
         for key, _ in keys:
@@ -282,7 +274,7 @@ def open_object(config, where: aws.S3Uri) -> "RangedReader":
     with aws.translated(f"downloading {where.uri}"):
         head = _head(s3, where)
     size = head["ContentLength"]
-    ui.info(f"downloading {where.uri} ({_size(size)})")
+    ui.info(f"downloading {where.uri} ({ui.size(size)})")
     return RangedReader(s3, where, size, head.get("ETag") or None, progress=Progress("download", size))
 
 

@@ -39,23 +39,13 @@ def image_warn_bytes(environ=None) -> int:
     return int(match.group(1)) * _UNITS[(match.group(2) or "").upper()]
 
 
-def _size(n: float) -> str:
-    if n < 1024:
-        return f"{int(n)} bytes"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        n /= 1024
-        if n < 1024 or unit == "TiB":
-            break
-    return f"{n:.1f} {unit}"
-
-
 def large_image_warning(reference: str, size: int, threshold: int) -> str | None:
     """The one line about pushing an image bigger than ``threshold`` bytes, else None."""
     if not threshold or size <= threshold:
         return None
-    return (f"image {reference} is {_size(size)}: every push of a changed layer that big takes time and "
+    return (f"image {reference} is {ui.size(size)}: every push of a changed layer that big takes time and "
             f"adds to your ECR storage; keep data out of the image (pass it with --input CHANNEL=s3://…, "
-            f"or add its folder to .dockerignore; warned above {_size(threshold)}: {IMAGE_WARN_ENV})")
+            f"or add its folder to .dockerignore; warned above {ui.size(threshold)}: {IMAGE_WARN_ENV})")
 
 
 def content_tag(image_id: str) -> str:
