@@ -202,15 +202,22 @@ def _check_fetch_spares_project(fetch_dir: Path, given: Path, artifact: Path) ->
     Extracting there (with ``--overwrite``) would replace the user's script and notes with the
     model. A folder inside the project (``--fetch my-model/model``) is fine.
     """
-    target = _real(fetch_dir)
-    # The folder the script was named in, and the one it really lives in when it is a symlink.
+    found = _project_under(_real(fetch_dir), given, artifact)
+    if found:
+        what, project = found
+        raise UsageError(
+            f"--fetch {fetch_dir}: that folder {what} the project of {given.name} ({project}); "
+            "fetching there would replace your files with the model; choose another folder"
+        )
+
+
+def _project_under(target: Path, given: Path, artifact: Path) -> tuple[str, Path] | None:
+    """("is" or "holds", the project folder) when ``target`` is the artifact's folder or holds it:
+    the folder the script was named in, and the one it really lives in when it is a symlink."""
     for project in {_real(given.parent), artifact.parent}:
         if target == project or target in project.parents:
-            what = "is" if target == project else "holds"
-            raise UsageError(
-                f"--fetch {fetch_dir}: that folder {what} the project of {given.name} ({project}); "
-                "fetching there would replace your files with the model; choose another folder"
-            )
+            return ("is" if target == project else "holds"), project
+    return None
 
 
 def _check_checkpoints_spare_project(config: cfg.Config, given: Path, artifact: Path) -> None:
@@ -220,14 +227,13 @@ def _check_checkpoints_spare_project(config: cfg.Config, given: Path, artifact: 
     raw = str(config.get("checkpoint_path") or "")
     if not raw.strip() or "\x00" in raw:
         return
-    target = _real(Path(os.path.expanduser(raw)))
-    for project in {_real(given.parent), artifact.parent}:
-        if target == project or target in project.parents:
-            what = "is" if target == project else "holds"
-            raise ConfigError(
-                f"config.checkpoint_path={raw}: that folder {what} the project of {given.name} ({project}); "
-                "fahr replaces the checkpoint folder's contents: give the checkpoints a folder of their own"
-            )
+    found = _project_under(_real(Path(os.path.expanduser(raw))), given, artifact)
+    if found:
+        what, project = found
+        raise ConfigError(
+            f"config.checkpoint_path={raw}: that folder {what} the project of {given.name} ({project}); "
+            "fahr replaces the checkpoint folder's contents: give the checkpoints a folder of their own"
+        )
 
 
 def _check_fetch_spares_output(fetch_dir: Path, config: cfg.Config, location: str | None = None,
