@@ -946,11 +946,7 @@ class CheckpointMerge:
         self.skipped: list[tuple[str, str]] = []
         self.not_folders: list[tuple[str, str]] = []
 
-    def _relative(self, name: str) -> str | None:
-        name = name.rstrip("/")
-        if not name.startswith(self.prefix):
-            return None  # the folder itself
-        return name[len(self.prefix):].strip("/") or None
+    _relative = TreeMerge._relative  # the same engine archive of one folder: names relative to it
 
     def _link(self, name: str, link: str) -> str | None:
         """The link kept for ``name -> link``, or None when it leads out of the folder."""
