@@ -97,6 +97,16 @@ def local_job(output_path: Path, archive_bytes: bytes, tag="hostile/train", job=
     return job
 
 
+def make_scene(root: Path) -> Path:
+    """The scene a hostile fetch plays in: victim-dir/ (outside the target, must stay untouched)
+    and work/out, a target that holds a model already; returns ``root``."""
+    (root / "victim-dir").mkdir()
+    (root / "victim-dir" / "victim.txt").write_text("precious")
+    (root / "work" / "out").mkdir(parents=True)
+    (root / "work" / "out" / "old-model.bin").write_bytes(b"old")
+    return root
+
+
 def snapshot(root: Path) -> dict:
     """Everything under ``root`` (``root`` included), without following a symlink."""
     root = Path(root)

@@ -14,7 +14,7 @@ import subprocess
 import tarfile
 
 import pytest
-from hostile import GiB, cve_2025_4517, local_job, member, snapshot, up_and_out, zero_bomb
+from hostile import GiB, cve_2025_4517, local_job, make_scene, member, snapshot, up_and_out, zero_bomb
 
 
 TAG = "hostile/train"
@@ -22,13 +22,9 @@ TAG = "hostile/train"
 
 @pytest.fixture
 def scene(tmp_path):
-    """jobs/ (the output_path), victim-dir/ outside, and work/out, a target that holds a model."""
-    (tmp_path / "victim-dir").mkdir()
-    (tmp_path / "victim-dir" / "victim.txt").write_text("precious")
-    (tmp_path / "work" / "out").mkdir(parents=True)
-    (tmp_path / "work" / "out" / "old-model.bin").write_bytes(b"old")
+    """The hostile scene (hostile.make_scene) and jobs/, the local driver's output_path."""
     (tmp_path / "jobs").mkdir()
-    return tmp_path
+    return make_scene(tmp_path)
 
 
 def fetch_refused(fahr, scene, archive_bytes, *, env=None, target=None):

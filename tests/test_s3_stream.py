@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError, ResponseStreamingError
-from hostile import MiB, cve_2025_4517, member, snapshot, up_and_out
+from hostile import MiB, cve_2025_4517, make_scene, member, snapshot, up_and_out
 
 from fahr_core import EnvironmentProblem, UsageError
 from fahr_sagemaker.artifacts import PART_ATTEMPTS, PartFailed, RangedReader
@@ -308,12 +308,7 @@ def put(stack, key: str, body: bytes) -> str:
 
 @pytest.fixture
 def scene(tmp_path):
-    """victim-dir/ outside, and work/out, a target that holds a model already."""
-    (tmp_path / "victim-dir").mkdir()
-    (tmp_path / "victim-dir" / "victim.txt").write_text("precious")
-    (tmp_path / "work" / "out").mkdir(parents=True)
-    (tmp_path / "work" / "out" / "old-model.bin").write_bytes(b"old")
-    return tmp_path
+    return make_scene(tmp_path)
 
 
 def fetch(stack, target, uri, *args, cwd):
