@@ -2,8 +2,10 @@
 
 Uploads go through boto3's transfer manager (multipart, concurrent). A model.tar.gz comes down
 as a stream (:class:`RangedReader`): concurrent ranged GETs, handed over in order, which the core
-unpacks as they arrive, so that downloading and unpacking overlap. Both print a progress line at
-most every couple of seconds. The core extracts the archive; nothing here unpacks.
+unpacks as they arrive, so that downloading and unpacking overlap; a model saved uncompressed
+(its files as S3 keys under a prefix) comes down as one stream of an uncompressed tar archive of
+those files (:class:`ObjectsAsTar`), its keys checked first by the core's rules. Both print a
+progress line at most every couple of seconds. The core extracts the archive; nothing here unpacks.
 """
 
 from __future__ import annotations
@@ -296,7 +298,19 @@ class PartFailed(EnvironmentProblem):
     """A part of the object came back other than asked (exit 3: fetch again)."""
 
 
-class RangedReader(io.RawIOBase):
+class _Stream(io.RawIOBase):
+    """A readable stream whose subclass gives ``read(size)``."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(memoryview(buffer).cast("B")))
+        memoryview(buffer).cast("B")[:len(data)] = data
+        return len(data)
+
+
+class RangedReader(_Stream):
     """An S3 object as a readable stream, downloaded by concurrent ranged GETs and read in order.
 
     Workers (daemon threads) take the parts in order, at most ``window`` parts ahead of the one
@@ -337,9 +351,6 @@ class RangedReader(io.RawIOBase):
 
     # -- the reader's side ------------------------------------------------------------------------
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
             return self.readall()
@@ -351,11 +362,6 @@ class RangedReader(io.RawIOBase):
         data = bytes(self._view[self._pos:self._pos + size])
         self._pos += len(data)
         return data
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(memoryview(buffer).cast("B")))
-        memoryview(buffer).cast("B")[:len(data)] = data
-        return len(data)
 
     def _advance(self) -> bool:
         """Move to the next part (waiting for it); False at the end of the object."""
@@ -525,7 +531,7 @@ class RangedReader(io.RawIOBase):
 # -- an uncompressed model as an archive --------------------------------------------------------
 
 
-class ObjectsAsTar(io.RawIOBase):
+class ObjectsAsTar(_Stream):
     """S3 objects as one stream of an uncompressed tar archive, read forward once: each object's
     header, then its bytes, downloaded when their turn comes (a :class:`RangedReader` pinned to
     the ETag of the listing, so an object replaced meanwhile is refused, never mixed). The core
@@ -545,9 +551,6 @@ class ObjectsAsTar(io.RawIOBase):
         self._chunks = self._generate()
         self._view = memoryview(b"")
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, size: int = -1) -> bytes:
         if self.closed:
             raise ValueError("read of a closed stream")
@@ -559,11 +562,6 @@ class ObjectsAsTar(io.RawIOBase):
         size = len(self._view) if size is None or size < 0 else size
         data, self._view = bytes(self._view[:size]), self._view[size:]
         return data
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(memoryview(buffer).cast("B")))
-        memoryview(buffer).cast("B")[:len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         if self.closed:
