@@ -26,7 +26,9 @@ Writing never follows a symlink either: every folder is opened with ``O_NOFOLLOW
 parent's descriptor, files are created with ``O_EXCL | O_NOFOLLOW``, hard links with ``linkat``
 without following. A model that arrives as a folder of files goes through the same rules, and so
 does one that arrives as a stream (a driver's download still running): it is read once, forward,
-as it comes, every rule applying as above, and closed when done or refused.
+as it comes, every rule applying as above, and closed when done or refused. A driver that fetches
+a model file by file (an object store's keys) checks their names whole, before downloading, by the
+same rules (:func:`check_listing`).
 
 A refusal is a :class:`UsageError` (exit 2) with one line naming the entry.
 """
