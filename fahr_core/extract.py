@@ -26,7 +26,9 @@ Writing never follows a symlink either: every folder is opened with ``O_NOFOLLOW
 parent's descriptor, files are created with ``O_EXCL | O_NOFOLLOW``, hard links with ``linkat``
 without following. A model that arrives as a folder of files goes through the same rules, and so
 does one that arrives as a stream (a driver's download still running): it is read once, forward,
-as it comes, every rule applying as above, and closed when done or refused.
+as it comes, every rule applying as above, and closed when done or refused. A driver that fetches
+a model file by file (an object store's keys) checks their names whole, before downloading, by the
+same rules (:func:`check_listing`).
 
 A refusal is a :class:`UsageError` (exit 2) with one line naming the entry.
 """
@@ -48,7 +50,7 @@ import unicodedata
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from fahr_core import ui
 from fahr_core.errors import EnvironmentProblem, FahrError, UsageError, first_line
@@ -408,7 +410,7 @@ class _Tree:
     map: every path written, and what it is. Nothing on the filesystem is ever asked what a path
     is, so nothing there can lie."""
 
-    def __init__(self, root: Path, target: Path, cap: int, space: FreeSpace):
+    def __init__(self, root: Path | None, target: Path, cap: int, space: FreeSpace):
         self.target, self.cap, self.space = target, cap, space
         self.kinds: dict[tuple[str, ...], str] = {(): "dir"}  # "dir", "file" or "symlink"
         self.links: dict[tuple[str, ...], str] = {}
@@ -418,10 +420,13 @@ class _Tree:
         self.dir_times: list[tuple[tuple[str, ...], float]] = []
         self.needed = 0
         self.count = 0
-        self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # No root: the map alone, nothing written (:class:`_Plan`).
+        self.root_fd = -1 if root is None else os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                                       | os.O_CLOEXEC)
 
     def close(self) -> None:
-        os.close(self.root_fd)
+        if self.root_fd >= 0:
+            os.close(self.root_fd)
 
     def refuse(self, entry_name: str, what: str) -> UnsafeArchive:
         return UnsafeArchive(f"refusing the model: entry {_show(entry_name)} {what}; nothing was written "
@@ -526,9 +531,7 @@ class _Tree:
             if entry.kind == "file":
                 self.write_file(path, entry, replace=before == "file")
             elif entry.kind == "dir":
-                os.close(self.folder(path))
-                if entry.mtime is not None:
-                    self.dir_times.append((path, entry.mtime))
+                self.write_dir(path, entry)
             elif entry.kind == "symlink":
                 self.write_symlink(path, entry)
             else:
@@ -583,6 +586,11 @@ class _Tree:
             os.close(fd)
             raise
         return fd
+
+    def write_dir(self, path: tuple[str, ...], entry: _Entry) -> None:
+        os.close(self.folder(path))
+        if entry.mtime is not None:
+            self.dir_times.append((path, entry.mtime))
 
     def write_file(self, path: tuple[str, ...], entry: _Entry, replace: bool) -> None:
         parent = self.folder(path[:-1])
@@ -648,6 +656,58 @@ class _Tree:
                 _set_mtime(fd, mtime)
             finally:
                 os.close(fd)
+
+
+class _Plan(_Tree):
+    """:class:`_Tree`'s rules on names alone, nothing written: a listing checked whole before
+    anything of it is downloaded. Its names are distinct objects, so two that land on one path
+    are a clash (in an archive, a later copy of a name replaces the earlier one; here one object
+    would silently be lost)."""
+
+    def __init__(self, noun: str, prefix: str):
+        super().__init__(None, Path("."), 0, FreeSpace(bytes=0, inodes=None, block=1))
+        self.noun, self.prefix = noun, prefix
+
+    def refuse(self, entry_name: str, what: str) -> UnsafeArchive:
+        return UnsafeArchive(f"refusing the model: {self.noun} {_show(self.prefix + entry_name)} {what}; nothing "
+                             "was downloaded or written (do not fetch these files by other means)")
+
+    def check_size(self, entry: _Entry) -> None:
+        pass  # the core checks the cap and the free space as the files arrive, as for any archive
+
+    def write_dir(self, path: tuple[str, ...], entry: _Entry) -> None:
+        self.implied_folders(path)
+
+    def write_file(self, path: tuple[str, ...], entry: _Entry, replace: bool) -> None:
+        if replace:
+            raise self.refuse(entry.name, f"lands on {_show('/'.join(path))}, as an earlier {self.noun} does")
+        self.implied_folders(path[:-1])
+
+    def implied_folders(self, path: tuple[str, ...]) -> None:
+        for i in range(1, len(path) + 1):  # as _Tree.folder() records the folders it makes
+            if path[:i] not in self.kinds:
+                self.set_kind(path[:i], "dir")
+
+
+def check_listing(names: Iterable[tuple[str, int]], *, noun: str, prefix: str = "") -> None:
+    """Refuse, before anything is downloaded, a model that arrives as a listing of files fetched
+    one by one (an object store's keys under the model's prefix): ``names`` are the names relative
+    to the model's folder, with their sizes, in the order they will be written. Each name is an
+    archive entry under the rules above (no absolute path, no ``..``, no passing through a file,
+    the length limits); a name ending in ``/`` is a folder (the empty "folder marker" an S3
+    console makes); and two names that land on one path are refused (see :class:`_Plan`).
+
+    A refusal is an :class:`UnsafeArchive`, one line naming the item as ``noun`` and
+    ``prefix + name``. A driver then hands the files over as a stream of an archive of exactly
+    these names, in this order, which :func:`place` unpacks under the same rules, the size cap
+    and the free space included.
+    """
+    plan = _Plan(noun, prefix)
+    for name, size in names:
+        folder = name.endswith("/") or not name
+        plan.add(_Entry(name, "dir" if folder else "file", size))
+        if folder and size:
+            raise plan.refuse(name, f"ends in '/' (a folder marker) but holds {size} bytes")
 
 
 def _fold(path) -> tuple[str, ...]:

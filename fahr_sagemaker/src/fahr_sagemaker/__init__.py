@@ -254,8 +254,9 @@ def stop(job, config):
 
 @hookimpl
 def fetch(request, config):
-    """The model of a job, of the newest completed job of a tag, or an archive: a model.tar.gz is
-    handed to the core as a stream while it downloads (the core unpacks it as it arrives)."""
+    """The model of a job, of the newest completed job of a tag, or an archive: a model.tar.gz,
+    or an uncompressed model's files as one archive, is handed to the core as a stream while it
+    downloads (the core unpacks it as it arrives)."""
     from fahr_sagemaker import artifacts, aws
 
     location = request.location or config.get("output_path") or ""
@@ -268,7 +269,7 @@ def fetch(request, config):
             return artifacts.open_object(config, where)
     info = artifacts.job_for_fetch(config, request.model_tag, request.job_name, where)
     ui.info(f"fetching the model of job {info['TrainingJobName']}")
-    return artifacts.download_model(config, info, request.download_dir)
+    return artifacts.download_model(config, info)
 
 
 @hookimpl

@@ -2,8 +2,10 @@
 
 Uploads go through boto3's transfer manager (multipart, concurrent). A model.tar.gz comes down
 as a stream (:class:`RangedReader`): concurrent ranged GETs, handed over in order, which the core
-unpacks as they arrive, so that downloading and unpacking overlap. Both print a progress line at
-most every couple of seconds. The core extracts the archive; nothing here unpacks.
+unpacks as they arrive, so that downloading and unpacking overlap; a model saved uncompressed
+(its files as S3 keys under a prefix) comes down as one stream of an uncompressed tar archive of
+those files (:class:`ObjectsAsTar`), its keys checked first by the core's rules. Both print a
+progress line at most every couple of seconds. The core extracts the archive; nothing here unpacks.
 """
 
 from __future__ import annotations
@@ -187,39 +189,36 @@ def job_for_fetch(config, model_tag: str, job_name: str | None, location: aws.S3
     return info
 
 
-def download_model(config, info: dict, download_dir: Path) -> "Path | RangedReader":
-    """The job's model: a stream of its model.tar.gz (see :func:`open_object`), or, with
-    ``CompressionType: NONE``, ``download_dir``/model.tar.gz.
+def download_model(config, info: dict) -> "RangedReader | ObjectsAsTar":
+    """The job's model as a stream of a tar archive, the download running (the core unpacks it
+    as it arrives): its model.tar.gz (see :func:`open_object`), or, with ``CompressionType:
+    NONE``, the files SageMaker left uncompressed under a prefix, as one uncompressed archive
+    (:class:`ObjectsAsTar`).
 
-    With ``CompressionType: NONE`` SageMaker leaves the files uncompressed under a prefix: they
-    are downloaded and packed into a tar.gz here, so the core extracts both the same way.
+    The keys of those files are names chosen by whoever could write to the bucket: they are
+    checked whole, before anything is downloaded, by the rules the core applies to an archive's
+    entries (``fahr_core.extract.check_listing``), and the core applies them again, with the
+    size cap and the free space, as it unpacks.
     """
+    from fahr_core.extract import check_listing
+
     artifact = (info.get("ModelArtifacts") or {}).get("S3ModelArtifacts", "")
     if not artifact:
         raise UsageError(f"job {info['TrainingJobName']} reports no model artifacts")
     where = aws.parse_s3(artifact, "S3ModelArtifacts")
-    target = Path(download_dir) / "model.tar.gz"
-    s3 = aws.client(config, "s3")
     compression = (info.get("OutputDataConfig") or {}).get("CompressionType", "GZIP")
-    with aws.translated(f"downloading {artifact}"):
-        if compression != "NONE" or artifact.endswith(".tar.gz"):
-            return open_object(config, where)
-        keys = _list_keys(s3, where)
-        total = sum(size for _, size in keys)
-        ui.info(f"downloading {len(keys)} uncompressed model files ({ui.size(total)}) from {where.uri}/")
-        progress = Progress("download", total)
-        staging = Path(download_dir) / "files"
-        for key, _ in keys:
-            rel = key[len(where.prefix):].lstrip("/")
-            if not rel:
-                continue
-            dest = staging / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(where.bucket, key, str(dest), Callback=progress, Config=_transfer_config())
-        with tarfile.open(target, "w:gz") as tar:
-            for path in sorted(staging.rglob("*")) if staging.exists() else []:
-                tar.add(str(path), arcname=path.relative_to(staging).as_posix(), recursive=False)
-    return target
+    if compression != "NONE" or artifact.endswith(".tar.gz"):
+        return open_object(config, where)
+    s3 = aws.client(config, "s3")
+    base = where.prefix + "/"
+    with aws.translated(f"listing {artifact}"):
+        objects = _list_objects(s3, where)
+    names = [(obj["Key"][len(base):], obj["Size"]) for obj in objects]
+    check_listing(names, noun="S3 key", prefix=f"s3://{where.bucket}/{base}")
+    total = sum(size for _, size in names)
+    ui.info(f"downloading {len(objects)} uncompressed model files ({ui.size(total)}) from {where.uri}/")
+    return ObjectsAsTar(s3, where, [(name, obj) for (name, _), obj in zip(names, objects)],
+                        progress=Progress("download", total))
 
 
 def model_is_empty(config, info: dict) -> bool | None:
@@ -247,11 +246,12 @@ def model_is_empty(config, info: dict) -> bool | None:
         return None
 
 
-def _list_keys(s3, where: aws.S3Uri) -> list[tuple[str, int]]:
-    keys = []
+def _list_objects(s3, where: aws.S3Uri) -> list[dict]:
+    """The objects under the folder ``where``, in S3's order (the keys' UTF-8 bytes)."""
+    objects = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=where.bucket, Prefix=where.prefix + "/"):
-        keys += [(o["Key"], o["Size"]) for o in page.get("Contents", [])]
-    return keys
+        objects += page.get("Contents", [])
+    return objects
 
 
 def _head(s3, where: aws.S3Uri) -> dict:
@@ -298,7 +298,19 @@ class PartFailed(EnvironmentProblem):
     """A part of the object came back other than asked (exit 3: fetch again)."""
 
 
-class RangedReader(io.RawIOBase):
+class _Stream(io.RawIOBase):
+    """A readable stream whose subclass gives ``read(size)``."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(memoryview(buffer).cast("B")))
+        memoryview(buffer).cast("B")[:len(data)] = data
+        return len(data)
+
+
+class RangedReader(_Stream):
     """An S3 object as a readable stream, downloaded by concurrent ranged GETs and read in order.
 
     Workers (daemon threads) take the parts in order, at most ``window`` parts ahead of the one
@@ -339,9 +351,6 @@ class RangedReader(io.RawIOBase):
 
     # -- the reader's side ------------------------------------------------------------------------
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
             return self.readall()
@@ -353,11 +362,6 @@ class RangedReader(io.RawIOBase):
         data = bytes(self._view[self._pos:self._pos + size])
         self._pos += len(data)
         return data
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(memoryview(buffer).cast("B")))
-        memoryview(buffer).cast("B")[:len(data)] = data
-        return len(data)
 
     def _advance(self) -> bool:
         """Move to the next part (waiting for it); False at the end of the object."""
@@ -522,3 +526,80 @@ class RangedReader(io.RawIOBase):
         if (first, last) != (start, end) or (total != "*" and int(total) != self.size):
             raise PartFailed(f"downloading {self.where.uri}: asked for the bytes {start}-{end} of {self.size}, "
                              f"got {content_range!r}; nothing was written; fetch again")
+
+
+# -- an uncompressed model as an archive --------------------------------------------------------
+
+
+class ObjectsAsTar(_Stream):
+    """S3 objects as one stream of an uncompressed tar archive, read forward once: each object's
+    header, then its bytes, downloaded when their turn comes (a :class:`RangedReader` pinned to
+    the ETag of the listing, so an object replaced meanwhile is refused, never mixed). The core
+    unpacks it as any archive: the same rules, the size cap and the free space, into a folder
+    beside the target moved into place only when complete.
+
+    ``objects`` are (name in the archive, the object as listed); a name ending in ``/`` is a
+    folder. :meth:`close` stops the download running.
+    """
+
+    name = "model.tar"  # what --no-extract keeps: an uncompressed tar
+
+    def __init__(self, s3, where: aws.S3Uri, objects: list[tuple[str, dict]], *, progress=None):
+        super().__init__()
+        self.s3, self.where, self.objects, self.progress = s3, where, objects, progress
+        self._reader: RangedReader | None = None
+        self._chunks = self._generate()
+        self._view = memoryview(b"")
+
+    def read(self, size: int = -1) -> bytes:
+        if self.closed:
+            raise ValueError("read of a closed stream")
+        while not self._view:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._view = memoryview(chunk)
+        size = len(self._view) if size is None or size < 0 else size
+        data, self._view = bytes(self._view[:size]), self._view[size:]
+        return data
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if self._reader is not None:
+            self._reader.close()
+        self._chunks.close()
+        self._view = memoryview(b"")
+        super().close()
+
+    def _generate(self):
+        # The archive's first entry is its top folder ("./"): what the core peeks at to tell the
+        # compression is then never a file's name (one named "BZh…" would look like bzip2).
+        yield _tar_header("./", tarfile.DIRTYPE)
+        for name, obj in self.objects:
+            if name.endswith("/") or not name:
+                if name:
+                    yield _tar_header(name, tarfile.DIRTYPE, obj.get("LastModified"))
+                continue
+            size = obj["Size"]
+            yield _tar_header(name, tarfile.REGTYPE, obj.get("LastModified"), size)
+            if not size:
+                continue
+            where = aws.S3Uri(self.where.bucket, obj["Key"])
+            self._reader = RangedReader(self.s3, where, size, obj.get("ETag") or None, progress=self.progress)
+            try:
+                while chunk := self._reader.read(_READ):
+                    yield chunk
+            finally:
+                self._reader.close()
+                self._reader = None
+            yield bytes(-size % tarfile.BLOCKSIZE)
+        yield bytes(2 * tarfile.BLOCKSIZE)  # the end-of-archive marker
+
+
+def _tar_header(name: str, kind: bytes, modified=None, size: int = 0) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type, info.size = kind, size
+    info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+    info.mtime = modified.timestamp() if modified is not None else time.time()
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
