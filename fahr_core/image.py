@@ -658,6 +658,10 @@ def _special(info, mode: int) -> list:
 #: The image label recording what the image was built from (:func:`fingerprint`): an image whose
 #: label equals the fingerprint of the project now is what a build would make, and is not rebuilt.
 FINGERPRINT_LABEL = "fahr.context-fingerprint"
+#: The labels of every image fahr builds: the model tag it was built for, and fahr's version. An
+#: image under a project's tag without them is not fahr's, and fahr never removes it.
+MODEL_TAG_LABEL = "fahr.model_tag"
+VERSION_LABEL = "fahr.version"
 _FINGERPRINT_FORMAT = 1
 
 #: Set in ``config.stash`` by ``fahr fit --rebuild``: build even when the fingerprint matches.
@@ -1094,6 +1098,9 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
     is returned. Content is hashed only for files whose stat changed (:class:`ContextHashes`).
     A context bigger than :func:`context_warn_bytes` draws one warning, built or not.
 
+    The image a build replaces under ``MODEL_TAG:latest`` is removed only when fahr built it
+    (:func:`_made_by_fahr`): one the user built or tagged there stays.
+
     A build that fails (or is interrupted) removes the images its steps committed: the classic
     builder keeps each step's image, and a failed build's last one would stay as a dangling
     ``<none>`` image (``labels`` mark only the final image, so they cannot find it).
@@ -1203,10 +1210,6 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
         _remove_quietly(api, previous)
     return ImageRef(name=context.model_tag, tag="latest", image_id=image_id)
 
-
-#: The labels of every image fahr builds: the model tag it was built for, and fahr's version.
-MODEL_TAG_LABEL = "fahr.model_tag"
-VERSION_LABEL = "fahr.version"
 
 
 def _made_by_fahr(attrs: dict, model_tag: str) -> bool:
