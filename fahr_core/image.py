@@ -362,23 +362,61 @@ _DOCKERFILE_MAX = 1024 * 1024  # far more than any Dockerfile: a bigger "Dockerf
 
 def _read_dockerfile(path: Path) -> str:
     """The text of the project's Dockerfile, or a one-line error: a folder, a pipe or a device
-    under that name (or a link to one, such as /dev/zero) must neither crash fahr nor hang it."""
+    under that name must neither crash fahr nor hang it, and a link is followed only as the engine
+    follows it (:func:`_dockerfile_links`): what fahr reads is what the engine will build."""
+    real = path.parent / _dockerfile_links(path.parent, path.name)[-1]
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        data = _read_regular(real, _DOCKERFILE_MAX, follow=False)
+    except _NotAFile:
+        raise UsageError(f"{path} is not a file; remove it, or put the Dockerfile there") from None
     except OSError as exc:
         raise UsageError(f"{path} cannot be read ({exc.strerror}); fix it or remove it") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UsageError(f"{path} is not a file; remove it, or put the Dockerfile there")
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            data = handle.read(_DOCKERFILE_MAX + 1)
-    except OSError as exc:
-        raise UsageError(f"{path} cannot be read ({exc.strerror}); fix it or remove it") from None
-    finally:
-        os.close(fd)
     if len(data) > _DOCKERFILE_MAX:
         raise UsageError(f"{path} is larger than {_DOCKERFILE_MAX // 1024} KiB: it is not a Dockerfile")
     return data.decode("utf-8", errors="replace")
+
+
+def _dockerfile_links(root: Path, relative: str) -> list[str]:
+    """The symbolic links the Dockerfile ``relative`` (inside the build context ``root``) leads
+    through, then the path it names: all relative to ``root``, ``/``-separated.
+
+    The engine reads the Dockerfile inside the context it was sent, following links only within
+    it (an absolute target is taken from the context's top): a link that leads out of ``root``, or
+    an absolute one, makes it fail late with "Cannot locate specified Dockerfile". Here it is one
+    line, before anything is built. A part that does not exist ends the walk: reading says so.
+    """
+    todo = [p for p in relative.split("/") if p not in ("", ".")]
+    done: list[str] = []
+    links: list[str] = []
+
+    def refuse(why: str) -> UsageError:
+        return UsageError(f"{root / relative} is a symbolic link that {why} ({links[-1]} -> {target}); the engine "
+                          f"reads a Dockerfile only inside {root}: put the file there (a relative link to a file "
+                          "there works too)")
+
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            if not done:
+                raise refuse(f"leads out of {root}")
+            done.pop()
+            continue
+        here = "/".join(done + [part])
+        try:
+            if not stat.S_ISLNK(os.lstat(root / here).st_mode):
+                done.append(part)
+                continue
+            target = os.readlink(root / here)
+        except OSError:
+            done.append(part)
+            continue
+        links.append(here)
+        if os.path.isabs(target):
+            raise refuse("leads to an absolute path")
+        if len(links) > 40:
+            raise refuse("goes round in a loop")
+        todo = [p for p in target.split("/") if p not in ("", ".")] + todo
+    return links + ["/".join(done)]
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -527,6 +565,20 @@ def _context_tar(root: Path, paths: list[str], hashes: ContextHashes | None) -> 
     return out, entries
 
 
+def _check_dockerfile_sent(context: BuildContext, files: ContextFiles) -> None:
+    """A one-line error when the Dockerfile is a link to a file the context does not hold (kept
+    out by .dockerignore or the secret rule): the engine, which follows it in the context, could
+    not find it."""
+    if not context.dockerfile.is_relative_to(context.context_dir):
+        return
+    sent = set(files.paths)
+    for relative in _dockerfile_links(context.context_dir, _dockerfile_in_context(context)):
+        if relative not in sent:
+            raise UsageError(f"{context.dockerfile} is a symbolic link to {relative}, which is not sent to the "
+                             "engine (.dockerignore or fahr's secret rule keeps it out), so the engine cannot "
+                             "read it: link to a file that is sent, or put the Dockerfile itself there")
+
+
 def _dockerfile_in_context(context: BuildContext) -> str:
     """The Dockerfile's path inside the context, as the engine reads it."""
     if context.dockerfile.is_relative_to(context.context_dir):
@@ -606,6 +658,10 @@ def _special(info, mode: int) -> list:
 #: The image label recording what the image was built from (:func:`fingerprint`): an image whose
 #: label equals the fingerprint of the project now is what a build would make, and is not rebuilt.
 FINGERPRINT_LABEL = "fahr.context-fingerprint"
+#: The labels of every image fahr builds: the model tag it was built for, and fahr's version. An
+#: image under a project's tag without them is not fahr's, and fahr never removes it.
+MODEL_TAG_LABEL = "fahr.model_tag"
+VERSION_LABEL = "fahr.version"
 _FINGERPRINT_FORMAT = 1
 
 #: Set in ``config.stash`` by ``fahr fit --rebuild``: build even when the fingerprint matches.
@@ -627,7 +683,74 @@ def fahr_cache_dir() -> Path:
 def hash_cache_file(context_dir: Path) -> Path:
     """Where the content hashes of one build context are kept between runs."""
     key = hashlib.sha256(os.path.abspath(context_dir).encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    return fahr_cache_dir() / "contexts" / f"{key}.json"
+    return fahr_cache_dir() / _CONTEXTS / f"{key}.json"
+
+
+_CONTEXTS = "contexts"
+# The only names fahr writes in its contexts folder: records, and the temporary files they are
+# written to (mkstemp's names, as an older fahr made them, and this one's). Nothing else there,
+# nor anything that is not a regular file of this user, is ever removed.
+_RECORD_NAME = re.compile(r"[0-9a-f]{32}\.json")
+_TEMP_NAME = re.compile(r"\.hashes\.[0-9a-z_]{8,16}\.tmp")
+#: A record is about 150 bytes a file: a bigger one (over 400,000 files) is ignored, not read.
+_RECORD_MAX = 64 * 1024**2
+
+
+def _cache_folder(create: bool, warn: bool = False) -> int | None:
+    """A descriptor of the folder of :func:`hash_cache_file`, or None when there is none to use.
+
+    ``fahr`` and ``contexts`` are opened one by one without following a link (``O_NOFOLLOW``,
+    relative to the folder above): a link at either name may lead to a folder of the user's, and
+    fahr must neither prune nor write there. Then the cache is not used (with ``warn``, one line
+    says so), and builds work as without it. The folder above (``$XDG_CACHE_HOME``) is the user's.
+    """
+    cache = fahr_cache_dir()
+    try:
+        if create:
+            os.makedirs(cache.parent, exist_ok=True)
+        fd = os.open(cache.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    name = cache.name
+    try:
+        for name in (cache.name, _CONTEXTS):
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o700, dir_fd=fd)  # it lists the projects' files
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        return fd
+    except OSError:
+        with contextlib.suppress(OSError):
+            if warn and stat.S_ISLNK(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                where = cache if name == cache.name else cache / _CONTEXTS
+                ui.warn(f"{where} is a symbolic link, not fahr's cache folder: fahr neither reads nor writes "
+                        "through it, and hashes the build context's files anew at every fit; remove the link")
+        os.close(fd)
+        return None
+
+
+class _NotAFile(Exception):
+    """What :func:`_read_regular` found is a folder, a pipe, a device or a socket."""
+
+
+def _read_regular(path, limit: int, *, dir_fd: int | None = None, follow: bool = True) -> bytes:
+    """At most ``limit + 1`` bytes of the regular file at ``path`` (more than ``limit``: too big).
+
+    A pipe or a device under that name (or, with ``follow``, a link to one, such as /dev/zero)
+    raises :class:`_NotAFile` at once, never blocking, never reading without end; without
+    ``follow`` a link raises ``OSError`` (ELOOP). ``OSError`` when it cannot be opened or read.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags, dir_fd=dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _NotAFile(path)
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read(limit + 1)
+    finally:
+        os.close(fd)
 
 
 def _stat_key(st: os.stat_result) -> list[int]:
@@ -640,7 +763,8 @@ class ContextHashes:
     A file whose size, mtime, ctime, inode and device are those recorded when it was last hashed
     is not read again: an unchanged folder costs a walk of ``lstat`` calls. The record is one JSON
     file per context folder in :func:`hash_cache_file`, replaced atomically; one that cannot be
-    read or makes no sense is ignored (and rewritten), never an error: it is only a cache.
+    read or makes no sense (not a regular file, a link, too big, not JSON) is ignored (and
+    rewritten), never an error: it is only a cache. Every access goes through :func:`_cache_folder`.
     """
 
     def __init__(self, context_dir: Path) -> None:
@@ -652,9 +776,14 @@ class ContextHashes:
         self.hashed: list[str] = []
 
     def _load(self) -> dict[str, list]:
+        folder = _cache_folder(create=False, warn=True)
+        if folder is None:
+            return {}
         try:
-            with open(self.file, encoding="utf-8") as handle:
-                data = json.load(handle)
+            text = _read_regular(self.file.name, _RECORD_MAX, dir_fd=folder, follow=False)
+            if len(text) > _RECORD_MAX:
+                return {}
+            data = json.loads(text)
             files = data["files"]
             if data.get("format") != 1 or data.get("context") != self.context_dir or not isinstance(files, dict):
                 return {}
@@ -663,8 +792,10 @@ class ContextHashes:
                         and all(type(n) is int for n in entry[:5])):
                     return {}
             return files
-        except Exception:  # missing, unreadable, not JSON, not ours: start afresh
+        except Exception:  # missing, unreadable, not a file, not JSON, not ours: start afresh
             return {}
+        finally:
+            os.close(folder)
 
     def known(self, relative: str, st: os.stat_result) -> str | None:
         """The remembered hash of the file whose ``fstat`` is ``st``, or None when it must be read."""
@@ -708,40 +839,54 @@ class ContextHashes:
         """Keep this run's hashes for the next (only when they changed); never an error.
 
         The record of a folder no fit has used for :data:`_CACHE_DAYS` days is removed then: the
-        folder is likely gone, and at worst its files are hashed once more.
+        folder is likely gone, and at worst its files are hashed once more. The record is written
+        to a new temporary file (``O_EXCL``) renamed over it, in the folder :func:`_cache_folder`
+        opened: a link or a pipe at the record's name is replaced, never written through.
         """
-        if self._new == self._old:
-            with contextlib.suppress(OSError):
-                os.utime(self.file)  # used: kept from pruning
-            return
-        data = {"format": 1, "context": self.context_dir, "files": self._new}
+        unchanged = self._new == self._old
+        folder = _cache_folder(create=not unchanged)
+        if folder is None:
+            return  # no usable cache folder: the next run hashes again, nothing worse
+        name = self.file.name
         try:
-            self.file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # it lists the project's files
-            _prune(self.file.parent)
-            fd, tmp = tempfile.mkstemp(prefix=".hashes.", suffix=".tmp", dir=self.file.parent)
+            if unchanged:
+                if self._old:
+                    os.utime(name, dir_fd=folder, follow_symlinks=False)  # used: kept from pruning
+                return
+            _prune(folder)
+            data = {"format": 1, "context": self.context_dir, "files": self._new}
+            tmp = f".hashes.{os.urandom(8).hex()}.tmp"
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                          dir_fd=folder)
             try:
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    json.dump(data, out, separators=(",", ":"))
-                os.replace(tmp, self.file)
+                with os.fdopen(out, "w", encoding="utf-8") as handle:
+                    json.dump(data, handle, separators=(",", ":"))
+                os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
             except BaseException:
                 with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+                    os.unlink(tmp, dir_fd=folder)
                 raise
         except (OSError, ValueError):
             pass  # a read-only or full cache folder: the next run hashes again, nothing worse
+        finally:
+            os.close(folder)
 
 
 _CACHE_DAYS = 30
 
 
-def _prune(folder: Path) -> None:
-    """Remove the hash records (and leftover temporary files) unused for :data:`_CACHE_DAYS` days."""
+def _prune(folder: int) -> None:
+    """Remove, in the folder open as ``folder``, the hash records (and leftover temporary files)
+    unused for :data:`_CACHE_DAYS` days: only regular files of this user named as fahr names them."""
     cutoff = time.time() - _CACHE_DAYS * 86400
     with contextlib.suppress(OSError), os.scandir(folder) as scan:
         for entry in scan:
+            if not (_RECORD_NAME.fullmatch(entry.name) or _TEMP_NAME.fullmatch(entry.name)):
+                continue
             with contextlib.suppress(OSError):
-                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                    os.unlink(entry.path)
+                st = os.stat(entry.name, dir_fd=folder, follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mtime < cutoff:
+                    os.unlink(entry.name, dir_fd=folder)
 
 
 def stat_context(root: Path, paths: list[str]) -> list[tuple[str, os.stat_result]]:
@@ -953,6 +1098,9 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
     is returned. Content is hashed only for files whose stat changed (:class:`ContextHashes`).
     A context bigger than :func:`context_warn_bytes` draws one warning, built or not.
 
+    The image a build replaces under ``MODEL_TAG:latest`` is removed only when fahr built it
+    (:func:`_made_by_fahr`): one the user built or tagged there stays.
+
     A build that fails (or is interrupted) removes the images its steps committed: the classic
     builder keeps each step's image, and a failed build's last one would stay as a dangling
     ``<none>`` image (``labels`` mark only the final image, so they cannot find it).
@@ -965,6 +1113,7 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
     dockerfile = _dockerfile_in_context(context)
     threshold = context_warn_bytes()
     files = context_files(root, dockerfile)
+    _check_dockerfile_sent(context, files)
     warn_kept_out(files)
     stats = stat_context(root, files.paths)
     warning = context_size_warning(stats, threshold)
@@ -997,7 +1146,7 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
     # read into the tar, unless its stat shows the hash already known.
     tar, entries = _context_tar(root, files.paths, hashes)
     hashes.save()
-    labels = {"fahr.model_tag": context.model_tag, "fahr.version": __version__}
+    labels = {MODEL_TAG_LABEL: context.model_tag, VERSION_LABEL: __version__}
     if bases is not None:
         labels[FINGERPRINT_LABEL] = fingerprint_of(entries)
     before = _all_image_ids(api)
@@ -1054,9 +1203,19 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
         raise
     if steps and cached == steps - 1:  # FROM is never "cached"
         ui.info(f"image {reference} is up to date (every step cached)")
-    if previous and previous != image_id:
-        _remove_quietly(api, previous)  # the image this build replaced, unless a job still uses it
+    if previous and previous != image_id and _made_by_fahr(existing, context.model_tag):
+        # The image this build replaced, unless a job still uses it or it has another tag. One that
+        # fahr did not build (`docker tag` or `docker build -t` of the user's own under this name)
+        # is the user's, dangling now or not: it stays.
+        _remove_quietly(api, previous)
     return ImageRef(name=context.model_tag, tag="latest", image_id=image_id)
+
+
+
+def _made_by_fahr(attrs: dict, model_tag: str) -> bool:
+    """Whether the engine's record ``attrs`` of an image is of one fahr built for ``model_tag``."""
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    return labels.get(MODEL_TAG_LABEL) == model_tag and VERSION_LABEL in labels
 
 
 # The classic builder's line for the image a step committed (or found in its cache).
@@ -1072,13 +1231,20 @@ def _all_image_ids(api) -> set[str] | None:
 
 def _remove_leftovers(api, committed: list[str], before: set[str] | None) -> None:
     """Remove the images a failed build's steps committed, newest first; only those that did not
-    exist before the build (the base image and cache hits stay), and none of their parents."""
+    exist before the build (the base image and cache hits stay), and none of their parents.
+
+    ``committed`` is read from the build's output, which a RUN step's own output can imitate: an
+    image is taken for one of this build's only when it is also the child of the image the line
+    before it named (the classic builder commits each step on top of the previous one).
+    """
     if before is None or not committed:
         return
     new = [i for i in (_all_image_ids(api) or ()) if i not in before]
-    for short in reversed(committed):
+    for index in reversed(range(1, len(committed))):
+        short, parent = committed[index], committed[index - 1]
         for image_id in new:
-            if image_id.split(":", 1)[-1].startswith(short):
+            if (image_id.split(":", 1)[-1].startswith(short)
+                    and _inspect(api, image_id).get("Parent", "").split(":", 1)[-1].startswith(parent)):
                 _remove_quietly(api, image_id, noprune=True)
 
 
