@@ -4,8 +4,10 @@ The CLI runs on these functions too, so a job launched here is the job ``fahr jo
 call takes the driver (``driver=``, default as the CLI's: ``FAHR_DRIVER``, ``fahr.toml``, else
 ``local``) and a ``config`` dict of driver keys, layered exactly as ``--config.KEY=VALUE`` (over
 ``fahr.toml`` and ``FAHR_<DRIVER>_<KEY>``). Errors are :class:`fahr_core.FahrError` subclasses,
-never ``SystemExit``. Status lines and job logs go to the terminal as in the CLI; ``quiet=True``
-(or ``with fahr_core.ui.quiet():``) silences them. Times are timezone-aware UTC datetimes.
+never ``SystemExit``; an argument of the wrong type is a :class:`fahr_core.UsageError` naming it
+and the type expected, and ``None`` in a dict argument means "not set". Status lines and job logs
+go to the terminal as in the CLI; ``quiet=True`` (or ``with fahr_core.ui.quiet():``) silences
+them. Times are timezone-aware UTC datetimes.
 """
 
 from __future__ import annotations
@@ -360,7 +362,8 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
 
     Returns the :class:`Job`: Completed when waited for, InProgress with ``wait=False``. A job
     that fails or is stopped raises :class:`JobFailed` (its message says why; ``fahr_core.jobs()``
-    still lists it). Hyperparameter and environment values are passed as strings. ``fetch_to``:
+    still lists it). Hyperparameter and environment values are passed as strings; a key whose value
+    is None is left out (in ``config`` too: the key keeps its value from beneath). ``fetch_to``:
     once completed, extract the model there (``overwrite`` replaces a non-empty folder), as
     ``fahr fit --fetch``; ``regenerate_dockerfile`` writes the project's Dockerfile anew.
     The image is built only when something it is built from changed (its files, Dockerfile or

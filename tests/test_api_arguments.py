@@ -37,42 +37,53 @@ def _job():
     return fahr_core.Job("i15api-train-1", driver="local", model_tag="i15api/train")
 
 
+PATH = "must be a path (str or os.PathLike), not"
+SCALAR = "must be str, int, float, bool or a path, not"
+MAPPING = "must be a mapping (a dict of str to"
+DRIVER = "must be a driver's name (str, e.g. 'local') or None, not"
+FLAG = "must be True or False, not"
+TAG = "i15api/train"
+
 # (call, the message's start): each a TypeError or an AttributeError before, or a message that
 # did not say which type was expected.
 CASES = {
-    "fit(None)": (lambda p: fahr_core.fit(None), "fit(): artifact must be a path (str or os.PathLike), not None"),
-    "fit(123)": (lambda p: fahr_core.fit(123), "fit(): artifact must be a path (str or os.PathLike), not int"),
-    "fit(b'')": (lambda p: fahr_core.fit(b""), "fit(): artifact must be a path (str or os.PathLike), not bytes"),
-    "fit(PathLike of bytes)": (lambda p: fahr_core.fit(BytesPath()), "fit(): artifact must be a path (str or os.PathLike), not bytes"),
+    "fit(None)": (lambda p: fahr_core.fit(None), f"fit(): artifact {PATH} None"),
+    "fit(123)": (lambda p: fahr_core.fit(123), f"fit(): artifact {PATH} int"),
+    "fit(b'')": (lambda p: fahr_core.fit(b""), f"fit(): artifact {PATH} bytes"),
+    "fit(PathLike of bytes)": (lambda p: fahr_core.fit(BytesPath()), f"fit(): artifact {PATH} bytes"),
     "fit('')": (lambda p: fahr_core.fit(""), "fit(): artifact is an empty path"),
-    "config='x'": (lambda p: fahr_core.fit(p, config="x"), "fit(): config must be a mapping (a dict of str to"),
+    "config='x'": (lambda p: fahr_core.fit(p, config="x"), f"fit(): config {MAPPING}"),
     "config={1: 2}": (lambda p: fahr_core.fit(p, config={1: 2}), "fit(): config keys must be str, not int"),
     "hyperparameters=[...]": (lambda p: fahr_core.fit(p, hyperparameters=[("epochs", 3)]),
-                              "fit(): hyperparameters must be a mapping (a dict of str to"),
+                              f"fit(): hyperparameters {MAPPING}"),
     "hyperparameters={'a': [1]}": (lambda p: fahr_core.fit(p, hyperparameters={"a": [1]}),
-                                   "fit(): hyperparameters['a'] must be str, int, float, bool or a path, not list"),
-    "inputs=5": (lambda p: fahr_core.fit(p, inputs=5), "fit(): inputs must be a mapping"),
+                                   f"fit(): hyperparameters['a'] {SCALAR} list"),
+    "inputs=5": (lambda p: fahr_core.fit(p, inputs=5), f"fit(): inputs {MAPPING}"),
     "environment={'A': object()}": (lambda p: fahr_core.fit(p, environment={"A": object()}),
-                                    "fit(): environment['A'] must be str, int, float, bool or a path, not object"),
-    "driver=123": (lambda p: fahr_core.fit(p, driver=123), "fit(): driver must be a driver's name (str, e.g. 'local') or None, not int"),
-    "fetch_to=123": (lambda p: fahr_core.fit(p, fetch_to=123), "fit(): fetch_to must be a path (str or os.PathLike), not int"),
-    "wait='no'": (lambda p: fahr_core.fit(p, wait="no"), "fit(): wait must be True or False, not str"),
-    "rebuild=1": (lambda p: fahr_core.fit(p, rebuild=1), "fit(): rebuild must be True or False, not int"),
-    "fetch(None, ...)": (lambda p: fahr_core.fetch(None, "i15api/train"), "fetch(): target must be a path (str or os.PathLike), not None"),
-    "fetch(model_tag=None)": (lambda p: fahr_core.fetch("out", None), "fetch(): model_tag must be a model tag (str), not None"),
-    "fetch(location=123)": (lambda p: fahr_core.fetch("out", "i15api/train", location=123),
-                            "fetch(): location must be a location (str: a folder or a URI such as s3://…) or None, not int"),
-    "fetch(job=7)": (lambda p: fahr_core.fetch("out", "i15api/train", job=7), "fetch(): job must be a job's name (str) or None, not int"),
-    "fetch(extract='yes')": (lambda p: fahr_core.fetch("out", "i15api/train", extract="yes"), "fetch(): extract must be True or False, not str"),
-    "Job.fetch(None)": (lambda p: _job().fetch(None), "Job.fetch(): target must be a path (str or os.PathLike), not None"),
-    "Job.logs(follow='yes')": (lambda p: _job().logs(follow="yes"), "Job.logs(): follow must be True or False, not str"),
+                                    f"fit(): environment['A'] {SCALAR} object"),
+    "driver=123": (lambda p: fahr_core.fit(p, driver=123), f"fit(): driver {DRIVER} int"),
+    "fetch_to=123": (lambda p: fahr_core.fit(p, fetch_to=123), f"fit(): fetch_to {PATH} int"),
+    "wait='no'": (lambda p: fahr_core.fit(p, wait="no"), f"fit(): wait {FLAG} str"),
+    "rebuild=1": (lambda p: fahr_core.fit(p, rebuild=1), f"fit(): rebuild {FLAG} int"),
+    "fetch(None, ...)": (lambda p: fahr_core.fetch(None, TAG), f"fetch(): target {PATH} None"),
+    "fetch(model_tag=None)": (lambda p: fahr_core.fetch("out", None),
+                              "fetch(): model_tag must be a model tag (str), not None"),
+    "fetch(location=123)": (lambda p: fahr_core.fetch("out", TAG, location=123),
+                            "fetch(): location must be a location (str: a folder or a URI such as s3://…) "
+                            "or None, not int"),
+    "fetch(job=7)": (lambda p: fahr_core.fetch("out", TAG, job=7),
+                     "fetch(): job must be a job's name (str) or None, not int"),
+    "fetch(extract='yes')": (lambda p: fahr_core.fetch("out", TAG, extract="yes"), f"fetch(): extract {FLAG} str"),
+    "Job.fetch(None)": (lambda p: _job().fetch(None), f"Job.fetch(): target {PATH} None"),
+    "Job.logs(follow='yes')": (lambda p: _job().logs(follow="yes"), f"Job.logs(): follow {FLAG} str"),
     "Job(None)": (lambda p: fahr_core.Job(None), "Job(): name must be a job's name (str), not None"),
-    "Job(config='x')": (lambda p: fahr_core.Job("i15api-train-1", config="x"), "Job(): config must be a mapping"),
-    "jobs(model_tag=1)": (lambda p: fahr_core.jobs(1), "jobs(): model_tag must be a model tag (str) or None, not int"),
-    "jobs(config=[])": (lambda p: fahr_core.jobs(config=[]), "jobs(): config must be a mapping"),
+    "Job(config='x')": (lambda p: fahr_core.Job("i15api-train-1", config="x"), f"Job(): config {MAPPING}"),
+    "jobs(model_tag=1)": (lambda p: fahr_core.jobs(1),
+                          "jobs(): model_tag must be a model tag (str) or None, not int"),
+    "jobs(config=[])": (lambda p: fahr_core.jobs(config=[]), f"jobs(): config {MAPPING}"),
     "jobs(status=1)": (lambda p: fahr_core.jobs(status=1), "jobs(): status must be str or None, not int"),
     "job(None)": (lambda p: fahr_core.job(None), "job(): name must be a job's name (str), not None"),
-    "job(driver=[])": (lambda p: fahr_core.job("i15api-train-1", driver=[]), "job(): driver must be a driver's name"),
+    "job(driver=[])": (lambda p: fahr_core.job("i15api-train-1", driver=[]), f"job(): driver {DRIVER} list"),
 }
 
 
@@ -124,13 +135,16 @@ def test_output_path_none_is_the_default_not_a_folder_named_none(tmp_path, monke
 
 # -- what no job can be given, refused before the build ----------------------------------------------
 
+NUL = "holds a NUL character"
 UNPASSABLE = {
-    "NUL in an environment value": ({"environment": {"A": "x\x00y"}}, "--env A=…: the value holds a NUL character"),
-    "NUL in a hyperparameter value": ({"hyperparameters": {"lr": "0.1\x00"}}, "--hp lr=…: the value holds a NUL character"),
-    "NUL in a hyperparameter name": ({"hyperparameters": {"l\x00r": "1"}}, "--hp 'l\\x00r'=…: the name holds a NUL character"),
-    "NUL in a channel path": ({"inputs": {"train": "/data\x00/x"}}, "--input train=…: the value holds a NUL character"),
-    "not UTF-8 in an environment value": ({"environment": {"A": "caf\udce9"}}, "--env A=…: the value is not UTF-8 text"),
-    "not UTF-8 in a hyperparameter value": ({"hyperparameters": {"name": "caf\udce9"}}, "--hp name=…: the value is not UTF-8 text"),
+    "NUL in an environment value": ({"environment": {"A": "x\x00y"}}, f"--env A=…: the value {NUL}"),
+    "NUL in a hyperparameter value": ({"hyperparameters": {"lr": "0.1\x00"}}, f"--hp lr=…: the value {NUL}"),
+    "NUL in a hyperparameter name": ({"hyperparameters": {"l\x00r": "1"}}, f"--hp 'l\\x00r'=…: the name {NUL}"),
+    "NUL in a channel path": ({"inputs": {"train": "/data\x00/x"}}, f"--input train=…: the value {NUL}"),
+    "not UTF-8 in an environment value": ({"environment": {"A": "caf\udce9"}},
+                                          "--env A=…: the value is not UTF-8 text"),
+    "not UTF-8 in a hyperparameter value": ({"hyperparameters": {"name": "caf\udce9"}},
+                                            "--hp name=…: the value is not UTF-8 text"),
 }
 
 
@@ -175,15 +189,16 @@ def test_a_nul_in_any_config_value_is_refused_as_it_is_read():
         assert str(raised.value) == f"{says} holds a NUL character, which no path, argument or environment " \
                                     "variable can hold: remove it"
     # A path's bytes may be any but NUL: a name that is not UTF-8 is a valid Linux path.
-    assert cfg.resolve("drv", keys, cfg.ProjectFile(None, {}), [("name", "caf\udce9")], environ={})["name"] == "caf\udce9"
+    resolved = cfg.resolve("drv", keys, cfg.ProjectFile(None, {}), [("name", "caf\udce9")], environ={})
+    assert resolved["name"] == "caf\udce9"
 
 
 # The command line cannot carry a NUL (argv is C strings), but it can carry bytes that are not
 # UTF-8 (Python sees them as lone surrogates; Docker replaced them silently), and fahr.toml can
 # spell a NUL in any config value ("\u0000").
 CLI = {
-    "--env with bytes not UTF-8": (["--env", "A=caf\udce9"], None, "fahr error: --env A=…: the value is not UTF-8 text"),
-    "--hp with bytes not UTF-8": (["--hp", "name=caf\udce9"], None, "fahr error: --hp name=…: the value is not UTF-8 text"),
+    "--env with bytes not UTF-8": (["--env", "A=caf\udce9"], None, "fahr error: --env A=…: the value is not UTF-8"),
+    "--hp with bytes not UTF-8": (["--hp", "name=caf\udce9"], None, "fahr error: --hp name=…: the value is not UTF-8"),
     "fahr.toml gpus with a NUL": ([], '[local]\ngpus = "\\u0000"\n', "fahr error: config.gpus='\\x00' (from "),
     "fahr.toml instance_type with a NUL": ([], '[local]\ninstance_type = "lo\\u0000cal"\n',
                                            "fahr error: config.instance_type='lo\\x00cal' (from "),
