@@ -39,12 +39,17 @@ def _kind(value: Any) -> str:
 
 
 def _path(value: Any, what: str) -> Path:
-    """``value`` as a Path: a non-empty str or os.PathLike (of str; bytes are refused)."""
+    """``value`` as a Path: a non-empty str or os.PathLike (of str; bytes are refused), no NUL."""
+    from fahr_core.config import text_problem
+
     text = os.fspath(value) if isinstance(value, os.PathLike) else value
     if not isinstance(text, str):
         raise UsageError(f"{what} must be a path (str or os.PathLike), not {_kind(text)}")
     if not text:
         raise UsageError(f"{what} is an empty path; give a file or folder")
+    problem = text_problem(text, utf8=False)  # a path's bytes may be any but NUL
+    if problem:
+        raise UsageError(f"{what} {text!r} {problem}")
     return Path(text)
 
 
@@ -439,9 +444,10 @@ def fetch(target: str | Path, model_tag: str, location: str | None = None, *, dr
 
     target = _path(target, "fetch(): target")
     model_tag = _text(model_tag, "fetch(): model_tag", "a model tag (str)", optional=False)
-    if isinstance(location, os.PathLike):  # a local folder of jobs
-        location = str(_path(location, "fetch(): location"))
-    location = _text(location, "fetch(): location", "a location (str: a folder or a URI such as s3://…) or None")
+    location = _text(os.fspath(location) if isinstance(location, os.PathLike) else location, "fetch(): location",
+                     "a location (str: a folder or a URI such as s3://…) or None")
+    if location:
+        _path(location, "fetch(): location")  # a folder or a URI: no NUL either
     driver = _text(driver, "fetch(): driver", _DRIVER)
     config = _config(config, "fetch(): config")
     job = _text(job, "fetch(): job", "a job's name (str) or None")

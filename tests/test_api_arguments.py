@@ -84,6 +84,12 @@ CASES = {
     "jobs(status=1)": (lambda p: fahr_core.jobs(status=1), "jobs(): status must be str or None, not int"),
     "job(None)": (lambda p: fahr_core.job(None), "job(): name must be a job's name (str), not None"),
     "job(driver=[])": (lambda p: fahr_core.job("i15api-train-1", driver=[]), f"job(): driver {DRIVER} list"),
+    # A path cannot hold a NUL: it was a ValueError from deep inside.
+    "fetch_to with a NUL": (lambda p: fahr_core.fit(p, fetch_to="m\x00"), "fit(): fetch_to 'm\\x00' holds a NUL"),
+    "fetch(target with a NUL)": (lambda p: fahr_core.fetch("m\x00", TAG), "fetch(): target 'm\\x00' holds a NUL"),
+    "fetch(location with a NUL)": (lambda p: fahr_core.fetch("m", TAG, "jobs\x00"),
+                                   "fetch(): location 'jobs\\x00' holds a NUL"),
+    "Job.fetch(target with a NUL)": (lambda p: _job().fetch("m\x00"), "Job.fetch(): target 'm\\x00' holds a NUL"),
 }
 
 
@@ -164,15 +170,17 @@ def test_the_api_refuses_what_no_job_can_be_given_before_the_build(tmp_path, mon
     assert not (project / "Dockerfile").exists() and not (tmp_path / "rec").exists()  # nothing built
 
 
-def test_the_reported_case_a_nul_in_an_environment_value_on_the_local_driver(tmp_path, monkeypatch):
-    """Before: the image was built, then runc refused the container (exit 3). Now: exit 2, no build."""
+@pytest.mark.parametrize("driver", ["local", "sagemaker"])
+def test_the_reported_case_a_nul_in_an_environment_value_on_either_driver(tmp_path, monkeypatch, driver):
+    """Before, on local: the image was built, then runc refused the container (exit 3). Now: exit
+    2, no build, on either driver (sagemaker: before credentials or a bucket are even looked at)."""
     project = tmp_path / "i15apilocal"
     project.mkdir()
     (project / "train.py").write_text("print('hi')\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FAHR_LOCAL_OUTPUT_PATH", str(tmp_path / "jobs"))
     with pytest.raises(fahr_core.UsageError, match="^--env A=…: the value holds a NUL character") as raised:
-        fahr_core.fit(project / "train.py", driver="local", environment={"A": "x\x00y"}, quiet=True)
+        fahr_core.fit(project / "train.py", driver=driver, environment={"A": "x\x00y"}, quiet=True)
     assert raised.value.exit_code == 2
     assert not (project / "Dockerfile").exists() and not (tmp_path / "jobs").exists()
 
