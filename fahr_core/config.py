@@ -371,7 +371,8 @@ def resolve(
         values[name] = convert(declared[name], raw, source)
         value = values[name]
         for text in [*value.keys(), *value.values()] if isinstance(value, dict) else [value]:
-            # Refused here, before any driver builds or launches with it. Paths may be any bytes.
+            # Refused here, before any driver builds or launches with it (a path's bytes may be
+            # any but NUL: text that is not UTF-8 is not refused).
             problem = text_problem(text, utf8=False) if isinstance(text, str) else None
             if problem:
                 raise ConfigError(f"config.{name}={value!r} (from {source}) {problem}")

@@ -65,7 +65,8 @@ def _validate_channels(inputs: Mapping[str, str]) -> None:
     for channel in inputs:
         if not _CHANNEL.match(channel) or channel in (".", ".."):
             raise UsageError(
-                f"--input {_shown(channel)}=…: a channel name is 1-64 letters, digits, '.', '-' or '_' (e.g. train)"
+                f"--input {_shown(channel)}=…: a channel name is 1-64 letters, digits, '.', '-' or '_' "
+                "(e.g. train)"
             )
 
 
