@@ -4,13 +4,16 @@ The CLI runs on these functions too, so a job launched here is the job ``fahr jo
 call takes the driver (``driver=``, default as the CLI's: ``FAHR_DRIVER``, ``fahr.toml``, else
 ``local``) and a ``config`` dict of driver keys, layered exactly as ``--config.KEY=VALUE`` (over
 ``fahr.toml`` and ``FAHR_<DRIVER>_<KEY>``). Errors are :class:`fahr_core.FahrError` subclasses,
-never ``SystemExit``. Status lines and job logs go to the terminal as in the CLI; ``quiet=True``
-(or ``with fahr_core.ui.quiet():``) silences them. Times are timezone-aware UTC datetimes.
+never ``SystemExit``; an argument of the wrong type is a :class:`fahr_core.UsageError` naming it
+and the type expected, and ``None`` in a dict argument means "not set". Status lines and job logs
+go to the terminal as in the CLI; ``quiet=True`` (or ``with fahr_core.ui.quiet():``) silences
+them. Times are timezone-aware UTC datetimes.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,22 +24,94 @@ from fahr_core.errors import PluginError, UsageError
 __all__ = ["Job", "fit", "jobs", "job", "fetch"]
 
 
-def _pairs(config: Mapping[str, Any] | None) -> list[tuple[str, str]]:
-    """A config dict as the ``--config.KEY=VALUE`` pairs the CLI would pass."""
+# -- the arguments' types ------------------------------------------------------------------------
+# Every public function checks its arguments first: a wrong type is a UsageError naming the
+# argument and the type expected, never a TypeError from deep inside. In a mapping, None means
+# "not set": the key is left out (never the string "None").
+
+_SCALAR = (str, int, float, bool)
+_SCALAR_NAMES = "str, int, float, bool or a path"
+_DRIVER = "a driver's name (str, e.g. 'local') or None"
+
+
+def _kind(value: Any) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def _path(value: Any, what: str) -> Path:
+    """``value`` as a Path: a non-empty str or os.PathLike (of str; bytes are refused), no NUL."""
+    from fahr_core.config import text_problem
+
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(text, str):
+        raise UsageError(f"{what} must be a path (str or os.PathLike), not {_kind(text)}")
+    if not text:
+        raise UsageError(f"{what} is an empty path; give a file or folder")
+    problem = text_problem(text, utf8=False)  # a path's bytes may be any but NUL
+    if problem:
+        raise UsageError(f"{what} {text!r} {problem}")
+    return Path(text)
+
+
+def _text(value: Any, what: str, expected: str = "str or None", *, optional: bool = True) -> str | None:
+    if not isinstance(value, str) and not (optional and value is None):
+        raise UsageError(f"{what} must be {expected}, not {_kind(value)}")
+    return value
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise UsageError(f"{what} must be True or False, not {_kind(value)}")
+    return value
+
+
+def _mapping(values: Any, what: str, nested: bool = False) -> dict[str, Any]:
+    """``values`` (a mapping of str keys to scalars, or None) without its None values.
+
+    ``nested`` allows a mapping as a value, for a config key of type dict (sagemaker's ``tags``).
+    """
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise UsageError(f"{what} must be a mapping (a dict of str to {_SCALAR_NAMES}), not {_kind(values)}")
+    kept = {}
+    for key, value in values.items():
+        if not isinstance(key, str):
+            raise UsageError(f"{what} keys must be str, not {_kind(key)} ({key!r})")
+        if value is None:
+            continue
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)  # bytes (a PathLike of bytes) is refused below
+        if nested and isinstance(value, Mapping):
+            value = _mapping(value, f"{what}[{key!r}]")
+        elif not isinstance(value, _SCALAR):
+            raise UsageError(f"{what}[{key!r}] must be {_SCALAR_NAMES}, not {_kind(value)}")
+        kept[key] = value
+    return kept
+
+
+def _strings(values: Any, what: str) -> dict[str, str]:
+    """A mapping of hyperparameters, inputs or environment as the strings the job is given."""
+    return {key: str(value) for key, value in _mapping(values, what).items()}
+
+
+def _config(config: Any, what: str) -> dict[str, Any]:
+    return _mapping(config, what, nested=True)
+
+
+def _pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A (checked, see :func:`_config`) config dict as the ``--config.KEY=VALUE`` pairs the CLI
+    would pass."""
     pairs = []
-    for key, value in (config or {}).items():
+    for key, value in config.items():
         if isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, Mapping):
-            text = json.dumps({str(k): str(v) for k, v in value.items()})
+            text = json.dumps({k: str(v) for k, v in value.items()})
         else:
             text = str(value)
-        pairs.append((str(key), text))
+        pairs.append((key, text))
     return pairs
-
-
-def _strings(values: Mapping[str, Any] | None) -> dict[str, str]:
-    return {str(k): str(v) for k, v in (values or {}).items()}
 
 
 def _prefetched(lines, patience: float = 2.0):
@@ -102,9 +177,9 @@ class Job:
 
     def __init__(self, name: str, *, driver: str | None = None, model_tag: str = "", config: Mapping[str, Any] | None = None,
                  quiet: bool = False):
-        self.name = name
-        self.driver = driver
-        self.model_tag = model_tag
+        self.name = _text(name, "Job(): name", "a job's name (str)", optional=False)
+        self.driver = _text(driver, "Job(): driver", "a driver's name (str) or None")
+        self.model_tag = _text(model_tag, "Job(): model_tag", "a model tag (str)") or ""
         self.status = ""
         self.secondary_status = ""
         self.failure_reason = ""
@@ -114,8 +189,8 @@ class Job:
         self.training_seconds: float | None = None
         self.billable_seconds: float | None = None
         self.model_artifact = ""
-        self._config = dict(config or {})
-        self._quiet = quiet
+        self._config = _config(config, "Job(): config")
+        self._quiet = _flag(quiet, "Job(): quiet")
 
     def __repr__(self) -> str:
         return f"Job({self.name!r}, model_tag={self.model_tag!r}, driver={self.driver!r}, status={self.status!r})"
@@ -199,8 +274,9 @@ class Job:
         With ``follow``, lines come as the job prints them, until it ends. A job of several hosts
         has each line prefixed ``[algo-N] ``; ``host="algo-2"`` gives one host's lines, unprefixed.
         """
-        for line in self._log_lines(follow, host):
-            yield line
+        _flag(follow, "Job.logs(): follow")  # checked now, not when the lines are first read
+        _text(host, "Job.logs(): host", "a host's name (str, e.g. 'algo-2') or None")
+        return self._log_lines(follow, host)
 
     def _log_lines(self, follow: bool, host: str | None) -> Iterator[str]:
         from fahr_core import names
@@ -243,6 +319,9 @@ class Job:
 
     def fetch(self, target: str | Path, *, extract: bool = True, overwrite: bool = False) -> Path:
         """Bring this job's model into ``target`` (a new or empty folder); returns where it is."""
+        target = _path(target, "Job.fetch(): target")
+        _flag(extract, "Job.fetch(): extract")
+        _flag(overwrite, "Job.fetch(): overwrite")
         if not self.model_tag:
             self.refresh()
         return fetch(target, self.model_tag, driver=self.driver, config=self._config, job=self.name,
@@ -288,7 +367,8 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
 
     Returns the :class:`Job`: Completed when waited for, InProgress with ``wait=False``. A job
     that fails or is stopped raises :class:`JobFailed` (its message says why; ``fahr_core.jobs()``
-    still lists it). Hyperparameter and environment values are passed as strings. ``fetch_to``:
+    still lists it). Hyperparameter and environment values are passed as strings; a key whose value
+    is None is left out (in ``config`` too: the key keeps its value from beneath). ``fetch_to``:
     once completed, extract the model there (``overwrite`` replaces a non-empty folder), as
     ``fahr fit --fetch``; ``regenerate_dockerfile`` writes the project's Dockerfile anew.
     The image is built only when something it is built from changed (its files, Dockerfile or
@@ -297,12 +377,20 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     from fahr_core import run
     from fahr_core.values import JobHandle
 
+    artifact = _path(artifact, "fit(): artifact")
+    driver = _text(driver, "fit(): driver", _DRIVER)
+    config = _config(config, "fit(): config")
+    hyperparameters = _strings(hyperparameters, "fit(): hyperparameters")
+    inputs = _strings(inputs, "fit(): inputs")
+    environment = _strings(environment, "fit(): environment")
+    fetch_to = None if fetch_to is None else _path(fetch_to, "fit(): fetch_to")
+    for flag, value in (("wait", wait), ("quiet", quiet), ("overwrite", overwrite),
+                        ("regenerate_dockerfile", regenerate_dockerfile), ("rebuild", rebuild)):
+        _flag(value, f"fit(): {flag}")
     with _quiet(quiet):
-        outcome = run.fit(Path(artifact), driver=driver, cli_config=_pairs(config),
-                          hyperparameters=_strings(hyperparameters), inputs=_strings(inputs),
-                          environment=_strings(environment), detach=not wait,
-                          fetch_dir=None if fetch_to is None else Path(fetch_to), overwrite=overwrite,
-                          regenerate_dockerfile=regenerate_dockerfile, rebuild=rebuild)
+        outcome = run.fit(artifact, driver=driver, cli_config=_pairs(config), hyperparameters=hyperparameters,
+                          inputs=inputs, environment=environment, detach=not wait, fetch_dir=fetch_to,
+                          overwrite=overwrite, regenerate_dockerfile=regenerate_dockerfile, rebuild=rebuild)
     handle = outcome if isinstance(outcome, JobHandle) else outcome.job
     job = Job(handle.job_name, driver=handle.driver, model_tag=handle.model_tag, config=config, quiet=quiet)
     if isinstance(outcome, JobHandle):
@@ -319,11 +407,15 @@ def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Map
     from fahr_core import names
     from fahr_core.values import COMPLETED, FAILED, IN_PROGRESS, STOPPED, STOPPING, JobQuery
 
+    model_tag = _text(model_tag, "jobs(): model_tag", "a model tag (str) or None")
+    driver = _text(driver, "jobs(): driver", _DRIVER)
+    config = _config(config, "jobs(): config")
+    status = _text(status, "jobs(): status")
     if model_tag is not None:
         names.validate_model_tag(model_tag)
     states = (IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED)
     if status is not None:  # as the CLI takes it: any case (--status failed)
-        status = next((state for state in states if state.lower() == str(status).lower()), status)
+        status = next((state for state in states if state.lower() == status.lower()), status)
     if status is not None and status not in states:
         raise UsageError(f"status {status!r}: expected one of {', '.join(states)}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -338,7 +430,9 @@ def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Map
 
 def job(name: str, *, driver: str | None = None, config: Mapping[str, Any] | None = None) -> Job:
     """The job called ``name`` (as ``fahr fit`` printed it), read from its driver."""
-    return Job._from_info(_find(name, driver, config), config)
+    name = _text(name, "job(): name", "a job's name (str)", optional=False)
+    config = _config(config, "job(): config")
+    return Job._from_info(_find(name, _text(driver, "job(): driver", _DRIVER), config), config)
 
 
 def fetch(target: str | Path, model_tag: str, location: str | None = None, *, driver: str | None = None,
@@ -348,6 +442,17 @@ def fetch(target: str | Path, model_tag: str, location: str | None = None, *, dr
     safely into ``target``; returns the folder (or the archive, with ``extract=False``)."""
     from fahr_core import run
 
+    target = _path(target, "fetch(): target")
+    model_tag = _text(model_tag, "fetch(): model_tag", "a model tag (str)", optional=False)
+    location = _text(os.fspath(location) if isinstance(location, os.PathLike) else location, "fetch(): location",
+                     "a location (str: a folder or a URI such as s3://…) or None")
+    if location:
+        _path(location, "fetch(): location")  # a folder or a URI: no NUL either
+    driver = _text(driver, "fetch(): driver", _DRIVER)
+    config = _config(config, "fetch(): config")
+    job = _text(job, "fetch(): job", "a job's name (str) or None")
+    for flag, value in (("extract", extract), ("overwrite", overwrite), ("quiet", quiet)):
+        _flag(value, f"fetch(): {flag}")
     with _quiet(quiet):
-        return run.fetch(Path(target), model_tag, location, driver=driver, job_name=job, extract=extract,
+        return run.fetch(target, model_tag, location, driver=driver, job_name=job, extract=extract,
                          overwrite=overwrite, cli_config=_pairs(config))

@@ -96,6 +96,25 @@ def convert(key: ConfigKey, value: Any, source: str) -> Any:
     return str(value)
 
 
+def text_problem(text: str, *, utf8: bool = True) -> str | None:
+    """What keeps ``text`` from reaching a process intact, and what to do; None when nothing does.
+
+    A NUL ends a C string: no argument, environment variable or path can hold one (runc refuses
+    the container only after the image is built). Bytes of the command line that are not UTF-8
+    reach Python as lone surrogates, which JSON (Docker's and SageMaker's APIs, the contract's
+    files) cannot carry: Docker silently replaces them. ``utf8=False`` for paths, whose bytes
+    may be any but NUL.
+    """
+    if "\x00" in text:
+        return "holds a NUL character, which no path, argument or environment variable can hold: remove it"
+    if utf8:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "is not UTF-8 text (bytes that are not UTF-8 cannot be passed on): pass it as UTF-8"
+    return None
+
+
 def unknown_key_error(name: str, known: Iterable[str], driver: str, source: str) -> ConfigError:
     known = sorted(known)
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
@@ -350,6 +369,13 @@ def resolve(
         if name not in declared:
             raise unknown_key_error(name, declared, driver, source)
         values[name] = convert(declared[name], raw, source)
+        value = values[name]
+        for text in [*value.keys(), *value.values()] if isinstance(value, dict) else [value]:
+            # Refused here, before any driver builds or launches with it (a path's bytes may be
+            # any but NUL: text that is not UTF-8 is not refused).
+            problem = text_problem(text, utf8=False) if isinstance(text, str) else None
+            if problem:
+                raise ConfigError(f"config.{name}={value!r} (from {source}) {problem}")
         problem = declared[name].check(values[name]) if declared[name].check else None
         if problem:
             raise ConfigError(f"config.{name}={values[name]!r} (from {source}) {problem}")

@@ -65,7 +65,8 @@ def _validate_channels(inputs: Mapping[str, str]) -> None:
     for channel in inputs:
         if not _CHANNEL.match(channel) or channel in (".", ".."):
             raise UsageError(
-                f"--input {channel}=…: a channel name is 1-64 letters, digits, '.', '-' or '_' (e.g. train)"
+                f"--input {_shown(channel)}=…: a channel name is 1-64 letters, digits, '.', '-' or '_' "
+                "(e.g. train)"
             )
 
 
@@ -76,7 +77,25 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 def _validate_environment(environment: Mapping[str, str]) -> None:
     for name in environment:
         if not _ENV_NAME.match(name):
-            raise UsageError(f"--env {name}=…: a variable name is letters, digits and '_', not starting with a digit")
+            raise UsageError(f"--env {_shown(name)}=…: a variable name is letters, digits and '_', "
+                             "not starting with a digit")
+
+
+def _validate_text(flag: str, pairs: Mapping[str, str], utf8: bool = True) -> None:
+    """Refuse, before the build, a name or value the job could not be given intact (see
+    :func:`fahr_core.config.text_problem`). Hyperparameters too: SageMaker-style containers get
+    them as arguments and environment variables as well as in hyperparameters.json. ``utf8=False``
+    for channel paths, whose bytes may be any but NUL."""
+    for name, value in pairs.items():
+        for what, text, check_utf8 in (("name", name, True), ("value", value, utf8)):
+            problem = cfg.text_problem(text, utf8=check_utf8)
+            if problem:
+                raise UsageError(f"{flag} {_shown(name)}=…: the {what} {problem}")
+
+
+def _shown(text: str) -> str:
+    """A name as one printable line: quoted and escaped when it holds anything unprintable."""
+    return text if text.isprintable() else repr(text)
 
 
 #: What a printed fetch command holds in place of a model tag the driver did not report.
@@ -135,6 +154,9 @@ def fit(
         model_tag = names.model_image_tag(artifact)
     _validate_channels(inputs)
     _validate_environment(environment)
+    _validate_text("--hp", hyperparameters)
+    _validate_text("--env", environment)
+    _validate_text("--input", inputs, utf8=False)
     if fetch_dir is not None and detach:
         raise UsageError("--fetch needs the job to end: drop --detach, or fetch later with 'fahr fetch'")
     if fetch_dir is not None:

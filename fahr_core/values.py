@@ -84,11 +84,13 @@ class JobSpec:
     image: ImageRef
     """The image to run, as ``push_image`` returned it: run ``image.reference``."""
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
-    """Already stringified, as SageMaker hands them to the container."""
+    """Already stringified, as SageMaker hands them to the container; names and values hold no NUL
+    and are valid UTF-8 (fahr refuses others before the build)."""
     inputs: Mapping[str, str] = field(default_factory=dict)
-    """Channel name -> local path or URI."""
+    """Channel name -> local path or URI (without a NUL: fahr refuses one before the build)."""
     environment: Mapping[str, str] = field(default_factory=dict)
-    """Extra environment for the container (``--env``)."""
+    """Extra environment for the container (``--env``); names and values hold no NUL and are
+    valid UTF-8 (fahr refuses others before the build)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -158,6 +158,22 @@ def test_the_python_api_fits_lists_and_fetches_quietly(made, tmp_path, capfd, mo
 
 
 @pytest.mark.docker
+def test_none_in_the_api_means_not_set_in_a_real_fit(made, tmp_path, monkeypatch):
+    """config={"output_path": None} once made a folder ./None and kept the job there; a channel
+    or a hyperparameter None reached the job as the text "None"."""
+    import fahr_core
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FAHR_LOCAL_OUTPUT_PATH", str(made["out"]))
+    job = fahr_core.fit(made["ticker"], config={"output_path": None}, inputs={"train": None},
+                        hyperparameters={"ticks": 1, "pause": None}, environment={"SEED": None}, quiet=True)
+    assert job.status == "Completed" and not (tmp_path / "None").exists()
+    record = json.loads((made["out"] / job.name / "job.json").read_text())  # the default folder's
+    assert record["channels"] == {} and record["hyperparameters"] == {"ticks": "1"}
+    assert "SEED" not in record["environment"]
+
+
+@pytest.mark.docker
 def test_a_notebook_fits_through_the_api(made, tmp_path):
     import nbformat
 
