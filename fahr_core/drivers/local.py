@@ -578,7 +578,8 @@ def launch(spec, config):
                 _tidy_staging(checkpoints)  # an earlier copy back cut short may have moved the folder aside
                 _own(checkpoints, setting)
             except OSError as exc:
-                raise ConfigError(f"{setting}: cannot create {checkpoints} ({exc.strerror}); choose another folder") from None
+                raise ConfigError(f"{setting}: cannot create {checkpoints} ({exc.strerror}); "
+                                  "choose another folder") from None
             _check_not_in_use(checkpoints, setting)
         job_dir, record = _record_launch(spec, config, channels, checkpoints)
     # Until `wait` follows the job, an interrupt stops it (start() itself cleans up after one).
