@@ -672,7 +672,7 @@ class ContractRun:
         return merge.dropped
 
     def copy_out(self, path: str, target: Path, given: Mapping[str, tuple] | None = None, *,
-                 marker: bool = False, spool_dir: Path | None = None) -> "CopiedBack | None":
+                 marker: bool | bytes = False, spool_dir: Path | None = None) -> "CopiedBack | None":
         """Make the local folder ``target`` a copy of ``path`` (the checkpoints) of every host.
 
         Hosts are merged against ``given`` (:func:`checkpoint_manifest` of what they were given
@@ -682,7 +682,7 @@ class ContractRun:
         is unpacked by fahr's safe extractor into a staging folder beside ``target``, which
         replaces ``target`` whole only when complete, so an interrupted copy leaves the previous
         folder. ``target`` keeps its own mode (and owner, as root). ``marker``: the new folder
-        holds :data:`CHECKPOINT_MARKER`. The merged archive is spooled in ``spool_dir`` (the
+        holds :data:`CHECKPOINT_MARKER` (these bytes, or :data:`MARKER_TEXT`). The merged archive is spooled in ``spool_dir`` (the
         job's folder), not beside ``target``. None, and ``target`` untouched, when no host has
         ``path`` as a folder (its containers are gone, or the script removed or replaced it).
         Refusals of the extractor (:class:`UsageError`) and OSError propagate.
@@ -715,7 +715,7 @@ class ContractRun:
             try:
                 with tarfile.open(spool, mode="w", format=tarfile.PAX_FORMAT) as out:
                     if marker:
-                        _add_bytes(out, CHECKPOINT_MARKER, MARKER_TEXT)
+                        _add_bytes(out, CHECKPOINT_MARKER, marker if isinstance(marker, bytes) else MARKER_TEXT)
                     merge.write(out, planned)
                 try:
                     before = os.stat(target)

@@ -215,6 +215,9 @@ def test_local_checkpoints_over_the_size_cap_keep_the_job_until_wait_saves_them(
     assert json.loads((jobs_dir / job / "job.json").read_text())["status"] == "InProgress"
     assert docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job}"})  # kept: nothing lost
     assert [p.name for p in store.iterdir()] == [".fahr-checkpoints"]  # fahr's mark only: as it was
+    # The job, kept, still holds the folder: its checkpoints are still to come back there.
+    refused = run_fahr("fit", script, f"--config.checkpoint_path={store}")
+    assert f"job {job} is using that folder" in one_line_error(refused, 2)
     run_fahr("wait", job, check=0)  # the cap back to its default: the checkpoints come back
     assert (store / "big.bin").read_bytes() == bytes(64 * 1024)
     assert json.loads((jobs_dir / job / "job.json").read_text())["status"] == "Completed"
@@ -364,6 +367,7 @@ def test_a_second_job_on_a_checkpoint_folder_in_use_is_refused_naming_the_first(
     finally:
         run_fahr("stop", job, check=0)
     assert (store / "a.txt").read_text() == "written"
+    assert b"in use" not in (store / ".fahr-checkpoints").read_bytes()  # its end freed the folder
     # The first job has ended: the folder is free again, and both jobs' files are there. A link
     # that leads out only through another one is skipped; the rest comes back.
     third = run_fahr("fit", trusted, f"--config.checkpoint_path={store}", "--hp", "name=b.txt", "--hp", "links=1",

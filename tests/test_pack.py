@@ -436,3 +436,9 @@ def test_checkpoints_over_the_cap_are_refused_on_a_header_before_the_data_is_cop
     with pytest.raises(ModelTooLarge, match=r"more than 1(\.0)? KiB \(at entry 'b\.pt'\)"):
         run_with(one, two, count=2).copy_out(CK, folder, manifest, marker=True, spool_dir=tmp_path / "job")
     assert (folder / "epoch.txt").read_bytes() == b"0" and not (tmp_path / "job").exists()
+
+
+def test_the_marker_of_the_new_folder_can_be_given(tmp_path):
+    folder, manifest = given_folder(tmp_path, {})
+    run_with(host("algo-1", {"a.pt": b"a"}), count=1).copy_out(CK, folder, manifest, marker=b"held by a job\n")
+    assert (folder / CHECKPOINT_MARKER).read_bytes() == b"held by a job\n"

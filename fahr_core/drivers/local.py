@@ -433,12 +433,12 @@ def _user_of(folder: Path) -> tuple[str, Path] | None:
 
 
 def _release(folder: Path, job_dir: Path) -> None:
-    """The job has ended: its name leaves the marker (a copy back has written the marker anew
-    already; this is for an ending without one). Best effort: the record says it has ended."""
+    """The job is recorded ended: its name leaves the marker, under the lock beside the folder
+    (a launch holds it while it looks). Best effort: a name whose job has ended holds nothing."""
     from fahr_core.contract import CHECKPOINT_MARKER, MARKER_TEXT
 
-    if _named(folder) == job_dir:
-        with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError), _locked(folder.parent):
+        if _named(folder) == job_dir:
             fd = os.open(folder / CHECKPOINT_MARKER, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
             with os.fdopen(fd, "wb") as out:
                 out.write(MARKER_TEXT)
@@ -455,14 +455,21 @@ def _check_not_in_use(folder: Path, setting: str) -> None:
                           f"ends); let it end ('{wait}') or stop it, or give this job a folder of its own")
 
 
+def _claimed(job_dir: Path) -> bytes:
+    """The marker of a checkpoint folder that the job in ``job_dir`` holds."""
+    from fahr_core.contract import MARKER_TEXT
+
+    return MARKER_TEXT + f"{IN_USE}{json.dumps(str(job_dir))}\n".encode()
+
+
 def _claim(folder: Path, job_dir: Path) -> None:
     """Name the job in the marker of its checkpoint folder (see IN_USE); the caller holds the
     lock of the folder's parent, and has checked that no other job uses it."""
-    from fahr_core.contract import CHECKPOINT_MARKER, MARKER_TEXT
+    from fahr_core.contract import CHECKPOINT_MARKER
 
     fd = os.open(folder / CHECKPOINT_MARKER, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
     with os.fdopen(fd, "wb") as out:
-        out.write(MARKER_TEXT + f"{IN_USE}{json.dumps(str(job_dir))}\n".encode())
+        out.write(_claimed(job_dir))
 
 
 GIVEN = "checkpoints-given.json"
@@ -602,8 +609,7 @@ def launch(spec, config):
         except OSError:
             shutil.rmtree(job_dir, ignore_errors=True)  # a record left InProgress would lie
         if checkpoints is not None:
-            with _locked(checkpoints.parent):
-                _release(checkpoints, job_dir)
+            _release(checkpoints, job_dir)
         if lost:
             raise EnvironmentProblem(f"{exc}; once the engine is back, remove what the job left with: "
                                      f"{_command('wait', spec.job_name, config)}") from exc
@@ -857,6 +863,8 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
                 final.pop(key, None)
             step, where = RECORD, job_dir
             _write_record(job_dir, final)
+            if record.get("checkpoint_path"):  # ended: the checkpoint folder is free again
+                _release(Path(record["checkpoint_path"]), job_dir)
         except Exception as exc:
             problem = _not_saved(run, job_dir, config, record, exc, step, where)
             if problem is None:
@@ -888,7 +896,6 @@ def _save_checkpoints(run, job_dir: Path, target: Path) -> None:
         if target.parent.is_dir():  # one copy back at a time beside a folder; a fit's tidying waits
             stack.enter_context(_locked(target.parent))
         _copy_back(run, job_dir.name, job_dir, target)
-        _release(target, job_dir)  # not when the copy back failed: the job, kept, holds the folder still
 
 
 def _copy_back(run, job_name: str, job_dir: Path, target: Path) -> None:
@@ -901,7 +908,10 @@ def _copy_back(run, job_name: str, job_dir: Path, target: Path) -> None:
                 f"fahr made (it lacks {CHECKPOINT_MARKER}), and fahr replaces only its own")
         return
     try:
-        copied = run.copy_out(run.job.checkpoint_dir, target, _read_given(job_dir), marker=True, spool_dir=job_dir)
+        # The job holds the folder until its end is recorded (a record that could not be written
+        # keeps the job, and `fahr wait` copies back again): the new marker names it still.
+        marker = _claimed(job_dir) if _named(target) == job_dir else True
+        copied = run.copy_out(run.job.checkpoint_dir, target, _read_given(job_dir), marker=marker, spool_dir=job_dir)
     except UnsafeArchive as exc:
         why = exc.message.removeprefix("refusing the model: ").split("; nothing was written")[0]
         ui.warn(f"the checkpoints of job {job_name} were not copied back, {target} is as it was: {why}")
