@@ -445,14 +445,19 @@ def _resolve(links: Mapping[tuple[str, ...], str], folder: tuple[str, ...], link
     return tuple(here)
 
 
+_LINK_ROUNDS = 8
+
+
 def refused_links(links: list[tuple[tuple[str, ...], str]]) -> set[tuple[str, ...]]:
     """The symlinks of a tree about to be unpacked, ``(path, link text)`` in the archive's order,
     that :func:`place` would refuse (a link that leads out, maybe only through another link, or
     through too many): without them, the rest unpacks. Checked as :class:`_Tree` checks them, as
     each one comes and on the complete map (plain, and folded as on macOS); leaving a link out
-    changes where the others lead, so this goes again until none is refused."""
+    changes where the others lead, so this goes again until none is refused, at most
+    ``_LINK_ROUNDS`` times (each costs what the extractor's own checks cost: a hostile chain of
+    links cannot make it quadratic; what is left then is refused whole by the extractor)."""
     refused: set[tuple[str, ...]] = set()
-    while True:
+    for _ in range(_LINK_ROUNDS):
         found: set[tuple[str, ...]] = set()
         plain: dict[tuple[str, ...], str] = {}
         folded: dict[tuple[str, ...], str] = {}
@@ -474,8 +479,9 @@ def refused_links(links: list[tuple[tuple[str, ...], str]]) -> set[tuple[str, ..
                 folded = {_fold(p): t for p, t in plain.items()}
         found.update(path for path, link in kept if path not in found and leads_out(path, link))
         if not found:
-            return refused
+            break
         refused |= found
+    return refused
 
 
 class _Tree:
