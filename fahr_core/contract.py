@@ -149,11 +149,13 @@ def _is_gone(exc: BaseException) -> bool:
 
 
 class _ChunkReader(io.RawIOBase):
-    """The engine's streamed chunks as a readable file (for ``tarfile`` in stream mode)."""
+    """The engine's streamed chunks as a readable file (for ``tarfile`` in stream mode); with
+    ``copy``, every byte read is also written there."""
 
-    def __init__(self, chunks):
+    def __init__(self, chunks, copy=None):
         self._chunks = iter(chunks)
         self._pending = b""
+        self._copy = copy
 
     def readable(self) -> bool:
         return True
@@ -167,7 +169,30 @@ class _ChunkReader(io.RawIOBase):
         size = min(len(buffer), len(self._pending))
         buffer[:size] = self._pending[:size]
         self._pending = self._pending[size:]
+        if self._copy is not None:
+            self._copy.write(buffer[:size])
         return size
+
+
+def _spool_capped(stream, spool, cap: int, path: str) -> None:
+    """Write the engine's archive of ``path`` into ``spool``, refusing it at the entry whose data
+    would take its files past ``cap`` bytes: before that data is read, so a checkpoint of 3 GiB
+    (sparse, maybe: the engine's archive holds every byte) costs no more than its header."""
+    from fahr_core.extract import over_the_cap
+
+    reader = _ChunkReader(stream, copy=spool)
+    prefix = path.rstrip("/").rsplit("/", 1)[-1] + "/"
+    total = 0
+    try:
+        with tarfile.open(fileobj=reader, mode="r|", bufsize=1 << 20) as tar:
+            for member in tar:  # the next header is read past this one's data: checked before that
+                if member.isreg():
+                    total += member.size
+                    if total > cap:
+                        raise over_the_cap(cap, member.name.removeprefix(prefix))
+    finally:
+        with contextlib.suppress(Exception):
+            stream.close()  # nothing past the end-of-archive marker (padding) or the cap is read
 
 
 def _channel_config(channels: Mapping[str, Path], content_types: Mapping[str, str]) -> dict:
@@ -568,13 +593,15 @@ class ContractRun:
 
     @staticmethod
     @contextlib.contextmanager
-    def _archive(container, path: str, seekable: bool = False):
+    def _archive(container, path: str, seekable: bool = False, cap: int | None = None):
         """``path`` of a (stopped) container as a tarfile, or None when it is absent.
 
         The engine's stream is spooled to a temporary file first; ``seekable`` opens that file
         for random access, so that a member already passed (a hard link's target) can be read.
         Only an absent path is None: any other failure of the engine propagates, lest a model
-        that could not be read be packed as an empty one.
+        that could not be read be packed as an empty one. With ``cap``, the headers are read as
+        the stream is spooled, and files adding up to more than ``cap`` bytes are refused
+        (:class:`~fahr_core.extract.ModelTooLarge`) before the data that crosses it is read.
         """
         from docker import errors as docker_errors
 
@@ -584,8 +611,11 @@ class ContractRun:
             yield None
             return
         with tempfile.TemporaryFile() as spool:
-            for chunk in stream:
-                spool.write(chunk)
+            if cap is None:
+                for chunk in stream:
+                    spool.write(chunk)
+            else:
+                _spool_capped(stream, spool, cap, path)
             spool.seek(0)
             with tarfile.open(fileobj=spool, mode="r:" if seekable else "r|") as tar:
                 yield tar
@@ -642,7 +672,7 @@ class ContractRun:
         return merge.dropped
 
     def copy_out(self, path: str, target: Path, given: Mapping[str, tuple] | None = None, *,
-                 marker: bool = False, spool_dir: Path | None = None) -> "CopiedBack | None":
+                 marker: bool | bytes = False, spool_dir: Path | None = None) -> "CopiedBack | None":
         """Make the local folder ``target`` a copy of ``path`` (the checkpoints) of every host.
 
         Hosts are merged against ``given`` (:func:`checkpoint_manifest` of what they were given
@@ -652,24 +682,31 @@ class ContractRun:
         is unpacked by fahr's safe extractor into a staging folder beside ``target``, which
         replaces ``target`` whole only when complete, so an interrupted copy leaves the previous
         folder. ``target`` keeps its own mode (and owner, as root). ``marker``: the new folder
-        holds :data:`CHECKPOINT_MARKER`. The merged archive is spooled in ``spool_dir`` (the
+        holds :data:`CHECKPOINT_MARKER` (these bytes, or :data:`MARKER_TEXT`). The merged archive is spooled in ``spool_dir`` (the
         job's folder), not beside ``target``. None, and ``target`` untouched, when no host has
         ``path`` as a folder (its containers are gone, or the script removed or replaced it).
         Refusals of the extractor (:class:`UsageError`) and OSError propagate.
         """
-        from fahr_core.extract import place
+        from fahr_core.extract import max_model_bytes, over_the_cap, place
 
         base = path.rstrip("/").rsplit("/", 1)[-1]
         order = {host: i for i, host in enumerate(self.job.hosts)}
         containers = sorted(self.containers().items(), key=lambda hc: (order.get(hc[0], len(order)), hc[0]))
         merge = CheckpointMerge(base, path, given)
+        cap = max_model_bytes()  # checked on the headers, before the data is copied
         with contextlib.ExitStack() as stack:
             for host, container in containers:
-                tar = stack.enter_context(self._archive(container, path, seekable=True))
+                tar = stack.enter_context(self._archive(container, path, seekable=True, cap=cap))
                 if tar is not None:  # None: absent, or the container is gone
                     merge.add(host, tar)
             if not merge.hosts:  # no host has it as a folder: nothing to copy, the folder stays
                 return CopiedBack([], merge.skipped, merge.not_folders, placed=False) if merge.not_folders else None
+            planned = merge.plan()
+            total = 0
+            for name, _, entry in planned:
+                total += entry[2].size if entry is not None and entry[0][0] == "file" else 0
+                if total > cap:  # the hosts' files together
+                    raise over_the_cap(cap, name)
             if spool_dir is not None:
                 spool_dir.mkdir(parents=True, exist_ok=True)
             fd, name = tempfile.mkstemp(prefix=".checkpoints.", suffix=".tar.partial", dir=spool_dir)
@@ -678,8 +715,8 @@ class ContractRun:
             try:
                 with tarfile.open(spool, mode="w", format=tarfile.PAX_FORMAT) as out:
                     if marker:
-                        _add_bytes(out, CHECKPOINT_MARKER, MARKER_TEXT)
-                    merge.write(out)
+                        _add_bytes(out, CHECKPOINT_MARKER, marker if isinstance(marker, bytes) else MARKER_TEXT)
+                    merge.write(out, planned)
                 try:
                     before = os.stat(target)
                 except FileNotFoundError:
@@ -988,8 +1025,11 @@ class CheckpointMerge:
         self.hosts.append(host)
         self.entries[host] = mine
 
-    def write(self, out: tarfile.TarFile) -> None:
-        """Write the merged tree into ``out``, names relative to the folder."""
+    def plan(self) -> list[tuple[str, str, tuple | None]]:
+        """The merged tree, ``(name, host, entry)`` in the order :meth:`write` writes it (entry
+        None: a folder only a kept entry needs). Call once: it lists what it leaves out."""
+        from fahr_core.extract import refused_links
+
         kept: dict[str, tuple[str, tuple]] = {}  # name -> (host, entry)
         names = set(self.given).union(*(set(e) for e in self.entries.values()))
         for name in sorted(names):
@@ -1010,12 +1050,26 @@ class CheckpointMerge:
                     kept[folder] = next(((h, self.entries[h][folder]) for h in self.hosts
                                          if self.entries[h].get(folder, ((),))[0] == ("dir",)), ("", None))
         kinds: dict[str, bool] = {}
+        planned: list[tuple[str, str, tuple | None]] = []
         for name in sorted(kept, key=lambda n: n.split("/")):
             host, entry = kept[name]
             parts = name.split("/")
             if any(kinds.get("/".join(parts[:i]), True) is False for i in range(1, len(parts))):
                 self.dropped.append((name, host))  # under a file or link kept from an earlier host
                 continue
+            planned.append((name, host, entry))
+            kinds[name] = entry is None or entry[0] == ("dir",)
+        # A link that leads out only through another link (x -> sub/up/../../y, sub/up -> ..) is
+        # left out as the others are: the extractor would refuse the whole folder for it.
+        links = [(tuple(name.split("/")), entry[3]) for name, _, entry in planned
+                 if entry is not None and entry[0][0] == "link"]
+        out = {"/".join(path) for path in refused_links(links)}
+        self.skipped.extend((name, host) for name, host, _ in planned if name in out)
+        return [item for item in planned if item[0] not in out]
+
+    def write(self, out: tarfile.TarFile, planned: list[tuple[str, str, tuple | None]] | None = None) -> None:
+        """Write the merged tree (``planned``, or :meth:`plan`'s) into ``out``, names relative to the folder."""
+        for name, _, entry in self.plan() if planned is None else planned:
             info = tarfile.TarInfo(name)
             data = None
             if entry is None:  # a folder only a kept entry still needs
@@ -1033,7 +1087,6 @@ class CheckpointMerge:
                 else:
                     info.type = tarfile.DIRTYPE
             out.addfile(info, data)
-            kinds[name] = info.type == tarfile.DIRTYPE
 
 
 class _Hashing:

@@ -50,7 +50,7 @@ import unicodedata
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator, Mapping
 
 from fahr_core import ui
 from fahr_core.errors import EnvironmentProblem, FahrError, UsageError, first_line
@@ -94,6 +94,13 @@ def max_model_bytes() -> int:
     from fahr_core.config import env_size
 
     return env_size(MAX_MODEL_BYTES_ENV, DEFAULT_MAX_MODEL_BYTES, example="68719476736 or 64G")
+
+
+def over_the_cap(cap: int, entry_name: str) -> ModelTooLarge:
+    """The refusal of a model (or checkpoints) whose entry ``entry_name`` crosses ``cap``."""
+    return ModelTooLarge(f"refusing the model: it unpacks to more than {ui.size(cap)} (at entry {_show(entry_name)}), "
+                         f"the limit set by {MAX_MODEL_BYTES_ENV}; raise it if the model really is that large; "
+                         "nothing was written")
 
 
 @dataclass(frozen=True)
@@ -405,6 +412,78 @@ def _file_mode(mode: int) -> int:
     return mode | 0o600
 
 
+def _resolve(links: Mapping[tuple[str, ...], str], folder: tuple[str, ...], link: str,
+             fold: bool = False) -> tuple[str, ...]:
+    """Where ``link``, a symlink's target in ``folder``, leads through the symlinks of ``links``
+    (path -> link text; keys folded with ``fold``), as the kernel would, on the map alone.
+    Raises _Outside or _TooDeep."""
+    if link.startswith("/"):
+        raise _Outside
+    here = list(folder)  # never holds a symlink: each one is replaced by its target at once
+    todo = collections.deque(link.split("/"))
+    hops = steps = 0
+    while todo:
+        part = todo.popleft()
+        steps += 1
+        if steps > MAX_RESOLVE_PARTS:
+            raise _TooDeep
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not here:
+                raise _Outside
+            here.pop()
+            continue
+        here.append(part)
+        target = links.get(_fold(here) if fold else tuple(here))
+        if target is not None:
+            hops += 1
+            if hops > MAX_LINK_HOPS or target.startswith("/"):
+                raise _TooDeep if hops > MAX_LINK_HOPS else _Outside
+            here.pop()
+            todo.extendleft(reversed(target.split("/")))
+    return tuple(here)
+
+
+_LINK_ROUNDS = 8
+
+
+def refused_links(links: list[tuple[tuple[str, ...], str]]) -> set[tuple[str, ...]]:
+    """The symlinks of a tree about to be unpacked, ``(path, link text)`` in the archive's order,
+    that :func:`place` would refuse (a link that leads out, maybe only through another link, or
+    through too many): without them, the rest unpacks. Checked as :class:`_Tree` checks them, as
+    each one comes and on the complete map (plain, and folded as on macOS); leaving a link out
+    changes where the others lead, so this goes again until none is refused, at most
+    ``_LINK_ROUNDS`` times (each costs what the extractor's own checks cost: a hostile chain of
+    links cannot make it quadratic; what is left then is refused whole by the extractor)."""
+    refused: set[tuple[str, ...]] = set()
+    for _ in range(_LINK_ROUNDS):
+        found: set[tuple[str, ...]] = set()
+        plain: dict[tuple[str, ...], str] = {}
+        folded: dict[tuple[str, ...], str] = {}
+
+        def leads_out(path: tuple[str, ...], link: str) -> bool:
+            try:
+                _resolve(plain, path[:-1], link)
+                _resolve(folded, path[:-1], link, fold=True)
+            except (_Outside, _TooDeep):
+                return True
+            return False
+
+        kept = [(path, link) for path, link in links if path not in refused]
+        for path, link in kept:
+            plain[path], folded[_fold(path)] = link, link
+            if leads_out(path, link):  # as it comes: the archive's later links are not there yet
+                found.add(path)
+                del plain[path]
+                folded = {_fold(p): t for p, t in plain.items()}
+        found.update(path for path, link in kept if path not in found and leads_out(path, link))
+        if not found:
+            break
+        refused |= found
+    return refused
+
+
 class _Tree:
     """The model as it is being written into ``root`` (a fresh, empty folder), with its lexical
     map: every path written, and what it is. Nothing on the filesystem is ever asked what a path
@@ -464,35 +543,9 @@ class _Tree:
         symlinks, as the kernel would, but on the archive's own map. With ``fold``, as a
         filesystem that ignores case and Unicode normalization would (macOS): 'S' is the symlink 's'."""
         links = self.folded_links if fold else self.links
-        if link.startswith("/"):
-            raise _Outside
         key = (folder, link, fold, len(links))  # the map only grows: its size dates an answer
-        if key in self._resolved:
-            return self._resolved[key]
-        here = list(folder)  # never holds a symlink: each one is replaced by its target at once
-        todo = collections.deque(link.split("/"))
-        hops = steps = 0
-        while todo:
-            part = todo.popleft()
-            steps += 1
-            if steps > MAX_RESOLVE_PARTS:
-                raise _TooDeep
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if not here:
-                    raise _Outside
-                here.pop()
-                continue
-            here.append(part)
-            target = links.get(_fold(here) if fold else tuple(here))
-            if target is not None:
-                hops += 1
-                if hops > MAX_LINK_HOPS or target.startswith("/"):
-                    raise _TooDeep if hops > MAX_LINK_HOPS else _Outside
-                here.pop()
-                todo.extendleft(reversed(target.split("/")))
-        self._resolved[key] = tuple(here)
+        if key not in self._resolved:
+            self._resolved[key] = _resolve(links, folder, link, fold)
         return self._resolved[key]
 
     def check_link(self, path: tuple[str, ...], link: str, entry_name: str) -> None:
@@ -549,11 +602,7 @@ class _Tree:
 
     def check_size(self, entry: _Entry) -> None:
         if entry.end > self.cap:
-            raise ModelTooLarge(
-                f"refusing the model: it unpacks to more than {ui.size(self.cap)} (at entry {_show(entry.name)}), "
-                f"the limit set by {MAX_MODEL_BYTES_ENV}; raise it if the model really is that large; "
-                "nothing was written"
-            )
+            raise over_the_cap(self.cap, entry.name)
         block = self.space.block
         self.needed += -(-entry.size // block) * block if entry.kind == "file" else (
             block if entry.kind in ("dir", "symlink") else 0)

@@ -171,6 +171,8 @@ def fit(
 
     hook.check_run(config=config, inputs=dict(inputs))
     _check_checkpoints_spare_project(config, given, artifact)
+    if fetch_dir is not None:
+        _check_fetch_spares_checkpoints(Path(fetch_dir), config)
     context = image.prepare_context(artifact, model_tag, config["base_image"], regenerate_dockerfile,
                                     base_image_set=config.sources.get("base_image") != "default")
     if rebuild:
@@ -258,6 +260,25 @@ def _check_checkpoints_spare_project(config: cfg.Config, given: Path, artifact: 
         )
 
 
+def _check_fetch_spares_checkpoints(fetch_dir: Path, config: cfg.Config) -> None:
+    """Refuse a ``--fetch`` folder that is, lies inside, or holds the local ``checkpoint_path``:
+    the job's checkpoints replace that folder when it ends, and the model would replace them."""
+    raw = str(config.get("checkpoint_path") or "")
+    if not raw.strip() or "\x00" in raw:
+        return
+    checkpoints = _real(Path(os.path.expanduser(raw)))
+    if _overlap(_real(fetch_dir), checkpoints):
+        raise UsageError(
+            f"--fetch {fetch_dir}: that folder overlaps the checkpoint folder {checkpoints} (config.checkpoint_path), "
+            "which the job's checkpoints replace when it ends; choose a folder outside it"
+        )
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    """Whether one of two resolved folders is, or lies inside, the other."""
+    return a == b or a in b.parents or b in a.parents
+
+
 def _check_fetch_spares_output(fetch_dir: Path, config: cfg.Config, location: str | None = None,
                                flag: str = "--fetch") -> None:
     """Refuse a ``--fetch`` folder (or ``fahr fetch`` target) that is, lies inside, or holds the
@@ -268,7 +289,7 @@ def _check_fetch_spares_output(fetch_dir: Path, config: cfg.Config, location: st
         return
     output = _real(Path(os.path.expanduser(location.removeprefix("file://"))))
     target = _real(fetch_dir)
-    if target == output or output in target.parents or target in output.parents:
+    if _overlap(target, output):
         raise UsageError(
             f"{flag} {fetch_dir}: that folder overlaps the output folder {output}, where the jobs and "
             "their artifacts are kept (config.output_path); choose a folder outside it"

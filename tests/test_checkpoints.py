@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -214,6 +215,9 @@ def test_local_checkpoints_over_the_size_cap_keep_the_job_until_wait_saves_them(
     assert json.loads((jobs_dir / job / "job.json").read_text())["status"] == "InProgress"
     assert docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job}"})  # kept: nothing lost
     assert [p.name for p in store.iterdir()] == [".fahr-checkpoints"]  # fahr's mark only: as it was
+    # The job, kept, still holds the folder: its checkpoints are still to come back there.
+    refused = run_fahr("fit", script, f"--config.checkpoint_path={store}")
+    assert f"job {job} is using that folder" in one_line_error(refused, 2)
     run_fahr("wait", job, check=0)  # the cap back to its default: the checkpoints come back
     assert (store / "big.bin").read_bytes() == bytes(64 * 1024)
     assert json.loads((jobs_dir / job / "job.json").read_text())["status"] == "Completed"
@@ -277,6 +281,9 @@ def test_the_copy_back_goes_only_into_a_folder_fahr_marked(docker_engine, jobs_d
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "notes.txt").write_text("mine")
+    beside = tmp_path / ".victim.fahr-abcd1234"  # the user's, named like a staging folder of fahr's
+    beside.mkdir()
+    (beside / "notes.txt").write_text("mine too")
     record_path = jobs_dir / job / "job.json"
     record = json.loads(record_path.read_text())
     record["checkpoint_path"] = str(victim)
@@ -285,11 +292,111 @@ def test_the_copy_back_goes_only_into_a_folder_fahr_marked(docker_engine, jobs_d
     assert stopped.returncode == 0, stopped.stderr
     assert f"were not copied back: {victim} is not a checkpoint folder fahr made" in stopped.stderr
     assert sorted(p.name for p in victim.iterdir()) == ["notes.txt"]
+    assert (beside / "notes.txt").read_text() == "mine too"
+    shutil.rmtree(beside)
     assert json.loads(record_path.read_text())["status"] == "Stopped"
     assert not (tmp_path / "ckpt").exists() and first.returncode == 0
     again = run_fahr("fit", script, "--hp", "epochs=2", f"--config.checkpoint_path={store}", check=0)
     assert "resuming at epoch 2" in again.stdout, again.stdout
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+# -- checkpoint folders under attack: one image for all (project i15ckpt) -------------------------
+
+TRUSTED = """\
+import json, os, time
+from pathlib import Path
+hp = json.loads(Path("/opt/ml/input/config/hyperparameters.json").read_text())
+checkpoints = Path("/opt/ml/checkpoints")
+checkpoints.mkdir(parents=True, exist_ok=True)
+(checkpoints / hp.get("name", "a.txt")).write_text("written")
+if hp.get("links"):  # each link stays inside alone; x leads out through sub/up
+    (checkpoints / "sub").mkdir(exist_ok=True)
+    os.symlink("..", checkpoints / "sub" / "up")
+    os.symlink("sub/up/../../y", checkpoints / "x")
+if hp.get("sparse"):  # 3 GiB that take no room in the container
+    with open(checkpoints / "huge.bin", "wb") as huge:
+        huge.truncate(3 << 30)
+if hp.get("hold"):
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.fixture(scope="module")
+def trusted(tmp_path_factory):
+    """The script every case below fits: built once, its image then up to date."""
+    script = tmp_path_factory.mktemp("trusted") / "i15ckpt" / "train.py"
+    script.parent.mkdir()
+    script.write_text(TRUSTED)
+    return script
+
+
+def test_checkpoint_path_overlapping_the_jobs_or_the_fetch_folder_is_refused_before_building(
+        docker_engine, jobs_dir, tmp_path):
+    script = tmp_path / "i15ckptnever" / "train.py"
+    script.parent.mkdir()
+    script.write_text("print('never runs')\n")
+    jobs_dir.mkdir()
+    proc = run_fahr("fit", script, f"--config.checkpoint_path={jobs_dir / 'ckpt'}")
+    assert f"is inside the jobs' output_path ({jobs_dir}), where fahr keeps" in one_line_error(proc, 2)
+    store = tmp_path / "store" / "ckpt"
+    for fetch, flags in ((store, ["--overwrite"]), (store / "model", []), (store.parent, ["--overwrite"])):
+        proc = run_fahr("fit", script, f"--config.checkpoint_path={store}", "--fetch", fetch, *flags)
+        line = one_line_error(proc, 2)
+        assert line == (f"fahr error: --fetch {fetch}: that folder overlaps the checkpoint folder {store} "
+                        "(config.checkpoint_path), which the job's checkpoints replace when it ends; choose a folder "
+                        "outside it"), line
+    assert list(jobs_dir.iterdir()) == [] and not store.exists()
+    assert not docker_engine.images.list(name="i15ckptnever/train")  # refused before anything was built
+
+
+def test_a_second_job_on_a_checkpoint_folder_in_use_is_refused_naming_the_first(docker_engine, jobs_dir, tmp_path,
+                                                                                 trusted):
+    store = tmp_path / "ckpt"
+    first = run_fahr("fit", trusted, f"--config.checkpoint_path={store}", "--config.stop_timeout=1", "--hp", "hold=1",
+                     "--detach", check=0)
+    job = _job_of(first.stderr)
+    try:
+        _watch_for([str(FAHR), "logs", job, "-f"], "holding")
+        second = run_fahr("fit", trusted, f"--config.checkpoint_path={store}", "--hp", "name=b.txt")
+        line = one_line_error(second, 2)
+        assert line.startswith(f"fahr error: config.checkpoint_path={store}: job {job} is using that folder"), line
+        assert f"'fahr wait {job} --train-driver local --config.output_path={jobs_dir}'" in line, line
+        assert [p.name for p in jobs_dir.iterdir()] == [job]  # nothing launched
+    finally:
+        run_fahr("stop", job, check=0)
+    assert (store / "a.txt").read_text() == "written"
+    assert b"in use" not in (store / ".fahr-checkpoints").read_bytes()  # its end freed the folder
+    # The first job has ended: the folder is free again, and both jobs' files are there. A link
+    # that leads out only through another one is skipped; the rest comes back.
+    third = run_fahr("fit", trusted, f"--config.checkpoint_path={store}", "--hp", "name=b.txt", "--hp", "links=1",
+                     check=0)
+    [warning] = [line for line in third.stderr.splitlines() if "skipped" in line]
+    assert "skipped x (links leading out of /opt/ml/checkpoints" in warning, warning
+    assert sorted(p.name for p in store.iterdir()) == [".fahr-checkpoints", "a.txt", "b.txt", "sub"]
+    assert os.readlink(store / "sub" / "up") == ".."
+
+
+def test_a_sparse_checkpoint_over_the_cap_is_refused_before_it_is_copied(docker_engine, jobs_dir, tmp_path, trusted):
+    store = tmp_path / "ckpt"
+    started = time.monotonic()
+    proc = run_fahr("fit", trusted, f"--config.checkpoint_path={store}", "--hp", "sparse=1",
+                    env={"FAHR_MAX_MODEL_BYTES": "100M"})
+    took = time.monotonic() - started
+    job = _job_of(proc.stderr)
+    try:
+        assert proc.returncode == 3, proc.stderr
+        [error] = [line for line in proc.stderr.splitlines() if line.startswith("fahr error:")]
+        assert error.startswith("fahr error: the checkpoints unpack to more than 100 MiB (at entry 'huge.bin')"), error
+        assert [p.name for p in store.iterdir()] == [".fahr-checkpoints"]
+        assert [p.name for p in (jobs_dir / job).iterdir() if p.name.endswith(".partial")] == []
+        assert took < 30, f"{took:.0f} s: the 3 GiB were copied before the cap applied"
+    finally:  # the job kept its containers for `fahr wait`: removed here, its 3 GiB never copied
+        for container in docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job}"}):
+            container.remove(force=True)
+        for network in docker_engine.networks.list(filters={"label": f"fahr.job={job}"}):
+            network.remove()
 
 
 # -- the emulated SageMaker ------------------------------------------------------------------------

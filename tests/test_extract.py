@@ -623,3 +623,16 @@ def test_no_extract_of_a_stream_larger_than_the_free_space(tmp_path, monkeypatch
     with pytest.raises(ModelTooLarge, match="^refusing the model: m.tar.gz does not fit in the 2.0 MiB free"):
         place(stream, tmp_path / "out", extract=False, overwrite=False)
     assert stream.closed and os.listdir(tmp_path) == ["m.tar.gz"]
+
+
+def test_refused_links_are_the_ones_the_extractor_would_refuse_and_only_those():
+    sub_up, x = ("sub", "up"), ("x",)
+    assert extract.refused_links([(sub_up, ".."), (x, "sub/up/../../y")]) == {x}  # out only through sub/up
+    assert extract.refused_links([(sub_up, ".."), (("ok",), "sub/up/a.pt")]) == set()
+    assert extract.refused_links([(("abs",), "/etc"), (("up",), "../etc")]) == {("abs",), ("up",)}
+    # Checked as each comes, as the extractor does: a link leading out until a later one exists.
+    assert extract.refused_links([(("a",), "z/../.."), (("z",), "sub/deeper")]) == {("a",)}
+    # On a filesystem that ignores case, 'S/up' is the link 's/up'.
+    assert extract.refused_links([(("s", "up"), ".."), (x, "S/up/../../y")]) == {x}
+    loop = [((f"l{i}",), f"l{i + 1}") for i in range(50)]  # more than 40 links in a row
+    assert ("l0",) in extract.refused_links(loop)

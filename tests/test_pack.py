@@ -376,3 +376,69 @@ def test_the_folder_keeps_its_mode_and_fahrs_marker_and_nothing_is_left_beside_i
     assert oct(folder.stat().st_mode & 0o777) == oct(0o700)
     assert (folder / CHECKPOINT_MARKER).is_file() and (folder / "a.pt").read_bytes() == b"a"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "job"]
+
+
+def test_a_link_that_leads_out_only_through_another_link_is_skipped_and_the_rest_comes_back(tmp_path):
+    # Each link alone stays inside; x leads out through sub/up. The extractor would refuse the
+    # whole folder for it: it is skipped as a link leading out is, and everything else comes back.
+    folder, manifest = given_folder(tmp_path, {"old.pt": b"o"})
+    odd = [entry("sub", tarfile.DIRTYPE, mode=0o755),
+           entry("sub/up", tarfile.SYMTYPE, link=".."),
+           entry("x", tarfile.SYMTYPE, link="sub/up/../../y"),
+           entry("through-x", tarfile.SYMTYPE, link="x/.."),  # inside once x is left out
+           entry("best.pt", tarfile.SYMTYPE, link="sub/up/ckpt.pt")]
+    copied = run_with(host("algo-1", {"ckpt.pt": b"w"}, extra=odd), count=1).copy_out(
+        CK, folder, manifest, marker=True, spool_dir=tmp_path / "job")
+    assert copied.skipped == [("x", "algo-1")]
+    assert not os.path.lexists(folder / "x") and os.readlink(folder / "through-x") == "x/.."
+    assert os.readlink(folder / "sub" / "up") == ".." and (folder / "best.pt").read_bytes() == b"w"
+    assert (folder / "ckpt.pt").read_bytes() == b"w" and not (folder / "old.pt").exists()
+
+
+class Endless(Container):
+    """A host whose checkpoint folder holds a file of 3 GiB (sparse, say): its header, then
+    zeros for as long as they are read; ``sent`` counts them."""
+
+    sent = 0
+
+    def get_archive(self, path: str):
+        def chunks():
+            folder, _ = entry("checkpoints", tarfile.DIRTYPE, mode=0o755)
+            small, _ = entry("checkpoints/epoch.txt", data=b"1")
+            huge, _ = entry("checkpoints/huge.bin")
+            huge.size = 3 << 30
+            yield folder.tobuf(tarfile.PAX_FORMAT) + small.tobuf(tarfile.PAX_FORMAT) + b"1".ljust(512, b"\0")
+            yield huge.tobuf(tarfile.PAX_FORMAT)
+            zeros = bytes(1 << 20)
+            while True:
+                Endless.sent += len(zeros)
+                assert Endless.sent <= 8 << 20, "the 3 GiB are being copied"  # a fault here: not a full disk
+                yield zeros
+
+        return chunks(), {}
+
+
+def test_checkpoints_over_the_cap_are_refused_on_a_header_before_the_data_is_copied(tmp_path, monkeypatch):
+    from fahr_core.extract import ModelTooLarge
+
+    monkeypatch.setenv("FAHR_MAX_MODEL_BYTES", "100M")
+    folder, manifest = given_folder(tmp_path, {"epoch.txt": b"0"})
+    with pytest.raises(ModelTooLarge, match=r"it unpacks to more than 100 MiB \(at entry 'huge\.bin'\)"):
+        run_with(Endless("algo-1", {}), count=1).copy_out(CK, folder, manifest, marker=True,
+                                                          spool_dir=tmp_path / "job")
+    assert Endless.sent <= 2 << 20  # the header and what tarfile reads ahead: not the 3 GiB
+    assert (folder / "epoch.txt").read_bytes() == b"0" and not (tmp_path / "job").exists()
+
+    # Several hosts whose files are each under the cap but over it together: refused before the
+    # merged archive is spooled.
+    monkeypatch.setenv("FAHR_MAX_MODEL_BYTES", "1K")
+    one, two = host("algo-1", {"a.pt": bytes(700)}), host("algo-2", {"b.pt": bytes(700)})
+    with pytest.raises(ModelTooLarge, match=r"more than 1(\.0)? KiB \(at entry 'b\.pt'\)"):
+        run_with(one, two, count=2).copy_out(CK, folder, manifest, marker=True, spool_dir=tmp_path / "job")
+    assert (folder / "epoch.txt").read_bytes() == b"0" and not (tmp_path / "job").exists()
+
+
+def test_the_marker_of_the_new_folder_can_be_given(tmp_path):
+    folder, manifest = given_folder(tmp_path, {})
+    run_with(host("algo-1", {"a.pt": b"a"}), count=1).copy_out(CK, folder, manifest, marker=b"held by a job\n")
+    assert (folder / CHECKPOINT_MARKER).read_bytes() == b"held by a job\n"

@@ -332,16 +332,21 @@ def _checkpoint_root(config) -> Path | None:
     if "\x00" in raw:
         raise ConfigError(f"config.checkpoint_path={raw!r} holds a NUL character; give a folder for the checkpoints")
     root = Path(os.path.realpath(os.path.expanduser(raw)))
-    guarded = {"the jobs' output_path": _output_root(config), "your home folder": Path.home(),
-               "the current folder": Path.cwd()}
+    output = Path(os.path.realpath(_output_root(config)))
+    guarded = {"the jobs' output_path": output, "your home folder": Path.home(), "the current folder": Path.cwd()}
     for what, folder in guarded.items():
         folder = Path(os.path.realpath(folder))
         if root == folder or root in folder.parents:
             raise ConfigError(f"{setting} is {'' if root == folder else 'a folder holding '}{what}; fahr replaces "
                               "that folder's contents with the job's checkpoints: give the checkpoints a folder of their own")
+    if output in root.parents:  # a job would write records and models where fahr lists and fetches them
+        raise ConfigError(f"{setting} is inside the jobs' output_path ({output}), where fahr keeps the jobs' records "
+                          "and models, and a job's checkpoints would land among them: give the checkpoints a folder "
+                          "outside it")
     probe = _nearest_folder(root, setting, "the checkpoints")
     if probe == root:
         _check_owned(root, setting)
+        _check_not_in_use(root, setting)
         if os.path.ismount(root):  # the copy back renames a fresh folder over it: not a mount point
             raise ConfigError(f"{setting} is a mount point; fahr replaces the checkpoint folder whole when a job "
                               "ends: give the checkpoints a folder inside it")
@@ -380,6 +385,91 @@ def _own(folder: Path, setting: str) -> None:
             marker.write_bytes(MARKER_TEXT)
     except OSError as exc:
         raise ConfigError(f"{setting}: cannot create {folder} ({exc.strerror}); choose another folder") from None
+
+
+IN_USE = "in use by the job in "
+"""The line a launch adds to the checkpoint folder's marker, with the job's folder (JSON): the
+folder is that job's until its record says it has ended. The copy back writes the marker anew."""
+
+
+def _named(folder: Path) -> Path | None:
+    """The job folder that ``folder``'s marker names (see IN_USE), or None."""
+    from fahr_core.contract import CHECKPOINT_MARKER
+
+    try:  # fahr's marker is a small regular file: anything else under its name names no job
+        fd = os.open(folder / CHECKPOINT_MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        text = os.read(fd, 64 * 1024) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    for line in text.decode("utf-8", "replace").splitlines():
+        if line.startswith(IN_USE):
+            try:
+                job_dir = json.loads(line[len(IN_USE):])
+            except ValueError:
+                return None
+            return Path(job_dir) if isinstance(job_dir, str) and os.path.isabs(job_dir) else None
+    return None
+
+
+def _user_of(folder: Path) -> tuple[str, Path] | None:
+    """The job (name, folder) whose checkpoints go back into ``folder`` when it ends: the one
+    the folder's marker names, while its record says it has not ended (a job that ended, or
+    whose record is gone or names another folder, holds nothing: a mark never blocks for good)."""
+    job_dir = _named(folder)
+    if job_dir is None:
+        return None
+    try:
+        record = _read_record(job_dir)
+    except (UsageError, ConfigError):  # gone, or not a record fahr can read: no job of fahr's
+        return None
+    if record.get("checkpoint_path") != str(folder) or _ended(record):
+        return None
+    return record["job_name"], job_dir
+
+
+def _release(folder: Path, job_dir: Path) -> None:
+    """The job is recorded ended: its name leaves the marker, under the lock beside the folder
+    (a launch holds it while it looks). Best effort: a name whose job has ended holds nothing."""
+    from fahr_core.contract import CHECKPOINT_MARKER, MARKER_TEXT
+
+    with contextlib.suppress(OSError), _locked(folder.parent):
+        if _named(folder) == job_dir:
+            fd = os.open(folder / CHECKPOINT_MARKER, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+            with os.fdopen(fd, "wb") as out:
+                out.write(MARKER_TEXT)
+
+
+def _check_not_in_use(folder: Path, setting: str) -> None:
+    """Refuse a checkpoint folder another job will copy back into: one of the two would lose its
+    checkpoints to the other's."""
+    user = _user_of(folder)
+    if user is not None:
+        name, job_dir = user
+        wait = shlex.join(["fahr", "wait", name, "--train-driver", NAME, f"--config.output_path={job_dir.parent}"])
+        raise ConfigError(f"{setting}: job {name} is using that folder (its checkpoints go back there when it "
+                          f"ends); let it end ('{wait}') or stop it, or give this job a folder of its own")
+
+
+def _claimed(job_dir: Path) -> bytes:
+    """The marker of a checkpoint folder that the job in ``job_dir`` holds."""
+    from fahr_core.contract import MARKER_TEXT
+
+    return MARKER_TEXT + f"{IN_USE}{json.dumps(str(job_dir))}\n".encode()
+
+
+def _claim(folder: Path, job_dir: Path) -> None:
+    """Name the job in the marker of its checkpoint folder (see IN_USE); the caller holds the
+    lock of the folder's parent, and has checked that no other job uses it."""
+    from fahr_core.contract import CHECKPOINT_MARKER
+
+    fd = os.open(folder / CHECKPOINT_MARKER, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+    with os.fdopen(fd, "wb") as out:
+        out.write(_claimed(job_dir))
 
 
 GIVEN = "checkpoints-given.json"
@@ -426,22 +516,9 @@ def _read_given(job_dir: Path) -> dict[str, tuple] | None:
     return {name: tuple(what) for name, what in data.items()}
 
 
-@hookimpl
-def launch(spec, config):
-    from fahr_core.contract import ContractRun, EngineLost
-
-    check_run(config, spec.inputs)
-    channels = {name: str(_channel_path(name, value)) for name, value in spec.inputs.items()}
-    checkpoints = _checkpoint_root(config)
-    if checkpoints is not None:
-        setting = f"config.checkpoint_path={config['checkpoint_path']}"
-        try:
-            checkpoints.parent.mkdir(parents=True, exist_ok=True)
-            with _locked(checkpoints.parent):  # not while another job's copy back is under way
-                _tidy_staging(checkpoints)  # an earlier copy back cut short may have moved the folder aside
-                _own(checkpoints, setting)
-        except OSError as exc:
-            raise ConfigError(f"{setting}: cannot create {checkpoints} ({exc.strerror}); choose another folder") from None
+def _record_launch(spec, config, channels: dict, checkpoints: Path | None) -> tuple[Path, dict]:
+    """Make the job's folder and record (and, with checkpoints, what the hosts are given), and
+    name the job in its checkpoint folder's marker; nothing is left half-made on a failure."""
     job_dir = _job_dir(config, spec.job_name)
     try:
         job_dir.mkdir(parents=True, exist_ok=False)
@@ -480,6 +557,38 @@ def launch(spec, config):
     except BaseException:
         shutil.rmtree(job_dir, ignore_errors=True)  # an unreadable checkpoint: nothing started
         raise
+    if checkpoints is not None:
+        try:
+            _claim(checkpoints, job_dir)
+        except OSError as exc:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise ConfigError(f"config.checkpoint_path={config['checkpoint_path']}: cannot write its marker in "
+                              f"{checkpoints} ({exc.strerror}); make it writable or choose another folder") from None
+    return job_dir, record
+
+
+@hookimpl
+def launch(spec, config):
+    from fahr_core.contract import ContractRun, EngineLost
+
+    check_run(config, spec.inputs)
+    channels = {name: str(_channel_path(name, value)) for name, value in spec.inputs.items()}
+    checkpoints = _checkpoint_root(config)
+    with contextlib.ExitStack() as held:
+        if checkpoints is not None:
+            setting = f"config.checkpoint_path={config['checkpoint_path']}"
+            try:
+                checkpoints.parent.mkdir(parents=True, exist_ok=True)
+                # Held until the job is recorded and named in the folder's marker: not while another
+                # job's copy back is under way, and no second job taking the folder meanwhile.
+                held.enter_context(_locked(checkpoints.parent))
+                _tidy_staging(checkpoints)  # an earlier copy back cut short may have moved the folder aside
+                _own(checkpoints, setting)
+            except OSError as exc:
+                raise ConfigError(f"{setting}: cannot create {checkpoints} ({exc.strerror}); "
+                                  "choose another folder") from None
+            _check_not_in_use(checkpoints, setting)
+        job_dir, record = _record_launch(spec, config, channels, checkpoints)
     # Until `wait` follows the job, an interrupt stops it (start() itself cleans up after one).
     interrupts.until_followed(spec.job_name, lambda: _stop_unfollowed(spec.job_name, job_dir, config))
     run = ContractRun(_container_job(record, config))
@@ -499,6 +608,8 @@ def launch(spec, config):
             _write_record(job_dir, record)
         except OSError:
             shutil.rmtree(job_dir, ignore_errors=True)  # a record left InProgress would lie
+        if checkpoints is not None:
+            _release(checkpoints, job_dir)
         if lost:
             raise EnvironmentProblem(f"{exc}; once the engine is back, remove what the job left with: "
                                      f"{_command('wait', spec.job_name, config)}") from exc
@@ -752,6 +863,8 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
                 final.pop(key, None)
             step, where = RECORD, job_dir
             _write_record(job_dir, final)
+            if record.get("checkpoint_path"):  # ended: the checkpoint folder is free again
+                _release(Path(record["checkpoint_path"]), job_dir)
         except Exception as exc:
             problem = _not_saved(run, job_dir, config, record, exc, step, where)
             if problem is None:
@@ -795,7 +908,10 @@ def _copy_back(run, job_name: str, job_dir: Path, target: Path) -> None:
                 f"fahr made (it lacks {CHECKPOINT_MARKER}), and fahr replaces only its own")
         return
     try:
-        copied = run.copy_out(run.job.checkpoint_dir, target, _read_given(job_dir), marker=True, spool_dir=job_dir)
+        # The job holds the folder until its end is recorded (a record that could not be written
+        # keeps the job, and `fahr wait` copies back again): the new marker names it still.
+        marker = _claimed(job_dir) if _named(target) == job_dir else True
+        copied = run.copy_out(run.job.checkpoint_dir, target, _read_given(job_dir), marker=marker, spool_dir=job_dir)
     except UnsafeArchive as exc:
         why = exc.message.removeprefix("refusing the model: ").split("; nothing was written")[0]
         ui.warn(f"the checkpoints of job {job_name} were not copied back, {target} is as it was: {why}")
@@ -826,25 +942,43 @@ def _copy_back(run, job_name: str, job_dir: Path, target: Path) -> None:
 
 def _tidy_staging(target: Path) -> None:
     """What an interrupted copy back left beside ``target``: the previous folder moved aside
-    (put back when ``target`` is missing), the staging folder (removed)."""
+    (put back when ``target`` is missing), the staging folder (removed). Only folders that carry
+    fahr's marker (the copy back unpacks it first), or empty ones, are fahr's: a folder of the
+    user's that merely has such a name is left alone, as is an older fahr's spool beside a
+    folder that is not fahr's."""
     import re
+
+    from fahr_core.contract import CHECKPOINT_MARKER
+
+    def marked(folder: Path) -> bool:
+        try:
+            return stat.S_ISREG(os.lstat(folder / CHECKPOINT_MARKER).st_mode)
+        except OSError:
+            return False
 
     pattern = re.compile(rf"\.{re.escape(target.name)}\.fahr-[A-Za-z0-9_]{{8}}(-old)?")
     spool = re.compile(rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]{{8}}\.tar\.partial")  # an older fahr's
     try:
-        leftovers = [p for p in target.parent.iterdir() if pattern.fullmatch(p.name) and not p.is_symlink()
-                     and p.is_dir()]
-        for old in target.parent.iterdir():
-            if spool.fullmatch(old.name) and old.is_file() and not old.is_symlink():
-                old.unlink()
+        with os.scandir(target.parent) as found:
+            beside = [Path(entry.path) for entry in found]
+        leftovers = [p for p in beside if pattern.fullmatch(p.name) and not p.is_symlink() and p.is_dir()]
+        if marked(target) and not target.is_symlink():
+            for old in beside:
+                if spool.fullmatch(old.name) and old.is_file() and not old.is_symlink():
+                    old.unlink()
     except OSError:
         return
     for old in leftovers:
-        if old.name.endswith("-old") and not os.path.lexists(target):
+        if old.name.endswith("-old") and not os.path.lexists(target) and marked(old):
             os.replace(old, target)  # killed between the two renames: the previous checkpoints
     for leftover in leftovers:
-        if leftover.exists():
+        if not leftover.exists():
+            continue
+        if marked(leftover):
             shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                leftover.rmdir()  # killed before the marker was unpacked: empty, else not fahr's
 
 
 def _not_saved(run, job_dir: Path, config, record: dict, exc: Exception, step: str, where: Path):

@@ -1,0 +1,120 @@
+"""The local driver's checkpoint folder rules, on the real filesystem (no engine): which folders
+may be a checkpoint_path, which job holds one, and what tidying beside one may remove.
+tests/test_checkpoints.py runs the same rules end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fahr_core.contract import CHECKPOINT_MARKER, MARKER_TEXT
+from fahr_core.drivers import local
+from fahr_core.errors import ConfigError
+
+
+def config(tmp_path: Path, checkpoints) -> dict:
+    return {"output_path": str(tmp_path / "jobs"), "checkpoint_path": str(checkpoints)}
+
+
+def test_a_checkpoint_folder_inside_the_jobs_folder_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "jobs").mkdir()
+    for inside in (tmp_path / "jobs" / "ckpt", tmp_path / "jobs" / "fake-job" / "output"):
+        with pytest.raises(ConfigError, match=r"is inside the jobs' output_path \(.*/jobs\), where fahr keeps"):
+            local._checkpoint_root(config(tmp_path, inside))
+    (tmp_path / "alias").symlink_to(tmp_path / "jobs")  # the same folder by another name
+    with pytest.raises(ConfigError, match="is inside the jobs' output_path"):
+        local._checkpoint_root(config(tmp_path, tmp_path / "alias" / "ckpt"))
+    with pytest.raises(ConfigError, match="is a folder holding the jobs' output_path"):
+        local._checkpoint_root(config(tmp_path, tmp_path))
+    assert local._checkpoint_root(config(tmp_path, tmp_path / "ckpt")) == tmp_path / "ckpt"  # beside it: fine
+
+
+def record(jobs: Path, name: str, checkpoints: Path, **fields) -> Path:
+    job_dir = jobs / name
+    job_dir.mkdir(parents=True)
+    (job_dir / "job.json").write_text(json.dumps({"job_name": name, "model_tag": "i15ckpt/train", "image": "img",
+                                                  "status": "InProgress", "checkpoint_path": str(checkpoints),
+                                                  **fields}))
+    return job_dir
+
+
+def test_a_folder_is_held_by_the_job_its_marker_names_until_that_job_has_ended(tmp_path):
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / CHECKPOINT_MARKER).write_bytes(MARKER_TEXT)
+    assert local._user_of(folder) is None  # a folder no job has taken (or an older fahr's)
+    jobs = tmp_path / "jobs"
+    running = record(jobs, "i15ckpt-train-1", folder)
+    local._claim(folder, running)
+    assert (folder / CHECKPOINT_MARKER).read_bytes().startswith(MARKER_TEXT)
+    assert local._user_of(folder) == ("i15ckpt-train-1", running)
+    with pytest.raises(ConfigError, match=r"config.checkpoint_path=x: job i15ckpt-train-1 is using that folder .*"
+                                          r"fahr wait i15ckpt-train-1 --train-driver local "):
+        local._check_not_in_use(folder, "config.checkpoint_path=x")
+    # A lost fit's provisional Failed (fahr lost sight of the job): it may run still.
+    record_path = running / "job.json"
+    held = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({**held, "status": "Failed", "unfinished": "follow"}))
+    assert local._user_of(folder) is not None
+    # A mark nothing holds any more never blocks: the job ended (without copying back, say), its
+    # record is gone or unreadable, or it names another folder (a copy of the marker).
+    for status in ("Completed", "Failed", "Stopped"):
+        record_path.write_text(json.dumps({**held, "status": status}))
+        assert local._user_of(folder) is None
+    record_path.write_text(json.dumps({**held, "checkpoint_path": str(tmp_path / "other")}))
+    assert local._user_of(folder) is None
+    record_path.write_text("{not json")
+    assert local._user_of(folder) is None
+    record_path.unlink()
+    assert local._user_of(folder) is None
+    # The job's end takes its name out of the marker (another job's end leaves it).
+    local._release(folder, tmp_path / "jobs" / "another")
+    assert local._named(folder) == running
+    local._release(folder, running)
+    assert (folder / CHECKPOINT_MARKER).read_bytes() == MARKER_TEXT
+    (folder / CHECKPOINT_MARKER).write_bytes(MARKER_TEXT + b'in use by the job in "relative/x"\n')
+    assert local._user_of(folder) is None
+
+
+def test_tidying_removes_only_what_a_copy_back_of_fahrs_left(tmp_path):
+    # Beside a folder of the user's (a record's edited checkpoint_path): folders and files that
+    # merely have the names of fahr's staging folders and spools are the user's.
+    victim = tmp_path / "data"
+    victim.mkdir()
+    (victim / "notes.txt").write_text("mine")
+    foreign = [tmp_path / ".data.fahr-abcd1234", tmp_path / ".data.fahr-abcd1234-old"]
+    for folder in foreign:
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine too")
+    spool = tmp_path / ".data.abcd1234.tar.partial"
+    spool.write_text("mine as well")
+    local._tidy_staging(victim)
+    assert all((folder / "notes.txt").read_text() == "mine too" for folder in foreign)
+    assert spool.read_text() == "mine as well" and (victim / "notes.txt").read_text() == "mine"
+    local._tidy_staging(tmp_path / "gone")  # a target that is missing: nothing of the user's is put there
+    assert not (tmp_path / "gone").exists()
+
+    # Beside fahr's own folder: the staging folder (marked, or empty: cut before the marker was
+    # unpacked) goes; a folder of the user's with that name stays.
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / CHECKPOINT_MARKER).write_bytes(MARKER_TEXT)
+    staging, empty, users = (tmp_path / f".ckpt.fahr-{n}" for n in ("aaaa1111", "bbbb2222", "cccc3333"))
+    for folder in (staging, empty, users):
+        folder.mkdir()
+    (staging / CHECKPOINT_MARKER).write_bytes(MARKER_TEXT)
+    (staging / "state.json").write_text("{}")
+    (users / "notes.txt").write_text("mine")
+    old_spool = tmp_path / ".ckpt.abcd1234.tar.partial"
+    old_spool.write_text("an older fahr's spool")
+    local._tidy_staging(ckpt)
+    assert not staging.exists() and not empty.exists() and not old_spool.exists()
+    assert (users / "notes.txt").read_text() == "mine" and (ckpt / CHECKPOINT_MARKER).is_file()
+
+    # Killed between the two renames: the previous folder (marked) is put back.
+    ckpt.rename(tmp_path / ".ckpt.fahr-dddd4444-old")
+    local._tidy_staging(ckpt)
+    assert (ckpt / CHECKPOINT_MARKER).is_file() and not (tmp_path / ".ckpt.fahr-dddd4444-old").exists()
