@@ -513,6 +513,19 @@ def content_rule(context: BuildContext) -> ContentRule:
     return ContentRule(context.context_dir, required=tuple(required))
 
 
+def _check_required(root: Path, stats: list[tuple[str, os.stat_result]], hashes: ContextHashes,
+                    rule: ContentRule) -> None:
+    """Refuse now, before anything is said to be built, a credential in a file the build needs
+    (scanned as the fingerprint scans it: what is read here is not read again)."""
+    for relative, st in stats:
+        if relative in rule.required and stat.S_ISREG(st.st_mode):
+            try:
+                _, kind = hashes.scanned(relative, root / relative)
+            except OSError as exc:
+                raise _unreadable(root / relative, exc) from None
+            rule.keeps_out(relative, kind)
+
+
 def context_tar(context: BuildContext) -> IO[bytes]:
     """The build context as a tar stream (a temporary file): :func:`context_files`, symlinks as
     symlinks, no file holding a credential (:class:`ContentRule`).
@@ -1162,6 +1175,7 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
     recorded = ((existing.get("Config") or {}).get("Labels") or {}).get(FINGERPRINT_LABEL)
     bases = _base_ids(api, dockerfile_text)  # None: unknown before the build, which cannot then be skipped
     hashes = ContextHashes(root)
+    _check_required(root, stats, hashes, rule)
 
     def fingerprint_of(entries: list[list]) -> str:
         return fingerprint(entries=entries, dockerfile=dockerfile, dockerfile_text=dockerfile_text,
