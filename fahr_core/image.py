@@ -46,7 +46,8 @@ from fahr_core import __version__, ui
 from fahr_core.errors import BuildError, EnvironmentProblem, FahrError, UsageError
 from fahr_core.jobs import BuildContext, ImageRef
 # The secret rule lives in fahr_core.secrets; is_secret and secret_component stay importable from here.
-from fahr_core.secrets import ALLOW_FILE, HEAD_BYTES, ContentRule, is_secret, scan, secret_component  # noqa: F401
+from fahr_core.secrets import (ALLOW_FILE, HEAD_BYTES, ContentRule, is_secret, parse_allowed, scan,  # noqa: F401
+                                secret_component)
 from fahr_core.values import StashKey
 
 SUPPORTED_SUFFIXES = (".py", ".ipynb")
@@ -322,6 +323,7 @@ def regenerate_refused(dockerfile: Path) -> str:
 
 
 _DOCKERFILE_MAX = 1024 * 1024  # far more than any Dockerfile: a bigger "Dockerfile" is no Dockerfile
+_ALLOW_MAX = 1024 * 1024  # and than any list of files in .fahr-allow-secrets
 
 
 def _read_dockerfile(path: Path) -> str:
@@ -510,7 +512,19 @@ def content_rule(context: BuildContext) -> ContentRule:
         required.append("requirements.txt")
         if context.artifact.is_relative_to(context.context_dir):
             required.append(context.artifact.relative_to(context.context_dir).as_posix())
-    return ContentRule(context.context_dir, required=tuple(required))
+    allow = context.context_dir / ALLOW_FILE
+    allowed = frozenset()
+    if os.path.lexists(allow):
+        try:
+            data = _read_regular(allow, _ALLOW_MAX)
+        except _NotAFile:
+            raise UsageError(f"{allow} is not a file; remove it, or list paths there, one a line") from None
+        except OSError as exc:
+            raise UsageError(f"{allow} cannot be read ({exc.strerror}); fix it or remove it") from None
+        if len(data) > _ALLOW_MAX:
+            raise UsageError(f"{allow} is larger than {_ALLOW_MAX // 1024} KiB: it is not a list of paths")
+        allowed = parse_allowed(data.decode("utf-8", "surrogateescape"))
+    return ContentRule(allowed=allowed, required=tuple(required))
 
 
 def _check_required(root: Path, stats: list[tuple[str, os.stat_result]], hashes: ContextHashes,
@@ -550,7 +564,7 @@ def _context_tar(root: Path, paths: list[str], hashes: ContextHashes | None,
     """
     import tarfile
 
-    rule = rule if rule is not None else ContentRule(root)
+    rule = rule if rule is not None else ContentRule()
     entries: list[list] = []
     digests: dict[str, str] = {}  # this tar's regular files, for its hard links
     out = tempfile.TemporaryFile()
@@ -955,7 +969,7 @@ def context_entries(root: Path, stats: list[tuple[str, os.stat_result]], hashes:
     target), ``p`` (FIFO), ``c`` or ``b`` (device; ``what`` ``major,minor``). Neither times nor
     owners: the image's content does not depend on them (COPY makes root the owner). The files
     ``rule`` keeps out for their content (scanned as they are hashed) are not there."""
-    rule = rule if rule is not None else ContentRule(root)
+    rule = rule if rule is not None else ContentRule()
     entries = []
     for relative, st in stats:
         path = root / relative

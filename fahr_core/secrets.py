@@ -14,10 +14,7 @@ README.md "No secret goes into an image" lists both rules; :mod:`fahr_core.image
 
 from __future__ import annotations
 
-import os
 import re
-import stat
-from pathlib import Path
 
 from fahr_core.errors import UsageError
 
@@ -191,36 +188,16 @@ def scan(head: bytes) -> str:
     return ""
 
 
-#: The file at the build context's root listing files whose content may look like a credential.
+#: The file at the build context's root listing files whose content may look like a credential
+#: (read by :func:`fahr_core.image.content_rule`, as every small file of the project).
 ALLOW_FILE = ".fahr-allow-secrets"
-_ALLOW_MAX = 1 << 20
 
 
-def read_allowed(context_dir: Path) -> frozenset[str]:
-    """The paths :data:`ALLOW_FILE` lists (one a line, relative to the context, ``#`` comments;
-    a folder stands for everything under it); empty without the file. Read as every file fahr
-    reads from a project: a regular file, not through a link, size-capped."""
-    path = Path(context_dir) / ALLOW_FILE
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        return frozenset()
-    except OSError as exc:
-        raise UsageError(f"{path} cannot be read ({exc.strerror}); it must be a plain file listing "
-                         "paths, one a line") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UsageError(f"{path} is not a file; it must be a plain file listing paths, one a line")
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            data = handle.read(_ALLOW_MAX + 1)
-    except OSError as exc:
-        raise UsageError(f"{path} cannot be read ({exc.strerror}); fix it or remove it") from None
-    finally:
-        os.close(fd)
-    if len(data) > _ALLOW_MAX:
-        raise UsageError(f"{path} is larger than {_ALLOW_MAX // 1024} KiB: list paths, one a line")
+def parse_allowed(text: str) -> frozenset[str]:
+    """The paths an :data:`ALLOW_FILE` lists: one a line, relative to the context (``./`` and a
+    trailing ``/`` are allowed), ``#`` comments; a folder stands for everything under it."""
     allowed = set()
-    for line in data.decode("utf-8", "surrogateescape").splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             parts = [p for p in line.split("/") if p not in ("", ".")]
@@ -237,8 +214,8 @@ class ContentRule:
     ``found`` maps each file kept out to the kind of credential it holds.
     """
 
-    def __init__(self, context_dir: Path, required: tuple[str, ...] = ()) -> None:
-        self.allowed = read_allowed(context_dir)
+    def __init__(self, allowed: frozenset[str] = frozenset(), required: tuple[str, ...] = ()) -> None:
+        self.allowed = allowed  # parse_allowed's paths
         self.required = frozenset(required)
         self.found: dict[str, str] = {}
 
