@@ -14,6 +14,7 @@ README.md "No secret goes into an image" lists both rules; :mod:`fahr_core.image
 
 from __future__ import annotations
 
+import functools
 import re
 
 from fahr_core.errors import UsageError
@@ -170,7 +171,6 @@ _DETECTORS: tuple[tuple[str, bytes], ...] = (
     ("Azure storage key", rb"AccountKey=[A-Za-z0-9+/]{86}=="),
     ("Kaggle API key", rb"\"username\"\s*:\s*\"[^\"\n]{1,100}\"\s*,\s*\"key\"\s*:\s*\"[0-9a-f]{32}\""),
 )
-_COMPILED = tuple((kind, re.compile(pattern)) for kind, pattern in _DETECTORS)
 #: Every kind the scan names, in the order it looks for them.
 KINDS = tuple(dict.fromkeys(kind for kind, _ in _DETECTORS))
 # A private key inside a GCP service account's JSON key file is named for what it is.
@@ -178,9 +178,14 @@ _SERVICE_ACCOUNT = re.compile(rb"\"type\"\s*:\s*\"service_account\"")
 SERVICE_ACCOUNT_KEY = "GCP service-account key"
 
 
+@functools.cache
+def _compiled() -> tuple[tuple[str, re.Pattern[bytes]], ...]:
+    return tuple((kind, re.compile(pattern)) for kind, pattern in _DETECTORS)  # at first use: fahr starts fast
+
+
 def scan(head: bytes) -> str:
     """The kind of the first credential found in ``head`` (a file's first :data:`HEAD_BYTES`), or ""."""
-    for kind, pattern in _COMPILED:
+    for kind, pattern in _compiled():
         if pattern.search(head):
             if kind == "private key" and _SERVICE_ACCOUNT.search(head):
                 return SERVICE_ACCOUNT_KEY
