@@ -505,9 +505,11 @@ def warn_kept_out(files: ContextFiles, rule: ContentRule | None = None) -> None:
 
 def content_rule(context: BuildContext) -> ContentRule:
     """The content half of the secret rule for ``context``. The files a build cannot do without
-    are required, a credential in one an error rather than a file left out: the Dockerfile and,
-    for a script, the script and the requirements.txt the generated Dockerfile installs."""
-    required = [_dockerfile_in_context(context)]
+    are required, a credential in one an error rather than a file left out: the Dockerfile (the
+    file it links to, if a link) and, for a script, the script and the requirements.txt the
+    generated Dockerfile installs."""
+    dockerfile = _dockerfile_in_context(context)
+    required = [dockerfile, _dockerfile_links(context.context_dir, dockerfile)[-1]]  # a link's file too
     if not context.user_container:
         required.append("requirements.txt")
         if context.artifact.is_relative_to(context.context_dir):

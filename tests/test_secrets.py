@@ -324,12 +324,17 @@ def test_an_allow_file_that_is_no_plain_file_is_one_error(project, tmp_path, kin
         tar_of(project)
 
 
-@pytest.mark.parametrize("which", ["train.py", "Dockerfile", "requirements.txt", "own Dockerfile"])
+@pytest.mark.parametrize("which", ["train.py", "Dockerfile", "requirements.txt", "own Dockerfile",
+                                   "docker/Dockerfile.real"])
 def test_a_credential_in_a_file_the_build_needs_is_refused(project, which):
     """Left out, the script or Dockerfile would break the build (and a Dockerfile's ENV would put the
     credential into the image): refused, naming the file, with the way out."""
     token = credential("Hugging Face token")[0]
     name = "Dockerfile" if which == "own Dockerfile" else which
+    if which == "docker/Dockerfile.real":  # the file a Dockerfile that is a link leads to
+        write(project / which, (project / "Dockerfile").read_text())
+        (project / "Dockerfile").unlink()
+        (project / "Dockerfile").symlink_to("docker/Dockerfile.real")
     write(project / name, (project / name).read_text() + token if (project / name).exists() else token)
     kw = {"artifact": "Dockerfile"} if which == "own Dockerfile" else {}
     with pytest.raises(image.UsageError, match=rf"^{re.escape(name)} holds what looks like a Hugging Face token, "
