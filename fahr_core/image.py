@@ -331,15 +331,23 @@ def _read_dockerfile(path: Path) -> str:
     under that name must neither crash fahr nor hang it, and a link is followed only as the engine
     follows it (:func:`_dockerfile_links`): what fahr reads is what the engine will build."""
     real = path.parent / _dockerfile_links(path.parent, path.name)[-1]
+    data = _read_project_file(path, _DOCKERFILE_MAX, "put the Dockerfile there", "a Dockerfile", real=real)
+    return data.decode("utf-8", errors="replace")
+
+
+def _read_project_file(path: Path, limit: int, instead: str, kind: str, real: Path | None = None) -> bytes:
+    """The bytes of a small file of the project (``kind``, at most ``limit`` bytes), read at
+    ``real`` (a link's file, not followed further) or at ``path`` (followed), or a one-line error
+    naming ``path`` (``instead`` says what to do with a folder or pipe there)."""
     try:
-        data = _read_regular(real, _DOCKERFILE_MAX, follow=False)
+        data = _read_regular(real or path, limit, follow=real is None)
     except _NotAFile:
-        raise UsageError(f"{path} is not a file; remove it, or put the Dockerfile there") from None
+        raise UsageError(f"{path} is not a file; remove it, or {instead}") from None
     except OSError as exc:
         raise UsageError(f"{path} cannot be read ({exc.strerror}); fix it or remove it") from None
-    if len(data) > _DOCKERFILE_MAX:
-        raise UsageError(f"{path} is larger than {_DOCKERFILE_MAX // 1024} KiB: it is not a Dockerfile")
-    return data.decode("utf-8", errors="replace")
+    if len(data) > limit:
+        raise UsageError(f"{path} is larger than {limit // 1024} KiB: it is not {kind}")
+    return data
 
 
 def _dockerfile_links(root: Path, relative: str) -> list[str]:
@@ -517,14 +525,7 @@ def content_rule(context: BuildContext) -> ContentRule:
     allow = context.context_dir / ALLOW_FILE
     allowed = frozenset()
     if os.path.lexists(allow):
-        try:
-            data = _read_regular(allow, _ALLOW_MAX)
-        except _NotAFile:
-            raise UsageError(f"{allow} is not a file; remove it, or list paths there, one a line") from None
-        except OSError as exc:
-            raise UsageError(f"{allow} cannot be read ({exc.strerror}); fix it or remove it") from None
-        if len(data) > _ALLOW_MAX:
-            raise UsageError(f"{allow} is larger than {_ALLOW_MAX // 1024} KiB: it is not a list of paths")
+        data = _read_project_file(allow, _ALLOW_MAX, "list paths there, one a line", "a list of paths")
         allowed = parse_allowed(data.decode("utf-8", "surrogateescape"))
     return ContentRule(allowed=allowed, required=tuple(required))
 
