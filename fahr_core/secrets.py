@@ -235,7 +235,8 @@ class ContentRule:
             return False
         if relative in self.required:
             shown = relative if relative.isprintable() else repr(relative)
-            raise UsageError(f"{shown} holds what looks like a {kind}, and fahr puts no credential in an "
+            article = "an" if kind[0] in "AEIOaeio" or kind.startswith(("npm", "xAI")) else "a"
+            raise UsageError(f"{shown} holds what looks like {article} {kind}, and fahr puts no credential in an "
                              f"image; remove it from the file, or list {shown} in {ALLOW_FILE} if it is not one")
         self.found[relative] = kind
         return True

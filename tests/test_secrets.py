@@ -344,6 +344,13 @@ def test_a_credential_in_a_file_the_build_needs_is_refused(project, which):
     assert token.encode() in tar_of(project, **kw)[name]
 
 
+@pytest.mark.parametrize("kind, article", [("AWS secret access key", "an"), ("npm token", "an"),
+                                           ("xAI API key", "an"), ("GitHub token", "a"), ("private key", "a")])
+def test_the_refusal_reads_well(kind, article):
+    with pytest.raises(image.UsageError, match=f"^train.py holds what looks like {article} {kind}, "):
+        rule.ContentRule(required=("train.py",)).keeps_out("train.py", kind)
+
+
 def test_only_the_first_mib_is_read(project):
     token = credential("GitHub token")[0].encode()
     write(project / "late.bin", bytes(rule.HEAD_BYTES - len(token)) + token + bytes(10))
