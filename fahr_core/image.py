@@ -17,7 +17,8 @@ The built-in templates of ``fahr init`` write their Dockerfile and .dockerignore
 :func:`dockerfile_text` and :data:`DOCKERIGNORE` too: one source for both.
 
 fahr tars the build context itself (:func:`context_tar`): .dockerignore applies as docker applies
-it, then every secret path (:func:`secret_component`) is dropped whatever .dockerignore says.
+it, then every secret path (:func:`secret_component`) is dropped whatever .dockerignore says, and
+every file whose first MiB holds a credential (:mod:`fahr_core.secrets`), as it is read into the tar.
 
 An unchanged project is not rebuilt (:func:`build`): the image carries, as a label, the
 :func:`fingerprint` of what it was built from (the files that tar holds, the Dockerfile, the ids of
@@ -44,6 +45,9 @@ from typing import IO
 from fahr_core import __version__, ui
 from fahr_core.errors import BuildError, EnvironmentProblem, FahrError, UsageError
 from fahr_core.jobs import BuildContext, ImageRef
+# The secret rule lives in fahr_core.secrets; is_secret and secret_component stay importable from here.
+from fahr_core.secrets import (ALLOW_FILE, HEAD_BYTES, ContentRule, is_secret, parse_allowed, scan,  # noqa: F401
+                                secret_component)
 from fahr_core.values import StashKey
 
 SUPPORTED_SUFFIXES = (".py", ".ipynb")
@@ -51,51 +55,12 @@ SUPPORTED_SUFFIXES = (".py", ".ipynb")
 #: Installed in notebook images, in their own layer (cached across projects).
 NOTEBOOK_REQUIREMENTS = ("papermill>=2.6,<3", "ipykernel>=6.29,<8")
 
-# Never sent to the engine, whatever .dockerignore says (its `!` lines included), at any depth:
-# a path is a secret when any of its components is one (a folder drops its whole subtree).
-# Matched case-insensitively: on macOS `.ENV` is the same file as `.env`.
-SECRET_NAMES = frozenset({
-    ".git", ".git-credentials", ".env", ".envrc", ".aws", ".ssh", ".kube", ".gcloud",
-    ".netrc", ".pypirc", ".npmrc",
-    # gcloud's credential files, wherever a copy of ~/.config/gcloud sits
-    "application_default_credentials.json", "credentials.db", "access_tokens.db", "legacy_credentials",
-})
-SECRET_SUFFIXES = (".env", ".pem", ".key", ".p12", ".pfx")  # prod.env, server.pem, …
-SECRET_PREFIXES = (".env.", ".env_")  # .env.local, .env_prod
-# A component secret only inside a given parent: ~/.docker/config.json holds registry logins,
-# ~/.config/gcloud holds gcloud's; other files under .docker or .config are ordinary.
-SECRET_CHILDREN = frozenset({(".docker", "config.json"), (".config", "gcloud")})
-# ssh private keys (id_rsa, id_rsa_work, id_ed25519.old, …); their public halves (*.pub) are not secret.
-_PRIVATE_KEY = re.compile(r"id_(rsa|dsa|ecdsa|ed25519)([._-].*)?")
-
-
-def secret_component(parts: list[str] | tuple[str, ...]) -> int | None:
-    """The index of the first component of a relative path that makes it a secret, else None."""
-    parent = ""
-    for i, part in enumerate(parts):
-        name = part.lower()
-        if (
-            name in SECRET_NAMES
-            or name.startswith(SECRET_PREFIXES)
-            or name.endswith(SECRET_SUFFIXES)
-            or (_PRIVATE_KEY.fullmatch(name) and not name.endswith(".pub"))
-            or (parent, name) in SECRET_CHILDREN
-        ):
-            return i
-        parent = name
-    return None
-
-
-def is_secret(relative_path: str) -> bool:
-    """Whether fahr keeps ``relative_path`` (``/``-separated, relative to the build context) out."""
-    return secret_component([p for p in relative_path.split("/") if p not in ("", ".")]) is not None
-
-
 DOCKERIGNORE = """\
 # Written by fahr: what stays out of the training image's build context.
-# Whatever this file says, fahr never sends secrets at any depth: .git, .env, .env.*, *.env,
-# .envrc, .aws, .ssh, .kube, .netrc, .pypirc, .npmrc, docker and gcloud credentials,
-# ssh private keys and *.pem, *.key, *.p12, *.pfx.
+# Whatever this file says, fahr never sends credentials, at any depth: .git, .env, .env.*, *.env,
+# .envrc, .aws, .ssh, .netrc, cloud, ML-tool and registry logins, ssh private keys, *.pem, *.key,
+# their backups (~, .bak, …), and any file holding a private key or API token (fahr's README:
+# "No secret goes into an image"; .fahr-allow-secrets lets in one that only looks like one).
 .git
 .gitignore
 .venv
@@ -358,6 +323,7 @@ def regenerate_refused(dockerfile: Path) -> str:
 
 
 _DOCKERFILE_MAX = 1024 * 1024  # far more than any Dockerfile: a bigger "Dockerfile" is no Dockerfile
+_ALLOW_MAX = 1024 * 1024  # and than any list of files in .fahr-allow-secrets
 
 
 def _read_dockerfile(path: Path) -> str:
@@ -365,15 +331,23 @@ def _read_dockerfile(path: Path) -> str:
     under that name must neither crash fahr nor hang it, and a link is followed only as the engine
     follows it (:func:`_dockerfile_links`): what fahr reads is what the engine will build."""
     real = path.parent / _dockerfile_links(path.parent, path.name)[-1]
+    data = _read_project_file(path, _DOCKERFILE_MAX, "put the Dockerfile there", "a Dockerfile", real=real)
+    return data.decode("utf-8", errors="replace")
+
+
+def _read_project_file(path: Path, limit: int, instead: str, kind: str, real: Path | None = None) -> bytes:
+    """The bytes of a small file of the project (``kind``, at most ``limit`` bytes), read at
+    ``real`` (a link's file, not followed further) or at ``path`` (followed), or a one-line error
+    naming ``path`` (``instead`` says what to do with a folder or pipe there)."""
     try:
-        data = _read_regular(real, _DOCKERFILE_MAX, follow=False)
+        data = _read_regular(real or path, limit, follow=real is None)
     except _NotAFile:
-        raise UsageError(f"{path} is not a file; remove it, or put the Dockerfile there") from None
+        raise UsageError(f"{path} is not a file; remove it, or {instead}") from None
     except OSError as exc:
         raise UsageError(f"{path} cannot be read ({exc.strerror}); fix it or remove it") from None
-    if len(data) > _DOCKERFILE_MAX:
-        raise UsageError(f"{path} is larger than {_DOCKERFILE_MAX // 1024} KiB: it is not a Dockerfile")
-    return data.decode("utf-8", errors="replace")
+    if len(data) > limit:
+        raise UsageError(f"{path} is larger than {limit // 1024} KiB: it is not {kind}")
+    return data
 
 
 def _dockerfile_links(root: Path, relative: str) -> list[str]:
@@ -522,40 +496,85 @@ def context_files(context_dir: Path, dockerfile: str = "Dockerfile") -> ContextF
     return ContextFiles(paths=paths, kept_out=kept_out)
 
 
-def warn_kept_out(files: ContextFiles) -> None:
-    """One line naming the secrets :func:`context_files` kept out, if any."""
-    if files.kept_out:
-        count = len(files.kept_out)
+def warn_kept_out(files: ContextFiles, rule: ContentRule | None = None) -> None:
+    """One line naming the secrets kept out, if any: by name (:func:`context_files`) and, each with
+    the kind of credential it holds, by content (``rule.found``)."""
+    found = rule.found if rule is not None else {}
+    kept = sorted([(path, "") for path in files.kept_out] + list(found.items()),
+                  key=lambda item: item[0].rstrip("/").split("/"))  # the walk's order
+    if kept:
+        count = len(kept)
         # A name with a newline or other control character is quoted: the line stays one line.
-        shown = ", ".join(n if n.isprintable() else repr(n) for n in files.kept_out[:5]) + (", …" if count > 5 else "")
-        ui.warn(f"kept {count} secret file{'s' if count != 1 else ''} out of the image: {shown} "
-                "(pass secrets with --env)")
+        shown = ", ".join((path if path.isprintable() else repr(path)) + (f" ({kind})" if kind else "")
+                          for path, kind in kept[:5]) + (", …" if count > 5 else "")
+        hint = f"; list a file in {ALLOW_FILE} if what it seems to hold is no secret" if found else ""
+        ui.warn(f"kept {count} secret file{'s' if count != 1 else ''} out of the image: {shown}{hint}")
+
+
+def content_rule(context: BuildContext) -> ContentRule:
+    """The content half of the secret rule for ``context``. The files a build cannot do without
+    are required, a credential in one an error rather than a file left out: the Dockerfile (the
+    file it links to, if a link) and, for a script, the script and the requirements.txt the
+    generated Dockerfile installs."""
+    dockerfile = _dockerfile_in_context(context)
+    required = [dockerfile, _dockerfile_links(context.context_dir, dockerfile)[-1]]  # a link's file too
+    if not context.user_container:
+        required.append("requirements.txt")
+        if context.artifact.is_relative_to(context.context_dir):
+            required.append(context.artifact.relative_to(context.context_dir).as_posix())
+    allow = context.context_dir / ALLOW_FILE
+    allowed = frozenset()
+    if os.path.lexists(allow):
+        data = _read_project_file(allow, _ALLOW_MAX, "list paths there, one a line", "a list of paths")
+        allowed = parse_allowed(data.decode("utf-8", "surrogateescape"))
+    return ContentRule(allowed=allowed, required=tuple(required))
+
+
+def _check_required(root: Path, stats: list[tuple[str, os.stat_result]], hashes: ContextHashes,
+                    rule: ContentRule) -> None:
+    """Refuse now, before anything is said to be built, a credential in a file the build needs
+    (scanned as the fingerprint scans it: what is read here is not read again)."""
+    for relative, st in stats:
+        if relative in rule.required and stat.S_ISREG(st.st_mode):
+            try:
+                _, kind = hashes.scanned(relative, root / relative)
+            except OSError as exc:
+                raise _unreadable(root / relative, exc) from None
+            rule.keeps_out(relative, kind)
 
 
 def context_tar(context: BuildContext) -> IO[bytes]:
-    """The build context as a tar stream (a temporary file): :func:`context_files`, symlinks as symlinks.
+    """The build context as a tar stream (a temporary file): :func:`context_files`, symlinks as
+    symlinks, no file holding a credential (:class:`ContentRule`).
 
     Prints one line naming the secrets it kept out, if any.
     """
     root = context.context_dir
     files = context_files(root, _dockerfile_in_context(context))
-    warn_kept_out(files)
-    tar, _ = _context_tar(root, files.paths, None)
+    rule = content_rule(context)
+    tar, _ = _context_tar(root, files.paths, None, rule)
+    warn_kept_out(files, rule)
     return tar
 
 
-def _context_tar(root: Path, paths: list[str], hashes: ContextHashes | None) -> tuple[IO[bytes], list[list]]:
+def _context_tar(root: Path, paths: list[str], hashes: ContextHashes | None,
+                 rule: ContentRule | None = None) -> tuple[IO[bytes], list[list]]:
     """The tar of ``paths`` and, with ``hashes``, its entries (:func:`context_entries`), each file
-    hashed as it is read into the tar (once: what the tar holds is what the fingerprint says)."""
+    hashed as it is read into the tar (once: what the tar holds is what the fingerprint says).
+
+    A file is scanned (its first MiB, read before any of it goes into the tar) unless ``hashes``
+    knows it unchanged; the files ``rule`` keeps out are neither in the tar nor in the entries.
+    """
     import tarfile
 
+    rule = rule if rule is not None else ContentRule()
     entries: list[list] = []
     digests: dict[str, str] = {}  # this tar's regular files, for its hard links
     out = tempfile.TemporaryFile()
     try:
         with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for relative in paths:
-                entry = _add(tar, root / relative, relative, hashes, digests)
+                entry = _add(tar, root / relative, relative, rule, hashes, digests)
                 if entry is not None:
                     entries.append(entry)
     except BaseException:
@@ -592,21 +611,34 @@ def _unreadable(path: Path, exc: OSError) -> UsageError:
 
 
 class _HashingReader:
-    """A file read through to tarfile, hashing the bytes it hands over."""
+    """A file read through to tarfile, hashing the bytes it hands over: first ``head`` (what was
+    already read of it, for the secret scan), then the rest of ``handle``."""
 
-    def __init__(self, handle) -> None:
+    def __init__(self, handle, head: bytes = b"") -> None:
         self.handle = handle
+        self.head = head
         self.sha = hashlib.sha256()
 
     def read(self, size: int = -1) -> bytes:
-        data = self.handle.read(size)
+        if self.head:
+            # tarfile expects whole blocks: the head's rest and the file's next bytes together.
+            take = len(self.head) if size < 0 else min(size, len(self.head))
+            data, self.head = self.head[:take], self.head[take:]
+            if size < 0 or take < size:
+                data += self.handle.read(-1 if size < 0 else size - take)
+        else:
+            data = self.handle.read(size)
         self.sha.update(data)
         return data
 
 
-def _add(tar, path: Path, relative: str, hashes: ContextHashes | None = None,
+def _add(tar, path: Path, relative: str, rule: ContentRule, hashes: ContextHashes | None = None,
          digests: dict[str, str] | None = None) -> list | None:
-    """Add one path to the tar; its entry (:func:`context_entries`) when ``hashes`` is given."""
+    """Add one path to the tar; its entry (:func:`context_entries`) when ``hashes`` is given.
+
+    A regular file ``rule`` keeps out for its content is not added (None); one that ``hashes``
+    knows unchanged is judged by its recorded scan, any other by its first MiB, read before the tar
+    gets a byte of it."""
     try:
         info = tar.gettarinfo(str(path), arcname=relative)  # lstat: a symlink stays a symlink
         if info is None:
@@ -621,25 +653,42 @@ def _add(tar, path: Path, relative: str, hashes: ContextHashes | None = None,
         # O_NOFOLLOW: a file swapped for a symlink since the walk is refused, not followed.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         with os.fdopen(fd, "rb") as data:
-            if hashes is None:
-                tar.addfile(info, data)
-                return None
             before = os.fstat(data.fileno())
-            digest = hashes.known(relative, before) if before.st_size == info.size else None
-            if digest is not None:
+            known = hashes.known(relative, before) if hashes is not None and before.st_size == info.size else None
+            if known is not None:
+                digest, kind = known
+                if rule.keeps_out(relative, kind):
+                    _forget(tar, before, relative)
+                    return None
                 tar.addfile(info, data)
             else:
                 started = time.time_ns()
-                reader = _HashingReader(data)
+                head = data.read(min(HEAD_BYTES, info.size))
+                kind = scan(head)
+                if rule.keeps_out(relative, kind):
+                    _forget(tar, before, relative)
+                    return None
+                reader = _HashingReader(data, head)
                 tar.addfile(info, reader)
+                if hashes is None:
+                    return None
                 digest = reader.sha.hexdigest()
                 if before.st_size == info.size:  # else the file changed since the lstat: not remembered
-                    hashes.remember(relative, before, os.fstat(data.fileno()), digest, started)
+                    hashes.remember(relative, before, os.fstat(data.fileno()), digest, started, kind)
         if digests is not None:
             digests[relative] = digest
         return [relative, "f", mode, digest]
     except OSError as exc:
         raise _unreadable(path, exc) from None
+
+
+def _forget(tar, st: os.stat_result, relative: str) -> None:
+    """Undo tarfile's note of a file left out of the tar (``gettarinfo`` records every inode it
+    sees): another hard link to it must go in as a file of its own (and be judged as one), not
+    as a link to a member the tar does not hold."""
+    key = (st.st_ino, st.st_dev)
+    if tar.inodes.get(key) == relative:
+        del tar.inodes[key]
 
 
 def _special(info, mode: int) -> list:
@@ -758,7 +807,8 @@ def _stat_key(st: os.stat_result) -> list[int]:
 
 
 class ContextHashes:
-    """The sha256 of each file of a build context, remembered between runs by its stat.
+    """The sha256 of each file of a build context and what the secret scan found in it
+    (:func:`fahr_core.secrets.scan`, "" for nothing), remembered between runs by its stat.
 
     A file whose size, mtime, ctime, inode and device are those recorded when it was last hashed
     is not read again: an unchanged folder costs a walk of ``lstat`` calls. The record is one JSON
@@ -785,11 +835,12 @@ class ContextHashes:
                 return {}
             data = json.loads(text)
             files = data["files"]
-            if data.get("format") != 1 or data.get("context") != self.context_dir or not isinstance(files, dict):
+            if (data.get("format") != _CACHE_FORMAT or data.get("context") != self.context_dir
+                    or not isinstance(files, dict)):
                 return {}
             for entry in files.values():
-                if not (isinstance(entry, list) and len(entry) == 7 and isinstance(entry[5], str)
-                        and all(type(n) is int for n in entry[:5])):
+                if not (isinstance(entry, list) and len(entry) == 8 and isinstance(entry[5], str)
+                        and isinstance(entry[7], str) and all(type(n) is int for n in entry[:5])):
                     return {}
             return files
         except Exception:  # missing, unreadable, not a file, not JSON, not ours: start afresh
@@ -797,8 +848,9 @@ class ContextHashes:
         finally:
             os.close(folder)
 
-    def known(self, relative: str, st: os.stat_result) -> str | None:
-        """The remembered hash of the file whose ``fstat`` is ``st``, or None when it must be read."""
+    def known(self, relative: str, st: os.stat_result) -> tuple[str, str] | None:
+        """The remembered hash and scan verdict of the file whose ``fstat`` is ``st``, or None when
+        it must be read."""
         entry = self._new.get(relative)  # hashed earlier in this run: trusted while its stat holds
         if entry is None:
             entry = self._old.get(relative)
@@ -807,20 +859,22 @@ class ContextHashes:
         if entry[:5] != _stat_key(st):
             return None
         self._new[relative] = entry
-        return entry[5]
+        return entry[5], entry[7]
 
     def remember(self, relative: str, before: os.stat_result, after: os.stat_result, digest: str,
-                 started_ns: int) -> None:
-        """Record the hash of a file read from ``before`` to ``after`` (its fstat then and at the end)."""
+                 started_ns: int, kind: str) -> None:
+        """Record the hash and scan verdict of a file read from ``before`` to ``after`` (its fstat
+        then and at the end)."""
         self.hashed.append(relative)
         if _stat_key(before) != _stat_key(after):
             self._new.pop(relative, None)  # it changed while read: the next run reads it again
             return
         racy = max(before.st_mtime_ns, before.st_ctime_ns) >= started_ns - _RACY_NS
-        self._new[relative] = [*_stat_key(before), digest, 1 if racy else 0]
+        self._new[relative] = [*_stat_key(before), digest, 1 if racy else 0, kind]
 
-    def digest(self, relative: str, path: Path) -> str:
-        """The sha256 of a regular file of the context (read only when its stat changed)."""
+    def scanned(self, relative: str, path: Path) -> tuple[str, str]:
+        """The sha256 of a regular file of the context and the kind of credential its first MiB
+        holds ("" for none), in one read, done only when its stat changed."""
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         with os.fdopen(fd, "rb") as handle:
             before = os.fstat(handle.fileno())
@@ -828,12 +882,18 @@ class ContextHashes:
             if known is not None:
                 return known
             started = time.time_ns()
-            sha = hashlib.sha256()
+            head = handle.read(HEAD_BYTES)
+            kind = scan(head)
+            sha = hashlib.sha256(head)
             while chunk := handle.read(1 << 20):
                 sha.update(chunk)
             digest = sha.hexdigest()
-            self.remember(relative, before, os.fstat(handle.fileno()), digest, started)
-        return digest
+            self.remember(relative, before, os.fstat(handle.fileno()), digest, started, kind)
+        return digest, kind
+
+    def digest(self, relative: str, path: Path) -> str:
+        """The sha256 of a regular file of the context (read only when its stat changed)."""
+        return self.scanned(relative, path)[0]
 
     def save(self) -> None:
         """Keep this run's hashes for the next (only when they changed); never an error.
@@ -854,7 +914,7 @@ class ContextHashes:
                     os.utime(name, dir_fd=folder, follow_symlinks=False)  # used: kept from pruning
                 return
             _prune(folder)
-            data = {"format": 1, "context": self.context_dir, "files": self._new}
+            data = {"format": _CACHE_FORMAT, "context": self.context_dir, "files": self._new}
             tmp = f".hashes.{os.urandom(8).hex()}.tmp"
             out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                           dir_fd=folder)
@@ -873,6 +933,8 @@ class ContextHashes:
 
 
 _CACHE_DAYS = 30
+# 2: each file's entry ends with its secret scan's verdict (records of format 1 are read afresh).
+_CACHE_FORMAT = 2
 
 
 def _prune(folder: int) -> None:
@@ -903,18 +965,23 @@ def stat_context(root: Path, paths: list[str]) -> list[tuple[str, os.stat_result
     return stats
 
 
-def context_entries(root: Path, stats: list[tuple[str, os.stat_result]], hashes: ContextHashes) -> list[list]:
+def context_entries(root: Path, stats: list[tuple[str, os.stat_result]], hashes: ContextHashes,
+                    rule: ContentRule | None = None) -> list[list]:
     """What the context's tar holds, path by path: ``[path, kind, mode, what]``, where kind is
     ``f`` (a regular file; ``what`` its sha256), ``d`` (folder), ``l`` (symlink; ``what`` its
     target), ``p`` (FIFO), ``c`` or ``b`` (device; ``what`` ``major,minor``). Neither times nor
-    owners: the image's content does not depend on them (COPY makes root the owner)."""
+    owners: the image's content does not depend on them (COPY makes root the owner). The files
+    ``rule`` keeps out for their content (scanned as they are hashed) are not there."""
+    rule = rule if rule is not None else ContentRule()
     entries = []
     for relative, st in stats:
         path = root / relative
         mode = stat.S_IMODE(st.st_mode)
         try:
             if stat.S_ISREG(st.st_mode):
-                entries.append([relative, "f", mode, hashes.digest(relative, path)])
+                digest, kind = hashes.scanned(relative, path)
+                if not rule.keeps_out(relative, kind):
+                    entries.append([relative, "f", mode, digest])
             elif stat.S_ISDIR(st.st_mode):
                 entries.append([relative, "d", mode, ""])
             elif stat.S_ISLNK(st.st_mode):
@@ -1114,7 +1181,7 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
     threshold = context_warn_bytes()
     files = context_files(root, dockerfile)
     _check_dockerfile_sent(context, files)
-    warn_kept_out(files)
+    rule = content_rule(context)  # files holding a credential: known once their content is read, below
     stats = stat_context(root, files.paths)
     warning = context_size_warning(stats, threshold)
     if warning:
@@ -1125,6 +1192,7 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
     recorded = ((existing.get("Config") or {}).get("Labels") or {}).get(FINGERPRINT_LABEL)
     bases = _base_ids(api, dockerfile_text)  # None: unknown before the build, which cannot then be skipped
     hashes = ContextHashes(root)
+    _check_required(root, stats, hashes, rule)
 
     def fingerprint_of(entries: list[list]) -> str:
         return fingerprint(entries=entries, dockerfile=dockerfile, dockerfile_text=dockerfile_text,
@@ -1132,9 +1200,12 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
                            ignore_patterns=_ignore_patterns(root))
 
     if recorded and previous and bases is not None and not rebuild:
-        current = fingerprint_of(context_entries(root, stats, hashes))
+        # The secret scan is part of this: a file newly found holding a credential is not in the
+        # entries, so an image built with it is not up to date.
+        current = fingerprint_of(context_entries(root, stats, hashes, rule))
         hashes.save()
         if current == recorded:
+            warn_kept_out(files, rule)
             ui.info(f"image {reference} is up to date (nothing it is built from changed); not rebuilt")
             return ImageRef(name=context.model_tag, tag="latest", image_id=previous)
     step = ""
@@ -1144,8 +1215,9 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
     ui.info(f"building image {reference} from {context.dockerfile}")
     # Before the engine is asked: its errors are about the project. Each file is hashed as it is
     # read into the tar, unless its stat shows the hash already known.
-    tar, entries = _context_tar(root, files.paths, hashes)
+    tar, entries = _context_tar(root, files.paths, hashes, rule)
     hashes.save()
+    warn_kept_out(files, rule)
     labels = {MODEL_TAG_LABEL: context.model_tag, VERSION_LABEL: __version__}
     if bases is not None:
         labels[FINGERPRINT_LABEL] = fingerprint_of(entries)
