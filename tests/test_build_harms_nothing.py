@@ -178,6 +178,92 @@ def test_a_bad_record_is_ignored_and_rewritten(tmp_path, cache_home, monkeypatch
         assert hash_project(root).hashed == []  # and used again
 
 
+NOBODY = 65534
+
+
+@pytest.mark.parametrize("kind", ["writable by others", "another user's", "fahr is a file", "contexts is a file",
+                                  "a dangling link"])
+def test_a_cache_folder_fahr_cannot_trust_is_not_used(tmp_path, cache_home, capsys, kind):
+    """Records in a folder another user can write (or owns) would decide which files fahr does not
+    read again: such a folder, like one that is no folder, is neither read, written nor pruned;
+    one warning says so, and the build works as without a cache."""
+    if kind == "another user's" and os.geteuid() != 0:
+        pytest.skip("making a folder another user's needs root")
+    root = make_project(tmp_path / "proj")
+    hash_project(root)
+    folder = hash_cache_file(root).parent
+    stale = folder / ("4" * 32 + ".json")
+    stale.write_text("{}")
+    os.utime(stale, (MONTH_AGO, MONTH_AGO))
+    if kind == "writable by others":
+        os.chmod(folder, 0o777)
+    elif kind == "another user's":
+        os.chown(folder, NOBODY, NOBODY)
+    elif kind == "contexts is a file":
+        shutil.rmtree(folder)
+        folder.write_text("not a folder\n")
+    else:
+        shutil.rmtree(cache_home / "fahr")
+        if kind == "a dangling link":
+            (cache_home / "fahr").symlink_to(tmp_path / "nowhere")
+        else:
+            (cache_home / "fahr").write_text("not a folder\n")
+    before = snapshot(cache_home)
+    capsys.readouterr()
+    (root / "train.py").write_text("print('changed')\n")  # a changed record would be written (and prune)
+    again = hash_project(root)
+    assert sorted(again.hashed) == ["Dockerfile", "data.bin", "train.py"]  # no record trusted
+    assert snapshot(cache_home) == before  # nothing written, nothing pruned
+    assert not (tmp_path / "nowhere").exists()
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(warnings) == 1 and "hashes the build context's files anew at every fit" in warnings[0], warnings
+
+
+def test_a_record_of_another_user_is_ignored(tmp_path, cache_home):
+    if os.geteuid() != 0:
+        pytest.skip("making a file another user's needs root")
+    root = make_project(tmp_path / "proj")
+    hash_project(root)
+    record = hash_cache_file(root)
+    os.chown(record, NOBODY, NOBODY)
+    again = hash_project(root)
+    assert sorted(again.hashed) == ["Dockerfile", "data.bin", "train.py"]
+    assert record.stat().st_uid == os.geteuid()  # rewritten as the user's
+    assert hash_project(root).hashed == []
+
+
+def test_a_read_only_cache_costs_nothing_but_hashing(tmp_path):
+    """``$XDG_CACHE_HOME`` on a read-only filesystem (a bind mount made read-only in a mount
+    namespace of the child's own): hashing works, silently, with and without records there."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("a read-only mount needs root and unshare")
+    filled, empty = tmp_path / "filled", tmp_path / "empty"
+    root = make_project(tmp_path / "proj")
+    empty.mkdir()
+    child = textwrap.dedent("""
+        import sys
+        from pathlib import Path
+        from fahr_core import image
+        from fahr_core.image import ContextHashes, context_entries, context_files, stat_context
+        image._RACY_NS = -10**12
+        root = Path(sys.argv[1])
+        for _ in range(2):
+            hashes = ContextHashes(root)
+            context_entries(root, stat_context(root, context_files(root).paths), hashes)
+            hashes.save()
+            print(len(hashes.hashed))
+    """)
+    for home in (filled, empty):
+        env = {**os.environ, "XDG_CACHE_HOME": str(home)}
+        if home == filled:
+            subprocess.run([sys.executable, "-c", child, str(root)], env=env, check=True, capture_output=True)
+        script = f'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" -c "$3" "$4"'
+        proc = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", str(home), sys.executable, child,
+                               str(root)], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        assert proc.stdout.split() == (["0", "0"] if home == filled else ["3", "3"])
+
+
 def test_a_record_linked_to_dev_zero_is_not_read(tmp_path, cache_home):
     """In a child under a memory limit (the machine's safety net), whose peak shows what was read."""
     root = make_project(tmp_path / "proj")
@@ -359,3 +445,59 @@ def test_a_dockerfile_linked_inside_the_folder_builds(tmp_path, docker_engine):
     finally:
         with contextlib.suppress(Exception):
             docker_engine.images.remove(tag, force=True)
+
+
+@pytest.mark.docker
+def test_a_rebuild_removes_only_fahrs_own_untagged_image(tmp_path, cache_home, docker_engine):
+    """In-process builds on the real engine (no job needed). The image a rebuild replaces goes only
+    when fahr built it for this tag (any fahr version: an older fahr's image is fahr's too) and
+    nothing else names it: a tag of the user's on it keeps it, tag and all."""
+    import docker.errors
+
+    from fahr_core.jobs import BuildContext
+
+    folder = tmp_path / f"i15imgreview{secrets.token_hex(3)}"
+    make_project(folder)
+    model_tag = f"{folder.name}/train"
+    context = BuildContext(artifact=folder / "train.py", context_dir=folder, dockerfile=folder / "Dockerfile",
+                           model_tag=model_tag)
+    mine = f"{folder.name}-mine:kept"
+    api = docker_engine.api
+    made = []
+
+    def rebuild():
+        (folder / "train.py").write_text(f"print({secrets.token_hex(4)!r})\n")
+        made.append(image.build(context).image_id)
+        return made[-1]
+
+    def exists(image_id):
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            return api.inspect_image(image_id)["Id"] == image_id
+        return False
+
+    try:
+        first = rebuild()
+        api.tag(first, mine)  # the user keeps fahr's image under a name of their own
+        rebuild()
+        assert exists(first) and api.inspect_image(mine)["Id"] == first
+
+        # Built by an older fahr (its labels, another version): fahr's, replaced and removed.
+        made.append(foreign_image(docker_engine, f"{model_tag}:latest", f"{secrets.token_hex(4)} "
+                                  f"{image.MODEL_TAG_LABEL}={model_tag} {image.VERSION_LABEL}=0.0.1"))
+        rebuild()
+        assert not exists(made[-2])
+        # fahr's labels, but for another tag: not this project's image, it stays.
+        made.append(foreign_image(docker_engine, f"{model_tag}:latest", f"{secrets.token_hex(4)} "
+                                  f"{image.MODEL_TAG_LABEL}={model_tag}x {image.VERSION_LABEL}=0.1.0"))
+        rebuild()
+        assert exists(made[-2])
+        # fahr's own image that nothing else names: removed.
+        replaced = made[-1]
+        rebuild()
+        assert not exists(replaced)
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            api.remove_image(mine)
+        for image_id in reversed(made):
+            with contextlib.suppress(docker.errors.APIError):
+                api.remove_image(image_id, force=True)
