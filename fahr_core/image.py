@@ -1156,7 +1156,9 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
     dockerfile_text = _read_dockerfile(context.dockerfile)
     existing = _inspect(api, reference)
     previous = existing.get("Id", "")
-    recorded = ((existing.get("Config") or {}).get("Labels") or {}).get(FINGERPRINT_LABEL)
+    ours = _made_by_fahr(api, existing, context.model_tag)
+    # An image built FROM fahr's carries its labels, the fingerprint too: it is not what fahr built.
+    recorded = ((existing.get("Config") or {}).get("Labels") or {}).get(FINGERPRINT_LABEL) if ours else None
     bases = _base_ids(api, dockerfile_text)  # None: unknown before the build, which cannot then be skipped
     hashes = ContextHashes(root)
 
@@ -1237,7 +1239,7 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
         raise
     if steps and cached == steps - 1:  # FROM is never "cached"
         ui.info(f"image {reference} is up to date (every step cached)")
-    if previous and previous != image_id and _made_by_fahr(existing, context.model_tag):
+    if previous and previous != image_id and ours:
         # The image this build replaced, unless a job still uses it or another name points at it:
         # removed by id, the engine would drop a single remaining tag with it (`docker tag` of the
         # user's). One that fahr did not build (`docker tag` or `docker build -t` of the user's own
@@ -1247,11 +1249,32 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
     return ImageRef(name=context.model_tag, tag="latest", image_id=image_id)
 
 
+def _made_by_fahr(api, attrs: dict, model_tag: str) -> bool:
+    """Whether the engine's record ``attrs`` of an image is of one fahr built for ``model_tag``.
 
-def _made_by_fahr(attrs: dict, model_tag: str) -> bool:
-    """Whether the engine's record ``attrs`` of an image is of one fahr built for ``model_tag``."""
+    Its labels say so, and its last steps set them: labels are inherited, so an image the user
+    built ``FROM`` fahr's (or committed from its container) has them too, under its own steps.
+    fahr's build sets its labels in the builder's last steps, one ``LABEL`` each (the classic
+    builder's history: ``/bin/sh -c #(nop)  LABEL fahr.model_tag=…``): above the one setting
+    the model tag there is nothing but fahr's other labels.
+    """
     labels = (attrs.get("Config") or {}).get("Labels") or {}
-    return labels.get(MODEL_TAG_LABEL) == model_tag and VERSION_LABEL in labels
+    if labels.get(MODEL_TAG_LABEL) != model_tag or VERSION_LABEL not in labels:
+        return False
+    try:
+        history = api.history(attrs["Id"])
+    except Exception:
+        return False  # unknown: treated as the user's (kept, and rebuilt over)
+    for step in history:
+        created = step.get("CreatedBy") or ""
+        if not _FAHR_LABEL_STEP.search(created):
+            return False
+        if f"{MODEL_TAG_LABEL}=" in created:
+            return True
+    return False
+
+
+_FAHR_LABEL_STEP = re.compile(r"#\(nop\)\s+LABEL\s+\"?fahr\.")
 
 
 # The classic builder's line for the image a step committed (or found in its cache).

@@ -447,11 +447,21 @@ def test_a_dockerfile_linked_inside_the_folder_builds(tmp_path, docker_engine):
             docker_engine.images.remove(tag, force=True)
 
 
+def other_build(engine, folder, tag, dockerfile, labels):
+    """An image built by someone else than fahr (labels as the build API sets them, as fahr does)."""
+    folder.mkdir(parents=True)
+    (folder / "Dockerfile").write_text(dockerfile)
+    made, _ = engine.images.build(path=str(folder), tag=tag, labels=labels, rm=True)
+    return made.id
+
+
 @pytest.mark.docker
 def test_a_rebuild_removes_only_fahrs_own_untagged_image(tmp_path, cache_home, docker_engine):
     """In-process builds on the real engine (no job needed). The image a rebuild replaces goes only
     when fahr built it for this tag (any fahr version: an older fahr's image is fahr's too) and
-    nothing else names it: a tag of the user's on it keeps it, tag and all."""
+    nothing else names it: a tag of the user's on it keeps it, tag and all. An image the user built
+    FROM fahr's inherits its labels, fingerprint included: it is neither taken as up to date nor
+    removed."""
     import docker.errors
 
     from fahr_core.jobs import BuildContext
@@ -465,8 +475,9 @@ def test_a_rebuild_removes_only_fahrs_own_untagged_image(tmp_path, cache_home, d
     api = docker_engine.api
     made = []
 
-    def rebuild():
-        (folder / "train.py").write_text(f"print({secrets.token_hex(4)!r})\n")
+    def rebuild(change=True):
+        if change:
+            (folder / "train.py").write_text(f"print({secrets.token_hex(4)!r})\n")
         made.append(image.build(context).image_id)
         return made[-1]
 
@@ -475,24 +486,32 @@ def test_a_rebuild_removes_only_fahrs_own_untagged_image(tmp_path, cache_home, d
             return api.inspect_image(image_id)["Id"] == image_id
         return False
 
+    def others(name, labels, base="python:3.11-slim"):
+        made.append(other_build(docker_engine, tmp_path / name, f"{model_tag}:latest",
+                                f"FROM {base}\nRUN echo {secrets.token_hex(4)} > /mark\n", labels))
+        return made[-1]
+
     try:
         first = rebuild()
         api.tag(first, mine)  # the user keeps fahr's image under a name of their own
         rebuild()
         assert exists(first) and api.inspect_image(mine)["Id"] == first
 
+        # The user's image FROM fahr's, under the project's tag: fahr's labels, not fahr's build.
+        derived = others("derived", {}, base=f"{model_tag}:latest")
+        assert api.inspect_image(derived)["Config"]["Labels"][image.FINGERPRINT_LABEL]
+        assert rebuild(change=False) != derived  # not "up to date": built anew
+        assert exists(derived)
+
         # Built by an older fahr (its labels, another version): fahr's, replaced and removed.
-        made.append(foreign_image(docker_engine, f"{model_tag}:latest", f"{secrets.token_hex(4)} "
-                                  f"{image.MODEL_TAG_LABEL}={model_tag} {image.VERSION_LABEL}=0.0.1"))
+        older = others("older", {image.MODEL_TAG_LABEL: model_tag, image.VERSION_LABEL: "0.0.1"})
         rebuild()
-        assert not exists(made[-2])
+        assert not exists(older)
         # fahr's labels, but for another tag: not this project's image, it stays.
-        made.append(foreign_image(docker_engine, f"{model_tag}:latest", f"{secrets.token_hex(4)} "
-                                  f"{image.MODEL_TAG_LABEL}={model_tag}x {image.VERSION_LABEL}=0.1.0"))
-        rebuild()
-        assert exists(made[-2])
+        elsewhere = others("elsewhere", {image.MODEL_TAG_LABEL: f"{model_tag}x", image.VERSION_LABEL: "0.1.0"})
+        replaced = rebuild()
+        assert exists(elsewhere)
         # fahr's own image that nothing else names: removed.
-        replaced = made[-1]
         rebuild()
         assert not exists(replaced)
     finally:
