@@ -178,6 +178,28 @@ def test_a_bad_record_is_ignored_and_rewritten(tmp_path, cache_home, monkeypatch
         assert hash_project(root).hashed == []  # and used again
 
 
+def test_the_cache_folder_swapped_for_a_link_while_in_use_is_not_followed(tmp_path, cache_home, monkeypatch):
+    """``contexts`` replaced by a link to the user's folder after fahr opened it (just before it
+    prunes): pruning and the record's write stay in the folder fahr opened."""
+    root = make_project(tmp_path / "proj")
+    hash_project(root)
+    folder = hash_cache_file(root).parent
+    mine = users_folder(tmp_path / "mine")
+    before = snapshot(mine)
+    prune = image._prune
+
+    def swapped(fd):
+        os.rename(folder, tmp_path / "opened")
+        folder.symlink_to(mine)
+        prune(fd)
+
+    monkeypatch.setattr(image, "_prune", swapped)
+    (root / "train.py").write_text("print('changed')\n")
+    hash_project(root)
+    assert snapshot(mine) == before
+    assert json.loads((tmp_path / "opened" / hash_cache_file(root).name).read_text())["context"] == str(root)
+
+
 NOBODY = 65534
 
 
