@@ -123,7 +123,10 @@ def remote_digest(engine, reference: str, auth: dict) -> str:
 
 
 def push(image: ImageRef, config) -> ImageRef:
-    """Push ``image`` to its ECR repository unless the registry already holds its content."""
+    """Push ``image`` to its ECR repository unless the registry already holds its content.
+
+    The local tag of the registry's name the push needs is removed afterwards only when fahr made
+    it; one naming another image is a :class:`UsageError` (it is never moved)."""
     engine = _docker()
     repo_uri = ensure_repository(config, image.name)
     auth = login(config, engine)
