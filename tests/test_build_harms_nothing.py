@@ -1,10 +1,14 @@
 """The image build harms nothing that is not fahr's, and fails before the engine where it must.
 
-- An image under the project's tag that fahr did not build (no fahr labels) survives a fit;
-  the fahr image a rebuild replaces is still removed.
+- An image under the project's tag that fahr did not build (no fahr labels, fahr's labels for
+  another tag, or inherited from fahr's image by one built FROM it) survives a fit and is not
+  taken as up to date; the fahr image a rebuild replaces (any fahr version) is still removed,
+  unless a tag of the user's names it.
 - The hash cache (``$XDG_CACHE_HOME/fahr/contexts``) is never pruned, read or written through a
-  link at ``fahr`` or ``contexts``; pruning removes only regular files named as fahr names them; a
-  record that is a pipe, a link or too big is ignored and rewritten, never hangs or fills memory.
+  link at ``fahr`` or ``contexts`` (nor when one is swapped in while fahr uses it), nor when
+  either is no folder, another user's, or ``contexts`` is writable by others; pruning removes
+  only regular files named as fahr names them; a record that is a pipe, a link, another user's or
+  too big is ignored and rewritten, never hangs or fills memory; a read-only cache costs nothing.
 - A Dockerfile the engine could not follow (a link out of the build context, an absolute link, a
   link to a file .dockerignore keeps out), and one that is dangling, a folder or a pipe, is one
   line, exit 2, before anything is built.
