@@ -724,7 +724,8 @@ def _cache_folder(create: bool, warn: bool = False) -> int | None:
                 inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
             except OSError as exc:
                 # Nothing there (no cache yet, or it cannot be made: a read-only disk) is no problem.
-                problem = _not_a_cache(os.stat(name, dir_fd=fd, follow_symlinks=False), name) or exc.strerror
+                problem = (_not_a_cache(os.stat(name, dir_fd=fd, follow_symlinks=False), name)
+                           or f"cannot be opened ({exc.strerror})")
                 break
             os.close(fd)
             fd = inner
