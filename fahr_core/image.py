@@ -750,8 +750,10 @@ def _cache_folder(create: bool, warn: bool = False) -> int | None:
 
     ``fahr`` and ``contexts`` are opened one by one without following a link (``O_NOFOLLOW``,
     relative to the folder above): a link at either name may lead to a folder of the user's, and
-    fahr must neither prune nor write there. Then the cache is not used (with ``warn``, one line
-    says so), and builds work as without it. The folder above (``$XDG_CACHE_HOME``) is the user's.
+    fahr must neither prune nor write there. Both must be folders of this user, and ``contexts``
+    writable by no one else: records planted by another user would decide which files are not
+    read again. Otherwise the cache is not used (with ``warn``, one line says so), and builds work
+    as without it. The folder above (``$XDG_CACHE_HOME``) is the user's.
     """
     cache = fahr_cache_dir()
     try:
@@ -760,41 +762,73 @@ def _cache_folder(create: bool, warn: bool = False) -> int | None:
         fd = os.open(cache.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return None
-    name = cache.name
+    where, problem = cache.parent, None
     try:
         for name in (cache.name, _CONTEXTS):
+            where = where / name
             if create:
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(name, 0o700, dir_fd=fd)  # it lists the projects' files
-            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            try:
+                inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError as exc:
+                # Nothing there (no cache yet, or it cannot be made: a read-only disk) is no problem.
+                problem = (_not_a_cache(os.stat(name, dir_fd=fd, follow_symlinks=False), name)
+                           or f"cannot be opened ({exc.strerror})")
+                break
             os.close(fd)
             fd = inner
-        return fd
+            problem = _not_a_cache(os.fstat(fd), name)
+            if problem:
+                break
+        else:
+            return fd
     except OSError:
-        with contextlib.suppress(OSError):
-            if warn and stat.S_ISLNK(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
-                where = cache if name == cache.name else cache / _CONTEXTS
-                ui.warn(f"{where} is a symbolic link, not fahr's cache folder: fahr neither reads nor writes "
-                        "through it, and hashes the build context's files anew at every fit; remove the link")
-        os.close(fd)
-        return None
+        pass
+    os.close(fd)
+    if warn and problem:
+        if problem.startswith("is a symbolic link"):
+            ui.warn(f"{where} is a symbolic link, not fahr's cache folder: fahr neither reads nor writes "
+                    "through it, and hashes the build context's files anew at every fit; remove the link")
+        else:
+            fix = f"chmod go-w {where}" if "written" in problem else "remove it"
+            ui.warn(f"{where} {problem}: fahr does not use it as its cache, and hashes the build context's "
+                    f"files anew at every fit; {fix}")
+    return None
+
+
+def _not_a_cache(st: os.stat_result, name: str) -> str | None:
+    """Why the ``lstat``/``fstat`` ``st`` of fahr's cache folder ``name`` rules it out, or None."""
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a folder"
+    if st.st_uid != os.geteuid():
+        return "belongs to another user"
+    if name == _CONTEXTS and st.st_mode & 0o022:
+        return "can be written by other users"
+    return None
 
 
 class _NotAFile(Exception):
-    """What :func:`_read_regular` found is a folder, a pipe, a device or a socket."""
+    """What :func:`_read_regular` found is a folder, a pipe, a device or a socket (or, when an owner
+    was asked for, a file of another user)."""
 
 
-def _read_regular(path, limit: int, *, dir_fd: int | None = None, follow: bool = True) -> bytes:
+def _read_regular(path, limit: int, *, dir_fd: int | None = None, follow: bool = True,
+                  owner: int | None = None) -> bytes:
     """At most ``limit + 1`` bytes of the regular file at ``path`` (more than ``limit``: too big).
 
     A pipe or a device under that name (or, with ``follow``, a link to one, such as /dev/zero)
     raises :class:`_NotAFile` at once, never blocking, never reading without end; without
     ``follow`` a link raises ``OSError`` (ELOOP). ``OSError`` when it cannot be opened or read.
+    With ``owner``, a file of another user raises :class:`_NotAFile` too.
     """
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     fd = os.open(path, flags, dir_fd=dir_fd)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (owner is not None and st.st_uid != owner):
             raise _NotAFile(path)
         with os.fdopen(os.dup(fd), "rb") as handle:
             return handle.read(limit + 1)
@@ -813,8 +847,9 @@ class ContextHashes:
     A file whose size, mtime, ctime, inode and device are those recorded when it was last hashed
     is not read again: an unchanged folder costs a walk of ``lstat`` calls. The record is one JSON
     file per context folder in :func:`hash_cache_file`, replaced atomically; one that cannot be
-    read or makes no sense (not a regular file, a link, too big, not JSON) is ignored (and
-    rewritten), never an error: it is only a cache. Every access goes through :func:`_cache_folder`.
+    read or makes no sense (not a regular file, a link, another user's, too big, not JSON) is
+    ignored (and rewritten), never an error: it is only a cache. Every access goes through
+    :func:`_cache_folder`.
     """
 
     def __init__(self, context_dir: Path) -> None:
@@ -830,7 +865,7 @@ class ContextHashes:
         if folder is None:
             return {}
         try:
-            text = _read_regular(self.file.name, _RECORD_MAX, dir_fd=folder, follow=False)
+            text = _read_regular(self.file.name, _RECORD_MAX, dir_fd=folder, follow=False, owner=os.geteuid())
             if len(text) > _RECORD_MAX:
                 return {}
             data = json.loads(text)
@@ -1189,7 +1224,9 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
     dockerfile_text = _read_dockerfile(context.dockerfile)
     existing = _inspect(api, reference)
     previous = existing.get("Id", "")
-    recorded = ((existing.get("Config") or {}).get("Labels") or {}).get(FINGERPRINT_LABEL)
+    ours = _made_by_fahr(api, existing, context.model_tag)
+    # An image built FROM fahr's carries its labels, the fingerprint too: it is not what fahr built.
+    recorded = ((existing.get("Config") or {}).get("Labels") or {}).get(FINGERPRINT_LABEL) if ours else None
     bases = _base_ids(api, dockerfile_text)  # None: unknown before the build, which cannot then be skipped
     hashes = ContextHashes(root)
     _check_required(root, stats, hashes, rule)
@@ -1275,19 +1312,42 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
         raise
     if steps and cached == steps - 1:  # FROM is never "cached"
         ui.info(f"image {reference} is up to date (every step cached)")
-    if previous and previous != image_id and _made_by_fahr(existing, context.model_tag):
-        # The image this build replaced, unless a job still uses it or it has another tag. One that
-        # fahr did not build (`docker tag` or `docker build -t` of the user's own under this name)
-        # is the user's, dangling now or not: it stays.
-        _remove_quietly(api, previous)
+    if previous and previous != image_id and ours:
+        # The image this build replaced, unless a job still uses it or another name points at it:
+        # removed by id, the engine would drop a single remaining tag with it (`docker tag` of the
+        # user's). One that fahr did not build (`docker tag` or `docker build -t` of the user's own
+        # under this name) is the user's, dangling now or not: it stays.
+        if not _names(_inspect(api, previous)):
+            _remove_quietly(api, previous)
     return ImageRef(name=context.model_tag, tag="latest", image_id=image_id)
 
 
+def _made_by_fahr(api, attrs: dict, model_tag: str) -> bool:
+    """Whether the engine's record ``attrs`` of an image is of one fahr built for ``model_tag``.
 
-def _made_by_fahr(attrs: dict, model_tag: str) -> bool:
-    """Whether the engine's record ``attrs`` of an image is of one fahr built for ``model_tag``."""
+    Its labels say so, and its last steps set them: labels are inherited, so an image the user
+    built ``FROM`` fahr's (or committed from its container) has them too, under its own steps.
+    fahr's build sets its labels in the builder's last steps, one ``LABEL`` each (the classic
+    builder's history: ``/bin/sh -c #(nop)  LABEL fahr.model_tag=…``): above the one setting
+    the model tag there is nothing but fahr's other labels.
+    """
     labels = (attrs.get("Config") or {}).get("Labels") or {}
-    return labels.get(MODEL_TAG_LABEL) == model_tag and VERSION_LABEL in labels
+    if labels.get(MODEL_TAG_LABEL) != model_tag or VERSION_LABEL not in labels:
+        return False
+    try:
+        history = api.history(attrs["Id"])
+    except Exception:
+        return False  # unknown: treated as the user's (kept, and rebuilt over)
+    for step in history:
+        created = step.get("CreatedBy") or ""
+        if not _FAHR_LABEL_STEP.search(created):
+            return False
+        if f"{MODEL_TAG_LABEL}=" in created:
+            return True
+    return False
+
+
+_FAHR_LABEL_STEP = re.compile(r"#\(nop\)\s+LABEL\s+\"?fahr\.")
 
 
 # The classic builder's line for the image a step committed (or found in its cache).
@@ -1318,6 +1378,12 @@ def _remove_leftovers(api, committed: list[str], before: set[str] | None) -> Non
             if (image_id.split(":", 1)[-1].startswith(short)
                     and _inspect(api, image_id).get("Parent", "").split(":", 1)[-1].startswith(parent)):
                 _remove_quietly(api, image_id, noprune=True)
+
+
+def _names(attrs: dict) -> list[str]:
+    """The tags and registry digests naming the image of the engine's record ``attrs``."""
+    return [name for name in (attrs.get("RepoTags") or []) + (attrs.get("RepoDigests") or [])
+            if not name.startswith("<none>")]
 
 
 def _image_id(api, reference: str) -> str:

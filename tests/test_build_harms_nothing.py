@@ -1,10 +1,14 @@
 """The image build harms nothing that is not fahr's, and fails before the engine where it must.
 
-- An image under the project's tag that fahr did not build (no fahr labels) survives a fit;
-  the fahr image a rebuild replaces is still removed.
+- An image under the project's tag that fahr did not build (no fahr labels, fahr's labels for
+  another tag, or inherited from fahr's image by one built FROM it) survives a fit and is not
+  taken as up to date; the fahr image a rebuild replaces (any fahr version) is still removed,
+  unless a tag of the user's names it.
 - The hash cache (``$XDG_CACHE_HOME/fahr/contexts``) is never pruned, read or written through a
-  link at ``fahr`` or ``contexts``; pruning removes only regular files named as fahr names them; a
-  record that is a pipe, a link or too big is ignored and rewritten, never hangs or fills memory.
+  link at ``fahr`` or ``contexts`` (nor when one is swapped in while fahr uses it), nor when
+  either is no folder, another user's, or ``contexts`` is writable by others; pruning removes
+  only regular files named as fahr names them; a record that is a pipe, a link, another user's or
+  too big is ignored and rewritten, never hangs or fills memory; a read-only cache costs nothing.
 - A Dockerfile the engine could not follow (a link out of the build context, an absolute link, a
   link to a file .dockerignore keeps out), and one that is dangling, a folder or a pipe, is one
   line, exit 2, before anything is built.
@@ -176,6 +180,114 @@ def test_a_bad_record_is_ignored_and_rewritten(tmp_path, cache_home, monkeypatch
     assert json.loads(record.read_text())["context"] == str(root)
     if kind != "too big":
         assert hash_project(root).hashed == []  # and used again
+
+
+def test_the_cache_folder_swapped_for_a_link_while_in_use_is_not_followed(tmp_path, cache_home, monkeypatch):
+    """``contexts`` replaced by a link to the user's folder after fahr opened it (just before it
+    prunes): pruning and the record's write stay in the folder fahr opened."""
+    root = make_project(tmp_path / "proj")
+    hash_project(root)
+    folder = hash_cache_file(root).parent
+    mine = users_folder(tmp_path / "mine")
+    before = snapshot(mine)
+    prune = image._prune
+
+    def swapped(fd):
+        os.rename(folder, tmp_path / "opened")
+        folder.symlink_to(mine)
+        prune(fd)
+
+    monkeypatch.setattr(image, "_prune", swapped)
+    (root / "train.py").write_text("print('changed')\n")
+    hash_project(root)
+    assert snapshot(mine) == before
+    assert json.loads((tmp_path / "opened" / hash_cache_file(root).name).read_text())["context"] == str(root)
+
+
+NOBODY = 65534
+
+
+@pytest.mark.parametrize("kind", ["writable by others", "another user's", "fahr is a file", "contexts is a file",
+                                  "a dangling link"])
+def test_a_cache_folder_fahr_cannot_trust_is_not_used(tmp_path, cache_home, capsys, kind):
+    """Records in a folder another user can write (or owns) would decide which files fahr does not
+    read again: such a folder, like one that is no folder, is neither read, written nor pruned;
+    one warning says so, and the build works as without a cache."""
+    if kind == "another user's" and os.geteuid() != 0:
+        pytest.skip("making a folder another user's needs root")
+    root = make_project(tmp_path / "proj")
+    hash_project(root)
+    folder = hash_cache_file(root).parent
+    stale = folder / ("4" * 32 + ".json")
+    stale.write_text("{}")
+    os.utime(stale, (MONTH_AGO, MONTH_AGO))
+    if kind == "writable by others":
+        os.chmod(folder, 0o777)
+    elif kind == "another user's":
+        os.chown(folder, NOBODY, NOBODY)
+    elif kind == "contexts is a file":
+        shutil.rmtree(folder)
+        folder.write_text("not a folder\n")
+    else:
+        shutil.rmtree(cache_home / "fahr")
+        if kind == "a dangling link":
+            (cache_home / "fahr").symlink_to(tmp_path / "nowhere")
+        else:
+            (cache_home / "fahr").write_text("not a folder\n")
+    before = snapshot(cache_home)
+    capsys.readouterr()
+    (root / "train.py").write_text("print('changed')\n")  # a changed record would be written (and prune)
+    again = hash_project(root)
+    assert sorted(again.hashed) == ["Dockerfile", "data.bin", "train.py"]  # no record trusted
+    assert snapshot(cache_home) == before  # nothing written, nothing pruned
+    assert not (tmp_path / "nowhere").exists()
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(warnings) == 1 and "hashes the build context's files anew at every fit" in warnings[0], warnings
+
+
+def test_a_record_of_another_user_is_ignored(tmp_path, cache_home):
+    if os.geteuid() != 0:
+        pytest.skip("making a file another user's needs root")
+    root = make_project(tmp_path / "proj")
+    hash_project(root)
+    record = hash_cache_file(root)
+    os.chown(record, NOBODY, NOBODY)
+    again = hash_project(root)
+    assert sorted(again.hashed) == ["Dockerfile", "data.bin", "train.py"]
+    assert record.stat().st_uid == os.geteuid()  # rewritten as the user's
+    assert hash_project(root).hashed == []
+
+
+def test_a_read_only_cache_costs_nothing_but_hashing(tmp_path):
+    """``$XDG_CACHE_HOME`` on a read-only filesystem (a bind mount made read-only in a mount
+    namespace of the child's own): hashing works, silently, with and without records there."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("a read-only mount needs root and unshare")
+    filled, empty = tmp_path / "filled", tmp_path / "empty"
+    root = make_project(tmp_path / "proj")
+    empty.mkdir()
+    child = textwrap.dedent("""
+        import sys
+        from pathlib import Path
+        from fahr_core import image
+        from fahr_core.image import ContextHashes, context_entries, context_files, stat_context
+        image._RACY_NS = -10**12
+        root = Path(sys.argv[1])
+        for _ in range(2):
+            hashes = ContextHashes(root)
+            context_entries(root, stat_context(root, context_files(root).paths), hashes)
+            hashes.save()
+            print(len(hashes.hashed))
+    """)
+    for home in (filled, empty):
+        env = {**os.environ, "XDG_CACHE_HOME": str(home)}
+        if home == filled:
+            subprocess.run([sys.executable, "-c", child, str(root)], env=env, check=True, capture_output=True)
+        script = f'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" -c "$3" "$4"'
+        proc = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", str(home), sys.executable, child,
+                               str(root)], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        assert proc.stdout.split() == (["0", "0"] if home == filled else ["3", "3"])
 
 
 def test_a_record_linked_to_dev_zero_is_not_read(tmp_path, cache_home):
@@ -359,3 +471,78 @@ def test_a_dockerfile_linked_inside_the_folder_builds(tmp_path, docker_engine):
     finally:
         with contextlib.suppress(Exception):
             docker_engine.images.remove(tag, force=True)
+
+
+def other_build(engine, folder, tag, dockerfile, labels):
+    """An image built by someone else than fahr (labels as the build API sets them, as fahr does)."""
+    folder.mkdir(parents=True)
+    (folder / "Dockerfile").write_text(dockerfile)
+    made, _ = engine.images.build(path=str(folder), tag=tag, labels=labels, rm=True)
+    return made.id
+
+
+@pytest.mark.docker
+def test_a_rebuild_removes_only_fahrs_own_untagged_image(tmp_path, cache_home, docker_engine):
+    """In-process builds on the real engine (no job needed). The image a rebuild replaces goes only
+    when fahr built it for this tag (any fahr version: an older fahr's image is fahr's too) and
+    nothing else names it: a tag of the user's on it keeps it, tag and all. An image the user built
+    FROM fahr's inherits its labels, fingerprint included: it is neither taken as up to date nor
+    removed."""
+    import docker.errors
+
+    from fahr_core.jobs import BuildContext
+
+    folder = tmp_path / f"i15imgreview{secrets.token_hex(3)}"
+    make_project(folder)
+    model_tag = f"{folder.name}/train"
+    context = BuildContext(artifact=folder / "train.py", context_dir=folder, dockerfile=folder / "Dockerfile",
+                           model_tag=model_tag)
+    mine = f"{folder.name}-mine:kept"
+    api = docker_engine.api
+    made = []
+
+    def rebuild(change=True):
+        if change:
+            (folder / "train.py").write_text(f"print({secrets.token_hex(4)!r})\n")
+        made.append(image.build(context).image_id)
+        return made[-1]
+
+    def exists(image_id):
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            return api.inspect_image(image_id)["Id"] == image_id
+        return False
+
+    def others(name, labels, base="python:3.11-slim"):
+        made.append(other_build(docker_engine, tmp_path / name, f"{model_tag}:latest",
+                                f"FROM {base}\nRUN echo {secrets.token_hex(4)} > /mark\n", labels))
+        return made[-1]
+
+    try:
+        first = rebuild()
+        api.tag(first, mine)  # the user keeps fahr's image under a name of their own
+        rebuild()
+        assert exists(first) and api.inspect_image(mine)["Id"] == first
+
+        # The user's image FROM fahr's, under the project's tag: fahr's labels, not fahr's build.
+        derived = others("derived", {}, base=f"{model_tag}:latest")
+        assert api.inspect_image(derived)["Config"]["Labels"][image.FINGERPRINT_LABEL]
+        assert rebuild(change=False) != derived  # not "up to date": built anew
+        assert exists(derived)
+
+        # Built by an older fahr (its labels, another version): fahr's, replaced and removed.
+        older = others("older", {image.MODEL_TAG_LABEL: model_tag, image.VERSION_LABEL: "0.0.1"})
+        rebuild()
+        assert not exists(older)
+        # fahr's labels, but for another tag: not this project's image, it stays.
+        elsewhere = others("elsewhere", {image.MODEL_TAG_LABEL: f"{model_tag}x", image.VERSION_LABEL: "0.1.0"})
+        replaced = rebuild()
+        assert exists(elsewhere)
+        # fahr's own image that nothing else names: removed.
+        rebuild()
+        assert not exists(replaced)
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            api.remove_image(mine)
+        for image_id in reversed(made):
+            with contextlib.suppress(docker.errors.APIError):
+                api.remove_image(image_id, force=True)

@@ -7,6 +7,7 @@ and the emulator runs the training containers on the Docker engine. See tests/aw
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -533,3 +534,38 @@ def test_fetch_from_a_missing_bucket_is_one_line(stack, tmp_path):
                       cwd=tmp_path)
     _one_error(result, 2, "bucket 'no-such-bucket-here' does not exist")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_push_keeps_the_users_own_registry_tag(stack, tmp_path, monkeypatch, docker_engine):
+    """The push itself, in-process, against the emulated ECR and its real registry: the image's
+    registry-named tag, pulled before by the user, is still theirs afterwards; the one fahr made for
+    another image is gone again."""
+    import secrets
+
+    from aws_emulator.stack import REGISTRY_HOST
+    from fahr_core import ImageRef
+    from fahr_core import config as cfg
+    from test_build_skip import _build_base
+
+    import fahr_sagemaker
+    from fahr_sagemaker import ecr
+
+    for key, value in stack.env().items():
+        monkeypatch.setenv(key, value)
+    config = cfg.resolve("sagemaker", fahr_sagemaker.config_keys(), cfg.ProjectFile(None, {}),
+                         [("output_path", f"s3://{BUCKET}/i15imgreview"), ("role_name", ROLE)], environ=dict(os.environ))
+    name = f"i15imgreview{secrets.token_hex(3)}/train"
+    api = docker_engine.api
+    ids = [_build_base(docker_engine, f"{name}:{mark}", f"{mark}{secrets.token_hex(4)}") for mark in ("mine", "new")]
+    remotes = [f"{REGISTRY_HOST}/{name}:{ecr.content_tag(i)}" for i in ids]
+    api.tag(ids[0], *remotes[0].rsplit(":", 1))  # as `docker pull` of it from the registry would leave it
+    try:
+        for image_id in ids:
+            pushed = ecr.push(ImageRef(name=name, image_id=image_id), config)
+            assert pushed.digest.startswith("sha256:") and pushed.tag == ecr.content_tag(image_id)
+        assert api.inspect_image(remotes[0])["Id"] == ids[0]  # the user's tag: kept
+        assert not [t for t in api.inspect_image(ids[1])["RepoTags"] if t.startswith(REGISTRY_HOST)]  # fahr's: gone
+    finally:
+        for reference in [remotes[0], *ids]:
+            with contextlib.suppress(Exception):
+                api.remove_image(reference, force=True)

@@ -3,6 +3,7 @@ translation, names; and the emulator's request validation."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -262,6 +263,68 @@ def test_registry_errors_say_refused_or_unreachable():
     unreachable = ecr._registry_error("logging in", RuntimeError("Get https://x/v2/: dial tcp 127.0.0.1:443: connect: connection refused"))
     assert "registry refused" in refused.message and refused.exit_code == 3
     assert "registry unreachable" in unreachable.message and unreachable.exit_code == 3
+
+
+class _FakeImages:
+    """The engine as ``ecr.push`` sees it: local tags (``repo:tag`` -> image id) and a registry
+    that holds nothing yet."""
+
+    def __init__(self, tags):
+        self.tags = dict(tags)
+        self.pushed = []
+
+    def inspect_image(self, reference):
+        from docker import errors
+
+        if reference.startswith("sha256:"):
+            return {"Id": reference, "Size": 1}
+        if reference not in self.tags:
+            raise errors.ImageNotFound(reference)
+        return {"Id": self.tags[reference], "Size": 1}
+
+    def inspect_distribution(self, reference, auth_config):
+        from docker import errors
+
+        raise errors.NotFound("manifest unknown")
+
+    def tag(self, image, repository, tag):
+        self.tags[f"{repository}:{tag}"] = image
+
+    def remove_image(self, reference, noprune):
+        del self.tags[reference]
+
+    def push(self, repository, tag, auth_config, stream, decode):
+        self.pushed.append((f"{repository}:{tag}", self.tags[f"{repository}:{tag}"]))
+        yield {"aux": {"Digest": "sha256:" + "d" * 64}}
+
+
+URI = "123456789012.dkr.ecr.us-east-1.amazonaws.com/hello/train"
+
+
+@pytest.mark.parametrize("users_tag", [None, "the same image", "another image"])
+def test_a_push_removes_only_the_local_tag_fahr_made(monkeypatch, users_tag):
+    """The push goes through a local tag of the registry's name; a tag of that name the user already
+    had (an image pulled from the registry) stays, and one naming another image is never moved."""
+    from types import SimpleNamespace
+
+    from fahr_core import ImageRef, UsageError
+
+    image_id, other = "sha256:" + "ab" * 32, "sha256:" + "cd" * 32
+    remote = f"{URI}:{ecr.content_tag(image_id)}"
+    mine = {} if users_tag is None else {remote: image_id if users_tag == "the same image" else other}
+    api = _FakeImages({"hello/train:latest": image_id, **mine})
+    monkeypatch.setattr(ecr, "_docker", lambda: SimpleNamespace(api=api))
+    monkeypatch.setattr(ecr, "ensure_repository", lambda config, name: URI)
+    monkeypatch.setattr(ecr, "login", lambda config, engine: {})
+    image = ImageRef(name="hello/train", image_id=image_id)
+    if users_tag == "another image":
+        with pytest.raises(UsageError, match=f"the local image tag {re.escape(remote)} names another image"):
+            ecr.push(image, _config(**GOOD))
+        assert api.pushed == [] and api.tags[remote] == other
+        return
+    pushed = ecr.push(image, _config(**GOOD))
+    assert pushed.digest == "sha256:" + "d" * 64 and api.pushed == [(remote, image_id)]
+    assert api.tags == {"hello/train:latest": image_id, **mine}  # fahr's own vehicle tag gone, the user's kept
 
 
 def test_spot_savings_line():

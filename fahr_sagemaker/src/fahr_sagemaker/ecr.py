@@ -123,7 +123,10 @@ def remote_digest(engine, reference: str, auth: dict) -> str:
 
 
 def push(image: ImageRef, config) -> ImageRef:
-    """Push ``image`` to its ECR repository unless the registry already holds its content."""
+    """Push ``image`` to its ECR repository unless the registry already holds its content.
+
+    The local tag of the registry's name the push needs is removed afterwards only when fahr made
+    it; one naming another image is a :class:`UsageError` (it is never moved)."""
     engine = _docker()
     repo_uri = ensure_repository(config, image.name)
     auth = login(config, engine)
@@ -137,16 +140,37 @@ def push(image: ImageRef, config) -> ImageRef:
     warning = large_image_warning(f"{image.name}:{image.tag}", _image_size(engine, image_id), image_warn_bytes())
     if warning:
         ui.warn(warning)
-    engine.api.tag(image_id, repo_uri, tag)
+    # The push needs a local tag of the registry's name. One the user already has (an image pulled
+    # from the registry) is theirs: used as it is, and kept; fahr removes only the tag it made.
+    had = _local_id(engine, remote)
+    if had and had != image_id:
+        raise UsageError(f"the local image tag {remote} names another image than the one to push "
+                         f"({had[:19]}…, not {image_id[:19]}…); fahr pushes under that name: remove or "
+                         f"rename that tag (docker rmi {remote}) and fit again")
+    if not had:
+        engine.api.tag(image_id, repo_uri, tag)
     try:
         digest = _push_with_progress(engine, repo_uri, tag, auth)
     finally:
-        try:  # the local registry-named tag was only a vehicle for the push
-            engine.api.remove_image(remote, noprune=True)
-        except Exception:
-            pass
+        if not had:
+            try:  # the local registry-named tag fahr made was only a vehicle for the push
+                engine.api.remove_image(remote, noprune=True)
+            except Exception:
+                pass
     ui.success(f"pushed {remote} ({digest[:19]}…)")
     return ImageRef(name=repo_uri, tag=tag, image_id=image_id, digest=digest)
+
+
+def _local_id(engine, reference: str) -> str:
+    """The id of the local image ``reference`` names, or '' when there is none."""
+    from docker import errors as docker_errors
+
+    try:
+        return engine.api.inspect_image(reference)["Id"]
+    except docker_errors.ImageNotFound:
+        return ""
+    except docker_errors.APIError as exc:
+        raise EnvironmentProblem(f"the Docker engine cannot look up {reference}: {exc.explanation or exc}") from exc
 
 
 def _image_size(engine, image_id: str) -> int:
