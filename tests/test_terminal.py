@@ -261,3 +261,21 @@ def test_the_jobs_own_output_stays_byte_for_byte(failed_job):
     logs = run_fahr("logs", job["job_name"], "--host", "algo-1", env=env, check=0)
     assert logs.stdout == "\x1b[1mepoch 1\x1b[0m\n"
     assert job["failure_reason"] == HOSTILE  # the record keeps the data; only the terminal sees escapes
+
+
+@pytest.mark.docker
+def test_a_failure_reason_from_sagemaker_cannot_forge_fahrs_lines(stack, tmp_path):
+    """The same attack through the emulated SageMaker: FailureReason is the job's failure file."""
+    from aws_emulator.fixtures import run_fahr as run_fahr_on_stack
+    from aws_emulator.fixtures import sagemaker_args, write_model
+
+    model = write_model(tmp_path, f"i15term{uuid.uuid4().hex[:6]}", f"""\
+from pathlib import Path
+print("\\x1b[1mepoch 1\\x1b[0m", flush=True)
+Path("/opt/ml/output/failure").write_text({HOSTILE!r})
+raise SystemExit(1)
+""")
+    result = run_fahr_on_stack(stack, "fit", str(model), *sagemaker_args(), cwd=tmp_path)
+    error = the_error_line(subprocess.CompletedProcess([], result.code, result.stdout, result.stderr), 1)
+    assert re.search(r" failed in [0-9.]+ s: ", error) and error.endswith(f": {SHOWN} fahr error: forged"), error
+    assert "\x1b[1mepoch 1\x1b[0m\n" in result.stdout  # the job's own output, as it printed it
