@@ -79,7 +79,7 @@ def _run(work):
             import traceback
 
             traceback.print_exc()
-        ui.error(_one_line(exc.message))
+        ui.error(exc.message)
         raise typer.Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
         from fahr_core import interrupts
@@ -98,11 +98,6 @@ def _run(work):
             raise
         ui.error(f"internal error: {type(exc).__name__}: {first_line(exc, None)} (rerun with --debug for the traceback)")
         raise typer.Exit(code=EXIT_INTERNAL) from None
-
-
-def _one_line(message: str) -> str:
-    """An error is one line, whatever the text it quotes (a tarfile or SDK message may hold several)."""
-    return " ".join(line.strip() for line in str(message).splitlines() if line.strip())
 
 
 def _invoke(args=None) -> int:
@@ -128,7 +123,7 @@ def _invoke(args=None) -> int:
     except click_errors.ClickException as exc:
         from fahr_core import ui
 
-        ui.error(_one_line(exc.format_message()))
+        ui.error(exc.format_message())
         return exc.exit_code
     except typer.Abort:
         from fahr_core import ui
@@ -142,7 +137,9 @@ def _usage_line(exc, args: list[str]) -> str:
     """``missing argument 'JOB_NAME'; see 'fahr wait --help'`` from a click usage error."""
     import re
 
-    what = _one_line(exc.format_message()).rstrip(".")
+    from fahr_core import ui
+
+    what = ui.one_line(exc.format_message()).rstrip(".")
     what = re.sub(r"\. Did you mean (.+)\?$", r" (did you mean \1?)", what)
     if what[1:2].islower():  # "Missing argument" -> "missing argument", but "PATH …" stays
         what = what[:1].lower() + what[1:]

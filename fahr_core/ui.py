@@ -11,7 +11,7 @@ fahr's (README, "What fahr guarantees").
 rich is imported on first use, not at start-up.
 
 Plugins use it as ``from fahr_core import ui``; the functions in ``__all__`` are part of fahr's
-plugin API (the rest, ``console``, ``error`` and ``visible``, is the CLI's own).
+plugin API (the rest, ``console``, ``error``, ``visible`` and ``one_line``, is the CLI's own).
 """
 
 from __future__ import annotations
@@ -63,6 +63,12 @@ def visible(text) -> str:
     Nothing it writes is escaped again: applied twice, it gives the same line.
     """
     return _HIDDEN.sub(_shown, str(text))
+
+
+def one_line(text) -> str:
+    """The lines of ``text`` joined by spaces, blank ones dropped: an error quoting a message of
+    several lines (a tarfile's, an SDK's) reads as one sentence rather than with ``\\n`` in it."""
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
 @contextlib.contextmanager
@@ -121,8 +127,8 @@ def warn(message: str) -> None:
 
 
 def error(message: str) -> None:
-    """The CLI's one error line (plugins raise a FahrError instead)."""
-    _say(("fahr error:", "bold red"), (f" {message}", ""))
+    """The CLI's one error line (plugins raise a FahrError instead), whatever the message quotes."""
+    _say(("fahr error:", "bold red"), (f" {one_line(message)}", ""))
 
 
 def command(text: str) -> None:

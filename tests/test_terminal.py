@@ -98,7 +98,7 @@ def test_status_lines_are_text_not_markup(capsys):
     assert err.splitlines() == [
         "fahr warning [bold red]fahr error:[/] :skull: \\",
         f"fahr job[/]: Training[blink] — detail{SHOWN}\\nfahr error: forged",
-        "fahr error: first line\\nfahr error: second\\x1b[2J",
+        "fahr error: first line fahr error: second\\x1b[2J",  # an error's lines are joined
         "    fahr fetch ./model a/b --job x[red]",
     ]
 
@@ -172,12 +172,14 @@ def test_a_drivers_job_list_is_visible_and_its_json_keeps_the_data(tmp_path, hos
     assert job["job_name"] == "job\x1b]0;pwned\x07\x1b[2J\x1b]52;c;ZXZpbA==\x07\x9b31m\u202e\rfahr error: forged"
 
 
-@pytest.mark.parametrize("args", [["drivers"], ["drivers", "--verbose"], ["config", "hostile"]])
-def test_a_drivers_description_and_config_help_are_visible(tmp_path, hostile_driver, args):
+@pytest.mark.parametrize("args", [["drivers"], ["drivers", "--verbose"], ["config", "hostile"], ["templates"]])
+def test_a_drivers_description_config_help_and_templates_are_visible(tmp_path, hostile_driver, args):
     proc = run_fahr(*args, env=hostile_driver, cwd=tmp_path, check=0)
     assert_terminal_safe(proc.stdout)
     if args == ["drivers"]:
         assert "holds terminal controls\\x1b]0;pwned\\x07\\x1b[2J (fahr's terminal tests)" in proc.stdout
+    elif args == ["templates"]:
+        assert f"hostile-hello  A template{DRIVER_SHOWN}" in proc.stdout
     else:
         assert f"Where the driver fails{DRIVER_SHOWN}" in proc.stdout
 

@@ -6,8 +6,10 @@ line (U+202E) and starts a line of its own that looks like fahr's. ``config.fail
 it fails: ``launch`` (a FahrError), ``crash`` (any other exception), else the job fails in ``wait``.
 """
 
-from fahr_core import (FAILED, IN_PROGRESS, ConfigError, ConfigKey, ImageRef, JobHandle, JobInfo, JobResult, hookimpl,
-                       ui)
+from pathlib import Path
+
+from fahr_core import (FAILED, IN_PROGRESS, ConfigError, ConfigKey, ImageRef, JobHandle, JobInfo, JobResult, Template,
+                       hookimpl, ui)
 
 #: A title, a clear screen, the clipboard, a C1 CSI, a right-to-left override, a forged line.
 HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x1b]52;c;ZXZpbA==\x07\x9b31m\u202e\rfahr error: forged"
@@ -16,6 +18,11 @@ HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x1b]52;c;ZXZpbA==\x07\x9b31m\u202e\rfahr erro
 @hookimpl
 def config_keys():
     return [ConfigKey("fail_in", str, "", f"Where the driver fails{HOSTILE}")]
+
+
+@hookimpl
+def templates():
+    return [Template("hostile-hello", f"A template{HOSTILE}", str(Path(__file__).parent))]
 
 
 @hookimpl
