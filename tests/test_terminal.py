@@ -41,6 +41,16 @@ def assert_terminal_safe(text: str) -> None:
     assert not forged, f"a forged line: {forged}"
 
 
+def the_error_line(proc, code: int) -> str:
+    """The one ``fahr error:`` line, the last on stderr, of a command that ends with ``code``."""
+    assert proc.returncode == code and "Traceback" not in proc.stderr, proc.stderr
+    assert_terminal_safe(proc.stderr)
+    lines = proc.stderr.splitlines()
+    errors = [line for line in lines if line.startswith("fahr error:")]
+    assert len(errors) == 1 and errors[0] == lines[-1], proc.stderr
+    return errors[0]
+
+
 # -- the one function: ui.visible ------------------------------------------------------------
 
 
@@ -92,7 +102,7 @@ def test_status_lines_are_text_not_markup(capsys):
 
     ui.warn("[bold red]fahr error:[/] :skull: \\")
     ui.status_change("job[/]", "Training[blink]", f"detail{HOSTILE}")
-    ui.error(f"first line\nfahr error: second\x1b[2J")
+    ui.error("first line\nfahr error: second\x1b[2J")
     ui.command("fahr fetch ./model a/b --job x[red]")
     err = capsys.readouterr().err
     assert err.splitlines() == [
@@ -119,16 +129,6 @@ def hostile_driver(tmp_path_factory):
 DRIVER_SHOWN = "\\x1b]0;pwned\\x07\\x1b[2J\\x1b]52;c;ZXZpbA==\\x07\\x9b31m\\u202e\\rfahr error: forged"
 # An error's text of several lines (a carriage return ends one too) is joined with spaces first.
 DRIVER_JOINED = DRIVER_SHOWN.replace("\\r", " ")
-
-
-def the_error_line(proc, code: int) -> str:
-    """The one ``fahr error:`` line, the last on stderr, of a command that ends with ``code``."""
-    assert proc.returncode == code and "Traceback" not in proc.stderr, proc.stderr
-    assert_terminal_safe(proc.stderr)
-    lines = proc.stderr.splitlines()
-    errors = [line for line in lines if line.startswith("fahr error:")]
-    assert len(errors) == 1 and errors[0] == lines[-1], proc.stderr
-    return errors[0]
 
 
 @pytest.fixture
