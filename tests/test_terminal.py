@@ -165,7 +165,7 @@ def test_a_drivers_job_list_is_visible_and_its_json_keeps_the_data(tmp_path, hos
     proc = run_fahr("jobs", "--train-driver", "hostile", env=hostile_driver, cwd=tmp_path, check=0)
     assert_terminal_safe(proc.stdout)
     header, row = proc.stdout.splitlines()
-    assert row.startswith(f"job{DRIVER_SHOWN}  hostile/train  InProgress (Training{DRIVER_SHOWN})")
+    assert row.startswith(f"job{DRIVER_SHOWN}  hostile/train  InProgress (Training{DRIVER_SHOWN}\\udcff)")
     proc = run_fahr("jobs", "--json", "--train-driver", "hostile", env=hostile_driver, cwd=tmp_path, check=0)
     assert_terminal_safe(proc.stdout)  # JSON escapes the controls itself
     [job] = json.loads(proc.stdout)

@@ -59,4 +59,4 @@ def fetch(request, config):
 @hookimpl
 def list_jobs(query, config):
     return [JobInfo(job_name=f"job{HOSTILE}", model_tag="hostile/train", driver="hostile", status=IN_PROGRESS,
-                    secondary_status=f"Training{HOSTILE}")]
+                    secondary_status=f"Training{HOSTILE}\udcff")]  # and a lone surrogate
