@@ -30,6 +30,14 @@ _state = {"debug": False}
 _EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
+def _echo(line: str) -> None:
+    """A line of a listing (stdout) that quotes text fahr did not write (a driver's description,
+    a job's name or status): shown, like every line of fahr's own, with controls made visible."""
+    from fahr_core import ui
+
+    typer.echo(ui.visible(line))
+
+
 def _version(value: bool) -> None:
     if not value:
         return
@@ -38,9 +46,9 @@ def _version(value: bool) -> None:
     typer.echo(f"fahr {__version__}")
     try:
         for entry in plugins.installed_drivers().values():
-            typer.echo(f"  driver {entry.name}: {entry.distribution} {entry.version}")
+            _echo(f"  driver {entry.name}: {entry.distribution} {entry.version}")
     except FahrError as exc:
-        typer.echo(f"  drivers: {exc}")
+        _echo(f"  drivers: {exc}")
     raise typer.Exit()
 
 
@@ -71,7 +79,7 @@ def _run(work):
             import traceback
 
             traceback.print_exc()
-        ui.error(_one_line(exc.message))
+        ui.error(exc.message)
         raise typer.Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
         from fahr_core import interrupts
@@ -90,11 +98,6 @@ def _run(work):
             raise
         ui.error(f"internal error: {type(exc).__name__}: {first_line(exc, None)} (rerun with --debug for the traceback)")
         raise typer.Exit(code=EXIT_INTERNAL) from None
-
-
-def _one_line(message: str) -> str:
-    """An error is one line, whatever the text it quotes (a tarfile or SDK message may hold several)."""
-    return " ".join(line.strip() for line in str(message).splitlines() if line.strip())
 
 
 def _invoke(args=None) -> int:
@@ -120,7 +123,7 @@ def _invoke(args=None) -> int:
     except click_errors.ClickException as exc:
         from fahr_core import ui
 
-        ui.error(_one_line(exc.format_message()))
+        ui.error(exc.format_message())
         return exc.exit_code
     except typer.Abort:
         from fahr_core import ui
@@ -134,7 +137,9 @@ def _usage_line(exc, args: list[str]) -> str:
     """``missing argument 'JOB_NAME'; see 'fahr wait --help'`` from a click usage error."""
     import re
 
-    what = _one_line(exc.format_message()).rstrip(".")
+    from fahr_core import ui
+
+    what = ui.one_line(exc.format_message()).rstrip(".")
     what = re.sub(r"\. Did you mean (.+)\?$", r" (did you mean \1?)", what)
     if what[1:2].islower():  # "Missing argument" -> "missing argument", but "PATH …" stays
         what = what[:1].lower() + what[1:]
@@ -366,9 +371,9 @@ def _span(seconds: float | None) -> str:
 
 
 def _print_table(found) -> None:
-    if not found:
-        from fahr_core import ui
+    from fahr_core import ui
 
+    if not found:
         ui.info("no jobs")
         return
     header = ("JOB", "TAG", "STATUS", "STARTED", "DURATION", "BILLABLE")
@@ -379,7 +384,8 @@ def _print_table(found) -> None:
             started = f"{job.started.astimezone().strftime('%Y-%m-%d %H:%M')} ({_ago(job.started)})"
         billable = "-" if job.billable_seconds is None else f"{job.billable_seconds:.0f} s"
         status = job.status + (f" ({job.secondary_status})" if job.secondary_status and not job.done else "")
-        rows.append((job.name, job.model_tag or "-", status, started, _span(_duration(job)), billable))
+        rows.append(tuple(map(ui.visible, (job.name, job.model_tag or "-", status, started, _span(_duration(job)),
+                                           billable))))
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
@@ -431,9 +437,9 @@ def drivers(
             typer.echo(json.dumps(rows, indent=2))
             return
         for row in rows:
-            typer.echo(f"{row['name']:<12} {row['distribution']} {row['version']}  {row['description']}")
+            _echo(f"{row['name']:<12} {row['distribution']} {row['version']}  {row['description']}")
             for key in row.get("config", []):
-                typer.echo(f"    {key['name']} ({key['type']}{_required_mark(key)}, default {key['default']!r}): {key['help']}")
+                _echo(f"    {key['name']} ({key['type']}{_required_mark(key)}, default {key['default']!r}): {key['help']}")
 
     _run(work)
 
@@ -485,11 +491,11 @@ def config(
         if json_:
             typer.echo(json.dumps({"driver": session.config.driver, "keys": rows}, indent=2, default=str))
             return
-        typer.echo(f"driver {session.config.driver}")
+        _echo(f"driver {session.config.driver}")
         for row in rows:
             req = _required_mark(row)
-            typer.echo(f"  config.{row['name']} ({row['type']}{req}) = {row['value']!r}   [{row['source']}]")
-            typer.echo(f"      {row['help']}  (env: {row['env']})")
+            _echo(f"  config.{row['name']} ({row['type']}{req}) = {row['value']!r}   [{row['source']}]")
+            _echo(f"      {row['help']}  (env: {row['env']})")
 
     _run(work)
 
@@ -534,7 +540,7 @@ def templates(
             return
         width = max((len(name) for name in found), default=0)
         for t in found.values():
-            typer.echo(f"{t.name:<{width}}  {t.description}")
+            _echo(f"{t.name:<{width}}  {t.description}")
 
     _run(work)
 

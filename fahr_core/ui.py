@@ -1,15 +1,23 @@
-"""What fahr prints. Status goes to stderr; a job's own log lines go to stdout, unadorned but for
+"""What fahr prints. Status goes to stderr, a line each, with every control character of the text
+shown as an escape (``\\x1b``): a driver may pass a backend's message or a file name as it is. A
+job's own log lines go to stdout byte for byte (as ``docker logs`` shows them), unadorned but for
 a host label when a job has several hosts, so that ``fahr fit … > train.log`` keeps the logs.
+
+fahr's own lines quote untrusted text (a job's failure reason, a record's status, a file name a
+job wrote, a driver's message): every one passes through :func:`visible`, so that no quoted text
+can move the cursor, set the terminal's title, write its clipboard or start a line that looks like
+fahr's (README, "What fahr guarantees").
 
 rich is imported on first use, not at start-up.
 
 Plugins use it as ``from fahr_core import ui``; the functions in ``__all__`` are part of fahr's
-plugin API (the rest, ``console`` and ``error``, is the CLI's own).
+plugin API (the rest, ``console``, ``error``, ``visible`` and ``one_line``, is the CLI's own).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import threading
 
@@ -31,6 +39,36 @@ def size(n: float) -> str:
         if n < 1024 or unit == "TiB":
             break
     return f"{n:.1f} {unit}" if n < 100 else f"{n:.0f} {unit}"
+
+
+# What a terminal acts on instead of showing, or what makes a line look other than it is: the C0
+# controls (newline and tab too: a quoted text must not start a line of its own), DEL, the C1
+# controls (U+0080-U+009F: some terminals take U+009B as ESC [), the line and paragraph separators,
+# the bidirectional marks, embeddings, overrides and isolates (they reorder what is shown), and lone
+# surrogates (a name read with surrogateescape; they cannot even be encoded for output).
+_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _shown(match: re.Match) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def visible(text) -> str:
+    """``text`` as one line a terminal shows as it is: every control character (C0 with newline
+    and tab, DEL, C1), line separator, bidirectional control and lone surrogate written as its
+    escape (``\\x1b``, ``\\n``, ``\\u202e``); everything else (``é``, ``模型``) unchanged.
+    Nothing it writes is escaped again: applied twice, it gives the same line.
+    """
+    return _HIDDEN.sub(_shown, str(text))
+
+
+def one_line(text) -> str:
+    """The lines of ``text`` joined by spaces, blank ones dropped: an error quoting a message of
+    several lines (a tarfile's, an SDK's) reads as one sentence rather than with ``\\n`` in it."""
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
 @contextlib.contextmanager
@@ -59,62 +97,63 @@ def console():
     return _console
 
 
-def _say(markup: str) -> None:
+def _say(*parts: tuple[str, str]) -> None:
+    """One status line made of ``(text, style)`` parts: the text is shown as it is (made
+    :func:`visible`), never read as rich markup or emoji codes (``[red]``, ``:skull:``)."""
+    from rich.text import Text
+
+    line = Text(no_wrap=True, end="\n")
+    for text, style in parts:
+        line.append(visible(text), style=style or None)
     with _lock:
         if _muted:
             return
-        console().print(markup)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+        console().print(line)
 
 
 def info(message: str) -> None:
     """A status line: what fahr is doing."""
-    _say(f"[bold cyan]fahr[/] {_escape(message)}")
+    _say(("fahr", "bold cyan"), (f" {message}", ""))
 
 
 def success(message: str) -> None:
     """A status line: something finished well."""
-    _say(f"[bold green]fahr[/] {_escape(message)}")
+    _say(("fahr", "bold green"), (f" {message}", ""))
 
 
 def warn(message: str) -> None:
     """A status line: something the user should know, that does not stop the run."""
-    _say(f"[bold yellow]fahr warning[/] {_escape(message)}")
+    _say(("fahr warning", "bold yellow"), (f" {message}", ""))
 
 
 def error(message: str) -> None:
-    """The CLI's one error line (plugins raise a FahrError instead)."""
-    _say(f"[bold red]fahr error:[/] {_escape(message)}")
+    """The CLI's one error line (plugins raise a FahrError instead), whatever the message quotes."""
+    _say(("fahr error:", "bold red"), (f" {one_line(message)}", ""))
 
 
 def command(text: str) -> None:
     """A command the user may copy, alone on its line."""
-    _say(f"    [bold]{_escape(text)}[/]")
+    _say(("    ", ""), (text, "bold"))
 
 
 def build_step(line: str) -> None:
     """Progress: a step of a long operation (an image build, a push) begins."""
-    _say(f"[blue]{_escape(line)}[/]")
+    _say((line, "blue"))
 
 
 def build_output(line: str) -> None:
     """Progress: a line of output of the current step, dimmed."""
-    _say(f"[dim]  {_escape(line)}[/]")
+    _say((f"  {line}", "dim"))
 
 
 def status_change(job: str, status: str, detail: str = "") -> None:
     """A job's (secondary) status changed."""
-    extra = f" — {_escape(detail)}" if detail else ""
-    _say(f"[bold cyan]fahr[/] {_escape(job)}: [bold]{_escape(status)}[/]{extra}")
+    _say(("fahr", "bold cyan"), (f" {job}: ", ""), (status, "bold"), (f" — {detail}" if detail else "", ""))
 
 
 def log_line(line: str, host: str | None = None) -> None:
-    """One line of the training container's output, to stdout, as it arrives."""
+    """One line of the training container's output, to stdout, as it arrives: byte for byte, as
+    ``docker logs`` shows it (it is the job's own output, not a line of fahr's)."""
     text = f"[{host}] {line}" if host else line
     with _lock:
         if _muted:
