@@ -125,3 +125,20 @@ def snapshot(root: Path) -> dict:
             else:
                 seen[rel] = ("file", stat.S_IMODE(st.st_mode), Path(path).read_bytes(), st.st_mtime)
     return seen
+
+
+def counted_folds(monkeypatch) -> list[str]:
+    """The names the extractor folds (as a filesystem ignoring case sees them), one per call."""
+    import types
+    import unicodedata
+
+    from fahr_core import extract
+
+    folds: list[str] = []
+
+    def normalize(form, text):
+        folds.append(text)
+        return unicodedata.normalize(form, text)
+
+    monkeypatch.setattr(extract, "unicodedata", types.SimpleNamespace(normalize=normalize))
+    return folds

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from hostile import MiB, make_scene, snapshot
+from hostile import MiB, counted_folds, make_scene, snapshot
 
 from fahr_core.extract import ModelTooLarge, UnsafeArchive, check_listing, place
 from fahr_sagemaker.artifacts import ObjectsAsTar
@@ -64,6 +64,18 @@ def test_a_hostile_listing_is_refused_naming_the_key(keys, expected):
 ])
 def test_an_ordinary_listing_passes(keys):
     check_listing(keys, noun="S3 key", prefix=SHOWN)
+
+
+def test_a_listing_costs_work_linear_in_its_keys_and_their_depth(monkeypatch):
+    # S3 keys are up to 1024 bytes: ~500 folders deep. Each key's case-folded form was computed
+    # anew for each of its beginnings: 1,000 such keys (puts of empty objects) took minutes of CPU
+    # before anything was downloaded. Many ordinary keys cost the same per key, however many.
+    folds = counted_folds(monkeypatch)
+    keys = [("/".join([f"top{i}"] + ["d"] * 500), 1) for i in range(4)]
+    keys += [(f"shard{i // 1000:03d}/part-{i:06d}.bin", 1) for i in range(20_000)]
+    check_listing(keys, noun="S3 key", prefix=SHOWN)
+    components = sum(len(name.split("/")) for name, _ in keys)
+    assert len(folds) <= 3 * components, f"{len(folds)} folds for {components} path components"
 
 
 # -- the keys as one archive, into the core's extractor ---------------------------------------------
