@@ -889,7 +889,7 @@ def place(source: Path | BinaryIO, target: Path, *, extract: bool, overwrite: bo
             staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the model folder is an ordinary one
             _swap_in(staging, target)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_tree(staging)
     except BaseException:
         if stream is not None:
             # Stops a download still running (a refusal mid-stream) at once; the refusal is the news.
@@ -901,6 +901,68 @@ def place(source: Path | BinaryIO, target: Path, *, extract: bool, overwrite: bo
     return target
 
 
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` and all it holds, as far as possible (errors ignored), never following a
+    symlink. Unlike ``shutil.rmtree``, which recurses once per level and so raises
+    ``RecursionError`` on a model about 1,000 folders deep (its names stay under ``PATH_MAX``),
+    this walks with one open folder at a time, going back up through ``..``: no depth limit, no
+    path longer than a name, each folder read once."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # a file or a symlink: removed, never followed
+        return
+    names: list[str] = []  # the folders entered below ``path``, one per level
+    pending = [_empty_but_folders(fd)]  # per level: the folders still to enter
+    try:
+        while True:
+            if pending[-1]:
+                name = pending[-1].pop()
+                try:
+                    inner = os.open(name, flags, dir_fd=fd)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.unlink(name, dir_fd=fd)
+                    continue
+                os.close(fd)
+                fd = inner
+                names.append(name)
+                pending.append(_empty_but_folders(fd))
+                continue
+            pending.pop()
+            if not names:
+                break
+            parent = os.open("..", flags, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            with contextlib.suppress(OSError):
+                os.rmdir(names.pop(), dir_fd=fd)
+    except OSError:
+        pass  # as far as possible
+    finally:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+def _empty_but_folders(fd: int) -> list[str]:
+    """Remove what the open folder ``fd`` holds but its folders; their names."""
+    folders = []
+    try:
+        with os.scandir(fd) as found:
+            for entry in found:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.name)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.name, dir_fd=fd)
+    except OSError:
+        pass
+    return folders
+
+
 def _swap_in(staging: Path, target: Path) -> None:
     if target.exists():
         old = staging.with_name(staging.name + "-old")  # unique, as the staging folder's name is
@@ -910,6 +972,6 @@ def _swap_in(staging: Path, target: Path) -> None:
         except BaseException:
             os.replace(old, target)
             raise
-        shutil.rmtree(old, ignore_errors=True)
+        remove_tree(old)
     else:
         os.replace(staging, target)

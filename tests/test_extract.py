@@ -246,6 +246,42 @@ def test_a_deep_archive_costs_work_linear_in_its_depth(tmp_path, monkeypatch):
     assert len(folds) <= 4 * components, f"{len(folds)} folds for {components} path components"
 
 
+def test_a_refused_model_1500_folders_deep_leaves_nothing(scene):
+    # Its names stay under PATH_MAX; removing the half-written staging folder recursed once per
+    # level (shutil.rmtree) and raised RecursionError: exit 4, and the staging folder stayed.
+    deep = "/".join(["d"] * 1500)
+    members = [member(deep, tarfile.DIRTYPE, mode=0o755), member(f"{deep}/f", data=b"x"),
+               member("../escape", data=b"OWNED")]
+    message = refused(scene, write_tar(scene[0] / "m.tar", members, mode="w"))
+    assert "entry '../escape' climbs out with '..'" in message
+
+
+def test_overwriting_a_model_1500_folders_deep(tmp_path):
+    deep = "/".join(["d"] * 1500)
+    old = write_tar(tmp_path / "old.tar", [member(deep, tarfile.DIRTYPE, mode=0o755), member(f"{deep}/f", data=b"x")])
+    new = write_tar(tmp_path / "new.tar", [member("model.bin", data=b"new")])
+    place(old, tmp_path / "out", extract=True, overwrite=False)
+    place(new, tmp_path / "out", extract=True, overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["new.tar", "old.tar", "out"]  # the old model is gone, whole
+    assert os.listdir(tmp_path / "out") == ["model.bin"]
+
+
+def test_remove_tree_follows_no_symlink(tmp_path):
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "victim" / "precious.txt").write_text("precious")
+    tree = tmp_path / "tree"
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "a" / "b" / "f").write_text("x")
+    (tree / "a" / "out").symlink_to(tmp_path / "victim")
+    (tree / "top-file").write_text("x")
+    extract.remove_tree(tree)
+    assert sorted(os.listdir(tmp_path)) == ["victim"]
+    assert (tmp_path / "victim" / "precious.txt").read_text() == "precious"
+    extract.remove_tree(tmp_path / "victim" / "precious.txt")  # a file: removed
+    extract.remove_tree(tmp_path / "missing")  # nothing there: nothing to do
+    assert os.listdir(tmp_path / "victim") == []
+
+
 def test_symlink_to_the_top_then_up_is_refused(scene):
     # normpath('sub/up/../victim-dir') looks inside; the kernel goes sub/up -> top, then up and out.
     message = refused(scene, up_and_out(scene[0] / "m.tar.gz"))
