@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from hostile import MiB, counted_folds, make_scene, snapshot
 
+from fahr_core.errors import EnvironmentProblem
 from fahr_core.extract import ModelTooLarge, UnsafeArchive, check_listing, place
 from fahr_sagemaker.artifacts import ObjectsAsTar
 from fahr_sagemaker.aws import S3Uri
@@ -98,6 +99,11 @@ class FakeBucket:
     def get_object(self, Bucket, Key, Range, IfMatch=None):
         assert Bucket == WHERE.bucket and IfMatch == '"e"'
         self.gets.append(Key)
+        if Key not in self.objects:  # deleted after the listing
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "The specified key does not exist."},
+                               "ResponseMetadata": {"HTTPStatusCode": 404}}, "GetObject")
         data = self.objects[Key]
         start, end = map(int, Range.removeprefix("bytes=").split("-"))
         return {"Body": io.BytesIO(data[start:end + 1]), "ContentRange": f"bytes {start}-{end}/{len(data)}"}
@@ -137,6 +143,19 @@ def test_the_size_cap_applies_before_the_file_is_downloaded(tmp_path, monkeypatc
               overwrite=True)
     assert s3.gets == [f"{WHERE.prefix}/a.txt"]  # huge.bin was refused on its size, never asked for
     assert snapshot(scene) == before
+
+
+def test_a_key_deleted_after_the_listing_is_said_so(tmp_path):
+    # It was listed a moment ago: "does not exist" (exit 2, as for a mistyped URI) misled.
+    s3 = bucket_of({"a.txt": b"a", "b.txt": b"b"})
+    listed = s3.listed(["a.txt", "b.txt"])
+    del s3.objects[f"{WHERE.prefix}/b.txt"]
+    with pytest.raises(EnvironmentProblem) as caught:
+        place(ObjectsAsTar(s3, WHERE, listed), tmp_path / "out", extract=True, overwrite=False)
+    assert str(caught.value) == (f"s3://bucket/{WHERE.prefix}/b.txt was deleted while it was being downloaded; "
+                                 "nothing was written; fetch again")
+    assert caught.value.exit_code == 3
+    assert os.listdir(tmp_path) == []
 
 
 # -- the real `fahr fetch` against the emulated AWS ----------------------------------------------------
