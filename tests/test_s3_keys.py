@@ -251,3 +251,35 @@ def test_a_folder_marker_fetches(stack, plain_job, keys, tmp_path):
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["d", "d/x.txt", "model.json"]
     assert (out / "d" / "x.txt").read_bytes() == b"beside its marker"
     assert sorted(os.listdir(tmp_path)) == ["model"]  # no staging folder, nothing else
+
+
+def test_ctrl_c_midway_leaves_the_target_as_it_was(stack, plain_job, keys, tmp_path):
+    # Two objects of 40 MiB of random bytes: seconds from the emulated S3, long enough to be
+    # caught while the first is being written and the second not yet asked for.
+    import random
+    import signal
+    import subprocess
+
+    from aws_emulator.fixtures import FAHR
+
+    keys({f"big-{i}.bin": random.Random(i).randbytes(40 * MiB) for i in range(2)})
+    scene = make_scene(tmp_path)
+    before = snapshot(scene)
+    proc = subprocess.Popen([str(FAHR), "fetch", str(scene / "work" / "out"), TAG, f"s3://{BUCKET}/i15s3keys",
+                             "--job", plain_job[0], "--overwrite"], cwd=scene, env=stack.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, staging = time.monotonic() + 60, []
+    while time.monotonic() < deadline and proc.poll() is None:
+        staging = [p for p in (scene / "work").iterdir() if p.name.startswith(".out.fahr-")]
+        try:
+            if staging and (staging[0] / "big-0.bin").stat().st_size > 0:
+                break  # the first file is being written, the download is running
+        except FileNotFoundError:
+            pass
+        time.sleep(0.05)
+    assert staging and proc.poll() is None, "the fetch ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert snapshot(scene) == before  # the old model, and nothing beside it
