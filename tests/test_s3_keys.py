@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from hostile import MiB, counted_folds, make_scene, snapshot
+from hostile import MiB, counted_folds, interrupt_midway, make_scene, snapshot
 
 from fahr_core.errors import EnvironmentProblem
 from fahr_core.extract import ModelTooLarge, UnsafeArchive, check_listing, place
@@ -257,29 +257,16 @@ def test_ctrl_c_midway_leaves_the_target_as_it_was(stack, plain_job, keys, tmp_p
     # Two objects of 40 MiB of random bytes: seconds from the emulated S3, long enough to be
     # caught while the first is being written and the second not yet asked for.
     import random
-    import signal
-    import subprocess
 
     from aws_emulator.fixtures import FAHR
 
     keys({f"big-{i}.bin": random.Random(i).randbytes(40 * MiB) for i in range(2)})
     scene = make_scene(tmp_path)
     before = snapshot(scene)
-    proc = subprocess.Popen([str(FAHR), "fetch", str(scene / "work" / "out"), TAG, f"s3://{BUCKET}/i15s3keys",
-                             "--job", plain_job[0], "--overwrite"], cwd=scene, env=stack.env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline, staging = time.monotonic() + 60, []
-    while time.monotonic() < deadline and proc.poll() is None:
-        staging = [p for p in (scene / "work").iterdir() if p.name.startswith(".out.fahr-")]
-        try:
-            if staging and (staging[0] / "big-0.bin").stat().st_size > 0:
-                break  # the first file is being written, the download is running
-        except FileNotFoundError:
-            pass
-        time.sleep(0.05)
-    assert staging and proc.poll() is None, "the fetch ended before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 130, stderr
+    code, stderr = interrupt_midway([str(FAHR), "fetch", str(scene / "work" / "out"), TAG, f"s3://{BUCKET}/i15s3keys",
+                                     "--job", plain_job[0], "--overwrite"], cwd=scene, env=stack.env(),
+                                    # the first file is being written, the download is running
+                                    started=lambda staging: (staging / "big-0.bin").stat().st_size > 0)
+    assert code == 130, stderr
     assert "Traceback" not in stderr
     assert snapshot(scene) == before  # the old model, and nothing beside it
