@@ -420,6 +420,9 @@ def _resolve(links: Mapping[tuple[str, ...], str], folder: tuple[str, ...], link
     if link.startswith("/"):
         raise _Outside
     here = list(folder)  # never holds a symlink: each one is replaced by its target at once
+    # Folded one component at a time beside ``here``: folding the whole of ``here`` at each step
+    # would cost its depth per step, quadratic in a deep path.
+    here_folded = list(_fold(folder)) if fold else None
     todo = collections.deque(link.split("/"))
     hops = steps = 0
     while todo:
@@ -433,14 +436,20 @@ def _resolve(links: Mapping[tuple[str, ...], str], folder: tuple[str, ...], link
             if not here:
                 raise _Outside
             here.pop()
+            if fold:
+                here_folded.pop()
             continue
         here.append(part)
-        target = links.get(_fold(here) if fold else tuple(here))
+        if fold:
+            here_folded.append(_fold_part(part))
+        target = links.get(tuple(here_folded) if fold else tuple(here))
         if target is not None:
             hops += 1
             if hops > MAX_LINK_HOPS or target.startswith("/"):
                 raise _TooDeep if hops > MAX_LINK_HOPS else _Outside
             here.pop()
+            if fold:
+                here_folded.pop()
             todo.extendleft(reversed(target.split("/")))
     return tuple(here)
 
@@ -569,8 +578,9 @@ class _Tree:
             if entry.kind == "dir":
                 return  # "./": the target folder itself
             raise self.refuse(entry.name, "names the target folder itself")
+        folded = _fold(path)  # once: folding each of the path's beginnings anew is quadratic in its depth
         for i in range(1, len(path)):
-            kind = self.kinds.get(path[:i]) or self.folded_kinds.get(_fold(path[:i]))
+            kind = self.kinds.get(path[:i]) or self.folded_kinds.get(folded[:i])
             if kind == "symlink":
                 raise self.refuse(entry.name, f"passes through the symlink {_show('/'.join(path[:i]))}")
             if kind == "file":
@@ -592,13 +602,15 @@ class _Tree:
         except OSError as exc:
             raise UsageError(f"cannot unpack entry {_show(entry.name)} beside {self.target}: "
                              f"{exc.strerror or exc}; nothing was written") from None
-        self.set_kind(path, kind)
+        self.set_kind(path, kind, folded)
 
-    def set_kind(self, path: tuple[str, ...], kind: str) -> None:
+    def set_kind(self, path: tuple[str, ...], kind: str, folded: tuple[str, ...] | None = None) -> None:
+        """Record what ``path`` is; ``folded`` is ``_fold(path)`` when the caller has it."""
         self.kinds[path] = kind
+        folded = _fold(path) if folded is None else folded
         # On a filesystem that ignores case, 'A' and 'a' are one: the stricter kind is kept.
-        if kind != "dir" or _fold(path) not in self.folded_kinds:
-            self.folded_kinds[_fold(path)] = kind
+        if kind != "dir" or folded not in self.folded_kinds:
+            self.folded_kinds[folded] = kind
 
     def check_size(self, entry: _Entry) -> None:
         if entry.end > self.cap:
@@ -618,6 +630,7 @@ class _Tree:
     def folder(self, path: tuple[str, ...], create: bool = True) -> int:
         """A descriptor of the folder ``path``, made if missing; no symlink is ever followed."""
         fd = os.dup(self.root_fd)
+        folded = None
         try:
             for i, part in enumerate(path):
                 try:
@@ -627,7 +640,8 @@ class _Tree:
                         raise
                     os.mkdir(part, 0o777, dir_fd=fd)
                     if path[: i + 1] not in self.kinds:
-                        self.set_kind(path[: i + 1], "dir")
+                        folded = _fold(path) if folded is None else folded
+                        self.set_kind(path[: i + 1], "dir", folded[: i + 1])
                     inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
                 os.close(fd)
                 fd = inner
@@ -733,9 +747,10 @@ class _Plan(_Tree):
         self.implied_folders(path[:-1])
 
     def implied_folders(self, path: tuple[str, ...]) -> None:
+        folded = _fold(path)
         for i in range(1, len(path) + 1):  # as _Tree.folder() records the folders it makes
             if path[:i] not in self.kinds:
-                self.set_kind(path[:i], "dir")
+                self.set_kind(path[:i], "dir", folded[:i])
 
 
 def check_listing(names: Iterable[tuple[str, int]], *, noun: str, prefix: str = "") -> None:
@@ -759,8 +774,13 @@ def check_listing(names: Iterable[tuple[str, int]], *, noun: str, prefix: str = 
             raise plan.refuse(name, f"ends in '/' (a folder marker) but holds {size} bytes")
 
 
+def _fold_part(part: str) -> str:
+    """A name as a filesystem that ignores case and Unicode normalization sees it."""
+    return unicodedata.normalize("NFD", part).casefold()
+
+
 def _fold(path) -> tuple[str, ...]:
-    return tuple(unicodedata.normalize("NFD", part).casefold() for part in path)
+    return tuple(map(_fold_part, path))
 
 
 def _set_mtime(fd: int, mtime: float | None) -> None:
@@ -869,7 +889,7 @@ def place(source: Path | BinaryIO, target: Path, *, extract: bool, overwrite: bo
             staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the model folder is an ordinary one
             _swap_in(staging, target)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_tree(staging)
     except BaseException:
         if stream is not None:
             # Stops a download still running (a refusal mid-stream) at once; the refusal is the news.
@@ -881,6 +901,68 @@ def place(source: Path | BinaryIO, target: Path, *, extract: bool, overwrite: bo
     return target
 
 
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` and all it holds, as far as possible (errors ignored), never following a
+    symlink. Unlike ``shutil.rmtree``, which recurses once per level and so raises
+    ``RecursionError`` on a model about 1,000 folders deep (its names stay under ``PATH_MAX``),
+    this walks with one open folder at a time, going back up through ``..``: no depth limit, no
+    path longer than a name, each folder read once."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # a file or a symlink: removed, never followed
+        return
+    names: list[str] = []  # the folders entered below ``path``, one per level
+    pending = [_empty_but_folders(fd)]  # per level: the folders still to enter
+    try:
+        while True:
+            if pending[-1]:
+                name = pending[-1].pop()
+                try:
+                    inner = os.open(name, flags, dir_fd=fd)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.unlink(name, dir_fd=fd)
+                    continue
+                os.close(fd)
+                fd = inner
+                names.append(name)
+                pending.append(_empty_but_folders(fd))
+                continue
+            pending.pop()
+            if not names:
+                break
+            parent = os.open("..", flags, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            with contextlib.suppress(OSError):
+                os.rmdir(names.pop(), dir_fd=fd)
+    except OSError:
+        pass  # as far as possible
+    finally:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+def _empty_but_folders(fd: int) -> list[str]:
+    """Remove what the open folder ``fd`` holds but its folders; their names."""
+    folders = []
+    try:
+        with os.scandir(fd) as found:
+            for entry in found:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.name)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.name, dir_fd=fd)
+    except OSError:
+        pass
+    return folders
+
+
 def _swap_in(staging: Path, target: Path) -> None:
     if target.exists():
         old = staging.with_name(staging.name + "-old")  # unique, as the staging folder's name is
@@ -890,6 +972,6 @@ def _swap_in(staging: Path, target: Path) -> None:
         except BaseException:
             os.replace(old, target)
             raise
-        shutil.rmtree(old, ignore_errors=True)
+        remove_tree(old)
     else:
         os.replace(staging, target)

@@ -125,3 +125,43 @@ def snapshot(root: Path) -> dict:
             else:
                 seen[rel] = ("file", stat.S_IMODE(st.st_mode), Path(path).read_bytes(), st.st_mtime)
     return seen
+
+
+def counted_folds(monkeypatch) -> list[str]:
+    """The names the extractor folds (as a filesystem ignoring case sees them), one per call."""
+    import types
+    import unicodedata
+
+    from fahr_core import extract
+
+    folds: list[str] = []
+
+    def normalize(form, text):
+        folds.append(text)
+        return unicodedata.normalize(form, text)
+
+    monkeypatch.setattr(extract, "unicodedata", types.SimpleNamespace(normalize=normalize))
+    return folds
+
+
+def interrupt_midway(args: list[str], *, cwd: Path, env: dict, started) -> tuple[int, str]:
+    """Run ``args`` (a fetch into ``cwd``/work/out) and send it SIGINT once ``started(staging)``
+    says the download is under way in its staging folder beside the target; its exit code and
+    standard error."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, staging = time.monotonic() + 60, []
+    while time.monotonic() < deadline and proc.poll() is None:
+        staging = [p for p in (Path(cwd) / "work").iterdir() if p.name.startswith(".out.fahr-")]
+        try:
+            if staging and started(staging[0]):
+                break
+        except FileNotFoundError:
+            pass  # the staging folder went meanwhile
+        time.sleep(0.05)
+    assert staging and proc.poll() is None, "the fetch ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    return proc.returncode, stderr

@@ -158,7 +158,7 @@ def test_uncompressed_model_folder(tmp_path):
 import gzip  # noqa: E402
 import random  # noqa: E402
 
-from hostile import GiB, MiB, cve_2025_4517, member, snapshot, up_and_out, write_tar, zero_bomb  # noqa: E402
+from hostile import GiB, MiB, counted_folds, cve_2025_4517, member, snapshot, up_and_out, write_tar, zero_bomb  # noqa: E402
 
 from fahr_core.extract import DamagedArchive, ModelTooLarge  # noqa: E402
 
@@ -230,6 +230,57 @@ def test_a_chain_of_long_link_texts_costs_bounded_work(scene, monkeypatch):
     message = refused(scene, write_tar(scene[0] / "m.tar.gz", members))
     assert "entry 'l5' is a symlink to" in message and f"{extract.MAX_RESOLVE_PARTS} path components" in message
     assert len(walks) <= 2 * 6  # refused at the sixth link (each checked as is and case-folded)
+
+def test_a_deep_archive_costs_work_linear_in_its_depth(tmp_path, monkeypatch):
+    # 300 nested folders in one entry, a symlink down through all of them, and
+    # files at the bottom: each path's case-folded form was computed anew for each of its
+    # beginnings (and at each step of a link's resolution): a million folds for an 8 KB
+    # archive: seconds of CPU per entry.
+    folds = counted_folds(monkeypatch)
+    deep = "/".join(["d"] * 300)
+    members = [member(deep, tarfile.DIRTYPE, mode=0o755), member("l", tarfile.SYMTYPE, linkname=deep)]
+    members += [member(f"{deep}/f{i}", data=b"x") for i in range(5)]
+    place(write_tar(tmp_path / "m.tar", members, mode="w"), tmp_path / "out", extract=True, overwrite=False)
+    assert (tmp_path / "out" / deep / "f4").read_bytes() == b"x"
+    components = sum(len(info.name.split("/")) + len(info.linkname.split("/")) for info, _ in members)
+    assert len(folds) <= 4 * components, f"{len(folds)} folds for {components} path components"
+
+
+def test_a_refused_model_1500_folders_deep_leaves_nothing(scene):
+    # Its names stay under PATH_MAX; removing the half-written staging folder recursed once per
+    # level (shutil.rmtree) and raised RecursionError: exit 4, and the staging folder stayed.
+    deep = "/".join(["d"] * 1500)
+    members = [member(deep, tarfile.DIRTYPE, mode=0o755), member(f"{deep}/f", data=b"x"),
+               member("../escape", data=b"OWNED")]
+    message = refused(scene, write_tar(scene[0] / "m.tar", members, mode="w"))
+    assert "entry '../escape' climbs out with '..'" in message
+
+
+def test_overwriting_a_model_1500_folders_deep(tmp_path):
+    deep = "/".join(["d"] * 1500)
+    old = write_tar(tmp_path / "old.tar", [member(deep, tarfile.DIRTYPE, mode=0o755), member(f"{deep}/f", data=b"x")])
+    new = write_tar(tmp_path / "new.tar", [member("model.bin", data=b"new")])
+    place(old, tmp_path / "out", extract=True, overwrite=False)
+    place(new, tmp_path / "out", extract=True, overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["new.tar", "old.tar", "out"]  # the old model is gone, whole
+    assert os.listdir(tmp_path / "out") == ["model.bin"]
+
+
+def test_remove_tree_follows_no_symlink(tmp_path):
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "victim" / "precious.txt").write_text("precious")
+    tree = tmp_path / "tree"
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "a" / "b" / "f").write_text("x")
+    (tree / "a" / "out").symlink_to(tmp_path / "victim")
+    (tree / "top-file").write_text("x")
+    extract.remove_tree(tree)
+    assert sorted(os.listdir(tmp_path)) == ["victim"]
+    assert (tmp_path / "victim" / "precious.txt").read_text() == "precious"
+    extract.remove_tree(tmp_path / "victim" / "precious.txt")  # a file: removed
+    extract.remove_tree(tmp_path / "missing")  # nothing there: nothing to do
+    assert os.listdir(tmp_path / "victim") == []
+
 
 def test_symlink_to_the_top_then_up_is_refused(scene):
     # normpath('sub/up/../victim-dir') looks inside; the kernel goes sub/up -> top, then up and out.

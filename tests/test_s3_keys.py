@@ -18,8 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from hostile import MiB, make_scene, snapshot
+from hostile import MiB, counted_folds, interrupt_midway, make_scene, snapshot
 
+from fahr_core.errors import EnvironmentProblem
 from fahr_core.extract import ModelTooLarge, UnsafeArchive, check_listing, place
 from fahr_sagemaker.artifacts import ObjectsAsTar
 from fahr_sagemaker.aws import S3Uri
@@ -66,6 +67,18 @@ def test_an_ordinary_listing_passes(keys):
     check_listing(keys, noun="S3 key", prefix=SHOWN)
 
 
+def test_a_listing_costs_work_linear_in_its_keys_and_their_depth(monkeypatch):
+    # S3 keys are up to 1024 bytes: ~500 folders deep. Each key's case-folded form was computed
+    # anew for each of its beginnings: 1,000 such keys (puts of empty objects) took minutes of CPU
+    # before anything was downloaded. Many ordinary keys cost the same per key, however many.
+    folds = counted_folds(monkeypatch)
+    keys = [("/".join([f"top{i}"] + ["d"] * 500), 1) for i in range(4)]
+    keys += [(f"shard{i // 1000:03d}/part-{i:06d}.bin", 1) for i in range(20_000)]
+    check_listing(keys, noun="S3 key", prefix=SHOWN)
+    components = sum(len(name.split("/")) for name, _ in keys)
+    assert len(folds) <= 3 * components, f"{len(folds)} folds for {components} path components"
+
+
 # -- the keys as one archive, into the core's extractor ---------------------------------------------
 
 WHERE = S3Uri("bucket", "jobs/j/output/model")
@@ -86,6 +99,11 @@ class FakeBucket:
     def get_object(self, Bucket, Key, Range, IfMatch=None):
         assert Bucket == WHERE.bucket and IfMatch == '"e"'
         self.gets.append(Key)
+        if Key not in self.objects:  # deleted after the listing
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "The specified key does not exist."},
+                               "ResponseMetadata": {"HTTPStatusCode": 404}}, "GetObject")
         data = self.objects[Key]
         start, end = map(int, Range.removeprefix("bytes=").split("-"))
         return {"Body": io.BytesIO(data[start:end + 1]), "ContentRange": f"bytes {start}-{end}/{len(data)}"}
@@ -125,6 +143,19 @@ def test_the_size_cap_applies_before_the_file_is_downloaded(tmp_path, monkeypatc
               overwrite=True)
     assert s3.gets == [f"{WHERE.prefix}/a.txt"]  # huge.bin was refused on its size, never asked for
     assert snapshot(scene) == before
+
+
+def test_a_key_deleted_after_the_listing_is_said_so(tmp_path):
+    # It was listed a moment ago: "does not exist" (exit 2, as for a mistyped URI) misled.
+    s3 = bucket_of({"a.txt": b"a", "b.txt": b"b"})
+    listed = s3.listed(["a.txt", "b.txt"])
+    del s3.objects[f"{WHERE.prefix}/b.txt"]
+    with pytest.raises(EnvironmentProblem) as caught:
+        place(ObjectsAsTar(s3, WHERE, listed), tmp_path / "out", extract=True, overwrite=False)
+    assert str(caught.value) == (f"s3://bucket/{WHERE.prefix}/b.txt was deleted while it was being downloaded; "
+                                 "nothing was written; fetch again")
+    assert caught.value.exit_code == 3
+    assert os.listdir(tmp_path) == []
 
 
 # -- the real `fahr fetch` against the emulated AWS ----------------------------------------------------
@@ -220,3 +251,22 @@ def test_a_folder_marker_fetches(stack, plain_job, keys, tmp_path):
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["d", "d/x.txt", "model.json"]
     assert (out / "d" / "x.txt").read_bytes() == b"beside its marker"
     assert sorted(os.listdir(tmp_path)) == ["model"]  # no staging folder, nothing else
+
+
+def test_ctrl_c_midway_leaves_the_target_as_it_was(stack, plain_job, keys, tmp_path):
+    # Two objects of 40 MiB of random bytes: seconds from the emulated S3, long enough to be
+    # caught while the first is being written and the second not yet asked for.
+    import random
+
+    from aws_emulator.fixtures import FAHR
+
+    keys({f"big-{i}.bin": random.Random(i).randbytes(40 * MiB) for i in range(2)})
+    scene = make_scene(tmp_path)
+    before = snapshot(scene)
+    code, stderr = interrupt_midway([str(FAHR), "fetch", str(scene / "work" / "out"), TAG, f"s3://{BUCKET}/i15s3keys",
+                                     "--job", plain_job[0], "--overwrite"], cwd=scene, env=stack.env(),
+                                    # the first file is being written, the download is running
+                                    started=lambda staging: (staging / "big-0.bin").stat().st_size > 0)
+    assert code == 130, stderr
+    assert "Traceback" not in stderr
+    assert snapshot(scene) == before  # the old model, and nothing beside it

@@ -13,8 +13,6 @@ from __future__ import annotations
 import io
 import os
 import random
-import signal
-import subprocess
 import tarfile
 import threading
 import time
@@ -22,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError, ResponseStreamingError
-from hostile import MiB, cve_2025_4517, make_scene, member, snapshot, up_and_out
+from hostile import MiB, cve_2025_4517, interrupt_midway, make_scene, member, snapshot, up_and_out
 
 from fahr_core import EnvironmentProblem, UsageError
 from fahr_sagemaker.artifacts import PART_ATTEMPTS, PartFailed, RangedReader
@@ -386,22 +384,11 @@ def test_ctrl_c_midway_leaves_the_target_as_it_was(stack, scene):
     before = snapshot(scene)
     from aws_emulator.fixtures import FAHR
 
-    proc = subprocess.Popen([str(FAHR), "fetch", str(scene / "work" / "out"), TAG, uri, "--overwrite"],
-                            cwd=scene, env=stack.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    staging = []
-    while time.monotonic() < deadline and proc.poll() is None:
-        staging = [p for p in (scene / "work").iterdir() if p.name.startswith(".out.fahr-")]
-        try:
-            if staging and any(p.stat().st_size > 0 for p in staging[0].iterdir()):
-                break  # unpacking has begun, the download is still running
-        except FileNotFoundError:
-            pass  # the staging folder went meanwhile
-        time.sleep(0.05)
-    assert staging and proc.poll() is None, "the fetch ended before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 130, stderr
+    code, stderr = interrupt_midway([str(FAHR), "fetch", str(scene / "work" / "out"), TAG, uri, "--overwrite"],
+                                    cwd=scene, env=stack.env(),
+                                    # unpacking has begun, the download is still running
+                                    started=lambda staging: any(p.stat().st_size > 0 for p in staging.iterdir()))
+    assert code == 130, stderr
     assert "Traceback" not in stderr
     assert snapshot(scene) == before
 

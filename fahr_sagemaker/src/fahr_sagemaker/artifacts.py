@@ -398,7 +398,9 @@ class RangedReader(_Stream):
                 raise EnvironmentProblem(f"{self.where.uri} changed while it was being downloaded (it is no longer "
                                          f"the object of ETag {self.etag}); nothing was written; fetch again") from exc
             if code in ("404", "NoSuchKey", "NotFound"):
-                raise UsageError(f"{self.where.uri} does not exist") from exc
+                # It was there a moment ago (its HeadObject, or the listing, said so): not a typo.
+                raise EnvironmentProblem(f"{self.where.uri} was deleted while it was being downloaded; nothing was "
+                                         "written; fetch again") from exc
             if code in ("403", "AccessDenied"):
                 raise UsageError(f"{self.where.uri} is not readable with these credentials (access denied)") from exc
         try:
