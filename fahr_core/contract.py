@@ -299,38 +299,48 @@ def live_output(container) -> Iterator[bytes]:
 
 
 class _LogCopy:
-    """A host's output written to a temporary file beside its log as it is followed."""
+    """A host's output written to a temporary file beside its log as it is followed.
+
+    Appended a MiB at a time, the file open only while it is written: a job that prints little
+    holds no file of the job folder open for long (a disk can still be remounted read-only).
+    """
+
+    _BATCH = 1024 * 1024
 
     def __init__(self, folder: Path, host: str):
         fd, name = tempfile.mkstemp(prefix=f".{host}.log.", suffix=".partial", dir=folder)
-        self.path = Path(name)
-        self._handle = os.fdopen(fd, "wb")
+        os.close(fd)
+        self.path: Path | None = Path(name)
+        self._pending: list[bytes] = []
+        self._size = 0
 
     def write(self, chunk: bytes) -> None:
-        if self._handle is None:
+        if self.path is None:
             return
+        self._pending.append(chunk)
+        self._size += len(chunk)
+        if self._size >= self._BATCH:
+            self._append()
+
+    def _append(self) -> None:
         try:
-            self._handle.write(chunk)
+            with open(self.path, "ab") as handle:
+                handle.writelines(self._pending)
         except OSError:  # a full disk, say: following goes on, save_logs reads from the engine
             self.discard()
+        self._pending, self._size = [], 0
 
     def close(self) -> Path | None:
-        if self._handle is None:
-            return None
-        try:
-            self._handle.close()
-        except OSError:
-            self.discard()
-            return None
+        if self.path is not None and self._pending:
+            self._append()
         return self.path
 
     def discard(self) -> None:
-        if self._handle is not None:
+        if self.path is not None:
             with contextlib.suppress(OSError):
-                self._handle.close()
-            self._handle = None
-        with contextlib.suppress(OSError):
-            self.path.unlink(missing_ok=True)
+                self.path.unlink(missing_ok=True)
+        self.path = None
+        self._pending, self._size = [], 0
 
 
 class _ChunkReader(io.RawIOBase):
@@ -943,6 +953,9 @@ class ContractRun:
             raise
         for host, container in containers.items():
             copy = self._copies.pop(host, None)
+            for stale in folder.glob(f".{host}.log.*.partial"):  # left by a fahr that was killed
+                if stale != copy:
+                    stale.unlink(missing_ok=True)
             if copy is not None and copy.parent == folder and copy.is_file():
                 os.chmod(copy, 0o644)
                 os.replace(copy, folder / f"{host}.log")
