@@ -912,7 +912,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--runs", type=positive, default=5, metavar="N",
                         help="interleaved runs of each side of each measure (start-up: 3×N); the "
-                             "default 5 takes about 10 minutes on 2 cores")
+                             "default 5 takes about 13 minutes on 2 cores")
     parser.add_argument("--only", type=only_list, default=list(MEASURES), metavar="NAME[,NAME...]",
                         help=f"measure only these: {', '.join(MEASURES)} (default: all)")
     parser.add_argument("--data-mib", type=positive, default=1024, metavar="MIB",
