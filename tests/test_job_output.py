@@ -185,3 +185,31 @@ def test_the_failure_tail_keeps_the_last_lines_and_a_bounded_amount():
         tail.add(b"line %d\r\n" % i)
     assert tail.lines(3) == ["line 99997", "line 99998", "line 99999"]
     assert sum(map(len, tail._chunks)) < 1000 + 20
+
+
+def test_the_api_holds_nothing_back_when_the_driver_says_how_many_hosts(monkeypatch):
+    """A finished job's lines come host after host: without the hint, every line was held until a
+    second host spoke or the lines ended (all of a one-host job's output in memory). A line a
+    driver hands over in slices comes out whole from logs(), in its pieces from _output()."""
+    from types import SimpleNamespace
+
+    from fahr_core import LogLine, api
+
+    seen: list[str] = []
+
+    def logs(job, config, follow):
+        yield LogLine(host="algo-1", text="first", hosts=1)
+        assert seen == ["first"]  # handed over before the next line is read
+        yield LogLine(host="algo-1", text="a long ", newline=False, hosts=1)
+        yield LogLine(host="algo-1", text="line", hosts=1)
+        yield LogLine(host="algo-1", text="no newline at the end", newline=False, hosts=1)
+
+    session = SimpleNamespace(hook=SimpleNamespace(logs=logs), config=SimpleNamespace(driver="standin"))
+    monkeypatch.setattr(api, "_session", lambda *args, **kwargs: session)
+    job = api.Job("standin-job-9", driver="standin")
+    for line in job.logs():
+        seen.append(line)
+    assert seen == ["first", "a long line", "no newline at the end"]
+    seen[:] = ["first"]
+    assert list(job._output(False, None)) == [("first", True), ("a long ", False), ("line", True),
+                                              ("no newline at the end", False)]

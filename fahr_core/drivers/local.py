@@ -687,6 +687,7 @@ def wait(job, config):
             logs.mkdir(exist_ok=True)
             outcome = run.follow(lambda host, data: ui.log_output(data, host if several else None),
                                  started_at=record.get("started"), lines=several, keep_in=logs)
+            ui.flush_output()  # the job's last output before anything fahr prints next
     except KeyboardInterrupt:
         _stop_interrupted(run, job.job_name, job_dir, config)
         raise
@@ -800,6 +801,7 @@ def _replay_logs(job_dir: Path, record: dict) -> None:
     several = record.get("instance_count", 1) > 1
     for host, data in _saved_output(job_dir, lines=several):
         ui.log_output(data, host if several else None)
+    ui.flush_output()
 
 
 @contextlib.contextmanager
