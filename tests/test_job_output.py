@@ -102,6 +102,13 @@ def test_logs_of_a_running_job_print_its_output_byte_for_byte(scene, docker_engi
                           "--hp", "linger=8", env=env, cwd=root)
     assert launched.returncode == 0, launched.stderr.decode(errors="replace")
     job = max((root / "jobs").iterdir(), key=lambda p: p.stat().st_mtime).name
+    try:
+        running_job_output(job, env, root, docker_engine)
+    finally:  # a failed assertion leaves no container behind (a passing run has finished the job)
+        fahr_bytes("stop", job, "--train-driver", "local", env=env, cwd=root)
+
+
+def running_job_output(job: str, env: dict, root: Path, docker_engine) -> None:
     (container,) = docker_engine.containers.list(filters={"label": f"{LABEL_JOB}={job}"})
     deadline = time.monotonic() + 60
     while b"the last line has no newline" not in container.logs() and time.monotonic() < deadline:
