@@ -20,6 +20,14 @@ s3-fetch     A 512 MiB model (random bytes and some zeros, gzip) on an emulated 
              (target < 150 MiB).
 local-fetch  The same archive as a local job's model.tar.gz: `fahr fetch` against `tar xzf` of it
              (target <= 1.3).
+log-throughput  A job printing 1,000,000 lines (about 70 MB; --log-lines), image up to date: `fahr
+             fit` against `docker run --rm IMAGE train`, each with its stdout to a file (which must
+             hold the same bytes), interleaved: ratio of medians (target <= 1.5).
+log-memory   A job printing 400 MiB (--output-mib) in lines of 1 KiB: peak RSS of `fahr fit`, then
+             of `fahr wait JOB` and `fahr logs JOB` of the finished job (target < 150 MiB each).
+log-long-line  A running job that printed one 40 MiB line (--line-mib): `fahr logs JOB` against
+             `docker logs CONTAINER`, interleaved: ratio of medians (target <= 3: linear; the old
+             quadratic reading took 87 s where docker took 0.7).
 
 Peak RSS is the kernel's high-water mark of the process (`ru_maxrss` of `os.wait4` on it, what GNU
 `time -v` reports): exact, where polling (psutil) can miss a short peak between two samples, and
@@ -60,8 +68,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FAHR = BIN / "fahr"
-MEASURES = ("startup", "refit", "data-refit", "s3-fetch", "local-fetch")
-DOCKER_MEASURES = {"refit", "data-refit"}
+MEASURES = ("startup", "refit", "data-refit", "s3-fetch", "local-fetch", "log-throughput", "log-memory",
+            "log-long-line")
+LOG_MEASURES = {"log-throughput", "log-memory", "log-long-line"}
+DOCKER_MEASURES = {"refit", "data-refit"} | LOG_MEASURES
 BASE_IMAGE = "python:3.11-slim"
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -71,6 +81,9 @@ REFIT_OVERHEAD_S = 1.5
 S3_RATIO = 1.0
 S3_RSS_MIB = 150
 LOCAL_RATIO = 1.3
+LOG_RATIO = 1.5
+LOG_RSS_MIB = 150
+LONG_LINE_RATIO = 3.0
 
 
 class Missing(Exception):
@@ -111,13 +124,16 @@ with open(sys.argv[1], "w") as f:
 """
 
 
-def measure(cmd: list[str], *, env: dict | None = None, cwd: Path | None = None) -> Run:
+def measure(cmd: list[str], *, env: dict | None = None, cwd: Path | None = None,
+            stdout_to: Path | None = None) -> Run:
     """Run ``cmd`` to its end: wall time, peak RSS (``ru_maxrss`` from ``os.wait4``), output.
 
-    Output goes to temporary files, not pipes, so that nothing has to read while we wait. The
+    Output goes to temporary files, not pipes, so that nothing has to read while we wait; with
+    ``stdout_to``, stdout goes to that file and is not read (``Run.stdout`` is empty). The
     command runs in its own process group: a Ctrl-C here is passed on to it, and it is waited for.
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+    with (open(stdout_to, "w+b") if stdout_to else tempfile.TemporaryFile()) as out, \
+            tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile("r", prefix="fahr-bench-") as figures:
         proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", LAUNCHER, figures.name, *cmd],
                                 env=env, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
@@ -140,7 +156,7 @@ def measure(cmd: list[str], *, env: dict | None = None, cwd: Path | None = None)
         out.seek(0)
         err.seek(0)
         return Run(float(seconds), int(rss), int(status),
-                   out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+                   "" if stdout_to else out.read().decode(errors="replace"), err.read().decode(errors="replace"))
 
 
 def must(run: Run, what: str) -> Run:
@@ -528,17 +544,146 @@ def local_fetch(runs: int, work: Path, archive: Archive) -> dict:
 # -- prerequisites, machine, table -----------------------------------------------------------------
 
 
-def check_prerequisites(only: list[str], work_parent: Path, data_bytes: int, model_bytes: int) -> None:
+# -- 6., 7. and 8. a job's output ----------------------------------------------------------------
+
+# The job of the log measures: hyperparameters say how much it prints (docker run, without them,
+# prints the defaults); it lingers when asked, so that it can be read while it runs.
+LOG_JOB = """\
+import json, sys, time
+from pathlib import Path
+given = Path("/opt/ml/input/config/hyperparameters.json")
+hp = json.loads(given.read_text()) if given.exists() else {}
+lines, width, line_mib = int(hp.get("lines", "%d")), int(hp.get("width", "70")), int(hp.get("line_mib", "0"))
+out = sys.stdout.buffer
+if line_mib:
+    for _ in range(line_mib):
+        out.write(b"x" * 1048576)
+    out.write(b" the end of the long line\\n")
+pad = b"." * (width - 9)
+for i in range(lines):
+    out.write(b"%%07d %%s\\n" %% (i, pad))
+out.write(b"done\\n")
+out.flush()
+Path("/opt/ml/model").mkdir(parents=True, exist_ok=True)
+Path("/opt/ml/model/m.txt").write_text("m")
+time.sleep(float(hp.get("linger", "0")))
+"""
+
+
+def log_project(work: Path, lines: int) -> tuple[Path, str, dict]:
+    """The log job's train.py, its image built by a first small fit; returns (script, image, env)."""
+    model = work / "fahr-bench-logs" / "train.py"
+    model.parent.mkdir(exist_ok=True)
+    model.write_text(LOG_JOB % lines)
+    env = clean_env(FAHR_LOCAL_OUTPUT_PATH=str(work / "jobs"))
+    image = "fahr-bench-logs/train:latest"
+    if not (work / "jobs").exists():
+        remove_image(image)  # left by a run that was killed: the first fit builds
+    must(measure([str(FAHR), "fit", str(model), "--train-driver", "local", "--hp", "lines=1"], env=env, cwd=work),
+         "the first fit of the log job")
+    return model, image, env
+
+
+def newest_job(work: Path) -> str:
+    return max((work / "jobs").iterdir(), key=lambda p: p.stat().st_mtime).name
+
+
+def log_throughput(runs: int, work: Path, lines: int) -> dict:
+    model, image, env = log_project(work, lines)
+    fit = [str(FAHR), "fit", str(model), "--train-driver", "local"]
+    fits, containers, rss, same = [], [], [], 0
+    fit_out, docker_out = work / "fit.out", work / "docker.out"
+    for i in range(runs):
+        say(f"  {lines} lines: run {i + 1} of {runs}")
+        containers.append(must(measure(["docker", "run", "--rm", image, "train"], env=env, stdout_to=docker_out),
+                               f"docker run {image}").seconds)
+        run = must(measure(fit, env=env, cwd=work, stdout_to=fit_out), "fahr fit of the log job")
+        fits.append(run.seconds)
+        rss.append(run.max_rss_kib)
+        same += fit_out.read_bytes() == docker_out.read_bytes()
+        shutil.rmtree(work / "jobs" / newest_job(work), ignore_errors=True)
+    m_fit, m_container = median(fits), median(containers)
+    return {"runs": runs, "lines": lines, "output_bytes": docker_out.stat().st_size,
+            "same_output_every_run": same == runs, "fahr_fit_s": round(m_fit, 3),
+            "docker_run_s": round(m_container, 3), "ratio": round(m_fit / m_container, 2),
+            "fahr_fit_peak_rss_mib": round(max(rss) / 1024, 1)}
+
+
+def log_memory(work: Path, output_bytes: int) -> dict:
+    model, _, env = log_project(work, 1)
+    lines = max(1, output_bytes // 1024)
+    out = work / "output.out"
+    fit = must(measure([str(FAHR), "fit", str(model), "--train-driver", "local", "--hp", f"lines={lines}",
+                        "--hp", "width=1024"], env=env, cwd=work, stdout_to=out), "fahr fit of the log job")
+    printed = out.stat().st_size
+    job = newest_job(work)
+    figures = {}
+    for command in ("wait", "logs"):
+        run = must(measure([str(FAHR), command, job, "--train-driver", "local"], env=env, cwd=work, stdout_to=out),
+                   f"fahr {command} of the finished log job")
+        if out.stat().st_size != printed:
+            raise RuntimeError(f"fahr {command} printed {out.stat().st_size} bytes, fahr fit {printed}")
+        figures[f"fahr_{command}_peak_rss_mib"] = round(run.max_rss_kib / 1024, 1)
+    out.unlink()
+    shutil.rmtree(work / "jobs" / job, ignore_errors=True)
+    return {"output_bytes": printed, "fahr_fit_peak_rss_mib": round(fit.max_rss_kib / 1024, 1), **figures}
+
+
+def log_long_line(runs: int, work: Path, line_mib: int) -> dict:
+    model, _, env = log_project(work, 1)
+    must(measure([str(FAHR), "fit", str(model), "--train-driver", "local", "--detach", "--hp", "lines=0",
+                  "--hp", f"line_mib={line_mib}", "--hp", "linger=3600"], env=env, cwd=work), "fahr fit --detach")
+    job = newest_job(work)
+    try:
+        container = docker("ps", "-q", "--filter", f"label=fahr.job={job}")
+        deadline = time.monotonic() + 600
+        while docker("logs", "--tail", "1", container) != "done":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the job {job} did not print its {line_mib} MiB line in 10 minutes")
+            time.sleep(1)
+        fahr_out, docker_out = work / "logs.out", work / "docker-logs.out"
+        fahrs, dockers, same = [], [], 0
+        for i in range(runs):
+            say(f"  a {line_mib} MiB line: run {i + 1} of {runs}")
+            dockers.append(must(measure(["docker", "logs", container], env=env, stdout_to=docker_out),
+                                "docker logs").seconds)
+            fahrs.append(must(measure([str(FAHR), "logs", job, "--train-driver", "local"], env=env, cwd=work,
+                                      stdout_to=fahr_out), "fahr logs").seconds)
+            same += fahr_out.read_bytes() == docker_out.read_bytes()
+    finally:
+        subprocess.run([str(FAHR), "stop", job, "--train-driver", "local"], env=env, cwd=work, capture_output=True)
+    m_fahr, m_docker = median(fahrs), median(dockers)
+    return {"runs": runs, "line_bytes": line_mib * MiB, "same_output_every_run": same == runs,
+            "fahr_logs_s": round(m_fahr, 3), "docker_logs_s": round(m_docker, 3), "ratio": round(m_fahr / m_docker, 2)}
+
+
+def log_measures(args: argparse.Namespace, work: Path, results: dict) -> None:
+    try:
+        if "log-throughput" in args.only:
+            say(f"a job printing {args.log_lines} lines: fahr fit against docker run")
+            results["log-throughput"] = log_throughput(args.runs, work, args.log_lines)
+        if "log-memory" in args.only:
+            say(f"a job printing {args.output_mib} MiB: peak RSS of fahr fit, wait and logs")
+            results["log-memory"] = log_memory(work, args.output_mib * MiB)
+        if "log-long-line" in args.only:
+            say(f"a running job that printed a {args.line_mib} MiB line: fahr logs against docker logs")
+            results["log-long-line"] = log_long_line(args.runs, work, args.line_mib)
+    finally:
+        remove_image("fahr-bench-logs/train:latest")
+
+
+def check_prerequisites(only: list[str], work_parent: Path, data_bytes: int, model_bytes: int,
+                        output_bytes: int = 0) -> None:
     if not FAHR.exists():
         raise Missing(f"{FAHR} not found: run this with the Python of fahr's virtualenv (make benchmark)")
     if DOCKER_MEASURES & set(only):
         if shutil.which("docker") is None:
             raise Missing("no docker command: install Docker, or run make benchmark (it sets one up); "
-                          "or leave out refit and data-refit with --only")
+                          "or leave out refit, data-refit and the log measures with --only")
         proc = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
         if proc.returncode != 0:
             raise Missing("no Docker engine answers: start one (make benchmark starts one), "
-                          "or leave out refit and data-refit with --only")
+                          "or leave out refit, data-refit and the log measures with --only")
         if subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True).returncode != 0:
             raise Missing(f"the base image {BASE_IMAGE} is missing: run make benchmark (it pulls or builds it)")
     if {"s3-fetch", "local-fetch"} & set(only) and shutil.which("tar") is None:
@@ -553,6 +698,8 @@ def check_prerequisites(only: list[str], work_parent: Path, data_bytes: int, mod
         need += 3 * data_bytes  # the data folder, its image layer, the build's context on the way
     if {"s3-fetch", "local-fetch"} & set(only):
         need += 5 * model_bytes  # the payload, the archive, moto's copy, two extracted models
+    if "log-memory" in only:
+        need += 4 * output_bytes  # the engine's log of it, the job's saved log, the printed copy
     free = shutil.disk_usage(work_parent).free
     if need and free < need:
         raise Missing(f"{work_parent} has {free / GiB:.1f} GiB free, the benchmark needs about {need / GiB:.1f} GiB")
@@ -705,6 +852,35 @@ def table(results: dict) -> tuple[list[str], bool]:
         row("`tar xzf` of its model.tar.gz", f"{r['baseline_s']:.2f} s")
         row("**ratio local fetch / `tar xzf`**", f"**{r['ratio']:.2f}**", verdict(ok, f"≤ {LOCAL_RATIO}"))
         row("peak RSS of `fahr fetch` (local)", f"{r['fahr_peak_rss_mib']:.0f} MiB")
+    if "log-throughput" in results:
+        r = results["log-throughput"]
+        ok = r["ratio"] <= LOG_RATIO and r["same_output_every_run"]
+        all_ok &= ok
+        row(f"a job printing {r['lines']:,} lines ({r['output_bytes'] / 1e6:.0f} MB), stdout to a file: "
+            f"same bytes every time ({runs_of(r)})", str(r["same_output_every_run"]).lower(), "true")
+        row("`fahr fit` (image up to date)", f"{r['fahr_fit_s']:.2f} s")
+        row("`docker run --rm IMAGE train`", f"{r['docker_run_s']:.2f} s")
+        row("**ratio log throughput `fit` / `docker run`**", f"**{r['ratio']:.2f}**", verdict(ok, f"≤ {LOG_RATIO}"))
+    if "log-memory" in results:
+        r = results["log-memory"]
+        what = human(r["output_bytes"])
+        for command in ("fit", "wait", "logs"):
+            value = r[f"fahr_{command}_peak_rss_mib"]
+            ok = value < LOG_RSS_MIB
+            all_ok &= ok
+            job = "a job printing" if command == "fit" else "the finished job that printed"
+            row(f"**peak RSS of `fahr {command}`**, {job} {what} (one run)", f"**{value:.0f} MiB**",
+                verdict(ok, f"< {LOG_RSS_MIB} MiB"))
+    if "log-long-line" in results:
+        r = results["log-long-line"]
+        ok = r["ratio"] <= LONG_LINE_RATIO and r["same_output_every_run"]
+        all_ok &= ok
+        row(f"`fahr logs` of a running job that printed a {human(r['line_bytes'])} line: same bytes as "
+            f"`docker logs` ({runs_of(r)})", str(r["same_output_every_run"]).lower(), "true")
+        row("`fahr logs JOB`", f"{r['fahr_logs_s']:.2f} s")
+        row("`docker logs CONTAINER`", f"{r['docker_logs_s']:.2f} s")
+        row("**ratio `fahr logs` / `docker logs`, long line**", f"**{r['ratio']:.2f}**",
+            verdict(ok, f"≤ {LONG_LINE_RATIO:g} (linear)"))
     return rows, all_ok
 
 
@@ -736,13 +912,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--runs", type=positive, default=5, metavar="N",
                         help="interleaved runs of each side of each measure (start-up: 3×N); the "
-                             "default 5 takes about 10 minutes on 2 cores")
+                             "default 5 takes about 13 minutes on 2 cores")
     parser.add_argument("--only", type=only_list, default=list(MEASURES), metavar="NAME[,NAME...]",
                         help=f"measure only these: {', '.join(MEASURES)} (default: all)")
     parser.add_argument("--data-mib", type=positive, default=1024, metavar="MIB",
                         help="size of the data/ folder of data-refit (target defined at 1024)")
     parser.add_argument("--model-mib", type=positive, default=512, metavar="MIB",
                         help="unpacked size of the model of s3-fetch and local-fetch (target defined at 512)")
+    parser.add_argument("--log-lines", type=positive, default=1_000_000, metavar="N",
+                        help="lines the job of log-throughput prints (target defined at 1000000)")
+    parser.add_argument("--output-mib", type=positive, default=400, metavar="MIB",
+                        help="what the job of log-memory prints (target defined at 400)")
+    parser.add_argument("--line-mib", type=positive, default=40, metavar="MIB",
+                        help="the length of the line of log-long-line (target defined at 40)")
     parser.add_argument("--json", action="store_true", help="also print every figure as JSON")
     return parser.parse_args(argv)
 
@@ -770,6 +952,8 @@ def measure_all(args: argparse.Namespace, work: Path, results: dict) -> None:
         if "local-fetch" in args.only:
             say("local fetch against tar xzf")
             results["local-fetch"] = local_fetch(args.runs, work, archive)
+    if LOG_MEASURES & set(args.only):
+        log_measures(args, work, results)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -779,7 +963,7 @@ def main(argv: list[str] | None = None) -> int:
     data_bytes, model_bytes = args.data_mib * MiB, args.model_mib * MiB
     work_parent = Path(tempfile.gettempdir())
     try:
-        check_prerequisites(args.only, work_parent, data_bytes, model_bytes)
+        check_prerequisites(args.only, work_parent, data_bytes, model_bytes, args.output_mib * MiB)
     except Missing as exc:
         print(f"benchmark error: {exc}", file=sys.stderr)
         return 3
@@ -804,6 +988,9 @@ def main(argv: list[str] | None = None) -> int:
     options = f"--runs {args.runs}" + (f" --only {','.join(args.only)}" if args.only != list(MEASURES) else "")
     options += f" --data-mib {args.data_mib}" * (args.data_mib != 1024)
     options += f" --model-mib {args.model_mib}" * (args.model_mib != 512)
+    options += f" --log-lines {args.log_lines}" * (args.log_lines != 1_000_000)
+    options += f" --output-mib {args.output_mib}" * (args.output_mib != 400)
+    options += f" --line-mib {args.line_mib}" * (args.line_mib != 40)
     print(f"`benchmarks/run.py {options}`: medians of interleaved runs; wall time {wall:.0f} s.\n")
     print("\n".join(rows))
     if args.json:

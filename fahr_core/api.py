@@ -146,6 +146,31 @@ def _prefetched(lines, patience: float = 2.0):
         yield item, False
 
 
+def _readable(text: str) -> str:
+    """A line as the API hands it out: bytes a driver passed on undecoded (as surrogate escapes,
+    so that ``fahr logs`` prints them as they were) become U+FFFD."""
+    if text.isascii():
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return text
+
+
+def _whole_lines(pieces: Iterator[tuple[str, bool]]) -> Iterator[str]:
+    """Lines, however long, from the pieces of :meth:`Job._output`."""
+    parts: list[str] = []
+    for text, ends in pieces:
+        if parts or not ends:
+            parts.append(text)
+            if not ends:
+                continue
+            text, parts = "".join(parts), []
+        yield _readable(text)
+    if parts:
+        yield _readable("".join(parts))
+
+
 def _time(seconds: float | None) -> datetime | None:
     """A driver's epoch seconds as a UTC datetime; None when unknown or beyond what a datetime
     holds (a driver's bad value must not break the listing of every job)."""
@@ -273,12 +298,15 @@ class Job:
 
         With ``follow``, lines come as the job prints them, until it ends. A job of several hosts
         has each line prefixed ``[algo-N] ``; ``host="algo-2"`` gives one host's lines, unprefixed.
+        A line comes whole, however long; bytes that are not UTF-8 come as U+FFFD.
         """
         _flag(follow, "Job.logs(): follow")  # checked now, not when the lines are first read
         _text(host, "Job.logs(): host", "a host's name (str, e.g. 'algo-2') or None")
-        return self._log_lines(follow, host)
+        return _whole_lines(self._output(follow, host))
 
-    def _log_lines(self, follow: bool, host: str | None) -> Iterator[str]:
+    def _output(self, follow: bool, host: str | None) -> Iterator[tuple[str, bool]]:
+        """The job's output as it is to be printed, in bounded pieces ``(text, ends)``: ``ends``
+        when the text ends a line (the newline is not in it). ``fahr logs`` prints these."""
         from fahr_core import names
         from fahr_core.values import JobHandle
 
@@ -289,11 +317,16 @@ class Job:
         if lines is None:
             raise _lacks(session.config.driver, "read logs", "logs")
         if host is not None:
-            yield from (line.text for line in lines if line.host == host)
+            yield from ((line.text, line.newline) for line in lines if line.host == host)
             return
-        # Whether the job has several hosts shows in its lines: hold them back until a second host
-        # speaks, the lines end, or (following a live job) two seconds have passed, even when the
-        # job prints nothing more in those seconds (the lines are then read in a thread).
+
+        def shown(line, several: bool) -> tuple[str, bool]:  # with a host, a slice is a line of its own
+            return (f"[{line.host}] {line.text}", True) if several else (line.text, line.newline)
+
+        # Whether the job has several hosts shows in its lines, unless the driver says: hold them
+        # back until a second host speaks, the lines end, or (following a live job) two seconds
+        # have passed, even when the job prints nothing more in those seconds (the lines are then
+        # read in a thread).
         source = _prefetched(lines) if follow else ((line, False) for line in lines)
         held: list = []
         several: bool | None = None
@@ -302,20 +335,23 @@ class Job:
             if several is None:
                 if line is not None:
                     held.append(line)
-                if held and line is not None and line.host != held[0].host:
-                    several = True
-                elif follow and (timed_out or time.monotonic() - since > 2):
-                    several = False
-                else:
-                    continue
+                    if line.hosts:
+                        several = line.hosts > 1
+                if several is None:
+                    if held and line is not None and line.host != held[0].host:
+                        several = True
+                    elif follow and (timed_out or time.monotonic() - since > 2):
+                        several = False
+                    else:
+                        continue
                 for kept in held:
-                    yield f"[{kept.host}] {kept.text}" if several else kept.text
+                    yield shown(kept, several)
                 held = []
                 continue
             if line is not None:
-                yield f"[{line.host}] {line.text}" if several else line.text
+                yield shown(line, several)
         for kept in held:  # one host all along
-            yield kept.text
+            yield shown(kept, False)
 
     def fetch(self, target: str | Path, *, extract: bool = True, overwrite: bool = False) -> Path:
         """Bring this job's model into ``target`` (a new or empty folder); returns where it is."""

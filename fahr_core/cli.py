@@ -404,14 +404,16 @@ def logs(
     def work():
         import re
 
-        from fahr_core import api
+        from fahr_core import api, ui
 
         (name,) = _reorder(ctx, job_name)
         if host is not None and not re.fullmatch(r"algo-[1-9][0-9]*", host):
             raise UsageError(f"--host {host}: a host is named algo-N (algo-1, algo-2, …)")
-        for line in api.Job(name, driver=train_driver, config=_config_dict(ctx)).logs(follow=follow, host=host):
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+        try:
+            for text, ends in api.Job(name, driver=train_driver, config=_config_dict(ctx))._output(follow, host):
+                ui.log_line(text, newline=ends)  # the job's output as it printed it, byte for byte
+        finally:
+            ui.flush_output()
 
     _run(work)
 

@@ -35,10 +35,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 from fahr_core.errors import EnvironmentProblem, UsageError
 from fahr_core.jobs import COMPLETED, FAILED
+from fahr_core.joblog import Tail
 
 LABEL_JOB = "fahr.job"
 CHECKPOINT_MARKER = ".fahr-checkpoints"
@@ -48,7 +49,6 @@ MARKER_TEXT = (b"This folder holds checkpoints that fahr copies back from its jo
 LABEL_HOST = "fahr.host"
 FAILURE_REASON_MAX = 1024
 _TAIL_LINES = 10
-_MAX_LINE = 64 * 1024
 
 
 @dataclass
@@ -102,7 +102,7 @@ class Outcome:
     ended_at: float = 0.0
 
 
-LogSink = Callable[[str, str], None]  # (host, line)
+OutputSink = Callable[[str, bytes], None]  # (host, a piece of its output: see ContractRun.follow)
 
 
 class EngineLost(EnvironmentProblem):
@@ -146,6 +146,201 @@ def _is_gone(exc: BaseException) -> bool:
     from docker import errors as docker_errors
 
     return isinstance(exc, docker_errors.NotFound)
+
+
+_FRAME_HEADER = 8  # the engine's multiplexed stream: a byte for stdout/stderr, 3 zeros, a big-endian length
+_READ_SIZE = 64 * 1024
+_ATTACH_HOLD = 16 * 1024 * 1024  # what an attached host's output may pile up unread before it is let go
+
+
+def _frames(read: Callable[[int], bytes]) -> Iterator[bytes]:
+    """The payloads of the engine's multiplexed stream read with ``read(n)`` (which returns what
+    is there, up to n bytes): a chunk of all the frames that came whole with each read."""
+    import struct
+
+    header = struct.Struct(">xxxxL")
+    buffer = bytearray()
+    while data := read(_READ_SIZE):
+        buffer += data
+        payloads, start, size = [], 0, len(buffer)
+        while size - start >= _FRAME_HEADER:
+            (length,) = header.unpack_from(buffer, start)
+            end = start + _FRAME_HEADER + length
+            if end > size:
+                break
+            payloads.append(buffer[start + _FRAME_HEADER:end])
+            start = end
+        del buffer[:start]
+        if payloads:
+            yield b"".join(payloads)
+
+
+def output_chunks(container, follow: bool) -> Iterator[bytes]:
+    """A container's output (stdout and stderr merged, as ``docker logs`` prints them), byte for
+    byte, in chunks of what arrived together, from the engine's log of it.
+
+    The engine sends a frame per line; the Docker SDK reads each frame with two reads of its
+    own, which made a chatty job's output many times slower to follow than ``docker logs``. Here
+    the stream is read as much at a time as is there and the frames are cut out of it.
+    """
+    api = container.client.api
+    reader = None
+    if not (container.attrs.get("Config") or {}).get("Tty"):  # a terminal's output is not framed
+        response = api._get(api._url("/containers/{0}/logs", container.id), stream=True, params={
+            "stdout": 1, "stderr": 1, "timestamps": 0, "follow": int(follow), "tail": "all"})
+        api._raise_for_status(response)
+        reader = getattr(response.raw, "read1", None)
+    if reader is None:  # a terminal, or an older urllib3: the SDK's own reading
+        yield from container.logs(stream=True, follow=follow, stdout=True, stderr=True)
+        return
+    api._disable_socket_timeout(api._get_raw_response_socket(response))  # a job may be silent for long
+    try:
+        yield from _frames(reader)
+    finally:
+        response.close()
+
+
+# Attached streams of containers this process started, by container id, until follow() takes them.
+_attached: dict[str, "_Attachment"] = {}
+_attached_lock = threading.Lock()
+
+
+class _Attachment:
+    """A container's output from its first byte, as ``docker run`` reads it: attached before the
+    start, straight from the container (the engine's log of it, which ``docker logs`` reads, is
+    several times slower to read for a chatty job).
+
+    A thread reads it into a queue of at most ``_ATTACH_HOLD`` bytes that follow() empties. If
+    nobody follows (``fit --detach`` in a long-lived Python), or the reader falls that far behind,
+    the attachment is let go and follow() goes on from the engine's log, past the bytes it had:
+    nothing is lost and the container never waits on fahr.
+    """
+
+    def __init__(self, container):
+        from docker.utils.socket import read as socket_read
+
+        api = container.client.api
+        self.id = container.id
+        self._response = api._post(api._url("/containers/{0}/attach", container.id), stream=True,
+                                   headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+                                   params={"stdout": 1, "stderr": 1, "stream": 1})
+        api._raise_for_status(self._response)
+        self._socket = api._get_raw_response_socket(self._response)
+        api._disable_socket_timeout(self._socket)
+        self._read = lambda n: socket_read(self._socket, n)
+        self._chunks: queue.Queue = queue.Queue()
+        self._held = 0
+        self._claimed = False
+        self.whole = False  # the stream ended with the container's output, every byte queued
+        with _attached_lock:
+            _attached[self.id] = self
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        try:
+            for chunk in _frames(self._read):
+                with _attached_lock:
+                    self._held += len(chunk)
+                    if self._held > _ATTACH_HOLD:
+                        break
+                self._chunks.put(chunk)
+            else:
+                self.whole = True
+        except Exception:
+            pass  # the engine went away, or the container: follow() reads on from the engine's log
+        finally:
+            with _attached_lock:
+                if not self._claimed or not self.whole:
+                    _attached.pop(self.id, None)
+                    self._drop()
+            self._chunks.put(None)
+
+    def _drop(self) -> None:
+        self.whole = False
+        while not self._chunks.empty():
+            self._chunks.get_nowait()
+        with contextlib.suppress(Exception):
+            self._response.close()
+
+    @classmethod
+    def claim(cls, container) -> "_Attachment | None":
+        with _attached_lock:
+            attachment = _attached.pop(container.id, None)
+            if attachment is not None:
+                attachment._claimed = True
+            return attachment
+
+    def chunks(self) -> Iterator[bytes]:
+        while (chunk := self._chunks.get()) is not None:
+            with _attached_lock:
+                self._held -= len(chunk)
+            yield chunk
+
+
+def live_output(container) -> Iterator[bytes]:
+    """A running container's output, byte for byte, from the start to its end: from the stream
+    attached when this process started it, else (or past where that stream was let go) from the
+    engine's log."""
+    passed = 0
+    attachment = _Attachment.claim(container)
+    if attachment is not None:
+        for chunk in attachment.chunks():
+            passed += len(chunk)
+            yield chunk
+        if attachment.whole:
+            return
+    for chunk in output_chunks(container, follow=True):
+        if passed:
+            if len(chunk) <= passed:
+                passed -= len(chunk)
+                continue
+            chunk, passed = chunk[passed:], 0
+        yield chunk
+
+
+class _LogCopy:
+    """A host's output written to a temporary file beside its log as it is followed.
+
+    Appended a MiB at a time, the file open only while it is written: a job that prints little
+    holds no file of the job folder open for long (a disk can still be remounted read-only).
+    """
+
+    _BATCH = 1024 * 1024
+
+    def __init__(self, folder: Path, host: str):
+        fd, name = tempfile.mkstemp(prefix=f".{host}.log.", suffix=".partial", dir=folder)
+        os.close(fd)
+        self.path: Path | None = Path(name)
+        self._pending: list[bytes] = []
+        self._size = 0
+
+    def write(self, chunk: bytes) -> None:
+        if self.path is None:
+            return
+        self._pending.append(chunk)
+        self._size += len(chunk)
+        if self._size >= self._BATCH:
+            self._append()
+
+    def _append(self) -> None:
+        try:
+            with open(self.path, "ab") as handle:
+                handle.writelines(self._pending)
+        except OSError:  # a full disk, say: following goes on, save_logs reads from the engine
+            self.discard()
+        self._pending, self._size = [], 0
+
+    def close(self) -> Path | None:
+        if self.path is not None and self._pending:
+            self._append()
+        return self.path
+
+    def discard(self) -> None:
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
+        self.path = None
+        self._pending, self._size = [], 0
 
 
 class _ChunkReader(io.RawIOBase):
@@ -314,7 +509,9 @@ class ContractRun:
 
         self.job = job
         self.client = client or engine.client()
-        self._tails: dict[str, collections.deque] = {h: collections.deque(maxlen=_TAIL_LINES) for h in job.hosts}
+        self._tails: dict[str, Tail] = {}
+        self._copies: dict[str, Path] = {}  # each host's whole output, written as follow() read it
+        self._logs_saved = False
 
     def reconnect(self) -> None:
         """Use a new connection to the engine: after an interrupt, a pooled connection may be
@@ -383,6 +580,8 @@ class ContractRun:
                     archive.seek(0)
                     container.put_archive("/", archive)
                 containers.append(container)
+                with contextlib.suppress(Exception):  # a speed-up: follow() reads the engine's log without it
+                    _Attachment(container)
             on_status("Training")
             for container in containers:
                 container.start()
@@ -438,37 +637,49 @@ class ContractRun:
             raise
         return {c.labels.get(LABEL_HOST, c.name): c for c in found}
 
-    def follow(self, on_log: LogSink, started_at: float | None = None) -> Outcome:
-        """Stream every host's logs live until all have exited; a failing host stops the others.
+    def follow(self, on_output: OutputSink, started_at: float | None = None, *, lines: bool = True,
+               keep_in: Path | None = None) -> Outcome:
+        """Stream every host's output live until all have exited; a failing host stops the others.
+
+        ``on_output(host, data)`` gets the output byte for byte, from each host's own thread:
+        with ``lines``, in pieces that each end a line or are a slice of a long one (see
+        :class:`fahr_core.joblog.LineSplitter`), else in chunks as they come. What is held meanwhile
+        is bounded, whatever the job prints. With ``keep_in`` (an existing folder), each host's
+        output is also written there as it comes, for :meth:`save_logs` to keep rather than read
+        it all again from the engine.
 
         KeyboardInterrupt propagates (the caller stops and cleans up). :class:`EngineLost` is
         raised when the engine stops answering: the hosts' fate is then unknown, not failed.
         """
+        from fahr_core.joblog import LineSplitter
+
         containers = self.containers()
         events: queue.Queue = queue.Queue()
         started_at = started_at or time.time()
 
         def stream(host: str, container) -> None:
-            pending: list[bytes] = []  # the pieces of an unfinished line: joined once, not re-scanned
-            size = 0
+            tail = self._tails[host] = Tail()
+            splitter = LineSplitter() if lines else None
+            copy = _LogCopy(keep_in, host) if keep_in is not None else None
             try:
-                for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
-                    *complete, rest = chunk.split(b"\n")
-                    for piece in complete:
-                        pending.append(piece)
-                        self._emit(host, b"".join(pending), on_log)
-                        pending, size = [], 0
-                    if rest:
-                        pending.append(rest)
-                        size += len(rest)
-                        if size >= _MAX_LINE:  # output without newlines: show it in slices
-                            self._emit(host, b"".join(pending), on_log)
-                            pending, size = [], 0
-                if pending:
-                    self._emit(host, b"".join(pending), on_log)
+                for chunk in live_output(container):
+                    tail.add(chunk)
+                    if copy is not None:
+                        copy.write(chunk)
+                    if splitter is None:
+                        on_output(host, chunk)
+                    else:
+                        for piece in splitter.feed(chunk):
+                            on_output(host, piece)
+                if copy is not None and not self._logs_saved and (whole := copy.close()):
+                    self._copies[host], copy = whole, None  # the output ended: the copy is whole
             except Exception:
                 pass  # the container went away (stopped and removed): nothing more to read
             finally:
+                if copy is not None:
+                    copy.discard()
+                if splitter is not None and (rest := splitter.end()):
+                    on_output(host, rest)
                 events.put(("logs-done", host, None))
 
         def await_exit(host: str, container) -> None:
@@ -516,17 +727,12 @@ class ContractRun:
         reason = self.failure_reason(first_failed, codes[first_failed])
         return Outcome(FAILED, reason, codes, started_at, ended_at)
 
-    def _emit(self, host: str, raw: bytes, on_log: LogSink) -> None:
-        line = raw.decode("utf-8", "replace").rstrip("\r")
-        self._tails[host].append(line)
-        on_log(host, line)
-
     def failure_reason(self, host: str, code: int) -> str:
         """``/opt/ml/output/failure`` (first 1024 characters), else the exit code and last lines."""
         text = self.read_file(host, "/opt/ml/output/failure")
         if text and text.strip():
             return text.decode("utf-8", "replace")[:FAILURE_REASON_MAX]
-        tail = list(self._tails.get(host, []))
+        tail = self._tails[host].lines(_TAIL_LINES) if host in self._tails else []
         if not tail:
             try:
                 logs = self.containers()[host].logs(tail=_TAIL_LINES).decode("utf-8", "replace")
@@ -746,23 +952,39 @@ class ContractRun:
                 raise engine_lost(exc, f"saving job {self.job.job_name}'s logs") from exc
             raise
         for host, container in containers.items():
-            try:
-                text = container.logs(stdout=True, stderr=True)
-            except Exception as exc:
-                if _is_gone(exc):
-                    continue  # a container removed meanwhile has no logs to keep
-                if is_engine_error(exc):
-                    raise engine_lost(exc, f"saving job {self.job.job_name}'s logs") from exc
-                raise
+            copy = self._copies.pop(host, None)
+            for stale in folder.glob(f".{host}.log.*.partial"):  # left by a fahr that was killed
+                if stale != copy:
+                    stale.unlink(missing_ok=True)
+            if copy is not None and copy.parent == folder and copy.is_file():
+                os.chmod(copy, 0o644)
+                os.replace(copy, folder / f"{host}.log")
+                continue
             fd, name = tempfile.mkstemp(prefix=f".{host}.log.", suffix=".partial", dir=folder)
+            gone = False
             try:
                 with os.fdopen(fd, "wb") as handle:
-                    handle.write(text)
+                    try:
+                        for chunk in output_chunks(container, follow=False):  # streamed: any size
+                            handle.write(chunk)
+                    except Exception as exc:
+                        if not _is_gone(exc):
+                            if is_engine_error(exc):
+                                raise engine_lost(exc, f"saving job {self.job.job_name}'s logs") from exc
+                            raise
+                        gone = True  # a container removed meanwhile has no logs to keep
+                if gone:
+                    Path(name).unlink(missing_ok=True)
+                    continue
                 os.chmod(name, 0o644)
                 os.replace(name, folder / f"{host}.log")
             except BaseException:
                 Path(name).unlink(missing_ok=True)
                 raise
+        self._logs_saved = True  # a host's stream that ends later drops its copy
+        for copy in self._copies.values():
+            copy.unlink(missing_ok=True)
+        self._copies.clear()
 
     def size_of(self, path: str) -> int | None:
         """The bytes of the files under ``path`` on every host, streamed (nothing written), or

@@ -345,7 +345,10 @@ def logs(job: JobHandle, config: Config, follow: bool) -> Iterable[LogLine] | No
     :param follow: False: the lines printed so far, then stop. True: go on yielding lines as the
         job prints them, and stop when the job has ended.
     :returns: an iterable of :class:`fahr_core.LogLine` (each with its host), in the order each
-        host printed them; None when the driver cannot read logs.
+        host printed them; None when the driver cannot read logs. A driver that reads bytes may
+        hand a long line over in slices (``newline=False`` but on the last), so that nothing holds
+        it whole, and bytes that are not UTF-8 as surrogate escapes (``decode("utf-8",
+        "surrogateescape")``): ``fahr logs`` prints them as they were.
 
     Stops at first non-None result.
     """

@@ -16,6 +16,7 @@ plugin API (the rest, ``console``, ``error``, ``visible`` and ``one_line``, is t
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import re
 import sys
@@ -108,6 +109,8 @@ def _say(*parts: tuple[str, str]) -> None:
     with _lock:
         if _muted:
             return
+        with contextlib.suppress(OSError):
+            _flush_output()  # the job's output held so far goes first
         console().print(line)
 
 
@@ -151,12 +154,83 @@ def status_change(job: str, status: str, detail: str = "") -> None:
     _say(("fahr", "bold cyan"), (f" {job}: ", ""), (status, "bold"), (f" — {detail}" if detail else "", ""))
 
 
-def log_line(line: str, host: str | None = None) -> None:
+def log_line(line: str, host: str | None = None, *, newline: bool = True) -> None:
     """One line of the training container's output, to stdout, as it arrives: byte for byte, as
-    ``docker logs`` shows it (it is the job's own output, not a line of fahr's)."""
-    text = f"[{host}] {line}" if host else line
+    ``docker logs`` shows it (it is the job's own output, not a line of fahr's). ``newline=False``:
+    part of a line that goes on, or the job's last output, which had none."""
+    if newline:
+        line += "\n"
+    try:
+        data = line.encode("utf-8", "surrogateescape")  # bytes decoded that way come back as they were
+    except UnicodeEncodeError:
+        data = line.encode("utf-8", "replace")
+    log_output(data, host)
+
+
+# A job's output goes to stdout as bytes, as it came: held here and written in large writes
+# (a write per line made a chatty job several times slower than `docker run`), at the latest
+# FLUSH_AFTER seconds after it arrived, and before any status line (so the two keep their order).
+FLUSH_AFTER = 0.05
+_HOLD = 64 * 1024
+_held = bytearray()
+_timer: threading.Timer | None = None
+
+
+def log_output(data: bytes, host: str | None = None) -> None:
+    """Part of a job's output, byte for byte, to stdout (a job's own output is never altered).
+
+    With ``host`` (a job of several hosts), ``data`` is a line or a slice of a long one (see
+    ``fahr_core.joblog``): it goes out as a line of its own, prefixed ``[host] ``.
+    """
+    global _timer
+    if host:
+        data = b"[%s] %s" % (host.encode(), data)
+        if not data.endswith(b"\n"):
+            data += b"\n"
     with _lock:
         if _muted:
             return
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+        _held.extend(data)
+        if len(_held) >= _HOLD:
+            _flush_output()
+        elif _timer is None:
+            _timer = threading.Timer(FLUSH_AFTER, _flush_later)
+            _timer.daemon = True
+            _timer.start()
+
+
+def flush_output() -> None:
+    """Write out the job output held (fahr calls it when a job's output ends)."""
+    with _lock:
+        _flush_output()
+
+
+def _flush_later() -> None:
+    global _timer
+    with _lock:
+        _timer = None
+        with contextlib.suppress(OSError):  # stdout closed (`fahr logs … | head`): the caller's next write says so
+            _flush_output()
+
+
+def _flush_output() -> None:
+    """(The caller holds ``_lock``.)"""
+    if not _held:
+        return
+    data = bytes(_held)
+    _held.clear()
+    out = sys.stdout
+    out.flush()  # text written before (by print) goes first
+    binary = getattr(out, "buffer", None)
+    if binary is None:  # a stream of text only (a notebook's): undecodable bytes are replaced there
+        out.write(data.decode("utf-8", "replace"))
+    else:
+        binary.write(data)
+        binary.flush()
+    out.flush()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    with contextlib.suppress(Exception):
+        flush_output()

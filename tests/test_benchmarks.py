@@ -34,13 +34,15 @@ def run_script(*args: str, env: dict | None = None) -> subprocess.CompletedProce
 def test_help_names_every_measure_and_option():
     proc = run_script("--help")
     assert proc.returncode == 0, proc.stderr
-    for word in ("--runs", "--only", "--json", "--data-mib", "--model-mib",
-                 "startup", "refit", "data-refit", "s3-fetch", "local-fetch"):
+    for word in ("--runs", "--only", "--json", "--data-mib", "--model-mib", "--log-lines", "--output-mib",
+                 "--line-mib", "startup", "refit", "data-refit", "s3-fetch", "local-fetch", "log-throughput",
+                 "log-memory", "log-long-line"):
         assert word in proc.stdout
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--only", "startup,nope"], "unknown measure nope; choose from startup, refit, data-refit, s3-fetch, local-fetch"),
+    (["--only", "startup,nope"], "unknown measure nope; choose from startup, refit, data-refit, s3-fetch, "
+                                 "local-fetch, log-throughput, log-memory, log-long-line"),
     (["--runs", "0"], "'0' is not a positive whole number"),
     (["--runs", "many"], "'many' is not a positive whole number"),
 ])
@@ -63,7 +65,7 @@ def test_no_docker_is_exit_3_in_one_line(tmp_path):
     assert proc.returncode == 3
     assert proc.stderr.strip().splitlines() == [
         "benchmark error: no docker command: install Docker, or run make benchmark (it sets one up); "
-        "or leave out refit and data-refit with --only"]
+        "or leave out refit, data-refit and the log measures with --only"]
 
 
 def test_peak_rss_is_the_commands_not_the_benchmarks(bench):
@@ -94,6 +96,45 @@ def test_the_table_says_which_targets_are_missed(bench):
     assert ok
     rows, ok = bench.table({"s3-fetch": {**s3, "ratio": 0.95, "fahr_peak_rss_mib": 150.0}})
     assert not ok
+
+
+def test_the_log_rows_say_which_targets_are_missed(bench):
+    throughput = {"runs": 3, "lines": 1_000_000, "output_bytes": 73_000_000, "same_output_every_run": True,
+                  "fahr_fit_s": 7.0, "docker_run_s": 5.0, "ratio": 1.4, "fahr_fit_peak_rss_mib": 40.0}
+    memory = {"output_bytes": 400 * 2**20, "fahr_fit_peak_rss_mib": 45.0, "fahr_wait_peak_rss_mib": 30.0,
+              "fahr_logs_peak_rss_mib": 31.0}
+    long_line = {"runs": 3, "line_bytes": 40 * 2**20, "same_output_every_run": True, "fahr_logs_s": 2.0,
+                 "docker_logs_s": 1.0, "ratio": 2.0}
+    rows, ok = bench.table({"log-throughput": throughput, "log-memory": memory, "log-long-line": long_line})
+    text = "\n".join(rows)
+    assert ok
+    assert "| **ratio log throughput `fit` / `docker run`** | **1.40** | ≤ 1.5: met |" in text
+    assert "| **peak RSS of `fahr logs`**, the finished job that printed 400 MiB (one run) | **31 MiB** | < 150 MiB: met |" in text
+    assert "| **ratio `fahr logs` / `docker logs`, long line** | **2.00** | ≤ 3 (linear): met |" in text
+    for missed in ({"log-throughput": {**throughput, "ratio": 1.6}},
+                   {"log-throughput": {**throughput, "same_output_every_run": False}},
+                   {"log-memory": {**memory, "fahr_wait_peak_rss_mib": 150.0}},
+                   {"log-long-line": {**long_line, "ratio": 3.5}}):
+        assert not bench.table(missed)[1], missed
+
+
+def test_the_log_measures_run_end_to_end_and_leave_nothing(tmp_path, docker_engine):
+    """On tiny sizes: a job of 2,000 lines, 2 MiB of output, a 2 MiB line."""
+    import os
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--only", "log-throughput,log-memory,log-long-line",
+                           "--runs", "1", "--log-lines", "2000", "--output-mib", "2", "--line-mib", "2"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode in (0, 1), proc.stderr  # 1: tiny sizes are all overhead
+    assert "Traceback" not in proc.stderr
+    for row in ("| a job printing 2,000 lines (0 MB), stdout to a file: same bytes every time (1 run) | true | true |",
+                "| **peak RSS of `fahr wait`**, the finished job that printed 2 MiB (one run) |",
+                "| `fahr logs` of a running job that printed a 2 MiB line: same bytes as `docker logs` (1 run) | true | true |"):
+        assert row in proc.stdout
+    assert list(tmp_path.iterdir()) == []
+    images = subprocess.run(["docker", "images", "-q", "fahr-bench-logs/train"], capture_output=True, text=True)
+    assert images.stdout.strip() == ""
 
 
 def test_local_fetch_runs_end_to_end_and_leaves_nothing(tmp_path):

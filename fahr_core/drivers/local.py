@@ -683,8 +683,11 @@ def wait(job, config):
         interrupts.followed(job.job_name)  # in the try: from here on, Ctrl-C is handled below
         gone = not run.containers()
         if not gone:
-            outcome = run.follow(lambda host, line: ui.log_line(line, host if several else None),
-                                 started_at=record.get("started"))
+            logs = job_dir / "logs"
+            logs.mkdir(exist_ok=True)
+            outcome = run.follow(lambda host, data: ui.log_output(data, host if several else None),
+                                 started_at=record.get("started"), lines=several, keep_in=logs)
+            ui.flush_output()  # the job's last output before anything fahr prints next
     except KeyboardInterrupt:
         _stop_interrupted(run, job.job_name, job_dir, config)
         raise
@@ -796,9 +799,9 @@ def _mark_unfinished(job_dir: Path, reason: str, stop_requested: str = "") -> No
 
 def _replay_logs(job_dir: Path, record: dict) -> None:
     several = record.get("instance_count", 1) > 1
-    for log in sorted((job_dir / "logs").glob("*.log")):
-        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-            ui.log_line(line, log.stem if several else None)
+    for host, data in _saved_output(job_dir, lines=several):
+        ui.log_output(data, host if several else None)
+    ui.flush_output()
 
 
 @contextlib.contextmanager
@@ -1229,50 +1232,77 @@ def list_jobs(query, config):
     return infos[:query.limit] if query.limit is not None else infos
 
 
-def _saved_logs(job_dir: Path):
-    from fahr_core.values import LogLine
+def _saved_output(job_dir: Path, lines: bool):
+    """The saved logs' bytes, host after host, as ``(host, data)``: read a chunk at a time, in
+    pieces that each end a line or slice a long one (see fahr_core.joblog) with ``lines``."""
+    from fahr_core import joblog
 
     for log in sorted((job_dir / "logs").glob("*.log")):
         if log.is_symlink() or not log.is_file():
             continue  # fahr wrote regular files; anything else is not the job's output
-        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-            yield LogLine(host=log.stem, text=line)
+        with open(log, "rb") as handle:
+            chunks = joblog.read_chunks(handle)
+            for data in joblog.pieces(chunks) if lines else chunks:
+                yield log.stem, data
 
 
-def _live_logs(run, follow: bool):
+def _log_line(host: str, piece: bytes, hosts: int):
+    """A piece of output as the logs hook yields it: undecodable bytes as surrogate escapes, so
+    that `fahr logs` prints them as the job did."""
+    from fahr_core.values import LogLine
+
+    newline = piece.endswith(b"\n")
+    text = (piece[:-1] if newline else piece).decode("utf-8", "surrogateescape")
+    return LogLine(host=host, text=text, newline=newline, hosts=hosts)
+
+
+def _saved_logs(job_dir: Path, hosts: int, skip: dict[str, int] | None = None):
+    """The saved logs as LogLines, without the first ``skip[host]`` bytes of each host's."""
+    skip = dict(skip or {})
+    for host, piece in _saved_output(job_dir, lines=True):
+        left = skip.get(host, 0)
+        if left:
+            skip[host] = max(0, left - len(piece))
+            piece = piece[left:]
+            if not piece:
+                continue
+        yield _log_line(host, piece, hosts)
+
+
+def _live_logs(run, follow: bool, hosts: int, seen: dict[str, int]):
     """Every host's output from its container, host after host without ``follow``; with it, all
-    hosts at once (threads), as the lines come, until every container has stopped."""
+    hosts at once (threads), as the lines come, until every container has stopped. ``seen``
+    counts the bytes passed on of each host."""
     import queue
     import threading
 
-    from fahr_core.values import LogLine
+    from fahr_core.contract import output_chunks
+    from fahr_core.joblog import LineSplitter
 
     containers = run.containers()
 
-    def lines(container):
-        pending = b""
+    def output(host, container):
+        splitter = LineSplitter()
         try:
-            for chunk in container.logs(stream=True, follow=follow, stdout=True, stderr=True, timestamps=False):
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for piece in complete:
-                    yield piece.decode("utf-8", "replace").rstrip("\r")
+            for chunk in output_chunks(container, follow):
+                seen[host] = seen.get(host, 0) + len(chunk)
+                for piece in splitter.feed(chunk):
+                    yield _log_line(host, piece, hosts)
         except Exception:
             pass  # the container went away (the job ended and was cleaned up): the saved logs follow
-        if pending:
-            yield pending.decode("utf-8", "replace").rstrip("\r")
+        if rest := splitter.end():
+            yield _log_line(host, rest, hosts)
 
     if not follow:
         for host in sorted(containers):
-            for text in lines(containers[host]):
-                yield LogLine(host=host, text=text)
+            yield from output(host, containers[host])
         return
     events: queue.Queue = queue.Queue()
 
     def pump(host, container):
         try:
-            for text in lines(container):
-                events.put(LogLine(host=host, text=text))
+            for line in output(host, container):
+                events.put(line)
         finally:
             events.put(host)
 
@@ -1293,15 +1323,14 @@ def logs(job, config, follow):
 
     job_dir = _job_dir(config, job.job_name)
     record = _read_record(job_dir)  # raises now, not at the first iteration
+    hosts = record.get("instance_count", 1)
     if _ended(record) or record.get("upload_error"):
-        return _saved_logs(job_dir)
+        return _saved_logs(job_dir, hosts)
 
     def running():
-        counts: dict[str, int] = {}
+        seen: dict[str, int] = {}
         run = ContractRun(_container_job(record, config))
-        for line in _live_logs(run, follow):
-            counts[line.host] = counts.get(line.host, 0) + 1
-            yield line
+        yield from _live_logs(run, follow, hosts, seen)
         if run.containers():
             return  # the containers are still there: their streams held every line
         # The job ended meanwhile and the fahr finishing it saved the logs and removed the
@@ -1314,10 +1343,6 @@ def logs(job, config, follow):
             except UsageError:
                 return
             time.sleep(0.5)
-        seen: dict[str, int] = {}
-        for line in _saved_logs(job_dir):
-            seen[line.host] = seen.get(line.host, 0) + 1
-            if seen[line.host] > counts.get(line.host, 0):
-                yield line
+        yield from _saved_logs(job_dir, hosts, skip=seen)  # what the streams had not passed on
 
     return running()

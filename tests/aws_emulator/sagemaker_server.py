@@ -309,7 +309,8 @@ class CloudWatchSink:
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
-    def __call__(self, host: str, line: str) -> None:
+    def __call__(self, host: str, piece: bytes) -> None:  # a line, or a slice of a long one (ContractRun.follow)
+        line = piece.decode("utf-8", "replace").removesuffix("\n").rstrip("\r")
         with self.lock:
             self.pending.setdefault(host, []).append({"timestamp": int(time.time() * 1000), "message": line})
 

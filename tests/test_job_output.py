@@ -1,0 +1,222 @@
+"""A job's own output reaches `fahr fit`, `wait` and `logs` byte for byte (like `docker logs`),
+whatever its lines: many, multi-MiB long, ending in \\r\\n or holding \\r, not UTF-8, the last
+one without a newline; and the pieces fahr cuts it into are bounded, the work linear. (`fit` reads
+the job's output as `docker run` does, straight from the container; the engine's own log, which
+`fahr logs` of a running job reads as `docker logs` does, keeps bytes that are not UTF-8 as U+FFFD.)
+
+End to end with the real `fahr` console script and a real Docker engine; the splitter and the
+tail of the failure message as units beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FAHR
+from fahr_core import joblog
+from fahr_core.contract import LABEL_JOB
+
+# The job's output, built the same way in the job and here.
+CONTENT = textwrap.dedent("""\
+    def content():
+        parts = [b"line %d of many\\n" % i for i in range(20000)]
+        parts.append(b"a windows line\\r\\n")
+        parts.append(b"progress 1\\rprogress 2\\rprogress done\\n")
+        parts.append(b"not utf-8: \\xff\\xfe \\xc3 and a split char \\xe2\\x82\\n")
+        parts.append(b"x" * (3 * 1024 * 1024 + 7) + b" the end of a 3 MiB line\\n")
+        parts.append("unicode \u00e9\u20ac\\n".encode())
+        parts.append(b"the last line has no newline")
+        return b"".join(parts)
+""")
+
+TRAIN = CONTENT + textwrap.dedent("""\
+    import json, sys, time
+    from pathlib import Path
+    data = content()
+    for start in range(0, len(data), 100_000):  # in writes that cut lines anywhere
+        sys.stdout.buffer.write(data[start:start + 100_000])
+        sys.stdout.buffer.flush()
+    Path("/opt/ml/model").mkdir(parents=True, exist_ok=True)
+    Path("/opt/ml/model/m.txt").write_text("m")
+    hp = json.loads(Path("/opt/ml/input/config/hyperparameters.json").read_text())
+    time.sleep(float(hp.get("linger", "0")))
+""")
+
+
+def expected() -> bytes:
+    scope: dict = {}
+    exec(CONTENT, scope)
+    return scope["content"]()
+
+
+def fahr_bytes(*args, env, cwd, timeout=600) -> subprocess.CompletedProcess:
+    """The real `fahr`, its stdout as bytes (what a user's `> file` gets)."""
+    full_env = {**os.environ, "NO_COLOR": "1", **env}
+    return subprocess.run([str(FAHR), *map(str, args)], capture_output=True, env=full_env, cwd=cwd,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory, docker_engine):
+    root = tmp_path_factory.mktemp("output")
+    project = root / "i15bounded"
+    project.mkdir()
+    (project / "train.py").write_text(TRAIN)
+    env = {"FAHR_LOCAL_OUTPUT_PATH": str(root / "jobs")}
+    fit = fahr_bytes("fit", project / "train.py", "--train-driver", "local", env=env, cwd=root)
+    assert fit.returncode == 0, fit.stderr.decode(errors="replace")
+    job = max((root / "jobs").iterdir(), key=lambda p: p.stat().st_mtime).name
+    yield {"root": root, "project": project, "env": env, "fit": fit, "job": job}
+    subprocess.run(["docker", "image", "rm", "-f", "i15bounded/train:latest"], capture_output=True)
+
+
+def test_fit_prints_the_jobs_output_byte_for_byte(scene):
+    assert scene["fit"].stdout == expected()
+
+
+def test_the_saved_log_is_the_jobs_output(scene):
+    log = scene["root"] / "jobs" / scene["job"] / "logs" / "algo-1.log"
+    assert log.read_bytes() == expected()
+
+
+@pytest.mark.parametrize("command", [["logs"], ["wait"]])
+def test_logs_and_wait_of_a_finished_job_print_its_output_byte_for_byte(scene, command):
+    proc = fahr_bytes(*command, scene["job"], "--train-driver", "local", env=scene["env"], cwd=scene["root"])
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert proc.stdout == expected()
+
+
+def test_logs_of_a_running_job_print_its_output_byte_for_byte(scene, docker_engine):
+    """`fahr logs` (and -f) read a running job from the engine, the 3 MiB line in slices, as
+    `docker logs` prints it; so does `fahr wait` from another process than the one that started it."""
+    env, root = scene["env"], scene["root"]
+    launched = fahr_bytes("fit", scene["project"] / "train.py", "--train-driver", "local", "--detach",
+                          "--hp", "linger=8", env=env, cwd=root)
+    assert launched.returncode == 0, launched.stderr.decode(errors="replace")
+    job = max((root / "jobs").iterdir(), key=lambda p: p.stat().st_mtime).name
+    try:
+        running_job_output(job, env, root, docker_engine)
+    finally:  # a failed assertion leaves no container behind (a passing run has finished the job)
+        fahr_bytes("stop", job, "--train-driver", "local", env=env, cwd=root)
+
+
+def running_job_output(job: str, env: dict, root: Path, docker_engine) -> None:
+    (container,) = docker_engine.containers.list(filters={"label": f"{LABEL_JOB}={job}"})
+    deadline = time.monotonic() + 60
+    while b"the last line has no newline" not in container.logs() and time.monotonic() < deadline:
+        time.sleep(0.5)  # until the job has printed everything (it then lingers)
+    # What the engine kept: as the job printed it, but for the bytes that are not UTF-8, which
+    # the engine's log (`docker logs`) keeps as U+FFFD.
+    want = subprocess.run(["docker", "logs", container.id], capture_output=True, check=True).stdout
+    assert b"\xff" not in want and want.count(b"\n") == expected().count(b"\n") and len(want) > 3 * 1024 * 1024
+    now = fahr_bytes("logs", job, "--train-driver", "local", env=env, cwd=root)
+    assert now.returncode == 0, now.stderr.decode(errors="replace")
+    assert now.stdout == want
+    assert json.loads((root / "jobs" / job / "job.json").read_text())["status"] == "InProgress"
+    followed = fahr_bytes("logs", "-f", job, "--train-driver", "local", env=env, cwd=root)
+    assert followed.stdout == want
+    waited = fahr_bytes("wait", job, "--train-driver", "local", env=env, cwd=root)
+    assert waited.returncode == 0, waited.stderr.decode(errors="replace")
+    assert waited.stdout == want
+    assert (root / "jobs" / job / "logs" / "algo-1.log").read_bytes() == want
+
+
+def test_the_api_gives_whole_lines_readable(scene):
+    from fahr_core import api
+
+    lines = list(api.Job(scene["job"], driver="local", config={"output_path": str(scene["root"] / "jobs")}).logs())
+    text = expected().decode("utf-8", "replace")
+    assert lines == text.split("\n")
+    assert lines[20000] == "a windows line\r" and len(lines[20003]) > 3 * 1024 * 1024
+
+
+# -- units ------------------------------------------------------------------------------------
+
+
+class Counted(bytes):
+    """A chunk that counts the bytes the splitter scans for newlines."""
+
+    scanned = 0
+
+    def split(self, *args):
+        Counted.scanned += len(self)
+        return super().split(*args)
+
+
+def test_the_splitter_scans_each_byte_once_and_holds_at_most_its_limit():
+    """A 1 MiB line fed a byte at a time, then lines of every length in odd chunks: every byte is
+    scanned once (the old way re-scanned the whole unfinished line for each chunk: quadratic), what
+    is held never passes the limit, and the pieces are the stream."""
+    limit = 64 * 1024
+    stream = b"y" * (1024 * 1024) + b"\n" + b"".join(b"z" * n + b"\r\n" for n in range(0, 200_000, 997)) + b"end"
+    splitter = joblog.LineSplitter(limit)
+    pieces, most = [], 0
+    Counted.scanned = 0
+    for i in range(1024 * 1024 + 1):  # the long line, byte by byte
+        pieces += splitter.feed(Counted(stream[i:i + 1]))
+        most = max(most, splitter.held)
+    position, size = 1024 * 1024 + 1, 1
+    while position < len(stream):  # the rest in chunks of growing, odd sizes
+        pieces += splitter.feed(Counted(stream[position:position + size]))
+        most = max(most, splitter.held)
+        position, size = position + size, size * 3 + 1
+    pieces.append(splitter.end())
+    assert Counted.scanned == len(stream)
+    assert most < limit
+    assert max(len(p) for p in pieces) <= limit + size
+    assert b"".join(pieces) == stream
+    assert all(p.endswith(b"\n") or len(p) >= limit for p in pieces[:-1])
+
+
+def test_saved_logs_are_read_in_bounded_pieces(tmp_path):
+    log = tmp_path / "algo-1.log"
+    data = b"a" * (5 * 1024 * 1024) + b"\nshort\n" + b"tail"
+    log.write_bytes(data)
+    with open(log, "rb") as handle:
+        pieces = list(joblog.pieces(joblog.read_chunks(handle)))
+    assert b"".join(pieces) == data
+    assert max(map(len, pieces)) < joblog.MAX_PIECE + joblog.READ_SIZE
+
+
+def test_the_failure_tail_keeps_the_last_lines_and_a_bounded_amount():
+    tail = joblog.Tail(keep=1000)
+    for i in range(100_000):
+        tail.add(b"line %d\r\n" % i)
+    assert tail.lines(3) == ["line 99997", "line 99998", "line 99999"]
+    assert sum(map(len, tail._chunks)) < 1000 + 20
+
+
+def test_the_api_holds_nothing_back_when_the_driver_says_how_many_hosts(monkeypatch):
+    """A finished job's lines come host after host: without the hint, every line was held until a
+    second host spoke or the lines ended (all of a one-host job's output in memory). A line a
+    driver hands over in slices comes out whole from logs(), in its pieces from _output()."""
+    from types import SimpleNamespace
+
+    from fahr_core import LogLine, api
+
+    seen: list[str] = []
+
+    def logs(job, config, follow):
+        yield LogLine(host="algo-1", text="first", hosts=1)
+        assert seen == ["first"]  # handed over before the next line is read
+        yield LogLine(host="algo-1", text="a long ", newline=False, hosts=1)
+        yield LogLine(host="algo-1", text="line", hosts=1)
+        yield LogLine(host="algo-1", text="no newline at the end", newline=False, hosts=1)
+
+    session = SimpleNamespace(hook=SimpleNamespace(logs=logs), config=SimpleNamespace(driver="standin"))
+    monkeypatch.setattr(api, "_session", lambda *args, **kwargs: session)
+    job = api.Job("standin-job-9", driver="standin")
+    for line in job.logs():
+        seen.append(line)
+    assert seen == ["first", "a long line", "no newline at the end"]
+    seen[:] = ["first"]
+    assert list(job._output(False, None)) == [("first", True), ("a long ", False), ("line", True),
+                                              ("no newline at the end", False)]
