@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time these come from 
     from fahr_core.values import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, STOPPING, BuildContext,
                                   Config, ConfigKey, FetchRequest, ImageRef, JobHandle, JobInfo, JobQuery, JobResult,
                                   JobSpec, LogLine, Stash, StashKey, Template)
+    from fahr_core.extract import check_listing
     from fahr_core.names import (JOB_NAME_MAX, job_name, job_stem, model_image_tag, validate_job_name,
                                  validate_model_tag)
 
@@ -36,7 +37,7 @@ __version__ = "0.1.0"
 #: The version of the plugin API (this module's ``__all__``, the hooks, the value types and
 #: :mod:`fahr_core.testing`). A driver pins the fahr releases of one major version of it; fahr
 #: 0.x implements plugin API 1.x, so drivers depend on ``fahr>=0.1,<1``.
-PLUGIN_API_VERSION = "1.1"
+PLUGIN_API_VERSION = "1.2"
 
 #: Marks a hook implementation: ``from fahr_core import hookimpl``.
 hookimpl = pluggy.HookimplMarker("fahr")
@@ -71,6 +72,8 @@ _LAZY = {
     "model_image_tag": ("fahr_core.names", "model_image_tag"),
     "validate_model_tag": ("fahr_core.names", "validate_model_tag"),
     "JOB_NAME_MAX": ("fahr_core.names", "JOB_NAME_MAX"),
+    # a driver that fetches a model file by file checks the names as archive entries (API 1.2)
+    "check_listing": ("fahr_core.extract", "check_listing"),
     # the Python API (fahr_core.api): train, list, follow and fetch jobs from a notebook or script
     **{name: ("fahr_core.api", name) for name in ("Job", "fit", "job", "fetch")},
     # the module fahr_core.jobs (the values' old import path), which calls fahr_core.api.jobs:
@@ -141,6 +144,7 @@ __all__ = [
     "model_image_tag",
     "validate_model_tag",
     "JOB_NAME_MAX",
+    "check_listing",
     "docker_client",
     "ui",
     # the Python API

@@ -756,15 +756,16 @@ class _Plan(_Tree):
 def check_listing(names: Iterable[tuple[str, int]], *, noun: str, prefix: str = "") -> None:
     """Refuse, before anything is downloaded, a model that arrives as a listing of files fetched
     one by one (an object store's keys under the model's prefix): ``names`` are the names relative
-    to the model's folder, with their sizes, in the order they will be written. Each name is an
-    archive entry under the rules above (no absolute path, no ``..``, no passing through a file,
-    the length limits); a name ending in ``/`` is a folder (the empty "folder marker" an S3
-    console makes); and two names that land on one path are refused (see :class:`_Plan`).
+    to the model's folder, with their sizes, in the order they will be written. Each name is
+    checked as fahr checks an archive entry (README, "Fetch writes into the folder you named"): no
+    absolute path, no ``..``, no passing through a file, the length limits; a name ending in ``/``
+    is a folder (the empty "folder marker" an S3 console makes); and two names that land on one
+    path are refused (an archive lets the later one win; here a file would be lost).
 
-    A refusal is an :class:`UnsafeArchive`, one line naming the item as ``noun`` and
+    A refusal raises :class:`UsageError` (exit 2), one line naming the item as ``noun`` and
     ``prefix + name``. A driver then hands the files over as a stream of an archive of exactly
-    these names, in this order, which :func:`place` unpacks under the same rules, the size cap
-    and the free space included.
+    these names, in this order, which the core unpacks under the same rules, the size cap and the
+    free space included.
     """
     plan = _Plan(noun, prefix)
     for name, size in names:

@@ -206,10 +206,10 @@ class LogLine:
     """When it was printed, in seconds since the epoch, when the backend knows."""
     newline: bool = True
     """False when the line does not end here: a slice of a long line (the host's next LogLine
-    goes on with it), or output the job ended without a newline."""
+    goes on with it), or output the job ended without a newline. (Added in plugin API 1.2.)"""
     hosts: int = 0
     """How many hosts the job has, when the driver says (0: it does not); lines need then not be
-    held back to learn whether to prefix them with their host."""
+    held back to learn whether to prefix them with their host. (Added in plugin API 1.2.)"""
 
 
 #: The commands a :attr:`ConfigKey.required_for` may name.

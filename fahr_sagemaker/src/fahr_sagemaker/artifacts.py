@@ -197,10 +197,10 @@ def download_model(config, info: dict) -> "RangedReader | ObjectsAsTar":
 
     The keys of those files are names chosen by whoever could write to the bucket: they are
     checked whole, before anything is downloaded, by the rules the core applies to an archive's
-    entries (``fahr_core.extract.check_listing``), and the core applies them again, with the
+    entries (``fahr_core.check_listing``), and the core applies them again, with the
     size cap and the free space, as it unpacks.
     """
-    from fahr_core.extract import check_listing
+    from fahr_core import check_listing
 
     artifact = (info.get("ModelArtifacts") or {}).get("S3ModelArtifacts", "")
     if not artifact:
