@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import one_line_error, run_fahr
 
 from fahr_core.contract import CHECKPOINT_MARKER, MARKER_TEXT
 from fahr_core.drivers import local
@@ -118,3 +119,27 @@ def test_tidying_removes_only_what_a_copy_back_of_fahrs_left(tmp_path):
     ckpt.rename(tmp_path / ".ckpt.fahr-dddd4444-old")
     local._tidy_staging(ckpt)
     assert (ckpt / CHECKPOINT_MARKER).is_file() and not (tmp_path / ".ckpt.fahr-dddd4444-old").exists()
+
+
+@pytest.mark.parametrize("named", ['"/\\ud800/jobs/x"', '"/jobs\\u0000/x"'])
+def test_a_marker_naming_a_path_no_file_can_have_names_no_job(tmp_path, named):
+    # A lone surrogate or a NUL in the marker's JSON: no such folder can exist, so no job holds
+    # the folder; it is not a UnicodeEncodeError or ValueError (exit 4) from opening its record.
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / CHECKPOINT_MARKER).write_bytes(MARKER_TEXT + f"{local.IN_USE}{named}\n".encode())
+    assert local._named(folder) is None and local._user_of(folder) is None
+    local._check_not_in_use(folder, "config.checkpoint_path=x")
+    local._release(folder, tmp_path / "jobs" / "x")  # nothing named it: the marker is left as it is
+    assert (folder / CHECKPOINT_MARKER).read_bytes().endswith(f"{named}\n".encode())
+
+
+def test_fit_checks_a_marker_naming_a_path_no_file_can_have_before_the_build(tmp_path):
+    (tmp_path / "i15ckreview").mkdir()
+    (tmp_path / "i15ckreview" / "train.py").write_text("print('never run')\n")
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / CHECKPOINT_MARKER).write_bytes(MARKER_TEXT + f'{local.IN_USE}"/\\ud800"\n'.encode())
+    # The missing input is refused after the checkpoint folder is looked at, and before the build.
+    proc = run_fahr("fit", "i15ckreview/train.py", "--config.checkpoint_path=ckpt", "--config.output_path=jobs",
+                    "--input", f"train={tmp_path / 'absent'}", cwd=tmp_path)
+    assert one_line_error(proc, 2).startswith(f"fahr error: --input train={tmp_path / 'absent'}: ")

@@ -412,7 +412,13 @@ def _named(folder: Path) -> Path | None:
                 job_dir = json.loads(line[len(IN_USE):])
             except ValueError:
                 return None
-            return Path(job_dir) if isinstance(job_dir, str) and os.path.isabs(job_dir) else None
+            if not isinstance(job_dir, str) or not os.path.isabs(job_dir) or "\x00" in job_dir:
+                return None
+            try:  # a name no file can have (a lone surrogate from the JSON) names no job either
+                os.fsencode(job_dir)
+            except UnicodeError:
+                return None
+            return Path(job_dir)
     return None
 
 
