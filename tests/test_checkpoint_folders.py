@@ -143,3 +143,21 @@ def test_fit_checks_a_marker_naming_a_path_no_file_can_have_before_the_build(tmp
     proc = run_fahr("fit", "i15ckreview/train.py", "--config.checkpoint_path=ckpt", "--config.output_path=jobs",
                     "--input", f"train={tmp_path / 'absent'}", cwd=tmp_path)
     assert one_line_error(proc, 2).startswith(f"fahr error: --input train={tmp_path / 'absent'}: ")
+
+
+def test_wait_on_a_record_whose_checkpoint_path_is_among_the_jobs_ends_it_without_copying_back(tmp_path,
+                                                                                                 docker_engine):
+    # A record edited by hand (launch refuses such a folder): its copy back locked the job's own
+    # folder while `fahr wait` held that lock, and hung for good, deaf to Ctrl-C.
+    jobs = tmp_path / "jobs"
+    name = "i15ckreview-train-20261203-000000-abcd"
+    inside = jobs / name / "ckpt"
+    job_dir = record(jobs, name, inside, created=1.0)
+    inside.mkdir()
+    (inside / CHECKPOINT_MARKER).write_bytes(local._claimed(job_dir))
+    proc = run_fahr("wait", name, f"--config.output_path={jobs}", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1, proc.stderr  # its containers are gone: it failed
+    assert (f"the checkpoints of job {name} were not copied back: {inside} (its record's checkpoint_path) "
+            f"overlaps the jobs' folder {jobs}") in proc.stderr, proc.stderr
+    assert json.loads((job_dir / "job.json").read_text())["status"] == "Failed"
+    assert [p.name for p in inside.iterdir()] == [CHECKPOINT_MARKER]

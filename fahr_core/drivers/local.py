@@ -869,8 +869,9 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
                 final.pop(key, None)
             step, where = RECORD, job_dir
             _write_record(job_dir, final)
-            if record.get("checkpoint_path"):  # ended: the checkpoint folder is free again
-                _release(Path(record["checkpoint_path"]), job_dir)
+            checkpoints = Path(record.get("checkpoint_path") or ".")
+            if record.get("checkpoint_path") and not _among_jobs(checkpoints, job_dir):  # ended: free again
+                _release(checkpoints, job_dir)
         except Exception as exc:
             problem = _not_saved(run, job_dir, config, record, exc, step, where)
             if problem is None:
@@ -888,6 +889,14 @@ def _holds_a_file(archive: Path) -> bool:
         return any(not member.isdir() for member in tar)
 
 
+def _among_jobs(target: Path, job_dir: Path) -> bool:
+    """Whether a record's checkpoint folder is, lies inside, or holds the jobs' folder (a record
+    edited by hand, or an older fahr's: launch refuses it). Its copy back would put files among
+    the jobs, and lock a job's folder while the job's own lock is held: `fahr wait` would hang."""
+    jobs, folder = Path(os.path.realpath(job_dir.parent)), Path(os.path.realpath(target))
+    return folder == jobs or jobs in folder.parents or folder in jobs.parents
+
+
 def _save_checkpoints(run, job_dir: Path, target: Path) -> None:
     """Copy the job's /opt/ml/checkpoints back into ``target`` (the caller holds the job's lock; this
     takes the lock of ``target``'s parent, which a fit tidying beside ``target`` takes too).
@@ -898,6 +907,11 @@ def _save_checkpoints(run, job_dir: Path, target: Path) -> None:
     that does not fit (the size cap, the free space) is an OSError, so that the job waits, its
     containers kept, for ``fahr wait`` once room is made.
     """
+    if _among_jobs(target, job_dir):
+        ui.warn(f"the checkpoints of job {job_dir.name} were not copied back: {target} (its record's "
+                f"checkpoint_path) overlaps the jobs' folder {job_dir.parent}, where fahr keeps the jobs' records "
+                "and models; fahr copies checkpoints only into a folder outside it")
+        return
     with contextlib.ExitStack() as stack:
         if target.parent.is_dir():  # one copy back at a time beside a folder; a fit's tidying waits
             stack.enter_context(_locked(target.parent))
