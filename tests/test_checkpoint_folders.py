@@ -161,3 +161,20 @@ def test_wait_on_a_record_whose_checkpoint_path_is_among_the_jobs_ends_it_withou
             f"overlaps the jobs' folder {jobs}") in proc.stderr, proc.stderr
     assert json.loads((job_dir / "job.json").read_text())["status"] == "Failed"
     assert [p.name for p in inside.iterdir()] == [CHECKPOINT_MARKER]
+
+
+def test_a_job_is_known_in_its_marker_however_its_folder_is_spelled(tmp_path):
+    # The launch names the job folder as its output_path was given; `fahr wait` may reach the same
+    # folder through a link. The job's end must free the folder, and the copy back (which keeps
+    # the job's name while its end is not yet recorded) must know it as the same job.
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / CHECKPOINT_MARKER).write_bytes(MARKER_TEXT)
+    real = record(tmp_path / "jobs", "i15ckreview-train-1", folder)
+    (tmp_path / "alias").symlink_to(tmp_path / "jobs")
+    aliased = tmp_path / "alias" / real.name
+    for claimed, ending in ((aliased, real), (real, aliased)):
+        local._claim(folder, claimed)
+        assert local._names(folder, ending) and not local._names(folder, tmp_path / "jobs" / "another")
+        local._release(folder, ending)
+        assert (folder / CHECKPOINT_MARKER).read_bytes() == MARKER_TEXT

@@ -422,6 +422,13 @@ def _named(folder: Path) -> Path | None:
     return None
 
 
+def _names(folder: Path, job_dir: Path) -> bool:
+    """Whether ``folder``'s marker names the job in ``job_dir``, however either is spelled (the
+    launch wrote the output_path it was given; a `fahr wait` may reach it through another link)."""
+    named = _named(folder)
+    return named is not None and os.path.realpath(named) == os.path.realpath(job_dir)
+
+
 def _user_of(folder: Path) -> tuple[str, Path] | None:
     """The job (name, folder) whose checkpoints go back into ``folder`` when it ends: the one
     the folder's marker names, while its record says it has not ended (a job that ended, or
@@ -444,7 +451,7 @@ def _release(folder: Path, job_dir: Path) -> None:
     from fahr_core.contract import CHECKPOINT_MARKER, MARKER_TEXT
 
     with contextlib.suppress(OSError), _locked(folder.parent):
-        if _named(folder) == job_dir:
+        if _names(folder, job_dir):
             fd = os.open(folder / CHECKPOINT_MARKER, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
             with os.fdopen(fd, "wb") as out:
                 out.write(MARKER_TEXT)
@@ -930,7 +937,7 @@ def _copy_back(run, job_name: str, job_dir: Path, target: Path) -> None:
     try:
         # The job holds the folder until its end is recorded (a record that could not be written
         # keeps the job, and `fahr wait` copies back again): the new marker names it still.
-        marker = _claimed(job_dir) if _named(target) == job_dir else True
+        marker = _claimed(job_dir) if _names(target, job_dir) else True
         copied = run.copy_out(run.job.checkpoint_dir, target, _read_given(job_dir), marker=marker, spool_dir=job_dir)
     except UnsafeArchive as exc:
         why = exc.message.removeprefix("refusing the model: ").split("; nothing was written")[0]
