@@ -5,6 +5,7 @@ tests/test_checkpoints.py runs the same rules end to end."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,20 @@ def test_a_job_is_known_in_its_marker_however_its_folder_is_spelled(tmp_path):
         assert local._names(folder, ending) and not local._names(folder, tmp_path / "jobs" / "another")
         local._release(folder, ending)
         assert (folder / CHECKPOINT_MARKER).read_bytes() == MARKER_TEXT
+
+
+def test_naming_a_job_never_writes_into_a_marker_shared_with_another_file(tmp_path):
+    # A marker hard-linked elsewhere (a user's file linked in, a `cp -al` copy of the folder):
+    # writing the job's name in place would write into that file too.
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    users = tmp_path / "notes.txt"
+    users.write_bytes(MARKER_TEXT)  # as fahr's marker reads, so that the folder looks like fahr's
+    os.link(users, folder / CHECKPOINT_MARKER)
+    job_dir = record(tmp_path / "jobs", "i15ckreview-train-2", folder)
+    with pytest.raises(OSError, match="not a file of that folder alone, but linked elsewhere too"):
+        local._claim(folder, job_dir)
+    assert users.read_bytes() == MARKER_TEXT
+    users.write_bytes(MARKER_TEXT + f"{local.IN_USE}{json.dumps(str(job_dir))}\n".encode())
+    local._release(folder, job_dir)  # the job's end: nothing written there either
+    assert users.read_bytes().endswith(f"{json.dumps(str(job_dir))}\n".encode())

@@ -448,13 +448,27 @@ def _user_of(folder: Path) -> tuple[str, Path] | None:
 def _release(folder: Path, job_dir: Path) -> None:
     """The job is recorded ended: its name leaves the marker, under the lock beside the folder
     (a launch holds it while it looks). Best effort: a name whose job has ended holds nothing."""
-    from fahr_core.contract import CHECKPOINT_MARKER, MARKER_TEXT
+    from fahr_core.contract import MARKER_TEXT
 
     with contextlib.suppress(OSError), _locked(folder.parent):
         if _names(folder, job_dir):
-            fd = os.open(folder / CHECKPOINT_MARKER, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
-            with os.fdopen(fd, "wb") as out:
-                out.write(MARKER_TEXT)
+            _rewrite_marker(folder, MARKER_TEXT)
+
+
+def _rewrite_marker(folder: Path, data: bytes) -> None:
+    """Make ``folder``'s marker hold ``data``, written in place: only into a regular file that is
+    this folder's alone. A link, or a file hard-linked elsewhere (`cp -al`, a user's file linked
+    in), may be anyone's: an OSError, nothing written."""
+    from fahr_core.contract import CHECKPOINT_MARKER
+
+    fd = os.open(folder / CHECKPOINT_MARKER, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "wb") as out:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise OSError(errno.EPERM, "it is not a file of that folder alone, but "
+                          f"{'linked elsewhere too' if stat.S_ISREG(info.st_mode) else 'not a regular file'}")
+        out.truncate(0)
+        out.write(data)
 
 
 def _check_not_in_use(folder: Path, setting: str) -> None:
@@ -478,11 +492,7 @@ def _claimed(job_dir: Path) -> bytes:
 def _claim(folder: Path, job_dir: Path) -> None:
     """Name the job in the marker of its checkpoint folder (see IN_USE); the caller holds the
     lock of the folder's parent, and has checked that no other job uses it."""
-    from fahr_core.contract import CHECKPOINT_MARKER
-
-    fd = os.open(folder / CHECKPOINT_MARKER, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
-    with os.fdopen(fd, "wb") as out:
-        out.write(_claimed(job_dir))
+    _rewrite_marker(folder, _claimed(job_dir))
 
 
 GIVEN = "checkpoints-given.json"
@@ -575,8 +585,9 @@ def _record_launch(spec, config, channels: dict, checkpoints: Path | None) -> tu
             _claim(checkpoints, job_dir)
         except OSError as exc:
             shutil.rmtree(job_dir, ignore_errors=True)
+            fix = "" if exc.errno == errno.EPERM else f"{_fix(exc)} or "
             raise ConfigError(f"config.checkpoint_path={config['checkpoint_path']}: cannot write its marker in "
-                              f"{checkpoints} ({exc.strerror}); make it writable or choose another folder") from None
+                              f"{checkpoints} ({exc.strerror}); {fix}choose another folder") from None
     return job_dir, record
 
 
