@@ -470,6 +470,7 @@ def refused_links(links: list[tuple[tuple[str, ...], str]]) -> set[tuple[str, ..
         found: set[tuple[str, ...]] = set()
         plain: dict[tuple[str, ...], str] = {}
         folded: dict[tuple[str, ...], str] = {}
+        same: dict[tuple[str, ...], dict[tuple[str, ...], None]] = {}  # folded -> its paths, in plain's order
 
         def leads_out(path: tuple[str, ...], link: str) -> bool:
             try:
@@ -481,11 +482,18 @@ def refused_links(links: list[tuple[tuple[str, ...], str]]) -> set[tuple[str, ..
 
         kept = [(path, link) for path, link in links if path not in refused]
         for path, link in kept:
-            plain[path], folded[_fold(path)] = link, link
+            key = _fold(path)
+            plain[path], folded[key] = link, link
+            same.setdefault(key, {})[path] = None
             if leads_out(path, link):  # as it comes: the archive's later links are not there yet
                 found.add(path)
-                del plain[path]
-                folded = {_fold(p): t for p, t in plain.items()}
+                del plain[path], same[key][path]
+                # The folded map as if built from plain afresh (the last of its paths wins), at
+                # the cost of this one path: rebuilding it whole would make a round quadratic.
+                if same[key]:
+                    folded[key] = plain[next(reversed(same[key]))]
+                else:
+                    del folded[key], same[key]
         found.update(path for path, link in kept if path not in found and leads_out(path, link))
         if not found:
             break

@@ -5,9 +5,11 @@ tests/test_checkpoints.py runs the same rules end to end."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from conftest import one_line_error, run_fahr
 
 from fahr_core.contract import CHECKPOINT_MARKER, MARKER_TEXT
 from fahr_core.drivers import local
@@ -118,3 +120,79 @@ def test_tidying_removes_only_what_a_copy_back_of_fahrs_left(tmp_path):
     ckpt.rename(tmp_path / ".ckpt.fahr-dddd4444-old")
     local._tidy_staging(ckpt)
     assert (ckpt / CHECKPOINT_MARKER).is_file() and not (tmp_path / ".ckpt.fahr-dddd4444-old").exists()
+
+
+@pytest.mark.parametrize("named", ['"/\\ud800/jobs/x"', '"/jobs\\u0000/x"'])
+def test_a_marker_naming_a_path_no_file_can_have_names_no_job(tmp_path, named):
+    # A lone surrogate or a NUL in the marker's JSON: no such folder can exist, so no job holds
+    # the folder; it is not a UnicodeEncodeError or ValueError (exit 4) from opening its record.
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / CHECKPOINT_MARKER).write_bytes(MARKER_TEXT + f"{local.IN_USE}{named}\n".encode())
+    assert local._named(folder) is None and local._user_of(folder) is None
+    local._check_not_in_use(folder, "config.checkpoint_path=x")
+    local._release(folder, tmp_path / "jobs" / "x")  # nothing named it: the marker is left as it is
+    assert (folder / CHECKPOINT_MARKER).read_bytes().endswith(f"{named}\n".encode())
+
+
+def test_fit_checks_a_marker_naming_a_path_no_file_can_have_before_the_build(tmp_path):
+    (tmp_path / "i15ckreview").mkdir()
+    (tmp_path / "i15ckreview" / "train.py").write_text("print('never run')\n")
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / CHECKPOINT_MARKER).write_bytes(MARKER_TEXT + f'{local.IN_USE}"/\\ud800"\n'.encode())
+    # The missing input is refused after the checkpoint folder is looked at, and before the build.
+    proc = run_fahr("fit", "i15ckreview/train.py", "--config.checkpoint_path=ckpt", "--config.output_path=jobs",
+                    "--input", f"train={tmp_path / 'absent'}", cwd=tmp_path)
+    assert one_line_error(proc, 2).startswith(f"fahr error: --input train={tmp_path / 'absent'}: ")
+
+
+def test_wait_on_a_record_whose_checkpoint_path_is_among_the_jobs_ends_it_without_copying_back(tmp_path,
+                                                                                                 docker_engine):
+    # A record edited by hand (launch refuses such a folder): its copy back locked the job's own
+    # folder while `fahr wait` held that lock, and hung for good, deaf to Ctrl-C.
+    jobs = tmp_path / "jobs"
+    name = "i15ckreview-train-20261203-000000-abcd"
+    inside = jobs / name / "ckpt"
+    job_dir = record(jobs, name, inside, created=1.0)
+    inside.mkdir()
+    (inside / CHECKPOINT_MARKER).write_bytes(local._claimed(job_dir))
+    proc = run_fahr("wait", name, f"--config.output_path={jobs}", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1, proc.stderr  # its containers are gone: it failed
+    assert (f"the checkpoints of job {name} were not copied back: {inside} (its record's checkpoint_path) "
+            f"overlaps the jobs' folder {jobs}") in proc.stderr, proc.stderr
+    assert json.loads((job_dir / "job.json").read_text())["status"] == "Failed"
+    assert [p.name for p in inside.iterdir()] == [CHECKPOINT_MARKER]
+
+
+def test_a_job_is_known_in_its_marker_however_its_folder_is_spelled(tmp_path):
+    # The launch names the job folder as its output_path was given; `fahr wait` may reach the same
+    # folder through a link. The job's end must free the folder, and the copy back (which keeps
+    # the job's name while its end is not yet recorded) must know it as the same job.
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / CHECKPOINT_MARKER).write_bytes(MARKER_TEXT)
+    real = record(tmp_path / "jobs", "i15ckreview-train-1", folder)
+    (tmp_path / "alias").symlink_to(tmp_path / "jobs")
+    aliased = tmp_path / "alias" / real.name
+    for claimed, ending in ((aliased, real), (real, aliased)):
+        local._claim(folder, claimed)
+        assert local._names(folder, ending) and not local._names(folder, tmp_path / "jobs" / "another")
+        local._release(folder, ending)
+        assert (folder / CHECKPOINT_MARKER).read_bytes() == MARKER_TEXT
+
+
+def test_naming_a_job_never_writes_into_a_marker_shared_with_another_file(tmp_path):
+    # A marker hard-linked elsewhere (a user's file linked in, a `cp -al` copy of the folder):
+    # writing the job's name in place would write into that file too.
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    users = tmp_path / "notes.txt"
+    users.write_bytes(MARKER_TEXT)  # as fahr's marker reads, so that the folder looks like fahr's
+    os.link(users, folder / CHECKPOINT_MARKER)
+    job_dir = record(tmp_path / "jobs", "i15ckreview-train-2", folder)
+    with pytest.raises(OSError, match="not a file of that folder alone, but linked elsewhere too"):
+        local._claim(folder, job_dir)
+    assert users.read_bytes() == MARKER_TEXT
+    users.write_bytes(MARKER_TEXT + f"{local.IN_USE}{json.dumps(str(job_dir))}\n".encode())
+    local._release(folder, job_dir)  # the job's end: nothing written there either
+    assert users.read_bytes().endswith(f"{json.dumps(str(job_dir))}\n".encode())

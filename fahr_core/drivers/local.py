@@ -412,8 +412,21 @@ def _named(folder: Path) -> Path | None:
                 job_dir = json.loads(line[len(IN_USE):])
             except ValueError:
                 return None
-            return Path(job_dir) if isinstance(job_dir, str) and os.path.isabs(job_dir) else None
+            if not isinstance(job_dir, str) or not os.path.isabs(job_dir) or "\x00" in job_dir:
+                return None
+            try:  # a name no file can have (a lone surrogate from the JSON) names no job either
+                os.fsencode(job_dir)
+            except UnicodeError:
+                return None
+            return Path(job_dir)
     return None
+
+
+def _names(folder: Path, job_dir: Path) -> bool:
+    """Whether ``folder``'s marker names the job in ``job_dir``, however either is spelled (the
+    launch wrote the output_path it was given; a `fahr wait` may reach it through another link)."""
+    named = _named(folder)
+    return named is not None and os.path.realpath(named) == os.path.realpath(job_dir)
 
 
 def _user_of(folder: Path) -> tuple[str, Path] | None:
@@ -435,13 +448,27 @@ def _user_of(folder: Path) -> tuple[str, Path] | None:
 def _release(folder: Path, job_dir: Path) -> None:
     """The job is recorded ended: its name leaves the marker, under the lock beside the folder
     (a launch holds it while it looks). Best effort: a name whose job has ended holds nothing."""
-    from fahr_core.contract import CHECKPOINT_MARKER, MARKER_TEXT
+    from fahr_core.contract import MARKER_TEXT
 
     with contextlib.suppress(OSError), _locked(folder.parent):
-        if _named(folder) == job_dir:
-            fd = os.open(folder / CHECKPOINT_MARKER, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
-            with os.fdopen(fd, "wb") as out:
-                out.write(MARKER_TEXT)
+        if _names(folder, job_dir):
+            _rewrite_marker(folder, MARKER_TEXT)
+
+
+def _rewrite_marker(folder: Path, data: bytes) -> None:
+    """Make ``folder``'s marker hold ``data``, written in place: only into a regular file that is
+    this folder's alone. A link, or a file hard-linked elsewhere (`cp -al`, a user's file linked
+    in), may be anyone's: an OSError, nothing written."""
+    from fahr_core.contract import CHECKPOINT_MARKER
+
+    fd = os.open(folder / CHECKPOINT_MARKER, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "wb") as out:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise OSError(errno.EPERM, "it is not a file of that folder alone, but "
+                          f"{'linked elsewhere too' if stat.S_ISREG(info.st_mode) else 'not a regular file'}")
+        out.truncate(0)
+        out.write(data)
 
 
 def _check_not_in_use(folder: Path, setting: str) -> None:
@@ -465,11 +492,7 @@ def _claimed(job_dir: Path) -> bytes:
 def _claim(folder: Path, job_dir: Path) -> None:
     """Name the job in the marker of its checkpoint folder (see IN_USE); the caller holds the
     lock of the folder's parent, and has checked that no other job uses it."""
-    from fahr_core.contract import CHECKPOINT_MARKER
-
-    fd = os.open(folder / CHECKPOINT_MARKER, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
-    with os.fdopen(fd, "wb") as out:
-        out.write(_claimed(job_dir))
+    _rewrite_marker(folder, _claimed(job_dir))
 
 
 GIVEN = "checkpoints-given.json"
@@ -562,8 +585,9 @@ def _record_launch(spec, config, channels: dict, checkpoints: Path | None) -> tu
             _claim(checkpoints, job_dir)
         except OSError as exc:
             shutil.rmtree(job_dir, ignore_errors=True)
+            fix = "" if exc.errno == errno.EPERM else f"{_fix(exc)} or "
             raise ConfigError(f"config.checkpoint_path={config['checkpoint_path']}: cannot write its marker in "
-                              f"{checkpoints} ({exc.strerror}); make it writable or choose another folder") from None
+                              f"{checkpoints} ({exc.strerror}); {fix}choose another folder") from None
     return job_dir, record
 
 
@@ -866,8 +890,9 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
                 final.pop(key, None)
             step, where = RECORD, job_dir
             _write_record(job_dir, final)
-            if record.get("checkpoint_path"):  # ended: the checkpoint folder is free again
-                _release(Path(record["checkpoint_path"]), job_dir)
+            checkpoints = Path(record.get("checkpoint_path") or ".")
+            if record.get("checkpoint_path") and not _among_jobs(checkpoints, job_dir):  # ended: free again
+                _release(checkpoints, job_dir)
         except Exception as exc:
             problem = _not_saved(run, job_dir, config, record, exc, step, where)
             if problem is None:
@@ -885,6 +910,14 @@ def _holds_a_file(archive: Path) -> bool:
         return any(not member.isdir() for member in tar)
 
 
+def _among_jobs(target: Path, job_dir: Path) -> bool:
+    """Whether a record's checkpoint folder is, lies inside, or holds the jobs' folder (a record
+    edited by hand, or an older fahr's: launch refuses it). Its copy back would put files among
+    the jobs, and lock a job's folder while the job's own lock is held: `fahr wait` would hang."""
+    jobs, folder = Path(os.path.realpath(job_dir.parent)), Path(os.path.realpath(target))
+    return folder == jobs or jobs in folder.parents or folder in jobs.parents
+
+
 def _save_checkpoints(run, job_dir: Path, target: Path) -> None:
     """Copy the job's /opt/ml/checkpoints back into ``target`` (the caller holds the job's lock; this
     takes the lock of ``target``'s parent, which a fit tidying beside ``target`` takes too).
@@ -895,6 +928,11 @@ def _save_checkpoints(run, job_dir: Path, target: Path) -> None:
     that does not fit (the size cap, the free space) is an OSError, so that the job waits, its
     containers kept, for ``fahr wait`` once room is made.
     """
+    if _among_jobs(target, job_dir):
+        ui.warn(f"the checkpoints of job {job_dir.name} were not copied back: {target} (its record's "
+                f"checkpoint_path) overlaps the jobs' folder {job_dir.parent}, where fahr keeps the jobs' records "
+                "and models; fahr copies checkpoints only into a folder outside it")
+        return
     with contextlib.ExitStack() as stack:
         if target.parent.is_dir():  # one copy back at a time beside a folder; a fit's tidying waits
             stack.enter_context(_locked(target.parent))
@@ -913,7 +951,7 @@ def _copy_back(run, job_name: str, job_dir: Path, target: Path) -> None:
     try:
         # The job holds the folder until its end is recorded (a record that could not be written
         # keeps the job, and `fahr wait` copies back again): the new marker names it still.
-        marker = _claimed(job_dir) if _named(target) == job_dir else True
+        marker = _claimed(job_dir) if _names(target, job_dir) else True
         copied = run.copy_out(run.job.checkpoint_dir, target, _read_given(job_dir), marker=marker, spool_dir=job_dir)
     except UnsafeArchive as exc:
         why = exc.message.removeprefix("refusing the model: ").split("; nothing was written")[0]
