@@ -74,11 +74,21 @@ def _validate_channels(inputs: Mapping[str, str]) -> None:
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
+# Linux refuses to start a process with one environment string (NAME=VALUE and its NUL) longer
+# than MAX_ARG_STRLEN, 32 pages: the container would fail as the job ("argument list too long"),
+# after the build and push.
+_ENV_STRING_MAX = 131072
+
+
 def _validate_environment(environment: Mapping[str, str]) -> None:
-    for name in environment:
+    for name, value in environment.items():
         if not _ENV_NAME.match(name):
             raise UsageError(f"--env {_shown(name)}=…: a variable name is letters, digits and '_', "
                              "not starting with a digit")
+        size = len(f"{name}={value}".encode("utf-8", "surrogateescape")) + 1
+        if size > _ENV_STRING_MAX:
+            raise UsageError(f"--env {_shown(name)}=…: the variable is {size} bytes, over the {_ENV_STRING_MAX} bytes "
+                             "one environment variable may hold: pass large values in a file (--input)")
 
 
 def _validate_text(flag: str, pairs: Mapping[str, str], utf8: bool = True) -> None:

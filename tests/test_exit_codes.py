@@ -302,6 +302,15 @@ def test_a_job_name_with_a_trailing_newline_is_refused(jobs_dir, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_an_environment_variable_too_long_for_any_process_is_refused_before_the_build():
+    from fahr_core import run
+    from fahr_core.errors import UsageError
+
+    run._validate_environment({"BIG": "x" * (131072 - len("BIG=") - 1)})  # exactly the limit
+    with pytest.raises(UsageError, match=r"--env BIG=…: the variable is 131073 bytes, over the 131072"):
+        run._validate_environment({"BIG": "x" * (131072 - len("BIG="))})
+
+
 def test_channel_and_env_names_with_a_trailing_newline_are_refused():
     from fahr_core import run
     from fahr_core.errors import UsageError
