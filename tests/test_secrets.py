@@ -168,6 +168,53 @@ def test_every_detector_finds_its_credential(kind, text):
     assert rule.scan(padded) == kind
 
 
+def notebook(source: str) -> str:
+    """A notebook as Jupyter writes it: a cell's source is a JSON list of its lines."""
+    return json.dumps({"cells": [{"cell_type": "code", "source": source.splitlines(True), "outputs": [],
+                                  "metadata": {}, "execution_count": None}], "nbformat": 4}, indent=1)
+
+
+@pytest.mark.parametrize("how", ["notebook", "notebook with headers", "python literals", "javascript +"])
+def test_a_key_written_as_strings_line_by_line_is_found(how):
+    """A PEM block pasted into a notebook cell is a JSON list of lines ("...\\n",\n "..."); in
+    source, one string literal a line. Each is the key, as much as the file it came from."""
+    key = pem("RSA PRIVATE KEY")
+    text = {"notebook": notebook(f'KEY = """{key}"""\n'),
+            "notebook with headers": notebook(pem("RSA PRIVATE KEY", headers="Proc-Type: 4,ENCRYPTED\n"
+                                                                            "DEK-Info: AES-128-CBC,0F1E2D\n\n")),
+            "python literals": "KEY = (\n" + "".join(f'    "{line}\\n"\n' for line in key.splitlines()) + ")\n",
+            "javascript +": "const key = " + " +\n  ".join(f"'{line}\\n'" for line in key.splitlines()) + ";\n"}[how]
+    assert rule.scan(text.encode()) == "private key"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_credential_in_utf16_text_is_found(encoding):
+    """Windows PowerShell's `>` and Out-File write UTF-16: the same token, every other byte NUL."""
+    for kind in ("GitHub token", "private key", "AWS secret access key"):
+        assert rule.scan(credential(kind)[0].encode(encoding)) == kind
+
+
+def test_a_token_after_an_escaped_line_break_is_found():
+    """In a JSON or Python string, a token right after "\\n" (a log line, a repr) stands alone."""
+    tokens = {"GitHub token": credential("GitHub token")[0],
+              "Hugging Face token": credential("Hugging Face token")[0].split("=")[1].strip(),
+              "AWS secret access key": credential("AWS secret access key")[1].split("\n")[1]}
+    for kind, token in tokens.items():
+        for before in ("\n", "\r\n", "\t"):
+            assert rule.scan(json.dumps({"stdout": f"token:{before}{token}"}).encode()) == kind, repr(before)
+
+
+def test_data_is_ruled_out_without_running_the_detectors(monkeypatch):
+    """A data file (random bytes, numbers) has no run of token characters: one pass rules it out,
+    where the 36 detectors made a first fit of a data folder several times slower than hashing it."""
+    rule.scan(b"warm")
+    monkeypatch.setattr(rule, "_compiled", lambda: pytest.fail("the detectors ran on data"))
+    rows = random.Random(4)
+    numbers = "\n".join(",".join(f"{rows.random():.6f}" for _ in range(8)) for _ in range(20000)).encode()
+    for data in (random.Random(3).randbytes(rule.HEAD_BYTES), numbers[: rule.HEAD_BYTES], bytes(1000)):
+        assert rule.scan(data) == ""
+
+
 def test_every_kind_has_a_case():
     assert set(rule.KINDS) <= {kind for kind, _ in CASES}
 
@@ -200,6 +247,11 @@ NEAR_MISSES = {
     "an Azure placeholder": "AccountKey=<your-account-key>;",
     "a Kaggle placeholder": json.dumps({"username": "me", "key": "YOUR_KEY"}),
     "a LangSmith-ish word": "lsv2_pt_" + chars(31, HEX),
+    # Placeholders of docs and examples: the format's length, nothing random in it.
+    "an sk- placeholder": 'api_key = os.getenv("OPENAI_API_KEY", "sk-' + "x" * 48 + '")',
+    "an hf_ placeholder": "HF_TOKEN=hf_" + "X" * 34,
+    "a ghp_ placeholder": "ghp_" + "x" * 36,
+    "a PEM placeholder": "-----BEGIN PRIVATE KEY-----\n" + "A" * 64 + "\n-----END PRIVATE KEY-----\n",
 }
 
 
