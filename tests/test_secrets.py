@@ -437,9 +437,9 @@ def cached(tmp_path, monkeypatch):
     return scanned
 
 
-def entries_of(root, context=None):
+def entries_of(root, context=None, allowed=frozenset()):
     hashes = ContextHashes(root)
-    found = rule.ContentRule()
+    found = rule.ContentRule(allowed=allowed)
     entries = context_entries(root, stat_context(root, context_files(root).paths), hashes, found)
     hashes.save()
     return [e[0] for e in entries], found.found, hashes
@@ -507,6 +507,36 @@ def test_a_cache_of_the_format_before_the_scan_is_read_afresh(project, cached):
     write(project / "settings.py", credential("OpenAI-style API key")[0])
     _, found, hashes = entries_of(project)
     assert found == {"settings.py": "OpenAI-style API key"} and "train.py" in hashes.hashed
+
+
+def test_a_hard_link_to_an_allowed_file_is_judged_under_its_own_name(project, cached):
+    """The allow file lets in a path, not an inode: another name of the same file stays out, and
+    the tar and the up-to-date check agree on it (else the image is rebuilt at every fit)."""
+    write(project / "a/key.txt", pem("OPENSSH PRIVATE KEY"))
+    os.link(project / "a/key.txt", project / "b.txt")
+    write(project / rule.ALLOW_FILE, "a/key.txt\n")
+    members = tar_of(project)
+    assert "a/key.txt" in members and "b.txt" not in members
+    found = rule.ContentRule(allowed=frozenset({"a/key.txt"}))
+    tar, from_tar = image._context_tar(project, context_files(project).paths, ContextHashes(project), found)
+    tar.close()
+    assert found.found == {"b.txt": "private key"}
+    assert [e[0] for e in from_tar] == entries_of(project, allowed=frozenset({"a/key.txt"}))[0]
+
+
+def test_a_verdict_of_another_scan_is_not_trusted(project, cached):
+    """A verdict kept by a fahr whose detectors differ (an upgrade that finds more) is read afresh:
+    else a file unchanged since the upgrade keeps the old "nothing found" for good."""
+    write(project / "setup.ipynb", notebook(f'KEY = """{pem("RSA PRIVATE KEY")}"""\n'))
+    entries_of(project)
+    cache = hash_cache_file(project)
+    data = json.loads(cache.read_text())
+    assert data["scanner"] == rule.SCANNER
+    data["scanner"] = "an older fahr's"
+    data["files"]["setup.ipynb"][7] = ""  # what that one found
+    cache.write_text(json.dumps(data))
+    paths, found, hashes = entries_of(project)
+    assert found == {"setup.ipynb": "private key"} and "setup.ipynb" not in paths and "train.py" in hashes.hashed
 
 
 def test_the_scan_is_fast_enough():
