@@ -519,9 +519,16 @@ def content_rule(context: BuildContext) -> ContentRule:
     dockerfile = _dockerfile_in_context(context)
     required = [dockerfile, _dockerfile_links(context.context_dir, dockerfile)[-1]]  # a link's file too
     if not context.user_container:
-        required.append("requirements.txt")
+        needed = ["requirements.txt"]
         if context.artifact.is_relative_to(context.context_dir):
-            required.append(context.artifact.relative_to(context.context_dir).as_posix())
+            needed.append(context.artifact.relative_to(context.context_dir).as_posix())
+        for name in needed:
+            required.append(name)
+            # The file a link of that name leads to in the context, too: kept out, it would leave
+            # the image a dangling link, and the job a "No such file" at run time. (A link that
+            # leads out of the context brings nothing in: not the scan's concern.)
+            with contextlib.suppress(UsageError):
+                required.append(_dockerfile_links(context.context_dir, name)[-1])
     allow = context.context_dir / ALLOW_FILE
     allowed = frozenset()
     if os.path.lexists(allow):

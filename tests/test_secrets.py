@@ -398,6 +398,17 @@ def test_a_credential_in_a_file_the_build_needs_is_refused(project, which):
     assert token.encode() in tar_of(project, **kw)[name]
 
 
+@pytest.mark.parametrize("name", ["train.py", "requirements.txt"])
+def test_a_credential_in_the_file_a_needed_link_leads_to_is_refused(project, name):
+    """train.py (or requirements.txt) a link to src/real.py: kept out, the real file would leave
+    the image a dangling link and the job a "No such file" at run time; it is refused instead."""
+    write(project / "src/real", "print(1)\n" + credential("GitHub token")[0])
+    (project / name).unlink(missing_ok=True)
+    (project / name).symlink_to("src/real")
+    with pytest.raises(image.UsageError, match=r"^src/real holds what looks like a GitHub token, .* list src/real "):
+        tar_of(project)
+
+
 @pytest.mark.parametrize("kind, article", [("AWS secret access key", "an"), ("npm token", "an"),
                                            ("xAI API key", "an"), ("GitHub token", "a"), ("private key", "a")])
 def test_the_refusal_reads_well(kind, article):
