@@ -46,8 +46,8 @@ from fahr_core import __version__, ui
 from fahr_core.errors import BuildError, EnvironmentProblem, FahrError, UsageError
 from fahr_core.jobs import BuildContext, ImageRef
 # The secret rule lives in fahr_core.secrets; is_secret and secret_component stay importable from here.
-from fahr_core.secrets import (ALLOW_FILE, HEAD_BYTES, ContentRule, is_secret, parse_allowed, scan,  # noqa: F401
-                                secret_component)
+from fahr_core.secrets import (ALLOW_FILE, HEAD_BYTES, SCANNER, ContentRule, is_secret,  # noqa: F401
+                                parse_allowed, scan, secret_component)
 from fahr_core.values import StashKey
 
 SUPPORTED_SUFFIXES = (".py", ".ipynb")
@@ -519,9 +519,16 @@ def content_rule(context: BuildContext) -> ContentRule:
     dockerfile = _dockerfile_in_context(context)
     required = [dockerfile, _dockerfile_links(context.context_dir, dockerfile)[-1]]  # a link's file too
     if not context.user_container:
-        required.append("requirements.txt")
+        needed = ["requirements.txt"]
         if context.artifact.is_relative_to(context.context_dir):
-            required.append(context.artifact.relative_to(context.context_dir).as_posix())
+            needed.append(context.artifact.relative_to(context.context_dir).as_posix())
+        for name in needed:
+            required.append(name)
+            # The file a link of that name leads to in the context, too: kept out, it would leave
+            # the image a dangling link, and the job a "No such file" at run time. (A link that
+            # leads out of the context brings nothing in: not the scan's concern.)
+            with contextlib.suppress(UsageError):
+                required.append(_dockerfile_links(context.context_dir, name)[-1])
     allow = context.context_dir / ALLOW_FILE
     allowed = frozenset()
     if os.path.lexists(allow):
@@ -569,7 +576,7 @@ def _context_tar(root: Path, paths: list[str], hashes: ContextHashes | None,
 
     rule = rule if rule is not None else ContentRule()
     entries: list[list] = []
-    digests: dict[str, str] = {}  # this tar's regular files, for its hard links
+    digests: dict[str, tuple[str, str]] = {}  # this tar's regular files' hashes and verdicts, for its hard links
     out = tempfile.TemporaryFile()
     try:
         with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -633,7 +640,7 @@ class _HashingReader:
 
 
 def _add(tar, path: Path, relative: str, rule: ContentRule, hashes: ContextHashes | None = None,
-         digests: dict[str, str] | None = None) -> list | None:
+         digests: dict[str, tuple[str, str]] | None = None) -> list | None:
     """Add one path to the tar; its entry (:func:`context_entries`) when ``hashes`` is given.
 
     A regular file ``rule`` keeps out for its content is not added (None); one that ``hashes``
@@ -645,10 +652,14 @@ def _add(tar, path: Path, relative: str, rule: ContentRule, hashes: ContextHashe
             return None  # a socket: docker skips them too
         info.mtime = int(info.mtime)  # tarfile cannot write negative or fractional times
         mode = stat.S_IMODE(info.mode)
+        if info.islnk():  # a hard link to a file already in the tar: the same content, the same verdict
+            digest, kind = (digests or {}).get(info.linkname, ("", ""))
+            if rule.keeps_out(relative, kind):  # (its first name may be allowed, this one is not)
+                return None
+            tar.addfile(info)
+            return [relative, "f", mode, digest]
         if not info.isreg():
             tar.addfile(info)
-            if info.islnk():  # a hard link to a file already in the tar: the same content
-                return [relative, "f", mode, (digests or {}).get(info.linkname, "")]
             return [relative, *_special(info, mode)]
         # O_NOFOLLOW: a file swapped for a symlink since the walk is refused, not followed.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -670,14 +681,13 @@ def _add(tar, path: Path, relative: str, rule: ContentRule, hashes: ContextHashe
                     return None
                 reader = _HashingReader(data, head)
                 tar.addfile(info, reader)
-                if hashes is None:
-                    return None
                 digest = reader.sha.hexdigest()
-                if before.st_size == info.size:  # else the file changed since the lstat: not remembered
+                # Remembered unless the file changed since the lstat (or nothing remembers).
+                if hashes is not None and before.st_size == info.size:
                     hashes.remember(relative, before, os.fstat(data.fileno()), digest, started, kind)
         if digests is not None:
-            digests[relative] = digest
-        return [relative, "f", mode, digest]
+            digests[relative] = (digest, kind)
+        return [relative, "f", mode, digest] if hashes is not None else None
     except OSError as exc:
         raise _unreadable(path, exc) from None
 
@@ -870,8 +880,9 @@ class ContextHashes:
                 return {}
             data = json.loads(text)
             files = data["files"]
+            # A verdict of another scan (an older fahr's detectors) is no verdict: read afresh.
             if (data.get("format") != _CACHE_FORMAT or data.get("context") != self.context_dir
-                    or not isinstance(files, dict)):
+                    or data.get("scanner") != SCANNER or not isinstance(files, dict)):
                 return {}
             for entry in files.values():
                 if not (isinstance(entry, list) and len(entry) == 8 and isinstance(entry[5], str)
@@ -949,7 +960,7 @@ class ContextHashes:
                     os.utime(name, dir_fd=folder, follow_symlinks=False)  # used: kept from pruning
                 return
             _prune(folder)
-            data = {"format": _CACHE_FORMAT, "context": self.context_dir, "files": self._new}
+            data = {"format": _CACHE_FORMAT, "context": self.context_dir, "scanner": SCANNER, "files": self._new}
             tmp = f".hashes.{os.urandom(8).hex()}.tmp"
             out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                           dir_fd=folder)

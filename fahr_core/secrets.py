@@ -15,6 +15,7 @@ README.md "No secret goes into an image" lists both rules; :mod:`fahr_core.image
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 
 from fahr_core.errors import UsageError
@@ -115,13 +116,20 @@ HEAD_BYTES = 1 << 20
 # What a token is made of: a match preceded or followed by one of these is part of a longer word
 # (a base64 blob, an identifier), not a token.
 _WORD = rb"A-Za-z0-9_-"
+# ...unless that letter ends an escape: in a JSON or Python string a token may follow a "\\n".
+_ESCAPE = rb"\\[nrt]"
+# Between the lines of a PEM block: a line break, or one written as an escape inside a string, or
+# the end of one string and the start of the next (a notebook's source is a JSON list of lines;
+# Python and JavaScript join string literals with nothing or "+").
+_PEM_BREAK = rb"(?:\s|\\[rn]|[\"',+])+"
 
 
 def _token(prefix: bytes, body: bytes, word: bytes = _WORD) -> bytes:
     """A token: ``prefix`` (a literal) then ``body``, standing alone. The look-behind sits after the
     literal so that ``re`` still searches for the literal first (see :data:`_DETECTORS`)."""
     literal = re.escape(prefix)
-    return literal + rb"(?<![" + word + rb"]" + literal + rb")" + body + rb"(?![" + _WORD + rb"])"
+    return (literal + rb"(?:(?<![" + word + rb"]" + literal + rb")|(?<=" + _ESCAPE + literal + rb"))" + body
+            + rb"(?![" + _WORD + rb"])")
 
 
 # After an AWS secret access key's name: its value, 40 characters (not the documentation's example).
@@ -132,16 +140,16 @@ _AWS_SECRET = rb"[\"']?\s*[:=]\s*[\"']?(?![A-Za-z0-9/+]*EXAMPLE)[A-Za-z0-9/+]{40
 # alternation of them all (no literal prefix) takes seconds. Formats are the vendors' documented ones.
 _DETECTORS: tuple[tuple[str, bytes], ...] = (
     # A PEM block (RSA, EC, DSA, OPENSSH, ENCRYPTED, PGP, … PRIVATE KEY) with key material after
-    # its headers, also inside a JSON string (\n escapes); a header alone (in docs) is no key.
-    ("private key", rb"-----BEGIN [A-Z0-9 ]{0,24}PRIVATE KEY(?: BLOCK)?-----(?:\s|\\[rn])+"
-                    rb"(?:[A-Za-z-]+: [^\r\n\\]*(?:\s|\\[rn])+)*[A-Za-z0-9+/=]{40}"),
+    # its headers, also written as strings line by line (_PEM_BREAK); a header alone (in docs) is no key.
+    ("private key", rb"-----BEGIN [A-Z0-9 ]{0,24}PRIVATE KEY(?: BLOCK)?-----" + _PEM_BREAK
+                    + rb"(?:[A-Za-z-]+: [^\r\n\\\"']*" + _PEM_BREAK + rb")*[A-Za-z0-9+/=]{40}"),
     ("private key", rb"PuTTY-User-Key-File-[23]: [\s\S]{0,8000}?Private-Lines: [0-9]+"),
     ("private key", rb"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
     # AWS: a secret access key under its name, or right after its access key id (the console's CSV).
     ("AWS secret access key", rb"ecret(?:_access_key|AccessKey)" + _AWS_SECRET),
     ("AWS secret access key", rb"ECRET_ACCESS_KEY" + _AWS_SECRET),
-    ("AWS secret access key", rb"A(?<![A-Za-z0-9/+]A)(?:KIA|SIA)[0-9A-Z]{16}(?<!EXAMPLE)[\s,;:|\"']{1,8}"
-                              rb"[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
+    ("AWS secret access key", rb"A(?:(?<![A-Za-z0-9/+]A)|(?<=" + _ESCAPE + rb"A))(?:KIA|SIA)[0-9A-Z]{16}"
+                              rb"(?<!EXAMPLE)[\s,;:|\"']{1,8}[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
     ("Hugging Face token", _token(b"hf_", rb"[A-Za-z0-9]{34,}")),
     ("GitHub token", _token(b"gh", rb"[pousr]_[A-Za-z0-9]{36}")),
     ("GitHub token", _token(b"github_pat_", rb"[A-Za-z0-9]{22}_[A-Za-z0-9]{59}")),
@@ -183,14 +191,56 @@ def _compiled() -> tuple[tuple[str, re.Pattern[bytes]], ...]:
     return tuple((kind, re.compile(pattern)) for kind, pattern in _DETECTORS)  # at first use: fahr starts fast
 
 
+# Every credential above holds a run of at least 16 of these characters (its random part; for
+# PuTTY its header). Data (random bytes: weights, arrays, images, compressed files; numbers) has
+# none such, and one pass of bytes.translate tells, where the detectors read the head 36 times:
+# most of a data folder's files are then ruled out at the speed of hashing them.
+_RUN_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_.-")
+_RUN_TABLE = bytes(0x61 if byte in _RUN_CHARS else 0 for byte in range(256))
+_RUN = b"a" * 16
+# A credential is random: its longest run of those characters holds this many distinct ones.
+# Placeholders in docs and examples (sk-xxxx…, hf_XXXX…, AAAA… after a key header) do not.
+_DISTINCT = 8
+_LONGEST_RUN = re.compile(rb"[A-Za-z0-9+/=_.-]{16,}")
+
+
+def _random_enough(match: bytes) -> bool:
+    runs = _LONGEST_RUN.findall(match)
+    return bool(runs) and len(set(max(runs, key=len))) >= _DISTINCT
+
+
+def _text_of(head: bytes) -> bytes:
+    """``head`` as UTF-8 when it is UTF-16 text (a BOM, or ASCII with every other byte NUL: what
+    Windows PowerShell's ``>`` writes), else ``head`` itself."""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        encoding = "utf-16"
+    elif len(head) >= 32 and not any(head[1:32:2]) and all(head[0:32:2]):
+        encoding = "utf-16-le"
+    elif len(head) >= 32 and not any(head[0:32:2]) and all(head[1:32:2]):
+        encoding = "utf-16-be"
+    else:
+        return head
+    return head[: len(head) & ~1].decode(encoding, errors="replace").encode("utf-8", errors="replace")
+
+
 def scan(head: bytes) -> str:
     """The kind of the first credential found in ``head`` (a file's first :data:`HEAD_BYTES`), or ""."""
+    head = _text_of(head)
+    if _RUN not in head.translate(_RUN_TABLE):
+        return ""
     for kind, pattern in _compiled():
-        if pattern.search(head):
+        if any(_random_enough(match.group()) for match in pattern.finditer(head)):
             if kind == "private key" and _SERVICE_ACCOUNT.search(head):
                 return SERVICE_ACCOUNT_KEY
             return kind
     return ""
+
+
+#: Names what :func:`scan` finds: a verdict kept by an earlier fahr whose scan differs is not
+#: trusted (:class:`fahr_core.image.ContextHashes` reads such a file again). Bump ``_SCAN_LOGIC``
+#: when :func:`scan` changes other than in its patterns.
+_SCAN_LOGIC = 2
+SCANNER = hashlib.sha256(repr((_SCAN_LOGIC, _DETECTORS, _RUN_CHARS, _DISTINCT)).encode()).hexdigest()[:16]
 
 
 #: The file at the build context's root listing files whose content may look like a credential

@@ -168,6 +168,53 @@ def test_every_detector_finds_its_credential(kind, text):
     assert rule.scan(padded) == kind
 
 
+def notebook(source: str) -> str:
+    """A notebook as Jupyter writes it: a cell's source is a JSON list of its lines."""
+    return json.dumps({"cells": [{"cell_type": "code", "source": source.splitlines(True), "outputs": [],
+                                  "metadata": {}, "execution_count": None}], "nbformat": 4}, indent=1)
+
+
+@pytest.mark.parametrize("how", ["notebook", "notebook with headers", "python literals", "javascript +"])
+def test_a_key_written_as_strings_line_by_line_is_found(how):
+    """A PEM block pasted into a notebook cell is a JSON list of lines ("...\\n",\n "..."); in
+    source, one string literal a line. Each is the key, as much as the file it came from."""
+    key = pem("RSA PRIVATE KEY")
+    text = {"notebook": notebook(f'KEY = """{key}"""\n'),
+            "notebook with headers": notebook(pem("RSA PRIVATE KEY", headers="Proc-Type: 4,ENCRYPTED\n"
+                                                                            "DEK-Info: AES-128-CBC,0F1E2D\n\n")),
+            "python literals": "KEY = (\n" + "".join(f'    "{line}\\n"\n' for line in key.splitlines()) + ")\n",
+            "javascript +": "const key = " + " +\n  ".join(f"'{line}\\n'" for line in key.splitlines()) + ";\n"}[how]
+    assert rule.scan(text.encode()) == "private key"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_credential_in_utf16_text_is_found(encoding):
+    """Windows PowerShell's `>` and Out-File write UTF-16: the same token, every other byte NUL."""
+    for kind in ("GitHub token", "private key", "AWS secret access key"):
+        assert rule.scan(credential(kind)[0].encode(encoding)) == kind
+
+
+def test_a_token_after_an_escaped_line_break_is_found():
+    """In a JSON or Python string, a token right after "\\n" (a log line, a repr) stands alone."""
+    tokens = {"GitHub token": credential("GitHub token")[0],
+              "Hugging Face token": credential("Hugging Face token")[0].split("=")[1].strip(),
+              "AWS secret access key": credential("AWS secret access key")[1].split("\n")[1]}
+    for kind, token in tokens.items():
+        for before in ("\n", "\r\n", "\t"):
+            assert rule.scan(json.dumps({"stdout": f"token:{before}{token}"}).encode()) == kind, repr(before)
+
+
+def test_data_is_ruled_out_without_running_the_detectors(monkeypatch):
+    """A data file (random bytes, numbers) has no run of token characters: one pass rules it out,
+    where the 36 detectors made a first fit of a data folder several times slower than hashing it."""
+    rule.scan(b"warm")
+    monkeypatch.setattr(rule, "_compiled", lambda: pytest.fail("the detectors ran on data"))
+    rows = random.Random(4)
+    numbers = "\n".join(",".join(f"{rows.random():.6f}" for _ in range(8)) for _ in range(20000)).encode()
+    for data in (random.Random(3).randbytes(rule.HEAD_BYTES), numbers[: rule.HEAD_BYTES], bytes(1000)):
+        assert rule.scan(data) == ""
+
+
 def test_every_kind_has_a_case():
     assert set(rule.KINDS) <= {kind for kind, _ in CASES}
 
@@ -200,6 +247,11 @@ NEAR_MISSES = {
     "an Azure placeholder": "AccountKey=<your-account-key>;",
     "a Kaggle placeholder": json.dumps({"username": "me", "key": "YOUR_KEY"}),
     "a LangSmith-ish word": "lsv2_pt_" + chars(31, HEX),
+    # Placeholders of docs and examples: the format's length, nothing random in it.
+    "an sk- placeholder": 'api_key = os.getenv("OPENAI_API_KEY", "sk-' + "x" * 48 + '")',
+    "an hf_ placeholder": "HF_TOKEN=hf_" + "X" * 34,
+    "a ghp_ placeholder": "ghp_" + "x" * 36,
+    "a PEM placeholder": "-----BEGIN PRIVATE KEY-----\n" + "A" * 64 + "\n-----END PRIVATE KEY-----\n",
 }
 
 
@@ -346,6 +398,17 @@ def test_a_credential_in_a_file_the_build_needs_is_refused(project, which):
     assert token.encode() in tar_of(project, **kw)[name]
 
 
+@pytest.mark.parametrize("name", ["train.py", "requirements.txt"])
+def test_a_credential_in_the_file_a_needed_link_leads_to_is_refused(project, name):
+    """train.py (or requirements.txt) a link to src/real.py: kept out, the real file would leave
+    the image a dangling link and the job a "No such file" at run time; it is refused instead."""
+    write(project / "src/real", "print(1)\n" + credential("GitHub token")[0])
+    (project / name).unlink(missing_ok=True)
+    (project / name).symlink_to("src/real")
+    with pytest.raises(image.UsageError, match=r"^src/real holds what looks like a GitHub token, .* list src/real "):
+        tar_of(project)
+
+
 @pytest.mark.parametrize("kind, article", [("AWS secret access key", "an"), ("npm token", "an"),
                                            ("xAI API key", "an"), ("GitHub token", "a"), ("private key", "a")])
 def test_the_refusal_reads_well(kind, article):
@@ -385,9 +448,9 @@ def cached(tmp_path, monkeypatch):
     return scanned
 
 
-def entries_of(root, context=None):
+def entries_of(root, context=None, allowed=frozenset()):
     hashes = ContextHashes(root)
-    found = rule.ContentRule()
+    found = rule.ContentRule(allowed=allowed)
     entries = context_entries(root, stat_context(root, context_files(root).paths), hashes, found)
     hashes.save()
     return [e[0] for e in entries], found.found, hashes
@@ -455,6 +518,36 @@ def test_a_cache_of_the_format_before_the_scan_is_read_afresh(project, cached):
     write(project / "settings.py", credential("OpenAI-style API key")[0])
     _, found, hashes = entries_of(project)
     assert found == {"settings.py": "OpenAI-style API key"} and "train.py" in hashes.hashed
+
+
+def test_a_hard_link_to_an_allowed_file_is_judged_under_its_own_name(project, cached):
+    """The allow file lets in a path, not an inode: another name of the same file stays out, and
+    the tar and the up-to-date check agree on it (else the image is rebuilt at every fit)."""
+    write(project / "a/key.txt", pem("OPENSSH PRIVATE KEY"))
+    os.link(project / "a/key.txt", project / "b.txt")
+    write(project / rule.ALLOW_FILE, "a/key.txt\n")
+    members = tar_of(project)
+    assert "a/key.txt" in members and "b.txt" not in members
+    found = rule.ContentRule(allowed=frozenset({"a/key.txt"}))
+    tar, from_tar = image._context_tar(project, context_files(project).paths, ContextHashes(project), found)
+    tar.close()
+    assert found.found == {"b.txt": "private key"}
+    assert [e[0] for e in from_tar] == entries_of(project, allowed=frozenset({"a/key.txt"}))[0]
+
+
+def test_a_verdict_of_another_scan_is_not_trusted(project, cached):
+    """A verdict kept by a fahr whose detectors differ (an upgrade that finds more) is read afresh:
+    else a file unchanged since the upgrade keeps the old "nothing found" for good."""
+    write(project / "setup.ipynb", notebook(f'KEY = """{pem("RSA PRIVATE KEY")}"""\n'))
+    entries_of(project)
+    cache = hash_cache_file(project)
+    data = json.loads(cache.read_text())
+    assert data["scanner"] == rule.SCANNER
+    data["scanner"] = "an older fahr's"
+    data["files"]["setup.ipynb"][7] = ""  # what that one found
+    cache.write_text(json.dumps(data))
+    paths, found, hashes = entries_of(project)
+    assert found == {"setup.ipynb": "private key"} and "setup.ipynb" not in paths and "train.py" in hashes.hashed
 
 
 def test_the_scan_is_fast_enough():
