@@ -303,7 +303,8 @@ def test_a_record_linked_to_dev_zero_is_not_read(tmp_path, cache_home):
         resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
         from fahr_core.image import ContextHashes
         ContextHashes(Path(sys.argv[1]))
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        # VmHWM, not ru_maxrss: the latter keeps the forking parent's peak (pytest's) across exec.
+        print(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")))
     """)
     proc = subprocess.run([sys.executable, "-c", child, str(root)], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "XDG_CACHE_HOME": str(cache_home)})
