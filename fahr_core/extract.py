@@ -426,11 +426,19 @@ class _Names:
         self.name: list[str] = [""]  # number -> its last name
         self.folded_numbers: dict[tuple[int, str], int] = {}  # the same for the folded paths
         self.folded: list[int] = [0]  # number -> the number of its folded form
+        # The last path numbered and its folder, with their numbers: entries come folder by
+        # folder, so a path usually begins with one of them, and only its other names are looked
+        # up one by one (comparing beginnings is a single comparison of tuples, not a step a name).
+        self.recent: list[tuple[tuple[str, ...], list[int]]] = []
 
-    def numbers(self, path: Iterable[str]) -> list[int]:
+    def numbers(self, path: tuple[str, ...]) -> list[int]:
         """The numbers of the beginnings of ``path``: the top's first, its own last."""
         here = [0]
-        for part in path:
+        for known, numbers in self.recent:
+            if path[:len(known)] == known:
+                here = numbers.copy()
+                break
+        for part in path[len(here) - 1:]:
             number = self.numbers_of.get((here[-1], part))
             if number is None:
                 number = self.numbers_of[(here[-1], part)] = len(self.name)
@@ -438,6 +446,8 @@ class _Names:
                 key = (self.folded[here[-1]], _fold_part(part))
                 self.folded.append(self.folded_numbers.setdefault(key, len(self.folded_numbers) + 1))
             here.append(number)
+        if path:
+            self.recent = [(path, here), (path[:-1], here[:-1])]
         return here
 
     def child(self, folder: int | None, part: str, fold: bool) -> int | None:
@@ -458,7 +468,7 @@ def _resolve(names: _Names, links: Mapping[int, str], folder: list[int], link: s
     # The numbers of where the walk is and of its beginnings: never a symlink (each one is replaced
     # by its target at once); None below a name never seen (no symlink can be there). Each step
     # is one lookup, however deep the walk is.
-    here: list[int | None] = [names.folded[n] for n in folder] if fold else list(folder)
+    here: list[int | None] = list(map(names.folded.__getitem__, folder) if fold else folder)
     todo = collections.deque(link.split("/"))
     hops = steps = 0
     while todo:
@@ -547,6 +557,10 @@ class _Tree:
         self.names = _Names()
         self.kinds: dict[int, str] = {0: "dir"}  # number -> "dir", "file" or "symlink"
         self.folded_kinds: dict[int, str] = {}  # folded number -> the same
+        # Folders that are recorded as folders all the way down from the top: an entry in one of
+        # them passes through no file or symlink without checking each of its beginnings again
+        # (a recorded folder never becomes anything else).
+        self.sound: set[int] = {0}
         self.links: dict[tuple[str, ...], tuple[list[int], str]] = {}  # path -> (its numbers, link text)
         self.links_at: dict[int, str] = {}  # number -> link text
         self.folded_links: dict[int, str] = {}  # folded number -> link text
@@ -590,10 +604,16 @@ class _Tree:
         self.check_text(name, entry_name)
         if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[/\\]", name):
             raise self.refuse(entry_name, "has an absolute path")
-        if ".." in re.split(r"[/\\]", name):
+        split = name.split("/")
+        if ".." in (re.split(r"[/\\]", name) if "\\" in name else split):
             raise self.refuse(entry_name, "climbs out with '..'")
-        parts = tuple(p for p in name.split("/") if p not in ("", "."))
-        for part in parts:
+        # Empty and '.' components left out (a folder's trailing '/', a leading './'), a name at a
+        # time but in C: this runs on every name, whose length the archive chooses.
+        parts = tuple(filter(".".__ne__, filter(None, split)) if "" in split or "." in split else split)
+        # A name that short, or names that short (in characters, each at most 4 bytes), are no longer
+        # than NAME_MAX: checked whole, not a name at a time.
+        long = len(name.encode("utf-8")) > NAME_MAX and 4 * max(map(len, parts), default=0) > NAME_MAX
+        for part in parts if long else ():
             if len(part.encode("utf-8")) > NAME_MAX:
                 raise self.refuse(entry_name, f"has a path component of {len(part.encode('utf-8'))} bytes, "
                                               f"more than a file name may have ({NAME_MAX})")
@@ -633,7 +653,7 @@ class _Tree:
             raise self.refuse(entry.name, "names the target folder itself")
         numbers = self.names.numbers(path)
         folded = self.names.folded
-        for i in range(1, len(path)):
+        for i in range(1, len(path) if numbers[-2] not in self.sound else 1):
             kind = self.kinds.get(numbers[i]) or self.folded_kinds.get(folded[numbers[i]])
             if kind == "symlink":
                 raise self.refuse(entry.name, f"passes through the symlink {_show('/'.join(path[:i]))}")
@@ -656,11 +676,13 @@ class _Tree:
         except OSError as exc:
             raise UsageError(f"cannot unpack entry {_show(entry.name)} beside {self.target}: "
                              f"{exc.strerror or exc}; nothing was written") from None
-        self.set_kind(numbers[-1], kind)
+        self.set_kind(numbers[-1], kind, numbers[-2])
 
-    def set_kind(self, number: int, kind: str) -> None:
-        """Record what the path numbered ``number`` is."""
+    def set_kind(self, number: int, kind: str, folder: int) -> None:
+        """Record what the path numbered ``number``, in the folder numbered ``folder``, is."""
         self.kinds[number] = kind
+        if kind == "dir" and folder in self.sound:
+            self.sound.add(number)
         folded = self.names.folded[number]
         # On a filesystem that ignores case, 'A' and 'a' are one: the stricter kind is kept.
         if kind != "dir" or folded not in self.folded_kinds:
@@ -698,9 +720,16 @@ class _Tree:
         N²/2 opens). Going up is through '..', checked to be the folder that was opened coming
         down (same device and inode): never anywhere else, even if a folder was moved meanwhile."""
         at = self._at
-        common = 1  # the beginnings shared with the folder open now (the top always is)
-        while common < min(len(at), len(numbers)) and at[common] == numbers[common]:
-            common += 1
+        # The beginnings shared with the folder open now (the top always is): one comparison when
+        # one folder holds the other, as for the next entry or a folder's time (see finish()).
+        if numbers[:len(at)] == at:
+            common = len(at)
+        elif at[:len(numbers)] == numbers:
+            common = len(numbers)
+        else:
+            common = 1
+            while at[common] == numbers[common]:
+                common += 1
         if len(at) - common >= common:  # climbing up costs more than coming down from the top
             self._enter(os.dup(self.root_fd))
             del at[1:], self._ids[1:]
@@ -720,7 +749,7 @@ class _Tree:
                     raise
                 os.mkdir(part, 0o777, dir_fd=self._fd)
                 if number not in self.kinds:
-                    self.set_kind(number, "dir")
+                    self.set_kind(number, "dir", at[-1])
                 inner = os.open(part, _DIR_FLAGS, dir_fd=self._fd)
             self._enter(inner)
             at.append(number)
@@ -813,9 +842,12 @@ class _Plan(_Tree):
         self.implied_folders(numbers[:-1])
 
     def implied_folders(self, numbers: list[int]) -> None:
-        for number in numbers[1:]:  # as _Tree.folder() records the folders it makes
-            if number not in self.kinds:
-                self.set_kind(number, "dir")
+        known = len(numbers) - 1
+        while numbers[known] not in self.sound:  # the folders above a sound one are sound too
+            known -= 1
+        for i in range(known + 1, len(numbers)):  # as _Tree.folder() records the folders it makes
+            if numbers[i] not in self.kinds:
+                self.set_kind(numbers[i], "dir", numbers[i - 1])
 
 
 def check_listing(names: Iterable[tuple[str, int]], *, noun: str, prefix: str = "") -> None:
