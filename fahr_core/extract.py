@@ -427,8 +427,9 @@ class _Names:
         self.folded_numbers: dict[tuple[int, str], int] = {}  # the same for the folded paths
         self.folded: list[int] = [0]  # number -> the number of its folded form
         # The last path numbered and its folder, with their numbers: entries come folder by
-        # folder, so a path usually begins with one of them, and only its other names are looked
-        # up one by one (comparing beginnings is a single comparison of tuples, not a step a name).
+        # folder, so a path usually begins with one of them, or is one of their beginnings, and
+        # only its other names are looked up one by one (comparing beginnings is one comparison
+        # of tuples, not a step a name).
         self.recent: list[tuple[tuple[str, ...], list[int]]] = []
 
     def numbers(self, path: tuple[str, ...]) -> list[int]:
@@ -437,6 +438,9 @@ class _Names:
         for known, numbers in self.recent:
             if path[:len(known)] == known:
                 here = numbers.copy()
+                break
+            if known[:len(path)] == path:
+                here = numbers[:len(path) + 1]
                 break
         for part in path[len(here) - 1:]:
             number = self.numbers_of.get((here[-1], part))

@@ -7,6 +7,7 @@ still running arrives. Every rule must hold on both.
 
 import io
 import os
+import sys
 import tarfile
 import time
 
@@ -266,35 +267,78 @@ def _unpack_counting(tmp_path, monkeypatch, members, name):
     return work
 
 
+def _nested(n):
+    """'d', 'd/d', 'd/d/d', ...: ``n`` folder entries nested in each other."""
+    return [member("/".join(["d"] * i), tarfile.DIRTYPE, mode=0o755) for i in range(1, n + 1)]
+
+
+def _nested_with_links(n):
+    """``n`` nested folders listed deepest first (their times are set last, in that order), each
+    with a file, a symlink to it and a hard link to it."""
+    members = []
+    for i in range(n, 0, -1):
+        folder = "/".join(["d"] * i)
+        members += [member(folder, tarfile.DIRTYPE, mode=0o755), member(f"{folder}/f", data=b"x"),
+                    member(f"{folder}/l", tarfile.SYMTYPE, linkname="f"),
+                    member(f"{folder}/h", tarfile.LNKTYPE, linkname=f"{folder}/f")]
+    return members
+
+
 def test_nested_folder_entries_cost_work_linear_in_their_number(tmp_path, monkeypatch):
     # 'd', 'd/d', 'd/d/d', ...: 2,000 such entries (6.5 MB) took 75 s, 1,000 took 9 s. Each entry's
     # folder was opened again from the top, one level at a time, and each of its beginnings was
     # hashed (and its name folded) anew: cubic in the depth. Each entry now costs a few steps.
-    def nested(n):
-        return [member("/".join(["d"] * i), tarfile.DIRTYPE, mode=0o755) for i in range(1, n + 1)]
-
-    opens_500, folds_500 = _unpack_counting(tmp_path, monkeypatch, nested(500), "n500")
-    opens_1000, folds_1000 = _unpack_counting(tmp_path, monkeypatch, nested(1000), "n1000")
+    opens_500, folds_500 = _unpack_counting(tmp_path, monkeypatch, _nested(500), "n500")
+    opens_1000, folds_1000 = _unpack_counting(tmp_path, monkeypatch, _nested(1000), "n1000")
     assert opens_1000 <= 2.2 * opens_500 and opens_1000 <= 4 * 1000, (opens_500, opens_1000)
     assert folds_1000 <= 2.2 * folds_500 and folds_1000 <= 2 * 1000, (folds_500, folds_1000)
 
 
 def test_files_and_links_in_nested_folders_cost_work_linear_in_their_number(tmp_path, monkeypatch):
-    # A file, a symlink and a hard link in each of the nested folders, and the folders listed
-    # deepest first (their times are set last, in that order): the same few steps per entry.
-    def nested(n):
-        members = []
-        for i in range(n, 0, -1):
-            folder = "/".join(["d"] * i)
-            members += [member(folder, tarfile.DIRTYPE, mode=0o755), member(f"{folder}/f", data=b"x"),
-                        member(f"{folder}/l", tarfile.SYMTYPE, linkname="f"),
-                        member(f"{folder}/h", tarfile.LNKTYPE, linkname=f"{folder}/f")]
-        return members
-
-    opens_250, folds_250 = _unpack_counting(tmp_path, monkeypatch, nested(250), "n250")
-    opens_500, folds_500 = _unpack_counting(tmp_path, monkeypatch, nested(500), "n500")
+    # The same few steps per entry for files, symlinks and hard links in them (see _nested_with_links).
+    opens_250, folds_250 = _unpack_counting(tmp_path, monkeypatch, _nested_with_links(250), "n250")
+    opens_500, folds_500 = _unpack_counting(tmp_path, monkeypatch, _nested_with_links(500), "n500")
     assert opens_500 <= 2.2 * opens_250, (opens_250, opens_500)
     assert folds_500 <= 2.2 * folds_250, (folds_250, folds_500)
+
+
+def _steps(run) -> int:
+    """How many lines of fahr_core/extract.py ``run()`` executes: work counted, not timed."""
+    steps = 0
+
+    def tracer(frame, event, arg):
+        nonlocal steps
+        if frame.f_code.co_filename != extract.__file__:
+            return None
+        steps += event == "line"
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        run()
+    finally:
+        sys.settrace(None)
+    return steps
+
+
+def test_nested_names_cost_steps_linear_in_their_number(tmp_path):
+    # Besides opening folders, each entry checked each of its beginnings (and made each one a
+    # tuple, hashed whole): a step a component, N²/2 for N nested folders; a symlink's check
+    # folded each component of its folder. The steps of the check and of the unpacking, without
+    # the filesystem's own work.
+    def listing(n):
+        return _steps(lambda: extract.check_listing([("/".join(["d"] * i) + "/", 0) for i in range(1, n + 1)],
+                                                    noun="S3 key"))
+
+    def unpacking(n):
+        archive = write_tar(tmp_path / f"{n}.tar", _nested_with_links(n), mode="w")
+        steps = _steps(lambda: place(archive, tmp_path / f"out{n}", extract=True, overwrite=False))
+        extract.remove_tree(tmp_path / f"out{n}")  # pytest's own clean-up recurses once per level
+        return steps
+
+    for count in (listing, unpacking):
+        small, large = count(250), count(500)
+        assert large <= 2.2 * small, (count.__name__, small, large)
 
 
 def test_a_refused_model_1500_folders_deep_leaves_nothing(scene):
