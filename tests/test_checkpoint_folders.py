@@ -4,13 +4,17 @@ tests/test_checkpoints.py runs the same rules end to end."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 from conftest import one_line_error, run_fahr
 
+from fahr_core import contract
 from fahr_core.contract import CHECKPOINT_MARKER, MARKER_TEXT
 from fahr_core.drivers import local
 from fahr_core.errors import ConfigError
@@ -201,12 +205,6 @@ def test_naming_a_job_never_writes_into_a_marker_shared_with_another_file(tmp_pa
 def _plan_steps(depth: int) -> tuple[int, list]:
     """The lines of fahr_core/contract.py that planning the copy-back of ``depth`` folders nested
     in each other (a file at the bottom) executes: work counted, not timed; and the plan."""
-    import io
-    import sys
-    import tarfile
-
-    from fahr_core import contract
-
     names = ["checkpoints"] + ["checkpoints/" + "/".join(["d"] * i) for i in range(1, depth + 1)]
     data = io.BytesIO()
     with tarfile.open(fileobj=data, mode="w") as tar:
