@@ -7,12 +7,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 from conftest import one_line_error, run_fahr
+from hostile import counted_steps
 
 from fahr_core import contract
 from fahr_core.contract import CHECKPOINT_MARKER, MARKER_TEXT
@@ -218,20 +218,8 @@ def _plan_steps(depth: int) -> tuple[int, list]:
     data.seek(0)
     merge = contract.CheckpointMerge("checkpoints", "/opt/ml/checkpoints", None)
     merge.add("algo-1", tarfile.open(fileobj=data, mode="r"))
-    steps = 0
-
-    def tracer(frame, event, arg):
-        nonlocal steps
-        if frame.f_code.co_filename != contract.__file__:
-            return None
-        steps += event == "line"
-        return tracer
-
-    sys.settrace(tracer)
-    try:
-        planned = merge.plan()
-    finally:
-        sys.settrace(None)
+    planned = []
+    steps = counted_steps(contract, lambda: planned.extend(merge.plan()))
     return steps, planned
 
 

@@ -7,7 +7,6 @@ still running arrives. Every rule must hold on both.
 
 import io
 import os
-import sys
 import tarfile
 import time
 
@@ -160,7 +159,8 @@ def test_uncompressed_model_folder(tmp_path):
 import gzip  # noqa: E402
 import random  # noqa: E402
 
-from hostile import GiB, MiB, counted_folds, cve_2025_4517, member, snapshot, up_and_out, write_tar, zero_bomb  # noqa: E402
+from hostile import (GiB, MiB, counted_folds, counted_steps, cve_2025_4517, member, snapshot,  # noqa: E402
+                     up_and_out, write_tar, zero_bomb)
 
 from fahr_core.extract import DamagedArchive, ModelTooLarge  # noqa: E402
 
@@ -302,37 +302,18 @@ def test_files_and_links_in_nested_folders_cost_work_linear_in_their_number(tmp_
     assert folds_500 <= 2.2 * folds_250, (folds_250, folds_500)
 
 
-def _steps(run) -> int:
-    """How many lines of fahr_core/extract.py ``run()`` executes: work counted, not timed."""
-    steps = 0
-
-    def tracer(frame, event, arg):
-        nonlocal steps
-        if frame.f_code.co_filename != extract.__file__:
-            return None
-        steps += event == "line"
-        return tracer
-
-    sys.settrace(tracer)
-    try:
-        run()
-    finally:
-        sys.settrace(None)
-    return steps
-
-
 def test_nested_names_cost_steps_linear_in_their_number(tmp_path):
     # Besides opening folders, each entry checked each of its beginnings (and made each one a
     # tuple, hashed whole): a step a component, N²/2 for N nested folders; a symlink's check
     # folded each component of its folder. The steps of the check and of the unpacking, without
     # the filesystem's own work.
     def listing(n):
-        return _steps(lambda: extract.check_listing([("/".join(["d"] * i) + "/", 0) for i in range(1, n + 1)],
-                                                    noun="S3 key"))
+        keys = [("/".join(["d"] * i) + "/", 0) for i in range(1, n + 1)]
+        return counted_steps(extract, lambda: extract.check_listing(keys, noun="S3 key"))
 
     def unpacking(n):
         archive = write_tar(tmp_path / f"{n}.tar", _nested_with_links(n), mode="w")
-        steps = _steps(lambda: place(archive, tmp_path / f"out{n}", extract=True, overwrite=False))
+        steps = counted_steps(extract, lambda: place(archive, tmp_path / f"out{n}", extract=True, overwrite=False))
         extract.remove_tree(tmp_path / f"out{n}")  # pytest's own clean-up recurses once per level
         return steps
 
