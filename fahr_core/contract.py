@@ -1264,19 +1264,28 @@ class CheckpointMerge:
                 self.dropped.extend((name, host) for host, e in changed[1:] if e[0] != first[0])
             elif all(e is not None for _, e in have):  # given, and no host deleted it
                 kept[name] = have[0]
+        # Folders are walked up only to the nearest one known: each of a deep tree's names costs a
+        # step or two, not one per folder above it (a tree of folders nested in each other would
+        # cost its depth cubed).
         for name in list(kept):  # the folders of what is kept stay, even if a host deleted them
-            parts = name.split("/")
-            for i in range(1, len(parts)):
-                folder = "/".join(parts[:i])
-                if folder not in kept:
-                    kept[folder] = next(((h, self.entries[h][folder]) for h in self.hosts
-                                         if self.entries[h].get(folder, ((),))[0] == ("dir",)), ("", None))
+            folder = name
+            while "/" in folder:
+                folder = folder.rpartition("/")[0]
+                if folder in kept:
+                    break  # and so are its own folders, or they will be when its turn comes
+                kept[folder] = next(((h, self.entries[h][folder]) for h in self.hosts
+                                     if self.entries[h].get(folder, ((),))[0] == ("dir",)), ("", None))
         kinds: dict[str, bool] = {}
         planned: list[tuple[str, str, tuple | None]] = []
         for name in sorted(kept, key=lambda n: n.split("/")):
             host, entry = kept[name]
-            parts = name.split("/")
-            if any(kinds.get("/".join(parts[:i]), True) is False for i in range(1, len(parts))):
+            folder, under_a_file = name, False
+            while "/" in folder:
+                folder = folder.rpartition("/")[0]
+                if folder in kinds:  # planned before this name (sorted): what is above it was checked then
+                    under_a_file = not kinds[folder]
+                    break
+            if under_a_file:
                 self.dropped.append((name, host))  # under a file or link kept from an earlier host
                 continue
             planned.append((name, host, entry))

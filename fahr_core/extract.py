@@ -38,6 +38,7 @@ from __future__ import annotations
 import bz2
 import collections
 import contextlib
+import errno
 import gzip
 import lzma
 import os
@@ -412,17 +413,66 @@ def _file_mode(mode: int) -> int:
     return mode | 0o600
 
 
-def _resolve(links: Mapping[tuple[str, ...], str], folder: tuple[str, ...], link: str,
-             fold: bool = False) -> tuple[str, ...]:
-    """Where ``link``, a symlink's target in ``folder``, leads through the symlinks of ``links``
-    (path -> link text; keys folded with ``fold``), as the kernel would, on the map alone.
-    Raises _Outside or _TooDeep."""
+class _Names:
+    """Paths as numbers (0: the top). A path's number is found from its folder's number and its
+    last name in one step, so each beginning of a path is looked up in one step: a tuple of names
+    as key would be hashed whole for each beginning, quadratic in a deep path and cubic over an
+    archive of folders nested in each other. Each path also has the number of its folded form
+    (see :func:`_fold_part`), computed when the path is first seen: a name is folded once, however
+    many entries (or resolutions) pass through it."""
+
+    def __init__(self) -> None:
+        self.numbers_of: dict[tuple[int, str], int] = {}  # (folder's number, name) -> number
+        self.name: list[str] = [""]  # number -> its last name
+        self.folded_numbers: dict[tuple[int, str], int] = {}  # the same for the folded paths
+        self.folded: list[int] = [0]  # number -> the number of its folded form
+        # The last path numbered and its folder, with their numbers: entries come folder by
+        # folder, so a path usually begins with one of them, or is one of their beginnings, and
+        # only its other names are looked up one by one (comparing beginnings is one comparison
+        # of tuples, not a step a name).
+        self.recent: list[tuple[tuple[str, ...], list[int]]] = []
+
+    def numbers(self, path: tuple[str, ...]) -> list[int]:
+        """The numbers of the beginnings of ``path``: the top's first, its own last."""
+        here = [0]
+        for known, numbers in self.recent:
+            if path[:len(known)] == known:
+                here = numbers.copy()
+                break
+            if known[:len(path)] == path:
+                here = numbers[:len(path) + 1]
+                break
+        for part in path[len(here) - 1:]:
+            number = self.numbers_of.get((here[-1], part))
+            if number is None:
+                number = self.numbers_of[(here[-1], part)] = len(self.name)
+                self.name.append(part)
+                key = (self.folded[here[-1]], _fold_part(part))
+                self.folded.append(self.folded_numbers.setdefault(key, len(self.folded_numbers) + 1))
+            here.append(number)
+        if path:
+            self.recent = [(path, here), (path[:-1], here[:-1])]
+        return here
+
+    def child(self, folder: int | None, part: str, fold: bool) -> int | None:
+        """The number of ``part`` in ``folder`` (folded numbers with ``fold``); None if never seen."""
+        if folder is None:
+            return None
+        if fold:
+            return self.folded_numbers.get((folder, _fold_part(part)))
+        return self.numbers_of.get((folder, part))
+
+
+def _resolve(names: _Names, links: Mapping[int, str], folder: list[int], link: str, fold: bool = False) -> None:
+    """Follow ``link``, a symlink's target in the folder whose beginnings are numbered ``folder``
+    (see :class:`_Names`), through the symlinks of ``links`` (number -> link text; folded numbers
+    with ``fold``), as the kernel would, on the map alone. Raises _Outside or _TooDeep."""
     if link.startswith("/"):
         raise _Outside
-    here = list(folder)  # never holds a symlink: each one is replaced by its target at once
-    # Folded one component at a time beside ``here``: folding the whole of ``here`` at each step
-    # would cost its depth per step, quadratic in a deep path.
-    here_folded = list(_fold(folder)) if fold else None
+    # The numbers of where the walk is and of its beginnings: never a symlink (each one is replaced
+    # by its target at once); None below a name never seen (no symlink can be there). Each step
+    # is one lookup, however deep the walk is.
+    here: list[int | None] = list(map(names.folded.__getitem__, folder) if fold else folder)
     todo = collections.deque(link.split("/"))
     hops = steps = 0
     while todo:
@@ -433,25 +483,19 @@ def _resolve(links: Mapping[tuple[str, ...], str], folder: tuple[str, ...], link
         if part in ("", "."):
             continue
         if part == "..":
-            if not here:
+            if len(here) == 1:
                 raise _Outside
             here.pop()
-            if fold:
-                here_folded.pop()
             continue
-        here.append(part)
-        if fold:
-            here_folded.append(_fold_part(part))
-        target = links.get(tuple(here_folded) if fold else tuple(here))
+        number = names.child(here[-1], part, fold)
+        target = links.get(number) if number is not None else None
         if target is not None:
             hops += 1
             if hops > MAX_LINK_HOPS or target.startswith("/"):
                 raise _TooDeep if hops > MAX_LINK_HOPS else _Outside
-            here.pop()
-            if fold:
-                here_folded.pop()
             todo.extendleft(reversed(target.split("/")))
-    return tuple(here)
+            continue
+        here.append(number)
 
 
 _LINK_ROUNDS = 8
@@ -465,64 +509,82 @@ def refused_links(links: list[tuple[tuple[str, ...], str]]) -> set[tuple[str, ..
     changes where the others lead, so this goes again until none is refused, at most
     ``_LINK_ROUNDS`` times (each costs what the extractor's own checks cost: a hostile chain of
     links cannot make it quadratic; what is left then is refused whole by the extractor)."""
+    names = _Names()
+    numbered = [(path, names.numbers(path), link) for path, link in links]
     refused: set[tuple[str, ...]] = set()
     for _ in range(_LINK_ROUNDS):
         found: set[tuple[str, ...]] = set()
-        plain: dict[tuple[str, ...], str] = {}
-        folded: dict[tuple[str, ...], str] = {}
-        same: dict[tuple[str, ...], dict[tuple[str, ...], None]] = {}  # folded -> its paths, in plain's order
+        plain: dict[int, str] = {}
+        folded: dict[int, str] = {}
+        # Paths that are one when case is ignored: the last one set is the link there, as in
+        # _Tree; leaving it out brings back the one before it (not a rebuild of the whole map).
+        same: dict[int, dict[int, str]] = {}
 
-        def leads_out(path: tuple[str, ...], link: str) -> bool:
+        def leads_out(numbers: list[int], link: str) -> bool:
             try:
-                _resolve(plain, path[:-1], link)
-                _resolve(folded, path[:-1], link, fold=True)
+                _resolve(names, plain, numbers[:-1], link)
+                _resolve(names, folded, numbers[:-1], link, fold=True)
             except (_Outside, _TooDeep):
                 return True
             return False
 
-        kept = [(path, link) for path, link in links if path not in refused]
-        for path, link in kept:
-            key = _fold(path)
-            plain[path], folded[key] = link, link
-            same.setdefault(key, {})[path] = None
-            if leads_out(path, link):  # as it comes: the archive's later links are not there yet
+        kept = [item for item in numbered if item[0] not in refused]
+        for path, numbers, link in kept:
+            number = numbers[-1]
+            fnumber = names.folded[number]
+            plain[number] = folded[fnumber] = same.setdefault(fnumber, {})[number] = link
+            if leads_out(numbers, link):  # as it comes: the archive's later links are not there yet
                 found.add(path)
-                del plain[path], same[key][path]
-                # The folded map as if built from plain afresh (the last of its paths wins), at
-                # the cost of this one path: rebuilding it whole would make a round quadratic.
-                if same[key]:
-                    folded[key] = plain[next(reversed(same[key]))]
+                del plain[number], same[fnumber][number]
+                if same[fnumber]:
+                    folded[fnumber] = next(reversed(same[fnumber].values()))
                 else:
-                    del folded[key], same[key]
-        found.update(path for path, link in kept if path not in found and leads_out(path, link))
+                    del folded[fnumber]
+        found.update(path for path, numbers, link in kept if path not in found and leads_out(numbers, link))
         if not found:
             break
         refused |= found
     return refused
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 class _Tree:
     """The model as it is being written into ``root`` (a fresh, empty folder), with its lexical
     map: every path written, and what it is. Nothing on the filesystem is ever asked what a path
-    is, so nothing there can lie."""
+    is, so nothing there can lie. Paths are numbered (:class:`_Names`): checking an entry costs
+    steps in proportion to its name, never to its name's length squared."""
 
     def __init__(self, root: Path | None, target: Path, cap: int, space: FreeSpace):
         self.target, self.cap, self.space = target, cap, space
-        self.kinds: dict[tuple[str, ...], str] = {(): "dir"}  # "dir", "file" or "symlink"
-        self.links: dict[tuple[str, ...], str] = {}
-        self._resolved: dict[tuple, tuple[str, ...]] = {}  # resolve()'s answers
-        self.folded_kinds: dict[tuple[str, ...], str] = {}
-        self.folded_links: dict[tuple[str, ...], str] = {}
-        self.dir_times: list[tuple[tuple[str, ...], float]] = []
+        self.names = _Names()
+        self.kinds: dict[int, str] = {0: "dir"}  # number -> "dir", "file" or "symlink"
+        self.folded_kinds: dict[int, str] = {}  # folded number -> the same
+        # Folders that are recorded as folders all the way down from the top: an entry in one of
+        # them passes through no file or symlink without checking each of its beginnings again
+        # (a recorded folder never becomes anything else).
+        self.sound: set[int] = {0}
+        self.links: dict[tuple[str, ...], tuple[list[int], str]] = {}  # path -> (its numbers, link text)
+        self.links_at: dict[int, str] = {}  # number -> link text
+        self.folded_links: dict[int, str] = {}  # folded number -> link text
+        self._resolved: set[tuple] = set()  # resolve()'s successes
+        self.dir_times: list[tuple[list[int], float]] = []
         self.needed = 0
         self.count = 0
         # No root: the map alone, nothing written (:class:`_Plan`).
-        self.root_fd = -1 if root is None else os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                                                       | os.O_CLOEXEC)
+        self.root_fd = -1 if root is None else os.open(root, _DIR_FLAGS)
+        # The folder last written into, kept open (see folder()): its numbers, and the device and
+        # inode of it and of each folder above it.
+        self._fd = -1 if root is None else os.dup(self.root_fd)
+        self._at: list[int] = [0]
+        self._ids: list[tuple[int, int]] = [] if root is None else [self._id(self._fd)]
 
     def close(self) -> None:
-        if self.root_fd >= 0:
-            os.close(self.root_fd)
+        for fd in (self._fd, self.root_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self.root_fd = -1
 
     def refuse(self, entry_name: str, what: str) -> UnsafeArchive:
         return UnsafeArchive(f"refusing the model: entry {_show(entry_name)} {what}; nothing was written "
@@ -546,29 +608,36 @@ class _Tree:
         self.check_text(name, entry_name)
         if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[/\\]", name):
             raise self.refuse(entry_name, "has an absolute path")
-        if ".." in re.split(r"[/\\]", name):
+        split = name.split("/")
+        if ".." in (re.split(r"[/\\]", name) if "\\" in name else split):
             raise self.refuse(entry_name, "climbs out with '..'")
-        parts = tuple(p for p in name.split("/") if p not in ("", "."))
-        for part in parts:
+        # Empty and '.' components left out (a folder's trailing '/', a leading './'), a name at a
+        # time but in C: this runs on every name, whose length the archive chooses.
+        parts = tuple(filter(".".__ne__, filter(None, split)) if "" in split or "." in split else split)
+        # A name that short, or names that short (in characters, each at most 4 bytes), are no longer
+        # than NAME_MAX: checked whole, not a name at a time.
+        long = len(name.encode("utf-8")) > NAME_MAX and 4 * max(map(len, parts), default=0) > NAME_MAX
+        for part in parts if long else ():
             if len(part.encode("utf-8")) > NAME_MAX:
                 raise self.refuse(entry_name, f"has a path component of {len(part.encode('utf-8'))} bytes, "
                                               f"more than a file name may have ({NAME_MAX})")
         return parts
 
-    def resolve(self, folder: tuple[str, ...], link: str, fold: bool = False) -> tuple[str, ...]:
-        """Where ``link``, a symlink's target in ``folder``, leads: through the archive's
-        symlinks, as the kernel would, but on the archive's own map. With ``fold``, as a
-        filesystem that ignores case and Unicode normalization would (macOS): 'S' is the symlink 's'."""
-        links = self.folded_links if fold else self.links
-        key = (folder, link, fold, len(links))  # the map only grows: its size dates an answer
+    def resolve(self, folder: list[int], link: str, fold: bool = False) -> None:
+        """Follow ``link``, a symlink's target in ``folder`` (the numbers of its beginnings), through
+        the archive's symlinks, as the kernel would, but on the archive's own map. With ``fold``,
+        as a filesystem that ignores case and Unicode normalization would (macOS): 'S' is the
+        symlink 's'. Raises _Outside or _TooDeep."""
+        links = self.folded_links if fold else self.links_at
+        key = (folder[-1], link, fold, len(links))  # the map only grows: its size dates an answer
         if key not in self._resolved:
-            self._resolved[key] = _resolve(links, folder, link, fold)
-        return self._resolved[key]
+            _resolve(self.names, links, folder, link, fold)
+            self._resolved.add(key)
 
-    def check_link(self, path: tuple[str, ...], link: str, entry_name: str) -> None:
+    def check_link(self, numbers: list[int], link: str, entry_name: str) -> None:
         try:
-            self.resolve(path[:-1], link)
-            self.resolve(path[:-1], link, fold=True)
+            self.resolve(numbers[:-1], link)
+            self.resolve(numbers[:-1], link, fold=True)
         except _Outside:
             raise self.refuse(entry_name, f"is a symlink to {_show(link)}, which leads outside the target") from None
         except _TooDeep:
@@ -586,36 +655,39 @@ class _Tree:
             if entry.kind == "dir":
                 return  # "./": the target folder itself
             raise self.refuse(entry.name, "names the target folder itself")
-        folded = _fold(path)  # once: folding each of the path's beginnings anew is quadratic in its depth
-        for i in range(1, len(path)):
-            kind = self.kinds.get(path[:i]) or self.folded_kinds.get(folded[:i])
+        numbers = self.names.numbers(path)
+        folded = self.names.folded
+        for i in range(1, len(path) if numbers[-2] not in self.sound else 1):
+            kind = self.kinds.get(numbers[i]) or self.folded_kinds.get(folded[numbers[i]])
             if kind == "symlink":
                 raise self.refuse(entry.name, f"passes through the symlink {_show('/'.join(path[:i]))}")
             if kind == "file":
                 raise self.refuse(entry.name, f"passes through {_show('/'.join(path[:i]))}, which is a file")
-        before = self.kinds.get(path)
+        before = self.kinds.get(numbers[-1])
         kind = "file" if entry.kind == "hardlink" else entry.kind
         if before is not None and not (before == kind == "dir" or before == "file" == entry.kind):
             raise self.refuse(entry.name, f"appears twice in the archive (as a {before}, then as a {entry.kind})")
         self.check_size(entry)
         try:
             if entry.kind == "file":
-                self.write_file(path, entry, replace=before == "file")
+                self.write_file(path, numbers, entry, replace=before == "file")
             elif entry.kind == "dir":
-                self.write_dir(path, entry)
+                self.write_dir(path, numbers, entry)
             elif entry.kind == "symlink":
-                self.write_symlink(path, entry)
+                self.write_symlink(path, numbers, entry)
             else:
-                self.write_hardlink(path, entry)
+                self.write_hardlink(path, numbers, entry)
         except OSError as exc:
             raise UsageError(f"cannot unpack entry {_show(entry.name)} beside {self.target}: "
                              f"{exc.strerror or exc}; nothing was written") from None
-        self.set_kind(path, kind, folded)
+        self.set_kind(numbers[-1], kind, numbers[-2])
 
-    def set_kind(self, path: tuple[str, ...], kind: str, folded: tuple[str, ...] | None = None) -> None:
-        """Record what ``path`` is; ``folded`` is ``_fold(path)`` when the caller has it."""
-        self.kinds[path] = kind
-        folded = _fold(path) if folded is None else folded
+    def set_kind(self, number: int, kind: str, folder: int) -> None:
+        """Record what the path numbered ``number``, in the folder numbered ``folder``, is."""
+        self.kinds[number] = kind
+        if kind == "dir" and folder in self.sound:
+            self.sound.add(number)
+        folded = self.names.folded[number]
         # On a filesystem that ignores case, 'A' and 'a' are one: the stricter kind is kept.
         if kind != "dir" or folded not in self.folded_kinds:
             self.folded_kinds[folded] = kind
@@ -635,43 +707,70 @@ class _Tree:
                 "into a folder on another filesystem; nothing was written"
             )
 
-    def folder(self, path: tuple[str, ...], create: bool = True) -> int:
-        """A descriptor of the folder ``path``, made if missing; no symlink is ever followed."""
-        fd = os.dup(self.root_fd)
-        folded = None
-        try:
-            for i, part in enumerate(path):
-                try:
-                    inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-                except FileNotFoundError:
-                    if not create:
-                        raise
-                    os.mkdir(part, 0o777, dir_fd=fd)
-                    if path[: i + 1] not in self.kinds:
-                        folded = _fold(path) if folded is None else folded
-                        self.set_kind(path[: i + 1], "dir", folded[: i + 1])
-                    inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-                os.close(fd)
-                fd = inner
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+    @staticmethod
+    def _id(fd: int) -> tuple[int, int]:
+        st = os.fstat(fd)
+        return st.st_dev, st.st_ino
 
-    def write_dir(self, path: tuple[str, ...], entry: _Entry) -> None:
-        os.close(self.folder(path))
+    def _enter(self, fd: int) -> None:
+        os.close(self._fd)
+        self._fd = fd
+
+    def folder(self, numbers: list[int], create: bool = True) -> int:
+        """A descriptor of the folder whose beginnings are numbered ``numbers``, made if missing;
+        no symlink is ever followed. It stays open, valid until the next call (the caller does not
+        close it): entries come folder by folder, so going from the last folder to the next costs a
+        step or two, not one open per level from the top (N folders nested in each other cost
+        N²/2 opens). Going up is through '..', checked to be the folder that was opened coming
+        down (same device and inode): never anywhere else, even if a folder was moved meanwhile."""
+        at = self._at
+        # The beginnings shared with the folder open now (the top always is): one comparison when
+        # one folder holds the other, as for the next entry or a folder's time (see finish()).
+        if numbers[:len(at)] == at:
+            common = len(at)
+        elif at[:len(numbers)] == numbers:
+            common = len(numbers)
+        else:
+            common = 1
+            while at[common] == numbers[common]:
+                common += 1
+        if len(at) - common >= common:  # climbing up costs more than coming down from the top
+            self._enter(os.dup(self.root_fd))
+            del at[1:], self._ids[1:]
+        while len(at) > common:
+            self._enter(os.open("..", _DIR_FLAGS, dir_fd=self._fd))
+            at.pop()
+            self._ids.pop()
+            if self._id(self._fd) != self._ids[-1]:
+                raise OSError(errno.ESTALE, "a folder of the model being unpacked was moved meanwhile")
+        while len(at) < len(numbers):
+            number = numbers[len(at)]
+            part = self.names.name[number]
+            try:
+                inner = os.open(part, _DIR_FLAGS, dir_fd=self._fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                os.mkdir(part, 0o777, dir_fd=self._fd)
+                if number not in self.kinds:
+                    self.set_kind(number, "dir", at[-1])
+                inner = os.open(part, _DIR_FLAGS, dir_fd=self._fd)
+            self._enter(inner)
+            at.append(number)
+            self._ids.append(self._id(inner))
+        return self._fd
+
+    def write_dir(self, path: tuple[str, ...], numbers: list[int], entry: _Entry) -> None:
+        self.folder(numbers)
         if entry.mtime is not None:
-            self.dir_times.append((path, entry.mtime))
+            self.dir_times.append((numbers, entry.mtime))
 
-    def write_file(self, path: tuple[str, ...], entry: _Entry, replace: bool) -> None:
-        parent = self.folder(path[:-1])
-        try:
-            if replace:  # a later copy of the same name wins, as with tar
-                os.unlink(path[-1], dir_fd=parent)
-            fd = os.open(path[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600, dir_fd=parent)
-        finally:
-            os.close(parent)
+    def write_file(self, path: tuple[str, ...], numbers: list[int], entry: _Entry, replace: bool) -> None:
+        parent = self.folder(numbers[:-1])
+        if replace:  # a later copy of the same name wins, as with tar
+            os.unlink(path[-1], dir_fd=parent)
+        fd = os.open(path[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=parent)
         try:
             for chunk in entry.data() if entry.data else ():
                 view = memoryview(chunk)
@@ -682,51 +781,43 @@ class _Tree:
         finally:
             os.close(fd)
 
-    def write_symlink(self, path: tuple[str, ...], entry: _Entry) -> None:
+    def write_symlink(self, path: tuple[str, ...], numbers: list[int], entry: _Entry) -> None:
         link = entry.linkname
         if not link:
             raise self.refuse(entry.name, "is a symlink to nothing")
         self.check_text(link, entry.name, "link target")
-        self.links[path] = link  # resolved with itself in the map, as the kernel would: x -> x loops
-        self.folded_links[_fold(path)] = link
-        self.check_link(path, link, entry.name)
-        parent = self.folder(path[:-1])
-        try:
-            os.symlink(link, path[-1], dir_fd=parent)
-        finally:
-            os.close(parent)
+        # Resolved with itself in the map, as the kernel would: x -> x loops.
+        self.links[path] = (numbers, link)
+        self.links_at[numbers[-1]] = link
+        self.folded_links[self.names.folded[numbers[-1]]] = link
+        self.check_link(numbers, link, entry.name)
+        os.symlink(link, path[-1], dir_fd=self.folder(numbers[:-1]))
 
-    def write_hardlink(self, path: tuple[str, ...], entry: _Entry) -> None:
+    def write_hardlink(self, path: tuple[str, ...], numbers: list[int], entry: _Entry) -> None:
         self.check_text(entry.linkname, entry.name, "link target")
         try:
             source = self.parts(entry.linkname, entry.name)
         except UnsafeArchive:
             raise self.refuse(entry.name, f"is a hard link to {_show(entry.linkname)}, which leads outside "
                                           "the target") from None
-        if not source or self.kinds.get(source) != "file":
+        source_numbers = self.names.numbers(source)
+        if not source or self.kinds.get(source_numbers[-1]) != "file":
             raise self.refuse(entry.name, f"is a hard link to {_show(entry.linkname)}, which is not a file "
                                           "that comes earlier in the archive")
-        source_dir = self.folder(source[:-1], create=False)
+        source_dir = os.dup(self.folder(source_numbers[:-1], create=False))  # folder() moves on next
         try:
-            parent = self.folder(path[:-1])
-            try:
-                os.link(source[-1], path[-1], src_dir_fd=source_dir, dst_dir_fd=parent, follow_symlinks=False)
-            finally:
-                os.close(parent)
+            os.link(source[-1], path[-1], src_dir_fd=source_dir, dst_dir_fd=self.folder(numbers[:-1]),
+                    follow_symlinks=False)
         finally:
             os.close(source_dir)
 
     def finish(self) -> None:
         """Check every symlink again on the complete map (a symlink that came later may change
         where an earlier one leads), then give folders their times."""
-        for path, link in self.links.items():
-            self.check_link(path, link, "/".join(path))
-        for path, mtime in reversed(self.dir_times):
-            fd = self.folder(path, create=False)
-            try:
-                _set_mtime(fd, mtime)
-            finally:
-                os.close(fd)
+        for path, (numbers, link) in self.links.items():
+            self.check_link(numbers, link, "/".join(path))
+        for numbers, mtime in reversed(self.dir_times):
+            _set_mtime(self.folder(numbers, create=False), mtime)
 
 
 class _Plan(_Tree):
@@ -746,19 +837,21 @@ class _Plan(_Tree):
     def check_size(self, entry: _Entry) -> None:
         pass  # the core checks the cap and the free space as the files arrive, as for any archive
 
-    def write_dir(self, path: tuple[str, ...], entry: _Entry) -> None:
-        self.implied_folders(path)
+    def write_dir(self, path: tuple[str, ...], numbers: list[int], entry: _Entry) -> None:
+        self.implied_folders(numbers)
 
-    def write_file(self, path: tuple[str, ...], entry: _Entry, replace: bool) -> None:
+    def write_file(self, path: tuple[str, ...], numbers: list[int], entry: _Entry, replace: bool) -> None:
         if replace:
             raise self.refuse(entry.name, f"lands on {_show('/'.join(path))}, as an earlier {self.noun} does")
-        self.implied_folders(path[:-1])
+        self.implied_folders(numbers[:-1])
 
-    def implied_folders(self, path: tuple[str, ...]) -> None:
-        folded = _fold(path)
-        for i in range(1, len(path) + 1):  # as _Tree.folder() records the folders it makes
-            if path[:i] not in self.kinds:
-                self.set_kind(path[:i], "dir", folded[:i])
+    def implied_folders(self, numbers: list[int]) -> None:
+        known = len(numbers) - 1
+        while numbers[known] not in self.sound:  # the folders above a sound one are sound too
+            known -= 1
+        for i in range(known + 1, len(numbers)):  # as _Tree.folder() records the folders it makes
+            if numbers[i] not in self.kinds:
+                self.set_kind(numbers[i], "dir", numbers[i - 1])
 
 
 def check_listing(names: Iterable[tuple[str, int]], *, noun: str, prefix: str = "") -> None:
@@ -786,10 +879,6 @@ def check_listing(names: Iterable[tuple[str, int]], *, noun: str, prefix: str = 
 def _fold_part(part: str) -> str:
     """A name as a filesystem that ignores case and Unicode normalization sees it."""
     return unicodedata.normalize("NFD", part).casefold()
-
-
-def _fold(path) -> tuple[str, ...]:
-    return tuple(map(_fold_part, path))
 
 
 def _set_mtime(fd: int, mtime: float | None) -> None:

@@ -144,6 +144,28 @@ def counted_folds(monkeypatch) -> list[str]:
     return folds
 
 
+def counted_steps(module, run) -> int:
+    """How many lines of ``module``'s source ``run()`` executes: work counted, not timed (the
+    interpreter's steps, without the work of the C code they call)."""
+    import sys
+
+    steps = 0
+
+    def tracer(frame, event, arg):
+        nonlocal steps
+        if frame.f_code.co_filename != module.__file__:
+            return None
+        steps += event == "line"
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        run()
+    finally:
+        sys.settrace(None)
+    return steps
+
+
 def interrupt_midway(args: list[str], *, cwd: Path, env: dict, started) -> tuple[int, str]:
     """Run ``args`` (a fetch into ``cwd``/work/out) and send it SIGINT once ``started(staging)``
     says the download is under way in its staging folder beside the target; its exit code and

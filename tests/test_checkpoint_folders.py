@@ -4,13 +4,17 @@ tests/test_checkpoints.py runs the same rules end to end."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import tarfile
 from pathlib import Path
 
 import pytest
 from conftest import one_line_error, run_fahr
+from hostile import counted_steps
 
+from fahr_core import contract
 from fahr_core.contract import CHECKPOINT_MARKER, MARKER_TEXT
 from fahr_core.drivers import local
 from fahr_core.errors import ConfigError
@@ -196,3 +200,33 @@ def test_naming_a_job_never_writes_into_a_marker_shared_with_another_file(tmp_pa
     users.write_bytes(MARKER_TEXT + f"{local.IN_USE}{json.dumps(str(job_dir))}\n".encode())
     local._release(folder, job_dir)  # the job's end: nothing written there either
     assert users.read_bytes().endswith(f"{json.dumps(str(job_dir))}\n".encode())
+
+
+def _plan_steps(depth: int) -> tuple[int, list]:
+    """The lines of fahr_core/contract.py that planning the copy-back of ``depth`` folders nested
+    in each other (a file at the bottom) executes: work counted, not timed; and the plan."""
+    names = ["checkpoints"] + ["checkpoints/" + "/".join(["d"] * i) for i in range(1, depth + 1)]
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info)
+        info = tarfile.TarInfo(names[-1] + "/last.pt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    data.seek(0)
+    merge = contract.CheckpointMerge("checkpoints", "/opt/ml/checkpoints", None)
+    merge.add("algo-1", tarfile.open(fileobj=data, mode="r"))
+    planned = []
+    steps = counted_steps(contract, lambda: planned.extend(merge.plan()))
+    return steps, planned
+
+
+def test_planning_a_deep_copy_back_costs_steps_linear_in_its_depth():
+    # Each name's folders were checked, and joined again, one by one up from the top: a step a
+    # folder for each name, its depth squared for a tree of folders nested in each other.
+    small, planned = _plan_steps(400)
+    large, _ = _plan_steps(800)
+    assert len(planned) == 401 and planned[-1][0] == "/".join(["d"] * 400) + "/last.pt"
+    assert large <= 2.2 * small, (small, large)

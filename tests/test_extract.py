@@ -159,7 +159,8 @@ def test_uncompressed_model_folder(tmp_path):
 import gzip  # noqa: E402
 import random  # noqa: E402
 
-from hostile import GiB, MiB, counted_folds, cve_2025_4517, member, snapshot, up_and_out, write_tar, zero_bomb  # noqa: E402
+from hostile import (GiB, MiB, counted_folds, counted_steps, cve_2025_4517, member, snapshot,  # noqa: E402
+                     up_and_out, write_tar, zero_bomb)
 
 from fahr_core.extract import DamagedArchive, ModelTooLarge  # noqa: E402
 
@@ -245,6 +246,80 @@ def test_a_deep_archive_costs_work_linear_in_its_depth(tmp_path, monkeypatch):
     assert (tmp_path / "out" / deep / "f4").read_bytes() == b"x"
     components = sum(len(info.name.split("/")) + len(info.linkname.split("/")) for info, _ in members)
     assert len(folds) <= 4 * components, f"{len(folds)} folds for {components} path components"
+
+
+def _unpack_counting(tmp_path, monkeypatch, members, name):
+    """Unpack ``members`` into a fresh folder; the folders opened and the names folded meanwhile."""
+    opens, folds, real_open = [], counted_folds(monkeypatch), os.open
+
+    def counting_open(path, flags, *args, **kwargs):
+        if flags & os.O_DIRECTORY:
+            opens.append(path)
+        return real_open(path, flags, *args, **kwargs)
+
+    archive = write_tar(tmp_path / f"{name}.tar", members, mode="w")
+    with monkeypatch.context() as patch:
+        patch.setattr(extract.os, "open", counting_open)
+        out = place(archive, tmp_path / name, extract=True, overwrite=False)
+    work = (len(opens), len(folds))
+    folds.clear()
+    extract.remove_tree(out)  # pytest's own clean-up recurses once per level
+    return work
+
+
+def _nested(n):
+    """'d', 'd/d', 'd/d/d', ...: ``n`` folder entries nested in each other."""
+    return [member("/".join(["d"] * i), tarfile.DIRTYPE, mode=0o755) for i in range(1, n + 1)]
+
+
+def _nested_with_links(n):
+    """``n`` nested folders listed deepest first (their times are set last, in that order), each
+    with a file, a symlink to it and a hard link to it."""
+    members = []
+    for i in range(n, 0, -1):
+        folder = "/".join(["d"] * i)
+        members += [member(folder, tarfile.DIRTYPE, mode=0o755), member(f"{folder}/f", data=b"x"),
+                    member(f"{folder}/l", tarfile.SYMTYPE, linkname="f"),
+                    member(f"{folder}/h", tarfile.LNKTYPE, linkname=f"{folder}/f")]
+    return members
+
+
+def test_nested_folder_entries_cost_work_linear_in_their_number(tmp_path, monkeypatch):
+    # 'd', 'd/d', 'd/d/d', ...: 2,000 such entries (6.5 MB) took 75 s, 1,000 took 9 s. Each entry's
+    # folder was opened again from the top, one level at a time, and each of its beginnings was
+    # hashed (and its name folded) anew: cubic in the depth. Each entry now costs a few steps.
+    opens_500, folds_500 = _unpack_counting(tmp_path, monkeypatch, _nested(500), "n500")
+    opens_1000, folds_1000 = _unpack_counting(tmp_path, monkeypatch, _nested(1000), "n1000")
+    assert opens_1000 <= 2.2 * opens_500 and opens_1000 <= 4 * 1000, (opens_500, opens_1000)
+    assert folds_1000 <= 2.2 * folds_500 and folds_1000 <= 2 * 1000, (folds_500, folds_1000)
+
+
+def test_files_and_links_in_nested_folders_cost_work_linear_in_their_number(tmp_path, monkeypatch):
+    # The same few steps per entry for files, symlinks and hard links in them (see _nested_with_links).
+    opens_250, folds_250 = _unpack_counting(tmp_path, monkeypatch, _nested_with_links(250), "n250")
+    opens_500, folds_500 = _unpack_counting(tmp_path, monkeypatch, _nested_with_links(500), "n500")
+    assert opens_500 <= 2.2 * opens_250, (opens_250, opens_500)
+    assert folds_500 <= 2.2 * folds_250, (folds_250, folds_500)
+
+
+def test_nested_names_cost_steps_linear_in_their_number(tmp_path):
+    # Besides opening folders, each entry checked each of its beginnings (and made each one a
+    # tuple, hashed whole): a step a component, N²/2 for N nested folders; a symlink's check
+    # folded each component of its folder. The steps of the check and of the unpacking, without
+    # the filesystem's own work.
+    def listing(n):
+        keys = [("/".join(["d"] * i) + "/", 0) for i in range(1, n + 1)]
+        return counted_steps(extract, lambda: extract.check_listing(keys, noun="S3 key"))
+
+    def unpacking(n):
+        archive = write_tar(tmp_path / f"{n}.tar", _nested_with_links(n), mode="w")
+        steps = counted_steps(extract, lambda: place(archive, tmp_path / f"out{n}", extract=True, overwrite=False))
+        extract.remove_tree(tmp_path / f"out{n}")  # pytest's own clean-up recurses once per level
+        return steps
+
+    for count in (listing, unpacking):
+        small, large = count(250), count(500)
+        assert large <= 2.2 * small, (count.__name__, small, large)
 
 
 def test_a_refused_model_1500_folders_deep_leaves_nothing(scene):
