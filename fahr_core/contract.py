@@ -28,6 +28,7 @@ import json
 import os
 import posixpath
 import queue
+import re
 import stat
 import tarfile
 import tempfile
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
 from fahr_core.errors import EnvironmentProblem, UsageError
+from fahr_core.jobfolder import Folder
 from fahr_core.jobs import COMPLETED, FAILED
 from fahr_core.joblog import Tail
 
@@ -298,6 +300,19 @@ def live_output(container) -> Iterator[bytes]:
         yield chunk
 
 
+class _Gone(Exception):
+    """A container removed while its output was being saved."""
+
+
+def _is_folder(path: Path, folder: Folder) -> bool:
+    """Whether ``path`` names the very folder ``folder`` has open."""
+    try:
+        one, other = os.stat(path), os.fstat(folder.fd)
+    except OSError:
+        return False
+    return (one.st_dev, one.st_ino) == (other.st_dev, other.st_ino)
+
+
 class _LogCopy:
     """A host's output written to a temporary file beside its log as it is followed.
 
@@ -324,7 +339,9 @@ class _LogCopy:
 
     def _append(self) -> None:
         try:
-            with open(self.path, "ab") as handle:
+            # O_NOFOLLOW: the file mkstemp made, not a link put in its place since.
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "ab") as handle:
                 handle.writelines(self._pending)
         except OSError:  # a full disk, say: following goes on, save_logs reads from the engine
             self.discard()
@@ -842,34 +859,33 @@ class ContractRun:
         return None
 
     def pack(self, path: str, target: Path) -> Path:
-        """Pack ``path`` (``/opt/ml/model``…) of every host, merged, into ``target`` (.tar.gz).
+        """Pack ``path`` (``/opt/ml/model``…) of every host, merged, into ``target`` (.tar.gz):
+        :meth:`pack_into` the folder holding ``target``."""
+        with Folder.open(target.parent) as folder:
+            self.pack_into(path, folder, target.name)
+        return target
+
+    def pack_into(self, path: str, folder: Folder, name: str) -> None:
+        """Pack ``path`` of every host, merged, into the file ``name`` of ``folder`` (.tar.gz).
 
         As on SageMaker, entries are relative to ``path``. SageMaker documents that the hosts'
         names must not clash; when they do, the first host's file is kept and the clash reported.
-        The archive is written under a temporary name and renamed when complete, so ``target``
-        is never half-written; OSError (a full disk) propagates for the caller to report.
+        The archive is written as fahr_core.jobfolder writes (a temporary name renamed when
+        complete, never through a link), so it is never half-written; OSError (a full disk)
+        propagates for the caller to report.
         """
         base = path.rstrip("/").rsplit("/", 1)[-1]
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-        os.close(fd)
-        tmp = Path(name)
-        try:
-            dropped = self._pack_into(tmp, path, base)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        with folder.replacing(name) as handle:
+            dropped = self._pack_into(handle, path, base)
         if dropped:
             from fahr_core import ui
 
-            ui.warn(clash_warning(target.name, dropped))
-        return target
+            ui.warn(clash_warning(name, dropped))
 
-    def _pack_into(self, tmp: Path, path: str, base: str) -> list[tuple[str, str]]:
+    def _pack_into(self, handle, path: str, base: str) -> list[tuple[str, str]]:
         order = {host: i for i, host in enumerate(self.job.hosts)}  # algo-2 before algo-10
         containers = sorted(self.containers().items(), key=lambda hc: (order.get(hc[0], len(order)), hc[0]))
-        with tarfile.open(tmp, mode="w:gz", format=tarfile.PAX_FORMAT) as out:
+        with tarfile.open(fileobj=handle, mode="w:gz", format=tarfile.PAX_FORMAT) as out:
             merge = TreeMerge(out, base)
             for host, container in containers:
                 with self._archive(container, path, seekable=True) as tar:
@@ -937,14 +953,17 @@ class ContractRun:
                 spool.unlink(missing_ok=True)
         return CopiedBack(merge.dropped, merge.skipped, merge.not_folders)
 
-    def save_logs(self, folder: Path) -> None:
+    def save_logs(self, folder: Path | Folder) -> None:
         """Keep every host's whole output as ``folder/<host>.log`` (before the containers go).
 
-        Each log is written under a temporary name and renamed, so a full disk leaves the
-        previous log (or none), never a cut one; ``OSError`` of the local files propagates
-        (the caller keeps the containers), and so does :class:`EngineLost`.
+        Each log is written as fahr_core.jobfolder writes (a temporary name renamed when
+        complete, never through a link), so a full disk leaves the previous log (or none), never
+        a cut one; ``OSError`` of the local files propagates (the caller keeps the containers),
+        and so does :class:`EngineLost`. ``folder``: a path (made when missing), or a folder open.
         """
-        folder.mkdir(parents=True, exist_ok=True)
+        if not isinstance(folder, Folder):
+            with Folder.open(folder, create=True) as opened:
+                return self.save_logs(opened)
         try:
             containers = self.containers()
         except Exception as exc:
@@ -953,17 +972,14 @@ class ContractRun:
             raise
         for host, container in containers.items():
             copy = self._copies.pop(host, None)
-            for stale in folder.glob(f".{host}.log.*.partial"):  # left by a fahr that was killed
-                if stale != copy:
-                    stale.unlink(missing_ok=True)
-            if copy is not None and copy.parent == folder and copy.is_file():
-                os.chmod(copy, 0o644)
-                os.replace(copy, folder / f"{host}.log")
+            kept = copy is not None and copy.is_file() and _is_folder(copy.parent, folder)
+            if kept:  # follow() wrote it whole: it is the log (0600, as mkstemp made it)
+                os.rename(copy.name, f"{host}.log", src_dir_fd=folder.fd, dst_dir_fd=folder.fd)
+            folder.tidy(rf"\.{re.escape(host)}\.log\..+\.partial")  # left by a fahr that was killed
+            if kept:
                 continue
-            fd, name = tempfile.mkstemp(prefix=f".{host}.log.", suffix=".partial", dir=folder)
-            gone = False
             try:
-                with os.fdopen(fd, "wb") as handle:
+                with folder.replacing(f"{host}.log") as handle:
                     try:
                         for chunk in output_chunks(container, follow=False):  # streamed: any size
                             handle.write(chunk)
@@ -972,15 +988,9 @@ class ContractRun:
                             if is_engine_error(exc):
                                 raise engine_lost(exc, f"saving job {self.job.job_name}'s logs") from exc
                             raise
-                        gone = True  # a container removed meanwhile has no logs to keep
-                if gone:
-                    Path(name).unlink(missing_ok=True)
-                    continue
-                os.chmod(name, 0o644)
-                os.replace(name, folder / f"{host}.log")
-            except BaseException:
-                Path(name).unlink(missing_ok=True)
-                raise
+                        raise _Gone() from None
+            except _Gone:
+                continue  # a container removed meanwhile has no logs to keep
         self._logs_saved = True  # a host's stream that ends later drops its copy
         for copy in self._copies.values():
             copy.unlink(missing_ok=True)
