@@ -107,22 +107,10 @@ class Folder:
 
     def open_file(self, name: str) -> BinaryIO:
         """``name`` for reading: a regular file, not a link, else :class:`Refused`."""
-        path = self.path / name
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC, dir_fd=self.fd)
+            return open_regular(self.path / name, dir_fd=self.fd, follow=False)
         except OSError as exc:
-            raise _refusal(self.fd, path, exc, "file") from None
-        try:
-            kind = os.fstat(fd).st_mode
-            if stat.S_ISDIR(kind):
-                raise Refused(path, "is a folder, not a file")
-            if not stat.S_ISREG(kind):
-                raise Refused(path, "is not a regular file")
-            os.set_blocking(fd, True)
-            return os.fdopen(fd, "rb")
-        except BaseException:
-            os.close(fd)
-            raise
+            raise _refusal(self.fd, self.path / name, exc, "file") from None
 
     def read(self, name: str, limit: int) -> bytes:
         """All of ``name`` (see :meth:`open_file`), refused when larger than ``limit`` bytes."""
@@ -183,6 +171,25 @@ class Folder:
             return
         if stat.S_ISDIR(info.st_mode):
             raise Refused(self.path / name, "is a folder, not a file")
+
+
+def open_regular(path: Path, *, dir_fd: int | None = None, follow: bool = True) -> BinaryIO:
+    """``path`` (its name only, with ``dir_fd``) for reading: a regular file, else :class:`Refused`.
+    Opened non-blocking, so that a FIFO under the name is refused instead of hanging the open;
+    ``follow=False``: a link at the name is an OSError (ELOOP), not followed."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | _CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path.name if dir_fd is not None else path, flags, dir_fd=dir_fd)
+    try:
+        kind = os.fstat(fd).st_mode
+        if stat.S_ISDIR(kind):
+            raise Refused(path, "is a folder, not a file")
+        if not stat.S_ISREG(kind):
+            raise Refused(path, "is not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _open_folder(parent: int, path: Path, create: bool) -> int:

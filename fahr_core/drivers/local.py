@@ -1237,17 +1237,11 @@ def fetch(request, config):
 def _open_named(archive: Path):
     """An archive the user named (links followed): a regular file, else one line."""
     try:
-        fd = os.open(archive, os.O_RDONLY | os.O_NONBLOCK)
+        return jobfolder.open_regular(archive)
+    except Refused as exc:
+        raise UsageError(f"{archive} {exc.reason}; it is not a model archive") from None
     except OSError as exc:
         raise UsageError(f"cannot read {archive} ({exc.strerror})") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UsageError(f"{archive} is not a regular file; it is not a model archive")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def _copy(source, archive: Path, target: Path) -> None:
