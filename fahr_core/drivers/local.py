@@ -529,7 +529,7 @@ def _read_given(job_dir: Path | Folder) -> dict[str, tuple] | None:
     except Refused:
         raise
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UsageError(f"{path} cannot be read ({exc}); restore it, or remove the job's folder {job_dir}") from None
+        raise UsageError(f"{path} cannot be read ({exc}); restore it, or remove the job's folder {_path(job_dir)}") from None
 
     def valid(name, what) -> bool:
         if not (isinstance(name, str) and name and "\x00" not in name and isinstance(what, list) and what):
@@ -1256,8 +1256,8 @@ def _copy(source, archive: Path, target: Path) -> None:
 
 
 def _kind_of(location: Path) -> str | None:
-    """"file", "folder", or None when there is nothing (usable) there; a location fahr may not
-    look at is one line naming it (exit 3), not a PermissionError."""
+    """What ``location`` is: "file", "folder", or None (nothing usable there). A location fahr may
+    not look at is one line naming it (exit 3), not a PermissionError."""
     try:
         mode = os.stat(location).st_mode
     except OSError as exc:
