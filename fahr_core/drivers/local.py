@@ -529,7 +529,8 @@ def _read_given(job_dir: Path | Folder) -> dict[str, tuple] | None:
     except Refused:
         raise
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UsageError(f"{path} cannot be read ({exc}); restore it, or remove the job's folder {_path(job_dir)}") from None
+        raise UsageError(f"{path} cannot be read ({exc}); restore it, or remove the job's folder "
+                         f"{_path(job_dir)}") from None
 
     def valid(name, what) -> bool:
         if not (isinstance(name, str) and name and "\x00" not in name and isinstance(what, list) and what):
