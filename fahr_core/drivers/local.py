@@ -1354,16 +1354,16 @@ def list_jobs(query, config):
 def _log_files(job_dir: Path):
     """``(host, open file)`` of every log fahr saved for the job, opened as fahr_core.jobfolder
     says (never through a link, regular files only: a FIFO or /dev/zero is refused, one line)."""
-    with Folder.open(job_dir) as folder:
-        try:
+    try:
+        with Folder.open(job_dir) as folder:
             logs = folder.sub("logs")
-        except FileNotFoundError:
-            return  # no logs saved (a job that never started)
-        with logs:
-            for name in logs.names():
-                if name.endswith(".log") and not name.startswith("."):
-                    with logs.open_file(name) as handle:
-                        yield name[:-len(".log")], handle
+    except FileNotFoundError:
+        return  # no logs saved (a job that never started), or the job's folder removed meanwhile
+    with logs:
+        for name in logs.names():
+            if name.endswith(".log") and not name.startswith("."):
+                with logs.open_file(name) as handle:
+                    yield name[:-len(".log")], handle
 
 
 def _saved_output(job_dir: Path, lines: bool):
