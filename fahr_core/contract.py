@@ -529,6 +529,7 @@ class ContractRun:
         self._tails: dict[str, Tail] = {}
         self._copies: dict[str, Path] = {}  # each host's whole output, written as follow() read it
         self._logs_saved = False
+        self._keep_in: Folder | None = None
 
     def reconnect(self) -> None:
         """Use a new connection to the engine: after an interrupt, a pooled connection may be
@@ -655,7 +656,7 @@ class ContractRun:
         return {c.labels.get(LABEL_HOST, c.name): c for c in found}
 
     def follow(self, on_output: OutputSink, started_at: float | None = None, *, lines: bool = True,
-               keep_in: Path | None = None) -> Outcome:
+               keep_in: Path | Folder | None = None) -> Outcome:
         """Stream every host's output live until all have exited; a failing host stops the others.
 
         ``on_output(host, data)`` gets the output byte for byte, from each host's own thread:
@@ -663,7 +664,7 @@ class ContractRun:
         :class:`fahr_core.joblog.LineSplitter`), else in chunks as they come. What is held meanwhile
         is bounded, whatever the job prints. With ``keep_in`` (an existing folder), each host's
         output is also written there as it comes, for :meth:`save_logs` to keep rather than read
-        it all again from the engine.
+        it all again from the engine (a :class:`Folder`: held open by the run until then).
 
         KeyboardInterrupt propagates (the caller stops and cleans up). :class:`EngineLost` is
         raised when the engine stops answering: the hosts' fate is then unknown, not failed.
@@ -673,11 +674,14 @@ class ContractRun:
         containers = self.containers()
         events: queue.Queue = queue.Queue()
         started_at = started_at or time.time()
+        if isinstance(keep_in, Folder):
+            self._keep_in = keep_in  # the copies' folder stays the one opened, until save_logs
+        kept_in = Path(keep_in.pinned) if isinstance(keep_in, Folder) else keep_in
 
         def stream(host: str, container) -> None:
             tail = self._tails[host] = Tail()
             splitter = LineSplitter() if lines else None
-            copy = _LogCopy(keep_in, host) if keep_in is not None else None
+            copy = _LogCopy(kept_in, host) if kept_in is not None else None
             try:
                 for chunk in live_output(container):
                     tail.add(chunk)
@@ -964,6 +968,7 @@ class ContractRun:
         if not isinstance(folder, Folder):
             with Folder.open(folder, create=True) as opened:
                 return self.save_logs(opened)
+        folder.make_private()
         try:
             containers = self.containers()
         except Exception as exc:
@@ -995,6 +1000,7 @@ class ContractRun:
         for copy in self._copies.values():
             copy.unlink(missing_ok=True)
         self._copies.clear()
+        self._keep_in = None
 
     def size_of(self, path: str) -> int | None:
         """The bytes of the files under ``path`` on every host, streamed (nothing written), or

@@ -85,6 +85,10 @@ class Folder:
             os.close(self.fd)
             self.fd = -1
 
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
     def __enter__(self) -> "Folder":
         return self
 

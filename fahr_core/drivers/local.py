@@ -717,10 +717,12 @@ def wait(job, config):
         interrupts.followed(job.job_name)  # in the try: from here on, Ctrl-C is handled below
         gone = not run.containers()
         if not gone:
-            # Its output is copied into the job's logs folder as it comes, as opened (never a link).
-            with Folder.open(job_dir) as folder, folder.sub("logs", create=True) as logs:
-                outcome = run.follow(lambda host, data: ui.log_output(data, host if several else None),
-                                     started_at=record.get("started"), lines=several, keep_in=Path(logs.pinned))
+            # Its output is copied into the job's logs folder as it comes: the folder as opened
+            # (never a link), which the run holds until it saves the logs.
+            with Folder.open(job_dir) as folder:
+                logs = folder.sub("logs", create=True)
+            outcome = run.follow(lambda host, data: ui.log_output(data, host if several else None),
+                                 started_at=record.get("started"), lines=several, keep_in=logs)
             ui.flush_output()  # the job's last output before anything fahr prints next
     except KeyboardInterrupt:
         _stop_interrupted(run, job.job_name, job_dir, config)
@@ -902,7 +904,7 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
         step, where = "the logs", job_dir / "logs"
         try:
             logs = opened.enter_context(folder.sub("logs", create=True))
-            _tidy_partials(folder, logs)
+            _tidy_partials(folder)  # the logs: save_logs tidies them (a copy follow() wrote may be the log)
             run.save_logs(logs)
             step, where = "the output folder", out
             output = opened.enter_context(folder.sub("output", create=True))
