@@ -28,6 +28,7 @@ import json
 import os
 import posixpath
 import queue
+import re
 import stat
 import tarfile
 import tempfile
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
 from fahr_core.errors import EnvironmentProblem, UsageError
+from fahr_core.jobfolder import Folder
 from fahr_core.jobs import COMPLETED, FAILED
 from fahr_core.joblog import Tail
 
@@ -298,6 +300,19 @@ def live_output(container) -> Iterator[bytes]:
         yield chunk
 
 
+class _Gone(Exception):
+    """A container removed while its output was being saved."""
+
+
+def _is_folder(path: Path, folder: Folder) -> bool:
+    """Whether ``path`` names the very folder ``folder`` has open."""
+    try:
+        one, other = os.stat(path), os.fstat(folder.fd)
+    except OSError:
+        return False
+    return (one.st_dev, one.st_ino) == (other.st_dev, other.st_ino)
+
+
 class _LogCopy:
     """A host's output written to a temporary file beside its log as it is followed.
 
@@ -324,7 +339,9 @@ class _LogCopy:
 
     def _append(self) -> None:
         try:
-            with open(self.path, "ab") as handle:
+            # O_NOFOLLOW: the file mkstemp made, not a link put in its place since.
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "ab") as handle:
                 handle.writelines(self._pending)
         except OSError:  # a full disk, say: following goes on, save_logs reads from the engine
             self.discard()
@@ -512,6 +529,7 @@ class ContractRun:
         self._tails: dict[str, Tail] = {}
         self._copies: dict[str, Path] = {}  # each host's whole output, written as follow() read it
         self._logs_saved = False
+        self._keep_in: Folder | None = None
 
     def reconnect(self) -> None:
         """Use a new connection to the engine: after an interrupt, a pooled connection may be
@@ -638,7 +656,7 @@ class ContractRun:
         return {c.labels.get(LABEL_HOST, c.name): c for c in found}
 
     def follow(self, on_output: OutputSink, started_at: float | None = None, *, lines: bool = True,
-               keep_in: Path | None = None) -> Outcome:
+               keep_in: Path | Folder | None = None) -> Outcome:
         """Stream every host's output live until all have exited; a failing host stops the others.
 
         ``on_output(host, data)`` gets the output byte for byte, from each host's own thread:
@@ -646,7 +664,7 @@ class ContractRun:
         :class:`fahr_core.joblog.LineSplitter`), else in chunks as they come. What is held meanwhile
         is bounded, whatever the job prints. With ``keep_in`` (an existing folder), each host's
         output is also written there as it comes, for :meth:`save_logs` to keep rather than read
-        it all again from the engine.
+        it all again from the engine (a :class:`Folder`: held open by the run until then).
 
         KeyboardInterrupt propagates (the caller stops and cleans up). :class:`EngineLost` is
         raised when the engine stops answering: the hosts' fate is then unknown, not failed.
@@ -656,11 +674,14 @@ class ContractRun:
         containers = self.containers()
         events: queue.Queue = queue.Queue()
         started_at = started_at or time.time()
+        if isinstance(keep_in, Folder):
+            self._keep_in = keep_in  # the copies' folder stays the one opened, until save_logs
+        kept_in = Path(keep_in.pinned) if isinstance(keep_in, Folder) else keep_in
 
         def stream(host: str, container) -> None:
             tail = self._tails[host] = Tail()
             splitter = LineSplitter() if lines else None
-            copy = _LogCopy(keep_in, host) if keep_in is not None else None
+            copy = _LogCopy(kept_in, host) if kept_in is not None else None
             try:
                 for chunk in live_output(container):
                     tail.add(chunk)
@@ -842,34 +863,33 @@ class ContractRun:
         return None
 
     def pack(self, path: str, target: Path) -> Path:
-        """Pack ``path`` (``/opt/ml/model``…) of every host, merged, into ``target`` (.tar.gz).
+        """Pack ``path`` (``/opt/ml/model``…) of every host, merged, into ``target`` (.tar.gz):
+        :meth:`pack_into` the folder holding ``target``."""
+        with Folder.open(target.parent) as folder:
+            self.pack_into(path, folder, target.name)
+        return target
+
+    def pack_into(self, path: str, folder: Folder, name: str) -> None:
+        """Pack ``path`` of every host, merged, into the file ``name`` of ``folder`` (.tar.gz).
 
         As on SageMaker, entries are relative to ``path``. SageMaker documents that the hosts'
         names must not clash; when they do, the first host's file is kept and the clash reported.
-        The archive is written under a temporary name and renamed when complete, so ``target``
-        is never half-written; OSError (a full disk) propagates for the caller to report.
+        The archive is written as fahr_core.jobfolder writes (a temporary name renamed when
+        complete, never through a link), so it is never half-written; OSError (a full disk)
+        propagates for the caller to report.
         """
         base = path.rstrip("/").rsplit("/", 1)[-1]
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-        os.close(fd)
-        tmp = Path(name)
-        try:
-            dropped = self._pack_into(tmp, path, base)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        with folder.replacing(name) as handle:
+            dropped = self._pack_into(handle, path, base)
         if dropped:
             from fahr_core import ui
 
-            ui.warn(clash_warning(target.name, dropped))
-        return target
+            ui.warn(clash_warning(name, dropped))
 
-    def _pack_into(self, tmp: Path, path: str, base: str) -> list[tuple[str, str]]:
+    def _pack_into(self, handle, path: str, base: str) -> list[tuple[str, str]]:
         order = {host: i for i, host in enumerate(self.job.hosts)}  # algo-2 before algo-10
         containers = sorted(self.containers().items(), key=lambda hc: (order.get(hc[0], len(order)), hc[0]))
-        with tarfile.open(tmp, mode="w:gz", format=tarfile.PAX_FORMAT) as out:
+        with tarfile.open(fileobj=handle, mode="w:gz", format=tarfile.PAX_FORMAT) as out:
             merge = TreeMerge(out, base)
             for host, container in containers:
                 with self._archive(container, path, seekable=True) as tar:
@@ -937,14 +957,18 @@ class ContractRun:
                 spool.unlink(missing_ok=True)
         return CopiedBack(merge.dropped, merge.skipped, merge.not_folders)
 
-    def save_logs(self, folder: Path) -> None:
+    def save_logs(self, folder: Path | Folder) -> None:
         """Keep every host's whole output as ``folder/<host>.log`` (before the containers go).
 
-        Each log is written under a temporary name and renamed, so a full disk leaves the
-        previous log (or none), never a cut one; ``OSError`` of the local files propagates
-        (the caller keeps the containers), and so does :class:`EngineLost`.
+        Each log is written as fahr_core.jobfolder writes (a temporary name renamed when
+        complete, never through a link), so a full disk leaves the previous log (or none), never
+        a cut one; ``OSError`` of the local files propagates (the caller keeps the containers),
+        and so does :class:`EngineLost`. ``folder``: a path (made when missing), or a folder open.
         """
-        folder.mkdir(parents=True, exist_ok=True)
+        if not isinstance(folder, Folder):
+            with Folder.open(folder, create=True) as opened:
+                return self.save_logs(opened)
+        folder.make_private()
         try:
             containers = self.containers()
         except Exception as exc:
@@ -953,17 +977,14 @@ class ContractRun:
             raise
         for host, container in containers.items():
             copy = self._copies.pop(host, None)
-            for stale in folder.glob(f".{host}.log.*.partial"):  # left by a fahr that was killed
-                if stale != copy:
-                    stale.unlink(missing_ok=True)
-            if copy is not None and copy.parent == folder and copy.is_file():
-                os.chmod(copy, 0o644)
-                os.replace(copy, folder / f"{host}.log")
+            kept = copy is not None and copy.is_file() and _is_folder(copy.parent, folder)
+            if kept:  # follow() wrote it whole: it is the log (0600, as mkstemp made it)
+                os.rename(copy.name, f"{host}.log", src_dir_fd=folder.fd, dst_dir_fd=folder.fd)
+            folder.tidy(rf"\.{re.escape(host)}\.log\..+\.partial")  # left by a fahr that was killed
+            if kept:
                 continue
-            fd, name = tempfile.mkstemp(prefix=f".{host}.log.", suffix=".partial", dir=folder)
-            gone = False
             try:
-                with os.fdopen(fd, "wb") as handle:
+                with folder.replacing(f"{host}.log") as handle:
                     try:
                         for chunk in output_chunks(container, follow=False):  # streamed: any size
                             handle.write(chunk)
@@ -972,19 +993,14 @@ class ContractRun:
                             if is_engine_error(exc):
                                 raise engine_lost(exc, f"saving job {self.job.job_name}'s logs") from exc
                             raise
-                        gone = True  # a container removed meanwhile has no logs to keep
-                if gone:
-                    Path(name).unlink(missing_ok=True)
-                    continue
-                os.chmod(name, 0o644)
-                os.replace(name, folder / f"{host}.log")
-            except BaseException:
-                Path(name).unlink(missing_ok=True)
-                raise
+                        raise _Gone() from None
+            except _Gone:
+                continue  # a container removed meanwhile has no logs to keep
         self._logs_saved = True  # a host's stream that ends later drops its copy
         for copy in self._copies.values():
             copy.unlink(missing_ok=True)
         self._copies.clear()
+        self._keep_in = None
 
     def size_of(self, path: str) -> int | None:
         """The bytes of the files under ``path`` on every host, streamed (nothing written), or

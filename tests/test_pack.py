@@ -240,7 +240,7 @@ def test_pack_orders_hosts_numerically_and_warns_once(tmp_path, capsys):
     err = capsys.readouterr().err
     # algo-2 comes second, not after algo-10 as a plain sort would have it
     assert "dropped who.txt (algo-2), who.txt (algo-3)" in err and "and 4 more" in err
-    assert oct(target.stat().st_mode & 0o777) == oct(0o644)
+    assert oct(target.stat().st_mode & 0o777) == oct(0o600)  # a job's files are private
     assert [p.name for p in tmp_path.iterdir()] == ["model.tar.gz"]
 
 

@@ -27,9 +27,10 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from fahr_core import hookimpl, interrupts, names, ui
+from fahr_core import hookimpl, interrupts, jobfolder, names, ui
 from fahr_core.config import ConfigKey
 from fahr_core.errors import ConfigError, EnvironmentProblem, UsageError, first_line
+from fahr_core.jobfolder import Folder, Refused
 from fahr_core.jobs import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, STOPPING, JobHandle,
                             JobResult)
 
@@ -117,45 +118,42 @@ _LATEST_TIME = 253402300799  # 9999-12-31T23:59:59Z: the last second a datetime 
 _MAP_FIELDS = ("hyperparameters", "channels", "environment")
 
 
-def _read_record(job_dir: Path) -> dict:
+def _read_record(job_dir: Path | Folder) -> dict:
     """The job's record, checked: every reader goes through here, since anyone may have edited it.
 
-    A missing record is a :class:`UsageError`; one that is not a regular file, not UTF-8 JSON, or
-    whose fields have the wrong type, a :class:`BadRecord`. Both exit 2.
+    ``job_dir`` is the job's folder, or that folder opened (see fahr_core.jobfolder: never through
+    a link, the record a regular file of at most _RECORD_MAX_BYTES). A missing record is a
+    :class:`UsageError`; one that is not a regular file, not UTF-8 JSON, or whose fields have the
+    wrong type, a :class:`BadRecord`; a job folder that is a link, a :class:`Refused`. All exit 2.
     """
-    path = job_dir / RECORD
     try:
-        # O_NOFOLLOW: fahr writes the record as a file; a link could lead anywhere (/dev/zero).
-        # O_NONBLOCK: a FIFO under the name must not hang fahr; it is refused below.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with _opened(job_dir) as folder:
+            raw = folder.read(RECORD, _RECORD_MAX_BYTES)
     except FileNotFoundError:
         raise UsageError(
-            f"no local job record at {job_dir}; check the job name and config.output_path; "
+            f"no local job record at {_path(job_dir)}; check the job name and config.output_path; "
             "if it ran on another driver, pass --train-driver NAME"
         ) from None
+    except Refused as exc:
+        if exc.path == _path(job_dir):
+            raise
+        raise BadRecord(_path(job_dir), exc.reason) from None
     except OSError as exc:
-        if exc.errno == errno.ELOOP and os.path.islink(path):
-            raise BadRecord(job_dir, "is a symbolic link, not the file fahr wrote") from None
+        path = _path(job_dir) / RECORD
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # the way to the record, not the record
             raise ConfigError(f"cannot reach {path} ({exc.strerror}): a folder on the way, or "
                               "config.output_path, is not a usable folder; fix it or choose another") from None
-        raise BadRecord(job_dir, f"cannot be read ({exc.strerror})") from None
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise BadRecord(job_dir, "is a folder, not a file")
-        if not stat.S_ISREG(info.st_mode):
-            raise BadRecord(job_dir, "is not a regular file")
-        if info.st_size > _RECORD_MAX_BYTES:
-            raise BadRecord(job_dir, f"is {info.st_size} bytes, larger than any record fahr writes")
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            raw = handle.read(_RECORD_MAX_BYTES + 1)
-    except OSError as exc:
-        raise BadRecord(job_dir, f"cannot be read ({exc.strerror})") from None
-    finally:
-        os.close(fd)
+        if exc.errno in (errno.EACCES, errno.EPERM):  # the user's to fix, not a broken record
+            raise EnvironmentProblem(f"cannot read {path} ({exc.strerror}); make it readable to you, or "
+                                     "choose another config.output_path") from None
+        raise BadRecord(_path(job_dir), f"cannot be read ({exc.strerror})") from None
+    job_dir = _path(job_dir)
     try:
         record = json.loads(raw.decode("utf-8"))
+        # JSON may escape half of a UTF-16 pair alone ("\ud800"): no text, and printing it fails.
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRecord(job_dir, "holds an escaped lone surrogate (such as \\ud800), which is not text") from None
     except UnicodeDecodeError:
         raise BadRecord(job_dir, "is not UTF-8 text") from None
     except RecursionError:
@@ -229,15 +227,25 @@ def _check_record(job_dir: Path, record) -> None:
                 raise wrong("checkpoint_path", f"a folder of checkpoints (it holds {kept})")
 
 
-def _write_record(job_dir: Path, record: dict) -> None:
-    """Replace the record whole: a full disk leaves the previous one, never a cut one."""
-    tmp = job_dir / f".{RECORD}.tmp"
-    try:
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
-        tmp.replace(job_dir / RECORD)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def _path(job_dir: Path | Folder) -> Path:
+    return job_dir.path if isinstance(job_dir, Folder) else job_dir
+
+
+@contextlib.contextmanager
+def _opened(job_dir: Path | Folder):
+    """The job's folder opened (see fahr_core.jobfolder), or kept open when it already is."""
+    if isinstance(job_dir, Folder):
+        yield job_dir
+    else:
+        with Folder.open(job_dir) as folder:
+            yield folder
+
+
+def _write_record(job_dir: Path | Folder, record: dict) -> None:
+    """Replace the record whole: a full disk leaves the previous one, never a cut one. Mode 0600:
+    it holds the job's environment (``--env``)."""
+    with _opened(job_dir) as folder:
+        folder.write(RECORD, json.dumps(record, indent=2, sort_keys=True).encode("utf-8"))
 
 
 def _container_job(record: dict, config):
@@ -438,7 +446,7 @@ def _user_of(folder: Path) -> tuple[str, Path] | None:
         return None
     try:
         record = _read_record(job_dir)
-    except (UsageError, ConfigError):  # gone, or not a record fahr can read: no job of fahr's
+    except (UsageError, ConfigError, EnvironmentProblem):  # gone, or not a record fahr can read: no job of fahr's
         return None
     if record.get("checkpoint_path") != str(folder) or _ended(record):
         return None
@@ -450,7 +458,7 @@ def _release(folder: Path, job_dir: Path) -> None:
     (a launch holds it while it looks). Best effort: a name whose job has ended holds nothing."""
     from fahr_core.contract import MARKER_TEXT
 
-    with contextlib.suppress(OSError), _locked(folder.parent):
+    with contextlib.suppress(OSError), _locked_beside(folder.parent):
         if _names(folder, job_dir):
             _rewrite_marker(folder, MARKER_TEXT)
 
@@ -497,31 +505,32 @@ def _claim(folder: Path, job_dir: Path) -> None:
 
 GIVEN = "checkpoints-given.json"
 """In the job's folder: what the checkpoint folder gave the hosts at start (name -> what)."""
+#: The largest checkpoints-given.json fahr reads: a line per checkpoint file, not the files.
+_GIVEN_MAX_BYTES = 64 * 1024 * 1024
 
 
 def _write_given(job_dir: Path, folder: Path) -> None:
     from fahr_core.contract import checkpoint_manifest
 
     given = {name: list(what) for name, what in checkpoint_manifest(folder).items()}
-    tmp = job_dir / f".{GIVEN}.tmp"
-    try:
-        tmp.write_text(json.dumps(given), encoding="utf-8")
-        tmp.replace(job_dir / GIVEN)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with Folder.open(job_dir) as job_folder:
+        job_folder.write(GIVEN, json.dumps(given).encode("utf-8"))
 
 
-def _read_given(job_dir: Path) -> dict[str, tuple] | None:
+def _read_given(job_dir: Path | Folder) -> dict[str, tuple] | None:
     """The manifest :func:`_write_given` wrote, checked as job.json is; None when absent (a job
     of an older fahr: every host's file then counts as written by it)."""
-    path = job_dir / GIVEN
+    path = _path(job_dir) / GIVEN
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with _opened(job_dir) as folder:
+            data = json.loads(folder.read(GIVEN, _GIVEN_MAX_BYTES).decode("utf-8"))
     except FileNotFoundError:
         return None
+    except Refused:
+        raise
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UsageError(f"{path} cannot be read ({exc}); restore it, or remove the job's folder {job_dir}") from None
+        raise UsageError(f"{path} cannot be read ({exc}); restore it, or remove the job's folder "
+                         f"{_path(job_dir)}") from None
 
     def valid(name, what) -> bool:
         if not (isinstance(name, str) and name and "\x00" not in name and isinstance(what, list) and what):
@@ -544,7 +553,8 @@ def _record_launch(spec, config, channels: dict, checkpoints: Path | None) -> tu
     name the job in its checkpoint folder's marker; nothing is left half-made on a failure."""
     job_dir = _job_dir(config, spec.job_name)
     try:
-        job_dir.mkdir(parents=True, exist_ok=False)
+        job_dir.parent.mkdir(parents=True, exist_ok=True)
+        job_dir.mkdir(mode=jobfolder.FOLDER_MODE)  # 0700: its record holds the job's environment
     except FileExistsError:
         raise UsageError(f"job {spec.job_name} already exists in {job_dir.parent}; choose another name") from None
     except OSError as exc:
@@ -605,7 +615,7 @@ def launch(spec, config):
                 checkpoints.parent.mkdir(parents=True, exist_ok=True)
                 # Held until the job is recorded and named in the folder's marker: not while another
                 # job's copy back is under way, and no second job taking the folder meanwhile.
-                held.enter_context(_locked(checkpoints.parent))
+                held.enter_context(_locked_beside(checkpoints.parent))
                 _tidy_staging(checkpoints)  # an earlier copy back cut short may have moved the folder aside
                 _own(checkpoints, setting)
             except OSError as exc:
@@ -697,8 +707,8 @@ def wait(job, config):
         _replay_logs(job_dir, record)  # as SageMaker's wait prints a finished job's logs
         if record.get("unfinished") == CLEANUP:
             run = ContractRun(_container_job(record, config))
-            with interrupts.shield(f"removing the containers of job {job.job_name}"), _locked(job_dir):
-                record = _read_record(job_dir)
+            with interrupts.shield(f"removing the containers of job {job.job_name}"), _locked(job_dir) as folder:
+                record = _read_record(folder)
                 _remove_containers(run, job_dir, config, record)
         return _result(job, job_dir, record)
     run = ContractRun(_container_job(record, config))
@@ -707,8 +717,10 @@ def wait(job, config):
         interrupts.followed(job.job_name)  # in the try: from here on, Ctrl-C is handled below
         gone = not run.containers()
         if not gone:
-            logs = job_dir / "logs"
-            logs.mkdir(exist_ok=True)
+            # Its output is copied into the job's logs folder as it comes: the folder as opened
+            # (never a link), which the run holds until it saves the logs.
+            with Folder.open(job_dir) as folder:
+                logs = folder.sub("logs", create=True)
             outcome = run.follow(lambda host, data: ui.log_output(data, host if several else None),
                                  started_at=record.get("started"), lines=several, keep_in=logs)
             ui.flush_output()  # the job's last output before anything fahr prints next
@@ -775,13 +787,13 @@ def _stop_unfollowed(job_name: str, job_dir: Path, config) -> None:
 
 def _request_stop(job_dir: Path, reason: str) -> None:
     """Note the stop before it is made: whoever finishes the job later records it Stopped."""
-    with _locked(job_dir):
-        record = _read_record(job_dir)
+    with _locked(job_dir) as folder:
+        record = _read_record(folder)
         if record.get("stop_requested"):
             return
         record["stop_requested"] = reason
         with contextlib.suppress(OSError):  # a full disk: the stop goes on, the finish reports it
-            _write_record(job_dir, record)
+            _write_record(folder, record)
 
 
 def _lost_sight(job_name: str, job_dir: Path, config, exc: Exception, doing: str,
@@ -800,15 +812,25 @@ def _lost_sight(job_name: str, job_dir: Path, config, exc: Exception, doing: str
         reason = f"fahr {lost.message}; its containers may still run: '{command}' reconciles it"
         problem = EnvironmentProblem(f"{lost.message}; the job may still run: once the engine is back, "
                                      f"{'stop' if stop_requested else 'reconcile'} it with: {command}")
+    elif isinstance(exc, Refused):  # the job's folder was tampered with: nothing written elsewhere
+        reason = f"fahr stopped {doing} the job: {exc.path} {exc.reason}; '{command}' reconciles it"
+        problem = _refused(exc, command)
     else:
         reason = f"fahr stopped {doing} the job ({type(exc).__name__}: {first_line(exc)}); '{command}' reconciles it"
         problem = None
-    with _locked(job_dir):
-        _mark_unfinished(job_dir, reason, stop_requested)
+    with _locked(job_dir) as folder:
+        _mark_unfinished(folder, reason, stop_requested)
     return problem
 
 
-def _mark_unfinished(job_dir: Path, reason: str, stop_requested: str = "") -> None:
+def _refused(exc: Refused, command: str) -> UsageError:
+    """What fahr says when it found the job's folder not as it made it, with the job kept."""
+    return UsageError(f"{exc.path} {exc.reason}: fahr writes a job's files only in the job's own folder; "
+                      f"the job's containers keep everything: make it what fahr made (or remove it), then "
+                      f"finish the job with: {command}")
+
+
+def _mark_unfinished(job_dir: Path | Folder, reason: str, stop_requested: str = "") -> None:
     """Record a job fahr lost sight of (the caller holds the lock)."""
     record = _read_record(job_dir)
     if _ended(record):
@@ -833,9 +855,20 @@ def _locked(job_dir: Path):
     """One process at a time finishes a job (a `fit` following it and a `fahr stop`, say).
 
     The lock is taken on the job's folder itself, opened read-only: a lock file would have to be
-    created, and a full or read-only disk must still let fahr say what it cannot write.
+    created, and a full or read-only disk must still let fahr say what it cannot write. Yields
+    the folder opened (never through a link): what is read and written under the lock goes
+    through it.
     """
-    fd = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY)
+    with Folder.open(job_dir) as folder:
+        fcntl.flock(folder.fd, fcntl.LOCK_EX)
+        yield folder
+
+
+@contextlib.contextmanager
+def _locked_beside(folder: Path):
+    """The lock of a checkpoint folder's parent (taken as a job's, on the folder itself), which
+    one copy back at a time and a fit tidying beside it hold."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -857,8 +890,8 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
     """
     job_name = job_dir.name
     with interrupts.shield(f"saving the artifacts of job {job_name} and removing its containers"), \
-            _locked(job_dir):
-        record = _read_record(job_dir)
+            _locked(job_dir) as folder, contextlib.ExitStack() as opened:
+        record = _read_record(folder)
         if _ended(record):
             _remove_containers(run, job_dir, config, record)
             return record
@@ -870,26 +903,31 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
         out = job_dir / "output"
         step, where = "the logs", job_dir / "logs"
         try:
-            run.save_logs(job_dir / "logs")
+            logs = opened.enter_context(folder.sub("logs", create=True))
+            _tidy_partials(folder)  # the logs: save_logs tidies them (a copy follow() wrote may be the log)
+            run.save_logs(logs)
             step, where = "the output folder", out
-            out.mkdir(exist_ok=True)
+            output = opened.enter_context(folder.sub("output", create=True))
+            _tidy_partials(output)
             if status == COMPLETED:
                 ui.status_change(job_name, "Uploading", str(out))
                 step = "model.tar.gz"
-                final["model_artifact"] = str(run.pack("/opt/ml/model", out / "model.tar.gz"))
-                final["model_empty"] = not _holds_a_file(Path(final["model_artifact"]))
+                run.pack_into("/opt/ml/model", output, "model.tar.gz")
+                final["model_artifact"] = str(out / "model.tar.gz")
+                final["model_empty"] = not _holds_a_file(output, "model.tar.gz")
             # Output data comes back whatever the ending: it is where a failed run leaves its clues.
             step = "output.tar.gz"
-            final["output_artifact"] = str(run.pack("/opt/ml/output/data", out / "output.tar.gz"))
+            run.pack_into("/opt/ml/output/data", output, "output.tar.gz")
+            final["output_artifact"] = str(out / "output.tar.gz")
             if record.get("checkpoint_path"):  # whatever the ending: a stopped job resumes from them
                 step, where = "the checkpoints", Path(record["checkpoint_path"])
-                _save_checkpoints(run, job_dir, where)
+                _save_checkpoints(run, folder, where)
             ended = record.get("ended") if record.get("upload_error") else None  # a retried upload
             final.update(status=status, failure_reason=reason, ended=ended or time.time())
             for key in ("secondary_status", "unfinished", "upload_error"):
                 final.pop(key, None)
             step, where = RECORD, job_dir
-            _write_record(job_dir, final)
+            _write_record(folder, final)
             checkpoints = Path(record.get("checkpoint_path") or ".")
             if record.get("checkpoint_path") and not _among_jobs(checkpoints, job_dir):  # ended: free again
                 _release(checkpoints, job_dir)
@@ -902,11 +940,11 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
     return final
 
 
-def _holds_a_file(archive: Path) -> bool:
+def _holds_a_file(folder: Folder, name: str) -> bool:
     """Whether the archive fahr just packed holds anything but folders (read up to the first)."""
     import tarfile
 
-    with tarfile.open(archive, "r:gz") as tar:
+    with folder.open_file(name) as handle, tarfile.open(fileobj=handle, mode="r:gz") as tar:
         return any(not member.isdir() for member in tar)
 
 
@@ -918,7 +956,16 @@ def _among_jobs(target: Path, job_dir: Path) -> bool:
     return folder == jobs or jobs in folder.parents or folder in jobs.parents
 
 
-def _save_checkpoints(run, job_dir: Path, target: Path) -> None:
+def _tidy_partials(*folders: Folder) -> None:
+    """Remove what a fahr killed while saving this job left (the caller holds the job's lock, so
+    no other fahr is writing them): the files it was writing (``.NAME.*.partial``, see
+    fahr_core.jobfolder), and the checkpoints spooled on their way back (``.checkpoints.*.tar.partial``).
+    They can be as large as the model."""
+    for folder in folders:
+        folder.tidy(r"\..+\.partial")
+
+
+def _save_checkpoints(run, job_dir: Folder, target: Path) -> None:
     """Copy the job's /opt/ml/checkpoints back into ``target`` (the caller holds the job's lock; this
     takes the lock of ``target``'s parent, which a fit tidying beside ``target`` takes too).
 
@@ -928,18 +975,18 @@ def _save_checkpoints(run, job_dir: Path, target: Path) -> None:
     that does not fit (the size cap, the free space) is an OSError, so that the job waits, its
     containers kept, for ``fahr wait`` once room is made.
     """
-    if _among_jobs(target, job_dir):
+    if _among_jobs(target, job_dir.path):
         ui.warn(f"the checkpoints of job {job_dir.name} were not copied back: {target} (its record's "
-                f"checkpoint_path) overlaps the jobs' folder {job_dir.parent}, where fahr keeps the jobs' records "
+                f"checkpoint_path) overlaps the jobs' folder {job_dir.path.parent}, where fahr keeps the jobs' records "
                 "and models; fahr copies checkpoints only into a folder outside it")
         return
     with contextlib.ExitStack() as stack:
         if target.parent.is_dir():  # one copy back at a time beside a folder; a fit's tidying waits
-            stack.enter_context(_locked(target.parent))
+            stack.enter_context(_locked_beside(target.parent))
         _copy_back(run, job_dir.name, job_dir, target)
 
 
-def _copy_back(run, job_name: str, job_dir: Path, target: Path) -> None:
+def _copy_back(run, job_name: str, job_dir: Folder, target: Path) -> None:
     from fahr_core.contract import CHECKPOINT_MARKER, clash_warning
     from fahr_core.extract import MAX_MODEL_BYTES_ENV, ModelTooLarge, UnsafeArchive
 
@@ -951,8 +998,9 @@ def _copy_back(run, job_name: str, job_dir: Path, target: Path) -> None:
     try:
         # The job holds the folder until its end is recorded (a record that could not be written
         # keeps the job, and `fahr wait` copies back again): the new marker names it still.
-        marker = _claimed(job_dir) if _names(target, job_dir) else True
-        copied = run.copy_out(run.job.checkpoint_dir, target, _read_given(job_dir), marker=marker, spool_dir=job_dir)
+        marker = _claimed(job_dir.path) if _names(target, job_dir.path) else True
+        copied = run.copy_out(run.job.checkpoint_dir, target, _read_given(job_dir), marker=marker,
+                              spool_dir=Path(job_dir.pinned))
     except UnsafeArchive as exc:
         why = exc.message.removeprefix("refusing the model: ").split("; nothing was written")[0]
         ui.warn(f"the checkpoints of job {job_name} were not copied back, {target} is as it was: {why}")
@@ -1036,6 +1084,10 @@ def _not_saved(run, job_dir: Path, config, record: dict, exc: Exception, step: s
         _mark_unfinished(job_dir, f"fahr {lost.message}; '{command}' finishes the job", record.get("stop_requested", ""))
         return EnvironmentProblem(f"{lost.message}; its containers keep them: once the engine is back, "
                                   f"finish the job with: {command}")
+    if isinstance(exc, Refused):  # the job's folder was tampered with: nothing written elsewhere
+        _mark_unfinished(job_dir, f"fahr could not save the artifacts: {exc.path} {exc.reason}; "
+                                  f"'{command}' tries again", record.get("stop_requested", ""))
+        return _refused(exc, command)
     if not isinstance(exc, OSError):
         _mark_unfinished(job_dir, f"fahr could not save the artifacts ({type(exc).__name__}: {first_line(exc)}); "
                                   f"'{command}' tries again", record.get("stop_requested", ""))
@@ -1150,10 +1202,11 @@ def fetch(request, config):
     if request.location and urlparse(request.location).scheme == "file":
         location = Path(urlparse(request.location).path)
     target = Path(request.download_dir) / "model.tar.gz"
-    if location.is_file():  # an archive the user named
-        _copy(location, target, follow=True)
+    kind = _kind_of(location)
+    if kind == "file":  # an archive the user named
+        _copy(_open_named(location), location, target)
         return target
-    if not location.is_dir():
+    if kind != "folder":
         raise UsageError(f"{location} is not a folder of local jobs; pass the output_path the job used")
     if request.job_name:
         job_dir = location / request.job_name
@@ -1170,50 +1223,80 @@ def fetch(request, config):
         raise UsageError(f"job {job_dir.name} is {record['status']}, it has no model to fetch{hint}")
     # Only the job folder's own archive, whatever the record's model_artifact says: the record is
     # a file anyone may have edited, and fetch must copy nothing from outside the job's folder.
-    output = job_dir / "output"
-    if output.is_symlink():
-        raise UsageError(f"{output} is a symbolic link, not the folder the job wrote; refusing to fetch through it")
-    _copy(output / "model.tar.gz", target, follow=False)
+    archive = job_dir / "output" / "model.tar.gz"
+    try:
+        with Folder.open(job_dir) as folder, folder.sub("output") as output:
+            source = output.open_file(archive.name)
+    except FileNotFoundError:
+        raise UsageError(f"{archive} is missing; was the job's folder changed by hand?") from None
+    except Refused as exc:
+        raise UsageError(f"{exc.path} {exc.reason}; refusing to fetch it") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {archive} ({exc.strerror})") from None
+    _copy(source, archive, target)
     return target
 
 
-def _copy(archive: Path, target: Path, *, follow: bool) -> None:
-    """Copy a regular file; with ``follow=False`` never through a symbolic link at its name."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+def _open_named(archive: Path):
+    """An archive the user named (links followed): a regular file, else one line."""
     try:
-        fd = os.open(archive, flags)
-    except FileNotFoundError:
-        raise UsageError(f"{archive} is missing; was the job's folder changed by hand?") from None
+        return jobfolder.open_regular(archive)
+    except Refused as exc:
+        raise UsageError(f"{archive} {exc.reason}; it is not a model archive") from None
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise UsageError(f"{archive} is a symbolic link, not the archive the job wrote; refusing to fetch it") from None
         raise UsageError(f"cannot read {archive} ({exc.strerror})") from None
+
+
+def _copy(source, archive: Path, target: Path) -> None:
+    """Copy the open ``source`` (the file ``archive``) to ``target``, and close it."""
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UsageError(f"{archive} is not a regular file; it is not a model archive")
-        os.set_blocking(fd, True)
-        with os.fdopen(os.dup(fd), "rb") as source, open(target, "xb") as sink:
+        with source, open(target, "xb") as sink:
             shutil.copyfileobj(source, sink, 1024 * 1024)
     except OSError as exc:
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
         hint = "; free space there and retry" if full else ""
         raise EnvironmentProblem(f"cannot copy {archive} to {target.parent} ({exc.strerror}){hint}") from None
-    finally:
-        os.close(fd)
+
+
+def _kind_of(location: Path) -> str | None:
+    """What ``location`` is: "file", "folder", or None (nothing usable there). A location fahr may
+    not look at is one line naming it (exit 3), not a PermissionError."""
+    try:
+        mode = os.stat(location).st_mode
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise EnvironmentProblem(f"cannot look at {location} ({exc.strerror}); make it readable to you, "
+                                     "or choose another folder of jobs (config.output_path)") from None
+        return None
+    return "folder" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else None
 
 
 def _records(location: Path):
     """``(record file, record)`` of every job folder in ``location``, in name order. A record that
     cannot be read is skipped with one warning line: one broken job must not hide the others."""
-    for record_file in sorted(location.glob(f"*/{RECORD}")):
+    try:
+        names = sorted(os.listdir(location))
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot list the jobs in {location} ({exc.strerror}); make it readable to you, "
+                                 "or choose another folder of jobs (config.output_path)") from None
+    for name in names:
+        job_dir = location / name
+        if not os.path.isdir(job_dir):
+            continue  # not a job's folder
         try:
-            record = _read_record(record_file.parent)
+            record = _read_record(job_dir)
         except BadRecord as exc:
             ui.warn(f"skipping {exc.job_dir}: its {RECORD} {exc.reason}")
             continue
-        except UsageError:  # gone since the listing
+        except Refused as exc:  # the job's folder is a link: what it leads to is no job of here
+            ui.warn(f"skipping {exc.path}: it {exc.reason}")
             continue
-        yield record_file, record
+        except EnvironmentProblem as exc:  # a job folder fahr may not read: the others may be readable
+            ui.warn(f"skipping {job_dir}: {exc.message}")
+            continue
+        except UsageError:  # no job's folder (no record), or gone since the listing
+            continue
+        yield job_dir / RECORD, record
 
 def _newest_completed(location: Path, model_tag: str) -> tuple[Path, dict]:
     """The newest completed job of ``model_tag`` in ``location``, and its record.
@@ -1256,7 +1339,7 @@ def _info(job_dir: Path, record: dict):
 @hookimpl
 def list_jobs(query, config):
     root = _output_root(config)
-    if not root.is_dir():
+    if _kind_of(root) != "folder":
         return []  # no job has run here yet
     found: list[tuple[float, str, object]] = []
     for record_file, record in _records(root):
@@ -1270,18 +1353,30 @@ def list_jobs(query, config):
     return infos[:query.limit] if query.limit is not None else infos
 
 
+def _log_files(job_dir: Path):
+    """``(host, open file)`` of every log fahr saved for the job, opened as fahr_core.jobfolder
+    says (never through a link, regular files only: a FIFO or /dev/zero is refused, one line)."""
+    try:
+        with Folder.open(job_dir) as folder:
+            logs = folder.sub("logs")
+    except FileNotFoundError:
+        return  # no logs saved (a job that never started), or the job's folder removed meanwhile
+    with logs:
+        for name in logs.names():
+            if name.endswith(".log") and not name.startswith("."):
+                with logs.open_file(name) as handle:
+                    yield name[:-len(".log")], handle
+
+
 def _saved_output(job_dir: Path, lines: bool):
     """The saved logs' bytes, host after host, as ``(host, data)``: read a chunk at a time, in
     pieces that each end a line or slice a long one (see fahr_core.joblog) with ``lines``."""
     from fahr_core import joblog
 
-    for log in sorted((job_dir / "logs").glob("*.log")):
-        if log.is_symlink() or not log.is_file():
-            continue  # fahr wrote regular files; anything else is not the job's output
-        with open(log, "rb") as handle:
-            chunks = joblog.read_chunks(handle)
-            for data in joblog.pieces(chunks) if lines else chunks:
-                yield log.stem, data
+    for host, handle in _log_files(job_dir):
+        chunks = joblog.read_chunks(handle)
+        for data in joblog.pieces(chunks) if lines else chunks:
+            yield host, data
 
 
 def _log_line(host: str, piece: bytes, hosts: int):
