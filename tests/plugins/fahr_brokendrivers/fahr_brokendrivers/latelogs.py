@@ -9,11 +9,13 @@ globals().update(delegating_hooks("broken-latelogs"))
 def wait(job, config):
     from fahr_core import ui
 
-    held, log_line = [], ui.log_line
-    ui.log_line = lambda line, host=None: held.append((line, host))
+    # Both ways a driver prints the job's output: text lines and raw bytes.
+    held, log_line, log_output = [], ui.log_line, ui.log_output
+    ui.log_line = lambda *args, **kwargs: held.append((log_line, args, kwargs))
+    ui.log_output = lambda *args, **kwargs: held.append((log_output, args, kwargs))
     try:
         return local.wait(job, config)
     finally:
-        ui.log_line = log_line
-        for line, host in held:
-            log_line(line, host)
+        ui.log_line, ui.log_output = log_line, log_output
+        for show, args, kwargs in held:
+            show(*args, **kwargs)
