@@ -20,6 +20,7 @@ import textwrap
 import pytest
 
 from conftest import run_fahr
+from hostile import snapshot
 from test_exit_codes import TAG, make_job, one_error_line
 
 SECRET = "SECRET-OUTSIDE-THE-JOB"
@@ -123,7 +124,7 @@ FIT = ["fit", "PROJECT", "--config.checkpoint_path=JOBS/ck"]
 
 @pytest.mark.parametrize("locked, cases", [
     ("a folder above it", [(["jobs"], 3), (["fetch", "OUT", TAG], 3), (["fetch", "OUT", TAG, "--job", "job-1"], 3),
-                           (["wait", "job-1"], 3), (FIT, 2)]),
+                           (["wait", "job-1"], 3), (["logs", "job-1"], 3), (FIT, 2)]),
     ("the folder itself, not listable", [(["jobs"], 3), (["fetch", "OUT", TAG], 3)]),
 ])
 def test_an_output_path_fahr_may_not_read_is_one_line_naming_it(tmp_path, monkeypatch, locked, cases):
@@ -204,29 +205,40 @@ def test_a_jobs_folder_and_files_are_private(project, jobs, docker_engine):
         assert mode(job / name) == 0o600, name
 
 
+def link_in(job, link, victim):
+    """Make ``link`` (``output``, ``logs`` or the job's folder itself) a link to the folder
+    ``victim``: an empty one, or for the job's folder the job's real folder, moved there."""
+    if link == "the job's folder":
+        job.rename(victim)
+        job.symlink_to(victim)
+        return job
+    victim.mkdir()
+    (job / link).symlink_to(victim)
+    return job / link
+
+
+def unlink_in(job, link, victim):
+    """Undo link_in: the job's folder as fahr made it, without the link."""
+    if link == "the job's folder":
+        job.unlink()
+        victim.rename(job)
+    else:
+        (job / link).unlink()
+
+
 @pytest.mark.docker
 @pytest.mark.parametrize("link", ["output", "logs", "the job's folder"])
 def test_wait_writes_nothing_through_a_link_and_finishes_once_it_is_gone(project, jobs, docker_engine, tmp_path, link):
     job = detach(project, jobs, docker_engine)
     victim = tmp_path / "victim"
-    if link == "the job's folder":
-        job.rename(victim)
-        job.symlink_to(victim)
-        before = sorted(p.name for p in victim.iterdir())
-    else:
-        victim.mkdir()
-        (job / link).symlink_to(victim)
+    linked = link_in(job, link, victim)
+    before = snapshot(victim)  # names, modes, contents and times: a job.json rewritten there fails this
     line = one_error_line(run_fahr("wait", job.name))
-    linked = job if link == "the job's folder" else job / link
     assert f"{linked} is a symbolic link" in line, line
-    if link == "the job's folder":
-        assert sorted(p.name for p in victim.iterdir()) == before  # nothing saved there
-        job.unlink()
-        victim.rename(job)
-    else:
-        assert list(victim.iterdir()) == []
+    assert snapshot(victim) == before  # nothing saved, rewritten or tidied there
+    if link != "the job's folder":
         assert "fahr wait" in line  # the containers keep everything: the command that finishes it
-        (job / link).unlink()
+    unlink_in(job, link, victim)
     proc = run_fahr("wait", job.name, check=0)
     assert "trained" in proc.stdout
     assert json.loads((job / "job.json").read_text())["status"] == "Completed"
@@ -234,18 +246,19 @@ def test_wait_writes_nothing_through_a_link_and_finishes_once_it_is_gone(project
 
 
 @pytest.mark.docker
-def test_stop_writes_nothing_through_a_link(project, jobs, docker_engine, tmp_path):
+@pytest.mark.parametrize("link", ["output", "logs", "the job's folder"])
+def test_stop_writes_nothing_through_a_link(project, jobs, docker_engine, tmp_path, link):
     job = detach(project, jobs, docker_engine, "--env", "SLEEP=600", "--config.stop_timeout=1", ended=False)
     victim = tmp_path / "victim"
-    victim.mkdir()
-    (job / "output").symlink_to(victim)
+    linked = link_in(job, link, victim)
+    before = snapshot(victim)
     line = one_error_line(run_fahr("stop", job.name, "--config.stop_timeout=1"))
-    assert f"{job / 'output'} is a symbolic link" in line, line
-    assert list(victim.iterdir()) == []
-    (job / "output").unlink()
-    run_fahr("wait", job.name)
+    assert f"{linked} is a symbolic link" in line, line
+    assert snapshot(victim) == before
+    unlink_in(job, link, victim)
+    run_fahr("stop", job.name, "--config.stop_timeout=1", check=0)  # stops it, or finishes what was stopped
     assert json.loads((job / "job.json").read_text())["status"] == "Stopped"
-    assert (job / "output" / "output.tar.gz").is_file()
+    assert (job / "output" / "output.tar.gz").is_file() and (job / "logs" / "algo-1.log").is_file()
 
 
 @pytest.mark.docker

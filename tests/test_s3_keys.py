@@ -16,8 +16,10 @@ import tarfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from conftest import one_line_error
 from hostile import MiB, counted_folds, interrupt_midway, make_scene, snapshot
 
 from fahr_core.errors import EnvironmentProblem
@@ -216,10 +218,12 @@ def fetch(stack, plain_job, target, *args, cwd):
 def refused(stack, plain_job, scene) -> str:
     before = snapshot(scene)
     result = fetch(stack, plain_job, scene / "work" / "out", "--overwrite", cwd=scene)
-    assert result.code == 2, result.output
-    assert len(result.error_lines()) == 1 and "Traceback" not in result.output, result.output
+    # The suite's rule for a refusal: exactly one non-empty line on stderr in all (no warning, no
+    # traceback beside it), and that line is fahr's error.
+    line = one_line_error(SimpleNamespace(returncode=result.code, stderr=result.stderr), 2)
+    assert line.startswith("fahr error: "), line
     assert snapshot(scene) == before  # the old model, the victim, and no staging folder left
-    return result.error_lines()[0]
+    return line
 
 
 def test_a_key_climbing_out_writes_nothing_anywhere(stack, plain_job, keys, tmp_path):

@@ -697,3 +697,41 @@ def test_the_module_imports_without_docker():
     code = "import sys, fahr_core.secrets; print('docker' in sys.modules, 'boto3' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.split() == ["False", "False"]
+
+
+@pytest.mark.docker
+def test_the_sagemaker_driver_pushes_no_credential(stack, tmp_path, docker_engine):
+    """The secret rule on the other driver: one fit with `--train-driver sagemaker` on the emulated
+    AWS; the image the registry holds (pulled back by the digest the job ran) has neither the `.env`
+    nor a file whose content is a GitHub token, and the one warning line names both."""
+    from aws_emulator.fixtures import run_fahr as run_on_stack
+    from aws_emulator.fixtures import job_name_of, sagemaker_args
+
+    mark = _random.token_hex(5)
+    folder = tmp_path / f"i15gapssm{_random.token_hex(3)}"
+    write(folder / "train.py", "import os\nprint(sorted(os.listdir('.')))\n")
+    # The user's own .dockerignore, without .env: the secret rule, not the ignore file fahr writes
+    # when there is none, keeps it out (and names it).
+    write(folder / ".dockerignore", "__pycache__\n")
+    write(folder / ".env", f"API_KEY={mark}01\n")
+    write(folder / "deploy/push.sh", f"git push https://{credential('GitHub token', mark + '02')[0]}@github.com/o/r\n")
+    write(folder / "readme.txt", f"clean {mark}03\n")
+    proc = run_on_stack(stack, "fit", str(folder / "train.py"), *sagemaker_args("i15gaps"), cwd=tmp_path)
+    assert proc.code == 0, proc.output
+    [line] = [line for line in proc.stderr.splitlines() if "out of the image" in line]
+    assert line == ("fahr warning kept 2 secret files out of the image: .env, deploy/push.sh (GitHub token); "
+                    "list a file in .fahr-allow-secrets if what it seems to hold is no secret"), line
+    pushed = stack.client("sagemaker").describe_training_job(
+        TrainingJobName=job_name_of(proc))["AlgorithmSpecification"]["TrainingImage"]
+    token = stack.client("ecr").get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    user, _, password = base64.b64decode(token).decode().partition(":")
+    pulled = docker_engine.images.pull(pushed, auth_config={"username": user, "password": password})
+    try:
+        found = saved(docker_engine, pulled.id, mark)
+        assert sorted(found) == [f"{mark}03"]  # the image is the project's, without either secret
+    finally:
+        for reference in (pulled.id, f"{folder.name}/train:latest"):
+            try:
+                docker_engine.images.remove(reference, force=True)
+            except Exception:
+                pass

@@ -268,7 +268,10 @@ def fetch(request, config):
             # The archive itself (s3://…/output/model.tar.gz) was given.
             return artifacts.open_object(config, where)
     info = artifacts.job_for_fetch(config, request.model_tag, request.job_name, where)
-    ui.info(f"fetching the model of job {info['TrainingJobName']}")
+    if not request.job_name:
+        # Which job the tag led to is news; a job named with --job is not, and a line before a
+        # refusal of its model would make the refusal two lines (README "Exit codes": one line).
+        ui.info(f"fetching the model of job {info['TrainingJobName']}")
     return artifacts.download_model(config, info)
 
 
