@@ -57,19 +57,20 @@ def run_suite(tmp_path, driver: str, tests: list[str]) -> subprocess.CompletedPr
 
 
 @pytest.fixture
-def no_leftovers():
+def no_leftovers(tmp_path):
     """The broken drivers leave things on the engine on purpose (broken-leftovers its networks,
-    others the containers of jobs they cannot follow): remove what this test's jobs left."""
+    others the containers of jobs they cannot follow): remove what this test's jobs left, and
+    nothing else (another run on the same engine keeps its containers)."""
     import docker
 
     client = docker.from_env()
-    before = {c.id for c in client.containers.list(all=True, filters={"label": "fahr.job"})}
     yield
     from fahr_brokendrivers.leftovers import LABEL
 
+    ours = {job.name for jobs in (tmp_path / "base").glob("jobs*") for job in jobs.iterdir()}
     try:
         for container in client.containers.list(all=True, filters={"label": "fahr.job"}):
-            if container.id not in before:
+            if container.labels.get("fahr.job") in ours:
                 container.remove(force=True)
         for network in client.networks.list(filters={"label": LABEL}):
             network.remove()
