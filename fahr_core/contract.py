@@ -182,17 +182,21 @@ def _frames(read: Callable[[int], bytes], streams: bool = False) -> Iterator:
 _NOT_UTF8 = "[\udc80-\udcff]"  # a byte that is not UTF-8, decoded with surrogateescape
 
 
-class _LoggedSize:
+class LoggedSize:
     """How many bytes of each stream (stdout, stderr) the engine's log holds for the output seen:
     as many, but with the json-file log driver (Docker's default), which keeps each byte that is
     not UTF-8 as U+FFFD (3 bytes), 2 more for each such byte. A stream attached and let go is
     followed on in the engine's log from there: stream by stream, as the log keeps the two streams'
-    order only within each (see live_output)."""
+    order only within each (see live_output). Bytes already kept as U+FFFD count as they are."""
 
-    def __init__(self, container):
-        log_config = (container.attrs.get("HostConfig") or {}).get("LogConfig") or {}
-        self._replaces = log_config.get("Type", "json-file") == "json-file"
+    def __init__(self, replaces: bool = True):
+        self._replaces = replaces
         self._decoders: dict = {}
+
+    @classmethod
+    def of(cls, container) -> "LoggedSize":
+        log_config = (container.attrs.get("HostConfig") or {}).get("LogConfig") or {}
+        return cls(log_config.get("Type", "json-file") == "json-file")
 
     def __call__(self, stream: int, payload) -> int:
         if not self._replaces:
@@ -205,6 +209,20 @@ class _LoggedSize:
 
             decoder = self._decoders[stream] = codecs.getincrementaldecoder("utf-8")("surrogateescape")
         return len(payload) + 2 * len(re.findall(_NOT_UTF8, decoder.decode(payload)))
+
+    def cut(self, stream: int, payload, logged: int) -> int:
+        """Where in ``payload`` (of fewer logged bytes than its own) the first ``logged`` bytes,
+        as the log holds them, end: at the end of a character."""
+        raw = 0
+        for char in payload.decode("utf-8", "surrogateescape"):
+            if "\udc80" <= char <= "\udcff":  # a byte that is not UTF-8
+                raw, logged = raw + 1, logged - (3 if self._replaces else 1)
+            else:
+                size = len(char.encode())
+                raw, logged = raw + size, logged - size
+            if logged <= 0:
+                break
+        return raw
 
 
 def output_chunks(container, follow: bool, skip: dict[int, int] | None = None) -> Iterator[bytes]:
@@ -300,7 +318,7 @@ class _Attachment:
         self._claimed = False
         self.whole = False  # the stream ended with the container's output, every byte queued
         self.passed: dict[int, int] = {}  # the bytes of each stream chunks() passed on, as the engine's log holds them
-        self._logged_size = _LoggedSize(container)
+        self._logged_size = LoggedSize.of(container)
         with _attached_lock:
             _attached[self.id] = self
         threading.Thread(target=self._pump, daemon=True).start()

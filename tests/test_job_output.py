@@ -344,3 +344,22 @@ def test_a_hosts_whole_followed_output_is_saved_though_its_container_is_gone(tmp
     run.save_logs(folder)
     assert sorted(p.name for p in folder.iterdir()) == ["algo-1.log"]
     assert (folder / "algo-1.log").read_bytes() == b"all of it\n"
+
+
+def test_logs_follow_goes_on_in_the_saved_log_past_what_the_engines_log_gave(tmp_path):
+    """`fahr logs -f` cut off from the engine (the job ended and its containers went) goes on in
+    the saved log past the bytes it printed, counted as the engine's log holds them: each byte
+    that is not UTF-8 is 3 there (U+FFFD). Before: counted as 1, and the lines after such bytes
+    were printed again in part."""
+    from fahr_core.drivers.local import _saved_logs
+
+    (tmp_path / "logs").mkdir()
+    raw = b"bad \xff\xfe\xe2\x82 bytes\n" + b"".join(b"line %d\n" % i for i in range(1000))
+    (tmp_path / "logs" / "algo-1.log").write_bytes(raw)
+    engine = raw.replace(b"\xff\xfe\xe2\x82", b"\xef\xbf\xbd" * 4)
+    for seen in (len(engine.split(b"\n")[0]) + 1, 5000, len(engine)):
+        rest = b"".join(line.text.encode("utf-8", "surrogateescape") + b"\n" * line.newline
+                        for line in _saved_logs(tmp_path, 1, skip={"algo-1": seen}))
+        assert rest == engine[seen:]
+    rest = [line.text for line in _saved_logs(tmp_path, 1, skip={"algo-1": 6})]  # inside the bytes
+    assert rest[:2] == ["\udcfe\udce2\udc82 bytes", "line 0"]

@@ -1295,13 +1295,23 @@ def _log_line(host: str, piece: bytes, hosts: int):
 
 
 def _saved_logs(job_dir: Path, hosts: int, skip: dict[str, int] | None = None):
-    """The saved logs as LogLines, without the first ``skip[host]`` bytes of each host's."""
+    """The saved logs as LogLines, without the first ``skip[host]`` bytes of each host's as the
+    engine's log holds them (``fahr logs -f`` read that far there): the saved log may hold bytes
+    that are not UTF-8 where the engine's has U+FFFD (see fahr_core.contract.LoggedSize)."""
+    from fahr_core.contract import LoggedSize
+
     skip = dict(skip or {})
+    sizes: dict[str, LoggedSize] = {}
     for host, piece in _saved_output(job_dir, lines=True):
         left = skip.get(host, 0)
         if left:
-            skip[host] = max(0, left - len(piece))
-            piece = piece[left:]
+            size = sizes.setdefault(host, LoggedSize())
+            logged = size(1, piece)
+            if logged <= left:
+                skip[host] = left - logged
+                continue
+            skip[host] = 0
+            piece = piece[size.cut(1, piece, left):]
             if not piece:
                 continue
         yield _log_line(host, piece, hosts)
