@@ -363,3 +363,42 @@ def test_logs_follow_goes_on_in_the_saved_log_past_what_the_engines_log_gave(tmp
         assert rest == engine[seen:]
     rest = [line.text for line in _saved_logs(tmp_path, 1, skip={"algo-1": 6})]  # inside the bytes
     assert rest[:2] == ["\udcfe\udce2\udc82 bytes", "line 0"]
+
+
+def first_line_then_close(args: list, env: dict, cwd: Path) -> tuple[int, bytes, bytes]:
+    """`fahr ARGS | head -1`: stdout read for one line, then closed; (exit code, line, stderr)."""
+    proc = subprocess.Popen([str(FAHR), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "NO_COLOR": "1", **env}, cwd=cwd)
+    try:
+        line = proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read()
+        return proc.wait(timeout=300), line, err
+    finally:
+        proc.kill()
+
+
+@pytest.mark.parametrize("command", ["logs", "wait"])
+def test_stdout_closed_by_its_reader_ends_logs_and_wait_of_a_finished_job_quietly(scene, command):
+    """`fahr logs JOB | head -1`, as `docker logs … | head -1`: the reader has its line; fahr stops
+    printing, exit 0, no error. Before: `fahr error: internal error: BrokenPipeError`, exit 4."""
+    code, line, err = first_line_then_close([command, scene["job"], "--train-driver", "local"], scene["env"],
+                                            scene["root"])
+    assert (code, line) == (0, b"line 0 of many\n"), err.decode(errors="replace")
+    assert b"error" not in err
+
+
+def test_stdout_closed_by_its_reader_still_lets_wait_finish_and_record_the_job(numbered):
+    """`fahr wait JOB | head -1` of a running job: the job's output is no longer printed, but it is
+    followed to its end, its log saved whole and the job recorded; the exit code is the job's."""
+    env, root = numbered["env"], numbered["root"]
+    launched = fahr_bytes("fit", numbered["project"] / "train.py", "--train-driver", "local", "--detach",
+                          env=env, cwd=root)
+    assert launched.returncode == 0, launched.stderr.decode(errors="replace")
+    job = max((root / "jobs").iterdir(), key=lambda p: p.stat().st_mtime).name
+    code, line, err = first_line_then_close(["wait", job, "--train-driver", "local"], env, root)
+    assert code == 0, err.decode(errors="replace")
+    assert b"error" not in err and b"Completed" in err
+    assert json.loads((root / "jobs" / job / "job.json").read_text())["status"] == "Completed"
+    engine_kept = b"\xef\xbf\xbd" * 4 + numbered_output()[0][4:], numbered_output()[1]
+    assert streams((root / "jobs" / job / "logs" / "algo-1.log").read_bytes()) == engine_kept

@@ -825,6 +825,8 @@ def _replay_logs(job_dir: Path, record: dict) -> None:
     several = record.get("instance_count", 1) > 1
     for host, data in _saved_output(job_dir, lines=several):
         ui.log_output(data, host if several else None)
+        if ui.output_closed():
+            break  # stdout's reader has gone (`| head`)
     ui.flush_output()
 
 
