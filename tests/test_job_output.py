@@ -402,3 +402,31 @@ def test_stdout_closed_by_its_reader_still_lets_wait_finish_and_record_the_job(n
     assert json.loads((root / "jobs" / job / "job.json").read_text())["status"] == "Completed"
     engine_kept = b"\xef\xbf\xbd" * 4 + numbered_output()[0][4:], numbered_output()[1]
     assert streams((root / "jobs" / job / "logs" / "algo-1.log").read_bytes()) == engine_kept
+
+
+def test_logs_follow_holds_a_bounded_amount_for_a_slow_reader(monkeypatch):
+    """`fahr logs -f JOB | slow-reader` of a chatty job: the hosts' streams wait for the reader.
+    Before: they read on into an unbounded queue, the whole output in memory (RSS grew with it)."""
+    import threading
+    from types import SimpleNamespace
+
+    from fahr_core import contract
+    from fahr_core.drivers import local
+
+    produced = 0
+    released = threading.Event()
+
+    def output_chunks(container, follow, skip=None):
+        nonlocal produced
+        for i in range(20_000):
+            produced += 1
+            yield b"line %d\n" % i
+        released.set()
+
+    monkeypatch.setattr(contract, "output_chunks", output_chunks)
+    run = SimpleNamespace(containers=lambda: {"algo-1": object()})
+    lines = local._live_logs(run, True, 1, {})
+    assert next(lines).text == "line 0"
+    time.sleep(1)  # a slow reader
+    assert not released.is_set() and produced <= 2 * local._LIVE_QUEUE
+    assert [line.text for line in lines] == ["line %d" % i for i in range(1, 20_000)]

@@ -1347,24 +1347,43 @@ def _live_logs(run, follow: bool, hosts: int, seen: dict[str, int]):
         for host in sorted(containers):
             yield from output(host, containers[host])
         return
-    events: queue.Queue = queue.Queue()
+    # Bounded: a reader slower than the job (stdout a slow pipe) holds the streams back, not
+    # the job's output in memory. Closed early (`| head`, an abandoned generator), the threads end.
+    events: queue.Queue = queue.Queue(maxsize=_LIVE_QUEUE)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                events.put(item, timeout=0.25)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def pump(host, container):
         try:
             for line in output(host, container):
-                events.put(line)
+                if not put(line):
+                    return
         finally:
-            events.put(host)
+            put(host)
 
     for host, container in containers.items():
         threading.Thread(target=pump, args=(host, container), daemon=True).start()
     done = 0
-    while done < len(containers):
-        item = events.get()
-        if isinstance(item, str):
-            done += 1
-        else:
-            yield item
+    try:
+        while done < len(containers):
+            item = events.get()
+            if isinstance(item, str):
+                done += 1
+            else:
+                yield item
+    finally:
+        stop.set()
+
+
+_LIVE_QUEUE = 256  # pieces of output (each at most a line, or a slice of one: fahr_core.joblog)
 
 
 @hookimpl
