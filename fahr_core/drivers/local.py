@@ -1383,7 +1383,7 @@ def _live_logs(run, follow: bool, hosts: int, seen: dict[str, int]):
         stop.set()
 
 
-_LIVE_QUEUE = 256  # pieces of output (each at most a line, or a slice of one: fahr_core.joblog)
+_LIVE_QUEUE = 64  # pieces of output (each at most a line, or a slice of one: fahr_core.joblog)
 
 
 @hookimpl
