@@ -258,6 +258,18 @@ HANDOVER_FAHR = textwrap.dedent("""\
 """)
 
 
+def read_slowly(command: list, env: dict, cwd: Path) -> tuple[int, bytes, bytes]:
+    """``command`` with its stdout a slow pipe (`… | (sleep 3; cat)`): (exit code, stdout, stderr)."""
+    proc = subprocess.Popen(list(map(str, command)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "NO_COLOR": "1", **env}, cwd=cwd)
+    try:
+        time.sleep(3)  # nobody reads: what the job prints piles up in fahr, or fahr falls behind
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    return proc.returncode, out, err
+
+
 @pytest.fixture(scope="module")
 def numbered(tmp_path_factory, docker_engine):
     """A project printing NUMBERED, its image shared by the tests below."""
@@ -282,16 +294,9 @@ def test_output_the_attached_stream_lets_go_goes_on_from_the_engines_log_without
     stdout against stderr its own way) and counting the bytes that are not UTF-8 as it keeps them
     (U+FFFD): every byte of both streams is there, in order, once. Before: the bytes were
     counted over both streams together, as they came, and lines were lost, repeated or cut."""
-    env = {**os.environ, "NO_COLOR": "1", **numbered["env"]}
-    proc = subprocess.Popen([sys.executable, "-c", HANDOVER_FAHR, "fit", numbered["project"] / "train.py",
-                             "--train-driver", "local"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                            cwd=numbered["root"])
-    try:
-        time.sleep(3)  # nobody reads: the attached stream piles up past its hold
-        out, err = proc.communicate(timeout=300)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err.decode(errors="replace")
+    code, out, err = read_slowly([sys.executable, "-c", HANDOVER_FAHR, "fit", numbered["project"] / "train.py",
+                                  "--train-driver", "local"], numbered["env"], numbered["root"])
+    assert code == 0, err.decode(errors="replace")
     assert b"fahr test: handover" in err  # the case at hand: the stream was let go part way
     assert streams(out) == numbered_output()
 
@@ -306,14 +311,8 @@ def test_wait_from_another_process_gets_and_saves_a_chatty_jobs_output_to_its_en
                           env=env, cwd=root)
     assert launched.returncode == 0, launched.stderr.decode(errors="replace")
     job = max((root / "jobs").iterdir(), key=lambda p: p.stat().st_mtime).name
-    proc = subprocess.Popen([str(FAHR), "wait", job, "--train-driver", "local"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1", **env}, cwd=root)
-    try:
-        time.sleep(3)  # stdout a slow pipe: `wait` is far behind when the container stops
-        out, err = proc.communicate(timeout=300)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err.decode(errors="replace")
+    code, out, err = read_slowly([FAHR, "wait", job, "--train-driver", "local"], env, root)  # far behind at the end
+    assert code == 0, err.decode(errors="replace")
     engine_kept = b"\xef\xbf\xbd" * 4 + numbered_output()[0][4:], numbered_output()[1]  # not UTF-8: U+FFFD
     assert streams(out) == engine_kept
     logs = root / "jobs" / job / "logs"
