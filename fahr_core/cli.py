@@ -412,6 +412,8 @@ def logs(
         try:
             for text, ends in api.Job(name, driver=train_driver, config=_config_dict(ctx))._output(follow, host):
                 ui.log_line(text, newline=ends)  # the job's output as it printed it, byte for byte
+                if ui.output_closed():
+                    break  # `fahr logs … | head`: the reader has what it wanted
         finally:
             ui.flush_output()
 

@@ -155,49 +155,133 @@ _READ_SIZE = 64 * 1024
 _ATTACH_HOLD = 16 * 1024 * 1024  # what an attached host's output may pile up unread before it is let go
 
 
-def _frames(read: Callable[[int], bytes]) -> Iterator[bytes]:
+def _frames(read: Callable[[int], bytes], streams: bool = False) -> Iterator:
     """The payloads of the engine's multiplexed stream read with ``read(n)`` (which returns what
-    is there, up to n bytes): a chunk of all the frames that came whole with each read."""
+    is there, up to n bytes): a chunk of all the frames that came whole with each read. With
+    ``streams``, ``(chunk, frames)``: the frames as ``(stream, payload)`` too (1 stdout, 2 stderr)."""
     import struct
 
-    header = struct.Struct(">xxxxL")
+    header = struct.Struct(">BxxxL")
     buffer = bytearray()
     while data := read(_READ_SIZE):
         buffer += data
-        payloads, start, size = [], 0, len(buffer)
+        payloads, kinds, start, size = [], [], 0, len(buffer)
         while size - start >= _FRAME_HEADER:
-            (length,) = header.unpack_from(buffer, start)
+            kind, length = header.unpack_from(buffer, start)
             end = start + _FRAME_HEADER + length
             if end > size:
                 break
             payloads.append(buffer[start + _FRAME_HEADER:end])
+            kinds.append(kind)
             start = end
         del buffer[:start]
         if payloads:
-            yield b"".join(payloads)
+            chunk = b"".join(payloads)
+            yield (chunk, list(zip(kinds, payloads))) if streams else chunk
 
 
-def output_chunks(container, follow: bool) -> Iterator[bytes]:
+_NOT_UTF8 = "[\udc80-\udcff]"  # a byte that is not UTF-8, decoded with surrogateescape
+
+
+class LoggedSize:
+    """How many bytes of each stream (stdout, stderr) the engine's log holds for the output seen:
+    as many, but with the json-file log driver (Docker's default), which keeps each byte that is
+    not UTF-8 as U+FFFD (3 bytes), 2 more for each such byte. A stream attached and let go is
+    followed on in the engine's log from there: stream by stream, as the log keeps the two streams'
+    order only within each (see live_output). Bytes already kept as U+FFFD count as they are."""
+
+    def __init__(self, replaces: bool = True):
+        self._replaces = replaces
+        self._decoders: dict = {}
+
+    @classmethod
+    def of(cls, container) -> "LoggedSize":
+        log_config = (container.attrs.get("HostConfig") or {}).get("LogConfig") or {}
+        return cls(log_config.get("Type", "json-file") == "json-file")
+
+    def __call__(self, stream: int, payload) -> int:
+        if not self._replaces:
+            return len(payload)
+        decoder = self._decoders.get(stream)
+        if payload.isascii() and (decoder is None or not decoder.getstate()[0]):
+            return len(payload)
+        if decoder is None:  # incremental: a character may be cut between two frames
+            import codecs
+
+            decoder = self._decoders[stream] = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        return len(payload) + 2 * len(re.findall(_NOT_UTF8, decoder.decode(payload)))
+
+    def cut(self, stream: int, payload, logged: int) -> int:
+        """Where in ``payload`` (of fewer logged bytes than its own) the first ``logged`` bytes,
+        as the log holds them, end: at the end of a character."""
+        raw = 0
+        for char in payload.decode("utf-8", "surrogateescape"):
+            if "\udc80" <= char <= "\udcff":  # a byte that is not UTF-8
+                raw, logged = raw + 1, logged - (3 if self._replaces else 1)
+            else:
+                size = len(char.encode())
+                raw, logged = raw + size, logged - size
+            if logged <= 0:
+                break
+        return raw
+
+
+def output_chunks(container, follow: bool, skip: dict[int, int] | None = None) -> Iterator[bytes]:
     """A container's output (stdout and stderr merged, as ``docker logs`` prints them), byte for
-    byte, in chunks of what arrived together, from the engine's log of it.
+    byte, in chunks of what arrived together, from the engine's log of it. ``skip``: how many
+    bytes of each stream (1 stdout, 2 stderr) to leave out from the start (see live_output).
 
     The engine sends a frame per line; the Docker SDK reads each frame with two reads of its
     own, which made a chatty job's output many times slower to follow than ``docker logs``. Here
     the stream is read as much at a time as is there and the frames are cut out of it.
+
+    A followed log may end before the output does: the engine (Docker 20.10's json-file driver,
+    `docker logs -f` too) stops it when the container stops, whatever it has not sent yet. So
+    when it ends, the log is read once more, without following, past what each stream gave.
     """
-    api = container.client.api
-    reader = None
-    if not (container.attrs.get("Config") or {}).get("Tty"):  # a terminal's output is not framed
-        response = api._get(api._url("/containers/{0}/logs", container.id), stream=True, params={
-            "stdout": 1, "stderr": 1, "timestamps": 0, "follow": int(follow), "tail": "all"})
-        api._raise_for_status(response)
-        reader = getattr(response.raw, "read1", None)
-    if reader is None:  # a terminal, or an older urllib3: the SDK's own reading
-        yield from container.logs(stream=True, follow=follow, stdout=True, stderr=True)
+    read = {stream: size for stream, size in (skip or {}).items() if size > 0}
+    if (container.attrs.get("Config") or {}).get("Tty"):  # a terminal's output is not framed
+        passed = sum(read.values())  # (one stream: nothing to tell apart)
+        for chunk in container.logs(stream=True, follow=follow, stdout=True, stderr=True):
+            if passed:
+                chunk, passed = chunk[passed:], max(0, passed - len(chunk))
+            if chunk:
+                yield chunk
         return
+    yield from _logged(container, follow, read)
+    if follow:
+        yield from _logged(container, False, read)
+
+
+def _logged(container, follow: bool, read: dict[int, int]) -> Iterator[bytes]:
+    """The engine's log of a container, each stream past its first ``read[stream]`` bytes; ``read``
+    is kept up to date with the bytes of each stream passed on."""
+    api = container.client.api
+    response = api._get(api._url("/containers/{0}/logs", container.id), stream=True, params={
+        "stdout": 1, "stderr": 1, "timestamps": 0, "follow": int(follow), "tail": "all"})
+    api._raise_for_status(response)
     api._disable_socket_timeout(api._get_raw_response_socket(response))  # a job may be silent for long
+    reader = getattr(response.raw, "read1", None)  # what is there, up to n bytes, no waiting for more
+    if reader is None:  # an older urllib3: its HTTP chunks as they come (the engine sends one per frame)
+        pieces = response.raw.stream(_READ_SIZE, decode_content=False)
+        reader = lambda n: next(pieces, b"")  # noqa: E731
+    left = dict(read)
     try:
-        yield from _frames(reader)
+        for chunk, frames in _frames(reader, streams=True):
+            if any(left.values()):
+                parts = []
+                for stream, payload in frames:
+                    if more := left.get(stream, 0):
+                        left[stream] = max(0, more - len(payload))
+                        payload = payload[more:]
+                    parts.append(payload)
+                    read[stream] = read.get(stream, 0) + len(payload)
+                chunk = b"".join(parts)
+            else:
+                for stream, payload in frames:
+                    read[stream] = read.get(stream, 0) + len(payload)
+            if chunk:
+                yield chunk
     finally:
         response.close()
 
@@ -234,18 +318,23 @@ class _Attachment:
         self._held = 0
         self._claimed = False
         self.whole = False  # the stream ended with the container's output, every byte queued
+        self.passed: dict[int, int] = {}  # the bytes of each stream chunks() passed on, as the engine's log holds them
+        self._logged_size = LoggedSize.of(container)
         with _attached_lock:
             _attached[self.id] = self
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
         try:
-            for chunk in _frames(self._read):
+            for chunk, frames in _frames(self._read, streams=True):
+                sizes: dict[int, int] = {}
+                for stream, payload in frames:
+                    sizes[stream] = sizes.get(stream, 0) + self._logged_size(stream, payload)
                 with _attached_lock:
                     self._held += len(chunk)
                     if self._held > _ATTACH_HOLD:
                         break
-                self._chunks.put(chunk)
+                self._chunks.put((chunk, sizes))
             else:
                 self.whole = True
         except Exception:
@@ -273,31 +362,32 @@ class _Attachment:
             return attachment
 
     def chunks(self) -> Iterator[bytes]:
-        while (chunk := self._chunks.get()) is not None:
+        while (item := self._chunks.get()) is not None:
+            chunk, sizes = item
             with _attached_lock:
                 self._held -= len(chunk)
+            for stream, size in sizes.items():  # counted before it is passed on: the caller has it
+                self.passed[stream] = self.passed.get(stream, 0) + size
             yield chunk
 
 
 def live_output(container) -> Iterator[bytes]:
     """A running container's output, byte for byte, from the start to its end: from the stream
     attached when this process started it, else (or past where that stream was let go) from the
-    engine's log."""
-    passed = 0
+    engine's log.
+
+    The handover goes on in the log past the bytes passed on, counted stream by stream: the log
+    keeps stdout's and stderr's bytes each in order, but may interleave the two differently (it
+    holds a part of a line until the line ends), and keeps bytes that are not UTF-8 as U+FFFD.
+    """
+    skip = None
     attachment = _Attachment.claim(container)
     if attachment is not None:
-        for chunk in attachment.chunks():
-            passed += len(chunk)
-            yield chunk
+        yield from attachment.chunks()
         if attachment.whole:
             return
-    for chunk in output_chunks(container, follow=True):
-        if passed:
-            if len(chunk) <= passed:
-                passed -= len(chunk)
-                continue
-            chunk, passed = chunk[passed:], 0
-        yield chunk
+        skip = attachment.passed
+    yield from output_chunks(container, follow=True, skip=skip)
 
 
 class _Gone(Exception):
@@ -975,7 +1065,8 @@ class ContractRun:
             if is_engine_error(exc):
                 raise engine_lost(exc, f"saving job {self.job.job_name}'s logs") from exc
             raise
-        for host, container in containers.items():
+        for host in sorted(set(containers) | set(self._copies)):  # a whole copy is kept, its container gone or not
+            container = containers.get(host)
             copy = self._copies.pop(host, None)
             kept = copy is not None and copy.is_file() and _is_folder(copy.parent, folder)
             if kept:  # follow() wrote it whole: it is the log (0600, as mkstemp made it)
@@ -983,6 +1074,8 @@ class ContractRun:
             folder.tidy(rf"\.{re.escape(host)}\.log\..+\.partial")  # left by a fahr that was killed
             if kept:
                 continue
+            if container is None:
+                continue  # removed meanwhile (by `fahr stop` elsewhere, say): no logs to keep
             try:
                 with folder.replacing(f"{host}.log") as handle:
                     try:

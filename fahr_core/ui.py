@@ -173,6 +173,7 @@ def log_line(line: str, host: str | None = None, *, newline: bool = True) -> Non
 FLUSH_AFTER = 0.05
 _HOLD = 64 * 1024
 _held = bytearray()
+_closed = False  # stdout's reader has gone (see output_closed)
 _timer: threading.Timer | None = None
 
 
@@ -188,7 +189,7 @@ def log_output(data: bytes, host: str | None = None) -> None:
         if not data.endswith(b"\n"):
             data += b"\n"
     with _lock:
-        if _muted:
+        if _muted or _closed:
             return
         _held.extend(data)
         if len(_held) >= _HOLD:
@@ -197,6 +198,12 @@ def log_output(data: bytes, host: str | None = None) -> None:
             _timer = threading.Timer(FLUSH_AFTER, _flush_later)
             _timer.daemon = True
             _timer.start()
+
+
+def output_closed() -> bool:
+    """Whether stdout's reader has gone (`fahr logs JOB | head`): the job's output is no longer
+    printed (``fit`` and ``wait`` still follow the job to its end and record it)."""
+    return _closed
 
 
 def flush_output() -> None:
@@ -217,17 +224,27 @@ def _flush_output() -> None:
     """(The caller holds ``_lock``.)"""
     if not _held:
         return
+    global _closed
     data = bytes(_held)
     _held.clear()
     out = sys.stdout
-    out.flush()  # text written before (by print) goes first
-    binary = getattr(out, "buffer", None)
-    if binary is None:  # a stream of text only (a notebook's): undecodable bytes are replaced there
-        out.write(data.decode("utf-8", "replace"))
-    else:
-        binary.write(data)
-        binary.flush()
-    out.flush()
+    try:
+        out.flush()  # text written before (by print) goes first
+        binary = getattr(out, "buffer", None)
+        if binary is None:  # a stream of text only (a notebook's): undecodable bytes are replaced there
+            out.write(data.decode("utf-8", "replace"))
+        else:
+            binary.write(data)
+            binary.flush()
+        out.flush()
+    except BrokenPipeError:  # the reader has gone, as `head` does once it has its lines: no more output
+        _closed = True
+        with contextlib.suppress(Exception):  # what stdout still buffers goes nowhere, not to an error at exit
+            import os
+
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
+            os.close(devnull)
 
 
 @atexit.register

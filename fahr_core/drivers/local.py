@@ -847,6 +847,8 @@ def _replay_logs(job_dir: Path, record: dict) -> None:
     several = record.get("instance_count", 1) > 1
     for host, data in _saved_output(job_dir, lines=several):
         ui.log_output(data, host if several else None)
+        if ui.output_closed():
+            break  # stdout's reader has gone (`| head`)
     ui.flush_output()
 
 
@@ -1390,13 +1392,23 @@ def _log_line(host: str, piece: bytes, hosts: int):
 
 
 def _saved_logs(job_dir: Path, hosts: int, skip: dict[str, int] | None = None):
-    """The saved logs as LogLines, without the first ``skip[host]`` bytes of each host's."""
+    """The saved logs as LogLines, without the first ``skip[host]`` bytes of each host's as the
+    engine's log holds them (``fahr logs -f`` read that far there): the saved log may hold bytes
+    that are not UTF-8 where the engine's has U+FFFD (see fahr_core.contract.LoggedSize)."""
+    from fahr_core.contract import LoggedSize
+
     skip = dict(skip or {})
+    sizes: dict[str, LoggedSize] = {}
     for host, piece in _saved_output(job_dir, lines=True):
         left = skip.get(host, 0)
         if left:
-            skip[host] = max(0, left - len(piece))
-            piece = piece[left:]
+            size = sizes.setdefault(host, LoggedSize())
+            logged = size(1, piece)
+            if logged <= left:
+                skip[host] = left - logged
+                continue
+            skip[host] = 0
+            piece = piece[size.cut(1, piece, left):]
             if not piece:
                 continue
         yield _log_line(host, piece, hosts)
@@ -1430,24 +1442,43 @@ def _live_logs(run, follow: bool, hosts: int, seen: dict[str, int]):
         for host in sorted(containers):
             yield from output(host, containers[host])
         return
-    events: queue.Queue = queue.Queue()
+    # Bounded: a reader slower than the job (stdout a slow pipe) holds the streams back, not
+    # the job's output in memory. Closed early (`| head`, an abandoned generator), the threads end.
+    events: queue.Queue = queue.Queue(maxsize=_LIVE_QUEUE)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                events.put(item, timeout=0.25)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def pump(host, container):
         try:
             for line in output(host, container):
-                events.put(line)
+                if not put(line):
+                    return
         finally:
-            events.put(host)
+            put(host)
 
     for host, container in containers.items():
         threading.Thread(target=pump, args=(host, container), daemon=True).start()
     done = 0
-    while done < len(containers):
-        item = events.get()
-        if isinstance(item, str):
-            done += 1
-        else:
-            yield item
+    try:
+        while done < len(containers):
+            item = events.get()
+            if isinstance(item, str):
+                done += 1
+            else:
+                yield item
+    finally:
+        stop.set()
+
+
+_LIVE_QUEUE = 64  # pieces of output (each at most a line, or a slice of one: fahr_core.joblog)
 
 
 @hookimpl
