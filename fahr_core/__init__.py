@@ -29,15 +29,17 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time these come from 
                                   Config, ConfigKey, FetchRequest, ImageRef, JobHandle, JobInfo, JobQuery, JobResult,
                                   JobSpec, LogLine, Stash, StashKey, Template)
     from fahr_core.extract import check_listing
+    from fahr_core.commandlines import fetch_command, stop_command, wait_command
+    from fahr_core.config import env_size
     from fahr_core.names import (JOB_NAME_MAX, job_name, job_stem, model_image_tag, validate_job_name,
                                  validate_model_tag)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: The version of the plugin API (this module's ``__all__``, the hooks, the value types and
 #: :mod:`fahr_core.testing`). A driver pins the fahr releases of one major version of it; fahr
 #: 0.x implements plugin API 1.x, so drivers depend on ``fahr>=0.1,<1``.
-PLUGIN_API_VERSION = "1.2"
+PLUGIN_API_VERSION = "1.3"
 
 #: Marks a hook implementation: ``from fahr_core import hookimpl``.
 hookimpl = pluggy.HookimplMarker("fahr")
@@ -74,6 +76,9 @@ _LAZY = {
     "JOB_NAME_MAX": ("fahr_core.names", "JOB_NAME_MAX"),
     # a driver that fetches a model file by file checks the names as archive entries (API 1.2)
     "check_listing": ("fahr_core.extract", "check_listing"),
+    # the command lines a driver prints for the user to paste, and the size parser (API 1.3)
+    **{name: ("fahr_core.commandlines", name) for name in ("wait_command", "stop_command", "fetch_command")},
+    "env_size": ("fahr_core.config", "env_size"),
     # the Python API (fahr_core.api): train, list, follow and fetch jobs from a notebook or script
     **{name: ("fahr_core.api", name) for name in ("Job", "fit", "job", "fetch")},
     # the module fahr_core.jobs (the values' old import path), which calls fahr_core.api.jobs:
@@ -145,6 +150,10 @@ __all__ = [
     "validate_model_tag",
     "JOB_NAME_MAX",
     "check_listing",
+    "wait_command",
+    "stop_command",
+    "fetch_command",
+    "env_size",
     "docker_client",
     "ui",
     # the Python API

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Iterable, Mapping
 
 from fahr_core import config as cfg
 from fahr_core import names, plugins, ui
+from fahr_core.commandlines import wait_command
 from fahr_core.errors import ConfigError, JobFailed, PluginError, UsageError, first_line
 from fahr_core.jobs import FetchRequest, JobHandle, JobResult, JobSpec
 
@@ -108,15 +108,14 @@ def _shown(text: str) -> str:
     return text if text.isprintable() else repr(text)
 
 
-#: What a printed fetch command holds in place of a model tag the driver did not report.
-MODEL_TAG_PLACEHOLDER = "MODEL_TAG"
+from fahr_core.commandlines import MODEL_TAG_PLACEHOLDER  # noqa: E402  (kept importable from here)
 
 
 def fetch_command(result_job: JobHandle, location: str) -> str:
     """The exact command that fetches this job's model (``MODEL_TAG`` when the tag is unknown)."""
-    words = ["fahr", "fetch", "./model", result_job.model_tag or MODEL_TAG_PLACEHOLDER]
-    words += [location] if location else []
-    return shlex.join(words + ["--train-driver", result_job.driver, "--job", result_job.job_name])
+    from fahr_core.commandlines import fetch_command as line
+
+    return line(result_job.job_name, result_job.model_tag, result_job.driver, location)
 
 
 def fit(
@@ -210,7 +209,7 @@ def fit(
 
         interrupts.followed(job.job_name)  # launched to run on: an interrupt now leaves it running
         ui.success(f"job {job.job_name} launched; follow it with:")
-        ui.command(shlex.join(["fahr", "wait", job.job_name, "--train-driver", job.driver, *_location_flag(config)]))
+        ui.command(wait_command(job.job_name, job.driver, _flagged_location(config)))
         ui.info("and once it has completed, fetch its model with:")
         ui.command(fetch_command(job, location))
         return job
@@ -314,11 +313,11 @@ def _location(config: cfg.Config) -> str:
     return location
 
 
-def _location_flag(config: cfg.Config) -> list[str]:
-    """``--config.output_path=…`` when it was set for this run: ``wait`` must look in the same place."""
+def _flagged_location(config: cfg.Config) -> str | None:
+    """The output path when it was set for this run (``wait`` must look in the same place), else None."""
     if "output_path" in config and config.sources.get("output_path") != "default":
-        return [f"--config.output_path={_location(config)}"]
-    return []
+        return _location(config)
+    return None
 
 
 def _follow(session: Session, job: JobHandle) -> JobResult:

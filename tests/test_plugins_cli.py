@@ -13,6 +13,8 @@ import textwrap
 
 import pytest
 
+import fahr_core
+
 from conftest import ROOT, one_line_error, run_fahr
 
 FIXTURES = ROOT / "tests" / "plugin_fixtures"
@@ -56,7 +58,7 @@ def test_drivers_verbose_shows_config_keys():
 
 def test_version_lists_drivers():
     out = run_fahr("--version", check=0).stdout
-    assert out.startswith("fahr 0.1.0")
+    assert out.startswith(f"fahr {fahr_core.__version__}")
     assert "driver testdrv: fahr-testdriver 0.0.1" in out
 
 
@@ -114,7 +116,7 @@ def test_same_driver_name_from_two_distributions(bad_drivers):
     proc = run_fahr("drivers", env={"PYTHONPATH": str(bad_drivers["dupdriver"])})
     line = one_line_error(proc, 2)
     assert "driver 'local' is registered by two distributions" in line
-    assert "fahr 0.1.0" in line and "fahr-dupdriver 9.9.9" in line
+    assert f"fahr {fahr_core.__version__}" in line and "fahr-dupdriver 9.9.9" in line
 
 
 def test_driver_lacking_required_hooks(tmp_path, bad_drivers):

@@ -19,7 +19,6 @@ import fcntl
 import json
 import math
 import os
-import shlex
 import shutil
 import stat
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from fahr_core import hookimpl, interrupts, jobfolder, names, ui
+from fahr_core.commandlines import stop_command, wait_command
 from fahr_core.config import ConfigKey
 from fahr_core.errors import ConfigError, EnvironmentProblem, UsageError, first_line
 from fahr_core.jobfolder import Folder, Refused
@@ -485,7 +485,7 @@ def _check_not_in_use(folder: Path, setting: str) -> None:
     user = _user_of(folder)
     if user is not None:
         name, job_dir = user
-        wait = shlex.join(["fahr", "wait", name, "--train-driver", NAME, f"--config.output_path={job_dir.parent}"])
+        wait = wait_command(name, NAME, str(job_dir.parent))
         raise ConfigError(f"{setting}: job {name} is using that folder (its checkpoints go back there when it "
                           f"ends); let it end ('{wait}') or stop it, or give this job a folder of its own")
 
@@ -662,8 +662,8 @@ def launch(spec, config):
 
 def _command(verb: str, job_name: str, config) -> str:
     """The exact ``fahr wait|stop JOB`` that reaches this job from any folder."""
-    location = _job_dir(config, job_name).parent
-    return shlex.join(["fahr", verb, job_name, "--train-driver", NAME, f"--config.output_path={location}"])
+    line = {"wait": wait_command, "stop": stop_command}[verb]
+    return line(job_name, NAME, str(_job_dir(config, job_name).parent))
 
 
 def _ended(record: dict) -> bool:
@@ -1219,8 +1219,7 @@ def fetch(request, config):
         raise UsageError(f"job {job_dir.name} trained {record['model_tag']!r}, not {request.model_tag!r}")
     if record["status"] != COMPLETED:
         unfinished = record["status"] == IN_PROGRESS or record.get("unfinished") == FOLLOW
-        command = shlex.join(["fahr", "wait", job_dir.name, "--train-driver", NAME,
-                              f"--config.output_path={job_dir.parent.absolute()}"])
+        command = wait_command(job_dir.name, NAME, str(job_dir.parent.absolute()))
         hint = f"; finish it with '{command}'" if unfinished else ""
         raise UsageError(f"job {job_dir.name} is {record['status']}, it has no model to fetch{hint}")
     # Only the job folder's own archive, whatever the record's model_artifact says: the record is

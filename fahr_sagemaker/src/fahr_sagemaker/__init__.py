@@ -17,15 +17,14 @@ Neither boto3 nor the Docker SDK is imported until a hook runs.
 
 from __future__ import annotations
 
-import shlex
 from urllib.parse import urlparse
 
 from fahr_core import __version__ as fahr_version
 from fahr_core import (COMPLETED, FAILED, FINAL_STATES, STOPPED, ConfigError, ConfigKey, JobHandle, JobResult,
-                       UsageError, hookimpl, ui)
+                       UsageError, fetch_command, hookimpl, stop_command, ui, wait_command)
 from fahr_core import job_name as new_job_name
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 NAME = "sagemaker"
 EXECUTION_ENVIRONMENT = "sagemaker"
 
@@ -224,12 +223,11 @@ def _detached(job, config) -> None:
     output = job.details.get("output_path") or config.get("output_path") or "s3://BUCKET/PREFIX"
     ui.warn(f"detached from {job.job_name}: it keeps running on SageMaker (and keeps billing)")
     ui.info("follow it again with:")
-    ui.command(shlex.join(["fahr", "wait", job.job_name, "--train-driver", NAME]))
+    ui.command(wait_command(job.job_name, NAME))
     ui.info("fetch its model once it has completed with:")
-    ui.command(shlex.join(["fahr", "fetch", "./model", job.model_tag or "MODEL_TAG", output,
-                           "--train-driver", NAME, "--job", job.job_name]))
+    ui.command(fetch_command(job.job_name, job.model_tag, NAME, output))
     ui.info("stop it with:")
-    ui.command(shlex.join(["fahr", "stop", job.job_name, "--train-driver", NAME]))
+    ui.command(stop_command(job.job_name, NAME))
 
 
 @hookimpl

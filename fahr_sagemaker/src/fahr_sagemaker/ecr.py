@@ -8,8 +8,6 @@ registry digest, so it runs exactly what was built.
 from __future__ import annotations
 
 import base64
-import os
-import re
 import time
 
 from fahr_core import EnvironmentProblem, ImageRef, UsageError, ui
@@ -24,19 +22,14 @@ _REFUSED = ("denied", "unauthorized", "authentication required", "forbidden", "4
 IMAGE_WARN_ENV = "FAHR_IMAGE_WARN_BYTES"
 #: Pushing an image bigger than this draws one warning (``FAHR_IMAGE_WARN_BYTES``; 0: never).
 DEFAULT_IMAGE_WARN_BYTES = 2 * 1024**3
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
 def image_warn_bytes(environ=None) -> int:
     """The image size above which a push draws a warning (0: never warn)."""
-    raw = (os.environ if environ is None else environ).get(IMAGE_WARN_ENV, "").strip()
-    if not raw:
-        return DEFAULT_IMAGE_WARN_BYTES
-    match = re.fullmatch(r"(\d{1,20})\s*(?:([KMGT])(?:i?B)?)?", raw, re.IGNORECASE)
-    if not match:
-        raise UsageError(f"{IMAGE_WARN_ENV}={raw!r} is not a size; give a number of bytes such as 2147483648 "
-                         "or 2G (K, M, G, T are powers of 1024), 0 to never warn, or unset it for 2G")
-    return int(match.group(1)) * _UNITS[(match.group(2) or "").upper()]
+    from fahr_core import env_size
+
+    return env_size(IMAGE_WARN_ENV, DEFAULT_IMAGE_WARN_BYTES, example="2147483648 or 2G", zero="to never warn",
+                    environ=environ)
 
 
 def large_image_warning(reference: str, size: int, threshold: int) -> str | None:
