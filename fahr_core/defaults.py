@@ -27,7 +27,7 @@ def config_keys():
 
 
 def _image_reference_problem(value):
-    from fahr_core.image import image_reference_problem  # on use: start-up imports stay few
+    from fahr_core.names import image_reference_problem  # on use: start-up imports stay few
 
     return image_reference_problem(value)
 
@@ -59,12 +59,10 @@ def builtin_templates() -> list[Template]:
 
 @hookimpl(trylast=True)
 def build_image(context, config):
-    from fahr_core.image import REBUILD, build  # imports the Docker SDK: only when a build happens
+    from fahr_core.image import build  # imports the Docker SDK: only when a build happens
 
-    # `fahr fit --rebuild` asks for a build even when the image is up to date (a plain mapping,
-    # as a unit test may pass, has no stash: no flag).
-    stash = getattr(config, "stash", None)
-    return build(context, rebuild=bool(stash.get(REBUILD, False)) if stash is not None else False)
+    # `fahr fit --rebuild` (context.rebuild) builds even when the image is up to date.
+    return build(context)
 
 
 @hookimpl(trylast=True)

@@ -132,16 +132,8 @@ class Folder:
         an error, removed otherwise, so ``name`` is never half-written."""
         self._refuse_folder_at(name)
         self.make_private()
-        tmp = f".{name}.{secrets.token_hex(4)}{PARTIAL}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, FILE_MODE, dir_fd=self.fd)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                yield handle
-            os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=self.fd)
-            raise
+        with replacing_in(self.fd, name) as handle:
+            yield handle
 
     def write(self, name: str, data: bytes) -> None:
         with self.replacing(name) as handle:
@@ -175,6 +167,28 @@ class Folder:
             return
         if stat.S_ISDIR(info.st_mode):
             raise Refused(self.path / name, "is a folder, not a file")
+
+
+@contextlib.contextmanager
+def replacing_in(folder_fd: int, name: str, *, mode: int = FILE_MODE) -> Iterator[BinaryIO]:
+    """A file to write ``name`` in the open folder ``folder_fd`` with, renamed over ``name`` when
+    the block ends without an error, removed otherwise: ``name`` is whole or as it was.
+
+    The file is new (``O_EXCL``, a random ``.NAME.*.partial`` name, never opened through a link
+    planted in its place), made with ``mode`` (less the umask); the rename replaces a link or a
+    file at ``name``, it never writes to a link's target. The one write-then-rename of fahr: a
+    job's files (:meth:`Folder.replacing`), the project's Dockerfile, the build cache's records.
+    """
+    tmp = f".{name}.{secrets.token_hex(4)}{PARTIAL}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, mode, dir_fd=folder_fd)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+        os.rename(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=folder_fd)
+        raise
 
 
 def open_regular(path: Path, *, dir_fd: int | None = None, follow: bool = True) -> BinaryIO:

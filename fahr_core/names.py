@@ -1,4 +1,4 @@
-"""Model image tags and training job names.
+"""Model image tags, Docker image references and training job names.
 
 The model image tag comes from the artifact's path, as in the seed document:
 ``.../foo/model.py`` -> ``foo/model``. Job names derive from the tag and are unique without
@@ -18,7 +18,9 @@ from fahr_core.errors import UsageError
 # A Docker repository path component: lowercase alphanumerics, separated by '.', '_', '__' or '-'s.
 # Every pattern here ends in \Z, not $: '$' also matches before a trailing newline, so 'job-1\n'
 # would pass, and `.match` is what callers (plugins too) use.
-_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
+_ALNUM = r"[a-z0-9]+"
+_PATH_COMPONENT = rf"{_ALNUM}(?:(?:[._]|__|-+){_ALNUM})*"
+_COMPONENT = re.compile(rf"^{_PATH_COMPONENT}\Z")
 _REPO_MAX = 255
 # SageMaker training job names (docs/contract.md, "Names and states").
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}\Z")
@@ -116,3 +118,36 @@ def validate_job_name(name: str) -> str:
             "starting and ending with a letter or digit"
         )
     return name
+
+
+# Docker's image reference grammar (the distribution project's reference package):
+# [HOST[:PORT]/]PATH[:TAG][@DIGEST], path components lowercase. ASCII only, and fullmatch: `$`
+# would accept a trailing newline, which is exactly what must not reach a FROM line.
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])"
+_NAME = rf"(?:{_HOST}(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_REFERENCE = re.compile(
+    rf"(?P<name>{_NAME})(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?",
+    re.ASCII,
+)
+
+
+def image_reference_problem(value: object) -> str | None:
+    """Why ``value`` is not a Docker image reference (``NAME[:TAG][@DIGEST]``), or None if it is one.
+
+    The one check of a base image, wherever one is given (config ``base_image``, ``fahr init``'s
+    answers, :func:`fahr_core.image.dockerfile_text`): it is written into a FROM line."""
+    match = _REFERENCE.fullmatch(value) if isinstance(value, str) else None
+    if match is None or len(match.group("name")) > _REPO_MAX:
+        return ("is not a Docker image reference: write [REGISTRY[:PORT]/]NAME[:TAG][@DIGEST], "
+                "lowercase names, no spaces, e.g. python:3.11-slim")
+    return None
+
+
+def check_base_image(base_image: str) -> str:
+    """``base_image``, or a :class:`UsageError`: it is written into a FROM line."""
+    problem = image_reference_problem(base_image)
+    if problem:
+        raise UsageError(f"base image {base_image!r} {problem}")
+    return base_image

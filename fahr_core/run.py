@@ -183,9 +183,7 @@ def fit(
     if fetch_dir is not None:
         _check_fetch_spares_checkpoints(Path(fetch_dir), config)
     context = image.prepare_context(artifact, model_tag, config["base_image"], regenerate_dockerfile,
-                                    base_image_set=config.sources.get("base_image") != "default")
-    if rebuild:
-        config.stash[image.REBUILD] = True
+                                    base_image_set=config.sources.get("base_image") != "default", rebuild=rebuild)
     built = hook.build_image(context=context, config=config)
     pushed = hook.push_image(image=built, config=config)
     spec = JobSpec(

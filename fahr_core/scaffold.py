@@ -27,6 +27,7 @@ from typing import Any, Mapping
 # The core contributes the built-in templates as a plugin (defaults); scaffold only renders them.
 from fahr_core.defaults import builtin_dir, builtin_templates  # noqa: F401
 from fahr_core.errors import PluginError, UsageError
+from fahr_core.names import image_reference_problem
 # Template lives in fahr_core.values; it stays importable from here.
 from fahr_core.values import Template
 
@@ -34,14 +35,6 @@ DEFAULT_TEMPLATE = "model"
 _DRIVER_NAME = re.compile(r"^[a-z][a-z0-9_]*\Z")
 # A Docker repository path component (fahr_core.names): lowercase alphanumerics and separators.
 _DOCKER_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
-# A Docker image reference (the distribution project's grammar): [host[:port]/]path[:tag][@digest].
-# The templates write it into a Dockerfile's FROM line: nothing else may get there.
-_DOMAIN = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
-_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-_IMAGE_REFERENCE = re.compile(
-    rf"^(?:{_DOMAIN}/)?{_PATH}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
-    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
-)
 
 
 def available_templates(pm=None) -> dict[str, Template]:
@@ -151,7 +144,8 @@ def validate_answers(answers: Mapping[str, Any]) -> None:
             f"driver name {driver!r} is not valid: lowercase letters, digits and '_', starting with a letter"
         )
     base = answers.get("base_image")
-    if base is not None and not _IMAGE_REFERENCE.match(str(base)):
+    # The templates write it into a Dockerfile's FROM line: the check of every base image.
+    if base is not None and image_reference_problem(str(base)):
         raise UsageError(f"base image {base!r} is not an image reference (e.g. python:3.11-slim)")
 
 

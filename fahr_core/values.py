@@ -48,6 +48,9 @@ class BuildContext:
     DIR/Dockerfile``): ``artifact`` and ``dockerfile`` are then that Dockerfile, built as it is
     (fahr neither wrote nor changes it), and the image brings its own ``train`` program (started as
     ``IMAGE train``) instead of fahr's launcher of a script."""
+    rebuild: bool = False
+    """Build even when nothing the image is built from changed (``fahr fit --rebuild``): a builder
+    that skips unchanged builds, as the core's does, builds anyway. (Added in plugin API 1.3.)"""
 
 
 @dataclass(frozen=True, kw_only=True)

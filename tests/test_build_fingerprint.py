@@ -10,6 +10,7 @@ import time
 import pytest
 
 from fahr_core import image
+from fahr_core.image import cache, context
 from fahr_core.image import (ContextHashes, context_entries, context_files, dockerfile_images, fingerprint,
                              hash_cache_file, stat_context)
 
@@ -25,7 +26,7 @@ def cache_home(tmp_path, monkeypatch):
 def trusted(monkeypatch):
     """Trust a hash however soon after a change it was taken: files written by a test are seconds
     old, and would otherwise be re-read on the next run (see test_a_file_hashed_right_after_a_change…)."""
-    monkeypatch.setattr(image, "_RACY_NS", -10**12)
+    monkeypatch.setattr(cache, "_RACY_NS", -10**12)
 
 
 def make_project(root):
@@ -53,7 +54,7 @@ def print_of(root, **over):
     entries, _ = entries_of(root)
     args = dict(entries=entries, dockerfile="Dockerfile", dockerfile_text=(root / "Dockerfile").read_text(),
                 bases=[["python:3.11-slim", "sha256:" + "1" * 64]], model_tag="proj/train",
-                ignore_patterns=image._ignore_patterns(root))
+                ignore_patterns=context._ignore_patterns(root))
     args.update(over)
     return fingerprint(**args)
 
@@ -75,7 +76,7 @@ def test_the_tar_pass_and_the_check_pass_agree(tmp_path):
     walk. They must agree on an unchanged tree, or nothing would ever be skipped."""
     root = make_project(tmp_path / "proj")
     paths = context_files(root).paths
-    tar, from_tar = image._context_tar(root, paths, ContextHashes(root))
+    tar, from_tar = context._context_tar(root, paths, ContextHashes(root))
     tar.close()
     checked, _ = entries_of(root)
     assert from_tar == checked

@@ -34,6 +34,7 @@ import pytest
 
 from conftest import ROOT, one_line_error, run_fahr
 from fahr_core import image
+from fahr_core.image import builder, cache
 from fahr_core.image import ContextHashes, context_entries, context_files, hash_cache_file, stat_context
 from test_build_skip import _build_base as foreign_image
 
@@ -44,7 +45,7 @@ MONTH_AGO = time.time() - 31 * 86400
 def cache_home(tmp_path, monkeypatch):
     home = tmp_path / "cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(home))
-    monkeypatch.setattr(image, "_RACY_NS", -10**12)  # trust hashes of files a test just wrote
+    monkeypatch.setattr(cache, "_RACY_NS", -10**12)  # trust hashes of files a test just wrote
     return home
 
 
@@ -164,7 +165,7 @@ def test_a_bad_record_is_ignored_and_rewritten(tmp_path, cache_home, monkeypatch
     victim = tmp_path / "victim.json"
     victim.write_text(record.read_text())  # a valid record: not even that is read through a link
     if kind == "too big":
-        monkeypatch.setattr(image, "_RECORD_MAX", 100)
+        monkeypatch.setattr(cache, "_RECORD_MAX", 100)
     else:
         record.unlink()
         if kind == "a pipe":
@@ -190,14 +191,14 @@ def test_the_cache_folder_swapped_for_a_link_while_in_use_is_not_followed(tmp_pa
     folder = hash_cache_file(root).parent
     mine = users_folder(tmp_path / "mine")
     before = snapshot(mine)
-    prune = image._prune
+    prune = cache._prune
 
     def swapped(fd):
         os.rename(folder, tmp_path / "opened")
         folder.symlink_to(mine)
         prune(fd)
 
-    monkeypatch.setattr(image, "_prune", swapped)
+    monkeypatch.setattr(cache, "_prune", swapped)
     (root / "train.py").write_text("print('changed')\n")
     hash_project(root)
     assert snapshot(mine) == before
@@ -269,9 +270,8 @@ def test_a_read_only_cache_costs_nothing_but_hashing(tmp_path):
     child = textwrap.dedent("""
         import sys
         from pathlib import Path
-        from fahr_core import image
-        from fahr_core.image import ContextHashes, context_entries, context_files, stat_context
-        image._RACY_NS = -10**12
+        from fahr_core.image import ContextHashes, cache, context_entries, context_files, stat_context
+        cache._RACY_NS = -10**12
         root = Path(sys.argv[1])
         for _ in range(2):
             hashes = ContextHashes(root)
@@ -387,10 +387,10 @@ def test_a_failed_builds_leftovers_are_only_the_images_its_steps_made():
     api = _FakeApi({base: "", step2: base, step3: step2, users: ""})
     # step 1 is FROM (the base), a RUN printed the user's new image's id, then steps 2 and 3.
     committed = [base[7:19], users[7:19], step2[7:19], step3[7:19]]
-    image._remove_leftovers(api, committed, before={base})
+    builder._remove_leftovers(api, committed, before={base})
     assert api.removed == [step3]  # step 2 sits on the base, not on the line before it: kept, safely
     api = _FakeApi({base: "", step2: base, step3: step2, users: ""})
-    image._remove_leftovers(api, [base[7:19], step2[7:19], step3[7:19], users[7:19]], before={base})
+    builder._remove_leftovers(api, [base[7:19], step2[7:19], step3[7:19], users[7:19]], before={base})
     assert api.removed == [step3, step2]  # the user's image is not on step 3: it stays
 
 

@@ -141,7 +141,7 @@ def test_the_launcher_imports_the_standard_library_only():
 def test_the_entrypoint_programs_are_the_modules_sources():
     source = (image.Path(launcher.__file__)).read_text()
     assert image.entrypoint_program("train.py") == source
-    runner = (image.Path(image.__file__).parent / "notebook_runner.py").read_text()
+    runner = (image.Path(launcher.__file__).parent / "notebook_runner.py").read_text()
     assert image.entrypoint_program("train.ipynb") == runner + "\n\n" + source
     for name in ("train.py", "train.ipynb"):
         text = image.dockerfile_text(name, "python:3.11-slim", has_requirements=False)
@@ -161,7 +161,7 @@ def test_the_notebook_program_defines_no_name_twice():
                 names |= {t.id for t in ast.walk(node) if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store)}
         return names
 
-    runner = top_level((image.Path(image.__file__).parent / "notebook_runner.py").read_text())
+    runner = top_level((image.Path(launcher.__file__).parent / "notebook_runner.py").read_text())
     own = top_level(image.entrypoint_program("train.py"))
     assert "run_notebook" in runner and "main" in own and runner & own == set()
 

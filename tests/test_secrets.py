@@ -25,6 +25,7 @@ import pytest
 
 from conftest import ROOT, one_line_error, run_fahr
 from fahr_core import image
+from fahr_core.image import cache, context
 from fahr_core import secrets as rule
 from fahr_core.image import (ContextHashes, context_entries, context_files, context_tar, hash_cache_file, is_secret,
                              stat_context)
@@ -441,10 +442,10 @@ def test_a_hard_link_to_a_kept_out_file_is_no_dangling_link(project):
 def cached(tmp_path, monkeypatch):
     """A cache of its own, hashes trusted however soon after a change, and a count of scans."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(image, "_RACY_NS", -10**12)
+    monkeypatch.setattr(cache, "_RACY_NS", -10**12)
     scanned = []
-    real = image.scan
-    monkeypatch.setattr(image, "scan", lambda head: scanned.append(head) or real(head))
+    real = cache.scan
+    monkeypatch.setattr(cache, "scan", lambda head: scanned.append(head) or real(head))
     return scanned
 
 
@@ -493,7 +494,7 @@ def test_the_tar_scans_each_changed_file_once_and_agrees_with_the_check(project,
     paths = context_files(project).paths
     found = rule.ContentRule()
     hashes = ContextHashes(project)
-    tar, from_tar = image._context_tar(project, paths, hashes, found)
+    tar, from_tar = context._context_tar(project, paths, hashes, found)
     hashes.save()
     with tar, tarfile.open(fileobj=tar) as archive:
         assert archive.extractfile("data/big.bin").read() == big
@@ -529,7 +530,7 @@ def test_a_hard_link_to_an_allowed_file_is_judged_under_its_own_name(project, ca
     members = tar_of(project)
     assert "a/key.txt" in members and "b.txt" not in members
     found = rule.ContentRule(allowed=frozenset({"a/key.txt"}))
-    tar, from_tar = image._context_tar(project, context_files(project).paths, ContextHashes(project), found)
+    tar, from_tar = context._context_tar(project, context_files(project).paths, ContextHashes(project), found)
     tar.close()
     assert found.found == {"b.txt": "private key"}
     assert [e[0] for e in from_tar] == entries_of(project, allowed=frozenset({"a/key.txt"}))[0]
@@ -555,7 +556,7 @@ def test_the_scan_is_fast_enough():
     (one alternation of all the patterns takes seconds per MiB)."""
     import time
 
-    text = (ROOT / "fahr_core" / "image.py").read_bytes()
+    text = (ROOT / "fahr_core" / "image" / "context.py").read_bytes()
     head = (text * (rule.HEAD_BYTES // len(text) + 1))[: rule.HEAD_BYTES]
     best = min(timed(rule.scan, head, time) for _ in range(3))
     assert best < 1, best
