@@ -150,8 +150,8 @@ def build_image(context: BuildContext, config: Config) -> ImageRef | None:
     The core's default builds with the Docker SDK against the user's engine (``DOCKER_HOST`` is
     honoured), shows progress, and tags the image ``context.model_tag:latest``; it skips the
     build when the image's ``fahr.context-fingerprint`` label says nothing it is built from
-    changed (``fahr fit --rebuild`` builds anyway). A driver implements this only when its
-    backend builds images elsewhere.
+    changed (``context.rebuild``, set by ``fahr fit --rebuild``, builds anyway). A driver
+    implements this only when its backend builds images elsewhere.
 
     :param context: the training artifact, its folder, its Dockerfile and the model tag.
     :param config: the run's resolved configuration.

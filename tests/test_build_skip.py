@@ -91,11 +91,14 @@ class Project:
                         env={**self.env, **(env or {})}, cwd=self.folder.parent)
         end = time.time()
         assert proc.returncode == 0, proc.stderr
+        return proc, self.tag_events(start, end)
+
+    def tag_events(self, start, end):
+        """The engine's ``tag`` events of the project's image between ``start`` and ``end``."""
         events = self.engine.api.events(since=int(start) - 1, until=f"{end + 0.5:.6f}", decode=True,
                                         filters={"type": "image", "event": "tag"})
-        tags = [e for e in events if e.get("Actor", {}).get("Attributes", {}).get("name") == f"{self.tag}:latest"
+        return [e for e in events if e.get("Actor", {}).get("Attributes", {}).get("name") == f"{self.tag}:latest"
                 and start * 1e9 <= e.get("timeNano", 0) <= end * 1e9]
-        return proc, tags
 
     def image(self):
         attrs = self.engine.api.inspect_image(f"{self.tag}:latest")
@@ -155,6 +158,36 @@ def test_an_unchanged_refit_builds_nothing(project):
     proc, tags = project.fit("--rebuild")
     assert len(tags) == 1 and "building image" in proc.stderr and SKIPPED not in proc.stderr
     assert project.image()[0] == first[0]
+
+
+def test_the_core_builder_builds_a_context_marked_rebuild(tmp_path, docker_engine, base, monkeypatch, capsys):
+    """In process, through the core's build_image hook: ``BuildContext.rebuild`` (plugin API 1.3,
+    set by prepare_context from ``fahr fit --rebuild``) builds although nothing changed; the same
+    context without it skips the build. The hook reads the context, not a stash of the config."""
+    from dataclasses import replace
+
+    from fahr_core import defaults
+    from fahr_core.image import prepare_context
+
+    tag, made = base
+    project = Project(tmp_path, docker_engine, tag, made, name=f"i16image{secrets.token_hex(3)}")
+    monkeypatch.setenv("XDG_CACHE_HOME", project.env["XDG_CACHE_HOME"])
+    context = prepare_context(project.folder / "train.py", project.tag, tag, overwrite=False)
+    assert context.rebuild is False
+    assert prepare_context(project.folder / "train.py", project.tag, tag, overwrite=False, rebuild=True).rebuild
+
+    def build(ctx):
+        start = time.time()
+        built = defaults.build_image(context=ctx, config={})
+        return built, project.tag_events(start, time.time()), capsys.readouterr().err
+
+    first, tags, err = build(context)
+    assert len(tags) == 1 and "building image" in err
+    again, tags, err = build(context)
+    assert tags == [] and SKIPPED in err and again.image_id == first.image_id
+    rebuilt, tags, err = build(replace(context, rebuild=True))
+    assert len(tags) == 1 and "building image" in err and SKIPPED not in err
+    assert rebuilt.image_id == first.image_id  # the engine's layer cache: the same image
 
 
 def test_every_change_of_what_goes_in_rebuilds(project, docker_engine, base):

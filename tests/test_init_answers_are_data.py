@@ -219,6 +219,7 @@ def test_a_folder_whose_path_holds_jinja_is_refused_not_rendered(tmp_path, isola
     {"driver_name": "mycloud\n"},
     {"project_name": "x", "project_slug": "my-model\n"},
     {"project_name": "x", "package_name": "my_model\n"},
+    {"base_image": "python:3.11-slim\n"},
 ])
 def test_a_name_with_a_trailing_newline_is_refused(answers):
     from fahr_core.errors import UsageError
@@ -227,3 +228,24 @@ def test_a_name_with_a_trailing_newline_is_refused(answers):
     validate_answers({k: v.rstrip("\n") for k, v in answers.items()})  # the same name without it is fine
     with pytest.raises(UsageError):
         validate_answers(answers)
+
+
+@pytest.mark.parametrize("image", ["[fd00::1]:5000/team/py:3.12", "python:3.11\n", "a" * 256 + ":1", "py thon"])
+def test_a_base_image_answer_is_checked_as_config_base_image_is(image):
+    """One check of a base image (fahr_core.names): an answer fahr init accepts is one config
+    accepts and one the generated Dockerfile's FROM line takes, and no other."""
+    from fahr_core.defaults import config_keys
+    from fahr_core.errors import UsageError
+    from fahr_core.image import dockerfile_text
+    from fahr_core.scaffold import validate_answers
+
+    def accepted(check) -> bool:
+        try:
+            check()
+        except UsageError:
+            return False
+        return True
+
+    by_config = next(key for key in config_keys() if key.name == "base_image").check(image) is None
+    assert accepted(lambda: validate_answers({"base_image": image})) == by_config
+    assert accepted(lambda: dockerfile_text("train.py", image, has_requirements=False)) == by_config
