@@ -157,6 +157,25 @@ def test_pruning_removes_only_fahrs_stale_files(tmp_path, cache_home):
     assert hash_cache_file(root).exists()
 
 
+def test_pruning_removes_what_a_killed_write_of_a_record_left(tmp_path, cache_home):
+    """A record is written to a new ``.NAME.*.partial`` renamed over it: one a killed fahr left is
+    fahr's, pruned once stale; a fresh one (another fahr writing now) and one of another name stay."""
+    root = make_project(tmp_path / "proj")
+    hash_project(root)
+    folder = hash_cache_file(root).parent
+    stale = folder / f".{'4' * 32}.json.0123abcd.partial"
+    fresh = folder / f".{'5' * 32}.json.4567cdef.partial"
+    other = folder / f".{'6' * 32}.json.partial"
+    for path in (stale, fresh, other):
+        path.write_text("{")
+    for path in (stale, other):
+        os.utime(path, (MONTH_AGO, MONTH_AGO))
+    (root / "train.py").write_text("print('changed')\n")
+    hash_project(root)  # a write prunes
+    assert not stale.exists() and fresh.exists() and other.exists()
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".") and p not in (fresh, other)]
+
+
 @pytest.mark.parametrize("kind", ["a pipe", "a link to a file of the user's", "too big"])
 def test_a_bad_record_is_ignored_and_rewritten(tmp_path, cache_home, monkeypatch, kind):
     root = make_project(tmp_path / "proj")

@@ -124,3 +124,31 @@ def test_tidy_removes_only_regular_files_of_the_pattern(job, tmp_path):
         assert folder.tidy(r"\..+\.partial") == [".model.tar.gz.abcd1234.partial"]
     assert keep.read_text() == "not fahr's"
     assert sorted(os.listdir(job)) == [".folder.partial", ".link.partial", "logs", "model.tar.gz"]
+
+
+def test_replacing_in_writes_whole_with_its_mode_and_leaves_nothing_when_it_fails(tmp_path):
+    """The one write-then-rename (the project's Dockerfile, the build cache, a job's files): the
+    file appears whole with the mode asked (less the umask), replaces a link at the name without
+    writing to its target, and a failed write leaves the old file and no temporary one."""
+    from fahr_core.jobfolder import replacing_in
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "Dockerfile").symlink_to(victim)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with replacing_in(fd, "Dockerfile", mode=0o666) as handle:
+            handle.write(b"FROM python:3.11-slim\n")
+        with pytest.raises(ZeroDivisionError), replacing_in(fd, "Dockerfile") as handle:
+            handle.write(b"half")
+            1 / 0
+    finally:
+        os.close(fd)
+    assert victim.read_text() == "precious\n" and not (folder / "Dockerfile").is_symlink()
+    assert (folder / "Dockerfile").read_text() == "FROM python:3.11-slim\n"
+    assert mode(folder / "Dockerfile") == 0o666 & ~umask
+    assert sorted(p.name for p in folder.iterdir()) == ["Dockerfile"]

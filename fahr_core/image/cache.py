@@ -45,8 +45,8 @@ def hash_cache_file(context_dir: Path) -> Path:
 
 _CONTEXTS = "contexts"
 # The only names fahr writes in its contexts folder: records, and the temporary files they are
-# written to (an older fahr's `.hashes.*.tmp`, and this one's: fahr_core.jobfolder.replacing_in). Nothing else there,
-# nor anything that is not a regular file of this user, is ever removed.
+# written to (an older fahr's `.hashes.*.tmp`, this one's `.RECORD.*.partial`: jobfolder.replacing_in).
+# Nothing else there, nor anything that is not a regular file of this user, is ever removed.
 _RECORD_NAME = re.compile(r"[0-9a-f]{32}\.json")
 _TEMP_NAME = re.compile(r"\.hashes\.[0-9a-z_]{8,16}\.tmp|\.[0-9a-f]{32}\.json\.[0-9a-f]{8}" + re.escape(PARTIAL))
 #: A record is about 150 bytes a file: a bigger one (over 400,000 files) is ignored, not read.
