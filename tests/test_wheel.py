@@ -90,3 +90,15 @@ def test_a_baked_driver_installs_and_passes_its_tests_and_the_conformance_suite(
     assert len(conformance) == len(suite) - len(optional), result.stdout[-3000:]
     # The suite's tests that apply, and the driver's own 5.
     assert len(passed) == len(conformance) + 5 and "failed" not in result.stdout.splitlines()[-1], result.stdout[-3000:]
+
+
+
+def test_every_package_of_fahr_core_is_listed_for_the_wheel():
+    """A module split into a package (fahr_core/image/) ships as a package: pyproject.toml lists
+    the packages one by one, and one it misses is shipped only as data, with a warning that a
+    future setuptools leaves it out."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "fahr_core").rglob("__init__.py")}
+    assert "fahr_core.image" in found and found - listed == set()
