@@ -270,3 +270,52 @@ def test_nothing_is_installed_when_off(monkeypatch, capsys):
 ])
 def test_kind_never_shows_a_value(value, kind):
     assert trace.kind(value) == kind
+
+
+def test_a_plugins_name_is_shown_on_one_line_with_its_controls_escaped(monkeypatch, capsys):
+    monkeypatch.setenv(trace.ENV, "1")
+    pm = pluggy.PluginManager("fahr")
+    pm.add_hookspecs(hookspecs)
+    trace.watch(pm)
+    pm.register(Driver(), name="driver:evil\x1b]0;owned\x07\nfahr error: forged")
+    pm.hook.build_image(context=object(), config=SECRET_CONFIG)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err and "\x07" not in err
+    assert err.startswith("fahr trace build_image(context, config) -> None")
+    assert "driver:evil\\x1b]0;owned\\x07 fahr error: forged -> None" in err
+
+
+class Recorder:
+    """stdout or stderr, writing into one list of events: the order of the two streams."""
+
+    encoding = "utf-8"
+
+    def __init__(self, name, events):
+        self.name, self.events = name, events
+
+    @property
+    def buffer(self):
+        return self
+
+    def write(self, data):
+        self.events.append((self.name, data if isinstance(data, str) else data.decode()))
+        return len(data)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
+def test_the_jobs_output_held_so_far_goes_out_before_a_trace_line(manager, monkeypatch):
+    pm, _ = manager
+    events = []
+    monkeypatch.setattr("sys.stdout", Recorder("stdout", events))
+    monkeypatch.setattr("sys.stderr", Recorder("stderr", events))
+    ui.log_line("epoch 1", newline=False)  # held, to go out in one write with what follows
+    pm.hook.build_image(context=object(), config=SECRET_CONFIG)
+    ui.flush_output()
+    text = [(stream, data) for stream, data in events if data.strip()]
+    assert text[0] == ("stdout", "epoch 1")
+    assert text[1][0] == "stderr" and text[1][1].startswith("fahr trace build_image(")
