@@ -11,7 +11,7 @@ fahr's (README, "What fahr guarantees").
 rich is imported on first use, not at start-up.
 
 Plugins use it as ``from fahr_core import ui``; the functions in ``__all__`` are part of fahr's
-plugin API (the rest, ``console``, ``error``, ``visible`` and ``one_line``, is the CLI's own).
+plugin API (the rest, ``console``, ``error``, ``trace``, ``visible`` and ``one_line``, is the CLI's own).
 """
 
 from __future__ import annotations
