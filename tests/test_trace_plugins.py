@@ -8,6 +8,8 @@ and runs nothing), and a tiny in-process plugin manager for what no shipped driv
 
 import io
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pluggy
@@ -42,7 +44,18 @@ def fitted(tmp_path_factory):
     proc = run_fahr("fit", project / "train.py", "--train-driver", "testdrv",
                     f"--config.record_dir={root / 'records'}", "--env", "API_TOKEN=s3cr3t-env-value",
                     "--hp", "password=s3cr3t-hp-value", env={"FAHR_TRACE_PLUGINS": "1"}, cwd=root, check=0)
+    proc.root = root
     return proc
+
+
+def test_fetch_of_the_fitted_model(fitted):
+    proc = run_fahr("fetch", fitted.root / "model", "i16trace/train", "--train-driver", "testdrv",
+                    f"--config.record_dir={fitted.root / 'records'}", env={"FAHR_TRACE_PLUGINS": "1"},
+                    cwd=fitted.root, check=0)
+    lines = traced(proc.stderr)
+    assert [hook_of(line) for line in lines] == ["config_keys", "fetch"]
+    assert re.fullmatch(r"fetch\(request, config\) -> Path (" + DURATION + r"); asked driver:testdrv -> Path", lines[1])
+    assert proc.stderr.splitlines()[-1].startswith("fahr model of i16trace/train is in ")
 
 
 def test_fit_traces_each_step_in_order_with_driver_duration_and_result_kind(fitted):
@@ -319,3 +332,12 @@ def test_the_jobs_output_held_so_far_goes_out_before_a_trace_line(manager, monke
     text = [(stream, data) for stream, data in events if data.strip()]
     assert text[0] == ("stdout", "epoch 1")
     assert text[1][0] == "stderr" and text[1][1].startswith("fahr trace build_image(")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["fit", "--help"], ["drivers"]])
+def test_start_up_does_not_import_the_trace(args):
+    code = ("import sys\nfrom fahr_core import cli\nsys.argv = ['fahr', *sys.argv[1:]]\n"
+            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+            "print('TRACE', 'fahr_core.trace' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert "TRACE False" in proc.stdout, proc.stdout + proc.stderr
