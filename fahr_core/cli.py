@@ -56,7 +56,7 @@ def _version(value: bool) -> None:
 def _main(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print fahr's version and the installed drivers' versions.")] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors and each plugin hook call.")] = False,
 ) -> None:
     """fahr turns a train.py into a Docker image, runs it as a training job on a driver
     (local Docker engine, SageMaker, …), streams its logs, and brings the model back.
@@ -66,6 +66,10 @@ def _main(
     4 internal error (a bug: please report it with --debug output); 130 interrupted.
     """
     _state["debug"] = debug or os.environ.get("FAHR_DEBUG", "") not in ("", "0")
+    if _state["debug"]:  # each plugin hook call on stderr too, here and in the fahr processes started from here
+        from fahr_core import trace
+
+        trace.turn_on()
 
 
 def _run(work):
