@@ -57,7 +57,7 @@ class Session:
 
     def call(self, hook: str, **kwargs: Any) -> Any:
         """The driver's answer to ``hook`` (called with this session's config), never None."""
-        result = getattr(self.pm.hook, hook)(config=self.config, **kwargs)
+        result = getattr(self.pm.hook, hook)(**kwargs, config=self.config)
         if result is None:
             raise PluginError(f"driver {self.driver!r} {_NOTHING[hook]}")
         return result
