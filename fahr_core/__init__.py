@@ -14,6 +14,8 @@ when called.
 
 from __future__ import annotations
 
+import sys as _sys
+import types as _types
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -80,11 +82,22 @@ _LAZY = {
     **{name: ("fahr_core.commandlines", name) for name in ("wait_command", "stop_command", "fetch_command")},
     "env_size": ("fahr_core.config", "env_size"),
     # the Python API (fahr_core.api): train, list, follow and fetch jobs from a notebook or script
-    **{name: ("fahr_core.api", name) for name in ("Job", "fit", "job", "fetch")},
-    # the module fahr_core.jobs (the values' old import path), which calls fahr_core.api.jobs:
-    # importing it sets this attribute anyway
-    "jobs": ("fahr_core.jobs", None),
+    **{name: ("fahr_core.api", name) for name in ("Job", "fit", "jobs", "job", "fetch")},
 }
+
+
+class _Package(_types.ModuleType):
+    """This package's module. Importing a submodule sets the package's attribute of the same name
+    to it: ``fahr_core.jobs`` (the value types' deprecated old import path) would then hide the
+    API function ``fahr_core.jobs``. The function stays; the module is in ``sys.modules``."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "jobs" and isinstance(value, _types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

@@ -8,167 +8,26 @@ never ``SystemExit``; an argument of the wrong type is a :class:`fahr_core.Usage
 and the type expected, and ``None`` in a dict argument means "not set". Status lines and job logs
 go to the terminal as in the CLI; ``quiet=True`` (or ``with fahr_core.ui.quiet():``) silences
 them. Times are timezone-aware UTC datetimes.
+
+This module is fahr's only orchestration layer: each call opens one
+:class:`fahr_core.session.Session` and walks its steps through it (docs/architecture.md). A
+:class:`Job` keeps the session it came from, so a job of a project whose ``fahr.toml`` sets
+``output_path`` is followed, stopped and fetched from any folder. ``drivers``, ``settings`` and
+``templates`` answer the CLI's listing commands.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import time
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from fahr_core import arguments as check
 from fahr_core.errors import PluginError, UsageError
 
-__all__ = ["Job", "fit", "jobs", "job", "fetch"]
-
-
-# -- the arguments' types ------------------------------------------------------------------------
-# Every public function checks its arguments first: a wrong type is a UsageError naming the
-# argument and the type expected, never a TypeError from deep inside. In a mapping, None means
-# "not set": the key is left out (never the string "None").
-
-_SCALAR = (str, int, float, bool)
-_SCALAR_NAMES = "str, int, float, bool or a path"
-_DRIVER = "a driver's name (str, e.g. 'local') or None"
-
-
-def _kind(value: Any) -> str:
-    return "None" if value is None else type(value).__name__
-
-
-def _path(value: Any, what: str) -> Path:
-    """``value`` as a Path: a non-empty str or os.PathLike (of str; bytes are refused), no NUL."""
-    from fahr_core.config import text_problem
-
-    text = os.fspath(value) if isinstance(value, os.PathLike) else value
-    if not isinstance(text, str):
-        raise UsageError(f"{what} must be a path (str or os.PathLike), not {_kind(text)}")
-    if not text:
-        raise UsageError(f"{what} is an empty path; give a file or folder")
-    problem = text_problem(text, utf8=False)  # a path's bytes may be any but NUL
-    if problem:
-        raise UsageError(f"{what} {text!r} {problem}")
-    return Path(text)
-
-
-def _text(value: Any, what: str, expected: str = "str or None", *, optional: bool = True) -> str | None:
-    if not isinstance(value, str) and not (optional and value is None):
-        raise UsageError(f"{what} must be {expected}, not {_kind(value)}")
-    return value
-
-
-def _flag(value: Any, what: str) -> bool:
-    if not isinstance(value, bool):
-        raise UsageError(f"{what} must be True or False, not {_kind(value)}")
-    return value
-
-
-def _mapping(values: Any, what: str, nested: bool = False) -> dict[str, Any]:
-    """``values`` (a mapping of str keys to scalars, or None) without its None values.
-
-    ``nested`` allows a mapping as a value, for a config key of type dict (sagemaker's ``tags``).
-    """
-    if values is None:
-        return {}
-    if not isinstance(values, Mapping):
-        raise UsageError(f"{what} must be a mapping (a dict of str to {_SCALAR_NAMES}), not {_kind(values)}")
-    kept = {}
-    for key, value in values.items():
-        if not isinstance(key, str):
-            raise UsageError(f"{what} keys must be str, not {_kind(key)} ({key!r})")
-        if value is None:
-            continue
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)  # bytes (a PathLike of bytes) is refused below
-        if nested and isinstance(value, Mapping):
-            value = _mapping(value, f"{what}[{key!r}]")
-        elif not isinstance(value, _SCALAR):
-            raise UsageError(f"{what}[{key!r}] must be {_SCALAR_NAMES}, not {_kind(value)}")
-        kept[key] = value
-    return kept
-
-
-def _strings(values: Any, what: str) -> dict[str, str]:
-    """A mapping of hyperparameters, inputs or environment as the strings the job is given."""
-    return {key: str(value) for key, value in _mapping(values, what).items()}
-
-
-def _config(config: Any, what: str) -> dict[str, Any]:
-    return _mapping(config, what, nested=True)
-
-
-def _pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """A (checked, see :func:`_config`) config dict as the ``--config.KEY=VALUE`` pairs the CLI
-    would pass."""
-    pairs = []
-    for key, value in config.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, Mapping):
-            text = json.dumps({k: str(v) for k, v in value.items()})
-        else:
-            text = str(value)
-        pairs.append((key, text))
-    return pairs
-
-
-def _prefetched(lines, patience: float = 2.0):
-    """``lines`` read in a thread: yields ``(line, False)`` as they come, and ``(None, True)`` each
-    time ``patience`` seconds pass without one, so a caller waiting on a quiet job can act."""
-    import queue
-    import threading
-
-    box: queue.Queue = queue.Queue()
-    done = object()
-
-    def pump() -> None:
-        try:
-            for line in lines:
-                box.put(line)
-        except BaseException as exc:  # handed to the reader, raised there
-            box.put(exc)
-        finally:
-            box.put(done)
-
-    threading.Thread(target=pump, daemon=True).start()
-    while True:
-        try:
-            item = box.get(timeout=patience)
-        except queue.Empty:
-            yield None, True
-            continue
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item, False
-
-
-def _readable(text: str) -> str:
-    """A line as the API hands it out: bytes a driver passed on undecoded (as surrogate escapes,
-    so that ``fahr logs`` prints them as they were) become U+FFFD."""
-    if text.isascii():
-        return text
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    except UnicodeEncodeError:
-        return text
-
-
-def _whole_lines(pieces: Iterator[tuple[str, bool]]) -> Iterator[str]:
-    """Lines, however long, from the pieces of :meth:`Job._output`."""
-    parts: list[str] = []
-    for text, ends in pieces:
-        if parts or not ends:
-            parts.append(text)
-            if not ends:
-                continue
-            text, parts = "".join(parts), []
-        yield _readable(text)
-    if parts:
-        yield _readable("".join(parts))
+__all__ = ["Job", "fit", "jobs", "job", "fetch", "drivers", "settings", "templates"]
 
 
 def _time(seconds: float | None) -> datetime | None:
@@ -190,6 +49,16 @@ def _quiet(quiet: bool):
     return ui.quiet() if quiet else contextlib.nullcontext()
 
 
+def _open(driver: str | None, config: Mapping[str, Any], command: str | None = None):
+    """The session of a command about jobs that exist: the current folder is the project."""
+    from fahr_core.session import open_session
+
+    session = open_session(driver, Path.cwd(), config, check_required=False)
+    if command:
+        session.require(command)
+    return session
+
+
 class Job:
     """One training job of a driver.
 
@@ -198,13 +67,16 @@ class Job:
     ``created``/``started``/``ended`` (timezone-aware UTC datetimes, None when unknown),
     ``training_seconds``/``billable_seconds`` (float or None), ``model_artifact`` (a path or URI,
     '' until it completed). They are as last read: :meth:`refresh` reads them again.
+
+    A job made here by name opens its driver's session (in the current folder, with ``config``)
+    when first used; one that ``fit``, ``jobs`` or ``job`` returned keeps theirs.
     """
 
     def __init__(self, name: str, *, driver: str | None = None, model_tag: str = "", config: Mapping[str, Any] | None = None,
                  quiet: bool = False):
-        self.name = _text(name, "Job(): name", "a job's name (str)", optional=False)
-        self.driver = _text(driver, "Job(): driver", "a driver's name (str) or None")
-        self.model_tag = _text(model_tag, "Job(): model_tag", "a model tag (str)") or ""
+        self.name = check.text(name, "Job(): name", "a job's name (str)", optional=False)
+        self.driver = check.text(driver, "Job(): driver", "a driver's name (str) or None")
+        self.model_tag = check.text(model_tag, "Job(): model_tag", "a model tag (str)") or ""
         self.status = ""
         self.secondary_status = ""
         self.failure_reason = ""
@@ -214,17 +86,44 @@ class Job:
         self.training_seconds: float | None = None
         self.billable_seconds: float | None = None
         self.model_artifact = ""
-        self._config = _config(config, "Job(): config")
-        self._quiet = _flag(quiet, "Job(): quiet")
+        self._config = check.config(config, "Job(): config")
+        self._quiet = check.flag(quiet, "Job(): quiet")
+        self._session = None  # opened on first use, or the session this job came from
+        self._handle = None  # the driver's handle when this process launched the job
 
     def __repr__(self) -> str:
         return f"Job({self.name!r}, model_tag={self.model_tag!r}, driver={self.driver!r}, status={self.status!r})"
 
     @classmethod
-    def _from_info(cls, info, config, quiet=False) -> "Job":
-        job = cls(info.job_name, driver=info.driver, model_tag=info.model_tag, config=config, quiet=quiet)
+    def _of(cls, session, name: str, model_tag: str = "", quiet: bool = False) -> "Job":
+        job = cls(name, driver=session.driver, model_tag=model_tag, quiet=quiet)
+        job._session = session
+        return job
+
+    @classmethod
+    def _from_info(cls, session, info, quiet: bool = False) -> "Job":
+        job = cls._of(session, info.job_name, info.model_tag, quiet)
+        job.driver = info.driver or job.driver
         job._update(info)
         return job
+
+    def _opened(self, command: str | None = None):
+        """This job's session, checked to hold what ``command`` needs."""
+        from fahr_core import names
+
+        names.validate_job_name(self.name)
+        if self._session is None:
+            self._session = _open(self.driver, self._config)
+        if command:
+            self._session.require(command)
+        return self._session
+
+    def _handle_for(self, session):
+        """The handle to give the driver: the launch's own, else one rebuilt from the name alone
+        (the driver's wait fills in the model tag: hookspec ``wait``)."""
+        from fahr_core.values import JobHandle
+
+        return self._handle or JobHandle(driver=session.driver, job_name=self.name, model_tag="")
 
     def _update(self, info) -> None:
         self.model_tag = info.model_tag or self.model_tag
@@ -237,6 +136,7 @@ class Job:
 
     def _from_result(self, result) -> None:
         self.model_tag = result.job.model_tag or self.model_tag
+        self.driver = result.job.driver or self.driver
         self.status = result.status
         self.failure_reason = result.failure_reason
         self.model_artifact = result.model_artifact
@@ -251,23 +151,21 @@ class Job:
 
     def refresh(self) -> "Job":
         """Read the job's state again from its driver (needs the driver's ``list_jobs``)."""
-        found = _find(self.name, self.driver, self._config, self.model_tag or None)
-        self._update(found)
+        self._update(_find(self._opened(), self.name, self.model_tag or None))
         return self
 
     def wait(self) -> "Job":
         """Follow the job to its end, streaming its logs; raise :class:`JobFailed` unless it completed."""
-        from fahr_core import run
         from fahr_core.errors import JobFailed
 
+        session = self._opened("wait")
         with _quiet(self._quiet):
             try:
-                result = run.wait(self.name, driver=self.driver, cli_config=_pairs(self._config))
+                result = _follow(session, self._handle_for(session))
             except JobFailed:
                 self._try_refresh()
                 raise
         self._from_result(result)
-        self.driver = result.job.driver or self.driver
         self._try_refresh()
         return self
 
@@ -288,10 +186,9 @@ class Job:
 
     def stop(self) -> bool:
         """Ask the driver to stop the job; False when it had already ended."""
-        from fahr_core import run
-
+        session = self._opened("stop")
         with _quiet(self._quiet):
-            return run.stop(self.name, driver=self.driver, cli_config=_pairs(self._config))
+            return bool(session.call("stop", job=self._handle_for(session)))
 
     def logs(self, follow: bool = False, host: str | None = None) -> Iterator[str]:
         """The job's output lines (str, without newline), from the start.
@@ -300,94 +197,46 @@ class Job:
         has each line prefixed ``[algo-N] ``; ``host="algo-2"`` gives one host's lines, unprefixed.
         A line comes whole, however long; bytes that are not UTF-8 come as U+FFFD.
         """
-        _flag(follow, "Job.logs(): follow")  # checked now, not when the lines are first read
-        _text(host, "Job.logs(): host", "a host's name (str, e.g. 'algo-2') or None")
-        return _whole_lines(self._output(follow, host))
+        from fahr_core import output
+
+        check.flag(follow, "Job.logs(): follow")  # checked now, not when the lines are first read
+        check.text(host, "Job.logs(): host", "a host's name (str, e.g. 'algo-2') or None")
+        return output.whole_lines(self._output(follow, host))
 
     def _output(self, follow: bool, host: str | None) -> Iterator[tuple[str, bool]]:
         """The job's output as it is to be printed, in bounded pieces ``(text, ends)``: ``ends``
         when the text ends a line (the newline is not in it). ``fahr logs`` prints these."""
-        from fahr_core import names
+        from fahr_core import output
         from fahr_core.values import JobHandle
 
-        names.validate_job_name(self.name)
-        session = _session(self.driver, self._config)
-        handle = JobHandle(driver=session.config.driver, job_name=self.name, model_tag=self.model_tag)
-        lines = session.hook.logs(job=handle, config=session.config, follow=follow)
-        if lines is None:
-            raise _lacks(session.config.driver, "read logs", "logs")
-        if host is not None:
-            yield from ((line.text, line.newline) for line in lines if line.host == host)
-            return
-
-        def shown(line, several: bool) -> tuple[str, bool]:  # with a host, a slice is a line of its own
-            return (f"[{line.host}] {line.text}", True) if several else (line.text, line.newline)
-
-        # Whether the job has several hosts shows in its lines, unless the driver says: hold them
-        # back until a second host speaks, the lines end, or (following a live job) two seconds
-        # have passed, even when the job prints nothing more in those seconds (the lines are then
-        # read in a thread).
-        source = _prefetched(lines) if follow else ((line, False) for line in lines)
-        held: list = []
-        several: bool | None = None
-        since = time.monotonic()
-        for line, timed_out in source:
-            if several is None:
-                if line is not None:
-                    held.append(line)
-                    if line.hosts:
-                        several = line.hosts > 1
-                if several is None:
-                    if held and line is not None and line.host != held[0].host:
-                        several = True
-                    elif follow and (timed_out or time.monotonic() - since > 2):
-                        several = False
-                    else:
-                        continue
-                for kept in held:
-                    yield shown(kept, several)
-                held = []
-                continue
-            if line is not None:
-                yield shown(line, several)
-        for kept in held:  # one host all along
-            yield shown(kept, False)
+        session = self._opened()
+        handle = JobHandle(driver=session.driver, job_name=self.name, model_tag=self.model_tag)
+        yield from output.pieces(session.call("logs", job=handle, follow=follow), follow, host)
 
     def fetch(self, target: str | Path, *, extract: bool = True, overwrite: bool = False) -> Path:
         """Bring this job's model into ``target`` (a new or empty folder); returns where it is."""
-        target = _path(target, "Job.fetch(): target")
-        _flag(extract, "Job.fetch(): extract")
-        _flag(overwrite, "Job.fetch(): overwrite")
+        target = check.path(target, "Job.fetch(): target")
+        check.flag(extract, "Job.fetch(): extract")
+        check.flag(overwrite, "Job.fetch(): overwrite")
         if not self.model_tag:
             self.refresh()
-        return fetch(target, self.model_tag, driver=self.driver, config=self._config, job=self.name,
-                     extract=extract, overwrite=overwrite, quiet=self._quiet)
+        with _quiet(self._quiet):
+            _check_fetch(target, self.model_tag, self.name, extract, overwrite)
+            return _fetch(self._opened("fetch"), target, self.model_tag, None, self.name, extract, overwrite)
 
 
-def _session(driver: str | None, config: Mapping[str, Any] | None, command: str | None = None):
-    from fahr_core import run
-
-    return run.open_session(driver, Path.cwd(), _pairs(config), check_required=False, command=command)
-
-
-def _lacks(driver: str, what: str, hook: str) -> PluginError:
-    return PluginError(f"driver {driver!r} cannot {what} (it does not implement {hook})")
-
-
-def _find(name: str, driver: str | None, config, model_tag: str | None = None):
+def _find(session, name: str, model_tag: str | None = None):
     from fahr_core import names
     from fahr_core.values import JobQuery
 
     names.validate_job_name(name)
-    session = _session(driver, config)
-    infos = session.hook.list_jobs(query=JobQuery(model_tag=model_tag), config=session.config)
-    if infos is None:
-        raise _lacks(session.config.driver, "list jobs", "list_jobs")
-    for info in infos:
+    for info in session.call("list_jobs", query=JobQuery(model_tag=model_tag)):
         if info.job_name == name:
             return info
-    raise UsageError(f"no job {name} on driver {session.config.driver!r}; see 'fahr jobs' for the jobs it has")
+    raise UsageError(f"no job {name} on driver {session.driver!r}; see 'fahr jobs' for the jobs it has")
 
+
+# -- fit: plan -> check -> build -> push -> launch -> follow -> fetch -------------------------------
 
 def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str, Any] | None = None,
         hyperparameters: Mapping[str, Any] | None = None, inputs: Mapping[str, str] | None = None,
@@ -399,7 +248,8 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     ``artifact`` is a train.py, a notebook, or a container of your own: a folder holding a
     Dockerfile, or that Dockerfile, built as it is (its image must have a ``train`` program on
     ``PATH``; ``regenerate_dockerfile`` is refused for it). Its model tag comes from the folder:
-    ``…/byoc/container`` -> ``byoc/container``.
+    ``…/byoc/container`` -> ``byoc/container``. The artifact's folder is the project: its
+    ``fahr.toml`` configures this job and every later call on the returned :class:`Job`.
 
     Returns the :class:`Job`: Completed when waited for, InProgress with ``wait=False``. A job
     that fails or is stopped raises :class:`JobFailed` (its message says why; ``fahr_core.jobs()``
@@ -410,32 +260,79 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     The image is built only when something it is built from changed (its files, Dockerfile or
     base image) since the last build; ``rebuild`` builds it anyway, as ``fahr fit --rebuild``.
     """
-    from fahr_core import run
-    from fahr_core.values import JobHandle
+    from fahr_core import interrupts, plan, report
+    from fahr_core.session import open_session
+    from fahr_core.values import IN_PROGRESS
 
-    artifact = _path(artifact, "fit(): artifact")
-    driver = _text(driver, "fit(): driver", _DRIVER)
-    config = _config(config, "fit(): config")
-    hyperparameters = _strings(hyperparameters, "fit(): hyperparameters")
-    inputs = _strings(inputs, "fit(): inputs")
-    environment = _strings(environment, "fit(): environment")
-    fetch_to = None if fetch_to is None else _path(fetch_to, "fit(): fetch_to")
+    artifact = check.path(artifact, "fit(): artifact")
+    driver = check.text(driver, "fit(): driver", check.DRIVER)
+    config = check.config(config, "fit(): config")
+    hyperparameters = check.strings(hyperparameters, "fit(): hyperparameters")
+    inputs = check.strings(inputs, "fit(): inputs")
+    environment = check.strings(environment, "fit(): environment")
+    fetch_to = None if fetch_to is None else check.path(fetch_to, "fit(): fetch_to")
     for flag, value in (("wait", wait), ("quiet", quiet), ("overwrite", overwrite),
                         ("regenerate_dockerfile", regenerate_dockerfile), ("rebuild", rebuild)):
-        _flag(value, f"fit(): {flag}")
+        check.flag(value, f"fit(): {flag}")
     with _quiet(quiet):
-        outcome = run.fit(artifact, driver=driver, cli_config=_pairs(config), hyperparameters=hyperparameters,
-                          inputs=inputs, environment=environment, detach=not wait, fetch_dir=fetch_to,
-                          overwrite=overwrite, regenerate_dockerfile=regenerate_dockerfile, rebuild=rebuild)
-    handle = outcome if isinstance(outcome, JobHandle) else outcome.job
-    job = Job(handle.job_name, driver=handle.driver, model_tag=handle.model_tag, config=config, quiet=quiet)
-    if isinstance(outcome, JobHandle):
-        job.status = "InProgress"
-    else:
-        job._from_result(outcome)
+        steps = plan.plan_fit(artifact, hyperparameters=hyperparameters, inputs=inputs, environment=environment,
+                              wait=wait, fetch_to=fetch_to, overwrite=overwrite,
+                              regenerate_dockerfile=regenerate_dockerfile, rebuild=rebuild)
+        session = open_session(driver, steps.project_dir, config, command="fit")
+        plan.check_fit(steps, session)
+        image = session.call("push_image", image=_build(session, steps))
+        handle = _launch(session, steps, image)
+        job = Job._of(session, handle.job_name, handle.model_tag, quiet)
+        job.driver = handle.driver or job.driver
+        job._handle = handle
+        if not steps.wait:
+            interrupts.followed(handle.job_name)  # launched to run on: an interrupt now leaves it running
+            report.detached(handle, session)
+            job.status = IN_PROGRESS
+        else:
+            job._from_result(_follow(session, handle))
+            if steps.fetch_to is not None:
+                _fetch(session, steps.fetch_to, steps.model_tag, session.location, handle.job_name, True,
+                       steps.overwrite)
     job._try_refresh()
     return job
 
+
+def _build(session, steps):
+    """The image of the plan: the Dockerfile written when the project has none, then the driver's
+    ``build_image`` (the core's builder unless the driver has its own)."""
+    from fahr_core import image
+
+    base_image_set = session.config.sources.get("base_image") != "default"
+    context = image.prepare_context(steps.artifact, steps.model_tag, session.config["base_image"],
+                                    steps.regenerate_dockerfile, base_image_set=base_image_set, rebuild=steps.rebuild)
+    return session.call("build_image", context=context)
+
+
+def _launch(session, steps, image):
+    from fahr_core import names, ui
+    from fahr_core.values import JobSpec
+
+    spec = JobSpec(job_name=names.job_name(steps.model_tag), model_tag=steps.model_tag, image=image,
+                   hyperparameters=dict(steps.hyperparameters), inputs=dict(steps.inputs),
+                   environment=dict(steps.environment))
+    # The driver names the job (sagemaker's base_job_name renames it): the name is printed from
+    # the handle it returns, never from the spec. No "launching job NAME" before it is known.
+    ui.info(f"launching a job of {steps.model_tag} on driver {session.driver!r}")
+    handle = session.call("launch", spec=spec)
+    ui.info(f"launching job {handle.job_name} on driver {session.driver!r}: accepted")
+    return handle
+
+
+def _follow(session, handle):
+    """The driver's wait, to the job's end, then how it ended; KeyboardInterrupt passes through
+    (the driver's wait stops or detaches, the CLI exits 130)."""
+    from fahr_core import report
+
+    return report.ended(session.call("wait", job=handle), session)
+
+
+# -- the jobs there are ----------------------------------------------------------------------------
 
 def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Mapping[str, Any] | None = None,
          status: str | None = None, limit: int | None = None) -> list[Job]:
@@ -443,10 +340,10 @@ def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Map
     from fahr_core import names
     from fahr_core.values import COMPLETED, FAILED, IN_PROGRESS, STOPPED, STOPPING, JobQuery
 
-    model_tag = _text(model_tag, "jobs(): model_tag", "a model tag (str) or None")
-    driver = _text(driver, "jobs(): driver", _DRIVER)
-    config = _config(config, "jobs(): config")
-    status = _text(status, "jobs(): status")
+    model_tag = check.text(model_tag, "jobs(): model_tag", "a model tag (str) or None")
+    driver = check.text(driver, "jobs(): driver", check.DRIVER)
+    config = check.config(config, "jobs(): config")
+    status = check.text(status, "jobs(): status")
     if model_tag is not None:
         names.validate_model_tag(model_tag)
     states = (IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED)
@@ -456,39 +353,133 @@ def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Map
         raise UsageError(f"status {status!r}: expected one of {', '.join(states)}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise UsageError(f"limit {limit!r}: expected a whole number of jobs, 1 or more")
-    session = _session(driver, config)
-    infos = session.hook.list_jobs(query=JobQuery(model_tag=model_tag, status=status, limit=limit),
-                                   config=session.config)
-    if infos is None:
-        raise _lacks(session.config.driver, "list jobs", "list_jobs")
-    return [Job._from_info(info, config) for info in infos]
+    session = _open(driver, config)
+    infos = session.call("list_jobs", query=JobQuery(model_tag=model_tag, status=status, limit=limit))
+    return [Job._from_info(session, info) for info in infos]
 
 
 def job(name: str, *, driver: str | None = None, config: Mapping[str, Any] | None = None) -> Job:
     """The job called ``name`` (as ``fahr fit`` printed it), read from its driver."""
-    name = _text(name, "job(): name", "a job's name (str)", optional=False)
-    config = _config(config, "job(): config")
-    return Job._from_info(_find(name, _text(driver, "job(): driver", _DRIVER), config), config)
+    name = check.text(name, "job(): name", "a job's name (str)", optional=False)
+    driver = check.text(driver, "job(): driver", check.DRIVER)
+    session = _open(driver, check.config(config, "job(): config"))
+    return Job._from_info(session, _find(session, name))
 
+
+# -- fetch -----------------------------------------------------------------------------------------
 
 def fetch(target: str | Path, model_tag: str, location: str | None = None, *, driver: str | None = None,
           config: Mapping[str, Any] | None = None, job: str | None = None, extract: bool = True,
           overwrite: bool = False, quiet: bool = False) -> Path:
     """Download a model of ``model_tag`` (the newest completed job's, or ``job``'s) and extract it
     safely into ``target``; returns the folder (or the archive, with ``extract=False``)."""
-    from fahr_core import run
+    from fahr_core.session import driver_for_location
 
-    target = _path(target, "fetch(): target")
-    model_tag = _text(model_tag, "fetch(): model_tag", "a model tag (str)", optional=False)
-    location = _text(os.fspath(location) if isinstance(location, os.PathLike) else location, "fetch(): location",
-                     "a location (str: a folder or a URI such as s3://…) or None")
+    target = check.path(target, "fetch(): target")
+    model_tag = check.text(model_tag, "fetch(): model_tag", "a model tag (str)", optional=False)
+    location = check.text(os.fspath(location) if isinstance(location, os.PathLike) else location,
+                          "fetch(): location", "a location (str: a folder or a URI such as s3://…) or None")
     if location:
-        _path(location, "fetch(): location")  # a folder or a URI: no NUL either
-    driver = _text(driver, "fetch(): driver", _DRIVER)
-    config = _config(config, "fetch(): config")
-    job = _text(job, "fetch(): job", "a job's name (str) or None")
+        check.path(location, "fetch(): location")  # a folder or a URI: no NUL either
+    driver = check.text(driver, "fetch(): driver", check.DRIVER)
+    config = check.config(config, "fetch(): config")
+    job = check.text(job, "fetch(): job", "a job's name (str) or None")
     for flag, value in (("extract", extract), ("overwrite", overwrite), ("quiet", quiet)):
-        _flag(value, f"fetch(): {flag}")
+        check.flag(value, f"fetch(): {flag}")
     with _quiet(quiet):
-        return run.fetch(target, model_tag, location, driver=driver, job_name=job, extract=extract,
-                         overwrite=overwrite, cli_config=_pairs(config))
+        _check_fetch(target, model_tag, job, extract, overwrite)
+        if driver is None and location:
+            driver = driver_for_location(location, Path.cwd(), config)
+            if driver is None and "://" in location:
+                raise UsageError(
+                    f"no installed driver handles {location}; pass --train-driver NAME "
+                    "(see 'fahr drivers'), or install the driver for it"
+                )
+        return _fetch(_open(driver, config, "fetch"), target, model_tag, location, job, extract, overwrite)
+
+
+def _check_fetch(target: Path, model_tag: str, job: str | None, extract: bool, overwrite: bool) -> None:
+    """What a fetch can refuse before any driver is asked."""
+    from fahr_core import names
+    from fahr_core.extract import check_target, max_model_bytes
+
+    names.validate_model_tag(model_tag)
+    if job:
+        names.validate_job_name(job)
+    check_target(Path(target), overwrite)
+    if extract:
+        max_model_bytes()  # a bad FAHR_MAX_MODEL_BYTES fails now, not after the download
+
+
+def _fetch(session, target: Path, model_tag: str, location: str | None, job: str | None, extract: bool,
+           overwrite: bool) -> Path:
+    """Download a job's model through the session's driver and put it, extracted safely, in ``target``.
+
+    The driver's ``fetch`` hook answers with the downloaded archive's path, or with a readable
+    stream of it (its download still running): the stream is extracted as it arrives, under the
+    same rules, and closed at the end or on any refusal or interrupt.
+    """
+    from fahr_core import plan, ui
+    from fahr_core.extract import is_stream, place
+    from fahr_core.values import FetchRequest
+
+    # Replacing the folder the jobs live in (with --overwrite) would delete them all.
+    plan.fetch_spares_output(Path(target), location or session.location, flag="fetch target")
+    with tempfile.TemporaryDirectory(prefix="fahr-fetch-") as download_dir:
+        request = FetchRequest(model_tag=model_tag, job_name=job, location=location or None,
+                               download_dir=Path(download_dir))
+        archive = session.call("fetch", request=request)
+        if not is_stream(archive) and not isinstance(archive, (str, os.PathLike)):
+            raise PluginError(f"driver {session.driver!r} fetched a {type(archive).__name__}, neither "
+                              "the path of an archive nor a readable stream of one (its fetch hook is wrong)")
+        placed = place(archive if is_stream(archive) else Path(archive), Path(target), extract=extract,
+                       overwrite=overwrite)
+    ui.success(f"model of {model_tag} is in {placed}")
+    return placed
+
+
+# -- what is installed and configured (the CLI's listings) -----------------------------------------
+
+def drivers(*, keys: bool = False) -> list[dict]:
+    """The installed drivers, read from their distributions' files (none is imported): name,
+    distribution, version, description; with ``keys``, each one's config keys too (imports them)."""
+    from fahr_core import plugins
+
+    rows = [entry.as_dict() for entry in plugins.installed_drivers().values()]
+    if keys:
+        for row in rows:
+            row["config"] = [_key_row(key) for key in plugins.driver_config_keys(plugins.manager_for(row["name"]))]
+    return rows
+
+
+def settings(driver: str | None = None, config: Mapping[str, Any] | None = None) -> dict:
+    """The driver's config keys with the value in force in the current folder and where it came
+    from: ``{"driver": NAME, "keys": [{name, type, default, required, required_for, help, value,
+    source, env}, …]}``."""
+    from fahr_core.config import env_var
+
+    session = _open(check.text(driver, "settings(): driver", check.DRIVER),
+                    check.config(config, "settings(): config"))
+    rows = []
+    for key in session.keys:
+        row = _key_row(key)
+        row["value"] = session.config[key.name]
+        row["source"] = session.config.sources[key.name]
+        row["env"] = env_var(session.driver, key.name)
+        rows.append(row)
+    return {"driver": session.driver, "keys": rows}
+
+
+def _key_row(key) -> dict:
+    # required_for (the commands a key is required for) is newer than required: read it if present.
+    required_for = sorted(getattr(key, "required_for", None) or ())
+    return {"name": key.name, "type": key.type_name, "default": key.default, "required": key.required,
+            "required_for": required_for, "help": key.help}
+
+
+def templates() -> dict:
+    """The templates ``fahr init --template`` knows, by name: the built-in ones and the plugins'
+    (a plugin that fails to load is warned about and skipped)."""
+    from fahr_core import plugins, scaffold, ui
+
+    return scaffold.available_templates(plugins.all_plugins_manager(on_error=lambda e: ui.warn(str(e))))

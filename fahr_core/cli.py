@@ -41,12 +41,12 @@ def _echo(line: str) -> None:
 def _version(value: bool) -> None:
     if not value:
         return
-    from fahr_core import plugins
+    from fahr_core import api
 
     typer.echo(f"fahr {__version__}")
     try:
-        for entry in plugins.installed_drivers().values():
-            _echo(f"  driver {entry.name}: {entry.distribution} {entry.version}")
+        for row in api.drivers():
+            _echo(f"  driver {row['name']}: {row['distribution']} {row['version']}")
     except FahrError as exc:
         _echo(f"  drivers: {exc}")
     raise typer.Exit()
@@ -56,7 +56,7 @@ def _version(value: bool) -> None:
 def _main(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print fahr's version and the installed drivers' versions.")] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors and each plugin hook call.")] = False,
 ) -> None:
     """fahr turns a train.py into a Docker image, runs it as a training job on a driver
     (local Docker engine, SageMaker, …), streams its logs, and brings the model back.
@@ -66,6 +66,10 @@ def _main(
     4 internal error (a bug: please report it with --debug output); 130 interrupted.
     """
     _state["debug"] = debug or os.environ.get("FAHR_DEBUG", "") not in ("", "0")
+    if _state["debug"]:  # each plugin hook call on stderr too, here and in the fahr processes started from here
+        from fahr_core import trace
+
+        trace.turn_on()
 
 
 def _run(work):
@@ -164,6 +168,17 @@ def _config_dict(ctx: typer.Context) -> dict[str, str]:
     return dict(_cli_config(ctx))
 
 
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    """``KEY=VALUE`` options (``--hp``, ``--input``, ``--env``) into a dict; values may hold ``=``."""
+    pairs: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag} {item!r}: expected {flag} KEY=VALUE")
+        pairs[key.strip()] = value
+    return pairs
+
+
 def _reorder(ctx: typer.Context, *positionals):
     """Positional arguments as the user meant them when a ``--config.KEY=VALUE`` came first.
 
@@ -218,7 +233,7 @@ def fit(
     """
 
     def work():
-        from fahr_core import api, run
+        from fahr_core import api
 
         (artifact,) = _reorder(ctx, training_artifact)
         if artifact is None:
@@ -227,9 +242,9 @@ def fit(
             Path(artifact),
             driver=train_driver,
             config=_config_dict(ctx),
-            hyperparameters=run.parse_pairs(hp, "--hp"),
-            inputs=run.parse_pairs(input, "--input"),
-            environment=run.parse_pairs(env, "--env"),
+            hyperparameters=_pairs(hp, "--hp"),
+            inputs=_pairs(input, "--input"),
+            environment=_pairs(env, "--env"),
             wait=not detach,
             fetch_to=fetch,
             overwrite=overwrite,
@@ -430,13 +445,9 @@ def drivers(
     def work():
         import json
 
-        from fahr_core import plugins
+        from fahr_core import api
 
-        entries = list(plugins.installed_drivers().values())
-        rows = [e.as_dict() for e in entries]
-        if verbose:
-            for row in rows:
-                row["config"] = [_key_row(k) for k in _driver_keys(row["name"])]
+        rows = api.drivers(keys=verbose)
         if json_:
             typer.echo(json.dumps(rows, indent=2))
             return
@@ -446,19 +457,6 @@ def drivers(
                 _echo(f"    {key['name']} ({key['type']}{_required_mark(key)}, default {key['default']!r}): {key['help']}")
 
     _run(work)
-
-
-def _driver_keys(name: str):
-    from fahr_core import plugins
-
-    return plugins.driver_config_keys(plugins.manager_for(name))
-
-
-def _key_row(key) -> dict:
-    # required_for (the commands a key is required for) is newer than required: read it if present.
-    required_for = sorted(getattr(key, "required_for", None) or ())
-    return {"name": key.name, "type": key.type_name, "default": key.default, "required": key.required,
-            "required_for": required_for, "help": key.help}
 
 
 def _required_mark(row: dict) -> str:
@@ -480,23 +478,14 @@ def config(
     def work():
         import json
 
-        from fahr_core import run
+        from fahr_core import api
 
-        session = run.open_session(driver, Path.cwd(), _cli_config(ctx), check_required=False)
-        rows = []
-        for key in _driver_keys(session.config.driver):
-            row = _key_row(key)
-            row["value"] = session.config[key.name]
-            row["source"] = session.config.sources[key.name]
-            from fahr_core.config import env_var
-
-            row["env"] = env_var(session.config.driver, key.name)
-            rows.append(row)
+        shown = api.settings(driver, _config_dict(ctx))
         if json_:
-            typer.echo(json.dumps({"driver": session.config.driver, "keys": rows}, indent=2, default=str))
+            typer.echo(json.dumps(shown, indent=2, default=str))
             return
-        _echo(f"driver {session.config.driver}")
-        for row in rows:
+        _echo(f"driver {shown['driver']}")
+        for row in shown["keys"]:
             req = _required_mark(row)
             _echo(f"  config.{row['name']} ({row['type']}{req}) = {row['value']!r}   [{row['source']}]")
             _echo(f"      {row['help']}  (env: {row['env']})")
@@ -535,9 +524,9 @@ def templates(
     def work():
         import json
 
-        from fahr_core import plugins, scaffold, ui
+        from fahr_core import api
 
-        found = scaffold.available_templates(plugins.all_plugins_manager(on_error=lambda e: ui.warn(str(e))))
+        found = api.templates()
         if json_:
             typer.echo(json.dumps([{"name": t.name, "description": t.description, "location": t.location,
                                     "source": t.source} for t in found.values()], indent=2))

@@ -337,13 +337,14 @@ def resolve(
     driver: str,
     keys: Iterable[ConfigKey],
     project: ProjectFile,
-    cli_pairs: Iterable[tuple[str, str]] = (),
+    overrides: Iterable[tuple[str, Any]] | Mapping[str, Any] = (),
     environ: Mapping[str, str] | None = None,
     check_required: bool = True,
     command: str | None = None,
 ) -> Config:
     """Layer the values of ``keys`` for ``driver`` and check names, types and required keys.
 
+    ``overrides`` are the top layer (``--config.KEY=VALUE`` pairs, or the API's ``config`` dict).
     ``check_required`` enforces the keys marked ``required``; ``command`` (one of
     :data:`COMMANDS`) enforces, besides, the keys whose ``required_for`` names it.
     """
@@ -388,18 +389,31 @@ def resolve(
     for var, raw in sorted(environ.items()):
         if var.startswith(prefix):
             put(var[len(prefix):].lower(), raw, f"${var}")
-    for name, raw in cli_pairs:
+    # The command line's and the Python API's values, as given: strings from a command line are
+    # converted as the environment's are, an API's bool, int or dict is taken as it is.
+    for name, raw in (overrides.items() if isinstance(overrides, Mapping) else overrides):
         put(name, raw, f"--config.{name}")
 
-    for name, key in declared.items():
+    config = Config(driver, values, sources)
+    require(config, declared.values(), command, check_required=check_required)
+    return config
+
+
+def require(config: Config, keys: Iterable[ConfigKey], command: str | None, *, check_required: bool = True) -> None:
+    """Refuse a resolved ``config`` that lacks a key ``command`` needs: the keys marked ``required``
+    (with ``check_required``) and those whose ``required_for`` names ``command``.
+
+    A session resolved once for one command (``fit``) is checked again here for the next (a
+    job's ``wait``), without resolving anything anew.
+    """
+    for key in keys:
         needed = (check_required and key.required) or key.required_by(command)
-        if needed and values[name] in (None, ""):
+        if needed and config[key.name] in (None, ""):
             purpose = f" to {command}" if key.required_by(command) and not key.required else ""
             raise ConfigError(
-                f"driver {driver!r} needs config.{name}{purpose} ({key.help.rstrip('.')}): pass "
-                f"--config.{name}=VALUE, set {env_var(driver, name)}, or add it to fahr.toml"
+                f"driver {config.driver!r} needs config.{key.name}{purpose} ({key.help.rstrip('.')}): pass "
+                f"--config.{key.name}=VALUE, set {env_var(config.driver, key.name)}, or add it to fahr.toml"
             )
-    return Config(driver, values, sources)
 
 
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}

@@ -1,7 +1,13 @@
 """The values of a run, kept importable from here for drivers written before fahr_core.values.
 
-They live in :mod:`fahr_core.values`; import them from :mod:`fahr_core` (``from fahr_core import JobSpec``).
+Deprecated since fahr 0.2.0, removed in 2.0: import them from :mod:`fahr_core`
+(``from fahr_core import JobSpec``). Importing this module warns (``DeprecationWarning``).
+
+``fahr_core.jobs`` is, besides, the Python API's function :func:`fahr_core.api.jobs`: importing
+this module leaves that attribute of the package alone (see ``fahr_core/__init__.py``).
 """
+
+import warnings as _warnings
 
 from fahr_core.values import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, STOPPING, BuildContext,
                               FetchRequest, ImageRef, JobHandle, JobResult, JobSpec)
@@ -9,20 +15,6 @@ from fahr_core.values import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOP
 __all__ = ["BuildContext", "COMPLETED", "FAILED", "FINAL_STATES", "FetchRequest", "IN_PROGRESS", "ImageRef",
            "JobHandle", "JobResult", "JobSpec", "STOPPED", "STOPPING"]
 
-
-# ``fahr_core.jobs`` is both this module (the old import path of the values) and the Python API's
-# ``jobs()``: importing a submodule sets the package's attribute of that name to the module, so
-# the module itself answers the call.
-import sys as _sys
-import types as _types
-
-
-class _CallableModule(_types.ModuleType):
-    def __call__(self, *args, **kwargs):
-        # Looked up at call time, by name: the API (through run and image) imports this module.
-        import importlib
-
-        return importlib.import_module("fahr_core.api").jobs(*args, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule
+_warnings.warn("fahr_core.jobs is deprecated as an import path of the value types (JobSpec, JobHandle, …); "
+               "import them from fahr_core (from fahr_core import JobSpec); it goes in fahr 2.0",
+               DeprecationWarning, stacklevel=2)

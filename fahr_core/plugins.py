@@ -140,10 +140,15 @@ def load_entry(entry: DriverEntry, kind: str = "driver") -> Any:
 
 
 def new_manager() -> pluggy.PluginManager:
-    """A plugin manager that knows fahr's hookspecs and holds the core defaults."""
-    from fahr_core import defaults, hookspecs
+    """A plugin manager that knows fahr's hookspecs and holds the core defaults.
+
+    Every manager fahr makes is made here, so that ``FAHR_TRACE_PLUGINS=1`` (``fahr --debug``)
+    shows each hook call of every one of them (fahr_core/trace.py).
+    """
+    from fahr_core import defaults, hookspecs, trace
 
     pm = pluggy.PluginManager(PROJECT)
+    trace.watch(pm)
     pm.add_hookspecs(hookspecs)
     pm.register(defaults, name="fahr-core-defaults")
     return pm

@@ -11,7 +11,7 @@ fahr's (README, "What fahr guarantees").
 rich is imported on first use, not at start-up.
 
 Plugins use it as ``from fahr_core import ui``; the functions in ``__all__`` are part of fahr's
-plugin API (the rest, ``console``, ``error``, ``visible`` and ``one_line``, is the CLI's own).
+plugin API (the rest, ``console``, ``error``, ``trace``, ``visible`` and ``one_line``, is the CLI's own).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def console():
     return _console
 
 
-def _say(*parts: tuple[str, str]) -> None:
+def _say(*parts: tuple[str, str], muted_by_quiet: bool = True) -> None:
     """One status line made of ``(text, style)`` parts: the text is shown as it is (made
     :func:`visible`), never read as rich markup or emoji codes (``[red]``, ``:skull:``)."""
     from rich.text import Text
@@ -107,7 +107,7 @@ def _say(*parts: tuple[str, str]) -> None:
     for text, style in parts:
         line.append(visible(text), style=style or None)
     with _lock:
-        if _muted:
+        if _muted and muted_by_quiet:
             return
         with contextlib.suppress(OSError):
             _flush_output()  # the job's output held so far goes first
@@ -132,6 +132,12 @@ def warn(message: str) -> None:
 def error(message: str) -> None:
     """The CLI's one error line (plugins raise a FahrError instead), whatever the message quotes."""
     _say(("fahr error:", "bold red"), (f" {one_line(message)}", ""))
+
+
+def trace(message: str) -> None:
+    """A line of the plugin trace (``FAHR_TRACE_PLUGINS=1``, see fahr_core/trace.py): asked for
+    explicitly, so shown under :func:`quiet` too (the Python API's ``quiet=True``)."""
+    _say(("fahr trace", "magenta"), (f" {one_line(message)}", "dim"), muted_by_quiet=False)
 
 
 def command(text: str) -> None:

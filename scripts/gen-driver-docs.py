@@ -150,11 +150,6 @@ def api_reference() -> str:
             if members:
                 out.extend(members)
                 out.append("")
-        elif isinstance(obj, types.ModuleType) and callable(obj):
-            # fahr_core.jobs: the old module of the values, callable as the Python API's jobs()
-            from fahr_core import api
-
-            functions.append((name, getattr(api, name)))
         elif isinstance(obj, types.ModuleType):
             out.append(f"### `{name}` (namespace)")
             out.append("")

@@ -34,8 +34,10 @@ def pytest_unconfigure(config):
 
 def run_fahr(*args, env=None, cwd=None, timeout=600, check=None):
     """Run the installed `fahr` console script as a real process."""
-    full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
-    full_env.pop("FAHR_DEBUG", None)
+    full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    for variable in ("FAHR_DEBUG", "FAHR_TRACE_PLUGINS"):  # the suite's own shell may set them; a test's env may
+        full_env.pop(variable, None)
+    full_env.update(env or {})
     proc = subprocess.run([str(FAHR), *map(str, args)], capture_output=True, text=True,
                           env=full_env, cwd=cwd, timeout=timeout)
     if check is not None:

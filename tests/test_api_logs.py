@@ -7,7 +7,7 @@ import threading
 import time
 from types import SimpleNamespace
 
-from fahr_core import LogLine, api
+from fahr_core import Config, LogLine, api
 
 
 def stand_in_session(lines_and_pauses, release: threading.Event):
@@ -18,14 +18,15 @@ def stand_in_session(lines_and_pauses, release: threading.Event):
             else:
                 yield LogLine(host=item[0], text=item[1])
 
-    hook = SimpleNamespace(logs=logs)
-    return SimpleNamespace(hook=hook, config=SimpleNamespace(driver="standin"))
+    from fahr_core.session import Session
+
+    return Session(SimpleNamespace(hook=SimpleNamespace(logs=logs)), Config("standin", {}, {}))
 
 
 def test_a_followed_quiet_job_shows_its_first_line_without_waiting_for_the_next(monkeypatch):
     release = threading.Event()
     session = stand_in_session([("algo-1", "epoch 1"), "wait", ("algo-1", "epoch 2")], release)
-    monkeypatch.setattr(api, "_session", lambda *args, **kwargs: session)
+    monkeypatch.setattr(api, "_open", lambda *args, **kwargs: session)
     lines = api.Job("standin-job-1", driver="standin").logs(follow=True)
     started = time.monotonic()
     assert next(lines) == "epoch 1"  # within the 2 s the hosts are waited for, not after epoch 2
@@ -38,6 +39,6 @@ def test_several_hosts_are_prefixed_when_followed(monkeypatch):
     release = threading.Event()
     release.set()
     session = stand_in_session([("algo-1", "a"), ("algo-2", "b"), ("algo-1", "c")], release)
-    monkeypatch.setattr(api, "_session", lambda *args, **kwargs: session)
+    monkeypatch.setattr(api, "_open", lambda *args, **kwargs: session)
     assert list(api.Job("standin-job-2", driver="standin").logs(follow=True)) == [
         "[algo-1] a", "[algo-2] b", "[algo-1] c"]

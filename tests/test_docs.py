@@ -85,3 +85,25 @@ def test_a_stale_api_reference_is_caught(tmp_path):
     assert result.returncode == 1 and "out of date" in result.stderr
     subprocess.run([sys.executable, SCRIPT, "--doc", stale], check=True)
     assert stale.read_text() == DOC.read_text()
+
+
+def test_the_architecture_names_every_module_and_only_modules_that_exist():
+    # docs/architecture.md is the folder map a newcomer reads first: a module added, moved or
+    # removed without it is caught here.
+    import re
+
+    text = (REPO / "docs" / "architecture.md").read_text()
+    core = REPO / "fahr_core"
+    places = {p.name for p in core.iterdir()
+              if (p.suffix == ".py" and p.name != "__init__.py") or (p.is_dir() and (p / "__init__.py").exists()
+                                                                      and p.name != "templates")}
+    named = set()
+    for cell in re.findall(r"`(fahr_core/[^`]+)`", text):
+        for part in cell.split(", "):
+            name = part.strip("`").removeprefix("fahr_core/").rstrip("/")
+            named |= {name, name.split("/")[0]}
+    named |= set(re.findall(r"`(\w+\.py)`", text))
+    missing = sorted(name for name in places if name.removesuffix("/") not in named)
+    assert missing == []
+    gone = sorted(name for name in named if not (core / name).exists())
+    assert gone == []

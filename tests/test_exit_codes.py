@@ -303,25 +303,25 @@ def test_a_job_name_with_a_trailing_newline_is_refused(jobs_dir, tmp_path):
 
 
 def test_an_environment_variable_too_long_for_any_process_is_refused_before_the_build():
-    from fahr_core import run
+    from fahr_core import plan
     from fahr_core.errors import UsageError
 
-    run._validate_environment({"BIG": "x" * (131072 - len("BIG=") - 1)})  # exactly the limit
+    plan.validate_environment({"BIG": "x" * (131072 - len("BIG=") - 1)})  # exactly the limit
     with pytest.raises(UsageError, match=r"--env BIG=…: the variable is 131073 bytes, over the 131072"):
-        run._validate_environment({"BIG": "x" * (131072 - len("BIG="))})
+        plan.validate_environment({"BIG": "x" * (131072 - len("BIG="))})
 
 
 def test_channel_and_env_names_with_a_trailing_newline_are_refused():
-    from fahr_core import run
+    from fahr_core import plan
     from fahr_core.errors import UsageError
 
     for good in ("train", "a.b-c_d"):
-        run._validate_channels({good: "/data"})
+        plan.validate_channels({good: "/data"})
     with pytest.raises(UsageError, match="a channel name is"):
-        run._validate_channels({"train\n": "/data"})
-    run._validate_environment({"TOKEN": "x"})
+        plan.validate_channels({"train\n": "/data"})
+    plan.validate_environment({"TOKEN": "x"})
     with pytest.raises(UsageError, match="a variable name is"):
-        run._validate_environment({"TOKEN\n": "x"})
+        plan.validate_environment({"TOKEN\n": "x"})
 
 
 # -- 6. usage and tar errors are one line --------------------------------------------------------

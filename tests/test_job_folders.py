@@ -115,6 +115,7 @@ def run_without_dac_override(*args, env=None):
 
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
     full_env.pop("FAHR_DEBUG", None)
+    full_env.pop("FAHR_TRACE_PLUGINS", None)
     return subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", str(FAHR), *map(str, args)],
                           capture_output=True, text=True, env=full_env, timeout=120)
 

@@ -158,6 +158,41 @@ def test_the_python_api_fits_lists_and_fetches_quietly(made, tmp_path, capfd, mo
 
 
 @pytest.mark.docker
+def test_a_job_keeps_the_session_of_its_project_from_another_folder(made, tmp_path, monkeypatch):
+    """A project whose fahr.toml (beside train.py) sets output_path, fitted through the API from
+    another folder, once returned a Job whose logs(), refresh(), fetch(), stop() and wait() all
+    failed with "no local job record" (they opened a session in the current folder, without that
+    fahr.toml), whose created was None, and whose detached job could not be stopped."""
+    import fahr_core
+
+    script = _project(tmp_path, "keptsession")
+    out = tmp_path / "the-project-s-jobs"
+    (script.parent / "fahr.toml").write_text(f"[local]\noutput_path = {json.dumps(str(out))}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("FAHR_LOCAL_OUTPUT_PATH", raising=False)
+
+    job = fahr_core.fit(script, hyperparameters={"ticks": 1}, quiet=True)
+    assert job.status == "Completed" and (out / job.name / "job.json").is_file()
+    assert job.created is not None and job.started is not None
+    assert list(job.logs()) == ["tick 0 on algo-1"]
+    assert job.refresh().status == "Completed"
+    assert job.wait().status == "Completed"
+    placed = job.fetch(tmp_path / "model")
+    assert json.loads((placed / "model.json").read_text()) == {"host": "algo-1"}
+    assert job.stop() is False  # it has ended
+
+    running = fahr_core.fit(script, hyperparameters={"ticks": 600, "pause": "0.5"}, wait=False, quiet=True)
+    assert running.status == "InProgress" and running.created is not None
+    assert running.stop() is True
+    with pytest.raises(fahr_core.JobFailed, match="stopped"):
+        running.wait()
+    assert running.status == "Stopped"
+    assert list(elsewhere.iterdir()) == []  # nothing was looked for, or left, in the current folder
+
+
+@pytest.mark.docker
 def test_none_in_the_api_means_not_set_in_a_real_fit(made, tmp_path, monkeypatch):
     """config={"output_path": None} once made a folder ./None and kept the job there; a channel
     or a hyperparameter None reached the job as the text "None"."""

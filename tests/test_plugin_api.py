@@ -4,6 +4,7 @@ the drivers fahr ships (and its test driver, and the driver template) built on t
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,15 +41,54 @@ def test_every_name_in_all_resolves_and_the_promised_groups_are_there():
 
 def test_the_old_import_paths_still_work():
     # A driver written against the API before 1.0 keeps importing.
-    from fahr_core import config, jobs, scaffold
+    from fahr_core import config, scaffold
     from fahr_core.errors import UsageError
 
     assert config.ConfigKey is fahr_core.ConfigKey and config.Config is fahr_core.Config
     assert scaffold.Template is fahr_core.Template
     assert UsageError is fahr_core.UsageError
-    for name in ("BuildContext", "ImageRef", "JobSpec", "JobHandle", "JobResult", "FetchRequest",
-                 "IN_PROGRESS", "COMPLETED", "FAILED", "STOPPING", "STOPPED", "FINAL_STATES"):
-        assert getattr(jobs, name) is getattr(fahr_core, name), name
+
+
+OLD_VALUES_PATH = """
+import json, sys, warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    from fahr_core.jobs import (BuildContext, ImageRef, JobSpec, JobHandle, JobResult, FetchRequest, IN_PROGRESS,
+                                COMPLETED, FAILED, STOPPING, STOPPED, FINAL_STATES)
+import fahr_core
+import fahr_core.api
+names = ("BuildContext", "ImageRef", "JobSpec", "JobHandle", "JobResult", "FetchRequest", "IN_PROGRESS",
+         "COMPLETED", "FAILED", "STOPPING", "STOPPED", "FINAL_STATES")
+print(json.dumps({
+    "same": all(globals()[name] is getattr(fahr_core, name) for name in names),
+    "warnings": [(w.category.__name__, str(w.message), w.filename) for w in caught],
+    "jobs_is_the_api_function": fahr_core.jobs is fahr_core.api.jobs,
+    "module_callable": callable(sys.modules["fahr_core.jobs"]),
+}))
+"""
+
+
+def test_the_values_old_import_path_works_with_a_deprecation_warning_and_the_api_function_stays():
+    # A third-party driver of plugin API 1.0 imports its values from fahr_core.jobs: that keeps
+    # working until 2.0, with a DeprecationWarning pointing at the driver's own line; the API
+    # function fahr_core.jobs is not replaced by the module, and the module is not callable.
+    proc = subprocess.run([sys.executable, "-c", OLD_VALUES_PATH], capture_output=True, text=True, check=True)
+    seen = json.loads(proc.stdout)
+    assert seen["same"] is True
+    assert [w[0] for w in seen["warnings"]] == ["DeprecationWarning"]
+    assert "from fahr_core import JobSpec" in seen["warnings"][0][1] and "2.0" in seen["warnings"][0][1]
+    assert seen["warnings"][0][2] == "<string>"  # the importer's line, not fahr's
+    assert seen["jobs_is_the_api_function"] is True
+    assert seen["module_callable"] is False
+
+
+def test_fahr_s_own_code_imports_no_value_from_the_old_path():
+    root = Path(fahr_core.__file__).resolve().parent
+    users = [str(path.relative_to(root.parent)) for path in [*root.rglob("*.py"),
+                                                             *(root.parent / "fahr_sagemaker").rglob("*.py")]
+             if path.name != "jobs.py" and re.search(r"from fahr_core\.jobs import|import fahr_core\.jobs",
+                                                     path.read_text())]
+    assert users == []
 
 
 def test_the_helpers_are_the_core_s_own():
@@ -68,7 +108,7 @@ import json, sys
 import fahr_core
 from fahr_core import *  # every promised name, resolved
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("docker", "boto3", "botocore", "rich", "cookiecutter")
-                or m in ("fahr_core.engine", "fahr_core.image", "fahr_core.run", "fahr_core.plugins"))
+                or m in ("fahr_core.engine", "fahr_core.image", "fahr_core.session", "fahr_core.plugins"))
 fahr_core.docker_client  # named, not called
 print(json.dumps(loaded))
 """
@@ -230,6 +270,15 @@ def test_fahr_core_has_no_import_cycle(module_level_only):
     assert find_cycles(graph) == []
 
 
+def test_the_cli_goes_through_the_api_alone():
+    # The CLI parses, calls fahr_core.api, prints and maps errors: it never loads a driver, opens a
+    # session or walks a command's steps itself (docs/architecture.md).
+    graph = import_graph(module_level_only=False)
+    assert "fahr_core.api" in graph["fahr_core.cli"]
+    assert graph["fahr_core.cli"] & {"fahr_core.plugins", "fahr_core.session", "fahr_core.plan",
+                                     "fahr_core.report", "fahr_core.image", "fahr_core.extract"} == set()
+
+
 def test_the_cycle_finder_finds_the_cycle_fahr_had():
     # defaults -> scaffold -> plugins -> defaults (through deferred imports), as before 1.0.
     graph = {"fahr_core.defaults": {"fahr_core.scaffold"}, "fahr_core.scaffold": {"fahr_core.plugins"},
@@ -345,7 +394,7 @@ def test_manager_for_registers_extra_plugins_after_the_driver(tmp_path):
     assert names.index("driver:testdrv") < names.index(next(n for n in names if n.startswith("extra:")))
     keys = plugins.driver_config_keys(pm)
     config = cfg.resolve("testdrv", keys, cfg.read_project_file(tmp_path),
-                         cli_pairs=[("record_dir", str(tmp_path / "rec")), ("watch_label", "from-cli")], environ={})
+                         overrides=[("record_dir", str(tmp_path / "rec")), ("watch_label", "from-cli")], environ={})
     assert config["watch_label"] == "from-cli" and config.sources["watch_label"] == "--config.watch_label"
 
     pm.hook.check_run(config=config, inputs={"train": "/data"})

@@ -77,13 +77,13 @@ def session(stack, tmp_path, monkeypatch):
     for var, value in stack.env().items():
         if var.startswith("AWS_"):
             monkeypatch.setenv(var, value)
-    from fahr_core import run
+    from fahr_core.session import open_session
     from fahr_sagemaker import aws
 
     aws._session.cache_clear()  # clients made before the environment was set would miss the stack
     aws._client.cache_clear()
-    return run.open_session("sagemaker", tmp_path, [("output_path", f"s3://{BUCKET}/jobs"), ("role_name", ROLE),
-                                                    ("poll_interval", "2")], check_required=False)
+    return open_session("sagemaker", tmp_path, {"output_path": f"s3://{BUCKET}/jobs", "role_name": ROLE,
+                                                "poll_interval": 2}, check_required=False)
 
 
 def _list(session, **query):

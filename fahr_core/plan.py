@@ -1,0 +1,245 @@
+"""The plan of one ``fit``, and the guards that refuse a bad one before anything is built.
+
+:func:`plan_fit` is the first stop of the pipeline (docs/architecture.md): from the command's
+arguments alone it finds the training artifact, its model tag and project folder, and refuses
+what cannot work (channel and variable names, text no process can be given, ``--fetch`` into the
+project). It reads the file system but changes nothing and needs no Docker engine and no driver.
+:func:`check_fit` is the second: the guards that need the driver's resolved configuration, then
+the driver's own ``check_run``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from fahr_core import config as cfg
+from fahr_core import names
+from fahr_core.errors import ConfigError, UsageError, first_line
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """What one ``fit`` will do, decided before the driver is loaded.
+
+    ``given`` is the artifact as the user named it (a container's folder becomes its Dockerfile);
+    ``artifact`` the checked, absolute one; ``project_dir`` its folder, where ``fahr.toml`` is read
+    and which the build context is.
+    """
+
+    given: Path
+    artifact: Path
+    container: bool
+    model_tag: str
+    hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    environment: Mapping[str, str] = field(default_factory=dict)
+    wait: bool = True
+    fetch_to: Path | None = None
+    overwrite: bool = False
+    regenerate_dockerfile: bool = False
+    rebuild: bool = False
+
+    @property
+    def project_dir(self) -> Path:
+        return self.artifact.parent
+
+
+def plan_fit(artifact: Path, *, hyperparameters: Mapping[str, str] = {}, inputs: Mapping[str, str] = {},
+             environment: Mapping[str, str] = {}, wait: bool = True, fetch_to: Path | None = None,
+             overwrite: bool = False, regenerate_dockerfile: bool = False, rebuild: bool = False) -> FitPlan:
+    """The plan of a fit of ``artifact`` (a script, a notebook, or a container of the user's own:
+    a folder holding a Dockerfile, or that Dockerfile), or the :class:`UsageError` refusing it.
+
+    ``overwrite`` lets ``fetch_to`` replace a non-empty folder; ``regenerate_dockerfile`` writes
+    the Dockerfile anew. Two decisions, two flags: the one flag ``--overwrite`` once meant both,
+    and so replaced the project with the model.
+    """
+    from fahr_core import image
+
+    if overwrite and fetch_to is None:
+        # Refused rather than ignored: people used `fit --overwrite` to regenerate the Dockerfile.
+        raise UsageError("--overwrite replaces a non-empty --fetch folder; "
+                         "to regenerate the Dockerfile pass --regenerate-dockerfile")
+    given = Path(artifact)
+    artifact = image.check_artifact(given)
+    container = image.is_container(artifact)
+    if container:
+        # The user's own container (`fahr fit DIR` or `DIR/Dockerfile`): its folder is the project,
+        # named as a script's stem is (…/byoc/container -> byoc/container).
+        if given.is_dir():
+            given = given / image.DOCKERFILE
+        if regenerate_dockerfile:
+            raise UsageError(image.regenerate_refused(given))
+        model_tag = names.container_image_tag(artifact.parent)
+    else:
+        model_tag = names.model_image_tag(artifact)
+    validate_channels(inputs)
+    validate_environment(environment)
+    validate_text("--hp", hyperparameters)
+    validate_text("--env", environment)
+    validate_text("--input", inputs, utf8=False)
+    if fetch_to is not None and not wait:
+        raise UsageError("--fetch needs the job to end: drop --detach, or fetch later with 'fahr fetch'")
+    if fetch_to is not None:
+        from fahr_core.extract import check_target
+
+        fetch_spares_project(Path(fetch_to), given, artifact)
+        check_target(Path(fetch_to), overwrite)  # fail before training, not after
+    return FitPlan(given, artifact, container, model_tag, dict(hyperparameters), dict(inputs), dict(environment),
+                   wait, None if fetch_to is None else Path(fetch_to), overwrite, regenerate_dockerfile, rebuild)
+
+
+def check_fit(plan: FitPlan, session) -> None:
+    """The guards of ``plan`` that need the driver's configuration, then the driver's ``check_run``:
+    all before the build, so a refusal costs nothing."""
+    if plan.fetch_to is not None:
+        fetch_spares_output(plan.fetch_to, session.location)
+    session.hook.check_run(config=session.config, inputs=dict(plan.inputs))
+    checkpoints_spare_project(session.config, plan.given, plan.artifact)
+    if plan.fetch_to is not None:
+        fetch_spares_checkpoints(plan.fetch_to, session.config)
+
+
+# -- the arguments a job is given ------------------------------------------------------------------
+
+# SageMaker's ChannelName (botocore's service model): [A-Za-z0-9.\-_]+, 1-64 characters.
+_CHANNEL = re.compile(r"^[A-Za-z0-9.\-_]{1,64}\Z")  # \Z: '$' would let a trailing newline in
+
+
+def validate_channels(inputs: Mapping[str, str]) -> None:
+    for channel in inputs:
+        if not _CHANNEL.match(channel) or channel in (".", ".."):
+            raise UsageError(
+                f"--input {_shown(channel)}=…: a channel name is 1-64 letters, digits, '.', '-' or '_' "
+                "(e.g. train)"
+            )
+
+
+# What a process environment may be called (POSIX; also SageMaker's Environment key pattern).
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+# Linux refuses to start a process with one environment string (NAME=VALUE and its NUL) longer
+# than MAX_ARG_STRLEN, 32 pages: the container would fail as the job ("argument list too long"),
+# after the build and push.
+_ENV_STRING_MAX = 131072
+
+
+def validate_environment(environment: Mapping[str, str]) -> None:
+    for name, value in environment.items():
+        if not _ENV_NAME.match(name):
+            raise UsageError(f"--env {_shown(name)}=…: a variable name is letters, digits and '_', "
+                             "not starting with a digit")
+        size = len(f"{name}={value}".encode("utf-8", "surrogateescape")) + 1
+        if size > _ENV_STRING_MAX:
+            raise UsageError(f"--env {_shown(name)}=…: the variable is {size} bytes, over the {_ENV_STRING_MAX} bytes "
+                             "one environment variable may hold: pass large values in a file (--input)")
+
+
+def validate_text(flag: str, pairs: Mapping[str, str], utf8: bool = True) -> None:
+    """Refuse, before the build, a name or value the job could not be given intact (see
+    :func:`fahr_core.config.text_problem`). Hyperparameters too: SageMaker-style containers get
+    them as arguments and environment variables as well as in hyperparameters.json. ``utf8=False``
+    for channel paths, whose bytes may be any but NUL."""
+    for name, value in pairs.items():
+        for what, text, check_utf8 in (("name", name, True), ("value", value, utf8)):
+            problem = cfg.text_problem(text, utf8=check_utf8)
+            if problem:
+                raise UsageError(f"{flag} {_shown(name)}=…: the {what} {problem}")
+
+
+def _shown(text: str) -> str:
+    """A name as one printable line: quoted and escaped when it holds anything unprintable."""
+    return text if text.isprintable() else repr(text)
+
+
+# -- folders that must not overlap -----------------------------------------------------------------
+
+def real(path: Path) -> Path:
+    """``path`` absolute with every symlink of its existing part resolved: an alias is caught too."""
+    try:
+        return Path(os.path.abspath(path)).resolve()
+    except (RuntimeError, OSError) as exc:  # Python 3.11 raises RuntimeError on a symlink loop
+        raise UsageError(f"{path}: cannot follow its symbolic links ({first_line(exc) or type(exc).__name__}); "
+                         "choose another folder") from None
+
+
+def fetch_spares_project(fetch_dir: Path, given: Path, artifact: Path) -> None:
+    """Refuse a ``--fetch`` folder that is the training artifact's folder or holds it.
+
+    Extracting there (with ``--overwrite``) would replace the user's script and notes with the
+    model. A folder inside the project (``--fetch my-model/model``) is fine.
+    """
+    found = _project_under(real(fetch_dir), given, artifact)
+    if found:
+        what, project = found
+        raise UsageError(
+            f"--fetch {fetch_dir}: that folder {what} the project of {given.name} ({project}); "
+            "fetching there would replace your files with the model; choose another folder"
+        )
+
+
+def _project_under(target: Path, given: Path, artifact: Path) -> tuple[str, Path] | None:
+    """("is" or "holds", the project folder) when ``target`` is the artifact's folder or holds it:
+    the folder the script was named in, and the one it really lives in when it is a symlink."""
+    for project in {real(given.parent), artifact.parent}:
+        if target == project or target in project.parents:
+            return ("is" if target == project else "holds"), project
+    return None
+
+
+def _checkpoint_setting(config: cfg.Config) -> str | None:
+    """A local ``checkpoint_path`` as set (a driver with the key: the local driver), else None."""
+    raw = str(config.get("checkpoint_path") or "")
+    return None if not raw.strip() or "\x00" in raw else raw
+
+
+def checkpoints_spare_project(config: cfg.Config, given: Path, artifact: Path) -> None:
+    """Refuse a local ``checkpoint_path`` that is the build context (the artifact's folder) or
+    holds it: the copy back replaces that folder's contents. (The driver's own check, which does
+    not know the artifact, refuses any folder holding files fahr did not put there.)"""
+    raw = _checkpoint_setting(config)
+    found = raw and _project_under(real(Path(os.path.expanduser(raw))), given, artifact)
+    if found:
+        what, project = found
+        raise ConfigError(
+            f"config.checkpoint_path={raw}: that folder {what} the project of {given.name} ({project}); "
+            "fahr replaces the checkpoint folder's contents: give the checkpoints a folder of their own"
+        )
+
+
+def fetch_spares_checkpoints(fetch_dir: Path, config: cfg.Config) -> None:
+    """Refuse a ``--fetch`` folder that is, lies inside, or holds the local ``checkpoint_path``:
+    the job's checkpoints replace that folder when it ends, and the model would replace them."""
+    raw = _checkpoint_setting(config)
+    if raw is None:
+        return
+    checkpoints = real(Path(os.path.expanduser(raw)))
+    if _overlap(real(fetch_dir), checkpoints):
+        raise UsageError(
+            f"--fetch {fetch_dir}: that folder overlaps the checkpoint folder {checkpoints} (config.checkpoint_path), "
+            "which the job's checkpoints replace when it ends; choose a folder outside it"
+        )
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    """Whether one of two resolved folders is, or lies inside, the other."""
+    return a == b or a in b.parents or b in a.parents
+
+
+def fetch_spares_output(fetch_dir: Path, location: str, flag: str = "--fetch") -> None:
+    """Refuse a ``--fetch`` folder (or ``fahr fetch`` target) that is, lies inside, or holds the
+    driver's local output folder or the local location fetched from (where jobs and their
+    artifacts are kept: the model would replace them)."""
+    if not location or ("://" in location and not location.startswith("file://")):
+        return
+    output = real(Path(os.path.expanduser(location.removeprefix("file://"))))
+    if _overlap(real(fetch_dir), output):
+        raise UsageError(
+            f"{flag} {fetch_dir}: that folder overlaps the output folder {output}, where the jobs and "
+            "their artifacts are kept (config.output_path); choose a folder outside it"
+        )

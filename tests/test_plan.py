@@ -1,0 +1,114 @@
+"""A fit's plan and the session's hook calls, without Docker: the first stops of the pipeline
+(docs/architecture.md) decide and refuse from the arguments alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pluggy
+import pytest
+
+from fahr_core import hookimpl
+from fahr_core.errors import ConfigError, PluginError, UsageError
+from fahr_core.plan import plan_fit
+from fahr_core.session import Session, open_session
+from fahr_core.values import Config
+
+
+def _script(root: Path, folder: str = "my-model", name: str = "train.py") -> Path:
+    (root / folder).mkdir(parents=True, exist_ok=True)
+    script = root / folder / name
+    script.write_text("print('hi')\n")
+    return script
+
+
+def test_a_script_s_plan_names_its_tag_and_project(tmp_path):
+    script = _script(tmp_path)
+    plan = plan_fit(script, hyperparameters={"lr": "0.1"}, rebuild=True)
+    assert plan.model_tag == "my-model/train" and plan.project_dir == script.parent.resolve()
+    assert plan.container is False and plan.rebuild is True and plan.hyperparameters == {"lr": "0.1"}
+    assert list((tmp_path / "my-model").iterdir()) == [script]  # a plan writes nothing
+
+
+def test_a_container_s_plan_takes_its_folder(tmp_path):
+    (tmp_path / "byoc" / "container").mkdir(parents=True)
+    (tmp_path / "byoc" / "container" / "Dockerfile").write_text("FROM scratch\n")
+    plan = plan_fit(tmp_path / "byoc" / "container")
+    assert plan.container and plan.model_tag == "byoc/container"
+    assert plan.given == tmp_path / "byoc" / "container" / "Dockerfile"
+    with pytest.raises(UsageError, match="--regenerate-dockerfile"):
+        plan_fit(tmp_path / "byoc" / "container", regenerate_dockerfile=True)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"overwrite": True}, "--overwrite replaces a non-empty --fetch folder"),
+    ({"wait": False, "fetch_to": "model"}, "--fetch needs the job to end"),
+    ({"inputs": {"bad/name": "/data"}}, "a channel name is"),
+    ({"environment": {"1X": "y"}}, "a variable name is"),
+    ({"hyperparameters": {"lr": "a\x00b"}}, "NUL"),
+    ({"fetch_to": "PROJECT"}, "the project of train.py"),
+])
+def test_a_plan_refuses_what_cannot_work_before_any_driver(tmp_path, kwargs, message):
+    script = _script(tmp_path)
+    if kwargs.get("fetch_to") == "PROJECT":
+        kwargs = {**kwargs, "fetch_to": script.parent}
+    elif "fetch_to" in kwargs:
+        kwargs = {**kwargs, "fetch_to": tmp_path / kwargs["fetch_to"]}
+    with pytest.raises(UsageError, match=message):
+        plan_fit(script, **kwargs)
+
+
+class _Silent:
+    """A driver whose every hook answers None."""
+
+    @hookimpl
+    def launch(self, spec, config):
+        return None
+
+    @hookimpl
+    def stop(self, job, config):
+        return None
+
+    @hookimpl
+    def fetch(self, request, config):
+        return None
+
+
+def _session_of(plugin) -> Session:
+    from fahr_core import hookspecs
+
+    pm = pluggy.PluginManager("fahr")
+    pm.add_hookspecs(hookspecs)
+    pm.register(plugin)
+    return Session(pm, Config("silent", {}, {}))
+
+
+@pytest.mark.parametrize("hook, kwargs, says", [
+    ("launch", {"spec": None}, "driver 'silent' launched nothing (its launch hook returned None)"),
+    ("stop", {"job": None}, "driver 'silent' cannot stop jobs"),
+    ("fetch", {"request": None}, "driver 'silent' fetched nothing"),
+    ("list_jobs", {"query": None}, "driver 'silent' cannot list jobs (it does not implement list_jobs)"),
+    ("logs", {"job": None, "follow": False}, "driver 'silent' cannot read logs (it does not implement logs)"),
+])
+def test_a_hook_answering_none_is_one_plugin_error_from_one_place(hook, kwargs, says):
+    with pytest.raises(PluginError) as caught:
+        _session_of(_Silent()).call(hook, **kwargs)
+    assert str(caught.value) == says
+
+
+def test_config_overrides_stay_python_values_and_the_project_is_decided_once(tmp_path, monkeypatch):
+    # A bool, an int and a dict reach config.resolve as they are (no text round trip), and a key
+    # the next command needs is checked on the session already resolved.
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "fahr.toml").write_text('[local]\noutput_path = "from-the-project"\n')
+    monkeypatch.chdir(tmp_path)
+    for var in [v for v in __import__("os").environ if v.startswith("FAHR_")]:
+        monkeypatch.delenv(var)
+    session = open_session(None, project, {"stop_timeout": 7, "instance_count": 2}, check_required=False)
+    assert session.driver == "local" and session.project_dir == project
+    assert session.config["output_path"] == "from-the-project"
+    assert session.config["stop_timeout"] == 7 and session.config["instance_count"] == 2
+    assert session.config.sources["stop_timeout"] == "--config.stop_timeout"
+    with pytest.raises(ConfigError, match="stop_timeout"):
+        open_session(None, project, {"stop_timeout": "soon"}, check_required=False)
