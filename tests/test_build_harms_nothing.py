@@ -510,7 +510,7 @@ def test_a_rebuild_removes_only_fahrs_own_untagged_image(tmp_path, cache_home, d
     removed."""
     import docker.errors
 
-    from fahr_core.jobs import BuildContext
+    from fahr_core.values import BuildContext
 
     folder = tmp_path / f"i15imgreview{secrets.token_hex(3)}"
     make_project(folder)

@@ -21,7 +21,7 @@ import pytest
 from conftest import run_fahr
 from fahr_core import image
 from fahr_core.image import DOCKERIGNORE, GENERATED_MARK, context_files, context_tar, is_secret, prepare_context
-from fahr_core.jobs import BuildContext
+from fahr_core.values import BuildContext
 
 # Secrets, relative to the folder they are planted in (top level and sub/deeper/).
 SECRET_FILES = [
@@ -162,7 +162,7 @@ def test_kept_out_line_is_one_line_and_absent_without_secrets(tmp_path):
     (folder / "Dockerfile").write_text("FROM python:3.11-slim\n")
     script = folder / "train.py"
     script.write_text("print(1)\n")
-    probe = ("from pathlib import Path; from fahr_core.image import context_tar; from fahr_core.jobs import BuildContext;"
+    probe = ("from pathlib import Path; from fahr_core.image import context_tar; from fahr_core.values import BuildContext;"
              f"p = Path({str(folder)!r}); context_tar(BuildContext(artifact=p / 'train.py', context_dir=p,"
              " dockerfile=p / 'Dockerfile', model_tag='t/train')).close()")
     import subprocess

@@ -29,7 +29,7 @@ from fahr_core.image import cache, context
 from fahr_core import secrets as rule
 from fahr_core.image import (ContextHashes, context_entries, context_files, context_tar, hash_cache_file, is_secret,
                              stat_context)
-from fahr_core.jobs import BuildContext
+from fahr_core.values import BuildContext
 
 ALNUM = string.ascii_letters + string.digits
 HEX = "0123456789abcdef"
