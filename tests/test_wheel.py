@@ -48,7 +48,7 @@ def test_the_wheel_holds_the_templates(wheel):
     assert "fahr_core/templates/model/{{cookiecutter.project_slug}}/train.py" in names
     assert "fahr_core/templates/notebook/{{cookiecutter.project_slug}}/train.ipynb" in names
     assert "fahr_core/templates/driver/{{cookiecutter.project_slug}}/{{cookiecutter.package_name}}/__init__.py" in names
-    assert "fahr_core/notebook_runner.py" in names and "fahr_core/testing.py" in names
+    assert "fahr_core/notebook_runner.py" in names and "fahr_core/testing/__init__.py" in names
     assert "fahr_core/launcher.py" in names  # the generated images' entrypoint program
     assert not any("__pycache__" in n for n in names if n.startswith("fahr_core/templates/"))
 
