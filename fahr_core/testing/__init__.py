@@ -28,17 +28,19 @@ results in-process through the driver's own hooks. Passing it means the driver k
     the job completes; its logs reach fahr's stdout *while it runs* (a line the model prints,
     then waits ~8 s, must arrive seconds before fahr exits); hyperparameters arrive as strings,
     channel data intact, ``--env`` variables set, ``FAHR_EXECUTION_ENVIRONMENT`` and
-    ``TRAINING_JOB_NAME`` set (``TRAINING_JOB_ARN`` the job's ARN or unset: 1.1), a channel given
-    no content type has no ``ContentType`` (1.1), ``resourceconfig.json`` (current_host among hosts) and
-    ``inputdataconfig.json`` (each channel with its TrainingInputMode) written; job names valid
+    ``TRAINING_JOB_NAME`` set (``TRAINING_JOB_ARN`` the job's ARN or unset: 1.1), a channel
+    given no content type has no ``ContentType`` (1.1), ``resourceconfig.json`` (current_host
+    among hosts) and ``inputdataconfig.json`` (each channel with its TrainingInputMode) written;
+    job names valid
     and unique; a failing model fails with its ``/opt/ml/output/failure``, cut to 1024 characters
     (a 3000-character reason comes back as its 1024-character prefix), and a crash without one
     still has a reason; the job's ``output.tar.gz`` exists and holds the model's output data; a
     ``--detach``ed job can be followed to its end with ``fahr wait JOB``, which knows its model tag.
 ``ModelContract`` (:mod:`~fahr_core.testing.model`)
-    the model comes back byte for byte; a job that saved no file is reported (``model_empty``: 1.1); a tree with a non-ASCII name, paths over 100 and 255
-    characters, hard link pairs, relative symlinks, an empty folder, an executable and a 0-byte
-    file comes back exactly as the job's own manifest of it says.
+    the model comes back byte for byte; a job that saved no file is reported (``model_empty``:
+    1.1); a tree with a non-ASCII name, paths over 100 and 255 characters, hard link pairs,
+    relative symlinks, an empty folder, an executable and a 0-byte file comes back exactly as
+    the job's own manifest of it says.
 ``FetchContract`` (:mod:`~fahr_core.testing.fetching`)
     fetch by tag takes the newest *completed* job of *that* tag (not another tag's newer job, not
     a newer failed one); it refuses a non-empty target and never writes outside it; the driver
@@ -46,7 +48,7 @@ results in-process through the driver's own hooks. Passing it means the driver k
 ``StopContract`` (:mod:`~fahr_core.testing.stopping`)
     ``fahr stop`` ends a running job Stopped with SIGTERM and a grace period: the model's SIGTERM
     handler takes 2 s to save a marker, which must come back (in the logs or the output data).
-``JobsContract`` (:mod:`~fahr_core.testing.listing`; optional hooks: skipped for a driver without them)
+``JobsContract`` (:mod:`~fahr_core.testing.listing`; optional hooks: skipped without them)
     ``list_jobs`` lists the suite's jobs of the model's tag newest first (by ``created``), each
     with its status (the failed one with its reason, the completed one with its artifact), and
     honours ``status`` and ``limit``; ``logs`` of a finished job holds the lines the model printed.
@@ -122,14 +124,15 @@ from fahr_core.testing.stopping import StopContract
 
 __all__ = [
     "DriverConformance", "DriverFixtures", "RunContract", "ModelContract", "FetchContract", "StopContract",
-    "CleanupContract", "JobsContract", "CONFORMANCE_MODEL", "FahrRunner", "build_tree", "tree_manifest", "long_failure_reason",
-    "job_names", "ConformanceWarning", "Rule", "RULES", "FIRST_LEVEL",
+    "CleanupContract", "JobsContract", "CONFORMANCE_MODEL", "FahrRunner", "build_tree", "tree_manifest",
+    "long_failure_reason", "job_names", "ConformanceWarning", "Rule", "RULES", "FIRST_LEVEL",
 ]
 # Every other name imported above stays importable from here, as before the suite was a package
 # (the constants, LiveRun, and the private helpers some tests use).
 
 
-class DriverConformance(CleanupContract, JobsContract, StopContract, FetchContract, ModelContract, RunContract, DriverFixtures):
+class DriverConformance(CleanupContract, JobsContract, StopContract, FetchContract, ModelContract, RunContract,
+                        DriverFixtures):
     """The contract every driver keeps. Subclass it in the driver's tests; see the module doc.
 
     pytest runs the mixins' tests from the last base to the first: CleanupContract, first here,
