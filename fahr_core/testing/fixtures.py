@@ -234,7 +234,7 @@ class _InProcess:
 
     @contextlib.contextmanager
     def session(self):
-        from fahr_core.run import open_session
+        from fahr_core.session import open_session
 
         patch = pytest.MonkeyPatch()
         try:
