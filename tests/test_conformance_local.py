@@ -2,12 +2,15 @@
 
 import pytest
 
+import fahr_core
 from fahr_core.testing import DriverConformance
 
 pytestmark = pytest.mark.docker
 
 
 class TestLocalDriver(DriverConformance):
+    api_level = fahr_core.PLUGIN_API_VERSION  # fahr's own drivers keep every rule of this fahr
+
     @pytest.fixture(scope="class")
     @classmethod
     def driver_name(cls):

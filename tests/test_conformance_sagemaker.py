@@ -7,12 +7,15 @@ from urllib.parse import urlparse
 import pytest
 
 from aws_emulator.stack import BUCKET, ROLE
+import fahr_core
 from fahr_core.testing import DriverConformance
 
 pytestmark = pytest.mark.docker
 
 
 class TestSageMakerDriver(DriverConformance):
+    api_level = fahr_core.PLUGIN_API_VERSION  # fahr's own drivers keep every rule of this fahr
+
     @pytest.fixture(scope="class")
     @classmethod
     def driver_name(cls):

@@ -10,6 +10,7 @@ import tomllib
 import pytest
 from cookiecutter.main import cookiecutter
 
+import fahr_core
 from fahr_core.image import DOCKERIGNORE, dockerfile_text
 from fahr_core.scaffold import builtin_dir
 from fahrcli import isolated_home  # noqa: F401 (a fixture)
@@ -86,10 +87,12 @@ def test_driver_template_bakes_a_package(tmp_path, isolated_home, answers, slug,
     assert meta["project"]["name"] == slug
     assert meta["project"]["entry-points"]["fahr.drivers"] == {name: package}
     # One major version of the plugin API, as docs/writing-a-driver.md advises.
-    assert meta["project"]["dependencies"] == ["fahr>=0.1,<1"]
+    assert meta["project"]["dependencies"] == ["fahr>=0.2,<1"]
     for source in project.rglob("*.py"):
         py_compile.compile(str(source), doraise=True)
     assert f'return "{name}"' in (project / "tests" / "test_conformance.py").read_text()
+    # A new driver keeps every conformance rule of this fahr: its tests target the current level.
+    assert f'api_level = "{fahr_core.PLUGIN_API_VERSION}"' in (project / "tests" / "test_conformance.py").read_text()
     # Its own tests (which need it installed) run in tests/test_wheel.py, in a fresh virtualenv.
 
 

@@ -48,7 +48,7 @@ def test_the_wheel_holds_the_templates(wheel):
     assert "fahr_core/templates/model/{{cookiecutter.project_slug}}/train.py" in names
     assert "fahr_core/templates/notebook/{{cookiecutter.project_slug}}/train.ipynb" in names
     assert "fahr_core/templates/driver/{{cookiecutter.project_slug}}/{{cookiecutter.package_name}}/__init__.py" in names
-    assert "fahr_core/notebook_runner.py" in names and "fahr_core/testing.py" in names
+    assert "fahr_core/notebook_runner.py" in names and "fahr_core/testing/__init__.py" in names
     assert "fahr_core/launcher.py" in names  # the generated images' entrypoint program
     assert not any("__pycache__" in n for n in names if n.startswith("fahr_core/templates/"))
 
@@ -90,7 +90,6 @@ def test_a_baked_driver_installs_and_passes_its_tests_and_the_conformance_suite(
     assert len(conformance) == len(suite) - len(optional), result.stdout[-3000:]
     # The suite's tests that apply, and the driver's own 5.
     assert len(passed) == len(conformance) + 5 and "failed" not in result.stdout.splitlines()[-1], result.stdout[-3000:]
-
 
 
 def test_every_package_of_fahr_core_is_listed_for_the_wheel():

@@ -1,0 +1,54 @@
+"""``JobsContract``: the optional hooks ``list_jobs`` and ``logs`` (skipped for a driver that
+lacks them)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from fahr_core.testing.fixtures import MODEL_TAG
+
+
+class JobsContract:
+    """The optional hooks ``list_jobs`` and ``logs`` (skipped for a driver that lacks them)."""
+
+    @staticmethod
+    def _list(driver_session, **query):
+        from fahr_core.values import JobQuery
+
+        with driver_session.session() as session:
+            infos = session.hook.list_jobs(query=JobQuery(**query), config=session.config)
+        if infos is None:
+            pytest.skip(f"driver {driver_session.driver!r} does not implement list_jobs")
+        return list(infos)
+
+    def test_the_suite_s_jobs_are_listed_newest_first(self, driver_session, trained, failed):
+        from fahr_core.values import COMPLETED, FAILED
+
+        infos = self._list(driver_session, model_tag=MODEL_TAG)
+        by_name = {info.job_name: info for info in infos}
+        assert trained["job"] in by_name and failed["job"] in by_name, \
+            f"list_jobs({MODEL_TAG!r}) lacks the suite's jobs {trained['job']}, {failed['job']}: {sorted(by_name)}"
+        assert all(info.model_tag == MODEL_TAG for info in infos), "list_jobs(model_tag=…) gave another tag's jobs"
+        created = [info.created for info in infos]
+        assert None not in created and created == sorted(created, reverse=True), \
+            f"list_jobs is not newest first: {[(i.job_name, i.created) for i in infos]}"
+        assert by_name[trained["job"]].status == COMPLETED and by_name[trained["job"]].model_artifact
+        assert by_name[failed["job"]].status == FAILED and failed["token"] in by_name[failed["job"]].failure_reason
+        failures = self._list(driver_session, model_tag=MODEL_TAG, status=FAILED)
+        assert failed["job"] in {i.job_name for i in failures} and all(i.status == FAILED for i in failures)
+        assert [i.job_name for i in self._list(driver_session, model_tag=MODEL_TAG, limit=1)] == [infos[0].job_name]
+
+    def test_the_logs_of_a_finished_job_hold_its_lines(self, driver_session, trained):
+        from fahr_core.values import JobHandle
+
+        with driver_session.session() as session:
+            job = JobHandle(driver=driver_session.driver, job_name=trained["job"], model_tag="")
+            lines = session.hook.logs(job=job, config=session.config, follow=False)
+            if lines is None:
+                pytest.skip(f"driver {driver_session.driver!r} does not implement logs")
+            lines = list(lines)
+        texts = [line.text for line in lines]
+        assert "conformance model: done" in texts, f"logs({trained['job']}) lacks the model's last line: {texts[-20:]}"
+        assert all(re.fullmatch(r"algo-[1-9][0-9]*", line.host) for line in lines)
