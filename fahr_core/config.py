@@ -304,6 +304,18 @@ def choose_driver(cli_driver: str | None, project: ProjectFile, environ: Mapping
     return cli_driver or environ.get("FAHR_DRIVER") or project.driver or DEFAULT_DRIVER
 
 
+def parse_pairs(values: Iterable[str], flag: str) -> dict[str, str]:
+    """``KEY=VALUE`` options (``--hp``, ``--input``, ``--env``, ``fahr init --set``) into a dict;
+    values may hold ``=``. A missing ``=`` or key is a :class:`UsageError` naming ``flag``."""
+    pairs: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag} {item!r}: expected {flag} KEY=VALUE")
+        pairs[key.strip()] = value
+    return pairs
+
+
 def parse_cli_pairs(args: Iterable[str]) -> list[tuple[str, str]]:
     """Parse ``--config.KEY=VALUE`` (and ``--config.KEY VALUE``) from leftover CLI arguments.
 

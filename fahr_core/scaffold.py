@@ -91,7 +91,7 @@ def parse_settings(items: list[str]) -> dict[str, str]:
     The values are data: ``fahr init`` never renders them as templates. They must be text: bytes
     that are not UTF-8 reach Python as lone surrogates, which no file can be written with.
     """
-    from fahr_core.run import parse_pairs
+    from fahr_core.config import parse_pairs
 
     settings = parse_pairs(items, "--set")
     for key, value in settings.items():
