@@ -168,17 +168,6 @@ def _config_dict(ctx: typer.Context) -> dict[str, str]:
     return dict(_cli_config(ctx))
 
 
-def _pairs(values: list[str], flag: str) -> dict[str, str]:
-    """``KEY=VALUE`` options (``--hp``, ``--input``, ``--env``) into a dict; values may hold ``=``."""
-    pairs: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"{flag} {item!r}: expected {flag} KEY=VALUE")
-        pairs[key.strip()] = value
-    return pairs
-
-
 def _reorder(ctx: typer.Context, *positionals):
     """Positional arguments as the user meant them when a ``--config.KEY=VALUE`` came first.
 
@@ -234,6 +223,7 @@ def fit(
 
     def work():
         from fahr_core import api
+        from fahr_core.config import parse_pairs
 
         (artifact,) = _reorder(ctx, training_artifact)
         if artifact is None:
@@ -242,9 +232,9 @@ def fit(
             Path(artifact),
             driver=train_driver,
             config=_config_dict(ctx),
-            hyperparameters=_pairs(hp, "--hp"),
-            inputs=_pairs(input, "--input"),
-            environment=_pairs(env, "--env"),
+            hyperparameters=parse_pairs(hp, "--hp"),
+            inputs=parse_pairs(input, "--input"),
+            environment=parse_pairs(env, "--env"),
             wait=not detach,
             fetch_to=fetch,
             overwrite=overwrite,
