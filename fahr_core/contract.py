@@ -38,7 +38,7 @@ from typing import Callable, Iterator, Mapping
 
 from fahr_core.errors import EnvironmentProblem, UsageError
 from fahr_core.jobfolder import Folder
-from fahr_core.jobs import COMPLETED, FAILED
+from fahr_core.values import COMPLETED, FAILED
 from fahr_core.joblog import Tail
 
 LABEL_JOB = "fahr.job"
@@ -410,10 +410,10 @@ class _LogCopy:
 
     _BATCH = 1024 * 1024
 
-    def __init__(self, folder: Path, host: str):
-        fd, name = tempfile.mkstemp(prefix=f".{host}.log.", suffix=".partial", dir=folder)
-        os.close(fd)
-        self.path: Path | None = Path(name)
+    def __init__(self, folder: Folder, host: str):
+        # Made as fahr_core.jobfolder makes a file it writes; save_logs renames it over the log
+        # (Folder.commit) once it is whole. Not Folder.replacing: that holds the file open.
+        self.path: Path | None = Path(folder.pinned) / folder.partial(f"{host}.log")
         self._pending: list[bytes] = []
         self._size = 0
 
@@ -427,7 +427,7 @@ class _LogCopy:
 
     def _append(self) -> None:
         try:
-            # O_NOFOLLOW: the file mkstemp made, not a link put in its place since.
+            # O_NOFOLLOW: the file partial() made, not a link put in its place since.
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
             with os.fdopen(fd, "ab") as handle:
                 handle.writelines(self._pending)
@@ -764,9 +764,9 @@ class ContractRun:
         containers = self.containers()
         events: queue.Queue = queue.Queue()
         started_at = started_at or time.time()
-        if isinstance(keep_in, Folder):
-            self._keep_in = keep_in  # the copies' folder stays the one opened, until save_logs
-        kept_in = Path(keep_in.pinned) if isinstance(keep_in, Folder) else keep_in
+        if keep_in is not None:  # the copies' folder stays the one opened, until save_logs
+            self._keep_in = keep_in if isinstance(keep_in, Folder) else Folder.open(keep_in)
+        kept_in = self._keep_in if keep_in is not None else None
 
         def stream(host: str, container) -> None:
             tail = self._tails[host] = Tail()
@@ -1032,8 +1032,8 @@ class ContractRun:
             container = containers.get(host)
             copy = self._copies.pop(host, None)
             kept = copy is not None and copy.is_file() and _is_folder(copy.parent, folder)
-            if kept:  # follow() wrote it whole: it is the log (0600, as mkstemp made it)
-                os.rename(copy.name, f"{host}.log", src_dir_fd=folder.fd, dst_dir_fd=folder.fd)
+            if kept:  # follow() wrote it whole: it is the log (0600, as Folder.partial made it)
+                folder.commit(copy.name, f"{host}.log")
             folder.tidy(rf"\.{re.escape(host)}\.log\..+\.partial")  # left by a fahr that was killed
             if kept:
                 continue

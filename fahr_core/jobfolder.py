@@ -131,17 +131,29 @@ class Folder:
         """A file to write ``name`` with: renamed over it (mode 0600) when the block ends without
         an error, removed otherwise, so ``name`` is never half-written."""
         self._refuse_folder_at(name)
-        self.make_private()
-        tmp = f".{name}.{secrets.token_hex(4)}{PARTIAL}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, FILE_MODE, dir_fd=self.fd)
+        tmp = self.partial(name)
         try:
-            with os.fdopen(fd, "wb") as handle:
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_NOFOLLOW | _CLOEXEC, dir_fd=self.fd), "wb") as handle:
                 yield handle
-            os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            self.commit(tmp, name)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=self.fd)
             raise
+
+    def partial(self, name: str) -> str:
+        """A new, empty file (mode 0600) to write ``name`` with over a while, the file opened only
+        while it is written: its name here (``.NAME.*.partial``), for :meth:`commit` to rename
+        over ``name`` once it is whole. :meth:`replacing` is both for a file written at once."""
+        self.make_private()
+        tmp = f".{name}.{secrets.token_hex(4)}{PARTIAL}"
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, FILE_MODE,
+                         dir_fd=self.fd))
+        return tmp
+
+    def commit(self, partial: str, name: str) -> None:
+        """Rename the whole file ``partial`` (see :meth:`partial`) over ``name``, in this folder."""
+        os.rename(partial, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
 
     def write(self, name: str, data: bytes) -> None:
         with self.replacing(name) as handle:

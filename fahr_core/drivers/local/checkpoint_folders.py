@@ -95,6 +95,8 @@ def _own(folder: Path, setting: str) -> None:
         _check_owned(folder, setting)  # again: it may have changed since the check before building
         marker = folder / CHECKPOINT_MARKER
         if not marker.is_file():
+            # Not Folder.replacing: the folder is the user's, and keeps its mode (replacing makes a
+            # folder 0700); any marker, even a cut one, marks it fahr's.
             marker.write_bytes(MARKER_TEXT)
     except OSError as exc:
         raise ConfigError(f"{setting}: cannot create {folder} ({exc.strerror}); choose another folder") from None
@@ -211,7 +213,8 @@ def _release(folder: Path, job_dir: Path) -> None:
 def _rewrite_marker(folder: Path, data: bytes) -> None:
     """Make ``folder``'s marker hold ``data``, written in place: only into a regular file that is
     this folder's alone. A link, or a file hard-linked elsewhere (`cp -al`, a user's file linked
-    in), may be anyone's: an OSError, nothing written."""
+    in), may be anyone's: an OSError, nothing written. (In place, not Folder.replacing: the
+    folder is the user's and keeps its mode, and a cut rewrite still marks it fahr's.)"""
     fd = os.open(folder / CHECKPOINT_MARKER, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(fd, "wb") as out:
         info = os.fstat(fd)
