@@ -1215,8 +1215,7 @@ def clash_warning(archive: str, dropped: list[tuple[str, str]]) -> str:
 
 
 def __getattr__(name: str):
-    # Looked up when first used, not at import: the checkpoint policy's package is the local
-    # driver's, which this module must not load (nor depend on) to be imported.
+    # Looked up when first used: importing the contract does not load the local driver.
     if name in _CHECKPOINT_NAMES:
         from fahr_core.drivers.local import checkpoints
 

@@ -35,7 +35,7 @@ MARKER_TEXT = (b"This folder holds checkpoints that fahr copies back from its jo
 
 @dataclass
 class CopiedBack:
-    """What :meth:`ContractRun.copy_out` did besides copying."""
+    """What :func:`copy_back` did besides copying."""
 
     dropped: list[tuple[str, str]]
     """(name, host) of the changes dropped on a clash (an earlier host changed the file too)."""
