@@ -979,27 +979,23 @@ class ContractRun:
     def _pack_into(self, handle, path: str, base: str) -> list[tuple[str, str]]:
         with tarfile.open(fileobj=handle, mode="w:gz", format=tarfile.PAX_FORMAT) as out:
             merge = TreeMerge(out, base)
-            with self.host_archives(path) as archives:
-                for host, tar in archives:
-                    merge.add(host, tar)
+            for host, tar in self.host_archives(path):
+                merge.add(host, tar)
         return merge.dropped
 
-    @contextlib.contextmanager
-    def host_archives(self, path: str, *, cap: int | None = None) -> Iterator[Iterator[tuple[str, tarfile.TarFile]]]:
+    def host_archives(self, path: str, stack: contextlib.ExitStack | None = None, *,
+                      cap: int | None = None) -> Iterator[tuple[str, tarfile.TarFile]]:
         """``(host, tarfile)`` of ``path`` on every host that has it, in host order (``algo-2``
         before ``algo-10``: the first host's file is kept on a clash), each open for random access
-        (see :meth:`_archive`, ``cap`` too) until the block ends."""
+        (see :meth:`_archive`, ``cap`` too): until ``stack`` closes, for a reader that needs them
+        all at once; without it, until the next one is asked for (one host's spool at a time)."""
         order = {host: i for i, host in enumerate(self.job.hosts)}
         containers = sorted(self.containers().items(), key=lambda hc: (order.get(hc[0], len(order)), hc[0]))
-
-        def archives(stack: contextlib.ExitStack):
-            for host, container in containers:
-                tar = stack.enter_context(self._archive(container, path, seekable=True, cap=cap))
+        for host, container in containers:
+            with contextlib.ExitStack() as own:
+                tar = (stack or own).enter_context(self._archive(container, path, seekable=True, cap=cap))
                 if tar is not None:  # None: absent, or the container is gone
                     yield host, tar
-
-        with contextlib.ExitStack() as stack:
-            yield archives(stack)
 
     def copy_out(self, path: str, target: Path, given: Mapping[str, tuple] | None = None, *,
                  marker: bool | bytes = False, spool_dir: Path | None = None):

@@ -9,11 +9,12 @@ given); when the job ends each host's ``/opt/ml/checkpoints`` is merged against 
 The container contract (fahr_core.contract) re-exports these names, and its ``ContractRun.copy_out``
 is :func:`copy_back`: the SageMaker emulator of the tests merges its hosts' checkpoints alike.
 This module imports nothing of the contract (the contract imports it): a run is anything with
-``host_archives(path, cap=...)`` and ``job.hosts``.
+``host_archives(path, stack, cap=...)`` (fahr_core.contract.ContractRun).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import posixpath
@@ -246,8 +247,8 @@ def copy_back(run, path: str, target: Path, given: Mapping[str, tuple] | None = 
     base = path.rstrip("/").rsplit("/", 1)[-1]
     merge = CheckpointMerge(base, path, given)
     cap = max_model_bytes()  # checked on the headers, before the data is copied
-    with run.host_archives(path, cap=cap) as archives:
-        for host, tar in archives:  # a host without it (absent, or the container is gone) is left out
+    with contextlib.ExitStack() as stack:  # every host's archive open until the merge is written
+        for host, tar in run.host_archives(path, stack, cap=cap):
             merge.add(host, tar)
         if not merge.hosts:  # no host has it as a folder: nothing to copy, the folder stays
             return CopiedBack([], merge.skipped, merge.not_folders, placed=False) if merge.not_folders else None
