@@ -135,6 +135,20 @@ class Folder:
         with replacing_in(self.fd, name) as handle:
             yield handle
 
+    def partial(self, name: str) -> str:
+        """A new, empty file (mode 0600) to write ``name`` with over a while, the file opened only
+        while it is written: its name here (``.NAME.*.partial``), for :meth:`commit` to rename
+        over ``name`` once it is whole. :meth:`replacing` is both for a file written at once."""
+        self.make_private()
+        tmp = partial_name(name)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, FILE_MODE,
+                         dir_fd=self.fd))
+        return tmp
+
+    def commit(self, partial: str, name: str) -> None:
+        """Rename the whole file ``partial`` (see :meth:`partial`) over ``name``, in this folder."""
+        os.rename(partial, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
     def write(self, name: str, data: bytes) -> None:
         with self.replacing(name) as handle:
             handle.write(data)
@@ -170,6 +184,12 @@ class Folder:
 
 
 @contextlib.contextmanager
+def partial_name(name: str) -> str:
+    """The name a file is written under before it is renamed over ``name``: ``.NAME.*.partial``
+    (hidden, random, recognisable, so a killed writer's leftover can be pruned)."""
+    return f".{name}.{secrets.token_hex(4)}{PARTIAL}"
+
+
 def replacing_in(folder_fd: int, name: str, *, mode: int = FILE_MODE) -> Iterator[BinaryIO]:
     """A file to write ``name`` in the open folder ``folder_fd`` with, renamed over ``name`` when
     the block ends without an error, removed otherwise: ``name`` is whole or as it was.
@@ -179,7 +199,7 @@ def replacing_in(folder_fd: int, name: str, *, mode: int = FILE_MODE) -> Iterato
     file at ``name``, it never writes to a link's target. The one write-then-rename of fahr: a
     job's files (:meth:`Folder.replacing`), the project's Dockerfile, the build cache's records.
     """
-    tmp = f".{name}.{secrets.token_hex(4)}{PARTIAL}"
+    tmp = partial_name(name)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, mode, dir_fd=folder_fd)
     try:
         with os.fdopen(fd, "wb") as handle:

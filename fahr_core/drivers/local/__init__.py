@@ -1,0 +1,98 @@
+"""The ``local`` driver: train in containers on this machine's Docker engine, as SageMaker would.
+
+Each job runs under the same container contract as SageMaker, and its artifacts are kept in
+SageMaker's layout in a local folder:
+
+    <output_path>/<job>/output/model.tar.gz
+    <output_path>/<job>/output/output.tar.gz
+    <output_path>/<job>/job.json          (fahr's record of the job: status, reason, times)
+
+so that a model that trains here trains on SageMaker unchanged, and ``fahr fetch`` works alike.
+
+This module holds the driver's hooks; each module of the package does one job:
+
+- ``records``: the job records (``job.json``): read checked, written whole, locked; listing a folder's jobs;
+- ``lifecycle``: launch, follow and stop a job's containers;
+- ``finish``: a job's end: artifacts saved whole, the end recorded, containers removed;
+- ``checkpoint_folders``: which local folder a job's checkpoints go back into, and which job holds it;
+- ``checkpoints``: the checkpoint marker, and the hosts' copies merged back into the folder;
+- ``logstream``: a job's output, live from its containers or from its saved logs;
+- ``fetching``: a finished job's model archive, copied out for ``fahr fetch``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from fahr_core import hookimpl
+from fahr_core.config import ConfigKey
+from fahr_core.drivers.local import fetching, lifecycle, logstream, records
+# Names other code and the tests use as fahr_core.drivers.local.X: kept importable from here.
+from fahr_core.drivers.local.checkpoint_folders import (GIVEN, IN_USE, _check_not_in_use, _checkpoint_root,  # noqa: F401
+                                                         _claim, _claimed, _named, _names, _release,
+                                                         _tidy_staging, _user_of)
+from fahr_core.drivers.local.logstream import _LIVE_QUEUE, _live_logs, _saved_logs  # noqa: F401
+from fahr_core.drivers.local.records import (CLEANUP, FOLLOW, MAX_INSTANCE_COUNT, NAME, RECORD,  # noqa: F401
+                                              BadRecord, default_output_path)
+
+
+@hookimpl
+def config_keys():
+    return [
+        ConfigKey("output_path", str, default_output_path(),
+                  "Folder that receives <job>/output/model.tar.gz and output.tar.gz."),
+        ConfigKey("instance_count", int, 1,
+                  f"Containers (hosts algo-1..algo-N, 1-{MAX_INSTANCE_COUNT}) on a private network, "
+                  "to rehearse distributed training."),
+        ConfigKey("instance_type", str, "local", "Reported to the container in resourceconfig.json."),
+        ConfigKey("gpus", str, "", "GPUs to pass through: 'all', a count, or device ids '0,1'. Empty: none."),
+        ConfigKey("stop_timeout", int, 10, "Seconds between SIGTERM and SIGKILL when a job is stopped."),
+        ConfigKey("checkpoint_path", str, "",
+                  "Folder copied into /opt/ml/checkpoints at start and back (replacing its contents) when "
+                  "the job ends, fails or is stopped, so a job fitted again resumes; new or empty at first use (fahr "
+                  "marks it with .fahr-checkpoints). Empty: no checkpointing."),
+    ]
+
+
+@hookimpl
+def claims_location(location):
+    parsed = urlparse(location)
+    if parsed.scheme == "file" or (not parsed.scheme and Path(location).exists()):
+        return True
+    return None
+
+
+@hookimpl
+def check_run(config, inputs):
+    lifecycle.check_run(config, inputs)
+
+
+@hookimpl
+def launch(spec, config):
+    return lifecycle.launch(spec, config)
+
+
+@hookimpl
+def wait(job, config):
+    return lifecycle.wait(job, config)
+
+
+@hookimpl
+def stop(job, config):
+    return lifecycle.stop(job, config)
+
+
+@hookimpl
+def fetch(request, config):
+    return fetching.fetch(request, config)
+
+
+@hookimpl
+def list_jobs(query, config):
+    return records.list_jobs(query, config)
+
+
+@hookimpl
+def logs(job, config, follow):
+    return logstream.logs(job, config, follow)

@@ -1,0 +1,302 @@
+"""A local job's life: launched as containers on this machine's engine, followed, stopped.
+
+``launch`` records the job and starts its hosts (fahr_core.contract runs them under SageMaker's
+container contract); ``wait`` follows them to their end and finishes the job
+(fahr_core.drivers.local.finish); ``stop`` and an interrupt stop them first. When fahr loses
+sight of a job (the engine went away), its record says so and names the command that reconciles it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from fahr_core import interrupts, jobfolder, ui
+from fahr_core.drivers.local import checkpoint_folders
+from fahr_core.drivers.local.checkpoint_folders import GIVEN, _checkpoint_root, _claim, _release, _write_given
+from fahr_core.drivers.local.finish import _finish, _refused, _remove_containers
+from fahr_core.drivers.local.logstream import _replay_logs
+from fahr_core.drivers.local.records import (CLEANUP, MAX_INSTANCE_COUNT, NAME, RECORD, _check_output_path,
+                                              _command, _container_job, _ended, _fix, _job_dir, _locked,
+                                              _mark_unfinished, _NO_ROOM, _read_record, _request_stop, _result,
+                                              _write_record)
+from fahr_core.errors import ConfigError, EnvironmentProblem, UsageError, first_line
+from fahr_core.jobfolder import Folder, Refused
+from fahr_core.values import COMPLETED, FAILED, IN_PROGRESS, STOPPED, JobHandle
+
+
+def check_run(config, inputs):
+    _check_output_path(config)
+    if not 1 <= config["instance_count"] <= MAX_INSTANCE_COUNT:
+        raise ConfigError(
+            f"config.instance_count={config['instance_count']}: must be 1 to {MAX_INSTANCE_COUNT} "
+            "(each host is a container on this machine)"
+        )
+    if config["stop_timeout"] < 0:
+        raise ConfigError(f"config.stop_timeout={config['stop_timeout']}: must be 0 or more")
+    _checkpoint_root(config)
+    for name, value in inputs.items():
+        _channel_path(name, value)
+
+
+def _channel_path(channel: str, value: str) -> Path:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("", "file"):
+        raise UsageError(
+            f"--input {channel}={value}: the local driver reads local folders or file:// URIs, "
+            f"not {parsed.scheme}:// (download the data first, or use a cloud driver)"
+        )
+    path = Path(parsed.path if parsed.scheme == "file" else value).expanduser()
+    if not path.exists():
+        raise UsageError(f"--input {channel}={value}: {path} does not exist")
+    return path.resolve()
+
+
+def _record_launch(spec, config, channels: dict, checkpoints: Path | None) -> tuple[Path, dict]:
+    """Make the job's folder and record (and, with checkpoints, what the hosts are given), and
+    name the job in its checkpoint folder's marker; nothing is left half-made on a failure."""
+    job_dir = _job_dir(config, spec.job_name)
+    try:
+        job_dir.parent.mkdir(parents=True, exist_ok=True)
+        job_dir.mkdir(mode=jobfolder.FOLDER_MODE)  # 0700: its record holds the job's environment
+    except FileExistsError:
+        raise UsageError(f"job {spec.job_name} already exists in {job_dir.parent}; choose another name") from None
+    except OSError as exc:
+        if exc.errno in _NO_ROOM | {errno.EROFS}:
+            raise EnvironmentProblem(f"cannot create {job_dir} ({exc.strerror}): {_fix(exc)} there, "
+                                     "then run fahr fit again") from None
+        raise ConfigError(f"config.output_path={config['output_path']}: cannot create {job_dir} ({exc.strerror})") from None
+    record = {
+        "job_name": spec.job_name,
+        "model_tag": spec.model_tag,
+        "image": spec.image.reference,
+        "hyperparameters": dict(spec.hyperparameters),
+        "channels": channels,
+        "environment": dict(spec.environment),
+        "instance_count": config["instance_count"],
+        "instance_type": config["instance_type"],
+        "gpus": config["gpus"],
+        **({"checkpoint_path": str(checkpoints)} if checkpoints else {}),
+        "status": IN_PROGRESS,
+        "secondary_status": "Starting",
+        "created": time.time(),
+    }
+    written = job_dir / RECORD
+    try:
+        _write_record(job_dir, record)
+        if checkpoints is not None:  # what the hosts are given: the copy back is merged against it
+            written = job_dir / GIVEN
+            _write_given(job_dir, checkpoints)
+    except OSError as exc:
+        shutil.rmtree(job_dir, ignore_errors=True)  # nothing started: no half-made job to keep
+        raise EnvironmentProblem(f"cannot write {written} ({exc.strerror}): {_fix(exc)} in "
+                                 f"{job_dir.parent}, then run fahr fit again; nothing was started") from None
+    except BaseException:
+        shutil.rmtree(job_dir, ignore_errors=True)  # an unreadable checkpoint: nothing started
+        raise
+    if checkpoints is not None:
+        try:
+            _claim(checkpoints, job_dir)
+        except OSError as exc:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            fix = "" if exc.errno == errno.EPERM else f"{_fix(exc)} or "
+            raise ConfigError(f"config.checkpoint_path={config['checkpoint_path']}: cannot write its marker in "
+                              f"{checkpoints} ({exc.strerror}); {fix}choose another folder") from None
+    return job_dir, record
+
+
+def launch(spec, config):
+    from fahr_core.contract import ContractRun, EngineLost
+
+    check_run(config, spec.inputs)
+    channels = {name: str(_channel_path(name, value)) for name, value in spec.inputs.items()}
+    checkpoints = _checkpoint_root(config)
+    with checkpoint_folders.taking(checkpoints, config):
+        job_dir, record = _record_launch(spec, config, channels, checkpoints)
+    # Until `wait` follows the job, an interrupt stops it (start() itself cleans up after one).
+    interrupts.until_followed(spec.job_name, lambda: _stop_unfollowed(spec.job_name, job_dir, config))
+    run = ContractRun(_container_job(record, config))
+    try:
+        run.start(on_status=lambda status: ui.status_change(spec.job_name, status))
+    except BaseException as exc:  # start() removed what it had created; record how it ended
+        lost = isinstance(exc, EngineLost)
+        if isinstance(exc, KeyboardInterrupt):
+            record.update(status=STOPPED, failure_reason="Interrupted while starting")
+        else:
+            record.update(status=FAILED, failure_reason=f"Could not start: {exc}")
+        if lost:  # start() could not remove what it had created: `fahr wait` does, later
+            record["unfinished"] = CLEANUP
+        record.pop("secondary_status", None)
+        record["ended"] = time.time()
+        try:
+            _write_record(job_dir, record)
+        except OSError:
+            shutil.rmtree(job_dir, ignore_errors=True)  # a record left InProgress would lie
+        if checkpoints is not None:
+            _release(checkpoints, job_dir)
+        if lost:
+            raise EnvironmentProblem(f"{exc}; once the engine is back, remove what the job left with: "
+                                     f"{_command('wait', spec.job_name, config)}") from exc
+        raise
+    record["started"] = time.time()
+    try:
+        _write_record(job_dir, record)
+    except OSError as exc:
+        # Only the start time is lost: the record still says InProgress, which is true, and the
+        # end is recorded (or the full disk reported, the job kept) when the job ends.
+        ui.warn(f"could not note the start of {spec.job_name} in {job_dir / RECORD} ({exc.strerror}); "
+                "it trains on, but free space there before it ends")
+    return JobHandle(driver=NAME, job_name=spec.job_name, model_tag=spec.model_tag,
+                     details={"job_dir": str(job_dir), "hosts": config["instance_count"]})
+
+
+def wait(job, config):
+    from fahr_core.contract import ContractRun
+
+    job_dir = _job_dir(config, job.job_name)
+    record = _read_record(job_dir)
+    if not job.model_tag:  # re-attached by name (`fahr wait JOB`): the record knows the tag
+        job = dataclasses.replace(job, model_tag=record["model_tag"])
+    if _ended(record):
+        _replay_logs(job_dir, record)  # as SageMaker's wait prints a finished job's logs
+        if record.get("unfinished") == CLEANUP:
+            run = ContractRun(_container_job(record, config))
+            with interrupts.shield(f"removing the containers of job {job.job_name}"), _locked(job_dir) as folder:
+                record = _read_record(folder)
+                _remove_containers(run, job_dir, config, record)
+        return _result(job, job_dir, record)
+    run = ContractRun(_container_job(record, config))
+    several = record.get("instance_count", 1) > 1
+    try:
+        interrupts.followed(job.job_name)  # in the try: from here on, Ctrl-C is handled below
+        gone = not run.containers()
+        if not gone:
+            # Its output is copied into the job's logs folder as it comes: the folder as opened
+            # (never a link), which the run holds until it saves the logs.
+            with Folder.open(job_dir) as folder:
+                logs = folder.sub("logs", create=True)
+            outcome = run.follow(lambda host, data: ui.log_output(data, host if several else None),
+                                 started_at=record.get("started"), lines=several, keep_in=logs)
+            ui.flush_output()  # the job's last output before anything fahr prints next
+    except KeyboardInterrupt:
+        _stop_interrupted(run, job.job_name, job_dir, config)
+        raise
+    except Exception as exc:
+        problem = _lost_sight(job.job_name, job_dir, config, exc, "following")
+        if problem is None:
+            raise
+        raise problem from exc
+    if gone:
+        record = _finish(run, job_dir, config, FAILED, "Its containers are gone (removed outside fahr)")
+    else:
+        record = _finish(run, job_dir, config, outcome.status, outcome.failure_reason)
+    ui.status_change(job.job_name, record["status"])
+    return _result(job, job_dir, record)
+
+
+def _stop_interrupted(run, job_name: str, job_dir: Path, config) -> None:
+    """After Ctrl-C: stop the job, save what it left, remove its containers. Further Ctrl-C are
+    deferred meanwhile (see fahr_core.interrupts): cut here, the job would be left running."""
+    stop_command = _command("stop", job_name, config)
+    interrupts.doing(f"stopping job {job_name} and removing its containers "
+                     f"(if fahr is killed, '{stop_command}' does it)")
+    reason = "Stopped by the user (interrupt)"
+    try:
+        run.reconnect()
+        codes = run.exit_codes()
+        if codes is None:
+            ui.status_change(job_name, "Stopping", f"SIGTERM, then SIGKILL after {config['stop_timeout']} s; "
+                                                   "Ctrl-C again does not abandon it")
+            _request_stop(job_dir, reason)
+            run.stop()
+    except Exception as exc:
+        problem = _lost_sight(job_name, job_dir, config, exc, "stopping", stop_requested=reason)
+        if problem is None:
+            raise
+        raise problem from exc
+    if codes is None:
+        record = _finish(run, job_dir, config, STOPPED, reason)
+    else:  # every host had already ended: record how, rather than calling it stopped
+        failed = sorted(h for h, c in codes.items() if c != 0)
+        try:
+            why = run.failure_reason(failed[0], codes[failed[0]]) if failed else ""
+        except Exception as exc:
+            problem = _lost_sight(job_name, job_dir, config, exc, "following")
+            if problem is None:
+                raise
+            raise problem from exc
+        record = _finish(run, job_dir, config, FAILED if failed else COMPLETED, why)
+    ui.status_change(job_name, record["status"])
+
+
+def _stop_unfollowed(job_name: str, job_dir: Path, config) -> None:
+    """An interrupt came after launch and before `wait` followed the job: stop it all the same."""
+    from fahr_core.contract import ContractRun
+
+    record = _read_record(job_dir)
+    if _ended(record):
+        return  # start() was interrupted and has recorded it
+    _stop_interrupted(ContractRun(_container_job(record, config)), job_name, job_dir, config)
+
+
+def _lost_sight(job_name: str, job_dir: Path, config, exc: Exception, doing: str,
+                stop_requested: str = "") -> Exception | None:
+    """fahr can no longer follow the job (the engine went away, or a bug): record it Failed for
+    now, ``unfinished``, with the command that reconciles it, and say so.
+
+    Returns the error to raise, or None to re-raise ``exc`` (a bug: exit 4, but the record is
+    still not left InProgress).
+    """
+    from fahr_core.contract import engine_lost, is_engine_error
+
+    command = _command("stop" if stop_requested else "wait", job_name, config)
+    if is_engine_error(exc):
+        lost = engine_lost(exc, f"{doing} job {job_name}")
+        reason = f"fahr {lost.message}; its containers may still run: '{command}' reconciles it"
+        problem = EnvironmentProblem(f"{lost.message}; the job may still run: once the engine is back, "
+                                     f"{'stop' if stop_requested else 'reconcile'} it with: {command}")
+    elif isinstance(exc, Refused):  # the job's folder was tampered with: nothing written elsewhere
+        reason = f"fahr stopped {doing} the job: {exc.path} {exc.reason}; '{command}' reconciles it"
+        problem = _refused(exc, command)
+    else:
+        reason = f"fahr stopped {doing} the job ({type(exc).__name__}: {first_line(exc)}); '{command}' reconciles it"
+        problem = None
+    with _locked(job_dir) as folder:
+        _mark_unfinished(folder, reason, stop_requested)
+    return problem
+
+
+def stop(job, config):
+    from fahr_core.contract import ContractRun, engine_lost, is_engine_error
+
+    job_dir = _job_dir(config, job.job_name)
+    record = _read_record(job_dir)
+    if _ended(record):
+        return False
+    run = ContractRun(_container_job(record, config))
+    reason = "Stopped by 'fahr stop'"
+    with interrupts.shield(f"stopping job {job.job_name} and removing its containers"):
+        try:
+            codes = run.exit_codes()
+            if codes is None:
+                _request_stop(job_dir, reason)
+                run.stop()
+        except Exception as exc:
+            if not is_engine_error(exc):
+                raise
+            lost = engine_lost(exc, f"stopping job {job.job_name}")
+            raise EnvironmentProblem(f"{lost.message}; the job may still run: once the engine is back, "
+                                     f"run again: {_command('stop', job.job_name, config)}") from exc
+        if codes is None:
+            _finish(run, job_dir, config, STOPPED, reason)
+        elif record.get("stop_requested"):
+            # Stopped already, but the fahr that stopped it was killed (or lost the engine) before
+            # finishing: finish it as that fahr would have.
+            _finish(run, job_dir, config, STOPPED, "")
+        else:
+            return False  # it has ended on its own; `fahr wait` records how
+    return True
