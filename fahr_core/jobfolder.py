@@ -183,13 +183,13 @@ class Folder:
             raise Refused(self.path / name, "is a folder, not a file")
 
 
-@contextlib.contextmanager
 def partial_name(name: str) -> str:
     """The name a file is written under before it is renamed over ``name``: ``.NAME.*.partial``
     (hidden, random, recognisable, so a killed writer's leftover can be pruned)."""
     return f".{name}.{secrets.token_hex(4)}{PARTIAL}"
 
 
+@contextlib.contextmanager
 def replacing_in(folder_fd: int, name: str, *, mode: int = FILE_MODE) -> Iterator[BinaryIO]:
     """A file to write ``name`` in the open folder ``folder_fd`` with, renamed over ``name`` when
     the block ends without an error, removed otherwise: ``name`` is whole or as it was.

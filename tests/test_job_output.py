@@ -211,8 +211,11 @@ def test_the_api_holds_nothing_back_when_the_driver_says_how_many_hosts(monkeypa
         yield LogLine(host="algo-1", text="line", hosts=1)
         yield LogLine(host="algo-1", text="no newline at the end", newline=False, hosts=1)
 
-    session = SimpleNamespace(hook=SimpleNamespace(logs=logs), config=SimpleNamespace(driver="standin"))
-    monkeypatch.setattr(api, "_session", lambda *args, **kwargs: session)
+    from fahr_core import Config
+    from fahr_core.session import Session
+
+    session = Session(SimpleNamespace(hook=SimpleNamespace(logs=logs)), Config("standin", {}, {}))
+    monkeypatch.setattr(api, "_open", lambda *args, **kwargs: session)
     job = api.Job("standin-job-9", driver="standin")
     for line in job.logs():
         seen.append(line)

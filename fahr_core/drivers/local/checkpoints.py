@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Mapping
 
 from fahr_core.errors import UsageError
+from fahr_core.hashing import file_digest
 
 CHECKPOINT_MARKER = ".fahr-checkpoints"
 """The file fahr puts in a local checkpoint folder it owns: it only ever replaces a folder holding it."""
@@ -68,7 +69,7 @@ def checkpoint_manifest(folder: Path) -> dict[str, tuple]:
                 elif entry.is_file():
                     with open(entry.path, "rb") as handle:
                         size = os.fstat(handle.fileno()).st_size
-                        found[name] = ("file", size, _digest(handle))
+                        found[name] = ("file", size, file_digest(handle))
             except OSError as exc:
                 raise UsageError(f"cannot read {entry.path} ({exc.strerror or exc}); make it readable, "
                                  "or choose another folder") from None
@@ -139,7 +140,7 @@ class CheckpointMerge:
                 continue
             if member.isreg():
                 files[name] = member
-                mine[name] = (("file", member.size, _digest(tar.extractfile(member))), tar, member, "")
+                mine[name] = (("file", member.size, file_digest(tar.extractfile(member))), tar, member, "")
             elif member.islnk() and self._relative(member.linkname) in files:
                 source = files[self._relative(member.linkname)]
                 mine[name] = (mine[self._relative(member.linkname)][0], tar, source, "")
@@ -286,24 +287,3 @@ def copy_back(run, path: str, target: Path, given: Mapping[str, tuple] | None = 
         finally:
             spool.unlink(missing_ok=True)
     return CopiedBack(merge.dropped, merge.skipped, merge.not_folders)
-
-
-class _Hashing:
-    """A file object's bytes hashed as ``tarfile`` copies them: no second read."""
-
-    def __init__(self, handle):
-        import hashlib
-
-        self.handle, self.sha256 = handle, hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.handle.read(size)
-        self.sha256.update(data)
-        return data
-
-
-def _digest(handle) -> str:
-    hashing = _Hashing(handle)
-    while hashing.read(1 << 20):
-        pass
-    return hashing.sha256.hexdigest()
