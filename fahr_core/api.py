@@ -49,11 +49,12 @@ def _quiet(quiet: bool):
     return ui.quiet() if quiet else contextlib.nullcontext()
 
 
-def _open(driver: str | None, config: Mapping[str, Any], command: str | None = None):
-    """The session of a command about jobs that exist: the current folder is the project."""
+def _open(driver: str | None, config: Mapping[str, Any], command: str | None = None, project_dir: Path | None = None):
+    """The session of a command about jobs that exist: the current folder is the project, unless
+    the job's own session is being opened again."""
     from fahr_core.session import open_session
 
-    session = open_session(driver, Path.cwd(), config, check_required=False)
+    session = open_session(driver, project_dir or Path.cwd(), config, check_required=False)
     if command:
         session.require(command)
     return session
@@ -89,6 +90,7 @@ class Job:
         self._config = check.config(config, "Job(): config")
         self._quiet = check.flag(quiet, "Job(): quiet")
         self._session = None  # opened on first use, or the session this job came from
+        self._project_dir: Path | None = None  # that session's project folder (None: the current one)
         self._handle = None  # the driver's handle when this process launched the job
 
     def __repr__(self) -> str:
@@ -97,8 +99,13 @@ class Job:
     @classmethod
     def _of(cls, session, name: str, model_tag: str = "", quiet: bool = False) -> "Job":
         job = cls(name, driver=session.driver, model_tag=model_tag, quiet=quiet)
-        job._session = session
+        job._session, job._project_dir, job._config = session, session.project_dir, dict(session.overrides)
         return job
+
+    def __getstate__(self) -> dict:
+        # A session holds the loaded plugins, which do not pickle: an unpickled job opens its
+        # session again, with the same project folder, driver and overrides.
+        return {**self.__dict__, "_session": None}
 
     @classmethod
     def _from_info(cls, session, info, quiet: bool = False) -> "Job":
@@ -113,7 +120,7 @@ class Job:
 
         names.validate_job_name(self.name)
         if self._session is None:
-            self._session = _open(self.driver, self._config)
+            self._session = _open(self.driver, self._config, project_dir=self._project_dir)
         if command:
             self._session.require(command)
         return self._session
@@ -292,6 +299,8 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
         else:
             job._from_result(_follow(session, handle))
             if steps.fetch_to is not None:
+                # The target as it is now (a folder may have filled while the job trained).
+                _check_fetch(steps.fetch_to, steps.model_tag, handle.job_name, True, steps.overwrite)
                 _fetch(session, steps.fetch_to, steps.model_tag, session.location, handle.job_name, True,
                        steps.overwrite)
     job._try_refresh()
@@ -360,8 +369,11 @@ def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Map
 
 def job(name: str, *, driver: str | None = None, config: Mapping[str, Any] | None = None) -> Job:
     """The job called ``name`` (as ``fahr fit`` printed it), read from its driver."""
+    from fahr_core import names
+
     name = check.text(name, "job(): name", "a job's name (str)", optional=False)
     driver = check.text(driver, "job(): driver", check.DRIVER)
+    names.validate_job_name(name)
     session = _open(driver, check.config(config, "job(): config"))
     return Job._from_info(session, _find(session, name))
 

@@ -48,6 +48,8 @@ def convert(key: ConfigKey, value: Any, source: str) -> Any:
     if key.type is bool:
         if isinstance(value, bool):
             return value
+        if isinstance(value, int) and value in (0, 1):  # as "0" and "1" are, from the API or a file
+            return bool(value)
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
         raise wrong()

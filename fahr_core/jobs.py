@@ -15,6 +15,18 @@ from fahr_core.values import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOP
 __all__ = ["BuildContext", "COMPLETED", "FAILED", "FINAL_STATES", "FetchRequest", "IN_PROGRESS", "ImageRef",
            "JobHandle", "JobResult", "JobSpec", "STOPPED", "STOPPING"]
 
+# `import fahr_core.jobs as values; values.JobSpec` reads the package's attribute `jobs`, which
+# stays the API function (see fahr_core/__init__.py): the function carries the values too, so
+# that form of the old path keeps working as well.
+def _carry() -> None:
+    from fahr_core import api
+
+    for name in __all__:
+        setattr(api.jobs, name, globals()[name])
+
+
+_carry()
+
 _warnings.warn("fahr_core.jobs is deprecated as an import path of the value types (JobSpec, JobHandle, …); "
                "import them from fahr_core (from fahr_core import JobSpec); it goes in fahr 2.0",
                DeprecationWarning, stacklevel=2)

@@ -39,13 +39,15 @@ class Session:
     """The driver's plugin manager and this command's resolved configuration.
 
     ``project_dir`` is where ``fahr.toml`` was looked for; ``keys`` are the config keys the loaded
-    plugins declare (for :meth:`require`).
+    plugins declare (for :meth:`require`); ``overrides`` the command's own values, so that the
+    same session can be opened again (a :class:`fahr_core.api.Job` unpickled elsewhere).
     """
 
     pm: Any
     config: cfg.Config
     project_dir: Path = field(default_factory=Path.cwd)
     keys: tuple = ()
+    overrides: dict = field(default_factory=dict)
 
     @property
     def hook(self):
@@ -63,8 +65,10 @@ class Session:
         return result
 
     def require(self, command: str) -> None:
-        """Refuse to go on with ``command`` when a key it needs is unset (see :func:`cfg.require`)."""
-        cfg.require(self.config, self.keys, command)
+        """Refuse to go on with ``command`` when a key it needs is unset (see :func:`cfg.require`):
+        those whose ``required_for`` names it, and the keys marked ``required``, which the hookspec
+        ``config_keys`` makes a need of ``fit``, ``wait`` and ``stop``, not of ``fetch``."""
+        cfg.require(self.config, self.keys, command, check_required=command in ("fit", "wait", "stop"))
 
     @property
     def location(self) -> str:
@@ -96,8 +100,9 @@ def open_session(driver: str | None, project_dir: Path, overrides: Mapping[str, 
     name = cfg.choose_driver(driver, project)
     pm = plugins.manager_for(name)
     keys = tuple(plugins.driver_config_keys(pm))
+    overrides = dict(overrides.items() if isinstance(overrides, Mapping) else overrides)
     config = cfg.resolve(name, keys, project, overrides, check_required=check_required, command=command)
-    return Session(pm, config, Path(project_dir), keys)
+    return Session(pm, config, Path(project_dir), keys, overrides)
 
 
 def driver_for_location(location: str, project_dir: Path | None = None,

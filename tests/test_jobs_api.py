@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -182,6 +183,8 @@ def test_a_job_keeps_the_session_of_its_project_from_another_folder(made, tmp_pa
     placed = job.fetch(tmp_path / "model")
     assert json.loads((placed / "model.json").read_text()) == {"host": "algo-1"}
     assert job.stop() is False  # it has ended
+    again = pickle.loads(pickle.dumps(job))  # opens the same project's session anew
+    assert again.refresh().status == "Completed" and list(again.logs()) == ["tick 0 on algo-1"]
 
     running = fahr_core.fit(script, hyperparameters={"ticks": 600, "pause": "0.5"}, wait=False, quiet=True)
     assert running.status == "InProgress" and running.created is not None

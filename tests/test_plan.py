@@ -112,3 +112,5 @@ def test_config_overrides_stay_python_values_and_the_project_is_decided_once(tmp
     assert session.config.sources["stop_timeout"] == "--config.stop_timeout"
     with pytest.raises(ConfigError, match="stop_timeout"):
         open_session(None, project, {"stop_timeout": "soon"}, check_required=False)
+    with pytest.raises(ConfigError, match="is not a valid str"):  # never the text "True"
+        open_session(None, project, {"output_path": True}, check_required=False)

@@ -57,6 +57,7 @@ with warnings.catch_warnings(record=True) as caught:
                                 COMPLETED, FAILED, STOPPING, STOPPED, FINAL_STATES)
 import fahr_core
 import fahr_core.api
+import fahr_core.jobs as old_module_path
 names = ("BuildContext", "ImageRef", "JobSpec", "JobHandle", "JobResult", "FetchRequest", "IN_PROGRESS",
          "COMPLETED", "FAILED", "STOPPING", "STOPPED", "FINAL_STATES")
 print(json.dumps({
@@ -64,6 +65,8 @@ print(json.dumps({
     "warnings": [(w.category.__name__, str(w.message), w.filename) for w in caught],
     "jobs_is_the_api_function": fahr_core.jobs is fahr_core.api.jobs,
     "module_callable": callable(sys.modules["fahr_core.jobs"]),
+    "attribute_form": all(getattr(old_module_path, name) is getattr(fahr_core, name) for name in names)
+                      and fahr_core.jobs.JobSpec is fahr_core.JobSpec,
 }))
 """
 
@@ -80,6 +83,7 @@ def test_the_values_old_import_path_works_with_a_deprecation_warning_and_the_api
     assert seen["warnings"][0][2] == "<string>"  # the importer's line, not fahr's
     assert seen["jobs_is_the_api_function"] is True
     assert seen["module_callable"] is False
+    assert seen["attribute_form"] is True  # import fahr_core.jobs as values; values.JobSpec
 
 
 def test_fahr_s_own_code_imports_no_value_from_the_old_path():

@@ -170,6 +170,12 @@ def test_run_walks_the_five_steps_with_layered_config(tmp_path, project):
     out = tmp_path / "out"
     run_fahr("fetch", out, "proj/train", record, "--train-driver", "testdrv", cwd=project, check=0)
     assert json.loads((out / "hyperparameters.json").read_text()) == {"lr": "0.1", "expr": "a=b"}
+    # From a folder without that fahr.toml: record_dir is `required` (for fit, wait and stop, as
+    # the hookspec says), not for fetch, which is told the location.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run_fahr("fetch", tmp_path / "out2", "proj/train", record, "--train-driver", "testdrv", cwd=elsewhere, check=0)
+    assert (tmp_path / "out2" / "hyperparameters.json").is_file()
 
 
 def test_failed_job_exits_1_with_reason(tmp_path, project):
