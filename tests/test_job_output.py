@@ -280,7 +280,12 @@ def numbered(tmp_path_factory, docker_engine):
     project = root / "i15bndreviewhandover"
     project.mkdir()
     (project / "train.py").write_text(NUMBERED)
-    yield {"root": root, "project": project, "env": {"FAHR_LOCAL_OUTPUT_PATH": str(root / "jobs")}}
+    env = {"FAHR_LOCAL_OUTPUT_PATH": str(root / "jobs")}
+    # Built (and run once) now: in the tests below the job must print while their reader is still
+    # slow, not after a first build that outlasts it on a loaded machine.
+    subprocess.run([FAHR, "fit", str(project / "train.py"), "--train-driver", "local"], capture_output=True,
+                   env={**os.environ, **env}, cwd=root, check=True)
+    yield {"root": root, "project": project, "env": env}
     subprocess.run(["docker", "image", "rm", "-f", "i15bndreviewhandover/train:latest"], capture_output=True)
 
 

@@ -426,7 +426,7 @@ def test_job_name_collision_is_one_line_exit_2(stack, tmp_path, monkeypatch):
     import fahr_sagemaker as driver
     from fahr_core import config as cfg
     from fahr_core.errors import UsageError
-    from fahr_core.jobs import ImageRef, JobSpec
+    from fahr_core import ImageRef, JobSpec
     from fahr_sagemaker import aws
 
     aws._session.cache_clear()
