@@ -18,6 +18,7 @@ This module is fahr's only orchestration layer: each call opens one
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from datetime import datetime, timezone
@@ -42,8 +43,6 @@ def _time(seconds: float | None) -> datetime | None:
 
 
 def _quiet(quiet: bool):
-    import contextlib
-
     from fahr_core import ui
 
     return ui.quiet() if quiet else contextlib.nullcontext()
@@ -92,6 +91,7 @@ class Job:
         self._session = None  # opened on first use, or the session this job came from
         self._project_dir: Path | None = None  # that session's project folder (None: the current one)
         self._handle = None  # the driver's handle when this process launched the job
+        self._artifact: Path | None = None  # what its image was built from, when this process built it
 
     def __repr__(self) -> str:
         return f"Job({self.name!r}, model_tag={self.model_tag!r}, driver={self.driver!r}, status={self.status!r})"
@@ -162,19 +162,28 @@ class Job:
         return self
 
     def wait(self) -> "Job":
-        """Follow the job to its end, streaming its logs; raise :class:`JobFailed` unless it completed."""
-        from fahr_core.errors import JobFailed
-
+        """Follow the job to its end, streaming its logs; raise :class:`JobFailed` unless it
+        completed (its ``.job`` is this job, its status and failure reason up to date)."""
         session = self._opened("wait")
-        with _quiet(self._quiet):
-            try:
-                result = _follow(session, self._handle_for(session))
-            except JobFailed:
-                self._try_refresh()
-                raise
+        with _quiet(self._quiet), self._failing():
+            result = _follow(session, self._handle_for(session), self._artifact)
         self._from_result(result)
         self._try_refresh()
         return self
+
+    @contextlib.contextmanager
+    def _failing(self):
+        """A context in which a :class:`JobFailed` leaves this job as it ended, and carries it."""
+        from fahr_core.errors import JobFailed
+
+        try:
+            yield
+        except JobFailed as exc:
+            if exc.result is not None:
+                self._from_result(exc.result)
+            self._try_refresh()
+            exc.job = self
+            raise
 
     def _try_refresh(self) -> None:
         """Fill in the times where the driver can list jobs; the fields already known stay otherwise."""
@@ -192,10 +201,18 @@ class Job:
             pass
 
     def stop(self) -> bool:
-        """Ask the driver to stop the job; False when it had already ended."""
+        """Ask the driver to stop the job; False when it had already ended. ``status`` is then
+        as the driver reports it (``Stopping``, ``Stopped``, or how it had ended); where the driver
+        cannot list its jobs, ``Stopping`` after a stop it accepted."""
+        from fahr_core.values import FINAL_STATES, STOPPING
+
         session = self._opened("stop")
         with _quiet(self._quiet):
-            return bool(session.call("stop", job=self._handle_for(session)))
+            stopped = bool(session.call("stop", job=self._handle_for(session)))
+        if stopped and self.status not in FINAL_STATES:
+            self.status = STOPPING  # asked to stop; the listing below says whether it has
+        self._try_refresh()
+        return stopped
 
     def logs(self, follow: bool = False, host: str | None = None) -> Iterator[str]:
         """The job's output lines (str, without newline), from the start.
@@ -291,13 +308,14 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
         handle = _launch(session, steps, image)
         job = Job._of(session, handle.job_name, handle.model_tag, quiet)
         job.driver = handle.driver or job.driver
-        job._handle = handle
+        job._handle, job._artifact = handle, steps.artifact
         if not steps.wait:
             interrupts.followed(handle.job_name)  # launched to run on: an interrupt now leaves it running
             report.detached(handle, session)
             job.status = IN_PROGRESS
         else:
-            job._from_result(_follow(session, handle))
+            with job._failing():
+                job._from_result(_follow(session, handle, steps.artifact))
             if steps.fetch_to is not None:
                 # The target as it is now (a folder may have filled while the job trained).
                 _check_fetch(steps.fetch_to, steps.model_tag, handle.job_name, True, steps.overwrite)
@@ -333,12 +351,13 @@ def _launch(session, steps, image):
     return handle
 
 
-def _follow(session, handle):
+def _follow(session, handle, artifact: Path | None = None):
     """The driver's wait, to the job's end, then how it ended; KeyboardInterrupt passes through
-    (the driver's wait stops or detaches, the CLI exits 130)."""
+    (the driver's wait stops or detaches, the CLI exits 130). ``artifact``: what the job's image
+    was built from, when this process built it (report.ended's hints name its files)."""
     from fahr_core import report
 
-    return report.ended(session.call("wait", job=handle), session)
+    return report.ended(session.call("wait", job=handle), session, artifact)
 
 
 # -- the jobs there are ----------------------------------------------------------------------------

@@ -49,6 +49,7 @@ _CHECKPOINT_NAMES = frozenset({"CHECKPOINT_MARKER", "MARKER_TEXT", "CopiedBack",
                                "checkpoint_manifest"})
 FAILURE_REASON_MAX = 1024
 _TAIL_LINES = 10
+_LAUNCHER_LINES = 10  # read beyond the tail: the launcher's frames (fahr_core.report) are left out of it
 
 
 @dataclass
@@ -839,22 +840,30 @@ class ContractRun:
         return Outcome(FAILED, reason, codes, started_at, ended_at)
 
     def failure_reason(self, host: str, code: int) -> str:
-        """``/opt/ml/output/failure`` (first 1024 characters), else the exit code and last lines."""
+        """``/opt/ml/output/failure`` (first 1024 characters), else the exit code and last lines.
+
+        The last lines are the output's, without the frames of fahr's launcher (read from further
+        back, so that they do not take the place of the script's), cut in the middle when long:
+        the last line, a traceback's exception, stays whole.
+        """
+        from fahr_core.report import without_launcher_frames
+        from fahr_core.ui import cut_middle
+
         text = self.read_file(host, "/opt/ml/output/failure")
         if text and text.strip():
             return text.decode("utf-8", "replace")[:FAILURE_REASON_MAX]
-        tail = self._tails[host].lines(_TAIL_LINES) if host in self._tails else []
+        tail = self._tails[host].lines(_TAIL_LINES + _LAUNCHER_LINES) if host in self._tails else []
         if not tail:
             try:
-                logs = self.containers()[host].logs(tail=_TAIL_LINES).decode("utf-8", "replace")
-                tail = logs.splitlines()
+                logs = self.containers()[host].logs(tail=_TAIL_LINES + _LAUNCHER_LINES)
+                tail = logs.decode("utf-8", "replace").splitlines()
             except Exception:
                 tail = []
         where = f" on {host}" if len(self.job.hosts) > 1 else ""
         reason = f"AlgorithmError: exit code {code}{where}"
         if tail:
-            reason += "; last output:\n" + "\n".join(tail[-_TAIL_LINES:])
-        return reason[:FAILURE_REASON_MAX]
+            reason += "; last output:\n" + "\n".join(without_launcher_frames(tail)[-_TAIL_LINES:])
+        return cut_middle(reason, FAILURE_REASON_MAX)
 
     def exit_codes(self) -> dict[str, int] | None:
         """Every host's exit code when all have exited, else None."""

@@ -54,9 +54,19 @@ class EnvironmentProblem(FahrError):
 
 
 class JobFailed(FahrError):
-    """The training job ended Failed or Stopped. Exit 1."""
+    """The training job ended Failed or Stopped. Exit 1.
+
+    ``job`` is the :class:`fahr_core.api.Job` that failed when raised through the Python API (its
+    status, failure reason and times as they ended; ``job.logs()`` replays its output), else None;
+    ``result`` the driver's :class:`fahr_core.JobResult`, when the job's end was waited for.
+    """
 
     exit_code = EXIT_JOB_FAILED
+
+    def __init__(self, message: str, *, result=None, job=None, exit_code: int | None = None):
+        super().__init__(message, exit_code=exit_code)
+        self.result = result
+        self.job = job
 
 
 def first_line(exc: BaseException, limit: int | None = 200) -> str:

@@ -13,6 +13,10 @@ import signal
 import sys
 
 RESOURCE_CONFIG = "/opt/ml/input/config/resourceconfig.json"
+# The files of this launcher's frames, the outermost of every traceback of the script: the program
+# is given as `python -c` ("<string>"), and runpy runs the script. fahr leaves them out of a
+# failed job's reason (fahr_core.report.without_launcher_frames).
+OWN_FRAME_FILES = ("<string>", "<frozen runpy>")
 # torch.distributed's own default port; an already-set MASTER_PORT (--env MASTER_PORT=...) wins.
 DEFAULT_MASTER_PORT = "29500"
 

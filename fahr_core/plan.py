@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -77,6 +78,8 @@ def plan_fit(artifact: Path, *, hyperparameters: Mapping[str, str] = {}, inputs:
         model_tag = names.container_image_tag(artifact.parent)
     else:
         model_tag = names.model_image_tag(artifact)
+        if artifact.suffix == ".py":
+            check_compiles(given, artifact)
     validate_channels(inputs)
     validate_environment(environment)
     validate_text("--hp", hyperparameters)
@@ -102,6 +105,35 @@ def check_fit(plan: FitPlan, session) -> None:
     checkpoints_spare_project(session.config, plan.given, plan.artifact)
     if plan.fetch_to is not None:
         fetch_spares_checkpoints(plan.fetch_to, session.config)
+
+
+def check_compiles(given: Path, script: Path) -> None:
+    """Refuse a script that does not compile, in one line ``GIVEN:LINE: SyntaxError: …``.
+
+    The job would fail at its start anyway, but only after a build (and, on a cloud driver, a push
+    and an instance start). Compiled in memory by the Python that runs fahr, as ``py_compile``
+    would: nothing is written (no ``__pycache__`` in the project). A notebook's JSON is checked
+    with the artifact (:func:`fahr_core.image.check_artifact`); a container of the user's own is
+    the user's to check.
+    """
+    from fahr_core import ui
+
+    try:
+        source = script.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{ui.visible(given)}: cannot be read ({exc.strerror}); fix it and fit again") from None
+    try:
+        with warnings.catch_warnings():
+            # A warning (an invalid escape sequence…) is the job's to print, not a refusal here,
+            # even under -W error.
+            warnings.simplefilter("ignore")
+            compile(source, str(given), "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        where = f":{exc.lineno}" if exc.lineno else ""
+        raise UsageError(f"{ui.visible(given)}{where}: {type(exc).__name__}: {ui.visible(exc.msg)}; "
+                         "it does not compile: fix it and fit again") from None
+    except ValueError as exc:  # Python 3.11 says so of a NUL byte in the source
+        raise UsageError(f"{ui.visible(given)}: {ui.visible(exc)}; it does not compile: fix it and fit again") from None
 
 
 # -- the arguments a job is given ------------------------------------------------------------------

@@ -6,6 +6,9 @@ completed job's model, the one-line error of a failed job, the warning of an emp
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from fahr_core import ui
 from fahr_core.commandlines import MODEL_TAG_PLACEHOLDER, fetch_command, wait_command
 from fahr_core.errors import JobFailed
@@ -20,8 +23,12 @@ def detached(job: JobHandle, session) -> None:
     ui.command(fetch_command(job.job_name, job.model_tag, job.driver, session.location))
 
 
-def ended(result: JobResult, session) -> JobResult:
-    """Print how a job ended; raise :class:`JobFailed` unless it completed."""
+def ended(result: JobResult, session, artifact: Path | None = None) -> JobResult:
+    """Print how a job ended; raise :class:`JobFailed` unless it completed.
+
+    ``artifact``: what the job's image was built from (the plan's), when this process knows it:
+    a hint about a missing module then names the project's requirements file.
+    """
     job = result.job
     timing = ""
     if result.training_seconds is not None:
@@ -30,10 +37,9 @@ def ended(result: JobResult, session) -> JobResult:
             timing += f" (billable {result.billable_seconds:.0f} s)"
     if not result.succeeded:
         # One line: the job's output was streamed above, the full reason is in the job's record.
-        reason = " ".join(result.failure_reason.split()) or "no reason given"
-        if len(reason) > 400:
-            reason = reason[:400] + " …"
-        raise JobFailed(f"job {job.job_name} {result.status.lower()}{timing}: {reason}")
+        reason = failure_line(result.failure_reason)
+        hint = missing_module_hint(result.failure_reason, artifact)
+        raise JobFailed(f"job {job.job_name} {result.status.lower()}{timing}: {reason}{hint}", result=result)
     ui.success(f"job {job.job_name} completed{timing}; model at {result.model_artifact}")
     driver = job.driver or session.driver
     if result.model_empty:
@@ -58,3 +64,104 @@ def empty_model_warning(job_name: str, driver: str) -> str:
             f"save elsewhere, or save to /opt/ml/model only when FAHR_EXECUTION_ENVIRONMENT is one "
             f"driver's name (it is {driver!r} here)? Test that the variable is set, whatever its "
             f"value, and save under /opt/ml/model")
+
+
+# -- the failure line -------------------------------------------------------------------------------
+
+#: The failure line's length before it is cut. It is cut in its middle: its start says what
+#: failed, its end (the exception of a traceback) why, and both stay.
+FAILURE_LINE_MAX = 400
+
+
+def failure_line(reason: str, limit: int = FAILURE_LINE_MAX) -> str:
+    """A job's failure reason as one line of at most ``limit`` characters: its lines joined, cut
+    in the middle (`` … ``), the last line kept whole (it is cut in its own middle only when it
+    alone is longer than ``limit``)."""
+    lines = [" ".join(line.split()) for line in reason.splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return "no reason given"
+    last = ui.cut_middle(lines[-1], limit)
+    head = " ".join(lines[:-1])
+    if not head:
+        return last
+    if len(head) + 1 + len(last) <= limit:
+        return f"{head} {last}"
+    room = limit - len(last) - 3  # what is left of the head, and " … "
+    return f"{head[:room].rstrip()} … {last}" if room > 0 else last
+
+
+#: A traceback's header, and one of its frames: what the frames of fahr's launcher are found by.
+_TRACEBACK = "Traceback (most recent call last):"
+_FRAME = re.compile(r'(?P<indent>\s*)File "(?P<file>[^"]*)", line \d+')
+
+
+def without_launcher_frames(lines: list[str]) -> list[str]:
+    """A job's output lines with the frames of fahr's own launcher left out of its tracebacks.
+
+    The generated image starts the script through the launcher (``python -c PROGRAM``, whose
+    frames are in ``<string>``), which hands it to runpy: every traceback of a script starts with
+    those frames, which say nothing about the script. They are the outermost frames, so only the
+    frames between a traceback's header and its first other frame are dropped (with their source
+    lines), never a ``<string>`` frame of the script's own ``exec``. Other lines there are kept:
+    the engine may interleave a line of stdout with the traceback on stderr.
+    """
+    from fahr_core.launcher import OWN_FRAME_FILES
+
+    kept: list[str] = []
+    leading = False  # between a traceback's header and its first frame that is not the launcher's
+    indent = -1  # the indentation of the launcher frame just dropped; -1: none was
+    for line in lines:
+        if line.strip() == _TRACEBACK:
+            leading, indent = True, -1
+            kept.append(line)
+            continue
+        if leading:
+            frame = _FRAME.match(line)
+            if frame and (frame["file"] in OWN_FRAME_FILES or frame["file"].endswith("/runpy.py")):
+                indent = len(frame["indent"])
+                continue
+            if not frame and indent >= 0 and len(line) - len(line.lstrip()) > indent:
+                continue  # the source line (and its carets) of a launcher frame
+            indent = -1
+            if frame:
+                leading = False
+        kept.append(line)
+    return kept
+
+
+_MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
+
+
+def missing_module_hint(reason: str, artifact: Path | None) -> str:
+    """For a job that ended with ``ModuleNotFoundError`` (its reason's last line): where the
+    module's package is to be listed, the requirements file the image was built from (or that
+    there is none); '' for any other end."""
+    lines = [line for line in reason.splitlines() if line.strip()]
+    found = _MISSING_MODULE.search(lines[-1]) if lines else None
+    if not found:
+        return ""
+    module = found.group(1).split(".")[0]
+    missing = f" — {module!r} is not installed in the job's image"
+    if artifact is None:  # not this process's build (fahr wait of another's job): no guess
+        return (f"{missing}: list its package in the requirements.txt beside the training script "
+                "(or install it in your own Dockerfile) and fit again")
+    from fahr_core.errors import FahrError
+    from fahr_core.image.artifact import DOCKERFILE, is_container
+    from fahr_core.image.dockerfile import _read_dockerfile, generated_for, installs_requirements
+
+    folder = Path(artifact).parent
+    dockerfile, requirements = folder / DOCKERFILE, folder / "requirements.txt"
+    try:
+        text = _read_dockerfile(dockerfile)
+    except FahrError:
+        text = ""
+    if is_container(artifact) or generated_for(text) is None:
+        return f"{missing}: install it in {dockerfile}, the Dockerfile the image is built from, and fit again"
+    if installs_requirements(text):
+        return f"{missing}: add its package to {requirements}, which the image installs, and fit again"
+    if requirements.is_file():
+        return (f"{missing}: {dockerfile} was written before {requirements} existed and does not install "
+                "it; add the package there and fit again with --regenerate-dockerfile")
+    return (f"{missing}, and the project has no requirements file: write {requirements} listing its "
+            "package, then fit again with --regenerate-dockerfile")

@@ -72,6 +72,15 @@ def one_line(text) -> str:
     return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
+def cut_middle(text: str, limit: int) -> str:
+    """``text`` at most ``limit`` characters long, cut in its middle (`` … `` marks the cut): its
+    start says what it is about and its end (an error's last words) stays."""
+    if len(text) <= limit:
+        return text
+    end = (limit - 3) // 2
+    return f"{text[:limit - 3 - end].rstrip()} … {text[len(text) - end:].lstrip()}"
+
+
 @contextlib.contextmanager
 def quiet():
     """Mute status lines and job log lines for the duration (errors are raised, not printed).

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pluggy
@@ -114,3 +115,40 @@ def test_config_overrides_stay_python_values_and_the_project_is_decided_once(tmp
         open_session(None, project, {"stop_timeout": "soon"}, check_required=False)
     with pytest.raises(ConfigError, match="is not a valid str"):  # never the text "True"
         open_session(None, project, {"output_path": True}, check_required=False)
+
+
+# -- a script that cannot compile, a notebook that is not JSON: refused by the plan ----------------------
+
+
+def test_a_script_that_does_not_compile_is_refused_with_file_and_line(tmp_path, monkeypatch):
+    project = tmp_path / "my-model"
+    project.mkdir()
+    (project / "train.py").write_text("import os\n\ndef main()\n    return 1\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError) as refused:
+        plan_fit(Path("my-model/train.py"))
+    assert str(refused.value).startswith("my-model/train.py:3: SyntaxError: expected ':'")
+    (project / "train.py").write_text("def main():\n\treturn 1\n        pass\n")
+    with pytest.raises(UsageError, match=r"^my-model/train.py:3: (IndentationError|TabError): "):
+        plan_fit(Path("my-model/train.py"))
+    (project / "train.py").write_bytes(b"x = 1\x00\n")
+    with pytest.raises(UsageError, match=r"^my-model/train.py(:1)?: .*null"):
+        plan_fit(Path("my-model/train.py"))
+    assert sorted(p.name for p in project.iterdir()) == ["train.py"]  # nothing written (no __pycache__)
+    # A warning is not a refusal, even when warnings are errors.
+    (project / "train.py").write_text('import re\nre.match("\\d", "1")\n')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert plan_fit(Path("my-model/train.py")).model_tag == "my-model/train"
+    # A container of the user's own is the user's to check: its scripts are not compiled.
+    (project / "Dockerfile").write_text("FROM scratch\n")
+    assert plan_fit(project / "Dockerfile").container
+
+
+def test_a_notebook_that_is_not_json_is_refused_with_file_and_line(tmp_path, monkeypatch):
+    (tmp_path / "nb").mkdir()
+    (tmp_path / "nb" / "train.ipynb").write_text('{\n "cells": [\n  {"cell_type": "code",}\n ]\n}\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError) as refused:
+        plan_fit(Path("nb/train.ipynb"))
+    assert str(refused.value).startswith("nb/train.ipynb:3: the notebook is not valid JSON (Expecting property name")

@@ -282,6 +282,18 @@ def test_unknown_instance_type_and_region_suggest_near_matches(stack, tmp_path):
     _one_error(result, 2, "region 'us-eats-1' is not a SageMaker region", "us-east-1")
 
 
+def test_aws_region_alone_chooses_the_region(stack, tmp_path):
+    # AWS_REGION as the AWS CLI v2 and the other SDKs read it, with no AWS_DEFAULT_REGION (boto3's
+    # only variable) and no profile: the job runs in that region, as README says.
+    model = write_model(tmp_path, "i17failline-region", HELLO)
+    env = {k: v for k, v in stack.env().items() if k != "AWS_DEFAULT_REGION"}
+    env["AWS_REGION"] = "us-east-1"
+    result = run_fahr(stack, "fit", str(model), *sagemaker_args("i17failline-region"), cwd=tmp_path, env=env)
+    assert result.code == 0, result.output
+    assert f"training job {job_name_of(result)} created in us-east-1" in result.stderr
+    assert "trained on 200 points" in result.stdout
+
+
 def test_no_credentials_is_an_environment_problem(stack, tmp_path):
     model = write_model(tmp_path, "nocreds", HELLO)
     result = run_fahr(stack, "fit", str(model), *sagemaker_args(), cwd=tmp_path, env=stack.env(credentials=False))

@@ -197,6 +197,48 @@ def test_region_is_checked_against_botocore():
         aws.check_region("eu-wset-1")
 
 
+def _aws_environment(monkeypatch, tmp_path, profile_region: str | None, **variables: str) -> None:
+    """No AWS setting of the caller's, a profile file with ``profile_region``, then ``variables``."""
+    import os
+
+    for var in [v for v in os.environ if v.startswith("AWS_")]:
+        monkeypatch.delenv(var)
+    profile = tmp_path / "aws-config"
+    profile.write_text("[default]\n" + (f"region = {profile_region}\n" if profile_region else ""))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(profile))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    for var, value in variables.items():
+        monkeypatch.setenv(var, value)
+    aws._session.cache_clear()
+    aws._client.cache_clear()
+
+
+def test_region_is_config_then_aws_region_then_aws_default_region_then_the_profile(monkeypatch, tmp_path):
+    # The AWS CLI v2's order. boto3 alone reads no AWS_REGION: the variable AWS documents for
+    # every other tool (and fahr's own "no AWS region" error names) must still choose the region.
+    _aws_environment(monkeypatch, tmp_path, "eu-west-1")
+    assert aws.region_of(_config(**GOOD)) == "eu-west-1"
+    _aws_environment(monkeypatch, tmp_path, "eu-west-1", AWS_REGION="us-west-2")
+    assert aws.region_of(_config(**GOOD)) == "us-west-2"
+    _aws_environment(monkeypatch, tmp_path, None, AWS_REGION="us-west-2")
+    assert aws.region_of(_config(**GOOD)) == "us-west-2"
+    assert aws.client(_config(**GOOD), "sagemaker").meta.region_name == "us-west-2"
+    _aws_environment(monkeypatch, tmp_path, "eu-west-1", AWS_REGION="us-west-2", AWS_DEFAULT_REGION="eu-central-1")
+    assert aws.region_of(_config(**GOOD)) == "us-west-2"
+    assert aws.region_of(_config(**GOOD, region="ap-south-1")) == "ap-south-1"
+    _aws_environment(monkeypatch, tmp_path, "eu-west-1", AWS_DEFAULT_REGION="eu-central-1")
+    assert aws.region_of(_config(**GOOD)) == "eu-central-1"
+    assert aws.chosen_region(_config(**GOOD), environ={"AWS_REGION": ""}) is None  # empty: not set
+
+
+def test_no_region_anywhere_names_every_way_to_set_one(monkeypatch, tmp_path):
+    _aws_environment(monkeypatch, tmp_path, None)
+    with pytest.raises(ConfigError, match=r"no AWS region: set AWS_REGION \(or AWS_DEFAULT_REGION\), a region in "
+                                          r"your AWS profile, or --config.region=REGION"):
+        aws.region_of(_config(**GOOD))
+    aws._session.cache_clear()
+
+
 def test_clients_retry_throttling_adaptively(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -85,10 +85,15 @@ def _container_folder(folder: Path) -> Path:
 
 
 def _check_notebook(path: Path) -> None:
+    """Refuse, before any build, a notebook that papermill could not read: ``PATH:LINE: …``."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{ui.visible(path)}:{exc.lineno}: the notebook is not valid JSON ({exc.msg}, column "
+                         f"{exc.colno}); fix it, or save it again from Jupyter") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path.name} is not a notebook: it is not valid JSON ({exc})") from None
+        raise UsageError(f"{ui.visible(path)}: the notebook is not valid JSON ({ui.visible(exc)}); fix it, "
+                         "or save it again from Jupyter") from None
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         raise UsageError(f"{path.name} is not a Jupyter notebook (no 'cells' list)")
     if data.get("nbformat", 4) < 4:

@@ -87,6 +87,16 @@ def entrypoint_program(script_name: str) -> str:
     return launcher
 
 
+#: How the generated Dockerfile installs the project's requirements.txt (when it has one).
+_INSTALL_REQUIREMENTS = "COPY requirements.txt ./\nRUN pip install -r requirements.txt\n"
+
+
+def installs_requirements(text: str) -> bool:
+    """Whether a Dockerfile fahr wrote (``text``) installs the project's requirements.txt: one
+    written before the file existed does not (until ``--regenerate-dockerfile``)."""
+    return _INSTALL_REQUIREMENTS in text
+
+
 def dockerfile_text(script_name: str, base_image: str, has_requirements: bool) -> str:
     """The Dockerfile fahr generates for a training script or notebook (also the templates')."""
     check_base_image(base_image)
@@ -100,8 +110,7 @@ def dockerfile_text(script_name: str, base_image: str, has_requirements: bool) -
         )
     deps = (
         "# Dependencies first, in their own layer: editing the code does not reinstall them.\n"
-        "COPY requirements.txt ./\n"
-        "RUN pip install -r requirements.txt\n"
+        f"{_INSTALL_REQUIREMENTS}"
         if has_requirements
         else "# Add a requirements.txt beside the script to install dependencies here.\n"
     )

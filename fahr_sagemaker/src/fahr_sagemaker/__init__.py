@@ -53,7 +53,7 @@ def config_keys():
         ConfigKey("checkpoint_s3_uri", str, "", "S3 folder synced with /opt/ml/checkpoints (CheckpointConfig)."),
         ConfigKey("tags", dict, {}, "Extra AWS tags for the job, k=v,k2=v2."),
         ConfigKey("base_job_name", str, "", "Job names start with this instead of the model tag."),
-        ConfigKey("region", str, "", "AWS region; default: the standard boto3 chain (AWS_REGION, profile)."),
+        ConfigKey("region", str, "", "AWS region; default: AWS_REGION, else AWS_DEFAULT_REGION, else the profile's (as the AWS CLI v2)."),
         ConfigKey("profile", str, "", "AWS profile; default: the standard boto3 chain (AWS_PROFILE)."),
         ConfigKey("poll_interval", float, 10.0, "Longest pause, in seconds, between two looks at the job and its logs."),
     ]

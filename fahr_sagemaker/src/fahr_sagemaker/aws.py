@@ -4,8 +4,9 @@ before anything is pushed or launched.
 boto3 is imported inside functions only: importing this module costs nothing.
 
 Credentials, profile, region and endpoints resolve the standard boto3 way (``AWS_PROFILE``,
-``AWS_REGION``, ``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_<SERVICE>``…), with ``config.profile``
-and ``config.region`` taking precedence when set. fahr never assumes a role itself: the role's
+``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_<SERVICE>``…), with ``config.profile``
+and ``config.region`` taking precedence when set; the region as the AWS CLI v2 chooses it
+(:func:`chosen_region`: ``AWS_REGION`` too, which boto3 alone ignores). fahr never assumes a role itself: the role's
 ARN is handed to SageMaker, which assumes it, so a long wait never meets expired one-hour
 credentials of an assumed role.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
+import os
 import re
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -80,7 +82,16 @@ def parse_s3(value: str, what: str) -> S3Uri:
 
 def session(config):
     """The boto3 session of a run: ``config.profile``/``config.region`` over the standard chain."""
-    return _session(config.get("profile") or None, config.get("region") or None)
+    return _session(config.get("profile") or None, chosen_region(config))
+
+
+def chosen_region(config, environ=None) -> str | None:
+    """The region asked for, as the AWS CLI v2 and the other AWS SDKs choose it: ``config.region``,
+    else ``AWS_REGION``, else None, which leaves it to boto3's own chain (``AWS_DEFAULT_REGION``,
+    then the profile's region). boto3 reads no ``AWS_REGION`` itself: without this, a region set
+    the way AWS documents for every other tool would be ignored here."""
+    environ = os.environ if environ is None else environ
+    return config.get("region") or environ.get("AWS_REGION") or None
 
 
 @functools.lru_cache(maxsize=8)
@@ -117,7 +128,7 @@ def check_region(region: str, sess=None) -> None:
 
 def client(config, service: str):
     """A boto3 client with adaptive retries: throttling is retried, never shown as an error."""
-    return _client(config.get("profile") or None, config.get("region") or None, service)
+    return _client(config.get("profile") or None, chosen_region(config), service)
 
 
 @functools.lru_cache(maxsize=32)
