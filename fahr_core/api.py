@@ -220,16 +220,19 @@ class Job:
         handle = JobHandle(driver=session.driver, job_name=self.name, model_tag=self.model_tag)
         yield from output.pieces(session.call("logs", job=handle, follow=follow), follow, host)
 
-    def fetch(self, target: str | Path, *, extract: bool = True, overwrite: bool = False) -> Path:
-        """Bring this job's model into ``target`` (a new or empty folder); returns where it is."""
+    def fetch(self, target: str | Path, *, extract: bool = True, overwrite: bool = False, output: bool = False) -> Path:
+        """Bring this job's model into ``target`` (a new or empty folder); returns where it is.
+        ``output``: bring its output.tar.gz instead (``/opt/ml/output/data``: other outputs, a
+        notebook's executed copy), also of a job that failed or was stopped."""
         target = check.path(target, "Job.fetch(): target")
-        check.flag(extract, "Job.fetch(): extract")
-        check.flag(overwrite, "Job.fetch(): overwrite")
+        for flag, value in (("extract", extract), ("overwrite", overwrite), ("output", output)):
+            check.flag(value, f"Job.fetch(): {flag}")
         if not self.model_tag:
             self.refresh()
         with _quiet(self._quiet):
             _check_fetch(target, self.model_tag, self.name, extract, overwrite)
-            return _fetch(self._opened("fetch"), target, self.model_tag, None, self.name, extract, overwrite)
+            return _fetch(self._opened("fetch"), target, self.model_tag, None, self.name, extract, overwrite,
+                          output=output)
 
 
 def _find(session, name: str, model_tag: str | None = None):
@@ -382,9 +385,11 @@ def job(name: str, *, driver: str | None = None, config: Mapping[str, Any] | Non
 
 def fetch(target: str | Path, model_tag: str, location: str | None = None, *, driver: str | None = None,
           config: Mapping[str, Any] | None = None, job: str | None = None, extract: bool = True,
-          overwrite: bool = False, quiet: bool = False) -> Path:
+          overwrite: bool = False, quiet: bool = False, output: bool = False) -> Path:
     """Download a model of ``model_tag`` (the newest completed job's, or ``job``'s) and extract it
-    safely into ``target``; returns the folder (or the archive, with ``extract=False``)."""
+    safely into ``target``; returns the folder (or the archive, with ``extract=False``).
+    ``output``: the job's output.tar.gz instead of its model (``fahr fetch --output``), under the
+    same rules; ``job`` may then name a job that failed or was stopped."""
     from fahr_core.session import driver_for_location
 
     target = check.path(target, "fetch(): target")
@@ -396,7 +401,7 @@ def fetch(target: str | Path, model_tag: str, location: str | None = None, *, dr
     driver = check.text(driver, "fetch(): driver", check.DRIVER)
     config = check.config(config, "fetch(): config")
     job = check.text(job, "fetch(): job", "a job's name (str) or None")
-    for flag, value in (("extract", extract), ("overwrite", overwrite), ("quiet", quiet)):
+    for flag, value in (("extract", extract), ("overwrite", overwrite), ("quiet", quiet), ("output", output)):
         check.flag(value, f"fetch(): {flag}")
     with _quiet(quiet):
         _check_fetch(target, model_tag, job, extract, overwrite)
@@ -407,7 +412,8 @@ def fetch(target: str | Path, model_tag: str, location: str | None = None, *, dr
                     f"no installed driver handles {location}; pass --train-driver NAME "
                     "(see 'fahr drivers'), or install the driver for it"
                 )
-        return _fetch(_open(driver, config, "fetch"), target, model_tag, location, job, extract, overwrite)
+        return _fetch(_open(driver, config, "fetch"), target, model_tag, location, job, extract, overwrite,
+                      output=output)
 
 
 def _check_fetch(target: Path, model_tag: str, job: str | None, extract: bool, overwrite: bool) -> None:
@@ -424,8 +430,9 @@ def _check_fetch(target: Path, model_tag: str, job: str | None, extract: bool, o
 
 
 def _fetch(session, target: Path, model_tag: str, location: str | None, job: str | None, extract: bool,
-           overwrite: bool) -> Path:
-    """Download a job's model through the session's driver and put it, extracted safely, in ``target``.
+           overwrite: bool, *, output: bool = False) -> Path:
+    """Download a job's model (or, with ``output``, its output.tar.gz) through the session's
+    driver and put it, extracted safely, in ``target``.
 
     The driver's ``fetch`` hook answers with the downloaded archive's path, or with a readable
     stream of it (its download still running): the stream is extracted as it arrives, under the
@@ -435,19 +442,48 @@ def _fetch(session, target: Path, model_tag: str, location: str | None, job: str
     from fahr_core.extract import is_stream, place
     from fahr_core.values import FetchRequest
 
+    what = "output" if output else "model"
     # Replacing the folder the jobs live in (with --overwrite) would delete them all.
     plan.fetch_spares_output(Path(target), location or session.location, flag="fetch target")
     with tempfile.TemporaryDirectory(prefix="fahr-fetch-") as download_dir:
         request = FetchRequest(model_tag=model_tag, job_name=job, location=location or None,
-                               download_dir=Path(download_dir))
+                               download_dir=Path(download_dir), what=what)
         archive = session.call("fetch", request=request)
         if not is_stream(archive) and not isinstance(archive, (str, os.PathLike)):
             raise PluginError(f"driver {session.driver!r} fetched a {type(archive).__name__}, neither "
                               "the path of an archive nor a readable stream of one (its fetch hook is wrong)")
+        if output:
+            _must_be_the_output(session, archive)
         placed = place(archive if is_stream(archive) else Path(archive), Path(target), extract=extract,
-                       overwrite=overwrite)
-    ui.success(f"model of {model_tag} is in {placed}")
+                       overwrite=overwrite, what=what)
+    if not output:
+        ui.success(f"model of {model_tag} is in {placed}")
+        return placed
+    ui.success(f"output of {model_tag}{f' (job {job})' if job else ''} is in {placed}")
+    if extract and not any(path.is_file() for path in placed.rglob("*")):
+        ui.warn("the job's output is empty: it wrote no file in /opt/ml/output/data")
     return placed
+
+
+def _must_be_the_output(session, archive) -> None:
+    """Refuse what a driver that ignores ``FetchRequest.what`` (before plugin API 1.3) answers to
+    ``fetch --output``: its model. A driver that reads ``what`` names the answer output.tar.gz
+    (hookspec ``fetch``); the refused stream is closed, nothing is written."""
+    from fahr_core.extract import is_stream
+
+    name = getattr(archive, "name", None) if is_stream(archive) else os.fspath(archive)
+    name = os.path.basename(name) if isinstance(name, str) else ""
+    if name == "output.tar.gz":
+        return
+    if is_stream(archive):
+        import contextlib
+
+        with contextlib.suppress(Exception):
+            archive.close()
+    answer = repr(name) if name else "an unnamed stream"
+    raise PluginError(f"driver {session.driver!r} cannot fetch a job's output: asked for output.tar.gz, it "
+                      f"answered with {answer} (a driver before plugin API 1.3 ignores FetchRequest.what and "
+                      "hands over the model); update the driver; nothing was written")
 
 
 # -- what is installed and configured (the CLI's listings) -----------------------------------------

@@ -253,10 +253,16 @@ def fetch_(
     artifact_location: Annotated[Optional[str], typer.Argument(help="Where the driver keeps artifacts (its output_path, e.g. s3://bucket/models); the driver that claims it is used.", show_default=False, metavar="[ARTIFACT_LOCATION]")] = None,
     train_driver: FetchDriverOption = None,
     job: Annotated[Optional[str], typer.Option("--job", help="Fetch this job; default: the newest completed job of the tag.")] = None,
-    no_extract: Annotated[bool, typer.Option("--no-extract", help="Keep model.tar.gz as it is.")] = False,
+    no_extract: Annotated[bool, typer.Option("--no-extract", help="Keep model.tar.gz (output.tar.gz) as it is.")] = False,
     overwrite: OverwriteOption = False,
+    output: Annotated[bool, typer.Option("--output", help="Fetch the job's output.tar.gz (its /opt/ml/output/data: other outputs, a notebook's executed copy) instead of its model; with --job, of a failed or stopped job too.")] = False,
 ) -> None:
-    """Download a trained model and extract it safely into LOCAL_TARGET_DIRECTORY."""
+    """Download a trained model and extract it safely into LOCAL_TARGET_DIRECTORY.
+
+    With --output, the job's other outputs instead, under the same rules, into their own folder:
+    'fahr fetch ./model TAG --job JOB' and 'fahr fetch ./output TAG --job JOB --output' bring back
+    everything the job produced.
+    """
 
     def work():
         from fahr_core import api
@@ -265,7 +271,7 @@ def fetch_(
         if tag is None:
             raise UsageError("missing MODEL_IMAGE_TAG: fahr fetch DIR TAG [LOCATION]")
         api.fetch(Path(target), tag, location, driver=train_driver, config=_config_dict(ctx),
-                  job=job, extract=not no_extract, overwrite=overwrite)
+                  job=job, extract=not no_extract, overwrite=overwrite, output=output)
 
     _run(work)
 

@@ -278,6 +278,14 @@ def fetch(request: FetchRequest, config: Config) -> Path | BinaryIO | None:
       (exit 3). With ``fahr fetch --no-extract`` the stream is written to a file as it comes,
       named after the stream's ``name`` attribute (default ``model.tar.gz``).
 
+    ``request.what`` (plugin API 1.3) says which archive: ``"model"`` (the default, as above) or
+    ``"output"``, the job's ``output.tar.gz`` (its ``/opt/ml/output/data``), for ``fahr fetch
+    --output``: of a completed job, or of the job ``request.job_name`` names if it failed or was
+    stopped too (that is where a failed run leaves its clues). Handed over the same two ways, named
+    ``output.tar.gz`` (the path's name, or the stream's ``name``). A driver that cannot fetch it
+    raises a one-line :class:`fahr_core.UsageError`; one that ignores ``what`` answers with its
+    model, which the core recognises by its name and refuses (``PluginError``: nothing written).
+
     :param request: model tag, optional job name, optional location, download folder.
     :param config: the run's resolved configuration.
     :returns: the path of the downloaded archive (inside ``request.download_dir``), or a
