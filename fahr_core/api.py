@@ -7,7 +7,8 @@ call takes the driver (``driver=``, default as the CLI's: ``FAHR_DRIVER``, ``fah
 never ``SystemExit``; an argument of the wrong type is a :class:`fahr_core.UsageError` naming it
 and the type expected, and ``None`` in a dict argument means "not set". Status lines and job logs
 go to the terminal as in the CLI; ``quiet=True`` (or ``with fahr_core.ui.quiet():``) silences
-them. Times are timezone-aware UTC datetimes.
+them, ``quiet="status"`` fahr's status lines only (the job's output still streams: the CLI's
+``--quiet``). Times are timezone-aware UTC datetimes.
 
 This module is fahr's only orchestration layer: each call opens one
 :class:`fahr_core.session.Session` and walks its steps through it (docs/architecture.md). A
@@ -41,12 +42,13 @@ def _time(seconds: float | None) -> datetime | None:
         return None
 
 
-def _quiet(quiet: bool):
+def _quiet(quiet: bool | str):
+    """True: fahr's lines and the job's output muted; "status": fahr's own lines only."""
     import contextlib
 
     from fahr_core import ui
 
-    return ui.quiet() if quiet else contextlib.nullcontext()
+    return ui.quiet(job_output=quiet is True) if quiet else contextlib.nullcontext()
 
 
 def _open(driver: str | None, config: Mapping[str, Any], command: str | None = None, project_dir: Path | None = None):
@@ -74,7 +76,7 @@ class Job:
     """
 
     def __init__(self, name: str, *, driver: str | None = None, model_tag: str = "", config: Mapping[str, Any] | None = None,
-                 quiet: bool = False):
+                 quiet: bool | str = False):
         self.name = check.text(name, "Job(): name", "a job's name (str)", optional=False)
         self.driver = check.text(driver, "Job(): driver", "a driver's name (str) or None")
         self.model_tag = check.text(model_tag, "Job(): model_tag", "a model tag (str)") or ""
@@ -88,7 +90,7 @@ class Job:
         self.billable_seconds: float | None = None
         self.model_artifact = ""
         self._config = check.config(config, "Job(): config")
-        self._quiet = check.flag(quiet, "Job(): quiet")
+        self._quiet = check.quiet(quiet, "Job(): quiet")
         self._session = None  # opened on first use, or the session this job came from
         self._project_dir: Path | None = None  # that session's project folder (None: the current one)
         self._handle = None  # the driver's handle when this process launched the job
@@ -250,7 +252,7 @@ def _find(session, name: str, model_tag: str | None = None):
 
 def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str, Any] | None = None,
         hyperparameters: Mapping[str, Any] | None = None, inputs: Mapping[str, str] | None = None,
-        environment: Mapping[str, Any] | None = None, wait: bool = True, quiet: bool = False,
+        environment: Mapping[str, Any] | None = None, wait: bool = True, quiet: bool | str = False,
         fetch_to: str | Path | None = None, overwrite: bool = False, regenerate_dockerfile: bool = False,
         rebuild: bool = False) -> Job:
     """Build ``artifact`` into an image, launch a training job and (``wait``) follow it.
@@ -281,7 +283,8 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     inputs = check.strings(inputs, "fit(): inputs")
     environment = check.strings(environment, "fit(): environment")
     fetch_to = None if fetch_to is None else check.path(fetch_to, "fit(): fetch_to")
-    for flag, value in (("wait", wait), ("quiet", quiet), ("overwrite", overwrite),
+    check.quiet(quiet, "fit(): quiet")
+    for flag, value in (("wait", wait), ("overwrite", overwrite),
                         ("regenerate_dockerfile", regenerate_dockerfile), ("rebuild", rebuild)):
         check.flag(value, f"fit(): {flag}")
     with _quiet(quiet):
@@ -385,7 +388,7 @@ def job(name: str, *, driver: str | None = None, config: Mapping[str, Any] | Non
 
 def fetch(target: str | Path, model_tag: str, location: str | None = None, *, driver: str | None = None,
           config: Mapping[str, Any] | None = None, job: str | None = None, extract: bool = True,
-          overwrite: bool = False, quiet: bool = False, output: bool = False) -> Path:
+          overwrite: bool = False, quiet: bool | str = False, output: bool = False) -> Path:
     """Download a model of ``model_tag`` (the newest completed job's, or ``job``'s) and extract it
     safely into ``target``; returns the folder (or the archive, with ``extract=False``).
     ``output``: the job's output.tar.gz instead of its model (``fahr fetch --output``), under the
@@ -401,7 +404,8 @@ def fetch(target: str | Path, model_tag: str, location: str | None = None, *, dr
     driver = check.text(driver, "fetch(): driver", check.DRIVER)
     config = check.config(config, "fetch(): config")
     job = check.text(job, "fetch(): job", "a job's name (str) or None")
-    for flag, value in (("extract", extract), ("overwrite", overwrite), ("quiet", quiet), ("output", output)):
+    check.quiet(quiet, "fetch(): quiet")
+    for flag, value in (("extract", extract), ("overwrite", overwrite), ("output", output)):
         check.flag(value, f"fetch(): {flag}")
     with _quiet(quiet):
         _check_fetch(target, model_tag, job, extract, overwrite)

@@ -207,6 +207,10 @@ def launch(spec: JobSpec, config: Config) -> JobHandle | None:
     :func:`wait` can recover it from the name alone and :func:`fetch` can find the jobs of a tag
     whatever they are named.
 
+    ``launch`` prints no status line of the job (``ui.status_change``): the core announces the
+    job once ``launch`` returns, and its statuses (``Training``…) are :func:`wait`'s to print;
+    a status printed from here comes before the job's announcement.
+
     :param spec: job name, model tag, image, hyperparameters, input channels, environment.
     :param config: the run's resolved configuration.
     :returns: a handle that :func:`wait`, :func:`stop` and :func:`fetch` understand, also in a

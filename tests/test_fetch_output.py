@@ -151,3 +151,7 @@ def test_a_model_request_says_so(tmp_path):
     assert session.requests[0].what == "model"
     assert (tmp_path / "m" / "model.bin").read_bytes() == b"weights"
 
+
+def test_quiet_takes_true_false_or_status():
+    with pytest.raises(api.UsageError, match=r"fetch\(\): quiet must be True, False or 'status', not str"):
+        api.fetch("x", TAG, quiet="loud")
