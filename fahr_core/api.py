@@ -7,7 +7,8 @@ call takes the driver (``driver=``, default as the CLI's: ``FAHR_DRIVER``, ``fah
 never ``SystemExit``; an argument of the wrong type is a :class:`fahr_core.UsageError` naming it
 and the type expected, and ``None`` in a dict argument means "not set". Status lines and job logs
 go to the terminal as in the CLI; ``quiet=True`` (or ``with fahr_core.ui.quiet():``) silences
-them. Times are timezone-aware UTC datetimes.
+them, ``quiet="status"`` fahr's status lines only (the job's output still streams: the CLI's
+``--quiet``). Times are timezone-aware UTC datetimes.
 
 This module is fahr's only orchestration layer: each call opens one
 :class:`fahr_core.session.Session` and walks its steps through it (docs/architecture.md). A
@@ -42,10 +43,11 @@ def _time(seconds: float | None) -> datetime | None:
         return None
 
 
-def _quiet(quiet: bool):
+def _quiet(quiet: bool | str):
+    """True: fahr's lines and the job's output muted; "status": fahr's own lines only."""
     from fahr_core import ui
 
-    return ui.quiet() if quiet else contextlib.nullcontext()
+    return ui.quiet(job_output=quiet is True) if quiet else contextlib.nullcontext()
 
 
 def _open(driver: str | None, config: Mapping[str, Any], command: str | None = None, project_dir: Path | None = None):
@@ -73,7 +75,7 @@ class Job:
     """
 
     def __init__(self, name: str, *, driver: str | None = None, model_tag: str = "", config: Mapping[str, Any] | None = None,
-                 quiet: bool = False):
+                 quiet: bool | str = False):
         self.name = check.text(name, "Job(): name", "a job's name (str)", optional=False)
         self.driver = check.text(driver, "Job(): driver", "a driver's name (str) or None")
         self.model_tag = check.text(model_tag, "Job(): model_tag", "a model tag (str)") or ""
@@ -87,7 +89,7 @@ class Job:
         self.billable_seconds: float | None = None
         self.model_artifact = ""
         self._config = check.config(config, "Job(): config")
-        self._quiet = check.flag(quiet, "Job(): quiet")
+        self._quiet = check.quiet(quiet, "Job(): quiet")
         self._session = None  # opened on first use, or the session this job came from
         self._project_dir: Path | None = None  # that session's project folder (None: the current one)
         self._handle = None  # the driver's handle when this process launched the job
@@ -237,16 +239,19 @@ class Job:
         handle = JobHandle(driver=session.driver, job_name=self.name, model_tag=self.model_tag)
         yield from output.pieces(session.call("logs", job=handle, follow=follow), follow, host)
 
-    def fetch(self, target: str | Path, *, extract: bool = True, overwrite: bool = False) -> Path:
-        """Bring this job's model into ``target`` (a new or empty folder); returns where it is."""
+    def fetch(self, target: str | Path, *, extract: bool = True, overwrite: bool = False, output: bool = False) -> Path:
+        """Bring this job's model into ``target`` (a new or empty folder); returns where it is.
+        ``output``: bring its output.tar.gz instead (``/opt/ml/output/data``: other outputs, a
+        notebook's executed copy), also of a job that failed or was stopped."""
         target = check.path(target, "Job.fetch(): target")
-        check.flag(extract, "Job.fetch(): extract")
-        check.flag(overwrite, "Job.fetch(): overwrite")
+        for flag, value in (("extract", extract), ("overwrite", overwrite), ("output", output)):
+            check.flag(value, f"Job.fetch(): {flag}")
         if not self.model_tag:
             self.refresh()
         with _quiet(self._quiet):
             _check_fetch(target, self.model_tag, self.name, extract, overwrite)
-            return _fetch(self._opened("fetch"), target, self.model_tag, None, self.name, extract, overwrite)
+            return _fetch(self._opened("fetch"), target, self.model_tag, None, self.name, extract, overwrite,
+                          output=output)
 
 
 def _find(session, name: str, model_tag: str | None = None):
@@ -264,7 +269,7 @@ def _find(session, name: str, model_tag: str | None = None):
 
 def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str, Any] | None = None,
         hyperparameters: Mapping[str, Any] | None = None, inputs: Mapping[str, str] | None = None,
-        environment: Mapping[str, Any] | None = None, wait: bool = True, quiet: bool = False,
+        environment: Mapping[str, Any] | None = None, wait: bool = True, quiet: bool | str = False,
         fetch_to: str | Path | None = None, overwrite: bool = False, regenerate_dockerfile: bool = False,
         rebuild: bool = False) -> Job:
     """Build ``artifact`` into an image, launch a training job and (``wait``) follow it.
@@ -295,7 +300,8 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     inputs = check.strings(inputs, "fit(): inputs")
     environment = check.strings(environment, "fit(): environment")
     fetch_to = None if fetch_to is None else check.path(fetch_to, "fit(): fetch_to")
-    for flag, value in (("wait", wait), ("quiet", quiet), ("overwrite", overwrite),
+    check.quiet(quiet, "fit(): quiet")
+    for flag, value in (("wait", wait), ("overwrite", overwrite),
                         ("regenerate_dockerfile", regenerate_dockerfile), ("rebuild", rebuild)):
         check.flag(value, f"fit(): {flag}")
     with _quiet(quiet):
@@ -401,9 +407,11 @@ def job(name: str, *, driver: str | None = None, config: Mapping[str, Any] | Non
 
 def fetch(target: str | Path, model_tag: str, location: str | None = None, *, driver: str | None = None,
           config: Mapping[str, Any] | None = None, job: str | None = None, extract: bool = True,
-          overwrite: bool = False, quiet: bool = False) -> Path:
+          overwrite: bool = False, quiet: bool | str = False, output: bool = False) -> Path:
     """Download a model of ``model_tag`` (the newest completed job's, or ``job``'s) and extract it
-    safely into ``target``; returns the folder (or the archive, with ``extract=False``)."""
+    safely into ``target``; returns the folder (or the archive, with ``extract=False``).
+    ``output``: the job's output.tar.gz instead of its model (``fahr fetch --output``), under the
+    same rules; ``job`` may then name a job that failed or was stopped."""
     from fahr_core.session import driver_for_location
 
     target = check.path(target, "fetch(): target")
@@ -415,7 +423,8 @@ def fetch(target: str | Path, model_tag: str, location: str | None = None, *, dr
     driver = check.text(driver, "fetch(): driver", check.DRIVER)
     config = check.config(config, "fetch(): config")
     job = check.text(job, "fetch(): job", "a job's name (str) or None")
-    for flag, value in (("extract", extract), ("overwrite", overwrite), ("quiet", quiet)):
+    check.quiet(quiet, "fetch(): quiet")
+    for flag, value in (("extract", extract), ("overwrite", overwrite), ("output", output)):
         check.flag(value, f"fetch(): {flag}")
     with _quiet(quiet):
         _check_fetch(target, model_tag, job, extract, overwrite)
@@ -426,7 +435,8 @@ def fetch(target: str | Path, model_tag: str, location: str | None = None, *, dr
                     f"no installed driver handles {location}; pass --train-driver NAME "
                     "(see 'fahr drivers'), or install the driver for it"
                 )
-        return _fetch(_open(driver, config, "fetch"), target, model_tag, location, job, extract, overwrite)
+        return _fetch(_open(driver, config, "fetch"), target, model_tag, location, job, extract, overwrite,
+                      output=output)
 
 
 def _check_fetch(target: Path, model_tag: str, job: str | None, extract: bool, overwrite: bool) -> None:
@@ -443,8 +453,9 @@ def _check_fetch(target: Path, model_tag: str, job: str | None, extract: bool, o
 
 
 def _fetch(session, target: Path, model_tag: str, location: str | None, job: str | None, extract: bool,
-           overwrite: bool) -> Path:
-    """Download a job's model through the session's driver and put it, extracted safely, in ``target``.
+           overwrite: bool, *, output: bool = False) -> Path:
+    """Download a job's model (or, with ``output``, its output.tar.gz) through the session's
+    driver and put it, extracted safely, in ``target``.
 
     The driver's ``fetch`` hook answers with the downloaded archive's path, or with a readable
     stream of it (its download still running): the stream is extracted as it arrives, under the
@@ -454,19 +465,48 @@ def _fetch(session, target: Path, model_tag: str, location: str | None, job: str
     from fahr_core.extract import is_stream, place
     from fahr_core.values import FetchRequest
 
+    what = "output" if output else "model"
     # Replacing the folder the jobs live in (with --overwrite) would delete them all.
     plan.fetch_spares_output(Path(target), location or session.location, flag="fetch target")
     with tempfile.TemporaryDirectory(prefix="fahr-fetch-") as download_dir:
         request = FetchRequest(model_tag=model_tag, job_name=job, location=location or None,
-                               download_dir=Path(download_dir))
+                               download_dir=Path(download_dir), what=what)
         archive = session.call("fetch", request=request)
         if not is_stream(archive) and not isinstance(archive, (str, os.PathLike)):
             raise PluginError(f"driver {session.driver!r} fetched a {type(archive).__name__}, neither "
                               "the path of an archive nor a readable stream of one (its fetch hook is wrong)")
+        if output:
+            _must_be_the_output(session, archive)
         placed = place(archive if is_stream(archive) else Path(archive), Path(target), extract=extract,
-                       overwrite=overwrite)
-    ui.success(f"model of {model_tag} is in {placed}")
+                       overwrite=overwrite, what=what)
+    if not output:
+        ui.success(f"model of {model_tag} is in {placed}")
+        return placed
+    ui.success(f"output of {model_tag}{f' (job {job})' if job else ''} is in {placed}")
+    if extract and not any(path.is_file() for path in placed.rglob("*")):
+        ui.warn("the job's output is empty: it wrote no file in /opt/ml/output/data")
     return placed
+
+
+def _must_be_the_output(session, archive) -> None:
+    """Refuse what a driver that ignores ``FetchRequest.what`` (before plugin API 1.3) answers to
+    ``fetch --output``: its model. A driver that reads ``what`` names the answer output.tar.gz
+    (hookspec ``fetch``); the refused stream is closed, nothing is written."""
+    from fahr_core.extract import is_stream
+
+    name = getattr(archive, "name", None) if is_stream(archive) else os.fspath(archive)
+    name = os.path.basename(name) if isinstance(name, str) else ""
+    if name == "output.tar.gz":
+        return
+    if is_stream(archive):
+        import contextlib
+
+        with contextlib.suppress(Exception):
+            archive.close()
+    answer = repr(name) if name else "an unnamed stream"
+    raise PluginError(f"driver {session.driver!r} cannot fetch a job's output: asked for output.tar.gz, it "
+                      f"answered with {answer} (a driver before plugin API 1.3 ignores FetchRequest.what and "
+                      "hands over the model); update the driver; nothing was written")
 
 
 # -- what is installed and configured (the CLI's listings) -----------------------------------------

@@ -51,6 +51,14 @@ def flag(value: Any, what: str) -> bool:
     return value
 
 
+def quiet(value: Any, what: str) -> bool | str:
+    """``quiet``: True (fahr's lines and the job's output muted), False, or ``"status"`` (fahr's
+    own lines only: the job's output still streams, as with the CLI's ``--quiet``)."""
+    if isinstance(value, bool) or (isinstance(value, str) and value == "status"):
+        return value
+    raise UsageError(f"{what} must be True, False or 'status', not {kind(value)}")
+
+
 def mapping(values: Any, what: str, nested: bool = False) -> dict[str, Any]:
     """``values`` (a mapping of str keys to scalars, or None) without its None values.
 

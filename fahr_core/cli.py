@@ -188,6 +188,7 @@ DriverOption = Annotated[
     typer.Option("--train-driver", help="Driver to use (see 'fahr drivers'). Default: config, else 'local'."),
 ]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty target folder.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print none of fahr's own status lines (errors still; the job's output still streams on stdout: redirect it to silence it).")]
 FetchDriverOption = Annotated[
     Optional[str],
     typer.Option("--train-driver", help="Driver to fetch with (see 'fahr drivers'). Default: the installed driver "
@@ -208,6 +209,7 @@ def fit(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="With --fetch: replace a non-empty DIR.")] = False,
     regenerate_dockerfile: Annotated[bool, typer.Option("--regenerate-dockerfile", help="Write the Dockerfile anew (one fahr did not write is kept as Dockerfile.bak); not for your own container.")] = False,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Build the image even when nothing it is built from changed (files, Dockerfile, base image); the engine's layer cache still applies.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Build the image, push it, launch a training job and follow it to the end.
 
@@ -240,6 +242,7 @@ def fit(
             overwrite=overwrite,
             regenerate_dockerfile=regenerate_dockerfile,
             rebuild=rebuild,
+            quiet="status" if quiet else False,
         )
 
     _run(work)
@@ -253,10 +256,17 @@ def fetch_(
     artifact_location: Annotated[Optional[str], typer.Argument(help="Where the driver keeps artifacts (its output_path, e.g. s3://bucket/models); the driver that claims it is used.", show_default=False, metavar="[ARTIFACT_LOCATION]")] = None,
     train_driver: FetchDriverOption = None,
     job: Annotated[Optional[str], typer.Option("--job", help="Fetch this job; default: the newest completed job of the tag.")] = None,
-    no_extract: Annotated[bool, typer.Option("--no-extract", help="Keep model.tar.gz as it is.")] = False,
+    no_extract: Annotated[bool, typer.Option("--no-extract", help="Keep model.tar.gz (output.tar.gz) as it is.")] = False,
     overwrite: OverwriteOption = False,
+    output: Annotated[bool, typer.Option("--output", help="Fetch the job's output.tar.gz (its /opt/ml/output/data: other outputs, a notebook's executed copy) instead of its model; with --job, of a failed or stopped job too.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
-    """Download a trained model and extract it safely into LOCAL_TARGET_DIRECTORY."""
+    """Download a trained model and extract it safely into LOCAL_TARGET_DIRECTORY.
+
+    With --output, the job's other outputs instead, under the same rules, into their own folder:
+    'fahr fetch ./model TAG --job JOB' and 'fahr fetch ./output TAG --job JOB --output' bring back
+    everything the job produced.
+    """
 
     def work():
         from fahr_core import api
@@ -265,7 +275,7 @@ def fetch_(
         if tag is None:
             raise UsageError("missing MODEL_IMAGE_TAG: fahr fetch DIR TAG [LOCATION]")
         api.fetch(Path(target), tag, location, driver=train_driver, config=_config_dict(ctx),
-                  job=job, extract=not no_extract, overwrite=overwrite)
+                  job=job, extract=not no_extract, overwrite=overwrite, quiet="status" if quiet else False, output=output)
 
     _run(work)
 
@@ -275,6 +285,7 @@ def wait(
     ctx: typer.Context,
     job_name: Annotated[str, typer.Argument(help="The job's name, as 'fahr fit' printed it.", show_default=False, metavar="JOB_NAME")],
     train_driver: DriverOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Follow a launched job to its end, streaming its logs (after fit --detach)."""
 
@@ -282,7 +293,7 @@ def wait(
         from fahr_core import api
 
         # Built from the name alone, not looked up: a driver without list_jobs still waits.
-        api.Job(job_name, driver=train_driver, config=_config_dict(ctx)).wait()
+        api.Job(job_name, driver=train_driver, config=_config_dict(ctx), quiet="status" if quiet else False).wait()
 
     _run(work)
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import bz2
 import collections
 import contextlib
+import contextvars
 import errno
 import gzip
 import lzma
@@ -70,6 +71,10 @@ NAME_MAX = 255
 PATH_MAX = 4096
 
 _CHUNK = 1024**2
+#: What is being placed, as the refusals name it: the model, or (``fahr fetch --output``) the
+#: job's output, which :func:`place` takes under the same rules.
+_placing: contextvars.ContextVar[str] = contextvars.ContextVar("fahr_placing", default="the model")
+_NOUNS = {"model": "the model", "output": "the job's output"}
 #: Largest PAX or GNU long-name header read into memory: real ones are a few hundred bytes.
 _MAX_META_HEADER = 1024**2
 #: What the tar reader may read ahead of the entry being checked (its buffer is 10 KiB).
@@ -99,8 +104,8 @@ def max_model_bytes() -> int:
 
 def over_the_cap(cap: int, entry_name: str) -> ModelTooLarge:
     """The refusal of a model (or checkpoints) whose entry ``entry_name`` crosses ``cap``."""
-    return ModelTooLarge(f"refusing the model: it unpacks to more than {ui.size(cap)} (at entry {_show(entry_name)}), "
-                         f"the limit set by {MAX_MODEL_BYTES_ENV}; raise it if the model really is that large; "
+    return ModelTooLarge(f"refusing {_placing.get()}: it unpacks to more than {ui.size(cap)} (at entry {_show(entry_name)}), "
+                         f"the limit set by {MAX_MODEL_BYTES_ENV}; raise it if {_placing.get()} really is that large; "
                          "nothing was written")
 
 
@@ -215,10 +220,10 @@ class _Raw:
         except FahrError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever the stream raises, it is not the archive's fault
-            raise SourceFailed(f"reading the model failed: {first_line(exc) or type(exc).__name__}; nothing "
+            raise SourceFailed(f"reading {_placing.get()} failed: {first_line(exc) or type(exc).__name__}; nothing "
                                "was written; fetch it again") from exc
         if data is None:  # a non-blocking stream with nothing yet: not something fetch can use
-            raise SourceFailed("reading the model failed: its stream is non-blocking; nothing was written")
+            raise SourceFailed(f"reading {_placing.get()} failed: its stream is non-blocking; nothing was written")
         return data
 
     def read(self, size: int = -1) -> bytes:
@@ -274,8 +279,8 @@ class _Source:
         self.count += len(data)
         if self.count > self.limit:
             raise ModelTooLarge(
-                f"refusing the model: it unpacks to more than {ui.size(self.limit - _READ_SLACK)}, the limit set "
-                f"by {MAX_MODEL_BYTES_ENV}; raise it if the model really is that large; nothing was written"
+                f"refusing {_placing.get()}: it unpacks to more than {ui.size(self.limit - _READ_SLACK)}, the limit set "
+                f"by {MAX_MODEL_BYTES_ENV}; raise it if {_placing.get()} really is that large; nothing was written"
             )
         return data
 
@@ -587,7 +592,7 @@ class _Tree:
         self._fd = self.root_fd = -1
 
     def refuse(self, entry_name: str, what: str) -> UnsafeArchive:
-        return UnsafeArchive(f"refusing the model: entry {_show(entry_name)} {what}; nothing was written "
+        return UnsafeArchive(f"refusing {_placing.get()}: entry {_show(entry_name)} {what}; nothing was written "
                              "(do not unpack this archive by other means)")
 
     # -- names ---------------------------------------------------------------------------------
@@ -702,7 +707,7 @@ class _Tree:
         room = self.space.bytes - FREE_SPACE_MARGIN
         if self.needed > room or (self.space.inodes is not None and self.count > self.space.inodes):
             raise ModelTooLarge(
-                f"refusing the model: it needs more than the {ui.size(max(room, 0))} free on the filesystem "
+                f"refusing {_placing.get()}: it needs more than the {ui.size(max(room, 0))} free on the filesystem "
                 f"of {self.target.parent} (at entry {_show(entry.name)}); free some space there or fetch "
                 "into a folder on another filesystem; nothing was written"
             )
@@ -831,7 +836,7 @@ class _Plan(_Tree):
         self.noun, self.prefix = noun, prefix
 
     def refuse(self, entry_name: str, what: str) -> UnsafeArchive:
-        return UnsafeArchive(f"refusing the model: {self.noun} {_show(self.prefix + entry_name)} {what}; nothing "
+        return UnsafeArchive(f"refusing {_placing.get()}: {self.noun} {_show(self.prefix + entry_name)} {what}; nothing "
                              "was downloaded or written (do not fetch these files by other means)")
 
     def check_size(self, entry: _Entry) -> None:
@@ -906,7 +911,7 @@ def _copy(source: Path, into: Path, target: Path) -> None:
     space = free_space(into.parent)
     size = source.stat().st_size
     if size > space.bytes - FREE_SPACE_MARGIN:
-        raise ModelTooLarge(f"refusing the model: {source.name} ({ui.size(size)}) does not fit in the "
+        raise ModelTooLarge(f"refusing {_placing.get()}: {source.name} ({ui.size(size)}) does not fit in the "
                             f"{ui.size(max(space.bytes - FREE_SPACE_MARGIN, 0))} free on the filesystem of "
                             f"{target.parent}; free some space there or fetch into another filesystem")
     try:
@@ -926,7 +931,7 @@ def _write_stream(stream: BinaryIO, into: Path, target: Path) -> None:
             while chunk := raw.read(_CHUNK):
                 written += len(chunk)
                 if written > room:
-                    raise ModelTooLarge(f"refusing the model: {into.name} does not fit in the "
+                    raise ModelTooLarge(f"refusing {_placing.get()}: {into.name} does not fit in the "
                                         f"{ui.size(max(room, 0))} free on the filesystem of {target.parent}; free "
                                         "some space there or fetch into another filesystem; nothing was written")
                 out.write(chunk)
@@ -947,14 +952,24 @@ def is_stream(source) -> bool:
     return not isinstance(source, (str, os.PathLike)) and callable(getattr(source, "read", None))
 
 
-def place(source: Path | BinaryIO, target: Path, *, extract: bool, overwrite: bool) -> Path:
+def place(source: Path | BinaryIO, target: Path, *, extract: bool, overwrite: bool, what: str = "model") -> Path:
     """Move a downloaded model into ``target``: extracted (safely), or the archive as it is.
 
     ``source`` is a tar archive (gzip, bzip2, xz or none), or a folder of files (a job whose
     output was not compressed), or a readable binary stream of a tar archive: it is then read
     once, forward, as it arrives (extraction overlaps the download), under the same rules, and
     closed at the end. Nothing is written to ``target`` unless the whole model is ready.
+    ``what="output"``: the job's output.tar.gz, under the same rules and caps (its refusals
+    name it so).
     """
+    token = _placing.set(_NOUNS[what])
+    try:
+        return _place(source, target, extract=extract, overwrite=overwrite)
+    finally:
+        _placing.reset(token)
+
+
+def _place(source: Path | BinaryIO, target: Path, *, extract: bool, overwrite: bool) -> Path:
     target = Path(target).absolute()
     stream = source if is_stream(source) else None
     try:
@@ -975,7 +990,7 @@ def place(source: Path | BinaryIO, target: Path, *, extract: bool, overwrite: bo
                 try:
                     _unpack(_tar_entries(source, cap), staging, target, cap)
                 except DamagedArchive as exc:
-                    raise DamagedArchive(f"refusing the model: {name} is not a readable tar archive "
+                    raise DamagedArchive(f"refusing {_placing.get()}: {name} is not a readable tar archive "
                                          f"({exc.message}); nothing was written; fetch it again, or check the "
                                          "job that wrote it") from None
             elif stream is not None:

@@ -207,6 +207,10 @@ def launch(spec: JobSpec, config: Config) -> JobHandle | None:
     :func:`wait` can recover it from the name alone and :func:`fetch` can find the jobs of a tag
     whatever they are named.
 
+    ``launch`` prints no status line of the job (``ui.status_change``): the core announces the
+    job once ``launch`` returns, and its statuses (``Training``…) are :func:`wait`'s to print;
+    a status printed from here comes before the job's announcement.
+
     :param spec: job name, model tag, image, hyperparameters, input channels, environment.
     :param config: the run's resolved configuration.
     :returns: a handle that :func:`wait`, :func:`stop` and :func:`fetch` understand, also in a
@@ -277,6 +281,14 @@ def fetch(request: FetchRequest, config: Config) -> Path | BinaryIO | None:
       code) passes to the user as it is; any other exception reads "reading the model failed"
       (exit 3). With ``fahr fetch --no-extract`` the stream is written to a file as it comes,
       named after the stream's ``name`` attribute (default ``model.tar.gz``).
+
+    ``request.what`` (plugin API 1.3) says which archive: ``"model"`` (the default, as above) or
+    ``"output"``, the job's ``output.tar.gz`` (its ``/opt/ml/output/data``), for ``fahr fetch
+    --output``: of a completed job, or of the job ``request.job_name`` names if it failed or was
+    stopped too (that is where a failed run leaves its clues). Handed over the same two ways, named
+    ``output.tar.gz`` (the path's name, or the stream's ``name``). A driver that cannot fetch it
+    raises a one-line :class:`fahr_core.UsageError`; one that ignores ``what`` answers with its
+    model, which the core recognises by its name and refuses (``PluginError``: nothing written).
 
     :param request: model tag, optional job name, optional location, download folder.
     :param config: the run's resolved configuration.

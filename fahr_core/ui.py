@@ -28,6 +28,7 @@ __all__ = ["info", "success", "warn", "command", "status_change", "log_line", "b
 _lock = threading.Lock()
 _console = None
 _muted = 0  # how many quiet() contexts are open (a count, not a flag: they may nest or overlap)
+_muted_output = 0  # how many of them mute the job's output too
 
 
 def size(n: float) -> str:
@@ -82,19 +83,23 @@ def cut_middle(text: str, limit: int) -> str:
 
 
 @contextlib.contextmanager
-def quiet():
-    """Mute status lines and job log lines for the duration (errors are raised, not printed).
+def quiet(job_output: bool = True):
+    """Mute status lines and (unless ``job_output=False``) job log lines for the duration
+    (errors are raised, not printed). ``fahr fit|wait|fetch --quiet`` mutes fahr's own lines only:
+    the job's output still streams on stdout (README, "Quiet output").
 
     Process-wide rather than per thread: the drivers stream logs from their own threads.
     """
-    global _muted
+    global _muted, _muted_output
     with _lock:
         _muted += 1
+        _muted_output += job_output
     try:
         yield
     finally:
         with _lock:
             _muted -= 1
+            _muted_output -= job_output
 
 
 def console():
@@ -204,7 +209,7 @@ def log_output(data: bytes, host: str | None = None) -> None:
         if not data.endswith(b"\n"):
             data += b"\n"
     with _lock:
-        if _muted or _closed:
+        if _muted_output or _closed:
             return
         _held.extend(data)
         if len(_held) >= _HOLD:

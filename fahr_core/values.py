@@ -152,6 +152,13 @@ class FetchRequest:
     download_dir: Path
     """An empty folder the driver downloads ``model.tar.gz`` into (or keeps its temporary files in,
     when it returns a stream of the archive instead); removed after the fetch."""
+    what: str = "model"
+    """Which archive of the job (new in plugin API 1.3): ``"model"``, its ``model.tar.gz``; or
+    ``"output"``, its ``output.tar.gz`` (the job's ``/opt/ml/output/data``: other outputs, a
+    notebook's executed copy), of a job that completed or, named by ``job_name``, failed or was
+    stopped. The answer to ``"output"`` is named ``output.tar.gz`` (the path's name, or the
+    stream's ``name``): an answer named otherwise is the model of a driver that does not read this
+    field, and the core refuses it."""
 
 
 @dataclass(frozen=True, kw_only=True)

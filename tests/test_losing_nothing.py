@@ -395,7 +395,7 @@ def test_ctrl_c_while_the_job_starts_stops_it(docker_engine, tmp_path):
         deadline = time.time() + 300
         for line in proc.stderr:
             err.append(line)
-            if line.rstrip().endswith(": Downloading") or time.time() > deadline:
+            if "copying the input channel train into" in line or time.time() > deadline:
                 break
         proc.send_signal(signal.SIGINT)
         _, rest = proc.communicate(timeout=120)

@@ -417,6 +417,54 @@ def test_fetch_of_a_failed_job_says_so(stack, tmp_path):
     _one_error(result, 2, "no completed job of 'nomodel/train'")
 
 
+OUTPUTS = """\
+import json, os, sys
+hp = json.load(open("/opt/ml/input/config/hyperparameters.json"))
+os.makedirs("/opt/ml/output/data", exist_ok=True)
+open("/opt/ml/output/data/x.txt", "w").write("written by the job")
+os.makedirs("/opt/ml/model", exist_ok=True)
+open("/opt/ml/model/model.txt", "w").write("the model")
+if hp.get("fail") == "1":
+    sys.exit("failing on purpose")
+"""
+
+
+def test_fetch_output_brings_output_data_and_refuses_a_hostile_one(stack, tmp_path):
+    import io
+    import tarfile
+
+    model = write_model(tmp_path, "i17output", OUTPUTS)
+    location = f"s3://{BUCKET}/i17output"
+    done = run_fahr(stack, "fit", str(model), *sagemaker_args("i17output"), cwd=tmp_path)
+    assert done.code == 0, done.output
+    job = job_name_of(done)
+    fetched = run_fahr(stack, "fetch", str(tmp_path / "output"), "i17output/train", location, "--output",
+                       cwd=tmp_path)
+    assert fetched.code == 0, fetched.output
+    assert sorted(p.name for p in (tmp_path / "output").iterdir()) == ["x.txt"]
+    assert (tmp_path / "output" / "x.txt").read_text() == "written by the job"
+    assert f"fetching the output of job {job}" in fetched.stderr
+    # A failed job's output (its clues) comes with --job; its model does not.
+    failed = run_fahr(stack, "fit", str(model), *sagemaker_args("i17output"), "--hp", "fail=1", cwd=tmp_path)
+    assert failed.code == 1, failed.output
+    clues = run_fahr(stack, "fetch", str(tmp_path / "clues"), "i17output/train", location, "--output",
+                     "--job", job_name_of(failed), cwd=tmp_path)
+    assert clues.code == 0 and (tmp_path / "clues" / "x.txt").is_file(), clues.output
+    # An output.tar.gz with a link out is refused as a model's would be: nothing written.
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        link = tarfile.TarInfo("escape")
+        link.type, link.linkname = tarfile.SYMTYPE, "../../outside"
+        tar.addfile(link)
+    stack.client("s3").put_object(Bucket=BUCKET, Key=f"i17output/{job}/output/output.tar.gz",
+                                  Body=buffer.getvalue())
+    hostile = run_fahr(stack, "fetch", str(tmp_path / "hostile"), "i17output/train", location, "--output",
+                       "--job", job, cwd=tmp_path)
+    _one_error(hostile, 2, "refusing the job's output: entry 'escape' is a symlink to '../../outside', "
+                           "which leads outside the target")
+    assert not (tmp_path / "hostile").exists() and not (tmp_path / "outside").exists()
+
+
 # -- a job name that is taken -------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""``fahr fetch`` from local jobs: a finished job's model archive, copied out of its folder."""
+"""``fahr fetch`` from local jobs: a finished job's model archive (or, ``fetch --output``, its
+output.tar.gz), copied out of its folder."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from fahr_core.commandlines import wait_command
 from fahr_core.drivers.local.records import (FOLLOW, NAME, _kind_of, _newest_completed, _read_record)
 from fahr_core.errors import EnvironmentProblem, UsageError
 from fahr_core.jobfolder import Folder, Refused
-from fahr_core.values import COMPLETED, IN_PROGRESS
+from fahr_core.values import COMPLETED, FINAL_STATES, IN_PROGRESS
 
 
 def fetch(request, config):
     location = Path(os.path.expanduser(request.location or config["output_path"]))
     if request.location and urlparse(request.location).scheme == "file":
         location = Path(urlparse(request.location).path)
-    target = Path(request.download_dir) / "model.tar.gz"
+    output = getattr(request, "what", "model") == "output"
+    name = "output.tar.gz" if output else "model.tar.gz"
+    target = Path(request.download_dir) / name
     kind = _kind_of(location)
     if kind == "file":  # an archive the user named
         _copy(_open_named(location), location, target)
@@ -34,18 +37,23 @@ def fetch(request, config):
         job_dir, record = _newest_completed(location, request.model_tag)
     if record["model_tag"] != request.model_tag:
         raise UsageError(f"job {job_dir.name} trained {record['model_tag']!r}, not {request.model_tag!r}")
-    if record["status"] != COMPLETED:
-        unfinished = record["status"] == IN_PROGRESS or record.get("unfinished") == FOLLOW
+    unfinished = record["status"] == IN_PROGRESS or record.get("unfinished") == FOLLOW
+    # A failed or stopped job has its output (its clues), packed whatever the ending, once finished.
+    if record["status"] != COMPLETED and (not output or unfinished or record["status"] not in FINAL_STATES):
         command = wait_command(job_dir.name, NAME, str(job_dir.parent.absolute()))
         hint = f"; finish it with '{command}'" if unfinished else ""
-        raise UsageError(f"job {job_dir.name} is {record['status']}, it has no model to fetch{hint}")
+        what = "output" if output else "model"
+        raise UsageError(f"job {job_dir.name} is {record['status']}, it has no {what} to fetch{hint}")
     # Only the job folder's own archive, whatever the record's model_artifact says: the record is
     # a file anyone may have edited, and fetch must copy nothing from outside the job's folder.
-    archive = job_dir / "output" / "model.tar.gz"
+    archive = job_dir / "output" / name
     try:
-        with Folder.open(job_dir) as folder, folder.sub("output") as output:
-            source = output.open_file(archive.name)
+        with Folder.open(job_dir) as folder, folder.sub("output") as sub:
+            source = sub.open_file(archive.name)
     except FileNotFoundError:
+        if output:
+            raise UsageError(f"job {job_dir.name} has no output.tar.gz ({archive} is missing): it ended before "
+                             "it could start, or its folder was changed by hand") from None
         raise UsageError(f"{archive} is missing; was the job's folder changed by hand?") from None
     except Refused as exc:
         raise UsageError(f"{exc.path} {exc.reason}; refusing to fetch it") from None

@@ -120,8 +120,17 @@ def launch(spec, config):
     # Until `wait` follows the job, an interrupt stops it (start() itself cleans up after one).
     interrupts.until_followed(spec.job_name, lambda: _stop_unfollowed(spec.job_name, job_dir, config))
     run = ContractRun(_container_job(record, config))
+    def started(status: str) -> None:
+        # Recorded, not printed as the job's status: the core announces the job once launch
+        # returns, and wait prints its status (hookspec launch). A copy of large inputs is a step
+        # of the launch, said as one.
+        record.update(secondary_status=status)
+        if status == "Downloading" and spec.inputs:
+            ui.info(f"copying the input channel{'s' * (len(spec.inputs) > 1)} {', '.join(spec.inputs)} "
+                    "into the job's containers")
+
     try:
-        run.start(on_status=lambda status: ui.status_change(spec.job_name, status))
+        run.start(on_status=started)
     except BaseException as exc:  # start() removed what it had created; record how it ended
         lost = isinstance(exc, EngineLost)
         if isinstance(exc, KeyboardInterrupt):
@@ -175,6 +184,8 @@ def wait(job, config):
         interrupts.followed(job.job_name)  # in the try: from here on, Ctrl-C is handled below
         gone = not run.containers()
         if not gone:
+            if not record.get("upload_error"):  # its containers run (or ran): a retried upload is not news
+                ui.status_change(job.job_name, "Training")
             # Its output is copied into the job's logs folder as it comes: the folder as opened
             # (never a link), which the run holds until it saves the logs.
             with Folder.open(job_dir) as folder:

@@ -254,9 +254,11 @@ def stop(job, config):
 def fetch(request, config):
     """The model of a job, of the newest completed job of a tag, or an archive: a model.tar.gz,
     or an uncompressed model's files as one archive, is handed to the core as a stream while it
-    downloads (the core unpacks it as it arrives)."""
+    downloads (the core unpacks it as it arrives). ``request.what == "output"``: the job's
+    output.tar.gz instead, streamed the same way."""
     from fahr_sagemaker import artifacts, aws
 
+    output = getattr(request, "what", "model") == "output"
     location = request.location or config.get("output_path") or ""
     where = None
     if location:
@@ -264,13 +266,13 @@ def fetch(request, config):
         where = aws.parse_s3(location, "ARTIFACT_LOCATION")
         if where.prefix.endswith(".tar.gz") and not request.job_name:
             # The archive itself (s3://…/output/model.tar.gz) was given.
-            return artifacts.open_object(config, where)
-    info = artifacts.job_for_fetch(config, request.model_tag, request.job_name, where)
+            return artifacts.open_object(config, where, name="output.tar.gz" if output else "model.tar.gz")
+    info = artifacts.job_for_fetch(config, request.model_tag, request.job_name, where, output=output)
     if not request.job_name:
         # Which job the tag led to is news; a job named with --job is not, and a line before a
         # refusal of its model would make the refusal two lines (README "Exit codes": one line).
-        ui.info(f"fetching the model of job {info['TrainingJobName']}")
-    return artifacts.download_model(config, info)
+        ui.info(f"fetching the {'output' if output else 'model'} of job {info['TrainingJobName']}")
+    return artifacts.download_output(config, info) if output else artifacts.download_model(config, info)
 
 
 @hookimpl

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from fahr_core import COMPLETED, IN_PROGRESS, EnvironmentProblem, FahrError, UsageError, ui
+from fahr_core import COMPLETED, FINAL_STATES, IN_PROGRESS, EnvironmentProblem, FahrError, UsageError, ui
 
 from fahr_sagemaker import aws
 
@@ -168,8 +168,10 @@ def _bucket_must_exist(config, location: aws.S3Uri) -> None:
                 ) from exc
 
 
-def job_for_fetch(config, model_tag: str, job_name: str | None, location: aws.S3Uri | None) -> dict:
-    """DescribeTrainingJob of the job to fetch, checked to be Completed and of ``model_tag``."""
+def job_for_fetch(config, model_tag: str, job_name: str | None, location: aws.S3Uri | None,
+                  output: bool = False) -> dict:
+    """DescribeTrainingJob of the job to fetch, checked to be Completed and of ``model_tag``
+    (``output``: a job named by ``job_name`` may have failed or been stopped too)."""
     from fahr_sagemaker.follow import describe
 
     if job_name:
@@ -183,10 +185,22 @@ def job_for_fetch(config, model_tag: str, job_name: str | None, location: aws.S3
     if tag and tag != model_tag:
         raise UsageError(f"job {name} trained {tag!r}, not {model_tag!r}")
     status = info["TrainingJobStatus"]
-    if status != COMPLETED:
+    if status != COMPLETED and not (output and job_name and status in FINAL_STATES):
         hint = f"; follow it with 'fahr wait {name} --train-driver sagemaker'" if status == IN_PROGRESS else ""
-        raise UsageError(f"job {name} is {status}, it has no model to fetch{hint}")
+        raise UsageError(f"job {name} is {status}, it has no {'output' if output else 'model'} to fetch{hint}")
     return info
+
+
+def download_output(config, info: dict) -> "RangedReader":
+    """The job's output.tar.gz (its /opt/ml/output/data) as a stream, the download running:
+    SageMaker writes it beside model.tar.gz, ``<S3OutputPath>/<job>/output/output.tar.gz``."""
+    name = info["TrainingJobName"]
+    output = (info.get("OutputDataConfig") or {}).get("S3OutputPath", "").rstrip("/")
+    if not output:
+        raise UsageError(f"job {name} reports no S3OutputPath: it has no output.tar.gz to fetch")
+    where = aws.parse_s3(output, "S3OutputPath").join(name, "output", "output.tar.gz")
+    return open_object(config, where, name="output.tar.gz",
+                       missing=f"job {name} has no output.tar.gz ({where.uri} does not exist)")
 
 
 def download_model(config, info: dict) -> "RangedReader | ObjectsAsTar":
@@ -254,28 +268,31 @@ def _list_objects(s3, where: aws.S3Uri) -> list[dict]:
     return objects
 
 
-def _head(s3, where: aws.S3Uri) -> dict:
-    """HeadObject of the model, a missing or unreadable one said in one line."""
+def _head(s3, where: aws.S3Uri, missing: str | None = None) -> dict:
+    """HeadObject of the model, a missing (``missing`` says it) or unreadable one said in one line."""
     from botocore import exceptions as bex
 
     try:
         return s3.head_object(Bucket=where.bucket, Key=where.prefix)
     except bex.ClientError as exc:
         if aws.error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-            raise UsageError(f"{where.uri} does not exist") from exc
+            raise UsageError(missing or f"{where.uri} does not exist") from exc
         if aws.error_code(exc) in ("403", "AccessDenied"):
             raise UsageError(f"{where.uri} is not readable with these credentials (access denied)") from exc
         raise
 
 
-def open_object(config, where: aws.S3Uri) -> "RangedReader":
-    """One object as a stream (the download starts at once): what the fetch hook hands the core."""
+def open_object(config, where: aws.S3Uri, name: str = "model.tar.gz", missing: str | None = None) -> "RangedReader":
+    """One object as a stream (the download starts at once): what the fetch hook hands the core,
+    ``name`` being what it is called (and kept as by ``--no-extract``)."""
     s3 = aws.client(config, "s3")
     with aws.translated(f"downloading {where.uri}"):
-        head = _head(s3, where)
+        head = _head(s3, where, missing)
     size = head["ContentLength"]
     ui.info(f"downloading {where.uri} ({ui.size(size)})")
-    return RangedReader(s3, where, size, head.get("ETag") or None, progress=Progress("download", size))
+    reader = RangedReader(s3, where, size, head.get("ETag") or None, progress=Progress("download", size))
+    reader.name = name
+    return reader
 
 
 # -- the streamed download ----------------------------------------------------------------------
