@@ -24,11 +24,11 @@ MISSING = "pandas_not_installed_i17"
 
 # One script, one image: `mode=sleep` runs until stopped, else it imports a module not installed.
 SCRIPT = textwrap.dedent(f"""\
-    import json
+    import json, sys
     import time
 
     hp = json.load(open("/opt/ml/input/config/hyperparameters.json"))
-    print("starting", hp.get("mode", "import"), flush=True)
+    print("starting", hp.get("mode", "import"), file=sys.stderr, flush=True)  # the traceback's stream: in order
     if hp.get("mode") == "sleep":
         time.sleep(300)
     import {MISSING}
@@ -179,7 +179,9 @@ def test_job_failed_carries_the_job_as_it_ended(failed):
         api.fit(failed.project / "train.py", config={"output_path": str(failed.jobs)}, quiet=True)
     job = caught.value.job
     assert isinstance(job, api.Job) and job.status == "Failed" and job.ended is not None
-    assert job.failure_reason.endswith(f"ModuleNotFoundError: No module named '{MISSING}'")
+    # Among its last lines: the engine orders the job's stdout against its stderr its own way, so
+    # the script's "starting import" may come after the traceback.
+    assert f"ModuleNotFoundError: No module named '{MISSING}'" in job.failure_reason.splitlines()[-3:]
     assert caught.value.result.status == "Failed" and caught.value.result.job.job_name == job.name
     assert f"ModuleNotFoundError: No module named '{MISSING}'" in list(job.logs())
     # Job.wait() of that job raises it again, carrying the same job.
