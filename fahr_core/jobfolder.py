@@ -140,9 +140,8 @@ class Folder:
         while it is written: its name here (``.NAME.*.partial``), for :meth:`commit` to rename
         over ``name`` once it is whole. :meth:`replacing` is both for a file written at once."""
         self.make_private()
-        tmp = partial_name(name)
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, FILE_MODE,
-                         dir_fd=self.fd))
+        tmp, fd = _new_partial(self.fd, name, FILE_MODE)
+        os.close(fd)
         return tmp
 
     def commit(self, partial: str, name: str) -> None:
@@ -189,6 +188,13 @@ def partial_name(name: str) -> str:
     return f".{name}.{secrets.token_hex(4)}{PARTIAL}"
 
 
+def _new_partial(folder_fd: int, name: str, mode: int) -> tuple[str, int]:
+    """A new file under :func:`partial_name` in the folder: its name and an fd open for writing
+    (``O_EXCL``: never a file or link planted under that name)."""
+    tmp = partial_name(name)
+    return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, mode, dir_fd=folder_fd)
+
+
 @contextlib.contextmanager
 def replacing_in(folder_fd: int, name: str, *, mode: int = FILE_MODE) -> Iterator[BinaryIO]:
     """A file to write ``name`` in the open folder ``folder_fd`` with, renamed over ``name`` when
@@ -199,8 +205,7 @@ def replacing_in(folder_fd: int, name: str, *, mode: int = FILE_MODE) -> Iterato
     file at ``name``, it never writes to a link's target. The one write-then-rename of fahr: a
     job's files (:meth:`Folder.replacing`), the project's Dockerfile, the build cache's records.
     """
-    tmp = partial_name(name)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, mode, dir_fd=folder_fd)
+    tmp, fd = _new_partial(folder_fd, name, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
