@@ -24,7 +24,7 @@ import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from fahr_core import arguments as check
 from fahr_core.errors import PluginError, UsageError
@@ -271,7 +271,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
         hyperparameters: Mapping[str, Any] | None = None, inputs: Mapping[str, str] | None = None,
         environment: Mapping[str, Any] | None = None, wait: bool = True, quiet: bool | str = False,
         fetch_to: str | Path | None = None, overwrite: bool = False, regenerate_dockerfile: bool = False,
-        rebuild: bool = False) -> Job:
+        rebuild: bool = False, secrets: Sequence[str] | None = None) -> Job:
     """Build ``artifact`` into an image, launch a training job and (``wait``) follow it.
 
     ``artifact`` is a train.py, a notebook, or a container of your own: a folder holding a
@@ -288,6 +288,8 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     ``fahr fit --fetch``; ``regenerate_dockerfile`` writes the project's Dockerfile anew.
     The image is built only when something it is built from changed (its files, Dockerfile or
     base image) since the last build; ``rebuild`` builds it anyway, as ``fahr fit --rebuild``.
+    ``secrets``: names of variables of this process's environment the job's process gets, as
+    ``fahr fit --secret NAME``: their values reach nothing else (README, "Secrets").
     """
     from fahr_core import interrupts, plan, report
     from fahr_core.session import open_session
@@ -299,6 +301,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     hyperparameters = check.strings(hyperparameters, "fit(): hyperparameters")
     inputs = check.strings(inputs, "fit(): inputs")
     environment = check.strings(environment, "fit(): environment")
+    secrets = check.names(secrets, "fit(): secrets")
     fetch_to = None if fetch_to is None else check.path(fetch_to, "fit(): fetch_to")
     check.quiet(quiet, "fit(): quiet")
     for flag, value in (("wait", wait), ("overwrite", overwrite),
@@ -307,7 +310,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     with _quiet(quiet):
         steps = plan.plan_fit(artifact, hyperparameters=hyperparameters, inputs=inputs, environment=environment,
                               wait=wait, fetch_to=fetch_to, overwrite=overwrite,
-                              regenerate_dockerfile=regenerate_dockerfile, rebuild=rebuild)
+                              regenerate_dockerfile=regenerate_dockerfile, rebuild=rebuild, secrets=secrets)
         session = open_session(driver, steps.project_dir, config, command="fit")
         plan.check_fit(steps, session)
         image = session.call("push_image", image=_build(session, steps))
@@ -348,7 +351,7 @@ def _launch(session, steps, image):
 
     spec = JobSpec(job_name=names.job_name(steps.model_tag), model_tag=steps.model_tag, image=image,
                    hyperparameters=dict(steps.hyperparameters), inputs=dict(steps.inputs),
-                   environment=dict(steps.environment))
+                   environment=dict(steps.environment), secrets=dict(steps.secrets))
     # The driver names the job (sagemaker's base_job_name renames it): the name is printed from
     # the handle it returns, never from the spec. No "launching job NAME" before it is known.
     ui.info(f"launching a job of {steps.model_tag} on driver {session.driver!r}")
