@@ -89,9 +89,7 @@ def test_the_value_is_not_in_the_container_a_command_line_or_the_image(sm_job, d
     assert image_holds(docker_engine, f"{FOLDER}/train:latest", sm_job["value"]) == []
 
 
-def test_a_detached_jobs_secret_goes_with_the_next_fahr_jobs(sm_job, stack):
-    env = {**stack.env(), NAME: "i17sm-detached-" + random_secrets.token_hex(8), "NO_COLOR": "1",
-           "I17_SECRET_SLEEP": "0"}
+def _detached_and_ended(sm_job, stack, env) -> str:
     proc = run_fahr(stack, "fit", str(sm_job["model"]), *sagemaker_args("i17secret"), "--secret", NAME, "--detach",
                     cwd=sm_job["root"], env=env)
     assert proc.code == 0, proc.output
@@ -102,8 +100,21 @@ def test_a_detached_jobs_secret_goes_with_the_next_fahr_jobs(sm_job, stack):
         assert time.monotonic() < deadline
         time.sleep(1)
     assert f"fahr/{job}" in _secret_names(stack)  # nobody has seen it end yet
-    listing = run_fahr(stack, "jobs", "--train-driver", "sagemaker", cwd=sm_job["root"], env=env)
-    assert listing.code == 0, listing.output
+    return job
+
+
+@pytest.mark.parametrize("command", ["jobs", "fetch"])
+def test_a_detached_jobs_secret_goes_with_the_next_command_that_sees_it_ended(sm_job, stack, command):
+    env = {**stack.env(), NAME: "i17sm-detached-" + random_secrets.token_hex(8), "NO_COLOR": "1",
+           "I17_SECRET_SLEEP": "0"}
+    job = _detached_and_ended(sm_job, stack, env)
+    if command == "jobs":
+        args = ["jobs", "--train-driver", "sagemaker"]
+    else:
+        args = ["fetch", str(sm_job["root"] / f"model-{job}"), f"{FOLDER}/train", f"s3://{BUCKET}/i17secret",
+                "--job", job]
+    seen = run_fahr(stack, *args, cwd=sm_job["root"], env=env)
+    assert seen.code == 0, seen.output
     assert f"fahr/{job}" not in _secret_names(stack)
 
 

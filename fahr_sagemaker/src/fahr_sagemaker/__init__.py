@@ -280,7 +280,7 @@ def fetch(request, config):
     or an uncompressed model's files as one archive, is handed to the core as a stream while it
     downloads (the core unpacks it as it arrives). ``request.what == "output"``: the job's
     output.tar.gz instead, streamed the same way."""
-    from fahr_sagemaker import artifacts, aws
+    from fahr_sagemaker import artifacts, aws, secrets
 
     output = getattr(request, "what", "model") == "output"
     location = request.location or config.get("output_path") or ""
