@@ -126,3 +126,27 @@ def test_a_failed_launch_deletes_the_secret(sm_job, stack):
                     f"--config.tags={'k' * 129}=v", cwd=sm_job["root"], env=env)
     assert proc.code == 2 and "SageMaker refused the job" in proc.output, proc.output
     assert _secret_names(stack) == before
+
+
+def test_a_stopped_jobs_secret_goes_with_fahr_stop(sm_job, stack):
+    env = {**stack.env(), NAME: "i17sm-stopped-" + random_secrets.token_hex(8), "NO_COLOR": "1",
+           "I17_SECRET_SLEEP": "120"}
+    proc = run_fahr(stack, "fit", str(sm_job["model"]), *sagemaker_args("i17secret"), "--secret", NAME, "--detach",
+                    cwd=sm_job["root"], env=env)
+    assert proc.code == 0, proc.output
+    job = job_name_of(proc)
+    logs = stack.client("logs")
+    deadline = time.monotonic() + 120
+    while True:  # the launcher has read the secret once the script prints its hash
+        assert time.monotonic() < deadline
+        streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
+                                            logStreamNamePrefix=job)["logStreams"]
+        events = [e["message"] for s in streams for e in logs.get_log_events(
+            logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=s["logStreamName"])["events"]]
+        if any("secret sha256" in e for e in events):
+            break
+        time.sleep(1)
+    assert f"fahr/{job}" in _secret_names(stack)
+    stopped = run_fahr(stack, "stop", job, "--train-driver", "sagemaker", cwd=sm_job["root"], env=env)
+    assert stopped.code == 0, stopped.output
+    assert f"fahr/{job}" not in _secret_names(stack)
