@@ -89,11 +89,16 @@ def test_the_value_is_not_in_the_container_a_command_line_or_the_image(sm_job, d
     assert image_holds(docker_engine, f"{FOLDER}/train:latest", sm_job["value"]) == []
 
 
-def _detached_and_ended(sm_job, stack, env) -> str:
+def _detached(sm_job, stack, env) -> str:
+    """A job of the module's model given the secret, launched with --detach: its name."""
     proc = run_fahr(stack, "fit", str(sm_job["model"]), *sagemaker_args("i17secret"), "--secret", NAME, "--detach",
                     cwd=sm_job["root"], env=env)
     assert proc.code == 0, proc.output
-    job = job_name_of(proc)
+    return job_name_of(proc)
+
+
+def _detached_and_ended(sm_job, stack, env) -> str:
+    job = _detached(sm_job, stack, env)
     sm = stack.client("sagemaker")
     deadline = time.monotonic() + 180
     while sm.describe_training_job(TrainingJobName=job)["TrainingJobStatus"] == "InProgress":
@@ -131,10 +136,7 @@ def test_a_failed_launch_deletes_the_secret(sm_job, stack):
 def test_a_stopped_jobs_secret_goes_with_fahr_stop(sm_job, stack):
     env = {**stack.env(), NAME: "i17sm-stopped-" + random_secrets.token_hex(8), "NO_COLOR": "1",
            "I17_SECRET_SLEEP": "120"}
-    proc = run_fahr(stack, "fit", str(sm_job["model"]), *sagemaker_args("i17secret"), "--secret", NAME, "--detach",
-                    cwd=sm_job["root"], env=env)
-    assert proc.code == 0, proc.output
-    job = job_name_of(proc)
+    job = _detached(sm_job, stack, env)
     logs = stack.client("logs")
     deadline = time.monotonic() + 120
     while True:  # the launcher has read the secret once the script prints its hash
