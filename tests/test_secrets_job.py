@@ -118,3 +118,17 @@ def test_the_grep_finds_a_value_given_with_env(secret_job, docker_engine):
         witness.stop()
     assert any(hit.endswith("job.json") for hit in files_holding(value, root / "jobs"))
     assert any(hit.startswith("docker inspect") for hit in witness.hits)
+
+
+def test_the_python_api_gives_the_same_secret(secret_job, monkeypatch, capfd):
+    import fahr_core
+
+    value = "i17-api-" + random_secrets.token_hex(8)
+    monkeypatch.setenv(NAME, value)
+    monkeypatch.setenv("I17_SECRET_SLEEP", "0")
+    job = fahr_core.fit(secret_job["project"] / "train.py", secrets=[NAME],
+                        config={"output_path": str(secret_job["root"] / "jobs")})
+    assert job.status == "Completed"
+    out, err = capfd.readouterr()
+    assert f"secret sha256 {digest(value)}" in out and value not in out + err
+    assert files_holding(value, secret_job["root"] / "jobs" / job.name) == []
