@@ -91,6 +91,7 @@ class Witness(threading.Thread):
         self.hits: set[str] = set()
         self.inspected = 0  # containers of the job seen running: the look happened
         self.cmdlines = 0
+        self.topped = 0  # the containers' own processes listed (docker top)
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -119,10 +120,12 @@ class Witness(threading.Thread):
             if self.value in json.dumps(attrs):
                 self.hits.add(f"docker inspect {container.name}")
             try:
-                if self.value in json.dumps(container.top()):
-                    self.hits.add(f"docker top {container.name}")
+                processes = json.dumps(container.top())
             except Exception:
-                pass  # it ended meanwhile
+                continue  # it ended meanwhile
+            self.topped += 1
+            if self.value in processes:
+                self.hits.add(f"docker top {container.name}")
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue

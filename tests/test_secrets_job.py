@@ -69,7 +69,7 @@ def test_the_value_is_not_in_what_fahr_prints(secret_job):
 
 def test_the_value_is_not_in_the_containers_configuration_or_any_command_line(secret_job):
     witness = secret_job["witness"]
-    assert witness.inspected > 0 and witness.cmdlines > 0  # it looked while the job ran
+    assert witness.inspected > 0 and witness.topped > 0 and witness.cmdlines > 0  # it looked while the job ran
     assert witness.hits == set()
 
 

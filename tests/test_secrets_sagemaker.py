@@ -84,7 +84,7 @@ def test_the_value_is_not_in_s3_logs_listings_or_files(sm_job, stack):
 
 def test_the_value_is_not_in_the_container_a_command_line_or_the_image(sm_job, docker_engine):
     witness = sm_job["witness"]
-    assert witness.inspected > 0 and witness.cmdlines > 0
+    assert witness.inspected > 0 and witness.topped > 0 and witness.cmdlines > 0
     assert witness.hits == set()
     assert image_holds(docker_engine, f"{FOLDER}/train:latest", sm_job["value"]) == []
 
