@@ -481,9 +481,14 @@ def _choose(session, model_tag: str, folder: Path, strict: bool, what: str = "mo
     if not session.pm.hook.list_jobs.get_hookimpls():
         return None
 
+    listings = []
+
     def newest(**query):
-        # limit=1: one small Search page on SageMaker, whatever the number of jobs.
-        found = session.call("list_jobs", query=JobQuery(model_tag=model_tag, limit=1, **query))
+        # limit=1: one small Search page on SageMaker, whatever the number of jobs. A listing's
+        # warnings (a broken job.json skipped) are said once, by the first.
+        with ui.quiet() if listings else contextlib.nullcontext():
+            found = session.call("list_jobs", query=JobQuery(model_tag=model_tag, limit=1, **query))
+        listings.append(query)
         return next(iter(found), None)
 
     def refuse(message: str) -> FahrError:
