@@ -58,12 +58,15 @@ def project_of_fetch(folder: Path, model_tag: str) -> str | None:
     ``projA/src``), else ``folder`` itself when it is that folder (run in ``projA/src``).
     """
     from fahr_core import names
+    from fahr_core.errors import UsageError
 
     part = model_tag.split("/")[0]
     inside = Path(folder) / part
     if inside.is_dir():
         return project_folder(inside)
     here = Path(folder).absolute()
-    if names.model_image_tag(here / "train.py").split("/")[0] == part:
-        return project_folder(here)
-    return None
+    try:
+        own = names.model_image_tag(here / "train.py").split("/")[0]
+    except UsageError:  # a folder whose name makes no tag (no letter or digit in it) is no tag's
+        return None
+    return project_folder(here) if own == part else None

@@ -278,5 +278,7 @@ def test_the_project_a_fetch_means(tmp_path):
     assert provenance.project_of_fetch(tmp_path / "projA" / "src", "src/train") == real  # that folder itself
     assert provenance.project_of_fetch(tmp_path / "projA", "other/train") is None  # a folder of no such tag
     assert provenance.project_of_fetch(tmp_path / "My Proj", "my-proj/train") == str((tmp_path / "My Proj").resolve())
+    (tmp_path / "日本").mkdir()
+    assert provenance.project_of_fetch(tmp_path / "日本", "src/train") is None  # a name that makes no tag
     os.symlink(tmp_path / "projA", tmp_path / "link")
     assert provenance.project_of_fetch(tmp_path / "link", "src/train") == real  # links resolved, as jobs record it
