@@ -282,3 +282,44 @@ def test_the_project_a_fetch_means(tmp_path):
     assert provenance.project_of_fetch(tmp_path / "日本", "src/train") is None  # a name that makes no tag
     os.symlink(tmp_path / "projA", tmp_path / "link")
     assert provenance.project_of_fetch(tmp_path / "link", "src/train") == real  # links resolved, as jobs record it
+
+
+# -- the choice against drivers of before plugin API 1.4 (in-process, a stand-in driver) ----------
+
+class _Driver:
+    """A driver's list_jobs as one before plugin API 1.4 answers: filters by tag, status and
+    limit, ignores JobQuery.project and reports no project."""
+
+    def __init__(self, infos, lists=True):
+        from types import SimpleNamespace
+
+        self.infos, self.queries = infos, []
+        self.driver = "old"
+        self.pm = SimpleNamespace(hook=SimpleNamespace(list_jobs=SimpleNamespace(
+            get_hookimpls=lambda: [object()] if lists else [])))
+
+    def call(self, hook, query):
+        assert hook == "list_jobs"
+        self.queries.append(query)
+        found = [i for i in self.infos if i.model_tag == query.model_tag and query.status in (None, i.status)]
+        return found[:query.limit]
+
+
+def _info(name, status):
+    from fahr_core import JobInfo
+
+    return JobInfo(job_name=name, model_tag="src/train", driver="old", status=status)
+
+
+def test_a_driver_before_1_4_gets_the_newest_completed_and_no_project_line(tmp_path, capsys):
+    from fahr_core import api
+
+    (tmp_path / "src").mkdir()  # a project the tag names: the old driver cannot tell it
+    driver = _Driver([_info("new-failed", "Failed"), _info("older-ok", "Completed")])
+    assert api._choose(driver, "src/train", tmp_path, strict=False) == "older-ok"
+    said = capsys.readouterr().err
+    assert "new-failed, is Failed; fetching the newest Completed one, job older-ok" in said
+    assert "built from" not in said and "another folder" not in said
+    assert all(query.limit == 1 for query in driver.queries)  # never a listing of every job
+    assert api._choose(_Driver([], lists=False), "src/train", tmp_path, strict=True) is None  # the driver's own choice
+    assert api._choose(_Driver([_info("only-failed", "Failed")]), "src/train", tmp_path, strict=True) is None
