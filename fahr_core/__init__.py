@@ -41,7 +41,7 @@ __version__ = "0.2.0"
 #: The version of the plugin API (this module's ``__all__``, the hooks, the value types and
 #: :mod:`fahr_core.testing`). A driver pins the fahr releases of one major version of it; fahr
 #: 0.x implements plugin API 1.x, so drivers depend on ``fahr>=0.1,<1``.
-PLUGIN_API_VERSION = "1.3"
+PLUGIN_API_VERSION = "1.4"
 
 #: Marks a hook implementation: ``from fahr_core import hookimpl``.
 hookimpl = pluggy.HookimplMarker("fahr")

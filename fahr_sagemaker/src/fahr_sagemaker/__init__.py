@@ -92,7 +92,7 @@ def launch(spec, config):
     """CreateTrainingJob for ``spec``: the image by digest, File mode, inputs, spot, tags."""
     from botocore import exceptions as bex
 
-    from fahr_sagemaker import artifacts, aws
+    from fahr_sagemaker import artifacts, aws, jobs
 
     checked = aws.preflight(config)
     if not spec.image.digest:
@@ -115,7 +115,8 @@ def launch(spec, config):
     stopping = {"MaxRuntimeInSeconds": config["max_run"]}
     if config["spot"]:
         stopping["MaxWaitTimeInSeconds"] = config["max_wait"]
-    tags = [{"Key": "fahr:model-tag", "Value": spec.model_tag}, {"Key": "fahr:version", "Value": fahr_version}]
+    tags = [{"Key": "fahr:model-tag", "Value": spec.model_tag}, {"Key": "fahr:version", "Value": fahr_version},
+            *jobs.job_tags(spec)]
     tags += [{"Key": k, "Value": v} for k, v in config["tags"].items()]
     request = {
         "TrainingJobName": job_name,
