@@ -225,9 +225,10 @@ def _project_under(target: Path, given: Path, artifact: Path) -> tuple[str, Path
 
 
 def _checkpoint_setting(config: cfg.Config) -> str | None:
-    """A local ``checkpoint_path`` as set (a driver with the key: the local driver), else None."""
+    """A local ``checkpoint_path`` as set (a driver with the key: the local driver), else None; a
+    relative one set in fahr.toml is taken from the project (:func:`fahr_core.config.folder_setting`)."""
     raw = str(config.get("checkpoint_path") or "")
-    return None if not raw.strip() or "\x00" in raw else raw
+    return None if not raw.strip() or "\x00" in raw else cfg.folder_setting(config, "checkpoint_path")
 
 
 def checkpoints_spare_project(config: cfg.Config, given: Path, artifact: Path) -> None:
@@ -235,12 +236,12 @@ def checkpoints_spare_project(config: cfg.Config, given: Path, artifact: Path) -
     holds it: the copy back replaces that folder's contents. (The driver's own check, which does
     not know the artifact, refuses any folder holding files fahr did not put there.)"""
     raw = _checkpoint_setting(config)
-    found = raw and _project_under(real(Path(os.path.expanduser(raw))), given, artifact)
+    found = raw and _project_under(real(Path(raw)), given, artifact)
     if found:
         what, project = found
         raise ConfigError(
-            f"config.checkpoint_path={raw}: that folder {what} the project of {given.name} ({project}); "
-            "fahr replaces the checkpoint folder's contents: give the checkpoints a folder of their own"
+            f"config.checkpoint_path={config['checkpoint_path']}: that folder {what} the project of {given.name} "
+            f"({project}); fahr replaces the checkpoint folder's contents: give the checkpoints a folder of their own"
         )
 
 
@@ -250,7 +251,7 @@ def fetch_spares_checkpoints(fetch_dir: Path, config: cfg.Config) -> None:
     raw = _checkpoint_setting(config)
     if raw is None:
         return
-    checkpoints = real(Path(os.path.expanduser(raw)))
+    checkpoints = real(Path(raw))
     if _overlap(real(fetch_dir), checkpoints):
         raise UsageError(
             f"--fetch {fetch_dir}: that folder overlaps the checkpoint folder {checkpoints} (config.checkpoint_path), "
