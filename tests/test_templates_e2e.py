@@ -90,6 +90,18 @@ def test_model_project_failure_becomes_the_failure_reason(workspace):
     assert "failed" in result.stderr and "ValueError: hyperparameter epochs='many' is not a valid int" in result.stderr
 
 
+def test_model_project_refuses_an_input_channel_it_does_not_read(workspace, channel):
+    project = baked(workspace, "digits-e2e", "model")
+    result = fit(workspace, project / "train.py", "--input", f"training={channel}")
+    assert result.returncode == 1, show(result)
+    failure = [line for line in result.stderr.splitlines() if line.startswith("fahr error:")]
+    assert len(failure) == 1, show(result)
+    assert failure[0].endswith(": ValueError: got input channels 'training'; this script reads only 'train' "
+                               "(CSV files: features, then the label): pass --input train=DIR"), show(result)
+    assert "Traceback" not in failure[0], show(result)  # the reason alone; the traceback is in the log
+    assert "training on" not in result.stdout, show(result)  # not on the bundled digits instead
+
+
 def test_model_project_resumes_from_its_checkpoint_after_a_stop(workspace):
     # The template's README promises it; its fahr.toml's checkpoint_path keeps the promise on local.
     project = baked(workspace, "digits-e2e", "model")
