@@ -133,8 +133,14 @@ def test_model_project_resumes_from_its_checkpoint_after_a_stop(workspace):
 
 def test_notebook_project_trains_with_typed_parameters_and_returns_the_executed_notebook(workspace):
     project = init(workspace, "nb-e2e", "notebook")
-    result = fit(workspace, project / "train.ipynb", "--hp", "epochs=4", "--hp", "alpha=0.001")
+    result = fit(workspace, project / "train.ipynb", "--hp", "epochs=4", "--hp", "alpha=0.001", "--hp", "epoch=9")
     assert result.returncode == 0, show(result)
+    # A name the parameters cell does not set: one warning before the build; the job still runs.
+    lines = result.stderr.splitlines()
+    warned = [i for i, line in enumerate(lines) if line.startswith("fahr warning --hp epoch:")]
+    assert warned == [0] and lines[0] == (
+        f"fahr warning --hp epoch: not a parameter of {project / 'train.ipynb'}, whose cell tagged 'parameters' "
+        "sets epochs, alpha, test_size, seed; the notebook does not read it: check the name"), show(result)
     assert "accuracy=" in result.stdout  # the cells' output is streamed live
     job = job_of(result)
 
