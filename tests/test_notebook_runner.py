@@ -51,11 +51,12 @@ def test_the_notebook_dockerfile_runs_the_runner_with_papermill():
     requirements = lines.index("RUN pip install -r requirements.txt")
     assert runner < requirements < lines.index("COPY . .")  # both dependency layers before the code
     entry = json.loads(next(line for line in lines if line.startswith("ENTRYPOINT "))[len("ENTRYPOINT "):])
-    assert entry[:2] == ["python", "-c"] and entry[3] == "train.ipynb"
+    assert entry == ["python", image.LAUNCHER_PATH, "train.ipynb"]
     folder = image.Path(image.__file__).parent.parent  # fahr_core/image/ -> fahr_core/
     # The runner, then the launcher (SIGTERM, the host variables) that calls its run_notebook.
-    assert entry[2] == (folder / "notebook_runner.py").read_text() + "\n\n" + (folder / "launcher.py").read_text()
-    compile(entry[2], "runner", "exec")
+    [program] = image.fahr_files(text, "train.ipynb").values()
+    assert program.decode() == (folder / "notebook_runner.py").read_text() + "\n\n" + (folder / "launcher.py").read_text()
+    compile(program, "runner", "exec")
     assert lines[-1] == 'CMD ["train"]'
 
 
