@@ -167,9 +167,9 @@ def build_step(line: str) -> None:
 
 
 def build_output(line: str) -> None:
-    """Progress: a line of output of the current step, dimmed. Inside :func:`building` (an image
-    build that is not ``verbose``) it is held instead: shown beside a spinner on a terminal, and
-    printed whole only if the build fails."""
+    """Progress: a line of output of the current step, dimmed. During ``build_image`` (unless
+    ``fahr fit --verbose``) it is held instead: shown beside a spinner on a terminal, and printed
+    with the rest of the build's output only if the build fails."""
     if _build is not None and _build.hold(line):
         return
     _say((f"  {line}", "dim"))
@@ -219,7 +219,7 @@ def building(verbose: bool = False):
                 from rich.spinner import Spinner
 
                 # stdout is left alone (rich would route it to stderr): it is the job's.
-                build.spinner = Spinner("dots", "building")
+                build.spinner = Spinner("dots", "the image")
                 stack.enter_context(Live(build.spinner, console=console(), transient=True, refresh_per_second=10,
                                          redirect_stdout=False, redirect_stderr=False))
             try:

@@ -18,8 +18,6 @@ from fahr_core import api
 from fahr_core.errors import UsageError
 from fahr_core.image import LAUNCHER_PATH, entrypoint_program
 
-pytestmark = pytest.mark.docker
-
 # The RUN step prints "i17quiet-said-WORD"; the step's own line shows the code, not that text.
 DOCKERFILE = """\
 FROM python:3.11-slim
@@ -52,6 +50,29 @@ def said(stderr: str, text: str) -> bool:
     return any(line.strip() == text for line in stderr.splitlines())
 
 
+def test_any_builder_s_output_is_held_and_shown_whole_when_the_build_fails(capsys):
+    # What a driver's own build_image prints through ui.build_step/build_output is shown the same way.
+    from fahr_core import ui
+
+    with ui.building():
+        ui.build_step("Step 1/2 : FROM base")
+        ui.build_output("pulled")
+    assert capsys.readouterr().err == "Step 1/2 : FROM base\n"
+    with pytest.raises(RuntimeError), ui.building():
+        ui.build_step("Step 2/2 : RUN make")
+        ui.build_output("make: *** [all] Error 2")
+        raise RuntimeError("the build failed")
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["Step 2/2 : RUN make", "fahr the image build failed; its whole output:",
+                                "Step 2/2 : RUN make", "  make: *** [all] Error 2"]
+    with ui.building(verbose=True):
+        ui.build_output("as it comes")
+    assert capsys.readouterr().err == "  as it comes\n"
+    ui.build_output("outside a build (a push's progress): printed")
+    assert "printed" in capsys.readouterr().err
+
+
+@pytest.mark.docker
 def test_a_build_shows_a_line_per_step_and_not_the_steps_output(project):
     proc, text = fit(project)
     assert proc.returncode == 0, proc.stderr
@@ -61,12 +82,14 @@ def test_a_build_shows_a_line_per_step_and_not_the_steps_output(project):
     assert proc.stdout == "trained\n"
 
 
+@pytest.mark.docker
 def test_verbose_shows_the_build_s_whole_output(project):
     proc, text = fit(project, "--verbose")
     assert proc.returncode == 0, proc.stderr
     assert said(proc.stderr, text) and " ---> " in proc.stderr, proc.stderr
 
 
+@pytest.mark.docker
 def test_a_failed_build_shows_its_whole_output_then_the_one_error(project):
     proc, text = fit(project, fail=True)
     assert proc.returncode == 2, proc.stderr
@@ -76,6 +99,7 @@ def test_a_failed_build_shows_its_whole_output_then_the_one_error(project):
     assert [line for line in lines if line.startswith("fahr error")] == lines[-1:]
 
 
+@pytest.mark.docker
 def test_quiet_shows_none_of_the_build_even_when_it_fails(project):
     proc, _ = fit(project, "--quiet", fail=True)
     assert one_line_error(proc, 2).startswith("fahr error: image build failed at step 2/")
@@ -86,6 +110,7 @@ def test_verbose_in_the_python_api_is_a_flag(tmp_path):
         api.fit(tmp_path / "train.py", verbose="yes")
 
 
+@pytest.mark.docker
 def test_the_image_runs_fahr_s_launcher_file_and_a_new_launcher_rebuilds_it(project, docker_engine, monkeypatch):
     folder = project / "i17quietlaunch"
     folder.mkdir()
