@@ -278,7 +278,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
         hyperparameters: Mapping[str, Any] | None = None, inputs: Mapping[str, str] | None = None,
         environment: Mapping[str, Any] | None = None, wait: bool = True, quiet: bool | str = False,
         fetch_to: str | Path | None = None, overwrite: bool = False, regenerate_dockerfile: bool = False,
-        rebuild: bool = False) -> Job:
+        rebuild: bool = False, verbose: bool = False) -> Job:
     """Build ``artifact`` into an image, launch a training job and (``wait``) follow it.
 
     ``artifact`` is a train.py, a notebook, or a container of your own: a folder holding a
@@ -295,6 +295,8 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     ``fahr fit --fetch``; ``regenerate_dockerfile`` writes the project's Dockerfile anew.
     The image is built only when something it is built from changed (its files, Dockerfile or
     base image) since the last build; ``rebuild`` builds it anyway, as ``fahr fit --rebuild``.
+    A build shows a line per Dockerfile step; its whole output is printed when it fails, or as it
+    comes with ``verbose`` (``fahr fit --verbose``).
     """
     from fahr_core import interrupts, plan, report
     from fahr_core.session import open_session
@@ -309,7 +311,8 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     fetch_to = None if fetch_to is None else check.path(fetch_to, "fit(): fetch_to")
     check.quiet(quiet, "fit(): quiet")
     for flag, value in (("wait", wait), ("overwrite", overwrite),
-                        ("regenerate_dockerfile", regenerate_dockerfile), ("rebuild", rebuild)):
+                        ("regenerate_dockerfile", regenerate_dockerfile), ("rebuild", rebuild),
+                        ("verbose", verbose)):
         check.flag(value, f"fit(): {flag}")
     with _quiet(quiet):
         steps = plan.plan_fit(artifact, hyperparameters=hyperparameters, inputs=inputs, environment=environment,
@@ -317,7 +320,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
                               regenerate_dockerfile=regenerate_dockerfile, rebuild=rebuild)
         session = open_session(driver, steps.project_dir, config, command="fit")
         plan.check_fit(steps, session)
-        image = session.call("push_image", image=_build(session, steps))
+        image = session.call("push_image", image=_build(session, steps, verbose))
         handle = _launch(session, steps, image)
         job = Job._of(session, handle.job_name, handle.model_tag, quiet)
         job.driver = handle.driver or job.driver
@@ -338,15 +341,17 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     return job
 
 
-def _build(session, steps):
+def _build(session, steps, verbose: bool = False):
     """The image of the plan: the Dockerfile written when the project has none, then the driver's
-    ``build_image`` (the core's builder unless the driver has its own)."""
-    from fahr_core import image
+    ``build_image`` (the core's builder unless the driver has its own), shown as progress
+    (:func:`fahr_core.ui.building`: whatever builder it is, its output is held unless ``verbose``)."""
+    from fahr_core import image, ui
 
     base_image_set = session.config.sources.get("base_image") != "default"
     context = image.prepare_context(steps.artifact, steps.model_tag, session.config["base_image"],
                                     steps.regenerate_dockerfile, base_image_set=base_image_set, rebuild=steps.rebuild)
-    return session.call("build_image", context=context)
+    with ui.building(verbose=verbose):
+        return session.call("build_image", context=context)
 
 
 def _launch(session, steps, image):

@@ -210,6 +210,7 @@ def fit(
     regenerate_dockerfile: Annotated[bool, typer.Option("--regenerate-dockerfile", help="Write the Dockerfile anew (one fahr did not write is kept as Dockerfile.bak); not for your own container.")] = False,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Build the image even when nothing it is built from changed (files, Dockerfile, base image); the engine's layer cache still applies.")] = False,
     quiet: QuietOption = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print the image build's whole output as it comes (without it: a line per Dockerfile step, and the whole output only when the build fails).")] = False,
 ) -> None:
     """Build the image, push it, launch a training job and follow it to the end.
 
@@ -243,6 +244,7 @@ def fit(
             regenerate_dockerfile=regenerate_dockerfile,
             rebuild=rebuild,
             quiet="status" if quiet else False,
+            verbose=verbose,
         )
 
     _run(work)

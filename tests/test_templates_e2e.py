@@ -142,6 +142,10 @@ def test_notebook_project_trains_with_typed_parameters_and_returns_the_executed_
         f"fahr warning --hp epoch: not a parameter of {project / 'train.ipynb'}, whose cell tagged 'parameters' "
         "sets epochs, alpha, test_size, seed; the notebook does not read it: check the name"), show(result)
     assert "accuracy=" in result.stdout  # the cells' output is streamed live
+    # The kernel's own lines (IPKernelApp's warning at start, its KeyboardInterrupt at shutdown) are
+    # not the notebook's: a run that succeeds does not show them.
+    assert "IPKernelApp" not in result.stdout + result.stderr, show(result)
+    assert "KeyboardInterrupt" not in result.stdout + result.stderr, show(result)
     job = job_of(result)
 
     fetched = run_fahr("fetch", workspace / "nb-model", "nb-e2e/train", workspace / "jobs",
@@ -169,6 +173,8 @@ def test_a_raising_cell_fails_the_notebook_job_with_its_error(workspace):
     reason = result.stderr.split("failed in", 1)[1]
     assert "InvalidParameterError" in reason or "ValueError" in reason, show(result)
     assert "test_size" in reason and "(cell [" in reason, show(result)
+    # A failed run shows what the kernel said too (held while it ran).
+    assert "the notebook's kernel said:\n[IPKernelApp] WARNING" in result.stdout, show(result)
     job = job_of(result)
     with tarfile.open(workspace / "jobs" / job / "output" / "output.tar.gz") as tar:
         executed = json.load(tar.extractfile("train.ipynb"))  # the failed run's notebook comes back too
