@@ -11,7 +11,9 @@ setup: venv engine
 
 venv: $(VENV)/.fahr-installed
 
-$(VENV)/.fahr-installed: pyproject.toml $(wildcard fahr_sagemaker/pyproject.toml) $(wildcard tests/plugins/*/pyproject.toml)
+# The test plugins go to tests/plugins/.site, not into $(VENV) (scripts/install-dev.sh).
+$(VENV)/.fahr-installed: pyproject.toml $(wildcard fahr_sagemaker/pyproject.toml) $(wildcard tests/plugins/*/pyproject.toml) \
+		scripts/install-dev.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	bash scripts/install-dev.sh $(PY)
@@ -43,4 +45,4 @@ benchmark: setup
 	$(PY) benchmarks/run.py $(BENCHMARK_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info tests/plugins/.site

@@ -68,7 +68,9 @@ class Job:
     ``Failed``, ``Stopping``, ``Stopped``), ``secondary_status``, ``failure_reason``,
     ``created``/``started``/``ended`` (timezone-aware UTC datetimes, None when unknown),
     ``training_seconds``/``billable_seconds`` (float or None), ``model_artifact`` (a path or URI,
-    '' until it completed). They are as last read: :meth:`refresh` reads them again.
+    '' until it completed), ``project`` (the folder its image was built from) and ``git_commit``
+    (its git commit then, ``-dirty`` when it had changes; '' when not recorded). They are as last
+    read: :meth:`refresh` reads them again.
 
     A job made here by name opens its driver's session (in the current folder, with ``config``)
     when first used; one that ``fit``, ``jobs`` or ``job`` returned keeps theirs.
@@ -88,6 +90,8 @@ class Job:
         self.training_seconds: float | None = None
         self.billable_seconds: float | None = None
         self.model_artifact = ""
+        self.project = ""
+        self.git_commit = ""
         self._config = check.config(config, "Job(): config")
         self._quiet = check.quiet(quiet, "Job(): quiet")
         self._session = None  # opened on first use, or the session this job came from
@@ -142,6 +146,9 @@ class Job:
         self.created, self.started, self.ended = _time(info.created), _time(info.started), _time(info.ended)
         self.training_seconds, self.billable_seconds = info.training_seconds, info.billable_seconds
         self.model_artifact = info.model_artifact
+        # Fields of plugin API 1.4: a driver's JobInfo of before may lack them.
+        self.project = getattr(info, "project", "") or self.project
+        self.git_commit = getattr(info, "git_commit", "") or self.git_commit
 
     def _from_result(self, result) -> None:
         self.model_tag = result.job.model_tag or self.model_tag
@@ -271,7 +278,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
         hyperparameters: Mapping[str, Any] | None = None, inputs: Mapping[str, str] | None = None,
         environment: Mapping[str, Any] | None = None, wait: bool = True, quiet: bool | str = False,
         fetch_to: str | Path | None = None, overwrite: bool = False, regenerate_dockerfile: bool = False,
-        rebuild: bool = False, secrets: Sequence[str] | None = None) -> Job:
+        rebuild: bool = False, verbose: bool = False, secrets: Sequence[str] | None = None) -> Job:
     """Build ``artifact`` into an image, launch a training job and (``wait``) follow it.
 
     ``artifact`` is a train.py, a notebook, or a container of your own: a folder holding a
@@ -288,6 +295,8 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     ``fahr fit --fetch``; ``regenerate_dockerfile`` writes the project's Dockerfile anew.
     The image is built only when something it is built from changed (its files, Dockerfile or
     base image) since the last build; ``rebuild`` builds it anyway, as ``fahr fit --rebuild``.
+    A build shows a line per Dockerfile step; its whole output is printed when it fails, or as it
+    comes with ``verbose`` (``fahr fit --verbose``).
     ``secrets``: names of variables of this process's environment the job's process gets, as
     ``fahr fit --secret NAME``: their values reach nothing else (README, "Secrets").
     """
@@ -305,7 +314,8 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     fetch_to = None if fetch_to is None else check.path(fetch_to, "fit(): fetch_to")
     check.quiet(quiet, "fit(): quiet")
     for flag, value in (("wait", wait), ("overwrite", overwrite),
-                        ("regenerate_dockerfile", regenerate_dockerfile), ("rebuild", rebuild)):
+                        ("regenerate_dockerfile", regenerate_dockerfile), ("rebuild", rebuild),
+                        ("verbose", verbose)):
         check.flag(value, f"fit(): {flag}")
     with _quiet(quiet):
         steps = plan.plan_fit(artifact, hyperparameters=hyperparameters, inputs=inputs, environment=environment,
@@ -313,7 +323,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
                               regenerate_dockerfile=regenerate_dockerfile, rebuild=rebuild, secrets=secrets)
         session = open_session(driver, steps.project_dir, config, command="fit")
         plan.check_fit(steps, session)
-        image = session.call("push_image", image=_build(session, steps))
+        image = session.call("push_image", image=_build(session, steps, verbose))
         handle = _launch(session, steps, image)
         job = Job._of(session, handle.job_name, handle.model_tag, quiet)
         job.driver = handle.driver or job.driver
@@ -334,24 +344,30 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     return job
 
 
-def _build(session, steps):
+def _build(session, steps, verbose: bool = False):
     """The image of the plan: the Dockerfile written when the project has none, then the driver's
-    ``build_image`` (the core's builder unless the driver has its own)."""
-    from fahr_core import image
+    ``build_image`` (the core's builder unless the driver has its own), shown as progress
+    (:func:`fahr_core.ui.building`: whatever builder it is, its output is held unless ``verbose``)."""
+    from fahr_core import image, ui
 
     base_image_set = session.config.sources.get("base_image") != "default"
     context = image.prepare_context(steps.artifact, steps.model_tag, session.config["base_image"],
                                     steps.regenerate_dockerfile, base_image_set=base_image_set, rebuild=steps.rebuild)
-    return session.call("build_image", context=context)
+    with ui.building(verbose=verbose):
+        return session.call("build_image", context=context)
 
 
 def _launch(session, steps, image):
-    from fahr_core import names, ui
+    from fahr_core import names, provenance, ui
     from fahr_core.values import JobSpec
 
+    # The project a job came from: a model tag alone does not tell projA/src/train.py from
+    # projB/src/train.py (README, "fahr fetch").
     spec = JobSpec(job_name=names.job_name(steps.model_tag), model_tag=steps.model_tag, image=image,
                    hyperparameters=dict(steps.hyperparameters), inputs=dict(steps.inputs),
-                   environment=dict(steps.environment), secrets=dict(steps.secrets))
+                   environment=dict(steps.environment), secrets=dict(steps.secrets),
+                   project=provenance.project_folder(steps.project_dir),
+                   git_commit=provenance.git_commit(steps.project_dir))
     # The driver names the job (sagemaker's base_job_name renames it): the name is printed from
     # the handle it returns, never from the spec. No "launching job NAME" before it is known.
     ui.info(f"launching a job of {steps.model_tag} on driver {session.driver!r}")
@@ -372,9 +388,10 @@ def _follow(session, handle, artifact: Path | None = None):
 # -- the jobs there are ----------------------------------------------------------------------------
 
 def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Mapping[str, Any] | None = None,
-         status: str | None = None, limit: int | None = None) -> list[Job]:
-    """The driver's jobs, newest first: of one model tag, in one status, at most ``limit``."""
-    from fahr_core import names
+         status: str | None = None, limit: int | None = None, project: str | Path | None = None) -> list[Job]:
+    """The driver's jobs, newest first: of one model tag, in one status, at most ``limit``, built
+    from the folder ``project`` (the folder of their script, notebook or Dockerfile)."""
+    from fahr_core import names, provenance
     from fahr_core.values import COMPLETED, FAILED, IN_PROGRESS, STOPPED, STOPPING, JobQuery
 
     model_tag = check.text(model_tag, "jobs(): model_tag", "a model tag (str) or None")
@@ -390,8 +407,15 @@ def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Map
         raise UsageError(f"status {status!r}: expected one of {', '.join(states)}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise UsageError(f"limit {limit!r}: expected a whole number of jobs, 1 or more")
+    if project is not None:
+        folder = check.path(project, "jobs(): project")
+        if not folder.is_dir():
+            raise UsageError(f"project {str(folder)!r} is not a folder; give the folder a job was fitted from "
+                             "(its script's, notebook's or Dockerfile's)")
+        project = provenance.project_folder(folder)
     session = _open(driver, config)
-    infos = session.call("list_jobs", query=JobQuery(model_tag=model_tag, status=status, limit=limit))
+    infos = session.call("list_jobs", query=JobQuery(model_tag=model_tag, status=status, limit=limit,
+                                                     project=project))
     return [Job._from_info(session, info) for info in infos]
 
 
@@ -410,11 +434,16 @@ def job(name: str, *, driver: str | None = None, config: Mapping[str, Any] | Non
 
 def fetch(target: str | Path, model_tag: str, location: str | None = None, *, driver: str | None = None,
           config: Mapping[str, Any] | None = None, job: str | None = None, extract: bool = True,
-          overwrite: bool = False, quiet: bool | str = False, output: bool = False) -> Path:
+          overwrite: bool = False, quiet: bool | str = False, output: bool = False, strict: bool = False) -> Path:
     """Download a model of ``model_tag`` (the newest completed job's, or ``job``'s) and extract it
     safely into ``target``; returns the folder (or the archive, with ``extract=False``).
     ``output``: the job's output.tar.gz instead of its model (``fahr fetch --output``), under the
-    same rules; ``job`` may then name a job that failed or was stopped."""
+    same rules; ``job`` may then name a job that failed or was stopped.
+
+    Without ``job`` and ``location``, the job is chosen as ``fahr fetch TAG`` chooses it: built
+    from the project the current folder names when there is one, the newest Completed, with one
+    line saying when the newest job is not Completed or a newer model came from another folder.
+    ``strict``: refuse instead (exit 1) of fetching an older model or another project's."""
     from fahr_core.session import driver_for_location
 
     target = check.path(target, "fetch(): target")
@@ -427,7 +456,7 @@ def fetch(target: str | Path, model_tag: str, location: str | None = None, *, dr
     config = check.config(config, "fetch(): config")
     job = check.text(job, "fetch(): job", "a job's name (str) or None")
     check.quiet(quiet, "fetch(): quiet")
-    for flag, value in (("extract", extract), ("overwrite", overwrite), ("output", output)):
+    for flag, value in (("extract", extract), ("overwrite", overwrite), ("output", output), ("strict", strict)):
         check.flag(value, f"fetch(): {flag}")
     with _quiet(quiet):
         _check_fetch(target, model_tag, job, extract, overwrite)
@@ -438,8 +467,93 @@ def fetch(target: str | Path, model_tag: str, location: str | None = None, *, dr
                     f"no installed driver handles {location}; pass --train-driver NAME "
                     "(see 'fahr drivers'), or install the driver for it"
                 )
-        return _fetch(_open(driver, config, "fetch"), target, model_tag, location, job, extract, overwrite,
-                      output=output)
+        session = _open(driver, config, "fetch")
+        if job is None and not location:
+            job = _choose(session, model_tag, Path.cwd(), strict, "output" if output else "model")
+        return _fetch(session, target, model_tag, location, job, extract, overwrite, output=output)
+
+
+def _choose(session, model_tag: str, folder: Path, strict: bool, what: str = "model") -> str | None:
+    """The job ``fahr fetch TAG`` (without --job and location) fetches, chosen from the driver's
+    listing: the newest Completed job of the tag built from the project ``folder`` names
+    (fahr_core.provenance.project_of_fetch), else of any folder. What it passes over is said in
+    one line: a newer job that is not Completed, a newer model of another folder, no job of this
+    project; ``strict`` refuses the first and the last instead (exit 1).
+
+    None leaves the choice to the driver's fetch (the newest Completed job of the tag): a driver
+    without ``list_jobs``, or no Completed job at all (the driver says so, in its terms).
+    """
+    from fahr_core import provenance, ui
+    from fahr_core.errors import EXIT_JOB_FAILED, FahrError
+    from fahr_core.values import COMPLETED, JobQuery
+
+    if not session.pm.hook.list_jobs.get_hookimpls():
+        return None
+
+    listings = []
+
+    def newest(**query):
+        # limit=1: one small Search page on SageMaker, whatever the number of jobs. A listing's
+        # warnings (a broken job.json skipped) are said once, by the first.
+        with ui.quiet() if listings else contextlib.nullcontext():
+            found = session.call("list_jobs", query=JobQuery(model_tag=model_tag, limit=1, **query))
+        listings.append(query)
+        return next(iter(found), None)
+
+    def refuse(message: str) -> FahrError:
+        return FahrError(f"{message}; --strict fetches no other (drop it, or name one with --job)",
+                         exit_code=EXIT_JOB_FAILED)
+
+    project = provenance.project_of_fetch(folder, model_tag)
+    latest = newest(project=project) if project else None
+    # A driver before plugin API 1.4 ignores the project filter and reports no project: no choice.
+    if latest is not None and not getattr(latest, "project", ""):
+        project = latest = None
+    elif project:
+        ours = newest(project=project, status=COMPLETED)
+        if ours is None:  # nothing of this project to fetch: any folder's newest, said so
+            other = newest(status=COMPLETED)
+            if other is None:
+                return None
+            why = (f"no job of {model_tag} was built from {project}" if latest is None else
+                   f"no job of {model_tag} built from {project} completed (its newest, {latest.job_name}, "
+                   f"is {latest.status})")
+            if strict:
+                raise refuse(why)
+            ui.warn(f"{why}; fetching the newest Completed one, job {other.job_name} of {_from(other)}")
+            return other.job_name
+        passed_over = []
+        if latest.job_name != ours.job_name:
+            why = f"the newest job of {model_tag} built from {project}, {latest.job_name}, is {latest.status}"
+            if strict:
+                raise refuse(why)
+            passed_over.append(why)
+        other = newest(status=COMPLETED)
+        if other is not None and other.job_name != ours.job_name:
+            passed_over.append(f"a newer {what} of {model_tag}, job {other.job_name}, came from another folder "
+                               f"({_from(other)})")
+        if passed_over:  # one line, whatever was passed over
+            ui.warn(f"{'; '.join(passed_over)}; fetching the newest Completed one built from {project}, "
+                    f"job {ours.job_name}")
+        else:
+            ui.info(f"fetching the {what} of job {ours.job_name}, built from {project}")
+        return ours.job_name
+    latest, ours = newest(), newest(status=COMPLETED)
+    if ours is None:
+        return None
+    if latest is not None and latest.job_name != ours.job_name:
+        if strict:
+            raise refuse(f"the newest job of {model_tag}, {latest.job_name}, is {latest.status}")
+        ui.warn(f"the newest job of {model_tag}, {latest.job_name}, is {latest.status}; "
+                f"fetching the newest Completed one, job {ours.job_name}")
+    else:
+        ui.info(f"fetching the {what} of job {ours.job_name}")
+    return ours.job_name
+
+
+def _from(info) -> str:
+    """Where a job was built, as a notice names it."""
+    return getattr(info, "project", "") or "a folder not recorded"
 
 
 def _check_fetch(target: Path, model_tag: str, job: str | None, extract: bool, overwrite: bool) -> None:

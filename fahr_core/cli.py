@@ -211,6 +211,7 @@ def fit(
     regenerate_dockerfile: Annotated[bool, typer.Option("--regenerate-dockerfile", help="Write the Dockerfile anew (one fahr did not write is kept as Dockerfile.bak); not for your own container.")] = False,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Build the image even when nothing it is built from changed (files, Dockerfile, base image); the engine's layer cache still applies.")] = False,
     quiet: QuietOption = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print the image build's whole output as it comes (without it: a line per Dockerfile step, and the whole output only when the build fails).")] = False,
 ) -> None:
     """Build the image, push it, launch a training job and follow it to the end.
 
@@ -245,6 +246,7 @@ def fit(
             regenerate_dockerfile=regenerate_dockerfile,
             rebuild=rebuild,
             quiet="status" if quiet else False,
+            verbose=verbose,
         )
 
     _run(work)
@@ -261,6 +263,7 @@ def fetch_(
     no_extract: Annotated[bool, typer.Option("--no-extract", help="Keep model.tar.gz (output.tar.gz) as it is.")] = False,
     overwrite: OverwriteOption = False,
     output: Annotated[bool, typer.Option("--output", help="Fetch the job's output.tar.gz (its /opt/ml/output/data: other outputs, a notebook's executed copy) instead of its model; with --job, of a failed or stopped job too.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Without --job: refuse (exit 1) when the newest job of the tag (of this project) did not complete, or none was built from this project, instead of fetching another.")] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Download a trained model and extract it safely into LOCAL_TARGET_DIRECTORY.
@@ -277,7 +280,8 @@ def fetch_(
         if tag is None:
             raise UsageError("missing MODEL_IMAGE_TAG: fahr fetch DIR TAG [LOCATION]")
         api.fetch(Path(target), tag, location, driver=train_driver, config=_config_dict(ctx),
-                  job=job, extract=not no_extract, overwrite=overwrite, quiet="status" if quiet else False, output=output)
+                  job=job, extract=not no_extract, overwrite=overwrite, quiet="status" if quiet else False, output=output,
+                  strict=strict)
 
     _run(work)
 
@@ -326,9 +330,11 @@ def jobs(
     status: Annotated[Optional[str], typer.Option("--status", help="Only jobs in this status: InProgress, Completed, Failed, Stopping, Stopped.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="At most N jobs (the newest).", min=1)] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output (times in ISO 8601, UTC).")] = False,
+    project: Annotated[Optional[Path], typer.Option("--project", help="Only the jobs built from this folder (the folder of their script, notebook or Dockerfile).", show_default=False)] = None,
     train_driver: DriverOption = None,
 ) -> None:
-    """List the driver's jobs, newest first: name, tag, status, start, duration, billable seconds."""
+    """List the driver's jobs, newest first: name, tag, status, start, duration, billable seconds,
+    the project folder each was built from and its git commit."""
 
     def work():
         import json
@@ -336,7 +342,8 @@ def jobs(
         from fahr_core import api
 
         (tag,) = _reorder(ctx, model_image_tag)
-        found = api.jobs(tag, driver=train_driver, config=_config_dict(ctx), status=status, limit=limit)
+        found = api.jobs(tag, driver=train_driver, config=_config_dict(ctx), status=status, limit=limit,
+                         project=project)
         if json_:
             typer.echo(json.dumps([_job_row(job) for job in found], indent=2))
             return
@@ -354,7 +361,7 @@ def _job_row(job) -> dict:
             "secondary_status": job.secondary_status, "created": _iso(job.created), "started": _iso(job.started),
             "ended": _iso(job.ended), "duration_seconds": _duration(job), "training_seconds": job.training_seconds,
             "billable_seconds": job.billable_seconds, "failure_reason": job.failure_reason,
-            "model_artifact": job.model_artifact}
+            "model_artifact": job.model_artifact, "project": job.project, "git_commit": job.git_commit}
 
 
 def _duration(job) -> float | None:
@@ -388,13 +395,26 @@ def _span(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+def _project(job) -> str:
+    """The folder a job was built from, ``~`` for the home folder, with its commit's first 7
+    digits (``*`` when the tree had changes); ``-`` when not recorded."""
+    import os
+
+    if not job.project:
+        return "-"
+    home = os.path.expanduser("~")
+    where = "~" + job.project[len(home):] if home != "/" and (job.project + "/").startswith(home + "/") else job.project
+    commit = job.git_commit[:7] + ("*" if job.git_commit.endswith("-dirty") else "")
+    return f"{where} @{commit}" if commit else where
+
+
 def _print_table(found) -> None:
     from fahr_core import ui
 
     if not found:
         ui.info("no jobs")
         return
-    header = ("JOB", "TAG", "STATUS", "STARTED", "DURATION", "BILLABLE")
+    header = ("JOB", "TAG", "STATUS", "STARTED", "DURATION", "BILLABLE", "PROJECT")
     rows = []
     for job in found:
         started = "-"
@@ -403,7 +423,7 @@ def _print_table(found) -> None:
         billable = "-" if job.billable_seconds is None else f"{job.billable_seconds:.0f} s"
         status = job.status + (f" ({job.secondary_status})" if job.secondary_status and not job.done else "")
         rows.append(tuple(map(ui.visible, (job.name, job.model_tag or "-", status, started, _span(_duration(job)),
-                                           billable))))
+                                           billable, _project(job)))))
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

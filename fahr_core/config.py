@@ -127,6 +127,11 @@ def unknown_key_error(name: str, known: Iterable[str], driver: str, source: str)
     )
 
 
+#: A project file's names, in the order looked for (:func:`read_project_file`); a value read from
+#: one has the file's path as its source.
+PROJECT_FILES = ("fahr.toml", "pyproject.toml")
+
+
 @dataclass(frozen=True)
 class ProjectFile:
     """The fahr settings found beside a training artifact."""
@@ -159,8 +164,7 @@ def read_project_file(folder: Path) -> ProjectFile:
     not TOML, or nested deeper than :data:`MAX_NESTING` is a :class:`ConfigError` (exit 2), never
     skipped silently nor an internal error.
     """
-    fahr_toml = folder / "fahr.toml"
-    pyproject = folder / "pyproject.toml"
+    fahr_toml, pyproject = (folder / name for name in PROJECT_FILES)
     path = fahr_toml if os.path.lexists(fahr_toml) else pyproject
     if not os.path.lexists(path):
         return ProjectFile(None, {})
@@ -298,6 +302,20 @@ def _depth(value: Any) -> int:
             return deepest
         stack.extend((child, level + 1) for child in children)
     return deepest
+
+
+def folder_setting(config: Config | Mapping[str, Any], name: str) -> str:
+    """``config[name]``, a folder's path: ``~`` expanded, and a relative path set in a project file
+    taken from that file's folder, so that the project's ``fahr.toml`` means the same folder
+    whatever folder fahr runs in (``fahr fit proj/train.py`` or ``cd proj && fahr fit train.py``).
+    Set anywhere else (the environment, ``--config``, the API's ``config``), a relative path stays
+    relative: taken from the current folder. An empty value stays empty (the key is off). A plain
+    mapping, which says no source, is taken as set on the command line."""
+    raw = os.path.expanduser(str(config[name]))
+    source = getattr(config, "sources", {}).get(name, "")
+    if raw.strip() and not os.path.isabs(raw) and os.path.basename(source) in PROJECT_FILES:
+        return os.path.join(os.path.dirname(os.path.abspath(source)), raw)
+    return raw
 
 
 def choose_driver(cli_driver: str | None, project: ProjectFile, environ: Mapping[str, str] | None = None) -> str:

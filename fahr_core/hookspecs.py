@@ -269,7 +269,9 @@ def fetch(request: FetchRequest, config: Config) -> Path | BinaryIO | None:
     Without ``request.job_name`` the newest completed job of ``request.model_tag`` is meant,
     found by the model tag recorded with each job at launch, not by the job's name (which the
     driver's configuration may have changed). A job of another tag, or one that did not
-    complete, is never fetched. The driver only downloads; the core extracts the archive safely (no absolute paths, no
+    complete, is never fetched. (From plugin API 1.4, ``fahr fetch TAG`` without a location
+    chooses the job itself from ``list_jobs``, by project, and names it here: a driver with
+    ``list_jobs`` is asked without a job name only with ``request.location`` given.) The driver only downloads; the core extracts the archive safely (no absolute paths, no
     ``..``, no links out, no devices, the size cap and the free space) and moves it into place.
 
     Two ways to hand the archive over (plugin API 1.1 added the second):
@@ -340,7 +342,11 @@ def list_jobs(query: JobQuery, config: Config) -> list[JobInfo] | None:
 
     Optional: a driver without it makes ``fahr jobs`` say so in one line (exit 2).
 
-    :param query: the optional filters: a model tag, a status, at most ``limit`` jobs.
+    :param query: the optional filters: a model tag, a status, at most ``limit`` jobs, the project
+        folder the jobs were built from (plugin API 1.4: ``JobSpec.project``, as the driver
+        stored it at launch; each :class:`fahr_core.JobInfo` reports it back). ``fahr fetch TAG``
+        asks with ``limit=1`` a few times to choose the job: each answer should cost the backend
+        one small request, not a listing of every job.
     :param config: the resolved configuration (where the driver keeps its jobs).
     :returns: a list of :class:`fahr_core.JobInfo`, newest (by creation time) first, filtered
         as ``query`` says; None when the driver cannot list jobs.

@@ -1,11 +1,11 @@
-"""fahr's launcher: the generated image's entrypoint, ``python -c <this source> train.py``.
+"""fahr's launcher: the generated image's entrypoint, ``python /opt/fahr/launcher.py train.py``.
 
-Embedded verbatim in the Dockerfile (fahr_core.image.dockerfile_text), it runs where fahr is not
-installed: standard library only, few imports (it adds to every job's start). It exports the
+A file of the image (fahr_core.image.dockerfile_text copies it there from the build context), it
+runs where fahr is not installed: standard library only, few imports (it adds to every job's start). It exports the
 host variables (host_environment), turns SIGTERM into SystemExit(143) so that ``finally`` blocks
 and atexit handlers run on stop, then runs the script in this process (PID 1) as ``__main__``
 with ``sys.argv == [script]``, as ``python train.py`` would; SageMaker's ``train`` is dropped.
-A notebook image's program is notebook_runner.py followed by this source.
+A notebook image's launcher is notebook_runner.py followed by this source.
 
 Before the script runs, the launcher puts the job's secrets (``fahr fit --secret NAME``) into its
 own environment, which the script inherits (job_secrets): on ``local``, files in SECRETS_DIR,
@@ -20,10 +20,11 @@ import signal
 import sys
 
 RESOURCE_CONFIG = "/opt/ml/input/config/resourceconfig.json"
-# The files of this launcher's frames, the outermost of every traceback of the script: the program
-# is given as `python -c` ("<string>"), and runpy runs the script. fahr leaves them out of a
-# failed job's reason (fahr_core.report.without_launcher_frames).
-OWN_FRAME_FILES = ("<string>", "<frozen runpy>")
+# The files of this launcher's frames, the outermost of every traceback of the script: the launcher
+# (fahr_core.image.LAUNCHER_PATH; "<string>" in the images of fahr 0.2, which ran it as `python -c`),
+# and runpy, which runs the script. fahr leaves them out of a failed job's reason
+# (fahr_core.report.without_launcher_frames).
+OWN_FRAME_FILES = ("/opt/fahr/launcher.py", "<string>", "<frozen runpy>")
 # Where the local driver puts the job's secrets, a file per variable (fahr_core.contract), and the
 # variable naming the Secrets Manager secret that holds them on SageMaker (fahr_sagemaker).
 SECRETS_DIR = "/run/fahr/secrets"
@@ -279,6 +280,7 @@ def main(artifact):
     import runpy
 
     sys.argv = [artifact]
+    sys.path[0] = os.path.dirname(os.path.abspath(artifact))  # the script's folder, not the launcher's
     runpy.run_path(artifact, run_name="__main__")
 
 

@@ -9,12 +9,16 @@ so it imports only the standard library and papermill, and its source is embedde
 - hyperparameters (``/opt/ml/input/config/hyperparameters.json``, strings) are typed like the
   defaults of the notebook's ``parameters`` cell and injected by papermill;
 - the executed notebook is saved to ``/opt/ml/output/data/`` (it comes back in output.tar.gz);
-- a cell that raises ends the job with ``<Error>: <message>`` in ``/opt/ml/output/failure``.
+- a cell that raises ends the job with ``<Error>: <message>`` in ``/opt/ml/output/failure``;
+- the kernel's own output (its start-up warnings, the ``KeyboardInterrupt`` it logs when papermill
+  shuts it down) is held, and shown only when the run fails; the cells' output streams as it comes.
 """
 import ast
+import contextlib
 import json
 import os
 import sys
+import tempfile
 
 OPT_ML = "/opt/ml"
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
@@ -98,10 +102,55 @@ def run_notebook(notebook):
     executed = os.path.join(out_dir, os.path.basename(notebook))
     print(f"executing {notebook} with parameters {params}; executed notebook: {executed}", flush=True)
     try:
-        papermill.execute_notebook(
-            notebook, executed, parameters=params, kernel_name="python3", progress_bar=False,
-            stdout_file=sys.stdout, stderr_file=sys.stderr, cwd=os.path.dirname(os.path.abspath(notebook)),
-        )
+        with kernel_output_held():
+            papermill.execute_notebook(
+                notebook, executed, parameters=params, kernel_name="python3", progress_bar=False,
+                stdout_file=sys.stdout, stderr_file=sys.stderr, cwd=os.path.dirname(os.path.abspath(notebook)),
+            )
     except papermill.PapermillExecutionError as exc:
         fail(f"{exc.ename}: {exc.evalue} (cell [{exc.exec_count}] of {os.path.basename(notebook)}; "
              "the executed notebook is in output.tar.gz)")
+
+
+@contextlib.contextmanager
+def kernel_output_held():
+    """Hold what the kernel process writes itself, shown (on stderr) only if the block raises.
+
+    The kernel inherits this process's file descriptors 1 and 2: for the block they are a
+    temporary file, while ``sys.stdout`` and ``sys.stderr`` (this process's writes, and the cells'
+    output that papermill passes on) keep going where they went.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    streams = sys.stdout, sys.stderr
+    held = tempfile.TemporaryFile()
+    try:
+        sys.stdout = open(os.dup(saved[0]), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+        sys.stderr = open(os.dup(saved[1]), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+        os.dup2(held.fileno(), 1)
+        os.dup2(held.fileno(), 2)
+        yield
+    except BaseException:
+        _restore(saved, streams)
+        held.seek(0)
+        noise = held.read()
+        if noise:
+            sys.stderr.write("the notebook's kernel said:\n" + noise.decode("utf-8", "backslashreplace"))
+            sys.stderr.flush()
+        raise
+    finally:
+        _restore(saved, streams)
+        held.close()
+        for fd in saved:
+            os.close(fd)
+
+
+def _restore(saved, streams):
+    if sys.stdout is not streams[0]:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+            stream.close()
+        sys.stdout, sys.stderr = streams
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)

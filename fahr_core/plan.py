@@ -96,6 +96,12 @@ def plan_fit(artifact: Path, *, hyperparameters: Mapping[str, str] = {}, inputs:
 
         fetch_spares_project(Path(fetch_to), given, artifact)
         check_target(Path(fetch_to), overwrite)  # fail before training, not after
+    if artifact.suffix == ".ipynb":
+        warning = unread_parameters(given, artifact, hyperparameters)
+        if warning:
+            from fahr_core import ui
+
+            ui.warn(warning)
     return FitPlan(given, artifact, container, model_tag, dict(hyperparameters), dict(inputs), dict(environment),
                    secret_values, wait, None if fetch_to is None else Path(fetch_to), overwrite,
                    regenerate_dockerfile, rebuild)
@@ -143,6 +149,79 @@ def check_compiles(given: Path, script: Path) -> None:
                          "it does not compile: fix it and fit again") from None
     except ValueError as exc:  # Python 3.11 says so of a NUL byte in the source
         raise UsageError(f"{ui.visible(given)}: {ui.visible(exc)}; it does not compile: fix it and fit again") from None
+
+
+# -- a notebook's parameters -----------------------------------------------------------------------
+
+PARAMETERS_TAG = "parameters"
+"""The tag of the cell papermill injects the hyperparameters after (its first such cell)."""
+
+
+def parameters_cell(notebook: Path) -> str | None:
+    """The source of the first cell tagged ``parameters`` of ``notebook``, or None when it has none.
+    (:func:`fahr_core.image.check_artifact` has refused a notebook that is not JSON.)"""
+    import json
+
+    try:
+        cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells")
+    except (OSError, ValueError, AttributeError):
+        return None
+    for cell in cells if isinstance(cells, list) else ():
+        metadata = cell.get("metadata") if isinstance(cell, dict) else None
+        if isinstance(metadata, dict) and PARAMETERS_TAG in (metadata.get("tags") or ()):
+            source = cell.get("source", "")
+            return "".join(source) if isinstance(source, list) else str(source)
+    return None
+
+
+def assigned_names(source: str) -> list[str] | None:
+    """The names a cell's top-level assignments set (``a = 1``, ``b: int = 2``, ``c, d = 3, 4``), in
+    order; None when it is not Python ``ast`` parses, even without its IPython ``%magic`` and
+    ``!shell`` lines. Parsed, never executed."""
+    import ast
+
+    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except (SyntaxError, ValueError):
+        return None
+    targets = [target for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+               for target in (node.targets if isinstance(node, ast.Assign) else [node.target])]
+    names: list[str] = []
+    while targets:
+        target = targets.pop(0)
+        if isinstance(target, (ast.Tuple, ast.List)):
+            targets[:0] = target.elts
+        elif isinstance(target, ast.Starred):
+            targets.insert(0, target.value)
+        elif isinstance(target, ast.Name) and target.id not in names:
+            names.append(target.id)
+    return names
+
+
+def unread_parameters(given: Path, notebook: Path, hyperparameters: Mapping[str, str]) -> str | None:
+    """The warning for ``--hp`` names that the notebook's ``parameters`` cell does not set: papermill
+    injects them all the same, and the notebook runs on its defaults, with only a line deep in the
+    job's log to say so. With no such cell, papermill injects every ``--hp`` before the first cell,
+    whose own assignments replace them: that is warned of too. None when all is well, or when fahr
+    cannot tell (a cell ``ast`` cannot parse). A warning, not a refusal: papermill passes such
+    names on, and a notebook may read them (``globals().get(...)``)."""
+    if not hyperparameters:
+        return None
+    name = str(given)  # as the user named it, as the other lines of the plan do
+    source = parameters_cell(notebook)
+    if source is None:
+        return (f"--hp {', '.join(map(_shown, hyperparameters))}: {name} has no cell tagged '{PARAMETERS_TAG}', so "
+                "papermill injects the hyperparameters before its first cell, whose own assignments replace them: "
+                f"tag the cell that sets their defaults '{PARAMETERS_TAG}'")
+    known = assigned_names(source)
+    unknown = [key for key in hyperparameters if known is not None and key not in known]
+    if not unknown:
+        return None
+    one = len(unknown) == 1
+    return (f"--hp {', '.join(map(_shown, unknown))}: not {'a parameter' if one else 'parameters'} of {name}, whose "
+            f"cell tagged '{PARAMETERS_TAG}' sets {', '.join(known) or 'nothing'}; the notebook does not read "
+            f"{'it' if one else 'them'}: check the name")
 
 
 # -- the arguments a job is given ------------------------------------------------------------------
@@ -263,9 +342,10 @@ def _project_under(target: Path, given: Path, artifact: Path) -> tuple[str, Path
 
 
 def _checkpoint_setting(config: cfg.Config) -> str | None:
-    """A local ``checkpoint_path`` as set (a driver with the key: the local driver), else None."""
+    """A local ``checkpoint_path`` as set (a driver with the key: the local driver), else None; a
+    relative one set in fahr.toml is taken from the project (:func:`fahr_core.config.folder_setting`)."""
     raw = str(config.get("checkpoint_path") or "")
-    return None if not raw.strip() or "\x00" in raw else raw
+    return None if not raw.strip() or "\x00" in raw else cfg.folder_setting(config, "checkpoint_path")
 
 
 def checkpoints_spare_project(config: cfg.Config, given: Path, artifact: Path) -> None:
@@ -273,12 +353,12 @@ def checkpoints_spare_project(config: cfg.Config, given: Path, artifact: Path) -
     holds it: the copy back replaces that folder's contents. (The driver's own check, which does
     not know the artifact, refuses any folder holding files fahr did not put there.)"""
     raw = _checkpoint_setting(config)
-    found = raw and _project_under(real(Path(os.path.expanduser(raw))), given, artifact)
+    found = raw and _project_under(real(Path(raw)), given, artifact)
     if found:
         what, project = found
         raise ConfigError(
-            f"config.checkpoint_path={raw}: that folder {what} the project of {given.name} ({project}); "
-            "fahr replaces the checkpoint folder's contents: give the checkpoints a folder of their own"
+            f"config.checkpoint_path={config['checkpoint_path']}: that folder {what} the project of {given.name} "
+            f"({project}); fahr replaces the checkpoint folder's contents: give the checkpoints a folder of their own"
         )
 
 
@@ -288,7 +368,7 @@ def fetch_spares_checkpoints(fetch_dir: Path, config: cfg.Config) -> None:
     raw = _checkpoint_setting(config)
     if raw is None:
         return
-    checkpoints = real(Path(os.path.expanduser(raw)))
+    checkpoints = real(Path(raw))
     if _overlap(real(fetch_dir), checkpoints):
         raise UsageError(
             f"--fetch {fetch_dir}: that folder overlaps the checkpoint folder {checkpoints} (config.checkpoint_path), "

@@ -99,8 +99,8 @@ _FRAME = re.compile(r'(?P<indent>\s*)File "(?P<file>[^"]*)", line \d+')
 def without_launcher_frames(lines: list[str]) -> list[str]:
     """A job's output lines with the frames of fahr's own launcher left out of its tracebacks.
 
-    The generated image starts the script through the launcher (``python -c PROGRAM``, whose
-    frames are in ``<string>``), which hands it to runpy: every traceback of a script starts with
+    The generated image starts the script through the launcher (``fahr_core.launcher.OWN_FRAME_FILES``),
+    which hands it to runpy: every traceback of a script starts with
     those frames, which say nothing about the script. They are the outermost frames, so only the
     frames between a traceback's header and its first other frame are dropped (with their source
     lines), never a ``<string>`` frame of the script's own ``exec``. Other lines there are kept:

@@ -161,12 +161,79 @@ def command(text: str) -> None:
 
 def build_step(line: str) -> None:
     """Progress: a step of a long operation (an image build, a push) begins."""
+    if _build is not None:
+        _build.step(line)
     _say((line, "blue"))
 
 
 def build_output(line: str) -> None:
-    """Progress: a line of output of the current step, dimmed."""
+    """Progress: a line of output of the current step, dimmed. During ``build_image`` (unless
+    ``fahr fit --verbose``) it is held instead: shown beside a spinner on a terminal, and printed
+    with the rest of the build's output only if the build fails."""
+    if _build is not None and _build.hold(line):
+        return
     _say((f"  {line}", "dim"))
+
+
+class _Build:
+    """The image build being shown by :func:`building`: its whole output, kept for a failure."""
+
+    def __init__(self, verbose: bool):
+        self.verbose = verbose
+        self.lines: list[str] = []
+        self.spinner = None  # rich's spinner on a terminal
+
+    def step(self, line: str) -> None:
+        self.lines.append(line)
+        self._show(line)
+
+    def hold(self, line: str) -> bool:
+        """Keep ``line``; True when it is not to be printed now."""
+        self.lines.append(f"  {line}")
+        if self.verbose:
+            return False
+        self._show(line)
+        return True
+
+    def _show(self, line: str) -> None:
+        if self.spinner is not None:
+            self.spinner.update(text=visible(cut_middle(line.strip(), 100)))
+
+
+_build: _Build | None = None
+
+
+@contextlib.contextmanager
+def building(verbose: bool = False):
+    """Show an image build as progress: a line per step (:func:`build_step`), the steps' own
+    output (:func:`build_output`) not printed but held (on a terminal, its latest line beside a
+    spinner); when the build raises, all of its output is printed before the error goes on.
+    ``verbose`` prints the output as it comes. Under :func:`quiet` none of it is shown."""
+    global _build
+    build = _Build(verbose)
+    previous, _build = _build, build
+    try:
+        with contextlib.ExitStack() as stack:
+            if not verbose and not _muted and console().is_terminal:
+                from rich.live import Live
+                from rich.spinner import Spinner
+
+                # stdout is left alone (rich would route it to stderr): it is the job's.
+                build.spinner = Spinner("dots", "the image")
+                stack.enter_context(Live(build.spinner, console=console(), transient=True, refresh_per_second=10,
+                                         redirect_stdout=False, redirect_stderr=False))
+            try:
+                yield
+            finally:
+                build.spinner = None
+    except BaseException as exc:
+        if not verbose and build.lines and not isinstance(exc, KeyboardInterrupt):
+            _say(("fahr", "bold cyan"), (" the image build failed; its whole output:", ""))
+            for line in build.lines:
+                _say((line, "dim"))
+        raise
+    finally:
+        _build = previous
 
 
 def status_change(job: str, status: str, detail: str = "") -> None:

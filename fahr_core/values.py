@@ -100,6 +100,14 @@ class JobSpec:
     delivers them names ``secrets`` in its ``check_run`` (hookspec ``check_run``); it must never
     write a value where it can be read back: not in the image, the job's recorded or visible
     environment, a log, a command line. Left out of ``repr`` so no trace or traceback shows one."""
+    project: str = ""
+    """The project folder the image was built from (the artifact's folder), absolute and resolved
+    (no links): the driver records it with the job and reports it as :attr:`JobInfo.project`.
+    Empty when unknown. (Added in plugin API 1.4.)"""
+    git_commit: str = ""
+    """``git rev-parse HEAD`` of ``project`` when it is in a git work tree, with ``-dirty``
+    appended when tracked files differ from that commit; empty without git. Recorded like
+    ``project``. (Added in plugin API 1.4.)"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,6 +185,10 @@ class JobQuery:
     """Only the jobs in this status (one of the job-status constants)."""
     limit: int | None = None
     """At most this many jobs (the newest); None for all."""
+    project: str | None = None
+    """Only the jobs built from this project folder (absolute and resolved, as
+    :attr:`JobSpec.project` was given): the driver compares it as it stored it. (Added in plugin
+    API 1.4: a driver before it ignores the filter, and reports no :attr:`JobInfo.project`.)"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,6 +220,13 @@ class JobInfo:
     """Why it failed or stopped (at most 1024 characters)."""
     model_artifact: str = ""
     """Where model.tar.gz is (a local path or a URI), once the job has completed."""
+    project: str = ""
+    """The project folder the job was built from, as launch was given it (:attr:`JobSpec.project`),
+    or as the driver could store it (a backend that limits its values may shorten a long path:
+    a shortened one is not an absolute path); '' when not recorded. (Added in plugin API 1.4.)"""
+    git_commit: str = ""
+    """The project's git commit at launch (:attr:`JobSpec.git_commit`); '' when not recorded.
+    (Added in plugin API 1.4.)"""
 
 
 @dataclass(frozen=True, kw_only=True)

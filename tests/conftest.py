@@ -19,6 +19,16 @@ ROOT = Path(__file__).resolve().parents[1]
 FAHR = Path(sys.executable).parent / "fahr"
 EXAMPLE = ROOT / "examples" / "hello" / "train.py"
 
+# The test-only plugins (tests/plugins/*) are not in the environment (the one `make demo` points
+# users at): scripts/install-dev.sh puts their metadata in tests/plugins/.site. This session finds
+# them there, their code in their own folders, and so does every process it starts (PYTHONPATH).
+PLUGINS_SITE = ROOT / "tests" / "plugins" / ".site"
+if not PLUGINS_SITE.is_dir():
+    raise pytest.UsageError(f"the test plugins are not installed in {PLUGINS_SITE}: run `make venv`")
+_PLUGIN_PATH = [*sorted(str(p.parent) for p in PLUGINS_SITE.parent.glob("*/pyproject.toml")), str(PLUGINS_SITE)]
+sys.path[:0] = _PLUGIN_PATH
+os.environ["PYTHONPATH"] = os.pathsep.join(_PLUGIN_PATH + [p for p in [os.environ.get("PYTHONPATH")] if p])
+
 # fahr keeps per-project file hashes in $XDG_CACHE_HOME/fahr: the suite's hundreds of temporary
 # projects get a cache of their own, removed at the end, instead of filling the user's. pip keeps
 # using the user's cache (the wheel tests install into fresh virtualenvs).

@@ -230,3 +230,33 @@ def test_planning_a_deep_copy_back_costs_steps_linear_in_its_depth():
     large, _ = _plan_steps(800)
     assert len(planned) == 401 and planned[-1][0] == "/".join(["d"] * 400) + "/last.pt"
     assert large <= 2.2 * small, (small, large)
+
+
+def test_a_relative_checkpoint_path_in_fahr_toml_is_the_project_s_wherever_fahr_runs(tmp_path, monkeypatch):
+    # The model template's fahr.toml sets checkpoint_path = ".fahr/checkpoints": fitted as
+    # `fahr fit proj/train.py` from the folder above, the checkpoints must still be the project's
+    # (one folder per project, found again by the next fit), not a folder beside it.
+    from fahr_core import plan
+    from fahr_core.session import open_session
+
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "train.py").write_text("print('training')\n")
+    (project / "fahr.toml").write_text(f'[local]\noutput_path = "{tmp_path / "jobs"}"\n'
+                                       'checkpoint_path = ".fahr/checkpoints"\n')
+    for var in [v for v in os.environ if v.startswith("FAHR_")]:
+        monkeypatch.delenv(var)
+    for cwd in (tmp_path, project):
+        monkeypatch.chdir(cwd)
+        session = open_session("local", project, check_required=False)
+        assert local._checkpoint_root(session.config) == project / ".fahr" / "checkpoints"
+        plan.check_fit(plan.plan_fit(project / "train.py"), session)  # inside the project: fine
+    # Set on the command line or in the environment, a relative path is the current folder's.
+    monkeypatch.chdir(tmp_path)
+    session = open_session("local", project, {"checkpoint_path": "ckpt"}, check_required=False)
+    assert local._checkpoint_root(session.config) == tmp_path / "ckpt"
+    # "." in fahr.toml is the project itself: refused before building, whatever the current folder.
+    (project / "fahr.toml").write_text(f'[local]\noutput_path = "{tmp_path / "jobs"}"\ncheckpoint_path = "."\n')
+    session = open_session("local", project, check_required=False)
+    with pytest.raises(ConfigError, match=rf"config\.checkpoint_path=\.: {project} holds files fahr did not put there"):
+        plan.check_fit(plan.plan_fit(project / "train.py"), session)

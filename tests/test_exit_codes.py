@@ -108,7 +108,9 @@ def test_one_bad_record_does_not_break_fetch_by_tag(jobs_dir, tmp_path):
 
     proc = run_fahr("fetch", tmp_path / "out", TAG, check=0)
     assert (tmp_path / "out" / "model.json").read_bytes() == b"newest good"
-    warnings = sorted(line for line in proc.stderr.splitlines() if line.startswith("fahr warning"))
+    warnings = sorted(line for line in proc.stderr.splitlines() if line.startswith("fahr warning skipping"))
+    # The newest job of the tag is still running: said in one line, then the newest completed one.
+    assert "fahr warning the newest job of hello/train, still-running, is InProgress" in proc.stderr
     expected = sorted([
         ("bad-folder", "is a folder, not a file"),
         ("bad-list", "holds a JSON array, not a job record (a JSON object)"),

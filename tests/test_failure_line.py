@@ -18,7 +18,7 @@ import pytest
 from conftest import one_line_error, run_fahr
 from fahr_core import api, report
 from fahr_core.errors import JobFailed
-from fahr_core.image import dockerfile_text
+from fahr_core.image import LAUNCHER_PATH, dockerfile_text
 
 MISSING = "pandas_not_installed_i17"
 
@@ -37,8 +37,10 @@ SCRIPT = textwrap.dedent(f"""\
 # A traceback as Python 3.11 prints it for a script started by fahr's launcher.
 TRACEBACK = f"""\
 Traceback (most recent call last):
-  File "<string>", line 93, in <module>
-  File "<string>", line 89, in main
+  File "/opt/fahr/launcher.py", line 95, in <module>
+    main(sys.argv[1])
+  File "/opt/fahr/launcher.py", line 91, in main
+    runpy.run_path(artifact, run_name="__main__")
   File "<frozen runpy>", line 291, in run_path
   File "<frozen runpy>", line 98, in _run_module_code
   File "<frozen runpy>", line 88, in _run_code
@@ -58,6 +60,10 @@ def test_launcher_frames_are_left_out_and_the_script_s_stay():
     mixed = TRACEBACK.splitlines()
     mixed.insert(1, "starting import")
     assert report.without_launcher_frames(mixed) == [kept[0], "starting import", *kept[1:]]
+    # The images of fahr 0.2 ran the launcher as `python -c` ("<string>"): their frames go too.
+    older = ["Traceback (most recent call last):", '  File "<string>", line 93, in <module>',
+             '  File "<string>", line 89, in main', *TRACEBACK.splitlines()[5:]]
+    assert report.without_launcher_frames(older) == kept
     # A '<string>' frame of the script's own exec, below its frames, is the script's: it stays.
     own = ["Traceback (most recent call last):", '  File "/opt/program/train.py", line 3, in <module>',
            '    exec("1/0")', '  File "<string>", line 1, in <module>', "ZeroDivisionError: division by zero"]
@@ -148,13 +154,14 @@ def test_a_missing_module_ends_the_one_error_line_with_a_hint(failed):
     assert line.endswith(f"ModuleNotFoundError: No module named '{MISSING}' — '{MISSING}' is not installed in the "
                          f"job's image: add its package to {requirements}, which the image installs, and fit again"), line
     assert "AlgorithmError: exit code 1" in line and f'File "train.py", line 8, in <module> import {MISSING}' in line
-    assert "<string>" not in line and "runpy" not in line
+    assert "launcher.py" not in line and "<string>" not in line and "runpy" not in line
     [record] = [json.loads(p.read_text()) for p in failed.jobs.glob("*/job.json")]
-    assert "<string>" not in record["failure_reason"]
+    assert "launcher.py" not in record["failure_reason"] and "<string>" not in record["failure_reason"]
     assert record["failure_reason"].endswith(f"ModuleNotFoundError: No module named '{MISSING}'")
     # The whole traceback, as the job printed it, stays in its log.
     logs = run_fahr("logs", record["job_name"], env=failed.env, cwd=failed.root, check=0)
-    assert "Traceback (most recent call last):" in logs.stdout and 'File "<string>"' in logs.stdout
+    # The image runs fahr's launcher as a file (its Dockerfile has no program on a line of its own).
+    assert "Traceback (most recent call last):" in logs.stdout and f'File "{LAUNCHER_PATH}"' in logs.stdout
     assert f"ModuleNotFoundError: No module named '{MISSING}'" in logs.stdout
 
 

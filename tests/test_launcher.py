@@ -146,9 +146,41 @@ def test_the_entrypoint_programs_are_the_modules_sources():
     assert image.entrypoint_program("train.ipynb") == runner + "\n\n" + source
     for name in ("train.py", "train.ipynb"):
         text = image.dockerfile_text(name, "python:3.11-slim", has_requirements=False)
+        # The program is a file of the image, which fahr sends with the build context.
+        assert image.fahr_files(text, name) == {image.LAUNCHER_IN_CONTEXT: image.entrypoint_program(name).encode()}
+        assert f"COPY {image.LAUNCHER_IN_CONTEXT} {image.LAUNCHER_PATH}" in text.splitlines()
         entry = json.loads(next(line for line in text.splitlines() if line.startswith("ENTRYPOINT "))[11:])
-        assert entry == ["python", "-c", image.entrypoint_program(name), name]
-        assert "fahr_core/launcher.py" in text  # the Dockerfile says where the program comes from
+        assert entry == ["python", image.LAUNCHER_PATH, name]
+        assert "fahr's launcher" in text  # the Dockerfile says where the program comes from
+
+
+def test_the_generated_dockerfile_reads_as_a_dockerfile():
+    for name in ("train.py", "train.ipynb"):
+        for requirements in (False, True):
+            text = image.dockerfile_text(name, "python:3.11-slim", has_requirements=requirements)
+            assert max(map(len, text.splitlines())) <= 100, text
+
+
+def test_only_the_dockerfile_fahr_writes_gets_the_launcher():
+    assert image.fahr_files('FROM python:3.11-slim\nENTRYPOINT ["python", "-c", "..."]\n', "train.py") == {}
+    # The frames of the launcher file are fahr's, left out of a failure line, as the old images' were.
+    assert {image.LAUNCHER_PATH, "<string>"} <= set(launcher.OWN_FRAME_FILES)
+
+
+def test_the_launcher_file_runs_the_script_from_the_script_s_folder(tmp_path):
+    # As the image runs it: `python /opt/fahr/launcher.py train.py` in the project's folder; the
+    # script imports a module beside it, as `python train.py` lets it.
+    program = tmp_path / "fahr" / "launcher.py"
+    program.parent.mkdir()
+    program.write_text(image.entrypoint_program("train.py"))
+    project = tmp_path / "program"
+    project.mkdir()
+    (project / "helper.py").write_text("ANSWER = 42\n")
+    (project / "train.py").write_text("import sys, helper\nprint(helper.ANSWER, sys.path[0])\n")
+    proc = subprocess.run([sys.executable, str(program), "train.py", "train"], cwd=project,
+                          capture_output=True, text=True, env={})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"42 {project}\n"
 
 
 def test_the_notebook_program_defines_no_name_twice():

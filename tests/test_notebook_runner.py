@@ -51,11 +51,12 @@ def test_the_notebook_dockerfile_runs_the_runner_with_papermill():
     requirements = lines.index("RUN pip install -r requirements.txt")
     assert runner < requirements < lines.index("COPY . .")  # both dependency layers before the code
     entry = json.loads(next(line for line in lines if line.startswith("ENTRYPOINT "))[len("ENTRYPOINT "):])
-    assert entry[:2] == ["python", "-c"] and entry[3] == "train.ipynb"
+    assert entry == ["python", image.LAUNCHER_PATH, "train.ipynb"]
     folder = image.Path(image.__file__).parent.parent  # fahr_core/image/ -> fahr_core/
     # The runner, then the launcher (SIGTERM, the host variables) that calls its run_notebook.
-    assert entry[2] == (folder / "notebook_runner.py").read_text() + "\n\n" + (folder / "launcher.py").read_text()
-    compile(entry[2], "runner", "exec")
+    [program] = image.fahr_files(text, "train.ipynb").values()
+    assert program.decode() == (folder / "notebook_runner.py").read_text() + "\n\n" + (folder / "launcher.py").read_text()
+    compile(program, "runner", "exec")
     assert lines[-1] == 'CMD ["train"]'
 
 
@@ -71,3 +72,33 @@ def test_check_artifact_takes_notebooks_and_refuses_broken_ones(tmp_path):
     other.write_text("")
     with pytest.raises(UsageError, match=r"\(\.py\) or a notebook \(\.ipynb\)"):
         image.check_artifact(other)
+
+
+HELD = """
+import subprocess, sys
+from notebook_runner import kernel_output_held
+
+print("before", flush=True)
+with kernel_output_held():
+    print("a cell's output", flush=True)  # papermill writes the cells' output to sys.stdout
+    subprocess.run(["sh", "-c", "echo kernel start-up warning >&2; echo kernel says"])  # the kernel process
+    if sys.argv[1] == "fail":
+        raise SystemExit(3)
+print("after", flush=True)
+"""
+
+
+@pytest.mark.parametrize("outcome", ["succeed", "fail"])
+def test_the_kernel_s_own_output_is_shown_only_when_the_run_fails(tmp_path, outcome):
+    import subprocess
+    import sys
+
+    runner = image.Path(image.__file__).parent.parent / "notebook_runner.py"
+    (tmp_path / runner.name).write_text(runner.read_text())  # alone: it runs where fahr is not installed
+    proc = subprocess.run([sys.executable, "-c", HELD, outcome], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(tmp_path)})
+    if outcome == "succeed":
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "before\na cell's output\nafter\n", "")
+    else:
+        assert (proc.returncode, proc.stdout) == (3, "before\na cell's output\n")
+        assert proc.stderr == "the notebook's kernel said:\nkernel start-up warning\nkernel says\n"

@@ -152,3 +152,64 @@ def test_a_notebook_that_is_not_json_is_refused_with_file_and_line(tmp_path, mon
     with pytest.raises(UsageError) as refused:
         plan_fit(Path("nb/train.ipynb"))
     assert str(refused.value).startswith("nb/train.ipynb:3: the notebook is not valid JSON (Expecting property name")
+
+
+# -- a notebook's --hp that its parameters cell does not set: warned of by the plan ------------------
+
+
+def _notebook(path: Path, *cells: tuple[list[str], str]) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 4, "metadata": {}, "cells": [
+        {"cell_type": "code", "metadata": {"tags": tags}, "outputs": [], "execution_count": None, "source": source}
+        for tags, source in cells]}))
+
+
+def _warnings(capsys) -> list[str]:
+    err = capsys.readouterr().err
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def test_a_notebook_s_hyperparameters_its_parameters_cell_does_not_set_are_one_warning(tmp_path, monkeypatch,
+                                                                                      capsys):
+    monkeypatch.chdir(tmp_path)
+    # Magics and shell lines, annotations, unpacking: parsed with ast, never executed.
+    _notebook(tmp_path / "nb" / "train.ipynb",
+              ([], "import os\nepoch = 1  # not the parameters cell"),
+              (["parameters"], ["%matplotlib inline\n", "!echo hi\n", "epochs = 20\n", "alpha: float = 1e-4\n",
+                                "test_size, (seed, *rest) = 0.25, (0, 1)\n", "open('/tmp/never-run', 'w')\n"]),
+              (["parameters"], "lr = 1  # only the first tagged cell counts, as for papermill"))
+    plan = plan_fit(Path("nb/train.ipynb"), hyperparameters={"epoch": "5", "alpha": "0.1", "lr": "2"})
+    assert plan.hyperparameters == {"epoch": "5", "alpha": "0.1", "lr": "2"}  # a warning, not a refusal
+    assert _warnings(capsys) == [
+        "fahr warning --hp epoch, lr: not parameters of nb/train.ipynb, whose cell tagged 'parameters' sets "
+        "epochs, alpha, test_size, seed, rest; the notebook does not read them: check the name"]
+    assert not Path("/tmp/never-run").exists()
+    plan_fit(Path("nb/train.ipynb"), hyperparameters={"epoch": "5"})
+    assert _warnings(capsys) == [
+        "fahr warning --hp epoch: not a parameter of nb/train.ipynb, whose cell tagged 'parameters' sets "
+        "epochs, alpha, test_size, seed, rest; the notebook does not read it: check the name"]
+    plan_fit(Path("nb/train.ipynb"), hyperparameters={"epochs": "5", "seed": "1"})
+    plan_fit(Path("nb/train.ipynb"))
+    assert _warnings(capsys) == []
+
+
+def test_a_notebook_without_a_parameters_cell_is_warned_of_and_one_fahr_cannot_parse_is_not(tmp_path, monkeypatch,
+                                                                                           capsys):
+    monkeypatch.chdir(tmp_path)
+    _notebook(tmp_path / "nb" / "train.ipynb", ([], "epochs = 20\n"))
+    plan_fit(Path("nb/train.ipynb"), hyperparameters={"epochs": "5"})
+    assert _warnings(capsys) == [
+        "fahr warning --hp epochs: nb/train.ipynb has no cell tagged 'parameters', so papermill injects the "
+        "hyperparameters before its first cell, whose own assignments replace them: tag the cell that sets "
+        "their defaults 'parameters'"]
+    plan_fit(Path("nb/train.ipynb"))  # nothing injected: nothing to say
+    assert _warnings(capsys) == []
+    _notebook(tmp_path / "nb" / "train.ipynb", (["parameters"], "epochs = = 20\n"))
+    plan_fit(Path("nb/train.ipynb"), hyperparameters={"epoch": "5"})  # fahr cannot tell: no guess
+    assert _warnings(capsys) == []
+    # A script's --hp are its own to read: no cell to compare with.
+    (tmp_path / "nb" / "train.py").write_text("epochs = 20\n")
+    plan_fit(Path("nb/train.py"), hyperparameters={"epoch": "5"})
+    assert _warnings(capsys) == []

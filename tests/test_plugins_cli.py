@@ -1,7 +1,8 @@
 """Driver discovery through real installed distributions, and the CLI's errors.
 
-`fahr-testdriver` (tests/plugins/) is installed into the test environment by
-scripts/install-dev.sh. The deliberately bad drivers of tests/plugin_fixtures/ are installed here,
+`fahr-testdriver` (tests/plugins/) is installed by scripts/install-dev.sh where only the tests see
+it (tests/plugins/.site, on the path of this session and of the `fahr` processes it starts), not
+into the environment users are pointed to. The deliberately bad drivers of tests/plugin_fixtures/ are installed here,
 with pip, into a folder put on PYTHONPATH for one `fahr` process.
 """
 
@@ -15,7 +16,7 @@ import pytest
 
 import fahr_core
 
-from conftest import ROOT, one_line_error, run_fahr
+from conftest import FAHR, ROOT, one_line_error, run_fahr
 
 FIXTURES = ROOT / "tests" / "plugin_fixtures"
 
@@ -45,6 +46,25 @@ def test_drivers_lists_installed_distributions():
     assert rows["testdrv"]["description"].startswith("A driver for fahr's own tests")
     text = run_fahr("drivers", check=0).stdout
     assert "testdrv" in text and "fahr-testdriver 0.0.1" in text
+
+
+def test_the_environment_users_are_pointed_to_holds_no_test_plugin():
+    # `make demo` ends with "use .venv/bin/fahr", the environment `make venv` made and the tests
+    # run in: its fahr, as a user runs it (no PYTHONPATH of the tests), lists fahr's drivers and
+    # templates, none of the tests'.
+    user = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    drivers = subprocess.run([str(FAHR), "drivers", "--json"], env=user, capture_output=True, text=True,
+                             check=True).stdout
+    assert sorted(row["name"] for row in json.loads(drivers)) == ["local", "sagemaker"]
+    templates = subprocess.run([str(FAHR), "templates"], env=user, capture_output=True, text=True, check=True).stdout
+    assert "testdrv" not in templates and "model" in templates
+    distributions = subprocess.run(
+        [sys.executable, "-c",
+         "import importlib.metadata as m; print(sorted(d.metadata['Name'] for d in m.distributions()))"],
+        env=user, capture_output=True, text=True, check=True).stdout
+    assert "fahr-testdriver" not in distributions and "fahr-brokendrivers" not in distributions
+    # The test session's own fahr processes find them.
+    assert "broken-reference" in run_fahr("drivers", check=0).stdout
 
 
 def test_drivers_verbose_shows_config_keys():

@@ -86,3 +86,30 @@ def test_job_info_fields():
     env_only = jobs.job_info({"TrainingJobName": "x", "TrainingJobStatus": "InProgress",
                               "Environment": {"FAHR_MODEL_TAG": "e/train"}}, "sagemaker")
     assert env_only.model_tag == "e/train" and env_only.started is None and env_only.training_seconds is None
+
+
+def test_a_project_is_stored_in_a_tag_value_aws_accepts_and_compared_the_same_way():
+    import re
+
+    from fahr_core import ImageRef, JobSpec
+
+    aws_value = re.compile(r"^[\w\s.:/=+\-@]*$")  # botocore's TagValue pattern, as Python's re reads it
+    plain = "/home/me/proj A/src"
+    assert jobs.tag_value(plain) == plain
+    for odd in ("/home/me/proj (copy)/src", "/p/" + "x" * 300, "/p/\udcff/src", "/p/~me,1/src"):
+        value = jobs.tag_value(odd)
+        assert value.startswith("=") and len(value) <= 256 and aws_value.match(value), value
+        assert value == jobs.tag_value(odd)  # the same folder, the same value: filtered by it
+    assert jobs.tag_value("/p/a(b)/src") != jobs.tag_value("/p/a)b(/src")  # told apart by their hash
+    spec = JobSpec(job_name="j", model_tag="m/train", image=ImageRef(name="m/train"), project="/p/(x)",
+                   git_commit="a" * 40 + "-dirty")
+    tags = {t["Key"]: t["Value"] for t in jobs.job_tags(spec)}
+    assert tags == {"fahr:project": jobs.tag_value("/p/(x)"), "fahr:git-commit": "a" * 40 + "-dirty"}
+    assert jobs.job_tags(JobSpec(job_name="j", model_tag="m/train", image=ImageRef(name="m/train"))) == []
+    request = jobs.search_request(JobQuery(model_tag="m/train", project="/p/(x)", limit=1))
+    assert {"Name": "Tags.fahr:project", "Operator": "Equals", "Value": jobs.tag_value("/p/(x)")} \
+        in request["SearchExpression"]["Filters"]
+    record = {**_record(1), "Tags": [*_record(1)["Tags"], *jobs.job_tags(spec)]}
+    info = jobs.job_info(record, "sagemaker")
+    assert (info.project, info.git_commit) == (jobs.tag_value("/p/(x)"), "a" * 40 + "-dirty")
+    assert jobs.job_info(_record(2), "sagemaker").project == ""  # a job of before: no project

@@ -67,6 +67,10 @@ def test_model_and_notebook_templates_bake_and_their_tests_pass(tmp_path, isolat
     if template == "model":
         source = (project / "train.py").read_text()
         assert "/opt/ml/model.h5" not in source and 'OPT_ML / "model"' in source
+        # The README's "the next run resumes" holds on local: a checkpoint folder of the project's,
+        # which .dockerignore keeps out of the image (tests/test_templates_e2e.py runs it).
+        assert tomllib.loads((project / "fahr.toml").read_text())["local"]["checkpoint_path"] == ".fahr/checkpoints"
+        assert ".fahr" in DOCKERIGNORE.splitlines() and "resumes from it" in readme
     else:
         nb = json.loads((project / "train.ipynb").read_text())
         assert nb["nbformat"] == 4 and (answers.get("project_name") or slug) in "".join(nb["cells"][0]["source"])

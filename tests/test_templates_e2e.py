@@ -2,6 +2,7 @@
 (real Docker) and their models come back with `fahr fetch`."""
 
 import json
+import re
 import tarfile
 import time
 
@@ -38,8 +39,6 @@ def fit(workspace, artifact, *args):
 
 
 def job_of(result):
-    import re
-
     return re.search(r"launching job (\S+)", result.stderr).group(1)
 
 
@@ -52,8 +51,9 @@ def load_model(folder):
     return float((model.predict(digits.data) == digits.target).mean())
 
 
-def test_model_project_trains_on_local_and_comes_back_with_fetch(workspace):
-    project = init(workspace, "digits-e2e", "model")
+@pytest.fixture(scope="module")
+def channel(workspace):
+    """A folder of CSV files (features, then the label) of 900 digits: what the template reads."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -61,7 +61,11 @@ def test_model_project_trains_on_local_and_comes_back_with_fetch(workspace):
     channel.mkdir()
     rows = [list(x) + [t] for x, t in zip(digits.data[:900], digits.target[:900])]
     (channel / "part-0.csv").write_text("\n".join(",".join(str(int(v)) for v in row) for row in rows))
+    return channel
 
+
+def test_model_project_trains_on_local_and_comes_back_with_fetch(workspace, channel):
+    project = init(workspace, "digits-e2e", "model")
     result = fit(workspace, project / "train.py", "--hp", "epochs=7", "--hp", "alpha=0.001",
                  "--input", f"train={channel}")
     assert result.returncode == 0, show(result)
@@ -86,7 +90,20 @@ def test_model_project_failure_becomes_the_failure_reason(workspace):
     assert "failed" in result.stderr and "ValueError: hyperparameter epochs='many' is not a valid int" in result.stderr
 
 
-def test_model_project_checkpoints_when_stopped(workspace):
+def test_model_project_refuses_an_input_channel_it_does_not_read(workspace, channel):
+    project = baked(workspace, "digits-e2e", "model")
+    result = fit(workspace, project / "train.py", "--input", f"training={channel}")
+    assert result.returncode == 1, show(result)
+    failure = [line for line in result.stderr.splitlines() if line.startswith("fahr error:")]
+    assert len(failure) == 1, show(result)
+    assert failure[0].endswith(": ValueError: got input channels 'training'; this script reads only 'train' "
+                               "(CSV files: features, then the label): pass --input train=DIR"), show(result)
+    assert "Traceback" not in failure[0], show(result)  # the reason alone; the traceback is in the log
+    assert "training on" not in result.stdout, show(result)  # not on the bundled digits instead
+
+
+def test_model_project_resumes_from_its_checkpoint_after_a_stop(workspace):
+    # The template's README promises it; its fahr.toml's checkpoint_path keeps the promise on local.
     project = baked(workspace, "digits-e2e", "model")
     launched = fit(workspace, project / "train.py", "--hp", "epochs=1000000000", "--detach")
     assert launched.returncode == 0, show(launched)
@@ -98,14 +115,37 @@ def test_model_project_checkpoints_when_stopped(workspace):
     waited = run_fahr("wait", job, "--train-driver", "local", f"--config.output_path={workspace / 'jobs'}",
                       cwd=workspace)
     assert waited.returncode == 1 and "stopped" in waited.stderr.lower(), show(waited)
-    assert "checkpoint saved to /opt/ml/checkpoints/checkpoint.joblib" in waited.stdout, show(waited)
+    saved = re.search(r"stopped at epoch (\d+); checkpoint saved to /opt/ml/checkpoints/checkpoint.joblib",
+                      waited.stdout)
+    assert saved and int(saved[1]) > 0, show(waited)
+    epoch = int(saved[1])
+    checkpoints = project / ".fahr" / "checkpoints"  # fahr.toml's, taken from the project, not the cwd
+    assert (checkpoints / "checkpoint.joblib").is_file() and not (workspace / ".fahr").exists()
+
+    resumed = fit(workspace, project / "train.py", "--hp", f"epochs={epoch + 3}", "--fetch", workspace / "resumed")
+    assert resumed.returncode == 0, show(resumed)
+    assert f"resuming from /opt/ml/checkpoints/checkpoint.joblib at epoch {epoch}" in resumed.stdout, show(resumed)
+    assert "not rebuilt" in resumed.stderr, show(resumed)  # the checkpoint folder is kept out of the image
+    assert load_model(workspace / "resumed") > 0.8
+    # Trained to the end, the script removed its checkpoint: the next fit starts from epoch 0.
+    assert sorted(p.name for p in checkpoints.iterdir()) == [".fahr-checkpoints"]
 
 
 def test_notebook_project_trains_with_typed_parameters_and_returns_the_executed_notebook(workspace):
     project = init(workspace, "nb-e2e", "notebook")
-    result = fit(workspace, project / "train.ipynb", "--hp", "epochs=4", "--hp", "alpha=0.001")
+    result = fit(workspace, project / "train.ipynb", "--hp", "epochs=4", "--hp", "alpha=0.001", "--hp", "epoch=9")
     assert result.returncode == 0, show(result)
+    # A name the parameters cell does not set: one warning before the build; the job still runs.
+    lines = result.stderr.splitlines()
+    warned = [i for i, line in enumerate(lines) if line.startswith("fahr warning --hp epoch:")]
+    assert warned == [0] and lines[0] == (
+        f"fahr warning --hp epoch: not a parameter of {project / 'train.ipynb'}, whose cell tagged 'parameters' "
+        "sets epochs, alpha, test_size, seed; the notebook does not read it: check the name"), show(result)
     assert "accuracy=" in result.stdout  # the cells' output is streamed live
+    # The kernel's own lines (IPKernelApp's warning at start, its KeyboardInterrupt at shutdown) are
+    # not the notebook's: a run that succeeds does not show them.
+    assert "IPKernelApp" not in result.stdout + result.stderr, show(result)
+    assert "KeyboardInterrupt" not in result.stdout + result.stderr, show(result)
     job = job_of(result)
 
     fetched = run_fahr("fetch", workspace / "nb-model", "nb-e2e/train", workspace / "jobs",
@@ -133,6 +173,8 @@ def test_a_raising_cell_fails_the_notebook_job_with_its_error(workspace):
     reason = result.stderr.split("failed in", 1)[1]
     assert "InvalidParameterError" in reason or "ValueError" in reason, show(result)
     assert "test_size" in reason and "(cell [" in reason, show(result)
+    # A failed run shows what the kernel said too (held while it ran).
+    assert "the notebook's kernel said:\n[IPKernelApp] WARNING" in result.stdout, show(result)
     job = job_of(result)
     with tarfile.open(workspace / "jobs" / job / "output" / "output.tar.gz") as tar:
         executed = json.load(tar.extractfile("train.ipynb"))  # the failed run's notebook comes back too

@@ -18,8 +18,10 @@ pytestmark = pytest.mark.docker
 def sh(*args, cwd=None, timeout=900, env=None):
     import os
 
+    # A user's environment: not the test session's PYTHONPATH (its test plugins, tests/conftest.py).
+    user = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **(env or {})})
+                            env={**user, **(env or {})})
     assert result.returncode == 0, f"{args}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result
 

@@ -27,8 +27,9 @@ from fahr_core.image.cache import ContextHashes, fahr_cache_dir, hash_cache_file
 from fahr_core.image.context import (CONTEXT_WARN_ENV, DEFAULT_CONTEXT_WARN_BYTES, ContextFiles, content_rule,
                                      context_files, context_size_warning, context_tar, context_warn_bytes,
                                      stat_context, warn_kept_out)
-from fahr_core.image.dockerfile import (DEFAULT_EXECUTION_ENVIRONMENT, DOCKERIGNORE, GENERATED_MARK,
-                                        NOTEBOOK_REQUIREMENTS, dockerfile_text, entrypoint_program, generated_for)
+from fahr_core.image.dockerfile import (DEFAULT_EXECUTION_ENVIRONMENT, DOCKERIGNORE, GENERATED_MARK, LAUNCHER_IN_CONTEXT,
+                                        LAUNCHER_PATH, NOTEBOOK_REQUIREMENTS, dockerfile_text, entrypoint_program,
+                                        fahr_files, generated_for)
 from fahr_core.image.fingerprints import FINGERPRINT_LABEL, context_entries, dockerfile_images, fingerprint
 # The base-image check lives in fahr_core.names (config and `fahr init` use it too).
 from fahr_core.names import check_base_image, image_reference_problem
@@ -39,11 +40,11 @@ from fahr_core.values import BuildContext, ImageRef
 
 __all__ = [
     "ALLOW_FILE", "CONTEXT_WARN_ENV", "DEFAULT_CONTEXT_WARN_BYTES", "DEFAULT_EXECUTION_ENVIRONMENT", "DOCKERFILE",
-    "DOCKERIGNORE", "FINGERPRINT_LABEL", "GENERATED_MARK", "HEAD_BYTES", "MODEL_TAG_LABEL", "NOTEBOOK_REQUIREMENTS",
+    "DOCKERIGNORE", "FINGERPRINT_LABEL", "GENERATED_MARK", "HEAD_BYTES", "LAUNCHER_IN_CONTEXT", "LAUNCHER_PATH", "MODEL_TAG_LABEL", "NOTEBOOK_REQUIREMENTS",
     "SCANNER", "SUPPORTED_SUFFIXES", "VERSION_LABEL", "BuildContext", "ContentRule", "ContextFiles",
     "ContextHashes", "ImageRef", "build", "check_artifact", "check_base_image", "content_rule", "context_entries",
     "context_files", "context_size_warning", "context_tar", "context_warn_bytes", "dockerfile_images",
-    "dockerfile_text", "entrypoint_program", "fahr_cache_dir", "fingerprint", "generated_for", "hash_cache_file",
+    "dockerfile_text", "entrypoint_program", "fahr_cache_dir", "fahr_files", "fingerprint", "generated_for", "hash_cache_file",
     "image_reference_problem", "is_container", "is_secret", "parse_allowed", "prepare_context",
     "regenerate_refused", "scan", "secret_component", "stat_context", "warn_kept_out",
 ]

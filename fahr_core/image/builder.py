@@ -14,8 +14,9 @@ from fahr_core import __version__, ui
 from fahr_core.errors import BuildError, EnvironmentProblem, FahrError
 from fahr_core.image.cache import ContextHashes
 from fahr_core.image.context import (_check_dockerfile_sent, _check_required, _context_tar, _dockerfile_in_context,
-                                     _ignore_patterns, content_rule, context_files, context_size_warning,
-                                     context_warn_bytes, stat_context, warn_kept_out)
+                                     _ignore_patterns, content_rule, context_fahr_files, context_files,
+                                     context_size_warning, context_warn_bytes, fahr_entries, stat_context,
+                                     warn_kept_out)
 from fahr_core.image.dockerfile import _read_dockerfile
 from fahr_core.image.fingerprints import FINGERPRINT_LABEL, context_entries, dockerfile_images, fingerprint
 from fahr_core.values import BuildContext, ImageRef
@@ -58,11 +59,13 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
     files = context_files(root, dockerfile)
     _check_dockerfile_sent(context, files)
     rule = content_rule(context)  # files holding a credential: known once their content is read, below
-    stats = stat_context(root, files.paths)
+    dockerfile_text = _read_dockerfile(context.dockerfile)
+    fahr = context_fahr_files(context, dockerfile_text)  # fahr's launcher, sent in place of any project file there
+    paths = [p for p in files.paths if p not in fahr]
+    stats = stat_context(root, paths)
     warning = context_size_warning(stats, threshold)
     if warning:
         ui.warn(warning)
-    dockerfile_text = _read_dockerfile(context.dockerfile)
     existing = _inspect(api, reference)
     previous = existing.get("Id", "")
     ours = _made_by_fahr(api, existing, context.model_tag)
@@ -80,7 +83,7 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
     if recorded and previous and bases is not None and not (rebuild or context.rebuild):
         # The secret scan is part of this: a file newly found holding a credential is not in the
         # entries, so an image built with it is not up to date.
-        current = fingerprint_of(context_entries(root, stats, hashes, rule))
+        current = fingerprint_of(context_entries(root, stats, hashes, rule) + fahr_entries(fahr))
         hashes.save()
         if current == recorded:
             warn_kept_out(files, rule)
@@ -93,7 +96,7 @@ def build(context: BuildContext, rebuild: bool = False) -> ImageRef:
     ui.info(f"building image {reference} from {context.dockerfile}")
     # Before the engine is asked: its errors are about the project. Each file is hashed as it is
     # read into the tar, unless its stat shows the hash already known.
-    tar, entries = _context_tar(root, files.paths, hashes, rule)
+    tar, entries = _context_tar(root, paths, hashes, rule, fahr)
     hashes.save()
     warn_kept_out(files, rule)
     labels = {MODEL_TAG_LABEL: context.model_tag, VERSION_LABEL: __version__}

@@ -22,7 +22,7 @@ from fahr_core import ui
 from fahr_core.errors import UsageError
 from fahr_core.hashing import HashingReader
 from fahr_core.image.cache import ContextHashes, read_head
-from fahr_core.image.dockerfile import _dockerfile_links, _read_project_file
+from fahr_core.image.dockerfile import _dockerfile_links, _read_dockerfile, _read_project_file, fahr_files
 from fahr_core.secrets import ALLOW_FILE, ContentRule, parse_allowed, secret_component
 from fahr_core.values import BuildContext
 
@@ -156,21 +156,42 @@ def context_tar(context: BuildContext) -> IO[bytes]:
     root = context.context_dir
     files = context_files(root, _dockerfile_in_context(context))
     rule = content_rule(context)
-    tar, _ = _context_tar(root, files.paths, None, rule)
+    tar, _ = _context_tar(root, files.paths, None, rule, context_fahr_files(context))
     warn_kept_out(files, rule)
     return tar
 
 
+def context_fahr_files(context: BuildContext, dockerfile_text: str | None = None) -> dict[str, bytes]:
+    """The files fahr adds to ``context``'s tar (:func:`~fahr_core.image.dockerfile.fahr_files`):
+    none for a container of the user's own."""
+    if context.user_container:
+        return {}
+    text = _read_dockerfile(context.dockerfile) if dockerfile_text is None else dockerfile_text
+    return fahr_files(text, context.artifact.name)
+
+
+def fahr_entries(fahr: dict[str, bytes]) -> list[list]:
+    """The entries (:func:`context_entries`) of the files fahr adds: its launcher is part of what
+    an image is built from, so a fahr whose launcher changed builds anew."""
+    import hashlib
+
+    return [[name, "f", 0o644, hashlib.sha256(data).hexdigest()] for name, data in sorted(fahr.items())]
+
+
 def _context_tar(root: Path, paths: list[str], hashes: ContextHashes | None,
-                 rule: ContentRule | None = None) -> tuple[IO[bytes], list[list]]:
+                 rule: ContentRule | None = None, fahr: dict[str, bytes] | None = None) -> tuple[IO[bytes], list[list]]:
     """The tar of ``paths`` and, with ``hashes``, its entries (:func:`context_entries`), each file
-    hashed as it is read into the tar (once: what the tar holds is what the fingerprint says).
+    hashed as it is read into the tar (once: what the tar holds is what the fingerprint says);
+    then ``fahr``'s files (path: content), which replace any of the project's under their names.
 
     A file is scanned (its first MiB, read before any of it goes into the tar) unless ``hashes``
     knows it unchanged; the files ``rule`` keeps out are neither in the tar nor in the entries.
     """
+    import io
     import tarfile
 
+    fahr = fahr or {}
+    paths = [p for p in paths if p not in fahr]
     rule = rule if rule is not None else ContentRule()
     entries: list[list] = []
     digests: dict[str, tuple[str, str]] = {}  # this tar's regular files' hashes and verdicts, for its hard links
@@ -181,6 +202,12 @@ def _context_tar(root: Path, paths: list[str], hashes: ContextHashes | None,
                 entry = _add(tar, root / relative, relative, rule, hashes, digests)
                 if entry is not None:
                     entries.append(entry)
+            for name, data in sorted(fahr.items()):
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+            if hashes is not None:
+                entries += fahr_entries(fahr)
     except BaseException:
         out.close()
         raise

@@ -8,7 +8,10 @@ Its first line is :data:`GENERATED_MARK`: what fahr wrote, it may write again
 
 The entrypoint's program is :mod:`fahr_core.launcher` (it exports the multi-host variables, then
 runs the script); a notebook (``train.ipynb``) is executed headless with papermill by
-:mod:`fahr_core.notebook_runner`, whose source precedes the launcher's in a notebook image.
+:mod:`fahr_core.notebook_runner`, whose source precedes the launcher's in a notebook image. That
+program is a file the image holds at :data:`LAUNCHER_PATH`, copied from :data:`LAUNCHER_IN_CONTEXT`,
+which fahr adds to the build context it sends (:func:`fahr_files`): the project holds no copy of
+fahr's code, and the Dockerfile stays short enough to read.
 ``FAHR_EXECUTION_ENVIRONMENT`` defaults to ``sagemaker`` in the image (drivers set their own).
 
 The built-in templates of ``fahr init`` write their Dockerfile and .dockerignore with
@@ -75,8 +78,25 @@ def _source(module: str) -> str:
     return resources.files("fahr_core").joinpath(f"{module}.py").read_text(encoding="utf-8")
 
 
+#: Where the generated image holds the entrypoint's program (:func:`entrypoint_program`), and the
+#: name fahr sends it under in the build context: under ``.fahr``, which no context of fahr's holds
+#: otherwise (its .dockerignore keeps the name out; a file of the project there is not sent).
+LAUNCHER_PATH = "/opt/fahr/launcher.py"
+LAUNCHER_IN_CONTEXT = ".fahr/launcher.py"
+_COPY_LAUNCHER = f"COPY {LAUNCHER_IN_CONTEXT} {LAUNCHER_PATH}\n"
+
+
+def fahr_files(dockerfile_text: str, artifact_name: str) -> dict[str, bytes]:
+    """The files fahr adds to the build context (path in the context: content): the launcher, when
+    the Dockerfile copies it (one fahr wrote; a Dockerfile of the user's own gets nothing)."""
+    if _COPY_LAUNCHER not in dockerfile_text:
+        return {}
+    return {LAUNCHER_IN_CONTEXT: entrypoint_program(artifact_name).encode("utf-8")}
+
+
 def entrypoint_program(script_name: str) -> str:
-    """The Python program of the generated image's entrypoint, run as ``python -c PROGRAM SCRIPT``.
+    """The Python program of the generated image's entrypoint, run as ``python PROGRAM SCRIPT``
+    (the image holds it at :data:`LAUNCHER_PATH`).
 
     :mod:`fahr_core.launcher`; for a notebook, :mod:`fahr_core.notebook_runner` followed by the
     launcher (one copy of the start-up: SIGTERM, the host variables).
@@ -114,20 +134,20 @@ def dockerfile_text(script_name: str, base_image: str, has_requirements: bool) -
         if has_requirements
         else "# Add a requirements.txt beside the script to install dependencies here.\n"
     )
-    entry = json.dumps(["python", "-c", entrypoint_program(script_name), script_name])
+    entry = json.dumps(["python", LAUNCHER_PATH, script_name])
     if notebook:
         entry_comment = (
-            "# Exec form: the runner is PID 1 and receives SIGTERM on stop. The program is fahr's\n"
-            "# fahr_core/notebook_runner.py followed by fahr_core/launcher.py: it exports the host\n"
-            "# variables (fahr's docs/multi-host.md), types the hyperparameters like the defaults of the\n"
-            "# notebook's `parameters` cell, runs it with papermill, saves the executed notebook to\n"
-            "# /opt/ml/output/data/ and turns a failing cell's error into /opt/ml/output/failure.\n"
+            "# Exec form: the runner is PID 1 and receives SIGTERM on stop. The launcher (fahr's\n"
+            "# notebook_runner.py and launcher.py) exports the host variables (fahr's docs/multi-host.md),\n"
+            "# types the hyperparameters like the defaults of the notebook's `parameters` cell, runs it\n"
+            "# with papermill, saves the executed notebook to /opt/ml/output/data/ and turns a failing\n"
+            "# cell's error into /opt/ml/output/failure.\n"
         )
     else:
         entry_comment = (
-            "# Exec form: the training process is PID 1 and receives SIGTERM on stop. The program is\n"
-            "# fahr's fahr_core/launcher.py: it exports the host variables (FAHR_HOSTS, MASTER_ADDR,\n"
-            "# NODE_RANK, ...: fahr's docs/multi-host.md), then runs the script as `python SCRIPT` would.\n"
+            "# Exec form: the training process is PID 1 and receives SIGTERM on stop. The launcher\n"
+            "# (fahr's launcher.py) exports the host variables (FAHR_HOSTS, MASTER_ADDR, NODE_RANK, ...:\n"
+            "# fahr's docs/multi-host.md), then runs the script as `python SCRIPT` would.\n"
         )
     return (
         f"{GENERATED_MARK} {__version__} for {script_name}. Edit freely: fahr never overwrites\n"
@@ -141,6 +161,8 @@ def dockerfile_text(script_name: str, base_image: str, has_requirements: bool) -
         "WORKDIR /opt/program\n"
         f"{runner}"
         f"{deps}"
+        "# fahr's launcher, the entrypoint's program (fahr adds it to the build context it sends).\n"
+        f"{_COPY_LAUNCHER}"
         "COPY . .\n"
         f"{entry_comment}"
         f"ENTRYPOINT {entry}\n"

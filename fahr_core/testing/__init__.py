@@ -8,7 +8,7 @@ subclass it, providing fixtures::
     from fahr_core.testing import DriverConformance
 
     class TestConformance(DriverConformance):
-        api_level = "1.3"  # the plugin API level the driver keeps (default "1.0")
+        api_level = "1.4"  # the plugin API level the driver keeps (default "1.0")
 
         @pytest.fixture(scope="class")
         @classmethod

@@ -4,10 +4,12 @@ lacks them)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
-from fahr_core.testing.fixtures import MODEL_TAG
+from fahr_core.testing.fixtures import MODEL_TAG, OTHER_FOLDER
+from fahr_core.testing.levels import since
 
 
 class JobsContract:
@@ -39,6 +41,23 @@ class JobsContract:
         failures = self._list(driver_session, model_tag=MODEL_TAG, status=FAILED)
         assert failed["job"] in {i.job_name for i in failures} and all(i.status == FAILED for i in failures)
         assert [i.job_name for i in self._list(driver_session, model_tag=MODEL_TAG, limit=1)] == [infos[0].job_name]
+
+    @since("1.4", "list_jobs reports the project folder a job was launched from (JobInfo.project) and "
+                  "filters by it (JobQuery.project)")
+    def test_jobs_know_the_project_they_were_built_from(self, driver_session, trained, failed, model_script,
+                                                         workspace):
+        from fahr_core.provenance import project_folder
+
+        project = project_folder(Path(model_script).parent)
+        infos = {info.job_name: info for info in self._list(driver_session, model_tag=MODEL_TAG)}
+        assert infos[trained["job"]].project == project, \
+            f"list_jobs reports job {trained['job']} built from {infos[trained['job']].project!r}, not {project!r}"
+        ours = self._list(driver_session, model_tag=MODEL_TAG, project=project)
+        assert {trained["job"], failed["job"]} <= {i.job_name for i in ours}, \
+            f"list_jobs(project={project!r}) lacks the jobs launched from it: {[i.job_name for i in ours]}"
+        assert all(i.project == project for i in ours), "list_jobs(project=…) gave another folder's jobs"
+        elsewhere = self._list(driver_session, model_tag=MODEL_TAG, project=project_folder(workspace / OTHER_FOLDER))
+        assert not elsewhere, f"list_jobs(project=…) of a folder none of them came from: {[i.job_name for i in elsewhere]}"
 
     def test_the_logs_of_a_finished_job_hold_its_lines(self, driver_session, trained):
         from fahr_core.values import JobHandle

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from fahr_core import ui
 from fahr_core.commandlines import wait_command
+from fahr_core.config import folder_setting
 from fahr_core.drivers.local.checkpoints import CHECKPOINT_MARKER, MARKER_TEXT, checkpoint_manifest
 from fahr_core.drivers.local.records import NAME, _ended, _nearest_folder, _opened, _output_root, _path, _read_record
 from fahr_core.errors import ConfigError, EnvironmentProblem, UsageError
@@ -37,7 +38,8 @@ _GIVEN_MAX_BYTES = 64 * 1024 * 1024
 
 
 def _checkpoint_root(config) -> Path | None:
-    """config.checkpoint_path, checked and made absolute (links resolved: the folder itself is
+    """config.checkpoint_path, checked and made absolute (relative to the project when fahr.toml sets
+    it: :func:`~fahr_core.config.folder_setting`; links resolved: the folder itself is
     replaced at the job's end), or None when checkpointing is off. Refused before anything is
     built: a path no folder can be made at, and a folder whose replacement would lose more than
     checkpoints (the jobs' output_path or a folder holding it, the home or current folder or one
@@ -48,7 +50,7 @@ def _checkpoint_root(config) -> Path | None:
     setting = f"config.checkpoint_path={raw}"
     if "\x00" in raw:
         raise ConfigError(f"config.checkpoint_path={raw!r} holds a NUL character; give a folder for the checkpoints")
-    root = Path(os.path.realpath(os.path.expanduser(raw)))
+    root = Path(os.path.realpath(folder_setting(config, "checkpoint_path")))
     output = Path(os.path.realpath(_output_root(config)))
     guarded = {"the jobs' output_path": output, "your home folder": Path.home(), "the current folder": Path.cwd()}
     for what, folder in guarded.items():

@@ -82,6 +82,8 @@ def _record_launch(spec, config, channels: dict, checkpoints: Path | None) -> tu
         "instance_type": config["instance_type"],
         "gpus": config["gpus"],
         **({"checkpoint_path": str(checkpoints)} if checkpoints else {}),
+        "project": spec.project,  # where the image was built from: `fahr fetch TAG` prefers this project's
+        "git_commit": spec.git_commit,
         "status": IN_PROGRESS,
         "secondary_status": "Starting",
         "created": time.time(),

@@ -45,7 +45,7 @@ _READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 _STATES = (IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED)
 _TEXT_FIELDS = ("failure_reason", "model_artifact", "output_artifact", "instance_type", "gpus", "secondary_status",
-                "upload_error", "checkpoint_path")
+                "upload_error", "checkpoint_path", "project", "git_commit")
 _TIME_FIELDS = ("created", "started", "ended")
 _LATEST_TIME = 253402300799  # 9999-12-31T23:59:59Z: the last second a datetime can show
 _MAP_FIELDS = ("hyperparameters", "channels", "environment")
@@ -350,6 +350,7 @@ def _info(job_dir: Path, record: dict):
         started=record.get("started"), ended=record.get("ended") if _ended(record) else None,
         training_seconds=seconds, billable_seconds=seconds,
         failure_reason=record.get("failure_reason", "")[:1024], model_artifact=artifact,
+        project=record.get("project", ""), git_commit=record.get("git_commit", ""),
     )
 
 
@@ -422,6 +423,9 @@ def list_jobs(query, config):
         if query.model_tag and record["model_tag"] != query.model_tag:
             continue
         if query.status and record["status"] != query.status:
+            continue
+        # A record of before plugin API 1.4 has no project: it is of none (JobQuery.project).
+        if query.project and record.get("project") != query.project:
             continue
         found.append((record.get("created", 0.0), record["job_name"], _info(record_file.parent, record)))
     found.sort(key=lambda item: item[:2], reverse=True)

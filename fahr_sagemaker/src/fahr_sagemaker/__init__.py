@@ -93,7 +93,7 @@ def push_image(image, config):
 def launch(spec, config):
     """CreateTrainingJob for ``spec``: the image by digest, File mode, inputs, spot, tags; its
     secrets in a Secrets Manager secret of its own, named in its Environment."""
-    from fahr_sagemaker import artifacts, aws, secrets
+    from fahr_sagemaker import artifacts, aws, jobs, secrets
 
     checked = aws.preflight(config)
     if not spec.image.digest:
@@ -116,7 +116,8 @@ def launch(spec, config):
     stopping = {"MaxRuntimeInSeconds": config["max_run"]}
     if config["spot"]:
         stopping["MaxWaitTimeInSeconds"] = config["max_wait"]
-    tags = [{"Key": "fahr:model-tag", "Value": spec.model_tag}, {"Key": "fahr:version", "Value": fahr_version}]
+    tags = [{"Key": "fahr:model-tag", "Value": spec.model_tag}, {"Key": "fahr:version", "Value": fahr_version},
+            *jobs.job_tags(spec)]
     tags += [{"Key": k, "Value": v} for k, v in config["tags"].items()]
     request = {
         "TrainingJobName": job_name,

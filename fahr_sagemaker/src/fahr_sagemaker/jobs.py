@@ -8,6 +8,9 @@ job's name, which ``base_job_name`` changes.
 
 from __future__ import annotations
 
+import hashlib
+import unicodedata
+
 from fahr_core import JobInfo, JobQuery
 
 from fahr_sagemaker import aws
@@ -17,6 +20,38 @@ from fahr_sagemaker.artifacts import MODEL_TAG_TAG, recorded_tag
 VERSION_TAG = "fahr:version"
 #: Search's largest page (botocore's model: MaxResults 1-100).
 PAGE = 100
+#: The tags that say where a job's image was built from (plugin API 1.4: JobSpec.project, git_commit).
+PROJECT_TAG = "fahr:project"
+GIT_COMMIT_TAG = "fahr:git-commit"
+#: An AWS tag value's limits: at most 256 characters, letters, digits, separators and ``_.:/=+-@``.
+_TAG_VALUE_MAX = 256
+_TAG_VALUE_SIGNS = frozenset("_.:/=+-@")
+
+
+def _fits_a_tag(char: str) -> bool:
+    return unicodedata.category(char)[0] in "LNZ" or char in _TAG_VALUE_SIGNS
+
+
+def tag_value(text: str) -> str:
+    """``text`` as an AWS tag value can hold it: itself when it fits; else ``=HASH=TAIL``, the
+    first 16 hex digits of its sha256 and its end, the characters a tag refuses as ``_``. The same
+    text always gives the same value (a project is filtered by it), and a shortened value never
+    looks like an absolute folder (it starts with ``=``)."""
+    if len(text) <= _TAG_VALUE_MAX and all(map(_fits_a_tag, text)):
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    tail = "".join(char if _fits_a_tag(char) else "_" for char in text)
+    return f"={digest}={tail[-(_TAG_VALUE_MAX - len(digest) - 2):]}"
+
+
+def job_tags(spec) -> list[dict]:
+    """The tags of fahr's own that say where a job came from (only those it knows)."""
+    return [{"Key": key, "Value": tag_value(value)}
+            for key, value in ((PROJECT_TAG, spec.project), (GIT_COMMIT_TAG, spec.git_commit)) if value]
+
+
+def _tag(record: dict, key: str) -> str:
+    return next((t.get("Value", "") for t in record.get("Tags") or [] if t.get("Key") == key), "")
 
 
 def search_request(query: JobQuery) -> dict:
@@ -26,6 +61,8 @@ def search_request(query: JobQuery) -> dict:
         filters.append({"Name": f"Tags.{MODEL_TAG_TAG}", "Operator": "Equals", "Value": query.model_tag})
     if query.status:
         filters.append({"Name": "TrainingJobStatus", "Operator": "Equals", "Value": query.status})
+    if query.project:  # compared as launch stored it: a long path by its hash
+        filters.append({"Name": f"Tags.{PROJECT_TAG}", "Operator": "Equals", "Value": tag_value(query.project)})
     size = PAGE if query.limit is None else max(1, min(PAGE, query.limit))
     return {
         "Resource": "TrainingJob",
@@ -62,6 +99,8 @@ def job_info(record: dict, driver: str) -> JobInfo:
         billable_seconds=float(billable) if billable is not None else None,
         failure_reason=record.get("FailureReason", "") or "",
         model_artifact=artifact,
+        project=_tag(record, PROJECT_TAG),
+        git_commit=_tag(record, GIT_COMMIT_TAG),
     )
 
 

@@ -27,6 +27,9 @@ CHECKPOINT_DIR = OPT_ML / "checkpoints" if IN_JOB else Path("checkpoints")
 DATA_DIR = OPT_ML / "input" / "data" if IN_JOB else Path("data")
 HYPERPARAMETERS = OPT_ML / "input" / "config" / "hyperparameters.json"
 
+# The one input channel this script reads (--input train=DIR); without any, the bundled digits.
+CHANNEL = "train"
+
 # Hyperparameters and their defaults; a job hands every value over as a string.
 DEFAULTS = {"epochs": 20, "alpha": 0.0001, "test_size": 0.25, "seed": 0}
 
@@ -60,17 +63,25 @@ def hyperparameters(argv):
 
 
 def load_data():
-    """The ``train`` channel's CSV files (features..., label) when given, else scikit-learn's digits."""
+    """The ``train`` channel's CSV files (features..., label) when given, else (no channel at all)
+    scikit-learn's digits. Any other channel, or a ``train`` channel without CSV files, is refused:
+    a mistyped ``--input`` must fail the job, not train on the digits unnoticed."""
     import numpy as np
     from sklearn.datasets import load_digits
 
-    channel = DATA_DIR / "train"
-    files = sorted(channel.glob("*.csv")) if channel.is_dir() else []
-    if files:
-        rows = np.vstack([np.loadtxt(f, delimiter=",", ndmin=2) for f in files])
-        return rows[:, :-1], rows[:, -1].astype(int), f"channel 'train' ({len(files)} CSV files)"
-    digits = load_digits()
-    return digits.data, digits.target, "scikit-learn's digits"
+    channels = sorted(p.name for p in DATA_DIR.iterdir() if p.is_dir()) if DATA_DIR.is_dir() else []
+    if not channels:
+        digits = load_digits()
+        return digits.data, digits.target, "scikit-learn's digits"
+    if channels != [CHANNEL]:
+        raise ValueError(f"got input channels {', '.join(map(repr, channels))}; this script reads only {CHANNEL!r} "
+                         f"(CSV files: features, then the label): pass --input {CHANNEL}=DIR")
+    files = sorted((DATA_DIR / CHANNEL).glob("*.csv"))
+    if not files:
+        raise ValueError(f"input channel {CHANNEL!r} holds no .csv file; this script reads its CSV files "
+                         "(features, then the label)")
+    rows = np.vstack([np.loadtxt(f, delimiter=",", ndmin=2) for f in files])
+    return rows[:, :-1], rows[:, -1].astype(int), f"channel {CHANNEL!r} ({len(files)} CSV files)"
 
 
 def _on_sigterm(signum, frame):
@@ -126,9 +137,10 @@ def main(argv):
         train(hyperparameters(argv))
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
-        if IN_JOB:  # its first 1024 characters become the job's FailureReason
+        if IN_JOB:  # its first 1024 characters become the job's FailureReason: the reason alone,
+            # as fahr's failure line shows it; the traceback below goes to the job's log
             (OPT_ML / "output").mkdir(parents=True, exist_ok=True)
-            (OPT_ML / "output" / "failure").write_text(f"{reason}\n\n{traceback.format_exc()}"[:1024])
+            (OPT_ML / "output" / "failure").write_text(reason[:1024])
         traceback.print_exc()
         print(f"training failed: {reason}", file=sys.stderr)
         sys.exit(1)

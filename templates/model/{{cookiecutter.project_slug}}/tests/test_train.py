@@ -55,6 +55,21 @@ def test_reads_the_train_channel(workdir):
     assert "channel 'train' (1 CSV files)" in result.stdout
 
 
+@pytest.mark.parametrize("channels, why", [
+    (["training"], "got input channels 'training'; this script reads only 'train'"),
+    (["train", "test"], "got input channels 'test', 'train'; this script reads only 'train'"),
+    (["train"], "input channel 'train' holds no .csv file"),
+])
+def test_an_input_it_does_not_read_fails_instead_of_training_on_the_digits(workdir, channels, why):
+    for channel in channels:
+        (workdir / "data" / channel).mkdir(parents=True)
+        (workdir / "data" / channel / "part.parquet").write_bytes(b"PAR1")
+    result = run(workdir, "epochs=3")
+    assert result.returncode == 1
+    assert f"training failed: ValueError: {why}" in result.stderr
+    assert "training on" not in result.stdout and not (workdir / "model").exists()
+
+
 def test_a_bad_hyperparameter_fails_with_its_name(workdir):
     result = run(workdir, "epochs=many")
     assert result.returncode == 1
