@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time these come from 
     from fahr_core.extract import check_listing
     from fahr_core.commandlines import fetch_command, stop_command, wait_command
     from fahr_core.config import env_size
+    from fahr_core.launcher import SECRETS_ARN_ENV, SECRETS_DIR
     from fahr_core.names import (JOB_NAME_MAX, job_name, job_stem, model_image_tag, validate_job_name,
                                  validate_model_tag)
 
@@ -81,6 +82,8 @@ _LAZY = {
     # the command lines a driver prints for the user to paste, and the size parser (API 1.3)
     **{name: ("fahr_core.commandlines", name) for name in ("wait_command", "stop_command", "fetch_command")},
     "env_size": ("fahr_core.config", "env_size"),
+    # where the launcher finds a job's secrets: the local driver's folder, sagemaker's variable (API 1.4)
+    **{name: ("fahr_core.launcher", name) for name in ("SECRETS_DIR", "SECRETS_ARN_ENV")},
     # the Python API (fahr_core.api): train, list, follow and fetch jobs from a notebook or script
     **{name: ("fahr_core.api", name) for name in ("Job", "fit", "jobs", "job", "fetch")},
 }
@@ -167,6 +170,8 @@ __all__ = [
     "stop_command",
     "fetch_command",
     "env_size",
+    "SECRETS_DIR",
+    "SECRETS_ARN_ENV",
     "docker_client",
     "ui",
     # the Python API

@@ -24,7 +24,7 @@ import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from fahr_core import arguments as check
 from fahr_core.errors import PluginError, UsageError
@@ -278,7 +278,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
         hyperparameters: Mapping[str, Any] | None = None, inputs: Mapping[str, str] | None = None,
         environment: Mapping[str, Any] | None = None, wait: bool = True, quiet: bool | str = False,
         fetch_to: str | Path | None = None, overwrite: bool = False, regenerate_dockerfile: bool = False,
-        rebuild: bool = False, verbose: bool = False) -> Job:
+        rebuild: bool = False, verbose: bool = False, secrets: Sequence[str] | None = None) -> Job:
     """Build ``artifact`` into an image, launch a training job and (``wait``) follow it.
 
     ``artifact`` is a train.py, a notebook, or a container of your own: a folder holding a
@@ -297,6 +297,8 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     base image) since the last build; ``rebuild`` builds it anyway, as ``fahr fit --rebuild``.
     A build shows a line per Dockerfile step; its whole output is printed when it fails, or as it
     comes with ``verbose`` (``fahr fit --verbose``).
+    ``secrets``: names of variables of this process's environment the job's process gets, as
+    ``fahr fit --secret NAME``: their values reach nothing else (README, "Secrets").
     """
     from fahr_core import interrupts, plan, report
     from fahr_core.session import open_session
@@ -308,6 +310,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     hyperparameters = check.strings(hyperparameters, "fit(): hyperparameters")
     inputs = check.strings(inputs, "fit(): inputs")
     environment = check.strings(environment, "fit(): environment")
+    secrets = check.names(secrets, "fit(): secrets")
     fetch_to = None if fetch_to is None else check.path(fetch_to, "fit(): fetch_to")
     check.quiet(quiet, "fit(): quiet")
     for flag, value in (("wait", wait), ("overwrite", overwrite),
@@ -317,7 +320,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     with _quiet(quiet):
         steps = plan.plan_fit(artifact, hyperparameters=hyperparameters, inputs=inputs, environment=environment,
                               wait=wait, fetch_to=fetch_to, overwrite=overwrite,
-                              regenerate_dockerfile=regenerate_dockerfile, rebuild=rebuild)
+                              regenerate_dockerfile=regenerate_dockerfile, rebuild=rebuild, secrets=secrets)
         session = open_session(driver, steps.project_dir, config, command="fit")
         plan.check_fit(steps, session)
         image = session.call("push_image", image=_build(session, steps, verbose))
@@ -362,7 +365,8 @@ def _launch(session, steps, image):
     # projB/src/train.py (README, "fahr fetch").
     spec = JobSpec(job_name=names.job_name(steps.model_tag), model_tag=steps.model_tag, image=image,
                    hyperparameters=dict(steps.hyperparameters), inputs=dict(steps.inputs),
-                   environment=dict(steps.environment), project=provenance.project_folder(steps.project_dir),
+                   environment=dict(steps.environment), secrets=dict(steps.secrets),
+                   project=provenance.project_folder(steps.project_dir),
                    git_commit=provenance.git_commit(steps.project_dir))
     # The driver names the job (sagemaker's base_job_name renames it): the name is printed from
     # the handle it returns, never from the spec. No "launching job NAME" before it is known.

@@ -89,6 +89,19 @@ def strings(values: Any, what: str) -> dict[str, str]:
     return {key: str(value) for key, value in mapping(values, what).items()}
 
 
+def names(values: Any, what: str) -> list[str]:
+    """A list (or tuple) of str, e.g. the variable names of ``secrets``; None is none. A lone str
+    is refused: it would be a list of its letters."""
+    if values is None:
+        return []
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+        raise UsageError(f"{what} must be a list of str (variable names), not {kind(values)}")
+    for value in values:
+        if not isinstance(value, str):
+            raise UsageError(f"{what} must hold str (variable names), not {kind(value)} ({value!r})")
+    return list(values)
+
+
 def config(values: Any, what: str) -> dict[str, Any]:
     """A driver configuration: a mapping of key to scalar, or to a mapping for a key of type dict."""
     return mapping(values, what, nested=True)

@@ -79,6 +79,14 @@ class ContainerJob:
     checkpointing, and no ``checkpoint_dir`` in the container (as on SageMaker without
     CheckpointConfig)."""
     checkpoint_dir: str = "/opt/ml/checkpoints"
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Variable name -> value, copied into each host as a file of ``fahr_core.launcher.SECRETS_DIR``
+    (0600, its folder 0700) before it starts: never in the container's configuration (its
+    environment, mounts, command), which ``docker inspect`` shows. fahr's launcher reads and
+    removes them; the container's files go with the container."""
+    host_network: bool = False
+    """Run the (single) host on the engine's host network: the SageMaker emulator's jobs reach
+    the emulated AWS on loopback that way."""
 
     @property
     def hosts(self) -> list[str]:
@@ -581,6 +589,25 @@ def opt_ml_archive(job: ContainerJob, host: str, out) -> None:
                         _add_path(tar, child, f"{arc}/{child.name}")
 
 
+def secrets_archive(secrets: Mapping[str, str]) -> bytes:
+    """A tar rooted at ``/`` of ``fahr_core.launcher.SECRETS_DIR`` (0700) holding one 0600 file per
+    secret, named after its variable, its value as UTF-8."""
+    from fahr_core.launcher import SECRETS_DIR
+
+    buffer = io.BytesIO()
+    folder = SECRETS_DIR.strip("/")
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        parts = folder.split("/")
+        for i in range(2, len(parts)):  # /run is the image's; fahr's folders beneath it are made here
+            _add_dir(tar, "/".join(parts[:i]))
+        info = tarfile.TarInfo(folder)
+        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o700, int(time.time())
+        tar.addfile(info)
+        for name, value in secrets.items():
+            _add_bytes(tar, f"{folder}/{name}", value.encode("utf-8"), mode=0o600)
+    return buffer.getvalue()
+
+
 def _not_executable(container, program: str) -> str | None:
     """The first ``program`` on the (created, not started) container's PATH when it is a file
     nobody may execute, else None: best effort, for a better message only."""
@@ -682,12 +709,17 @@ class ContractRun:
                     ),
                     stop_signal="SIGTERM",
                     device_requests=devices,
+                    **({"network_mode": "host", "extra_hosts": {host: "127.0.0.1"}} if job.host_network else {}),
                 )
                 in_flight = None
                 with tempfile.TemporaryFile() as archive:
                     opt_ml_archive(job, host, archive)
                     archive.seek(0)
                     container.put_archive("/", archive)
+                if job.secrets:
+                    # In memory, never a file of this machine's: only the engine holds them, in
+                    # the container, until the launcher has read them or the container is removed.
+                    container.put_archive("/", secrets_archive(job.secrets))
                 containers.append(container)
                 with contextlib.suppress(Exception):  # a speed-up: follow() reads the engine's log without it
                     _Attachment(container)

@@ -27,7 +27,7 @@ All the types named here are importable from :mod:`fahr_core` (``from fahr_core 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import BinaryIO, Iterable, Mapping
+from typing import BinaryIO, Iterable, Mapping, Sequence
 
 import pluggy
 
@@ -119,7 +119,7 @@ def templates() -> list[Template]:
 
 
 @hookspec
-def check_run(config: Config, inputs: Mapping[str, str]) -> None:
+def check_run(config: Config, inputs: Mapping[str, str], secrets: Sequence[str]) -> None:
     """Check a run's configuration and inputs before anything is built or pushed.
 
     Every implementation is called (not firstresult). Raise a :class:`fahr_core.FahrError`
@@ -128,6 +128,10 @@ def check_run(config: Config, inputs: Mapping[str, str]) -> None:
 
     :param config: the run's resolved configuration.
     :param inputs: the ``--input`` channels, name -> path or URI.
+    :param secrets: the names of the job's secrets (``--secret``; new in plugin API 1.4). A driver
+        whose ``check_run`` names this argument promises to deliver ``JobSpec.secrets`` to the
+        job's process; the core refuses ``--secret`` (one line, before the build) with a driver
+        none of whose implementations names it, rather than launch a job without its secrets.
 
     Example::
 

@@ -15,7 +15,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from fahr_core import config as cfg
 from fahr_core import names
@@ -38,6 +38,8 @@ class FitPlan:
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
     inputs: Mapping[str, str] = field(default_factory=dict)
     environment: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """``--secret`` name -> its value, read once from fahr's environment (:func:`read_secrets`)."""
     wait: bool = True
     fetch_to: Path | None = None
     overwrite: bool = False
@@ -51,7 +53,8 @@ class FitPlan:
 
 def plan_fit(artifact: Path, *, hyperparameters: Mapping[str, str] = {}, inputs: Mapping[str, str] = {},
              environment: Mapping[str, str] = {}, wait: bool = True, fetch_to: Path | None = None,
-             overwrite: bool = False, regenerate_dockerfile: bool = False, rebuild: bool = False) -> FitPlan:
+             overwrite: bool = False, regenerate_dockerfile: bool = False, rebuild: bool = False,
+             secrets: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> FitPlan:
     """The plan of a fit of ``artifact`` (a script, a notebook, or a container of the user's own:
     a folder holding a Dockerfile, or that Dockerfile), or the :class:`UsageError` refusing it.
 
@@ -85,6 +88,7 @@ def plan_fit(artifact: Path, *, hyperparameters: Mapping[str, str] = {}, inputs:
     validate_text("--hp", hyperparameters)
     validate_text("--env", environment)
     validate_text("--input", inputs, utf8=False)
+    secret_values = read_secrets(secrets, environment, container, os.environ if environ is None else environ)
     if fetch_to is not None and not wait:
         raise UsageError("--fetch needs the job to end: drop --detach, or fetch later with 'fahr fetch'")
     if fetch_to is not None:
@@ -99,7 +103,8 @@ def plan_fit(artifact: Path, *, hyperparameters: Mapping[str, str] = {}, inputs:
 
             ui.warn(warning)
     return FitPlan(given, artifact, container, model_tag, dict(hyperparameters), dict(inputs), dict(environment),
-                   wait, None if fetch_to is None else Path(fetch_to), overwrite, regenerate_dockerfile, rebuild)
+                   secret_values, wait, None if fetch_to is None else Path(fetch_to), overwrite,
+                   regenerate_dockerfile, rebuild)
 
 
 def check_fit(plan: FitPlan, session) -> None:
@@ -107,7 +112,11 @@ def check_fit(plan: FitPlan, session) -> None:
     all before the build, so a refusal costs nothing."""
     if plan.fetch_to is not None:
         fetch_spares_output(plan.fetch_to, session.location)
-    session.hook.check_run(config=session.config, inputs=dict(plan.inputs))
+    if plan.secrets and not any("secrets" in impl.argnames for impl in session.pm.hook.check_run.get_hookimpls()):
+        # A driver of plugin API 1.3 or older would launch the job without them (hookspec check_run).
+        raise UsageError(f"--secret {next(iter(plan.secrets))}: driver {session.driver!r} cannot give a job secrets "
+                         "(it does not take them, plugin API 1.4); use a driver that does, e.g. local or sagemaker")
+    session.hook.check_run(config=session.config, inputs=dict(plan.inputs), secrets=tuple(plan.secrets))
     checkpoints_spare_project(session.config, plan.given, plan.artifact)
     if plan.fetch_to is not None:
         fetch_spares_checkpoints(plan.fetch_to, session.config)
@@ -240,15 +249,44 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _ENV_STRING_MAX = 131072
 
 
-def validate_environment(environment: Mapping[str, str]) -> None:
+def validate_environment(environment: Mapping[str, str], flag: str = "--env", shown: str = "=…") -> None:
     for name, value in environment.items():
         if not _ENV_NAME.match(name):
-            raise UsageError(f"--env {_shown(name)}=…: a variable name is letters, digits and '_', "
+            raise UsageError(f"{flag} {_shown(name)}{shown}: a variable name is letters, digits and '_', "
                              "not starting with a digit")
         size = len(f"{name}={value}".encode("utf-8", "surrogateescape")) + 1
         if size > _ENV_STRING_MAX:
-            raise UsageError(f"--env {_shown(name)}=…: the variable is {size} bytes, over the {_ENV_STRING_MAX} bytes "
-                             "one environment variable may hold: pass large values in a file (--input)")
+            raise UsageError(f"{flag} {_shown(name)}{shown}: the variable is {size} bytes, over the {_ENV_STRING_MAX} "
+                             "bytes one environment variable may hold: pass large values in a file (--input)")
+
+
+def read_secrets(names: Sequence[str], environment: Mapping[str, str], container: bool,
+                 environ: Mapping[str, str]) -> dict[str, str]:
+    """``--secret NAME…``: each name -> ``$NAME`` of fahr's own environment, read here once, or the
+    one-line refusal. No message holds a value; the job gets them by the driver's own way
+    (``JobSpec.secrets``), never as ``--env`` (README, "Secrets")."""
+    if not names:
+        return {}
+    for name in names:
+        if not _ENV_NAME.match(name):
+            raise UsageError(f"--secret {_shown(name)}: a variable name is letters, digits and '_', "
+                             "not starting with a digit")
+        if name in environment:
+            raise UsageError(f"--secret {name} and --env {name}=…: give the variable one way (a secret's value "
+                             "is never written where --env values are)")
+        if not environ.get(name):
+            raise UsageError(f"--secret {name}: ${name} is {'empty' if name in environ else 'not set'} in fahr's "
+                             f"environment; set it (export {name}=…) in the shell that runs fahr, then run again")
+    if container:
+        raise UsageError(f"--secret {names[0]}: your own container has no fahr launcher to hand secrets to its "
+                         "program; train a script or notebook, or have the container read them itself")
+    values = {name: environ[name] for name in names}
+    validate_environment(values, "--secret", "")
+    for name, value in values.items():  # what the job could not be given intact (never shown)
+        problem = cfg.text_problem(value)
+        if problem:
+            raise UsageError(f"--secret {name}: the value of ${name} {problem}")
+    return values
 
 
 def validate_text(flag: str, pairs: Mapping[str, str], utf8: bool = True) -> None:

@@ -94,6 +94,12 @@ class JobSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     """Extra environment for the container (``--env``); names and values hold no NUL and are
     valid UTF-8 (fahr refuses others before the build)."""
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Variable name -> value the job's process gets in its environment and nothing else sees
+    (``--secret NAME``, read from fahr's own environment; new in plugin API 1.4). A driver that
+    delivers them names ``secrets`` in its ``check_run`` (hookspec ``check_run``); it must never
+    write a value where it can be read back: not in the image, the job's recorded or visible
+    environment, a log, a command line. Left out of ``repr`` so no trace or traceback shows one."""
     project: str = ""
     """The project folder the image was built from (the artifact's folder), absolute and resolved
     (no links): the driver records it with the job and reports it as :attr:`JobInfo.project`.

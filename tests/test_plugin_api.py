@@ -401,7 +401,7 @@ def test_manager_for_registers_extra_plugins_after_the_driver(tmp_path):
                          overrides=[("record_dir", str(tmp_path / "rec")), ("watch_label", "from-cli")], environ={})
     assert config["watch_label"] == "from-cli" and config.sources["watch_label"] == "--config.watch_label"
 
-    pm.hook.check_run(config=config, inputs={"train": "/data"})
+    pm.hook.check_run(config=config, inputs={"train": "/data"}, secrets=())
     spec = fahr_core.JobSpec(job_name="hello-1", model_tag="hello/train", image=fahr_core.ImageRef(name="hello/train"))
     handle = pm.hook.launch(spec=spec, config=config)
 

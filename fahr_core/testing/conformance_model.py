@@ -18,6 +18,8 @@ from pathlib import Path
 SIGTERM_WORK_SECONDS = 2
 #: The variable the suite sets with ``--env``; the model reports what it saw.
 ENV_NAME = "FAHR_CONFORMANCE_ENV"
+# Given with --secret: the model reports the hash of what it got, never the value.
+SECRET_NAME = "FAHR_CONFORMANCE_SECRET"
 
 
 def build_tree(root, tag):
@@ -160,6 +162,8 @@ def main():
         "resourceconfig": read_json(opt / "input/config/resourceconfig.json"),
         "inputdataconfig": read_json(opt / "input/config/inputdataconfig.json"),
         "weights_sha256": hashlib.sha256(payload).hexdigest(),
+        "secret_sha256": (hashlib.sha256(os.environ[SECRET_NAME].encode()).hexdigest()
+                          if SECRET_NAME in os.environ else None),
     }
     (model / "report.json").write_text(json.dumps(report, indent=2))
     if mode == "link":

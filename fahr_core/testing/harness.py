@@ -44,9 +44,11 @@ class FahrRunner:
             command += ["--train-driver", self.driver, *self.config_args]
         return command
 
-    def __call__(self, *args: str, driver_args: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run(self.command(*args, driver_args=driver_args), cwd=self.cwd, env=self.env,
-                                capture_output=True, text=True, timeout=self.timeout)
+    def __call__(self, *args: str, driver_args: bool = True,
+                 env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run ``fahr ARGS`` to its end; ``env``: variables added to its environment for this run."""
+        result = subprocess.run(self.command(*args, driver_args=driver_args), cwd=self.cwd,
+                                env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=self.timeout)
         self.note_jobs(result.stderr + result.stdout)
         return result
 

@@ -7,9 +7,9 @@ import json
 import re
 
 from fahr_core.names import JOB_NAME, JOB_NAME_MAX
-from fahr_core.testing.conformance_model import ENV_NAME, long_failure_reason
+from fahr_core.testing.conformance_model import ENV_NAME, SECRET_NAME, long_failure_reason
 from fahr_core.testing.fixtures import LINGER_SECONDS, MODEL_TAG, _tar_members
-from fahr_core.testing.harness import _show
+from fahr_core.testing.harness import _job_name, _show
 from fahr_core.testing.levels import since
 
 #: The least time between a line's arrival and fahr's exit that counts as "streamed live".
@@ -45,6 +45,27 @@ class RunContract:
     def test_the_env_option_reaches_the_code(self, trained):
         seen = trained["report"]["environment"][ENV_NAME]
         assert seen == trained["env_value"], f"the job did not see --env {ENV_NAME}=…: it saw {seen!r}"
+
+    @since("1.4", "a --secret reaches the job's process, and its value is in nothing fahr shows of the job")
+    def test_a_secret_reaches_the_code_and_nothing_fahr_shows(self, fahr, model_script, workspace, fetch_location):
+        import hashlib
+        import uuid
+
+        token = uuid.uuid4().hex
+        value = f"conformance secret {token}"
+        result = fahr("fit", model_script, "--hp", "mode=ok", "--hp", f"token={token}", "--secret", SECRET_NAME,
+                      env={SECRET_NAME: value})
+        assert result.returncode == 0, _show(result)
+        job = _job_name(result)
+        target = workspace / "fetched-secret"
+        fetched = self.fetch(fahr, fetch_location, target, job)
+        assert fetched.returncode == 0, _show(fetched)
+        report = json.loads((target / "report.json").read_text())
+        assert report["secret_sha256"] == hashlib.sha256(value.encode()).hexdigest(), (
+            f"the job did not get --secret {SECRET_NAME} (JobSpec.secrets) in its environment")
+        for shown in (result, fetched, fahr("jobs", "--json"), fahr("logs", job)):
+            assert value not in shown.stdout + shown.stderr, (
+                f"the value of --secret {SECRET_NAME} is shown by 'fahr {' '.join(shown.args[1:3])}'\n" + _show(shown))
 
     def test_the_job_finds_its_resource_and_input_config(self, trained):
         resource, inputs = trained["report"]["resourceconfig"], trained["report"]["inputdataconfig"]

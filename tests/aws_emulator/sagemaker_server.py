@@ -24,7 +24,13 @@ reports the job count, the throttled calls and the DescribeTrainingJob calls per
   read with fahr's safe extractor) uploaded back at the end, whatever the ending; SageMaker also
   uploads during the job, the emulation does not; without it, there is no such folder;
 - spot jobs are billed, in this emulation, 30% of their training seconds, so that the savings
-  line has something to show.
+  line has something to show;
+- a job whose Environment names a Secrets Manager secret (``fahr_core.SECRETS_ARN_ENV``, fahr's
+  ``--secret``) gets what a real training container has to read it: the job role's credentials
+  from a container credentials endpoint (``GET /credentials`` of this server, as
+  ``AWS_CONTAINER_CREDENTIALS_FULL_URI``) and the AWS endpoints (moto's, ``AWS_ENDPOINT_URL``).
+  Both are on 127.0.0.1, so that job's (single) host runs on the engine's host network; these
+  variables are the platform's, not the job's, and are not in its DescribeTrainingJob.
 
 Everything else (S3, IAM, ECR's API, CloudWatch Logs) is the moto server given by
 ``AWS_ENDPOINT_URL``. Run: ``python sagemaker_server.py --port PORT`` (binds 127.0.0.1 only).
@@ -50,6 +56,7 @@ import boto3
 import botocore.session
 from botocore.config import Config as BotoConfig
 
+from fahr_core import SECRETS_ARN_ENV
 from fahr_core.contract import ContainerJob, ContractRun
 
 ACCOUNT = "123456789012"
@@ -61,6 +68,7 @@ STOP_TIMEOUT = int(os.environ.get("FAHR_EMU_STOP_TIMEOUT", "120"))
 # (0: never), so that the tests see clients retry rather than fail.
 THROTTLE_EVERY = int(os.environ.get("FAHR_EMU_THROTTLE_EVERY", "0"))
 MODEL = botocore.session.get_session().get_service_model("sagemaker")
+PORT = 0  # this server's, once it listens
 _boto = {"config": BotoConfig(retries={"mode": "standard", "max_attempts": 3})}
 
 
@@ -423,6 +431,18 @@ def _upload_checkpoints(job: Job, run: ContractRun, folder: Path) -> None:
             s3.upload_file(str(path), bucket, prefix + path.relative_to(copied).as_posix())
 
 
+def platform_environment() -> dict[str, str]:
+    """What SageMaker gives a training container besides the job's Environment: the role's
+    credentials (here from this server's endpoint on loopback) and, in this emulation, the AWS
+    endpoints."""
+    return {
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://127.0.0.1:{PORT}/credentials",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
+    }
+
+
 def run_job(job: Job, slots: threading.Semaphore) -> None:
     with slots:
         _run_job(job)
@@ -447,12 +467,14 @@ def _run_job(job: Job) -> None:
                 return
             channels = _download_channels(job, folder / "channels")
             checkpoints = _download_checkpoints(job, folder / "checkpoints")
+            reads_secret = bool(r.get("Environment", {}).get(SECRETS_ARN_ENV)) and resource["InstanceCount"] == 1
             container_job = ContainerJob(
                 job_name=job.name,
                 image=image,
                 hyperparameters=r.get("HyperParameters", {}),
                 channels=channels,
-                environment=r.get("Environment", {}),
+                environment={**r.get("Environment", {}), **(platform_environment() if reads_secret else {})},
+                host_network=reads_secret,
                 execution_environment=r.get("Environment", {}).get("FAHR_EXECUTION_ENVIRONMENT", "sagemaker"),
                 instance_count=resource["InstanceCount"],
                 instance_type=resource["InstanceType"],
@@ -703,6 +725,12 @@ def make_handler(api: SageMaker):
             self.wfile.write(data)
 
         def do_GET(self):
+            if self.path == "/credentials":  # the container credentials endpoint of the jobs (moto checks none)
+                expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+                self._reply(200, {"AccessKeyId": "testing", "SecretAccessKey": "testing",
+                                  "Token": "emulated-role-session", "Expiration": expires,
+                                  "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/emulated"})
+                return
             with api.lock:
                 calls = dict(api.describe_calls)
             self._reply(200, {"emulator": "fahr SageMaker emulator", "jobs": len(api.jobs),
@@ -737,8 +765,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=3, help="jobs that run at the same time")
     args = parser.parse_args()
+    global PORT
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(SageMaker(args.concurrency)))
     server.daemon_threads = True
+    PORT = server.server_address[1]
     print(f"fahr SageMaker emulator on http://127.0.0.1:{server.server_address[1]}", flush=True)
     server.serve_forever()
 

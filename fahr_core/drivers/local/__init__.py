@@ -64,7 +64,9 @@ def claims_location(location):
 
 
 @hookimpl
-def check_run(config, inputs):
+def check_run(config, inputs, secrets):
+    # `secrets` named: this driver delivers JobSpec.secrets (files the launcher reads, never the
+    # container's configuration; fahr_core.contract).
     lifecycle.check_run(config, inputs)
 
 

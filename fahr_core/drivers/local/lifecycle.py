@@ -77,6 +77,7 @@ def _record_launch(spec, config, channels: dict, checkpoints: Path | None) -> tu
         "hyperparameters": dict(spec.hyperparameters),
         "channels": channels,
         "environment": dict(spec.environment),
+        **({"secrets": sorted(spec.secrets)} if spec.secrets else {}),  # their names: the values stay in memory
         "instance_count": config["instance_count"],
         "instance_type": config["instance_type"],
         "gpus": config["gpus"],
@@ -121,7 +122,8 @@ def launch(spec, config):
         job_dir, record = _record_launch(spec, config, channels, checkpoints)
     # Until `wait` follows the job, an interrupt stops it (start() itself cleans up after one).
     interrupts.until_followed(spec.job_name, lambda: _stop_unfollowed(spec.job_name, job_dir, config))
-    run = ContractRun(_container_job(record, config))
+    # The secrets go to the containers as files (fahr_core.contract), from this process only.
+    run = ContractRun(dataclasses.replace(_container_job(record, config), secrets=dict(spec.secrets)))
     def started(status: str) -> None:
         # Recorded, not printed as the job's status: the core announces the job once launch
         # returns, and wait prints its status (hookspec launch). A copy of large inputs is a step

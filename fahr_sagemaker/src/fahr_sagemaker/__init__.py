@@ -7,7 +7,8 @@ Neither boto3 nor the Docker SDK is imported until a hook runs.
     check_run    configuration, credentials, bucket and role, before anything is built
     build_image  (the core's)   -> local image
     push_image   ECR: repository per model tag, tag derived from content, skipped when present
-    launch       CreateTrainingJob: the image by digest, File mode, output to config.output_path
+    launch       CreateTrainingJob: the image by digest, File mode, output to config.output_path;
+                 --secret values in a Secrets Manager secret of the job's, deleted when it ends
     wait         DescribeTrainingJob + CloudWatch Logs until the end; Ctrl-C detaches
     fetch        model.tar.gz of a job, or of the newest completed job of a tag
     stop         StopTrainingJob
@@ -20,8 +21,8 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from fahr_core import __version__ as fahr_version
-from fahr_core import (COMPLETED, FAILED, FINAL_STATES, STOPPED, ConfigError, ConfigKey, JobHandle, JobResult,
-                       UsageError, fetch_command, hookimpl, stop_command, ui, wait_command)
+from fahr_core import (COMPLETED, FAILED, FINAL_STATES, SECRETS_ARN_ENV, STOPPED, ConfigError, ConfigKey, JobHandle,
+                       JobResult, UsageError, fetch_command, hookimpl, stop_command, ui, wait_command)
 from fahr_core import job_name as new_job_name
 
 __version__ = "0.2.0"
@@ -69,8 +70,9 @@ def claims_location(location):
 
 
 @hookimpl
-def check_run(config, inputs):
-    """Check inputs, configuration, credentials, bucket and role before the image is even built."""
+def check_run(config, inputs, secrets):
+    """Check inputs, configuration, credentials, bucket and role before the image is even built.
+    ``secrets`` named: the driver gives the job its secrets (fahr_sagemaker.secrets)."""
     from fahr_sagemaker import artifacts, aws
 
     for channel, value in inputs.items():
@@ -89,10 +91,9 @@ def push_image(image, config):
 
 @hookimpl
 def launch(spec, config):
-    """CreateTrainingJob for ``spec``: the image by digest, File mode, inputs, spot, tags."""
-    from botocore import exceptions as bex
-
-    from fahr_sagemaker import artifacts, aws, jobs
+    """CreateTrainingJob for ``spec``: the image by digest, File mode, inputs, spot, tags; its
+    secrets in a Secrets Manager secret of its own, named in its Environment."""
+    from fahr_sagemaker import artifacts, aws, jobs, secrets
 
     checked = aws.preflight(config)
     if not spec.image.digest:
@@ -142,18 +143,16 @@ def launch(spec, config):
         request["InputDataConfig"] = inputs
     if config["checkpoint_s3_uri"]:
         request["CheckpointConfig"] = {"S3Uri": config["checkpoint_s3_uri"]}
-    with aws.translated(f"creating training job {job_name}"):
-        try:
-            arn = aws.client(config, "sagemaker").create_training_job(**request)["TrainingJobArn"]
-        except bex.ClientError as exc:
-            code, message = aws.error_code(exc), aws.error_message(exc)
-            if code == "ResourceInUse":
-                raise UsageError(f"a training job named {job_name} already exists; run again for a fresh name") from exc
-            if code == "ValidationException":
-                raise ConfigError(f"SageMaker refused the job: {message}") from exc
-            if code == "ResourceLimitExceeded":
-                raise ConfigError(f"SageMaker quota reached: {message}") from exc
-            raise
+    secret_arn = ""
+    if spec.secrets:  # their ARN in the job's Environment, the values in Secrets Manager only
+        secret_arn = secrets.create(config, job_name, spec.secrets)
+        request["Environment"][SECRETS_ARN_ENV] = secret_arn
+    try:
+        arn = _create_training_job(config, job_name, request)
+    except BaseException:
+        if secret_arn:  # no job will read it
+            secrets.delete(config, secret_arn, job_name, quiet=True)
+        raise
     console, logs = aws.console_urls(checked.region, job_name)
     ui.info(f"training job {job_name} created in {checked.region}")
     ui.info(f"console: {console}")
@@ -163,12 +162,31 @@ def launch(spec, config):
                               "console_url": console, "logs_url": logs})
 
 
+def _create_training_job(config, job_name: str, request: dict) -> str:
+    from botocore import exceptions as bex
+
+    from fahr_sagemaker import aws
+
+    with aws.translated(f"creating training job {job_name}"):
+        try:
+            return aws.client(config, "sagemaker").create_training_job(**request)["TrainingJobArn"]
+        except bex.ClientError as exc:
+            code, message = aws.error_code(exc), aws.error_message(exc)
+            if code == "ResourceInUse":
+                raise UsageError(f"a training job named {job_name} already exists; run again for a fresh name") from exc
+            if code == "ValidationException":
+                raise ConfigError(f"SageMaker refused the job: {message}") from exc
+            if code == "ResourceLimitExceeded":
+                raise ConfigError(f"SageMaker quota reached: {message}") from exc
+            raise
+
+
 @hookimpl
 def wait(job, config):
     """Follow the job to its end; Ctrl-C detaches (the job keeps running) and re-raises."""
     import dataclasses
 
-    from fahr_sagemaker import artifacts, follow
+    from fahr_sagemaker import artifacts, follow, secrets
 
     interval = max(1.0, float(config["poll_interval"]))
     try:
@@ -176,6 +194,7 @@ def wait(job, config):
     except KeyboardInterrupt:
         _detached(job, config)
         raise
+    secrets.forget_if_ended(config, info)
     if not job.model_tag:  # rebuilt from the name (`fahr wait JOB`): the job's own record knows the tag
         tag = artifacts.recorded_tag(info) or _tag_from_tags(config, info)
         if tag:
@@ -236,18 +255,23 @@ def stop(job, config):
     """StopTrainingJob; False when the job has already ended."""
     from botocore import exceptions as bex
 
-    from fahr_sagemaker import aws, follow
+    from fahr_sagemaker import aws, follow, secrets
 
     info = follow.describe(config, job.job_name)
     if info["TrainingJobStatus"] in FINAL_STATES:
+        secrets.forget_if_ended(config, info)
         return False
     with aws.translated(f"stopping training job {job.job_name}"):
         try:
             aws.client(config, "sagemaker").stop_training_job(TrainingJobName=job.job_name)
         except bex.ClientError as exc:
             if aws.error_code(exc) == "ValidationException" and "status" in aws.error_message(exc).lower():
+                secrets.forget_if_ended(config, follow.describe(config, job.job_name))
                 return False  # it ended between the two calls
             raise
+    # Stopping: its launcher has read the secret already, or never will.
+    if secrets.arn_of(info):
+        secrets.delete(config, secrets.arn_of(info), job.job_name, quiet=True)
     return True
 
 
@@ -257,7 +281,7 @@ def fetch(request, config):
     or an uncompressed model's files as one archive, is handed to the core as a stream while it
     downloads (the core unpacks it as it arrives). ``request.what == "output"``: the job's
     output.tar.gz instead, streamed the same way."""
-    from fahr_sagemaker import artifacts, aws
+    from fahr_sagemaker import artifacts, aws, secrets
 
     output = getattr(request, "what", "model") == "output"
     location = request.location or config.get("output_path") or ""
@@ -269,6 +293,7 @@ def fetch(request, config):
             # The archive itself (s3://…/output/model.tar.gz) was given.
             return artifacts.open_object(config, where, name="output.tar.gz" if output else "model.tar.gz")
     info = artifacts.job_for_fetch(config, request.model_tag, request.job_name, where, output=output)
+    secrets.forget_if_ended(config, info)
     if not request.job_name:
         # Which job the tag led to is news; a job named with --job is not, and a line before a
         # refusal of its model would make the refusal two lines (README "Exit codes": one line).

@@ -108,9 +108,17 @@ def list_jobs(config, query: JobQuery, driver: str) -> list[JobInfo]:
     """fahr's training jobs in the region, newest first, filtered as ``query`` says."""
     if query.limit is not None and query.limit <= 0:
         return []
+    from fahr_sagemaker import secrets
+
+    records = _records(config, query)
+    secrets.forget_ended(config, records)  # the secrets of ended jobs it sees (fahr_sagemaker.secrets)
+    return [job_info(record, driver) for record in records]
+
+
+def _records(config, query: JobQuery) -> list[dict]:
     sm = aws.client(config, "sagemaker")
     request = search_request(query)
-    found: list[JobInfo] = []
+    found: list[dict] = []
     with aws.translated("listing the training jobs (sagemaker:Search)"):
         while True:
             page = sm.search(**request)
@@ -118,7 +126,7 @@ def list_jobs(config, query: JobQuery, driver: str) -> list[JobInfo]:
                 record = result.get("TrainingJob")
                 if not record or not record.get("TrainingJobName"):
                     continue
-                found.append(job_info(record, driver))
+                found.append(record)
                 if query.limit is not None and len(found) >= query.limit:
                     return found
             if not page.get("NextToken"):

@@ -1,0 +1,65 @@
+"""`--secret NAME` before anything is built: the names and values read from fahr's environment,
+refused in one line that never shows a value; a driver that does not take secrets refuses them
+rather than launch a job without (hookspec check_run, plugin API 1.4)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import one_line_error, run_fahr
+from fahr_core import api
+from fahr_core.errors import UsageError
+from fahr_core.plan import plan_fit
+from fahr_core.values import JobSpec, ImageRef
+
+VALUE = "s3cr3t-never-shown"
+
+
+@pytest.fixture
+def script(tmp_path):
+    (tmp_path / "proj").mkdir()
+    path = tmp_path / "proj" / "train.py"
+    path.write_text("print('hi')\n")
+    return path
+
+
+def test_the_values_are_read_once_from_the_environment_given(script):
+    plan = plan_fit(script, secrets=["TOK", "OTHER", "TOK"], environ={"TOK": VALUE, "OTHER": "b"})
+    assert dict(plan.secrets) == {"TOK": VALUE, "OTHER": "b"}
+    assert VALUE not in repr(plan)  # a trace or traceback shows no value
+
+
+@pytest.mark.parametrize("names, environ, environment, says", [
+    (["TOK"], {}, {}, "--secret TOK: $TOK is not set in fahr's environment"),
+    (["TOK"], {"TOK": ""}, {}, "--secret TOK: $TOK is empty in fahr's environment"),
+    (["1TOK"], {"1TOK": VALUE}, {}, "--secret 1TOK: a variable name is letters, digits and '_'"),
+    (["TOK"], {"TOK": VALUE}, {"TOK": "x"}, "--secret TOK and --env TOK=…: give the variable one way"),
+    (["TOK"], {"TOK": VALUE + "\x00"}, {}, "--secret TOK: the value of $TOK holds a NUL character"),
+    (["TOK"], {"TOK": "\udcff" + VALUE}, {}, "--secret TOK: the value of $TOK is not UTF-8 text"),
+    (["TOK"], {"TOK": "v" * 200000}, {}, "--secret TOK: the variable is 200005 bytes"),
+])
+def test_a_secret_that_cannot_be_given_is_refused_without_its_value(script, names, environ, environment, says):
+    with pytest.raises(UsageError) as caught:
+        plan_fit(script, secrets=names, environ=environ, environment=environment)
+    assert str(caught.value).startswith(says)
+    assert VALUE not in str(caught.value) and "vvvv" not in str(caught.value)
+
+
+def test_the_job_spec_shows_no_value():
+    spec = JobSpec(job_name="j", model_tag="a/b", image=ImageRef(name="a/b"), secrets={"TOK": VALUE})
+    assert VALUE not in repr(spec) and spec.secrets["TOK"] == VALUE
+
+
+def test_the_api_takes_a_list_of_names_not_a_str(script):
+    with pytest.raises(UsageError, match=r"fit\(\): secrets must be a list of str"):
+        api.fit(script, secrets="TOK")
+    with pytest.raises(UsageError, match=r"fit\(\): secrets must hold str"):
+        api.fit(script, secrets=[1])
+
+
+def test_a_driver_that_does_not_take_secrets_refuses_them_before_the_build(script, tmp_path):
+    proc = run_fahr("fit", script, "--train-driver", "testdrv", f"--config.record_dir={tmp_path / 'rec'}",
+                    "--secret", "TOK", env={"TOK": VALUE}, cwd=tmp_path)
+    line = one_line_error(proc, 2)
+    assert "driver 'testdrv' cannot give a job secrets" in line and VALUE not in line
+    assert not (tmp_path / "rec").exists()  # no step ran
