@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from pathlib import Path
 from fahr_core import ui
 from fahr_core.errors import FahrError, UsageError
 from fahr_core.jobfolder import Folder
+from fahr_core.values import STOPPED
 
 #: The follower's output (what it printed while finishing, or why it could not), in the job's folder.
 LOG = "follower.log"
@@ -48,7 +50,7 @@ _SPAWN = (
     "if pid:\n"
     "    print(pid, flush=True)\n"
     "    os._exit(0)\n"
-    "os.dup2(2, 1)\n"
+    "os.dup2(2, 1)  # /dev/null, as stderr\n"
     "os.execv(sys.executable, [sys.executable, '-m', 'fahr_core.drivers.local.follower', *sys.argv[1:]])\n"
 )
 
@@ -58,14 +60,13 @@ def start(job_dir: Path, config) -> int:
     OSError (or ValueError) when it could not be started: the job runs on, `fahr wait` finishes it."""
     with Folder.open(job_dir) as folder:
         os.close(folder.open_own(WATCH))  # made now: a watcher's shared lock needs the file
-        log = folder.open_own(LOG)
-    try:
-        spawner = subprocess.Popen(
-            [sys.executable, "-c", _SPAWN, str(job_dir), str(int(config["stop_timeout"]))],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, start_new_session=True, close_fds=True,
-        )
-    finally:
-        os.close(log)
+    # Its output goes to its log once it runs (see main), never to this terminal. (Not the log
+    # from the start: a file held open for writing keeps a disk from being remounted read-only.)
+    spawner = subprocess.Popen(
+        [sys.executable, "-c", _SPAWN, str(job_dir), str(int(config["stop_timeout"]))],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+        close_fds=True,
+    )
     try:
         out, _ = spawner.communicate(timeout=60)
     except subprocess.TimeoutExpired:
@@ -73,7 +74,7 @@ def start(job_dir: Path, config) -> int:
         spawner.wait()
         raise OSError(f"{sys.executable} did not start in 60 s") from None
     if spawner.returncode != 0:
-        raise OSError(f"{sys.executable} exited {spawner.returncode}; see {job_dir / LOG}")
+        raise OSError(f"{sys.executable} -c exited {spawner.returncode}")
     return int(out.split()[0])
 
 
@@ -122,11 +123,16 @@ def follow(job_dir: Path, config, poll: float = POLL) -> None:
     from fahr_core.drivers.local.lifecycle import _lost_sight
     from fahr_core.drivers.local.records import _container_job, _ended, _read_record
 
+    def done(record: dict) -> bool:
+        # Finished by a `fahr wait` or `fahr stop`; or a finish failed (a full disk) and said
+        # which `fahr wait` finishes the job once that is fixed: not tried again behind the user's back.
+        return _ended(record) or bool(record.get("upload_error"))
+
     record = _read_record(job_dir)
     run = ContractRun(_container_job(record, config))
     while True:
-        if _ended(_read_record(job_dir)):
-            return  # finished by a `fahr wait` or `fahr stop`
+        if done(_read_record(job_dir)):
+            return
         try:
             outcome = run.settled()
         except Exception as exc:
@@ -138,7 +144,35 @@ def follow(job_dir: Path, config, poll: float = POLL) -> None:
             break
         time.sleep(poll)
     with _finishing(job_dir):
-        _finish(run, job_dir, config, outcome.status, outcome.failure_reason)
+        record = _read_record(job_dir)
+        if done(record):
+            return
+        status, reason = outcome.status, outcome.failure_reason
+        if record.get("stop_requested"):  # its stop ended it, whatever its exit code: as `fahr stop` finishes it
+            status, reason = STOPPED, ""
+        _finish(run, job_dir, config, status, reason)
+
+
+class _Log(io.TextIOBase):
+    """The follower's output (what fahr says while finishing the job, a traceback), appended to
+    its log a write at a time, the file open only meanwhile: a file held open for writing for
+    the job's whole life would keep its disk from being remounted read-only."""
+
+    def __init__(self, job_dir: Path):
+        self.job_dir = job_dir
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError, UsageError):  # the job's folder gone, or a link: nowhere to say it
+            with Folder.open(self.job_dir) as folder:
+                fd = folder.open_own(LOG, append=True)
+                try:
+                    os.write(fd, text.encode("utf-8", "replace"))
+                finally:
+                    os.close(fd)
+        return len(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     except (IndexError, ValueError):
         print("usage: python -m fahr_core.drivers.local.follower JOB_DIR STOP_TIMEOUT", file=sys.stderr)
         return 2
+    sys.stdout = sys.stderr = _Log(job_dir)
     config = {"output_path": str(job_dir.parent), "stop_timeout": stop_timeout}
     try:
         follow(job_dir, config)
