@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -102,6 +103,9 @@ def test_logs_of_a_running_job_print_its_output_byte_for_byte(scene, docker_engi
                           "--hp", "linger=8", env=env, cwd=root)
     assert launched.returncode == 0, launched.stderr.decode(errors="replace")
     job = max((root / "jobs").iterdir(), key=lambda p: p.stat().st_mtime).name
+    # Its follower killed, its container is kept once it has exited, its whole output (the last
+    # line too, which the engine logs at the exit) read from the engine by each command below.
+    os.kill(json.loads((root / "jobs" / job / "job.json").read_text())["follower"], signal.SIGKILL)
     try:
         running_job_output(job, env, root, docker_engine)
     finally:  # a failed assertion leaves no container behind (a passing run has finished the job)
