@@ -14,6 +14,8 @@ This module holds the driver's hooks; each module of the package does one job:
 - ``records``: the job records (``job.json``): read checked, written whole, locked; listing a folder's jobs;
 - ``lifecycle``: launch, follow and stop a job's containers;
 - ``finish``: a job's end: artifacts saved whole, the end recorded, containers removed;
+- ``follower``: the process each job has that finishes it when its containers exit, with nobody
+  watching (``fit --detach``), a foreground ``fahr wait`` or ``stop`` first;
 - ``checkpoint_folders``: which local folder a job's checkpoints go back into, and which job holds it;
 - ``checkpoints``: the checkpoint marker, and the hosts' copies merged back into the folder;
 - ``logstream``: a job's output, live from its containers or from its saved logs;

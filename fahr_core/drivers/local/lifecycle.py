@@ -1,8 +1,9 @@
 """A local job's life: launched as containers on this machine's engine, followed, stopped.
 
-``launch`` records the job and starts its hosts (fahr_core.contract runs them under SageMaker's
-container contract); ``wait`` follows them to their end and finishes the job
-(fahr_core.drivers.local.finish); ``stop`` and an interrupt stop them first. When fahr loses
+``launch`` records the job, starts its hosts (fahr_core.contract runs them under SageMaker's
+container contract) and the job's follower (fahr_core.drivers.local.follower), which finishes the
+job when they exit if nobody else does; ``wait`` follows them to their end and finishes the job
+(fahr_core.drivers.local.finish) first; ``stop`` and an interrupt stop them first. When fahr loses
 sight of a job (the engine went away), its record says so and names the command that reconciles it.
 """
 
