@@ -27,11 +27,13 @@ import pytest
 from conftest import FAHR, run_fahr
 
 # Prints when it starts and ends (the host's clock: the engine is on this machine), sleeps
-# SECONDS in between, then saves a model.
+# SECONDS in between, then saves a model; the host FAIL_ON exits 5 at once.
 SCRIPT = textwrap.dedent("""\
     import json, os, sys, time
     hp = json.load(open("/opt/ml/input/config/hyperparameters.json"))
     print("began", time.time(), flush=True)
+    if hp.get("fail_on") == json.load(open("/opt/ml/input/config/resourceconfig.json"))["current_host"]:
+        sys.exit(5)
     time.sleep(float(hp.get("seconds", "2")))
     json.dump({"trained": True}, open("/opt/ml/model/model.json", "w"))
     print("done", time.time(), flush=True)
@@ -78,14 +80,15 @@ def alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
-def followers() -> list[str]:
-    """Command lines of the running processes of the local driver's follower."""
+def followers(jobs: Path) -> list[str]:
+    """Command lines of the running processes of fahr's local driver that name a job in ``jobs``
+    (those of other tests' jobs, in a whole suite's run, are theirs to account for)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
                 line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                if "fahr_core.drivers.local" in line and alive(int(entry.name)):
+                if "fahr_core.drivers.local" in line and str(jobs) in line and alive(int(entry.name)):
                     found.append(line)
     return found
 
@@ -112,10 +115,10 @@ def assert_true_times(record: dict, began: float, done: float) -> None:
     assert record["ended"] >= done and record["ended"] - done < 1.0, (record, done)
 
 
-def assert_nothing_left(docker_engine, job: str, pid: int) -> None:
+def assert_nothing_left(docker_engine, jobs: Path, job: str, pid: int) -> None:
+    until(lambda: not alive(pid), 15, f"the follower {pid} of {job} exits")  # the job recorded, then tidied
+    assert followers(jobs) == []
     assert docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job}"}) == []
-    until(lambda: not alive(pid), 15, f"the follower {pid} of {job} exits")
-    assert followers() == []
 
 
 def detach(made, *hps: str) -> str:
@@ -150,7 +153,7 @@ def test_a_detached_job_finishes_on_its_own_after_its_terminal_closed(made, dock
     assert_true_times(record, *printed_times(made["jobs"], job))
     run_fahr("fetch", tmp_path / "out", made["tag"], "--job", job, env=made["env"], check=0)
     assert json.loads((tmp_path / "out" / "model.json").read_text()) == {"trained": True}
-    assert_nothing_left(docker_engine, job, pid)
+    assert_nothing_left(docker_engine, made["jobs"], job, pid)
     waited = run_fahr("wait", job, env=made["env"], check=0)  # a job finished by its follower: its result
     assert "done" in waited.stdout
     assert 3.0 <= float(re.search(rf"job {job} completed in ([0-9.]+) s", waited.stderr)[1]) < 4.0, waited.stderr
@@ -164,7 +167,7 @@ def test_stopping_a_detached_job_leaves_no_follower(made, docker_engine):
     run_fahr("stop", job, "--config.stop_timeout=1", env=made["env"], check=0)
     record = record_of(made["jobs"], job)
     assert record["status"] == "Stopped" and record["failure_reason"] == "Stopped by 'fahr stop'", record
-    assert_nothing_left(docker_engine, job, pid)
+    assert_nothing_left(docker_engine, made["jobs"], job, pid)
 
 
 @pytest.mark.docker
@@ -177,7 +180,24 @@ def test_a_foreground_wait_on_a_running_detached_job_streams_and_finishes_it(mad
     record = record_of(made["jobs"], job)
     assert record["status"] == "Completed"
     assert_true_times(record, *printed_times(made["jobs"], job))
-    assert_nothing_left(docker_engine, job, pid)
+    assert_nothing_left(docker_engine, made["jobs"], job, pid)
+
+
+@pytest.mark.docker
+def test_a_detached_job_whose_host_fails_is_stopped_and_recorded_by_its_follower(made, docker_engine):
+    """Several hosts, one failing at once: as `fahr wait` would, the follower stops the others
+    (they would wait for it forever) and records the job Failed, naming that host."""
+    job = detach(made, "--hp", "seconds=600", "--hp", "fail_on=algo-2", "--config.instance_count=2",
+                 "--config.stop_timeout=1")
+    pid = record_of(made["jobs"], job)["follower"]
+    record = until(lambda: (r := record_of(made["jobs"], job))["status"] != "InProgress" and r, 60,
+                   f"job {job} ends with nobody waiting")
+    assert record["status"] == "Failed", record
+    assert record["failure_reason"].startswith("AlgorithmError: exit code 5 on algo-2"), record
+    assert record["ended"] - record["started"] < 15  # algo-1 stopped, not left to sleep
+    assert sorted(os.listdir(made["jobs"] / job / "logs")) == ["algo-1.log", "algo-2.log"]
+    assert_nothing_left(docker_engine, made["jobs"], job, pid)
+    assert docker_engine.networks.list(filters={"label": f"fahr.job={job}"}) == []
 
 
 @pytest.mark.docker
