@@ -171,6 +171,25 @@ def test_stopping_a_detached_job_leaves_no_follower(made, docker_engine):
 
 
 @pytest.mark.docker
+def test_ctrl_c_of_a_foreground_wait_stops_the_job_and_leaves_no_follower(made, docker_engine):
+    job = detach(made, "--hp", "seconds=600", "--config.stop_timeout=1")
+    pid = record_of(made["jobs"], job)["follower"]
+    waiting = subprocess.Popen([str(FAHR), "wait", job, "--config.stop_timeout=1"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1", **made["env"]})
+    try:
+        assert waiting.stdout.readline().startswith("began")  # it follows the job
+        waiting.send_signal(signal.SIGINT)
+        _, err = waiting.communicate(timeout=120)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == 130, err
+    record = record_of(made["jobs"], job)
+    assert record["status"] == "Stopped" and record["failure_reason"] == "Stopped by the user (interrupt)", record
+    assert_nothing_left(docker_engine, made["jobs"], job, pid)
+
+
+@pytest.mark.docker
 def test_a_foreground_wait_on_a_running_detached_job_streams_and_finishes_it(made, docker_engine):
     job = detach(made, "--hp", "seconds=4")
     pid = record_of(made["jobs"], job)["follower"]
@@ -318,6 +337,58 @@ def test_the_watch_lock_is_never_opened_through_a_link(job_dir, tmp_path):
         with _finishing(job_dir):
             pass
     assert victim.read_text() == "mine"
+
+
+class FakeContainer:
+    """A host as the engine's API shows it: its State, its stop (exit 143 a second later)."""
+
+    def __init__(self, host, code=None, started="2026-12-03T13:52:30Z", finished=None):
+        self.labels = {"fahr.job": "j", "fahr.host": host}
+        self.name = f"j-{host}"
+        self.stopped = False
+        running = code is None
+        self.attrs = {"State": {"Status": "running" if running else "exited", "ExitCode": 0 if running else code,
+                                "StartedAt": started, "FinishedAt": finished or "0001-01-01T00:00:00Z"}}
+
+    def reload(self):
+        pass
+
+    def stop(self, timeout):
+        self.stopped = True
+        self.attrs["State"].update(Status="exited", ExitCode=143, FinishedAt="2026-12-03T13:52:41Z")
+
+    def get_archive(self, path):
+        raise RuntimeError("no failure file")
+
+    def logs(self, tail):
+        return b"giving up\n"
+
+
+def settled(*containers):
+    from types import SimpleNamespace
+
+    from fahr_core.contract import ContainerJob, ContractRun
+
+    client = SimpleNamespace(containers=SimpleNamespace(list=lambda **_: list(containers)))
+    return ContractRun(ContainerJob(job_name="j", image="i", instance_count=len(containers)), client=client).settled()
+
+
+def test_a_look_at_the_hosts_tells_how_the_job_ended_and_stops_the_peers_of_a_failed_one():
+    """The follower's look (ContractRun.settled): None while a host runs; a failed host's peers
+    are stopped, and it is named once they have exited, its exit the first; the job's times are
+    the first start and the last end."""
+    assert settled(FakeContainer("algo-1")) is None
+    ok = settled(FakeContainer("algo-1", 0, finished="2026-12-03T13:52:40Z"),
+                 FakeContainer("algo-2", 0, started="2026-12-03T13:52:29Z", finished="2026-12-03T13:52:39Z"))
+    assert (ok.status, ok.exit_codes, ok.started_at, ok.ended_at) == (
+        "Completed", {"algo-1": 0, "algo-2": 0}, 1796305949.0, 1796305960.0)
+    waiting, failed = FakeContainer("algo-1"), FakeContainer("algo-2", 5, finished="2026-12-03T13:52:35Z")
+    assert settled(waiting, failed) is None and waiting.stopped  # stopped: it would wait for algo-2 forever
+    ended = settled(waiting, failed)
+    assert ended.status == "Failed" and ended.exit_codes == {"algo-1": 143, "algo-2": 5}
+    assert ended.failure_reason.startswith("AlgorithmError: exit code 5 on algo-2; last output:\ngiving up")
+    gone = settled()
+    assert gone.status == "Failed" and "gone" in gone.failure_reason
 
 
 def test_the_engines_times_are_read_to_the_microsecond():

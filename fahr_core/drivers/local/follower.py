@@ -58,6 +58,8 @@ _SPAWN = (
 def start(job_dir: Path, config) -> int:
     """Start the follower of the job in ``job_dir`` (its containers started); return its pid.
     OSError (or ValueError) when it could not be started: the job runs on, `fahr wait` finishes it."""
+    if not sys.executable:
+        raise OSError("this Python does not know its own executable (sys.executable) to run it with")
     with Folder.open(job_dir) as folder:
         os.close(folder.open_own(WATCH))  # made now: a watcher's shared lock needs the file
     # Its output goes to its log once it runs (see main), never to this terminal. (Not the log
@@ -73,9 +75,9 @@ def start(job_dir: Path, config) -> int:
         spawner.kill()
         spawner.wait()
         raise OSError(f"{sys.executable} did not start in 60 s") from None
-    if spawner.returncode != 0:
-        raise OSError(f"{sys.executable} -c exited {spawner.returncode}")
-    return int(out.split()[0])
+    if spawner.returncode != 0 or not out.strip().isdigit():
+        raise OSError(f"{sys.executable} -c exited {spawner.returncode} without starting it")
+    return int(out)
 
 
 @contextlib.contextmanager
@@ -150,7 +152,8 @@ def follow(job_dir: Path, config, poll: float = POLL) -> None:
         status, reason = outcome.status, outcome.failure_reason
         if record.get("stop_requested"):  # its stop ended it, whatever its exit code: as `fahr stop` finishes it
             status, reason = STOPPED, ""
-        _finish(run, job_dir, config, status, reason)
+        record = _finish(run, job_dir, config, status, reason)
+    ui.status_change(job_dir.name, record["status"])  # in its log, as `fahr wait` says it
 
 
 class _Log(io.TextIOBase):
