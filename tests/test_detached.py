@@ -238,6 +238,19 @@ def test_a_late_wait_records_the_containers_times_not_its_own(made, docker_engin
     assert pid and not alive(pid)
 
 
+@pytest.mark.docker
+def test_without_a_follower_a_detached_job_waits_for_fahr_wait(made, docker_engine):
+    job = detach(made, "--hp", "seconds=0", "--config.follower=false")
+    [container] = docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job}"})
+    assert container.wait(timeout=60)["StatusCode"] == 0
+    time.sleep(2)
+    record = record_of(made["jobs"], job)
+    assert record["status"] == "InProgress" and "follower" not in record, record
+    assert sorted(os.listdir(made["jobs"] / job)) == ["job.json"]  # no watch lock, no follower's log
+    run_fahr("wait", job, env=made["env"], check=0)
+    assert record_of(made["jobs"], job)["status"] == "Completed"
+
+
 # -- without Docker ---------------------------------------------------------------------------------
 
 
@@ -389,6 +402,68 @@ def test_a_look_at_the_hosts_tells_how_the_job_ended_and_stops_the_peers_of_a_fa
     assert ended.failure_reason.startswith("AlgorithmError: exit code 5 on algo-2; last output:\ngiving up")
     gone = settled()
     assert gone.status == "Failed" and "gone" in gone.failure_reason
+
+
+class FakeRun:
+    """A run whose looks at the hosts answer ``answers`` in turn (an exception is raised)."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+
+    def settled(self):
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def reconnect(self):
+        pass
+
+
+@pytest.fixture
+def running_job(job_dir):
+    (job_dir / "job.json").write_text(json.dumps({"job_name": "j", "model_tag": "a/b", "status": "InProgress",
+                                                  "image": "a/b:latest"}))
+    return job_dir, {"output_path": str(job_dir.parent), "stop_timeout": 1}
+
+
+def test_the_follower_waits_out_an_engine_restart(running_job):
+    from fahr_core.contract import EngineLost, Outcome
+    from fahr_core.drivers.local.follower import _await_end
+
+    job_dir, config = running_job
+    ended = Outcome("Completed")
+    lost = EngineLost("lost the Docker engine while looking")
+    assert _await_end(FakeRun(None, lost, lost, None, ended), job_dir, config, poll=0.01, patience=30) is ended
+    assert record_of(job_dir.parent, "j")["status"] == "InProgress"
+
+
+def test_the_follower_gives_up_on_an_engine_gone_for_good_and_says_so_in_the_record(running_job):
+    from fahr_core.contract import EngineLost
+    from fahr_core.drivers.local.follower import _await_end
+    from fahr_core.errors import EnvironmentProblem
+
+    job_dir, config = running_job
+    lost = EngineLost("lost the Docker engine while looking")
+    with pytest.raises(EnvironmentProblem):
+        _await_end(FakeRun(lost, lost, lost), job_dir, config, poll=0.01, patience=0.015)
+    record = record_of(job_dir.parent, "j")
+    assert record["status"] == "Failed" and record["unfinished"] == "follow", record
+    assert "'fahr wait j --train-driver local" in record["failure_reason"], record
+
+
+def test_the_follower_stops_looking_once_someone_else_finished_the_job(running_job):
+    from fahr_core.drivers.local.follower import _await_end
+
+    job_dir, config = running_job
+
+    class FinishedMeanwhile(FakeRun):
+        def settled(self):
+            record = record_of(job_dir.parent, "j")
+            (job_dir / "job.json").write_text(json.dumps({**record, "status": "Stopped"}))
+            return None
+
+    assert _await_end(FinishedMeanwhile(), job_dir, config, poll=0.01) is None
 
 
 def test_the_engines_times_are_read_to_the_microsecond():

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import textwrap
@@ -188,11 +187,10 @@ def jobs(tmp_path, monkeypatch, docker_engine):
 def detach(project, jobs, docker_engine, *flags, ended=True):
     """A detached job's folder; ``ended``: once its container has exited (not yet saved).
 
-    Its follower is killed (as a fahr killed while finishing it): the `fahr wait` or `fahr stop`
-    of the test finishes the job, from the folder as the test leaves it."""
-    run_fahr("fit", project, "--detach", *flags, check=0)
+    Without a follower: the `fahr wait` or `fahr stop` of the test finishes the job, from the
+    folder as the test leaves it."""
+    run_fahr("fit", project, "--detach", "--config.follower=false", *flags, check=0)
     [job] = [p for p in jobs.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    os.kill(json.loads((job / "job.json").read_text())["follower"], signal.SIGKILL)
     if ended:
         [container] = docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job.name}"})
         assert container.wait(timeout=120)["StatusCode"] == 0

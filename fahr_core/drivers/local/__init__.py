@@ -50,6 +50,10 @@ def config_keys():
         ConfigKey("instance_type", str, "local", "Reported to the container in resourceconfig.json."),
         ConfigKey("gpus", str, "", "GPUs to pass through: 'all', a count, or device ids '0,1'. Empty: none."),
         ConfigKey("stop_timeout", int, 10, "Seconds between SIGTERM and SIGKILL when a job is stopped."),
+        ConfigKey("follower", bool, True,
+                  "Start with each job a process that finishes it (artifacts packed, end recorded, containers "
+                  "removed) when its containers exit, with nobody waiting (fit --detach). false: 'fahr wait JOB' "
+                  "finishes it."),
         ConfigKey("checkpoint_path", str, "",
                   "Folder copied into /opt/ml/checkpoints at start and back (replacing its contents) when "
                   "the job ends, fails or is stopped, so a job fitted again resumes; new or empty at first use (fahr "

@@ -8,7 +8,8 @@ containers once a second (one bounded request per host, no stream held open); on
 exited it finishes the job with the same code as ``fahr wait`` (fahr_core.drivers.local.finish:
 artifacts packed, the end recorded with the containers' own start and end times, containers
 removed) and exits. It also exits as soon as someone else has finished the job (``fahr stop``, a
-``fahr wait``) or the job's folder is gone: nothing is left running after a job.
+``fahr wait``) or the job's folder is gone, and after ENGINE_PATIENCE seconds without an engine
+(recording the job as a `fit` that lost the engine does): nothing is left running after a job.
 
 A ``fahr wait`` (or a ``fit`` following its job) goes first: it holds a shared lock on
 ``<job>/watch.lock`` while it follows (:func:`watching`), and the follower takes that lock
@@ -40,6 +41,8 @@ LOG = "follower.log"
 WATCH = "watch.lock"
 #: Seconds between two looks at the containers: the record's end time is the engine's, not this.
 POLL = 1.0
+#: Seconds the follower waits for an engine that stopped answering (a restart) before it gives up.
+ENGINE_PATIENCE = 600.0
 
 # Run in a first process in a new session, which forks the follower and exits at once, printing
 # its pid: the follower is nobody's child (a long-lived Python that launched it, a notebook, is
@@ -122,38 +125,62 @@ def follow(job_dir: Path, config, poll: float = POLL) -> None:
     when it is finished by someone else or its folder is gone (a UsageError)."""
     from fahr_core.contract import ContractRun
     from fahr_core.drivers.local.finish import _finish
-    from fahr_core.drivers.local.lifecycle import _lost_sight
-    from fahr_core.drivers.local.records import _container_job, _ended, _read_record
+    from fahr_core.drivers.local.records import _container_job, _read_record
 
-    def done(record: dict) -> bool:
-        # Finished by a `fahr wait` or `fahr stop`; or a finish failed (a full disk) and said
-        # which `fahr wait` finishes the job once that is fixed: not tried again behind the user's back.
-        return _ended(record) or bool(record.get("upload_error"))
-
-    record = _read_record(job_dir)
-    run = ContractRun(_container_job(record, config))
-    while True:
-        if done(_read_record(job_dir)):
-            return
-        try:
-            outcome = run.settled()
-        except Exception as exc:
-            problem = _lost_sight(job_dir.name, job_dir, config, exc, "following")
-            if problem is None:
-                raise
-            raise problem from exc
-        if outcome is not None:
-            break
-        time.sleep(poll)
+    run = ContractRun(_container_job(_read_record(job_dir), config))
+    outcome = _await_end(run, job_dir, config, poll)
+    if outcome is None:
+        return
     with _finishing(job_dir):
         record = _read_record(job_dir)
-        if done(record):
+        if _done(record):
             return
         status, reason = outcome.status, outcome.failure_reason
         if record.get("stop_requested"):  # its stop ended it, whatever its exit code: as `fahr stop` finishes it
             status, reason = STOPPED, ""
         record = _finish(run, job_dir, config, status, reason)
     ui.status_change(job_dir.name, record["status"])  # in its log, as `fahr wait` says it
+
+
+def _done(record: dict) -> bool:
+    """Finished by a `fahr wait` or `fahr stop`; or a finish failed (a full disk) and said which
+    `fahr wait` finishes the job once that is fixed: not tried again behind the user's back."""
+    from fahr_core.drivers.local.records import _ended
+
+    return _ended(record) or bool(record.get("upload_error"))
+
+
+def _await_end(run, job_dir: Path, config, poll: float = POLL, patience: float = ENGINE_PATIENCE):
+    """How the job's containers ended (``run.settled()``), looked at every ``poll`` seconds;
+    None once someone else has finished the job. An engine that stops answering is waited for
+    ``patience`` seconds (restarted, it answers again, and a job whose containers it killed is
+    finished as ended); then the job is recorded as `fit` records one it lost sight of, and the
+    EngineLost raised."""
+    from fahr_core.contract import EngineLost
+    from fahr_core.drivers.local.lifecycle import _lost_sight
+    from fahr_core.drivers.local.records import _read_record
+
+    lost_since = None
+    while not _done(_read_record(job_dir)):
+        try:
+            outcome = run.settled()
+        except EngineLost as exc:
+            lost_since = lost_since or time.monotonic()
+            if time.monotonic() - lost_since < patience:
+                time.sleep(poll)
+                with contextlib.suppress(Exception):
+                    run.reconnect()  # a pooled connection to an engine restarted is dead
+                continue
+            problem = _lost_sight(job_dir.name, job_dir, config, exc, "following")
+            raise (problem or exc) from exc
+        except Exception as exc:  # a bug: the record says so, with the command that reconciles the job
+            _lost_sight(job_dir.name, job_dir, config, exc, "following")
+            raise
+        lost_since = None
+        if outcome is not None:
+            return outcome
+        time.sleep(poll)
+    return None
 
 
 class _Log(io.TextIOBase):

@@ -165,7 +165,8 @@ def launch(spec, config):
         # end is recorded (or the full disk reported, the job kept) when the job ends.
         ui.warn(f"could not note the start of {spec.job_name} in {job_dir / RECORD} ({exc.strerror}); "
                 "it trains on, but free space there before it ends")
-    _start_follower(job_dir, config)
+    if config["follower"]:
+        _start_follower(job_dir, config)
     return JobHandle(driver=NAME, job_name=spec.job_name, model_tag=spec.model_tag,
                      details={"job_dir": str(job_dir), "hosts": config["instance_count"]})
 
