@@ -466,6 +466,21 @@ def test_the_follower_stops_looking_once_someone_else_finished_the_job(running_j
     assert _await_end(FinishedMeanwhile(), job_dir, config, poll=0.01) is None
 
 
+def test_a_follower_that_cannot_be_started_is_one_warning_and_the_job_runs_on(running_job, tmp_path, capsys):
+    from fahr_core.drivers.local.lifecycle import _start_follower
+
+    job_dir, config = running_job
+    (job_dir / "watch.lock").unlink()
+    (job_dir / "watch.lock").symlink_to(tmp_path / "elsewhere")  # planted: nothing opened through it
+    _start_follower(job_dir, config)
+    [warning] = capsys.readouterr().err.splitlines()
+    assert warning.startswith("fahr warning could not start the process that finishes job j when it ends "
+                              f"({job_dir / 'watch.lock'} is a symbolic link, not the file fahr made); "), warning
+    assert warning.endswith(f"it trains on, and 'fahr wait j --train-driver local --config.output_path={job_dir.parent}' "
+                            "finishes it"), warning
+    assert "follower" not in record_of(job_dir.parent, "j") and not (tmp_path / "elsewhere").exists()
+
+
 def test_the_engines_times_are_read_to_the_microsecond():
     from fahr_core.contract import _engine_time, _span
 

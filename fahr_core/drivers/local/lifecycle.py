@@ -179,7 +179,8 @@ def _start_follower(job_dir: Path, config) -> None:
     try:
         pid = follower.start(job_dir, config)
     except (OSError, ValueError, Refused) as exc:
-        ui.warn(f"could not start the process that finishes job {job_dir.name} when it ends ({first_line(exc)}); "
+        why = f"{exc.path} {exc.reason}" if isinstance(exc, Refused) else first_line(exc)
+        ui.warn(f"could not start the process that finishes job {job_dir.name} when it ends ({why}); "
                 f"it trains on, and '{_command('wait', job_dir.name, config)}' finishes it")
         return
     with _locked(job_dir) as folder:
