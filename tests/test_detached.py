@@ -161,9 +161,13 @@ def test_a_detached_job_finishes_on_its_own_after_its_terminal_closed(made, dock
 
 @pytest.mark.docker
 def test_stopping_a_detached_job_leaves_no_follower(made, docker_engine):
-    job = detach(made, "--hp", "seconds=600", "--config.stop_timeout=1")
+    token = f"i17detach-{secrets.token_hex(8)}"  # a --secret: the follower, living as long as the job, holds none
+    proc = run_fahr("fit", made["project"] / "train.py", "--detach", "--hp", "seconds=600", "--config.stop_timeout=1",
+                    "--secret", "I17DETACH_TOKEN", env={**made["env"], "I17DETACH_TOKEN": token}, check=0)
+    job = job_of(proc.stderr)
     pid = record_of(made["jobs"], job)["follower"]
     assert alive(pid)
+    assert token.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
     run_fahr("stop", job, "--config.stop_timeout=1", env=made["env"], check=0)
     record = record_of(made["jobs"], job)
     assert record["status"] == "Stopped" and record["failure_reason"] == "Stopped by 'fahr stop'", record

@@ -58,9 +58,13 @@ _SPAWN = (
 )
 
 
-def start(job_dir: Path, config) -> int:
+def start(job_dir: Path, config, secrets=()) -> int:
     """Start the follower of the job in ``job_dir`` (its containers started); return its pid.
-    OSError (or ValueError) when it could not be started: the job runs on, `fahr wait` finishes it."""
+    OSError (or ValueError) when it could not be started: the job runs on, `fahr wait` finishes it.
+
+    ``secrets``: the names of the job's ``--secret`` variables, left out of the follower's
+    environment (this fahr read their values from its own): a process living as long as the job
+    must not hold them."""
     if not sys.executable:
         raise OSError("this Python does not know its own executable (sys.executable) to run it with")
     with Folder.open(job_dir) as folder:
@@ -70,7 +74,7 @@ def start(job_dir: Path, config) -> int:
     spawner = subprocess.Popen(
         [sys.executable, "-c", _SPAWN, str(job_dir), str(int(config["stop_timeout"]))],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
-        close_fds=True,
+        close_fds=True, env={name: value for name, value in os.environ.items() if name not in set(secrets)},
     )
     try:
         out, _ = spawner.communicate(timeout=60)

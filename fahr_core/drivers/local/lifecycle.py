@@ -166,18 +166,18 @@ def launch(spec, config):
         ui.warn(f"could not note the start of {spec.job_name} in {job_dir / RECORD} ({exc.strerror}); "
                 "it trains on, but free space there before it ends")
     if config["follower"]:
-        _start_follower(job_dir, config)
+        _start_follower(job_dir, config, spec.secrets)
     return JobHandle(driver=NAME, job_name=spec.job_name, model_tag=spec.model_tag,
                      details={"job_dir": str(job_dir), "hosts": config["instance_count"]})
 
 
-def _start_follower(job_dir: Path, config) -> None:
+def _start_follower(job_dir: Path, config, secrets=()) -> None:
     """Start the process that finishes the job when its containers exit, whoever watches
-    (fahr_core.drivers.local.follower), and record its pid."""
+    (fahr_core.drivers.local.follower), without the job's secrets; record its pid."""
     from fahr_core.drivers.local import follower
 
     try:
-        pid = follower.start(job_dir, config)
+        pid = follower.start(job_dir, config, secrets)
     except (OSError, ValueError, Refused) as exc:
         why = f"{exc.path} {exc.reason}" if isinstance(exc, Refused) else first_line(exc)
         ui.warn(f"could not start the process that finishes job {job_dir.name} when it ends ({why}); "
