@@ -58,6 +58,7 @@ def made(tmp_path_factory, docker_engine):
                 os.kill(pid, signal.SIGKILL)
         for container in docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job.name}"}):
             container.remove(force=True)
+    subprocess.run(["docker", "image", "rm", "-f", f"{project.name}/train:latest"], capture_output=True)
 
 
 def record_of(jobs: Path, job: str) -> dict:
