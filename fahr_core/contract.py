@@ -162,6 +162,39 @@ _READ_SIZE = 64 * 1024
 _ATTACH_HOLD = 16 * 1024 * 1024  # what an attached host's output may pile up unread before it is let go
 
 
+def _exited(state: dict) -> bool:
+    return state.get("Status") in ("exited", "dead")
+
+
+_ENGINE_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+
+
+def _engine_time(text) -> float | None:
+    """A container's ``StartedAt``/``FinishedAt`` (RFC 3339, nanoseconds) in seconds since 1970;
+    None for the engine's "never" (year 1) or anything else."""
+    from datetime import datetime
+
+    found = _ENGINE_TIME.fullmatch(text) if isinstance(text, str) else None
+    if not found or found.group(1).startswith("0001-"):
+        return None
+    base, fraction, zone = found.groups()
+    zone = "+00:00" if zone == "Z" else zone
+    try:
+        return datetime.fromisoformat(f"{base}.{(fraction or '0')[:6].ljust(6, '0')}{zone}").timestamp()
+    except ValueError:
+        return None
+
+
+def _span(states) -> tuple[float | None, float | None]:
+    """(the earliest StartedAt, the latest FinishedAt) of exited hosts' states; None when unknown."""
+    starts = [_engine_time(state.get("StartedAt")) for state in states]
+    ends = [_engine_time(state.get("FinishedAt")) for state in states]
+    if not starts or None in starts or None in ends:
+        return None, None
+    started, ended = min(starts), max(ends)
+    return (started, ended) if ended >= started else (None, None)
+
+
 def _frames(read: Callable[[int], bytes], streams: bool = False) -> Iterator:
     """The payloads of the engine's multiplexed stream read with ``read(n)`` (which returns what
     is there, up to n bytes): a chunk of all the frames that came whole with each read. With
@@ -899,7 +932,15 @@ class ContractRun:
 
     def exit_codes(self) -> dict[str, int] | None:
         """Every host's exit code when all have exited, else None."""
-        codes = {}
+        states = self._states()
+        if any(not _exited(state) for state in states.values()):
+            return None
+        return {host: state.get("ExitCode", -1) for host, state in states.items()} or None
+
+    def _states(self) -> dict[str, dict]:
+        """Every host's ``State`` as the engine has it now (one request each); a container
+        removed meanwhile is left out."""
+        states = {}
         try:
             for host, container in self.containers().items():
                 try:
@@ -908,14 +949,48 @@ class ContractRun:
                     if _is_gone(exc):
                         continue
                     raise
-                if container.status not in ("exited", "dead"):
-                    return None
-                codes[host] = container.attrs["State"]["ExitCode"]
+                states[host] = container.attrs.get("State") or {}
         except Exception as exc:
             if is_engine_error(exc):
                 raise engine_lost(exc, f"looking at job {self.job.job_name}'s containers") from exc
             raise
-        return codes or None
+        return states
+
+    def settled(self) -> Outcome | None:
+        """One look at the hosts, for a process that follows the job without its output: None
+        while any host runs, else how the job ended, as :meth:`follow` tells it (no container
+        left: Failed, ``exit_codes`` empty). As in follow, a host that failed stops its peers,
+        which would wait for it forever; the first to fail is the one whose exit came first."""
+        states = self._states()
+        if not states:
+            return Outcome(FAILED, "Its containers are gone (removed outside fahr)")
+        running = [host for host, state in states.items() if not _exited(state)]
+        failed = sorted((_engine_time(states[h].get("FinishedAt")) or 0.0, h)
+                        for h in states if h not in running and states[h].get("ExitCode") != 0)
+        if running:
+            if failed:
+                threads = [threading.Thread(target=self._stop_one, args=(c,))
+                           for h, c in self.containers().items() if h in running]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+            return None
+        codes = {host: state.get("ExitCode", -1) for host, state in states.items()}
+        started, ended = _span(states.values())
+        if not failed:
+            return Outcome(COMPLETED, exit_codes=codes, started_at=started or 0.0, ended_at=ended or 0.0)
+        first = failed[0][1]
+        return Outcome(FAILED, self.failure_reason(first, codes[first]), codes, started or 0.0, ended or 0.0)
+
+    def times(self) -> tuple[float | None, float | None]:
+        """When the job's first host started and its last one ended, as the engine recorded them
+        (seconds since 1970; None when unknown, or while a host runs): the job's true times,
+        whenever fahr looks."""
+        states = self._states()
+        if not states or not all(_exited(state) for state in states.values()):
+            return None, None
+        return _span(states.values())
 
     # -- stop --------------------------------------------------------------------------------
 

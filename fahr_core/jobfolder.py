@@ -148,6 +148,24 @@ class Folder:
         """Rename the whole file ``partial`` (see :meth:`partial`) over ``name``, in this folder."""
         os.rename(partial, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
 
+    def open_own(self, name: str, *, create: bool = True, append: bool = False) -> int:
+        """An fd on ``name`` for locking (``flock``) or, with ``append``, appending (a log): a
+        regular file, made (mode 0600) when missing with ``create``, never opened through a link
+        (:class:`Refused`); FileNotFoundError when missing without ``create``. Closed by the caller."""
+        flags = ((os.O_WRONLY | os.O_APPEND if append else os.O_RDONLY) | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+                 | (os.O_CREAT if create else 0))
+        if create:
+            self.make_private()
+        try:
+            fd = os.open(name, flags, FILE_MODE, dir_fd=self.fd)
+        except OSError as exc:
+            raise _refusal(self.fd, self.path / name, exc, "file") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise Refused(self.path / name, "is not a regular file")
+        os.set_blocking(fd, True)
+        return fd
+
     def write(self, name: str, data: bytes) -> None:
         with self.replacing(name) as handle:
             handle.write(data)

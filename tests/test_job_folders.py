@@ -185,8 +185,11 @@ def jobs(tmp_path, monkeypatch, docker_engine):
 
 
 def detach(project, jobs, docker_engine, *flags, ended=True):
-    """A detached job's folder; ``ended``: once its container has exited (not yet saved)."""
-    run_fahr("fit", project, "--detach", *flags, check=0)
+    """A detached job's folder; ``ended``: once its container has exited (not yet saved).
+
+    Without a follower: the `fahr wait` or `fahr stop` of the test finishes the job, from the
+    folder as the test leaves it."""
+    run_fahr("fit", project, "--detach", "--config.follower=false", *flags, check=0)
     [job] = [p for p in jobs.iterdir() if p.is_dir() and not p.name.startswith(".")]
     if ended:
         [container] = docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job.name}"})

@@ -99,7 +99,9 @@ def test_logs_of_a_running_job_print_its_output_byte_for_byte(scene, docker_engi
     `docker logs` prints it; so does `fahr wait` from another process than the one that started it."""
     env, root = scene["env"], scene["root"]
     launched = fahr_bytes("fit", scene["project"] / "train.py", "--train-driver", "local", "--detach",
-                          "--hp", "linger=8", env=env, cwd=root)
+                          "--hp", "linger=8", "--config.follower=false", env=env, cwd=root)
+    # Without a follower, its container is kept once it has exited, its whole output (the last
+    # line too, which the engine logs at the exit) read from the engine by each command below.
     assert launched.returncode == 0, launched.stderr.decode(errors="replace")
     job = max((root / "jobs").iterdir(), key=lambda p: p.stat().st_mtime).name
     try:
@@ -399,8 +401,9 @@ def test_stdout_closed_by_its_reader_still_lets_wait_finish_and_record_the_job(n
     """`fahr wait JOB | head -1` of a running job: the job's output is no longer printed, but it is
     followed to its end, its log saved whole and the job recorded; the exit code is the job's."""
     env, root = numbered["env"], numbered["root"]
+    # Without a follower: `wait` follows and finishes the job, whenever it ends (a short one).
     launched = fahr_bytes("fit", numbered["project"] / "train.py", "--train-driver", "local", "--detach",
-                          env=env, cwd=root)
+                          "--config.follower=false", env=env, cwd=root)
     assert launched.returncode == 0, launched.stderr.decode(errors="replace")
     job = max((root / "jobs").iterdir(), key=lambda p: p.stat().st_mtime).name
     code, line, err = first_line_then_close(["wait", job, "--train-driver", "local"], env, root)

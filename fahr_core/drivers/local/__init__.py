@@ -14,6 +14,8 @@ This module holds the driver's hooks; each module of the package does one job:
 - ``records``: the job records (``job.json``): read checked, written whole, locked; listing a folder's jobs;
 - ``lifecycle``: launch, follow and stop a job's containers;
 - ``finish``: a job's end: artifacts saved whole, the end recorded, containers removed;
+- ``follower``: the process each job has that finishes it when its containers exit, with nobody
+  watching (``fit --detach``), a foreground ``fahr wait`` or ``stop`` first;
 - ``checkpoint_folders``: which local folder a job's checkpoints go back into, and which job holds it;
 - ``checkpoints``: the checkpoint marker, and the hosts' copies merged back into the folder;
 - ``logstream``: a job's output, live from its containers or from its saved logs;
@@ -48,6 +50,10 @@ def config_keys():
         ConfigKey("instance_type", str, "local", "Reported to the container in resourceconfig.json."),
         ConfigKey("gpus", str, "", "GPUs to pass through: 'all', a count, or device ids '0,1'. Empty: none."),
         ConfigKey("stop_timeout", int, 10, "Seconds between SIGTERM and SIGKILL when a job is stopped."),
+        ConfigKey("follower", bool, True,
+                  "Start with each job a process that finishes it (artifacts packed, end recorded, containers "
+                  "removed) when its containers exit, with nobody waiting (fit --detach). false: 'fahr wait JOB' "
+                  "finishes it."),
         ConfigKey("checkpoint_path", str, "",
                   "Folder copied into /opt/ml/checkpoints at start and back (replacing its contents) when "
                   "the job ends, fails or is stopped, so a job fitted again resumes; new or empty at first use (fahr "

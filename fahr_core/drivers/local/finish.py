@@ -69,7 +69,13 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
             if record.get("checkpoint_path"):  # whatever the ending: a stopped job resumes from them
                 step, where = "the checkpoints", Path(record["checkpoint_path"])
                 _save_checkpoints(run, folder, where)
-            ended = record.get("ended") if record.get("upload_error") else None  # a retried upload
+            # The job's times are its containers' (the engine's StartedAt/FinishedAt), whenever
+            # and by whom it is finished; the clock here only when the engine does not know them.
+            began, ended = run.times()
+            if ended is None and record.get("upload_error"):
+                ended = record.get("ended")  # a retried upload: the training ended then
+            if began is not None:
+                final["started"] = began
             final.update(status=status, failure_reason=reason, ended=ended or time.time())
             for key in ("secondary_status", "unfinished", "upload_error"):
                 final.pop(key, None)

@@ -1,13 +1,15 @@
 """A local job's life: launched as containers on this machine's engine, followed, stopped.
 
-``launch`` records the job and starts its hosts (fahr_core.contract runs them under SageMaker's
-container contract); ``wait`` follows them to their end and finishes the job
-(fahr_core.drivers.local.finish); ``stop`` and an interrupt stop them first. When fahr loses
+``launch`` records the job, starts its hosts (fahr_core.contract runs them under SageMaker's
+container contract) and the job's follower (fahr_core.drivers.local.follower), which finishes the
+job when they exit if nobody else does; ``wait`` follows them to their end and finishes the job
+(fahr_core.drivers.local.finish) first; ``stop`` and an interrupt stop them first. When fahr loses
 sight of a job (the engine went away), its record says so and names the command that reconciles it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import shutil
@@ -163,11 +165,42 @@ def launch(spec, config):
         # end is recorded (or the full disk reported, the job kept) when the job ends.
         ui.warn(f"could not note the start of {spec.job_name} in {job_dir / RECORD} ({exc.strerror}); "
                 "it trains on, but free space there before it ends")
+    if config["follower"]:
+        _start_follower(job_dir, config, spec.secrets)
     return JobHandle(driver=NAME, job_name=spec.job_name, model_tag=spec.model_tag,
                      details={"job_dir": str(job_dir), "hosts": config["instance_count"]})
 
 
+def _start_follower(job_dir: Path, config, secrets=()) -> None:
+    """Start the process that finishes the job when its containers exit, whoever watches
+    (fahr_core.drivers.local.follower), without the job's secrets; record its pid."""
+    from fahr_core.drivers.local import follower
+
+    try:
+        pid = follower.start(job_dir, config, secrets)
+    except (OSError, ValueError, Refused) as exc:
+        why = f"{exc.path} {exc.reason}" if isinstance(exc, Refused) else first_line(exc)
+        ui.warn(f"could not start the process that finishes job {job_dir.name} when it ends ({why}); "
+                f"it trains on, and '{_command('wait', job_dir.name, config)}' finishes it")
+        return
+    with _locked(job_dir) as folder:
+        record = _read_record(folder)
+        if not _ended(record):
+            record["follower"] = pid
+            with contextlib.suppress(OSError):  # a full disk: the follower runs all the same
+                _write_record(folder, record)
+
+
 def wait(job, config):
+    # The job's follower lets this process finish the job while it follows it. (Imported here: the
+    # follower runs as `python -m` of its module, which must not be imported before it runs.)
+    from fahr_core.drivers.local import follower
+
+    with follower.watching(_job_dir(config, job.job_name)):
+        return _wait(job, config)
+
+
+def _wait(job, config):
     from fahr_core.contract import ContractRun
 
     job_dir = _job_dir(config, job.job_name)
@@ -251,11 +284,13 @@ def _stop_interrupted(run, job_name: str, job_dir: Path, config) -> None:
 def _stop_unfollowed(job_name: str, job_dir: Path, config) -> None:
     """An interrupt came after launch and before `wait` followed the job: stop it all the same."""
     from fahr_core.contract import ContractRun
+    from fahr_core.drivers.local import follower
 
-    record = _read_record(job_dir)
-    if _ended(record):
-        return  # start() was interrupted and has recorded it
-    _stop_interrupted(ContractRun(_container_job(record, config)), job_name, job_dir, config)
+    with follower.watching(job_dir):
+        record = _read_record(job_dir)
+        if _ended(record):
+            return  # start() was interrupted and has recorded it, or the job's follower finished it
+        _stop_interrupted(ContractRun(_container_job(record, config)), job_name, job_dir, config)
 
 
 def _lost_sight(job_name: str, job_dir: Path, config, exc: Exception, doing: str,
@@ -286,6 +321,13 @@ def _lost_sight(job_name: str, job_dir: Path, config, exc: Exception, doing: str
 
 
 def stop(job, config):
+    from fahr_core.drivers.local import follower
+
+    with follower.watching(_job_dir(config, job.job_name)):  # as wait: the follower lets it finish the job
+        return _stop(job, config)
+
+
+def _stop(job, config):
     from fahr_core.contract import ContractRun, engine_lost, is_engine_error
 
     job_dir = _job_dir(config, job.job_name)

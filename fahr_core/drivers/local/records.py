@@ -205,6 +205,9 @@ def _check_record(job_dir: Path, record) -> None:
         raise wrong("stop_requested", "true, false or the reason of the stop")
     if record.get("unfinished", FOLLOW) not in (FOLLOW, CLEANUP):
         raise wrong("unfinished", f"{FOLLOW!r} or {CLEANUP!r}")
+    pid = record.get("follower", 1)
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 1 <= pid < 2**31:
+        raise wrong("follower", "a process id")
     if not isinstance(record.get("model_empty", False), bool):
         raise wrong("model_empty", "true or false")
     checkpoints = record.get("checkpoint_path", "")
