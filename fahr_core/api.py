@@ -540,6 +540,7 @@ def _choose(session, model_tag: str, folder: Path, strict: bool, what: str = "mo
         return ours.job_name
     latest, ours = newest(), newest(status=COMPLETED)
     if ours is None:
+        _no_job_of_the_tag(session, model_tag, folder)
         return None
     if latest is not None and latest.job_name != ours.job_name:
         if strict:
@@ -549,6 +550,22 @@ def _choose(session, model_tag: str, folder: Path, strict: bool, what: str = "mo
     else:
         ui.info(f"fetching the {what} of job {ours.job_name}")
     return ours.job_name
+
+
+def _no_job_of_the_tag(session, model_tag: str, folder: Path) -> None:
+    """A tag is the script's path from the folder ``fit`` ran in (``churn/train`` from above the
+    project), so ``fahr fetch … train`` inside ``churn`` finds nothing: when jobs were built from
+    ``folder`` under another tag, say which, rather than "train it first"."""
+    from fahr_core import provenance
+    from fahr_core.errors import UsageError
+    from fahr_core.values import JobQuery
+
+    mine = session.call("list_jobs", query=JobQuery(project=provenance.project_folder(folder), limit=1))
+    mine = next(iter(mine), None)
+    if mine is not None and getattr(mine, "project", "") and mine.model_tag and mine.model_tag != model_tag:
+        raise UsageError(f"no completed job of {model_tag!r}; the jobs built from this folder are tagged "
+                         f"{mine.model_tag!r} (a tag is the script's path from the folder 'fahr fit' "
+                         f"ran in): fahr fetch TARGET {mine.model_tag}")
 
 
 def _from(info) -> str:

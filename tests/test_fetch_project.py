@@ -130,6 +130,20 @@ def test_fetch_in_a_project_without_jobs_says_so_or_refuses(made, tmp_path):
     assert not (tmp_path / "c-strict").exists()
 
 
+def test_a_tag_asked_from_inside_its_project_names_the_tag_its_jobs_have(made, tmp_path):
+    # Inside projA/i17tagsrc the script is `train.py`, so `train` is what a user types; the jobs
+    # built there are tagged from the folder fit ran in. The error names their tag, exit 2, not
+    # "train it first".
+    inside = made["root"] / "projA" / "i17tagsrc"
+    wrong = run_fahr("fetch", tmp_path / "w", "train", env=made["env"], cwd=inside)
+    line = one_line_error(wrong, 2)
+    assert "no completed job of 'train'" in line and f"tagged {TAG!r}" in line and f"fahr fetch TARGET {TAG}" in line
+    assert not (tmp_path / "w").exists()
+    right = _fetch(made, inside, tmp_path / "r")  # as the line says, from the same folder
+    assert right.returncode == 0, right.stderr
+    assert _model(tmp_path / "r") == "projA"
+
+
 def test_jobs_filters_by_project(made):
     def listed(*args, cwd=made["root"]):
         return [row["job_name"] for row in json.loads(
