@@ -1,0 +1,103 @@
+"""The metrics parser: the convention, definitions in SageMaker's shape, malformed lines, caps."""
+
+import re
+import time
+
+import pytest
+
+from fahr_core import metrics
+from fahr_core.errors import UsageError
+from fahr_core.metrics import Definition, Parser, Point, Recorder
+
+
+def parse(lines, defined=(), **kw):
+    got = []
+    recorder = Recorder(Parser(defined), got.extend, clock=lambda: 7.0, **kw)
+    for line in lines:
+        recorder.feed("algo-1", line.encode())
+    recorder.end()
+    return [(p.name, p.value, p.step) for p in got], recorder
+
+
+def test_the_convention_carries_names_values_and_an_optional_step():
+    got, _ = parse(["epoch 1\n", "fahr-metric loss=0.5 accuracy=0.75 step=3\n", "fahr-metric lr=1e-3\n"])
+    assert got == [("loss", 0.5, 3), ("accuracy", 0.75, 3), ("lr", 0.001, None)]
+
+
+def test_a_logging_prefix_before_the_marker_is_fine_but_not_a_word_ending_in_it():
+    got, _ = parse(["INFO:root: fahr-metric loss=1\n", "xfahr-metric loss=2\n"])
+    assert got == [("loss", 1.0, None)]
+
+
+@pytest.mark.parametrize("line", [
+    "fahr-metric loss=abc\n", "fahr-metric loss=0.5 step=1.5\n", "fahr-metric loss\n",
+    "fahr-metric loss=nan\n", "fahr-metric loss=inf\n", "fahr-metric 9x=1\n", "fahr-metric loss=1 step=2 step=3\n",
+    "fahr-metric-ish loss=1\n", "fahr-metric loss=" + "1" * (metrics.MAX_LINE + 1) + "\n",
+])
+def test_a_malformed_line_gives_nothing(line):
+    assert parse([line])[0] == []
+
+
+def test_a_definition_in_sagemakers_shape():
+    defined = metrics.definitions(["val_loss=val_loss: (\\S+)", "acc=.*acc=([0-9.]+)"])
+    got, _ = parse(["epoch 2 val_loss: 0.25\n", "acc=0.9\n", "val_loss: oops\n"], defined)
+    assert got == [("val_loss", 0.25, None), ("acc", 0.9, None)]
+
+
+def test_lines_across_chunks_and_without_a_final_newline():
+    got = []
+    recorder = Recorder(Parser(metrics.definitions(["loss=loss (\\S+)"])), got.extend)
+    for piece in (b"lo", b"ss 1\nfahr-met", b"ric a=2\nlos", b"s 3"):
+        recorder.feed("algo-2", piece)
+    recorder.end()
+    assert [(p.name, p.value, p.host) for p in got] == [("loss", 1.0, "algo-2"), ("a", 2.0, "algo-2"),
+                                                          ("loss", 3.0, "algo-2")]
+
+
+def test_points_beyond_the_cap_are_dropped_and_counted():
+    got, recorder = parse([f"fahr-metric loss={i}\n" for i in range(10)], limit=4)
+    assert [value for _, value, _ in got] == [0, 1, 2, 3]
+    assert recorder.dropped == 6
+
+
+def test_the_convention_as_one_sagemaker_regex_reads_the_same_value():
+    regex = re.compile(metrics.convention_regex("loss"))
+    assert regex.groups == 1
+    assert regex.search("fahr-metric acc=0.9 loss=0.25 step=3").group(1) == "0.25"
+    assert regex.search("fahr-metric val_loss=0.5") is None
+    # named alone (--metric loss), it is the convention's: read once, not twice
+    got, _ = parse(["fahr-metric loss=1\n"], metrics.definitions(["loss"]))
+    assert got == [("loss", 1.0, None)]
+
+
+@pytest.mark.parametrize("pair, words", [
+    ("loss=(\\S+) (\\S+)", "2 capture groups"),
+    ("loss=\\S+", "0 capture groups"),
+    ("loss=(unclosed", "not a regular expression"),
+    ("9loss=(x)", "a metric's name"),
+    ("step=(x)", "'step' is the convention's step"),
+    ("loss=(" + "x" * 600 + ")", "at most 500"),
+])
+def test_a_bad_definition_is_refused(pair, words):
+    with pytest.raises(UsageError, match=re.escape(words)):
+        metrics.definitions([pair])
+
+
+def test_the_command_line_replaces_the_tables_definition_of_a_name():
+    got = metrics.definitions(["loss=L (\\S+)"], {"loss": "x (\\S+)", "acc": "a (\\S+)"})
+    assert got == (Definition("loss", "L (\\S+)"), Definition("acc", "a (\\S+)"))
+
+
+def test_stored_points_read_back_skipping_a_cut_line():
+    data = metrics.encode([Point("loss", 0.5, 1, 10.0, "algo-1"), Point("loss", 0.25, 2, 11.0, "algo-1")])
+    lines = (data + b'{"name":"loss","va').splitlines()
+    points = list(metrics.decode(lines))
+    assert [p.value for p in points] == [0.5, 0.25]
+    by_name = metrics.series(points)
+    assert metrics.final(by_name) == {"loss": 0.25}
+
+
+def test_ordinary_output_costs_a_substring_search():
+    parser = Parser(metrics.definitions([f"m{i}=metric{i}: (\\S+)" for i in range(5)]))
+    assert not parser.may_hold(b"an ordinary line of training output\n" * 1000)
+    assert parser.may_hold(b"x\nmetric3: 1\n")
