@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time these come from 
     from fahr_core.hookspecs import REQUIRED_DRIVER_HOOKS
     from fahr_core.values import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, STOPPING, BuildContext,
                                   Config, ConfigKey, FetchRequest, ImageRef, JobHandle, JobInfo, JobQuery, JobResult,
-                                  JobSpec, LogLine, Stash, StashKey, Template)
+                                  JobSpec, LogLine, MetricPoint, Stash, StashKey, Template)
     from fahr_core.extract import check_listing
     from fahr_core.commandlines import fetch_command, stop_command, wait_command
     from fahr_core.config import env_size
@@ -42,7 +42,7 @@ __version__ = "0.3.0"
 #: The version of the plugin API (this module's ``__all__``, the hooks, the value types and
 #: :mod:`fahr_core.testing`). A driver pins the fahr releases of one major version of it; fahr
 #: 0.x implements plugin API 1.x, so drivers depend on ``fahr>=0.1,<1``.
-PLUGIN_API_VERSION = "1.4"
+PLUGIN_API_VERSION = "1.5"
 
 #: Marks a hook implementation: ``from fahr_core import hookimpl``.
 hookimpl = pluggy.HookimplMarker("fahr")
@@ -63,7 +63,7 @@ def docker_client():
 
 _VALUES = ("COMPLETED", "FAILED", "FINAL_STATES", "IN_PROGRESS", "STOPPED", "STOPPING", "BuildContext", "Config",
            "ConfigKey", "FetchRequest", "ImageRef", "JobHandle", "JobInfo", "JobQuery", "JobResult", "JobSpec",
-           "LogLine", "Stash", "StashKey", "Template")
+           "LogLine", "MetricPoint", "Stash", "StashKey", "Template")
 
 # The CLI imports this package for every command, `fahr --help` included: the value types (their
 # dataclasses cost milliseconds to create) and the hookspecs load when a plugin first asks for them.
@@ -132,6 +132,7 @@ __all__ = [
     "JobQuery",
     "JobInfo",
     "LogLine",
+    "MetricPoint",
     "ConfigKey",
     "Config",
     "Template",

@@ -69,8 +69,10 @@ class Job:
     ``created``/``started``/``ended`` (timezone-aware UTC datetimes, None when unknown),
     ``training_seconds``/``billable_seconds`` (float or None), ``model_artifact`` (a path or URI,
     '' until it completed), ``project`` (the folder its image was built from) and ``git_commit``
-    (its git commit then, ``-dirty`` when it had changes; '' when not recorded). They are as last
-    read: :meth:`refresh` reads them again.
+    (its git commit then, ``-dirty`` when it had changes; '' when not recorded),
+    ``hyperparameters`` (as the job was given them, strings). They are as last read:
+    :meth:`refresh` reads them again. :attr:`metrics` and :attr:`final_metrics` are read from the
+    driver each time they are asked for (docs/metrics.md).
 
     A job made here by name opens its driver's session (in the current folder, with ``config``)
     when first used; one that ``fit``, ``jobs`` or ``job`` returned keeps theirs.
@@ -92,6 +94,8 @@ class Job:
         self.model_artifact = ""
         self.project = ""
         self.git_commit = ""
+        self.hyperparameters: dict[str, str] = {}
+        self._metric_definitions: tuple | None = None  # (name, regex) pairs; None: not read yet
         self._config = check.config(config, "Job(): config")
         self._quiet = check.quiet(quiet, "Job(): quiet")
         self._session = None  # opened on first use, or the session this job came from
@@ -149,6 +153,9 @@ class Job:
         # Fields of plugin API 1.4: a driver's JobInfo of before may lack them.
         self.project = getattr(info, "project", "") or self.project
         self.git_commit = getattr(info, "git_commit", "") or self.git_commit
+        # Fields of plugin API 1.5.
+        self.hyperparameters = dict(getattr(info, "hyperparameters", None) or self.hyperparameters)
+        self._metric_definitions = tuple(getattr(info, "metric_definitions", None) or ())
 
     def _from_result(self, result) -> None:
         self.model_tag = result.job.model_tag or self.model_tag
@@ -246,6 +253,37 @@ class Job:
         handle = JobHandle(driver=session.driver, job_name=self.name, model_tag=self.model_tag)
         yield from output.pieces(session.call("logs", job=handle, follow=follow), follow, host)
 
+    @property
+    def metrics(self) -> dict[str, list]:
+        """The job's metrics so far: name -> its series of :class:`fahr_core.MetricPoint` (value,
+        step, time, host), in time order; read from the driver each time (docs/metrics.md)."""
+        from fahr_core import metrics
+
+        return metrics.series(self._points())
+
+    @property
+    def final_metrics(self) -> dict[str, float]:
+        """Each metric's last value (of :attr:`metrics`)."""
+        from fahr_core import metrics
+
+        return metrics.final(self.metrics)
+
+    def _points(self) -> list:
+        """The driver's stored points (hook ``metrics``), else the job's logs parsed here with the
+        convention and its definitions, so that every driver with ``logs`` has metrics."""
+        from fahr_core import metrics
+        from fahr_core.values import JobHandle
+
+        session = self._opened()
+        handle = JobHandle(driver=session.driver, job_name=self.name, model_tag=self.model_tag)
+        stored = session.ask("metrics", job=handle)
+        if stored is not None:
+            return list(stored)
+        if self._metric_definitions is None:
+            self._try_refresh()
+        defined = [metrics.Definition(name, regex) for name, regex in self._metric_definitions or ()]
+        return metrics.from_logs(session.call("logs", job=handle, follow=False), defined)
+
     def fetch(self, target: str | Path, *, extract: bool = True, overwrite: bool = False, output: bool = False) -> Path:
         """Bring this job's model into ``target`` (a new or empty folder); returns where it is.
         ``output``: bring its output.tar.gz instead (``/opt/ml/output/data``: other outputs, a
@@ -278,7 +316,8 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
         hyperparameters: Mapping[str, Any] | None = None, inputs: Mapping[str, str] | None = None,
         environment: Mapping[str, Any] | None = None, wait: bool = True, quiet: bool | str = False,
         fetch_to: str | Path | None = None, overwrite: bool = False, regenerate_dockerfile: bool = False,
-        rebuild: bool = False, verbose: bool = False, secrets: Sequence[str] | None = None) -> Job:
+        rebuild: bool = False, verbose: bool = False, secrets: Sequence[str] | None = None,
+        metrics: Mapping[str, str] | None = None) -> Job:
     """Build ``artifact`` into an image, launch a training job and (``wait``) follow it.
 
     ``artifact`` is a train.py, a notebook, or a container of your own: a folder holding a
@@ -299,6 +338,9 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     comes with ``verbose`` (``fahr fit --verbose``).
     ``secrets``: names of variables of this process's environment the job's process gets, as
     ``fahr fit --secret NAME``: their values reach nothing else (README, "Secrets").
+    ``metrics``: name -> regular expression with one capture group (``""``: the convention's
+    metric of that name), as ``fahr fit --metric NAME=REGEX``, over fahr.toml's ``[metrics]``;
+    lines ``fahr-metric NAME=VALUE … [step=N]`` need none (docs/metrics.md).
     """
     from fahr_core import interrupts, plan, report
     from fahr_core.session import open_session
@@ -311,6 +353,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     inputs = check.strings(inputs, "fit(): inputs")
     environment = check.strings(environment, "fit(): environment")
     secrets = check.names(secrets, "fit(): secrets")
+    metrics = check.strings(metrics, "fit(): metrics")
     fetch_to = None if fetch_to is None else check.path(fetch_to, "fit(): fetch_to")
     check.quiet(quiet, "fit(): quiet")
     for flag, value in (("wait", wait), ("overwrite", overwrite),
@@ -320,7 +363,8 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     with _quiet(quiet):
         steps = plan.plan_fit(artifact, hyperparameters=hyperparameters, inputs=inputs, environment=environment,
                               wait=wait, fetch_to=fetch_to, overwrite=overwrite,
-                              regenerate_dockerfile=regenerate_dockerfile, rebuild=rebuild, secrets=secrets)
+                              regenerate_dockerfile=regenerate_dockerfile, rebuild=rebuild, secrets=secrets,
+                              metrics=metrics)
         session = open_session(driver, steps.project_dir, config, command="fit")
         plan.check_fit(steps, session)
         image = session.call("push_image", image=_build(session, steps, verbose))
@@ -328,6 +372,8 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
         job = Job._of(session, handle.job_name, handle.model_tag, quiet)
         job.driver = handle.driver or job.driver
         job._handle, job._artifact = handle, steps.artifact
+        job.hyperparameters = dict(steps.hyperparameters)
+        job._metric_definitions = tuple((d.name, d.regex) for d in steps.metric_definitions)
         if not steps.wait:
             interrupts.followed(handle.job_name)  # launched to run on: an interrupt now leaves it running
             report.detached(handle, session)
@@ -367,7 +413,8 @@ def _launch(session, steps, image):
                    hyperparameters=dict(steps.hyperparameters), inputs=dict(steps.inputs),
                    environment=dict(steps.environment), secrets=dict(steps.secrets),
                    project=provenance.project_folder(steps.project_dir),
-                   git_commit=provenance.git_commit(steps.project_dir))
+                   git_commit=provenance.git_commit(steps.project_dir),
+                   metric_definitions=tuple((d.name, d.regex) for d in steps.metric_definitions))
     # The driver names the job (sagemaker's base_job_name renames it): the name is printed from
     # the handle it returns, never from the spec. No "launching job NAME" before it is known.
     ui.info(f"launching a job of {steps.model_tag} on driver {session.driver!r}")

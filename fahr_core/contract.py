@@ -293,12 +293,13 @@ def output_chunks(container, follow: bool, skip: dict[int, int] | None = None) -
         yield from _logged(container, False, read)
 
 
-def _logged(container, follow: bool, read: dict[int, int]) -> Iterator[bytes]:
+def _logged(container, follow: bool, read: dict[int, int], timestamps: bool = False) -> Iterator[bytes]:
     """The engine's log of a container, each stream past its first ``read[stream]`` bytes; ``read``
-    is kept up to date with the bytes of each stream passed on."""
+    is kept up to date with the bytes of each stream passed on. ``timestamps``: each line (each
+    frame) begins with the time the engine received it, RFC 3339 and a space."""
     api = container.client.api
     response = api._get(api._url("/containers/{0}/logs", container.id), stream=True, params={
-        "stdout": 1, "stderr": 1, "timestamps": 0, "follow": int(follow), "tail": "all"})
+        "stdout": 1, "stderr": 1, "timestamps": int(timestamps), "follow": int(follow), "tail": "all"})
     api._raise_for_status(response)
     api._disable_socket_timeout(api._get_raw_response_socket(response))  # a job may be silent for long
     reader = getattr(response.raw, "read1", None)  # what is there, up to n bytes, no waiting for more

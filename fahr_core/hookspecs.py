@@ -34,7 +34,7 @@ import pluggy
 # The hooks' vocabulary: plain data, imported for real (it is cheap), so that this module depends
 # on nothing else of fahr and the type hints name real objects.
 from fahr_core.values import (BuildContext, Config, ConfigKey, FetchRequest, ImageRef, JobHandle, JobInfo,
-                              JobQuery, JobResult, JobSpec, LogLine, Template)
+                              JobQuery, JobResult, JobSpec, LogLine, MetricPoint, Template)
 
 hookspec = pluggy.HookspecMarker("fahr")
 
@@ -374,6 +374,25 @@ def logs(job: JobHandle, config: Config, follow: bool) -> Iterable[LogLine] | No
 
     Stops at first non-None result.
     """
+
+@hookspec(firstresult=True)
+def metrics(job: JobHandle, config: Config) -> Iterable[MetricPoint] | None:
+    """A job's metrics as the driver keeps them (``Job.metrics``, ``fahr jobs``), from the start.
+
+    Optional (added in plugin API 1.5): without it, or when it answers None, the core reads them
+    from the job's ``logs`` with the convention and the job's
+    :attr:`JobInfo.metric_definitions` (docs/metrics.md), so every driver with ``logs`` has
+    metrics. A driver implements it to serve them faster or natively (the local driver keeps
+    them in the job's folder as they are printed; a cloud backend its metrics service).
+
+    :param job: the job (perhaps a handle rebuilt from its name alone).
+    :param config: the resolved configuration.
+    :returns: an iterable of :class:`fahr_core.MetricPoint`, in the order they were printed;
+        None to let the core read the logs.
+
+    Stops at first non-None result.
+    """
+
 
 #: Hooks every driver must implement; build_image and push_image have core defaults.
 REQUIRED_DRIVER_HOOKS = ("launch", "wait", "fetch")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping
 
 from fahr_core.errors import UsageError
+from fahr_core.values import MetricPoint
 
 #: The convention's marker: a line holding it (after the start or a space) names metrics.
 MARKER = "fahr-metric"
@@ -61,23 +62,25 @@ def convention_regex(name: str) -> str:
     return rf"{MARKER}\s(?:.*\s)?{re.escape(name)}=({NUMBER})(?:\s|$)"
 
 
-def definitions(pairs: Iterable[str] = (), table: Mapping[str, object] | None = None, *,
-                source: str = "fahr.toml [metrics]") -> tuple[Definition, ...]:
+def definitions(given: Mapping[str, str] | Iterable[str] = (), table: Mapping[str, object] | None = None, *,
+                source: str = "fahr.toml", flag: str = "--metric") -> tuple[Definition, ...]:
     """The definitions of ``--metric NAME=REGEX`` (or ``NAME`` alone: the convention's metric
     named, so that a driver's own console shows it) over those of a ``[metrics]`` table; a
     ``--metric`` of a name the table has replaces it. A bad one is one UsageError (exit 2)."""
     found: dict[str, Definition] = {}
     if table is not None:
         if not isinstance(table, Mapping):
-            raise UsageError(f"{source}: [metrics] must be a table of NAME = \"REGEX\"")
+            raise UsageError(f"{source}: [metrics] must be a table of NAME = \"REGEX\" (one capture group)")
         for name, regex in table.items():
             if not isinstance(regex, str):
                 raise UsageError(f"{source}: metric {name} = {regex!r} must be a regular expression (a string) "
                                  "with one capture group, or \"\" for the convention's line")
             found[name] = _definition(name, regex, f"{source}: metric {name}")
-    for pair in pairs:
-        name, _, regex = pair.partition("=")
-        found[name] = _definition(name, regex, f"--metric {pair}")
+    pairs = given.items() if isinstance(given, Mapping) else (pair.partition("=")[::2] for pair in given)
+    for name, regex in pairs:
+        if not isinstance(regex, str):
+            raise UsageError(f"{flag}: metric {name!r} = {regex!r} must be a regular expression (a str)")
+        found[name] = _definition(name, regex, f"{flag} {name}={regex}" if regex else f"{flag} {name}")
     if len(found) > MAX_DEFINITIONS:
         raise UsageError(f"{len(found)} metric definitions: at most {MAX_DEFINITIONS} (SageMaker's limit)")
     return tuple(found.values())
@@ -128,18 +131,8 @@ def _required_text(regex: str) -> str | None:
     return best or None
 
 
-@dataclass(frozen=True)
-class Point:
-    """One value of one metric: a line of the job's output parsed (plugin API: MetricPoint)."""
-
-    name: str
-    value: float
-    step: int | None = None
-    time: float | None = None
-    host: str = ""
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "value": self.value, "step": self.step, "time": self.time, "host": self.host}
+#: One value of one metric (the plugin API's MetricPoint).
+Point = MetricPoint
 
 
 def _number(text: str) -> float | None:
@@ -254,7 +247,7 @@ class Recorder:
 
     def text(self, host: str, line: str, at: float | None = None) -> None:
         """One whole line, already decoded (a driver's LogLine)."""
-        if self.parser.may_hold(line.encode("utf-8", "surrogateescape")):
+        if len(line) <= MAX_LINE and self.parser.may_hold(line.encode("utf-8", "surrogateescape")):
             self._points(host, self.parser.line(line), at)
 
     def _lines(self, host: str, lines: list[bytes], at: float | None) -> None:
@@ -274,6 +267,28 @@ class Recorder:
         when = self.clock() if at is None else at
         self.kept += len(found)
         self.sink([Point(name, value, step, when, host) for name, value, step in found])
+
+
+def from_logs(lines: Iterable, defined: Iterable[Definition] = (), limit: int = MAX_POINTS) -> list[Point]:
+    """The points of a job's output as a driver's ``logs`` hook yields it (LogLines, a long line
+    perhaps in slices), each at the line's own timestamp when the driver gives one."""
+    points: list[Point] = []
+    recorder = Recorder(Parser(defined), points.extend, limit=limit)
+    held: dict[str, list[str]] = {}  # each host's slices of a line that goes on
+    for line in lines:
+        parts = held.get(line.host)
+        if not line.newline:
+            parts = held.setdefault(line.host, [])
+            if sum(map(len, parts)) <= MAX_LINE:
+                parts.append(line.text)
+            continue
+        text = line.text
+        if parts is not None:
+            text = "".join(held.pop(line.host)) + text
+        recorder.text(line.host, text, line.timestamp)
+    for host, parts in held.items():
+        recorder.text(host, "".join(parts), None)
+    return points
 
 
 # -- stored: one JSON object a line ------------------------------------------------------------

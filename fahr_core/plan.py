@@ -45,6 +45,9 @@ class FitPlan:
     overwrite: bool = False
     regenerate_dockerfile: bool = False
     rebuild: bool = False
+    metric_definitions: tuple = ()
+    """The job's metrics named by regex (fahr_core.metrics.Definition): ``[metrics]`` of the
+    project's fahr.toml, then ``--metric``."""
 
     @property
     def project_dir(self) -> Path:
@@ -54,7 +57,8 @@ class FitPlan:
 def plan_fit(artifact: Path, *, hyperparameters: Mapping[str, str] = {}, inputs: Mapping[str, str] = {},
              environment: Mapping[str, str] = {}, wait: bool = True, fetch_to: Path | None = None,
              overwrite: bool = False, regenerate_dockerfile: bool = False, rebuild: bool = False,
-             secrets: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> FitPlan:
+             secrets: Sequence[str] = (), environ: Mapping[str, str] | None = None,
+             metrics: Mapping[str, str] = {}) -> FitPlan:
     """The plan of a fit of ``artifact`` (a script, a notebook, or a container of the user's own:
     a folder holding a Dockerfile, or that Dockerfile), or the :class:`UsageError` refusing it.
 
@@ -89,6 +93,7 @@ def plan_fit(artifact: Path, *, hyperparameters: Mapping[str, str] = {}, inputs:
     validate_text("--env", environment)
     validate_text("--input", inputs, utf8=False)
     secret_values = read_secrets(secrets, environment, container, os.environ if environ is None else environ)
+    metric_definitions = metric_definitions_of(artifact.parent, metrics)
     if fetch_to is not None and not wait:
         raise UsageError("--fetch needs the job to end: drop --detach, or fetch later with 'fahr fetch'")
     if fetch_to is not None:
@@ -104,7 +109,17 @@ def plan_fit(artifact: Path, *, hyperparameters: Mapping[str, str] = {}, inputs:
             ui.warn(warning)
     return FitPlan(given, artifact, container, model_tag, dict(hyperparameters), dict(inputs), dict(environment),
                    secret_values, wait, None if fetch_to is None else Path(fetch_to), overwrite,
-                   regenerate_dockerfile, rebuild)
+                   regenerate_dockerfile, rebuild, metric_definitions)
+
+
+def metric_definitions_of(project_dir: Path, given: Mapping[str, str]) -> tuple:
+    """The job's metric definitions: the ``[metrics]`` table of the project's fahr.toml (or
+    ``[tool.fahr.metrics]``), each ``--metric NAME=REGEX`` over it (docs/metrics.md)."""
+    from fahr_core import metrics
+
+    project = cfg.read_project_file(project_dir)
+    table = project.data.get("metrics")
+    return metrics.definitions(given, table, source=str(project.path))
 
 
 def check_fit(plan: FitPlan, session) -> None:

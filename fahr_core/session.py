@@ -64,6 +64,11 @@ class Session:
             raise PluginError(f"driver {self.driver!r} {_NOTHING[hook]}")
         return result
 
+    def ask(self, hook: str, **kwargs: Any) -> Any:
+        """The driver's answer to an optional ``hook`` that may be None (the core then does the
+        work itself: ``metrics`` read from the logs)."""
+        return getattr(self.pm.hook, hook)(**kwargs, config=self.config)
+
     def require(self, command: str) -> None:
         """Refuse to go on with ``command`` when a key it needs is unset (see :func:`cfg.require`):
         those whose ``required_for`` names it, and the keys marked ``required``, which the hookspec

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar, cast
+from typing import Any, Callable, Generic, Iterator, Mapping, Sequence, TypeVar, cast
 
 # TrainingJobStatus values (docs/contract.md, "Names and states").
 IN_PROGRESS = "InProgress"
@@ -108,6 +108,13 @@ class JobSpec:
     """``git rev-parse HEAD`` of ``project`` when it is in a git work tree, with ``-dirty``
     appended when tracked files differ from that commit; empty without git. Recorded like
     ``project``. (Added in plugin API 1.4.)"""
+    metric_definitions: Sequence[tuple[str, str]] = ()
+    """The job's metrics named by regular expressions, ``(name, regex)`` pairs in SageMaker's
+    shape (``--metric NAME=REGEX``, ``[metrics]`` of fahr.toml; exactly one capture group, the
+    value): checked by fahr before the build. The core reads them from the job's output itself
+    (docs/metrics.md); a driver records them with the job and reports them as
+    :attr:`JobInfo.metric_definitions`, and may hand them to its backend (sagemaker:
+    ``MetricDefinitions``). (Added in plugin API 1.5.)"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -227,6 +234,31 @@ class JobInfo:
     git_commit: str = ""
     """The project's git commit at launch (:attr:`JobSpec.git_commit`); '' when not recorded.
     (Added in plugin API 1.4.)"""
+    hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    """The job's hyperparameters as launch was given them (:attr:`JobSpec.hyperparameters`).
+    (Added in plugin API 1.5.)"""
+    metric_definitions: Sequence[tuple[str, str]] = ()
+    """The job's metric definitions as launch was given them (:attr:`JobSpec.metric_definitions`):
+    the core reads the job's metrics from its logs with them. (Added in plugin API 1.5.)"""
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One value of one metric, read from a line of a job's output (docs/metrics.md); the
+    ``metrics`` hook yields them. (Added in plugin API 1.5.)"""
+
+    name: str
+    value: float
+    """A finite number."""
+    step: int | None = None
+    """The step the line gave (the convention's ``step=N``), else None."""
+    time: float | None = None
+    """When it was printed, in seconds since the epoch, when known."""
+    host: str = ""
+    """The host that printed it (``algo-1`` …)."""
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "value": self.value, "step": self.step, "time": self.time, "host": self.host}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 
 from fahr_core import hookimpl
 from fahr_core.config import ConfigKey
-from fahr_core.drivers.local import fetching, lifecycle, logstream, records
+from fahr_core.drivers.local import fetching, lifecycle, logstream, metricfile, records
 # Names other code and the tests use as fahr_core.drivers.local.X: kept importable from here.
 from fahr_core.drivers.local.checkpoint_folders import (GIVEN, IN_USE, _check_not_in_use, _checkpoint_root,  # noqa: F401
                                                          _claim, _claimed, _named, _names, _release,
@@ -104,3 +104,11 @@ def list_jobs(query, config):
 @hookimpl
 def logs(job, config, follow):
     return logstream.logs(job, config, follow)
+
+
+@hookimpl
+def metrics(job, config):
+    # Kept in the job's folder as they were printed (docs/metrics.md); None: read from its logs.
+    record_dir = records._job_dir(config, job.job_name)
+    records._read_record(record_dir)  # an unknown job is one line, as for logs
+    return metricfile.read(record_dir)

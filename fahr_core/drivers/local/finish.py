@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from fahr_core import interrupts, ui
+from fahr_core.drivers.local import metricfile
 from fahr_core.drivers.local.checkpoint_folders import _among_jobs, _release, _save_checkpoints
 from fahr_core.drivers.local.records import (CLEANUP, RECORD, _command, _ended, _fix, _locked, _mark_unfinished,
                                               _NO_ROOM, _read_record, _write_record)
@@ -53,6 +54,8 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
             logs = opened.enter_context(folder.sub("logs", create=True))
             _tidy_partials(folder)  # the logs: save_logs tidies them (a copy follow() wrote may be the log)
             run.save_logs(logs)
+            step, where = "the metrics", job_dir / metricfile.FINAL
+            metricfile.save(run, folder, record)
             step, where = "the output folder", out
             output = opened.enter_context(folder.sub("output", create=True))
             _tidy_partials(output)

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from fahr_core import interrupts, jobfolder, ui
-from fahr_core.drivers.local import checkpoint_folders
+from fahr_core.drivers.local import checkpoint_folders, metricfile
 from fahr_core.drivers.local.checkpoint_folders import GIVEN, _checkpoint_root, _claim, _release, _write_given
 from fahr_core.drivers.local.finish import _finish, _refused, _remove_containers
 from fahr_core.drivers.local.logstream import _replay_logs
@@ -86,6 +86,8 @@ def _record_launch(spec, config, channels: dict, checkpoints: Path | None) -> tu
         **({"checkpoint_path": str(checkpoints)} if checkpoints else {}),
         "project": spec.project,  # where the image was built from: `fahr fetch TAG` prefers this project's
         "git_commit": spec.git_commit,
+        # (plugin API 1.5) the names of its metrics by regex: whoever finishes the job reads them
+        "metric_definitions": dict(getattr(spec, "metric_definitions", ())),
         "status": IN_PROGRESS,
         "secondary_status": "Starting",
         "created": time.time(),
@@ -227,8 +229,19 @@ def _wait(job, config):
             # (never a link), which the run holds until it saves the logs.
             with Folder.open(job_dir) as folder:
                 logs = folder.sub("logs", create=True)
-            outcome = run.follow(lambda host, data: ui.log_output(data, host if several else None),
-                                 started_at=record.get("started"), lines=several, keep_in=logs)
+            # Its metrics are read from the output as it comes, and kept in its folder (docs/metrics.md).
+            live = metricfile.Live(job_dir, record)
+
+            def output(host, data):
+                live.output(host, data)
+                ui.log_output(data, host if several else None)
+
+            try:
+                outcome = run.follow(output, started_at=record.get("started"), lines=several, keep_in=logs)
+            except BaseException:
+                live.close()
+                raise
+            live.close(complete=True)
             ui.flush_output()  # the job's last output before anything fahr prints next
     except KeyboardInterrupt:
         _stop_interrupted(run, job.job_name, job_dir, config)

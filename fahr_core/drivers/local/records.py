@@ -48,7 +48,7 @@ _TEXT_FIELDS = ("failure_reason", "model_artifact", "output_artifact", "instance
                 "upload_error", "checkpoint_path", "project", "git_commit")
 _TIME_FIELDS = ("created", "started", "ended")
 _LATEST_TIME = 253402300799  # 9999-12-31T23:59:59Z: the last second a datetime can show
-_MAP_FIELDS = ("hyperparameters", "channels", "environment")
+_MAP_FIELDS = ("hyperparameters", "channels", "environment", "metric_definitions")
 
 
 def default_output_path() -> str:
@@ -354,6 +354,8 @@ def _info(job_dir: Path, record: dict):
         training_seconds=seconds, billable_seconds=seconds,
         failure_reason=record.get("failure_reason", "")[:1024], model_artifact=artifact,
         project=record.get("project", ""), git_commit=record.get("git_commit", ""),
+        hyperparameters=dict(record.get("hyperparameters", {})),
+        metric_definitions=tuple(record.get("metric_definitions", {}).items()),
     )
 
 

@@ -1,0 +1,122 @@
+"""A local job's metrics, kept in its folder (docs/metrics.md).
+
+``metrics.live.jsonl``: the points as a following ``fahr fit``/``fahr wait`` reads them from the
+job's output, appended as they come (a fit killed mid-job keeps every point printed until then).
+``metrics.jsonl``: the job's whole series, written when the job ends by whoever finishes it: the
+live file renamed when its follower read the output whole, else (a detached job, a fit killed or
+interrupted) read anew from the containers' logs, streamed with the engine's own timestamps. One
+JSON object a line (fahr_core.metrics.encode); at most fahr_core.metrics.MAX_POINTS points.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from pathlib import Path
+
+from fahr_core import metrics
+from fahr_core.errors import UsageError
+from fahr_core.jobfolder import Folder, Refused
+
+LIVE = "metrics.live.jsonl"
+FINAL = "metrics.jsonl"
+
+
+def definitions(record: dict) -> tuple:
+    """The job's definitions as its record holds them; a record edited into a bad one reads none."""
+    with contextlib.suppress(UsageError):
+        return metrics.definitions(record.get("metric_definitions") or {})
+    return ()
+
+
+def parser(record: dict) -> metrics.Parser:
+    return metrics.Parser(definitions(record))
+
+
+class Live:
+    """The points of a followed job's output, appended to its live file as they come (each host's
+    output from its own thread: fed under a lock). A write that fails (a full disk) stops the
+    recording, never the job's following."""
+
+    def __init__(self, job_dir: Path, record: dict):
+        self.job_dir = job_dir
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self.complete = False
+        with contextlib.suppress(OSError, UsageError, Refused):
+            with Folder.open(job_dir) as folder:
+                folder.write(LIVE, b"")  # from the start: a follower reads the output from its start
+                self._fd = folder.open_own(LIVE, append=True)
+        self.recorder = metrics.Recorder(parser(record), self._write)
+
+    def _write(self, points) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.write(self._fd, metrics.encode(points))
+        except OSError:
+            self.close()
+
+    def output(self, host: str | None, data: bytes) -> None:
+        with self._lock:
+            self.recorder.feed(host or "algo-1", data)
+
+    def close(self, complete: bool = False) -> None:
+        """The output has ended (``complete``: read whole, from the start): the live file is then
+        the job's series."""
+        with self._lock:
+            if complete:
+                self.recorder.end()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+                if complete:
+                    with contextlib.suppress(OSError, UsageError, Refused):
+                        with Folder.open(self.job_dir) as folder:
+                            folder.commit(LIVE, FINAL)
+
+
+def save(run, folder: Folder, record: dict) -> None:
+    """The job's whole series into ``metrics.jsonl``, before its containers go (fahr_core.drivers.
+    local.finish): kept when a follower wrote it, else read from the containers' logs, each line
+    at the time the engine received it. OSError (a full disk) propagates, as the logs' saving does."""
+    from fahr_core.contract import _engine_time, _logged
+    from fahr_core.joblog import LineSplitter
+
+    if FINAL in folder.names():
+        return
+    with folder.replacing(FINAL) as handle:
+        recorder = metrics.Recorder(parser(record), lambda points: handle.write(metrics.encode(points)))
+        for host, container in sorted(run.containers().items()):
+            splitter = LineSplitter()
+
+            def parse(piece: bytes) -> None:
+                if piece.endswith(b"\n") and recorder.parser.may_hold(piece):  # a slice of a long line is none
+                    stamp, _, text = piece.partition(b" ")
+                    recorder.feed(host, text, _engine_time(stamp.decode("ascii", "replace")))
+
+            try:
+                for chunk in _logged(container, False, {}, timestamps=True):
+                    for piece in splitter.feed(chunk):
+                        parse(piece)
+            except Exception:  # noqa: BLE001 - the container went away: what was read is kept
+                pass
+            parse(splitter.end() + b"\n")
+    with contextlib.suppress(OSError):
+        folder.tidy(r"metrics\.live\.jsonl")
+
+
+def read(job_dir: Path):
+    """The job's stored points, or None when it has none stored (its logs are then read)."""
+    try:
+        with Folder.open(job_dir) as folder:
+            names = folder.names()
+            name = FINAL if FINAL in names else LIVE if LIVE in names else None
+            if name is None:
+                return None
+            handle = folder.open_file(name)
+    except (OSError, UsageError, Refused):
+        return None
+    with handle:
+        return list(metrics.decode(handle))
