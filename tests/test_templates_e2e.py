@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+import fahr_core
+
 from fahrcli import run_fahr, show
 
 pytestmark = pytest.mark.docker
@@ -70,6 +72,10 @@ def test_model_project_trains_on_local_and_comes_back_with_fetch(workspace, chan
                  "--input", f"train={channel}")
     assert result.returncode == 0, show(result)
     assert "accuracy=" in result.stdout and "channel 'train' (1 CSV files)" in result.stdout
+    # Its loss and accuracy per epoch, by the convention: fahr keeps them with the job.
+    job = fahr_core.job(job_of(result), driver="local", config={"output_path": str(workspace / "jobs")})
+    assert [p.step for p in job.metrics["loss"]] == list(range(7)) == [p.step for p in job.metrics["accuracy"]]
+    assert 0.8 < job.final_metrics["accuracy"] <= 1 and job.final_metrics["loss"] > 0
 
     fetched = run_fahr("fetch", workspace / "model-out", "digits-e2e/train", workspace / "jobs",
                        "--train-driver", "local", cwd=workspace)
@@ -142,6 +148,8 @@ def test_notebook_project_trains_with_typed_parameters_and_returns_the_executed_
         f"fahr warning --hp epoch: not a parameter of {project / 'train.ipynb'}, whose cell tagged 'parameters' "
         "sets epochs, alpha, test_size, seed; the notebook does not read it: check the name"), show(result)
     assert "accuracy=" in result.stdout  # the cells' output is streamed live
+    noted = fahr_core.job(job_of(result), driver="local", config={"output_path": str(workspace / "jobs")})
+    assert [p.step for p in noted.metrics["accuracy"]] == [0, 1, 2, 3]  # by the convention
     # The kernel's own lines (IPKernelApp's warning at start, its KeyboardInterrupt at shutdown) are
     # not the notebook's: a run that succeeds does not show them.
     assert "IPKernelApp" not in result.stdout + result.stderr, show(result)

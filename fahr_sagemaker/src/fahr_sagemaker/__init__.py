@@ -141,6 +141,12 @@ def launch(spec, config):
     }
     if inputs:
         request["InputDataConfig"] = inputs
+    # fahr reads the job's metrics from its logs itself (docs/metrics.md); SageMaker is given the
+    # same definitions, so that its console and CloudWatch show them too (plugin API 1.5).
+    definitions = getattr(spec, "metric_definitions", ())
+    if definitions:
+        request["AlgorithmSpecification"]["MetricDefinitions"] = [
+            {"Name": name, "Regex": regex} for name, regex in definitions]
     if config["checkpoint_s3_uri"]:
         request["CheckpointConfig"] = {"S3Uri": config["checkpoint_s3_uri"]}
     secret_arn = ""

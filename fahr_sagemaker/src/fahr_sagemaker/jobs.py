@@ -101,6 +101,10 @@ def job_info(record: dict, driver: str) -> JobInfo:
         model_artifact=artifact,
         project=_tag(record, PROJECT_TAG),
         git_commit=_tag(record, GIT_COMMIT_TAG),
+        hyperparameters={str(k): str(v) for k, v in (record.get("HyperParameters") or {}).items()},
+        metric_definitions=tuple((d["Name"], d["Regex"]) for d in
+                                 (record.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or ()
+                                 if isinstance(d, dict) and "Name" in d and "Regex" in d),
     )
 
 

@@ -93,6 +93,7 @@ def train(hp):
     import joblib
     import numpy as np
     from sklearn.linear_model import SGDClassifier
+    from sklearn.metrics import log_loss
     from sklearn.model_selection import train_test_split
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
@@ -119,6 +120,11 @@ def train(hp):
             sys.exit(128 + signal.SIGTERM)
         order = rng.permutation(len(X_train))
         model.partial_fit(X_train[order], y_train[order], classes=np.unique(y))
+        # One line fahr reads as metrics, needing no definitions (`fahr jobs`, Job.metrics):
+        # "fahr-metric NAME=VALUE ... step=N".
+        loss = log_loss(y_train, model.predict_proba(X_train), labels=model.classes_)
+        accuracy = float(model.score(scaler.transform(X_test), y_test))
+        print(f"fahr-metric loss={loss:.4f} accuracy={accuracy:.4f} step={epoch}", flush=True)
     accuracy = float(model.score(scaler.transform(X_test), y_test))
     print(f"accuracy={accuracy:.4f} on {len(X_test)} held-out samples", flush=True)
 
