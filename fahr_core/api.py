@@ -96,6 +96,7 @@ class Job:
         self.git_commit = ""
         self.hyperparameters: dict[str, str] = {}
         self._metric_definitions: tuple | None = None  # (name, regex) pairs; None: not read yet
+        self._finals: dict | None = None  # final_metrics as a listing read them (final_metrics_of)
         self._config = check.config(config, "Job(): config")
         self._quiet = check.quiet(quiet, "Job(): quiet")
         self._session = None  # opened on first use, or the session this job came from
@@ -435,9 +436,12 @@ def _follow(session, handle, artifact: Path | None = None):
 # -- the jobs there are ----------------------------------------------------------------------------
 
 def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Mapping[str, Any] | None = None,
-         status: str | None = None, limit: int | None = None, project: str | Path | None = None) -> list[Job]:
+         status: str | None = None, limit: int | None = None, project: str | Path | None = None,
+         sort: str | None = None) -> list[Job]:
     """The driver's jobs, newest first: of one model tag, in one status, at most ``limit``, built
-    from the folder ``project`` (the folder of their script, notebook or Dockerfile)."""
+    from the folder ``project`` (the folder of their script, notebook or Dockerfile).
+    ``sort``: a metric's name, the jobs ordered by its last value, lowest first (``-NAME``:
+    highest first); jobs without it come last, newest first."""
     from fahr_core import names, provenance
     from fahr_core.values import COMPLETED, FAILED, IN_PROGRESS, STOPPED, STOPPING, JobQuery
 
@@ -460,10 +464,52 @@ def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Map
             raise UsageError(f"project {str(folder)!r} is not a folder; give the folder a job was fitted from "
                              "(its script's, notebook's or Dockerfile's)")
         project = provenance.project_folder(folder)
+    sort = check.text(sort, "jobs(): sort", "a metric's name (str), '-' before it for highest first, or None")
     session = _open(driver, config)
     infos = session.call("list_jobs", query=JobQuery(model_tag=model_tag, status=status, limit=limit,
                                                      project=project))
-    return [Job._from_info(session, info) for info in infos]
+    found = [Job._from_info(session, info) for info in infos]
+    return found if not sort else _sorted(found, sort)
+
+
+def final_metrics_of(found: Sequence[Job]) -> list[dict[str, float]]:
+    """Each job's :attr:`Job.final_metrics`, read a few jobs at a time (a cloud driver reads
+    each job's logs); a job whose metrics cannot be read has none. Read once per job."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fahr_core import ui
+    from fahr_core.errors import FahrError
+
+    def read(job: Job) -> dict[str, float]:
+        if job._finals is None:
+            try:
+                with ui.quiet():
+                    job._finals = job.final_metrics
+            except (FahrError, OSError):
+                job._finals = {}
+        return job._finals
+
+    if len(found) < 2:
+        return [read(job) for job in found]
+    with ThreadPoolExecutor(max_workers=min(8, len(found))) as pool:
+        return list(pool.map(read, found))
+
+
+def _sorted(found: list[Job], sort: str) -> list[Job]:
+    from fahr_core import metrics
+
+    descending, name = sort.startswith("-"), sort.lstrip("-")
+    if not metrics.NAME.fullmatch(name):
+        raise UsageError(f"sort {sort!r}: a metric's name, '-' before it for highest first (e.g. -accuracy)")
+    finals = final_metrics_of(found)
+    having = [(final[name], i) for i, final in enumerate(finals) if name in final]
+    if found and not having:
+        known = sorted({key for final in finals for key in final})
+        raise UsageError(f"sort {sort!r}: no listed job has a metric {name!r}"
+                         + (f"; they have {', '.join(known)}" if known else "; they have no metrics"))
+    having.sort(key=lambda pair: -pair[0] if descending else pair[0])
+    ranked = [found[i] for _, i in having]
+    return ranked + [job for job, final in zip(found, finals) if name not in final]
 
 
 def job(name: str, *, driver: str | None = None, config: Mapping[str, Any] | None = None) -> Job:

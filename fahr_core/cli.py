@@ -333,10 +333,12 @@ def jobs(
     limit: Annotated[Optional[int], typer.Option("--limit", help="At most N jobs (the newest).", min=1)] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output (times in ISO 8601, UTC).")] = False,
     project: Annotated[Optional[Path], typer.Option("--project", help="Only the jobs built from this folder (the folder of their script, notebook or Dockerfile).", show_default=False)] = None,
+    sort: Annotated[Optional[str], typer.Option("--sort", help="Order by a metric's last value, lowest first; -METRIC highest first (jobs without it last).", metavar="[-]METRIC")] = None,
     train_driver: DriverOption = None,
 ) -> None:
     """List the driver's jobs, newest first: name, tag, status, start, duration, billable seconds,
-    the project folder each was built from and its git commit."""
+    the hyperparameters that differ between them, each metric's last value, the project folder
+    each was built from and its git commit."""
 
     def work():
         import json
@@ -345,11 +347,13 @@ def jobs(
 
         (tag,) = _reorder(ctx, model_image_tag)
         found = api.jobs(tag, driver=train_driver, config=_config_dict(ctx), status=status, limit=limit,
-                         project=project)
+                         project=project, sort=sort)
+        finals = api.final_metrics_of(found)
         if json_:
-            typer.echo(json.dumps([_job_row(job) for job in found], indent=2))
+            typer.echo(json.dumps([{**_job_row(job), "hyperparameters": job.hyperparameters, "final_metrics": final}
+                                   for job, final in zip(found, finals)], indent=2))
             return
-        _print_table(found)
+        _print_table(found, finals)
 
     _run(work)
 
@@ -410,22 +414,37 @@ def _project(job) -> str:
     return f"{where} @{commit}" if commit else where
 
 
-def _print_table(found) -> None:
+def _differing(found) -> list[str]:
+    """The hyperparameters whose values are not the same in every listed job (one missing counts)."""
+    names = sorted({name for job in found for name in job.hyperparameters})
+    return [name for name in names if len({job.hyperparameters.get(name) for job in found}) > 1]
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _print_table(found, finals=None) -> None:
     from fahr_core import ui
 
     if not found:
         ui.info("no jobs")
         return
-    header = ("JOB", "TAG", "STATUS", "STARTED", "DURATION", "BILLABLE", "PROJECT")
+    finals = finals or [{} for _ in found]
+    hps = _differing(found)
+    metric_names = sorted({name for final in finals for name in final})
+    header = ("JOB", "TAG", "STATUS", "STARTED", "DURATION", "BILLABLE", *hps, *metric_names, "PROJECT")
     rows = []
-    for job in found:
+    for job, final in zip(found, finals):
         started = "-"
         if job.started is not None:
             started = f"{job.started.astimezone().strftime('%Y-%m-%d %H:%M')} ({_ago(job.started)})"
         billable = "-" if job.billable_seconds is None else f"{job.billable_seconds:.0f} s"
         status = job.status + (f" ({job.secondary_status})" if job.secondary_status and not job.done else "")
+        values = [job.hyperparameters.get(name, "-") for name in hps]
+        values += [_number(final[name]) if name in final else "-" for name in metric_names]
         rows.append(tuple(map(ui.visible, (job.name, job.model_tag or "-", status, started, _span(_duration(job)),
-                                           billable, _project(job)))))
+                                           billable, *values, _project(job)))))
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

@@ -148,7 +148,7 @@ def test_a_class_says_nothing_and_targets_1_0():
     assert TestDriver.api_level == "1.0"
 
 
-@pytest.mark.parametrize("level", ["1.5", "2.0", "0.9", "1", 1.1, "latest"])
+@pytest.mark.parametrize("level", ["1.6", "2.0", "0.9", "1", 1.1, "latest"])
 def test_a_level_this_fahr_does_not_have_is_refused_when_the_class_is_defined(level):
     with pytest.raises(TypeError, match=r"TestDriver\.api_level"):
         class TestDriver(DriverConformance):

@@ -171,3 +171,32 @@ def test_a_bad_metrics_table_is_refused_before_any_build(tmp_path, toml, words):
     line = one_line_error(proc, 2)
     assert "fahr.toml" in line and words in line, line
     assert not (project / "Dockerfile").exists()
+
+
+@pytest.mark.docker
+def test_fahr_jobs_shows_differing_hyperparameters_and_last_metrics_and_sorts_by_one(made):
+    """(After the jobs above: a fit of steps=3, a detached one of steps=5, a killed one of steps=2.)"""
+    listed = run_fahr("jobs", "--json", env=made["env"], cwd=made["project"].parent, check=0)
+    rows = {row["hyperparameters"]["steps"]: row for row in json.loads(listed.stdout)}
+    assert rows["3"]["hyperparameters"] == {"steps": "3", "alpha": "0.5"}
+    assert rows["3"]["final_metrics"] == {"loss": 1 / 3, "val_loss": 2 / 3, "acc": 0.7}
+    assert rows["5"]["final_metrics"] == {"loss": 0.2, "val_loss": 0.4, "acc": 0.9}
+
+    def order(*args):
+        proc = run_fahr("jobs", *args, env=made["env"], cwd=made["project"].parent, check=0)
+        return proc.stdout.splitlines()
+
+    def column(table, name):  # the cells under a header (left-aligned columns)
+        start = table[0].index(f"  {name} ") + 2
+        return [line[start:].split()[0] for line in table[1:]]
+
+    table = order("--sort", "loss")
+    header = table[0].split()
+    # steps, alpha and sleep differ between the jobs; every metric's last value has a column
+    assert header[header.index("BILLABLE") + 1:] == ["alpha", "sleep", "steps", "acc", "loss", "val_loss", "PROJECT"]
+    assert column(table, "loss") == ["0.2", "0.3333", "0.5"]
+    assert column(table, "steps") == ["5", "3", "2"] and column(table, "alpha") == ["-", "0.5", "-"]
+    assert column(order("--sort", "-acc"), "steps") == ["5", "3", "2"]
+    assert column(order("--sort", "-loss"), "steps") == ["2", "3", "5"]
+    proc = run_fahr("jobs", "--sort", "nope", env=made["env"], cwd=made["project"].parent)
+    assert "no listed job has a metric 'nope'; they have acc, loss, val_loss" in one_line_error(proc, 2)
