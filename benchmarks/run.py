@@ -71,8 +71,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FAHR = BIN / "fahr"
 MEASURES = ("startup", "refit", "data-refit", "s3-fetch", "local-fetch", "log-throughput", "log-memory",
-            "log-long-line")
-LOG_MEASURES = {"log-throughput", "log-memory", "log-long-line"}
+            "log-long-line", "log-metrics")
+LOG_MEASURES = {"log-throughput", "log-memory", "log-long-line", "log-metrics"}
 DOCKER_MEASURES = {"refit", "data-refit"} | LOG_MEASURES
 BASE_IMAGE = "python:3.11-slim"
 MiB = 1024 * 1024
@@ -83,6 +83,7 @@ REFIT_OVERHEAD_S = 1.5
 S3_RATIO = 1.0
 S3_RSS_MIB = 150
 LOCAL_RATIO = 1.3
+METRICS_RATIO = 1.1  # a chatty job followed with five metric definitions, against none
 LOG_RATIO = 1.5
 LOG_RSS_MIB = 150
 LONG_LINE_RATIO = 3.0
@@ -659,6 +660,29 @@ def log_long_line(runs: int, work: Path, line_mib: int) -> dict:
             "fahr_logs_s": round(m_fahr, 3), "docker_logs_s": round(m_docker, 3), "ratio": round(m_fahr / m_docker, 2)}
 
 
+#: Five definitions as a user writes them (none matches the log job's lines: the cost measured is
+#: that of ordinary output, which is nearly all of a job's).
+METRIC_DEFINITIONS = [r"loss=loss: (\S+)", r"val_loss=val_loss=([0-9.]+)", r"acc=accuracy (\d+\.\d+)",
+                      r"lr=lr (\S+)", r"epoch_time=epoch took ([0-9.]+) s"]
+
+
+def log_metrics(runs: int, work: Path, lines: int) -> dict:
+    model, _, env = log_project(work, lines)
+    plain = [str(FAHR), "fit", str(model), "--train-driver", "local"]
+    defined = plain + [arg for definition in METRIC_DEFINITIONS for arg in ("--metric", definition)]
+    without, with_, out = [], [], work / "fit.out"
+    for i in range(runs):
+        say(f"  {lines} lines: run {i + 1} of {runs}")
+        without.append(must(measure(plain, env=env, cwd=work, stdout_to=out), "fahr fit of the log job").seconds)
+        shutil.rmtree(work / "jobs" / newest_job(work), ignore_errors=True)
+        with_.append(must(measure(defined, env=env, cwd=work, stdout_to=out),
+                          "fahr fit of the log job with five --metric").seconds)
+        shutil.rmtree(work / "jobs" / newest_job(work), ignore_errors=True)
+    m_without, m_with = median(without), median(with_)
+    return {"runs": runs, "lines": lines, "definitions": len(METRIC_DEFINITIONS), "fahr_fit_s": round(m_without, 3),
+            "fahr_fit_metrics_s": round(m_with, 3), "ratio": round(m_with / m_without, 2)}
+
+
 def log_measures(args: argparse.Namespace, work: Path, results: dict) -> None:
     try:
         if "log-throughput" in args.only:
@@ -667,6 +691,9 @@ def log_measures(args: argparse.Namespace, work: Path, results: dict) -> None:
         if "log-memory" in args.only:
             say(f"a job printing {args.output_mib} MiB: peak RSS of fahr fit, wait and logs")
             results["log-memory"] = log_memory(work, args.output_mib * MiB)
+        if "log-metrics" in args.only:
+            say(f"a job printing {args.log_lines} lines: fahr fit with five metric definitions against none")
+            results["log-metrics"] = log_metrics(args.runs, work, args.log_lines)
         if "log-long-line" in args.only:
             say(f"a running job that printed a {args.line_mib} MiB line: fahr logs against docker logs")
             results["log-long-line"] = log_long_line(args.runs, work, args.line_mib)
@@ -863,6 +890,15 @@ def table(results: dict) -> tuple[list[str], bool]:
         row("`fahr fit` (image up to date)", f"{r['fahr_fit_s']:.2f} s")
         row("`docker run --rm IMAGE train`", f"{r['docker_run_s']:.2f} s")
         row("**ratio log throughput `fit` / `docker run`**", f"**{r['ratio']:.2f}**", verdict(ok, f"≤ {LOG_RATIO}"))
+    if "log-metrics" in results:
+        r = results["log-metrics"]
+        ok = r["ratio"] <= METRICS_RATIO
+        all_ok &= ok
+        row(f"a job printing {r['lines']:,} lines, `fahr fit` without metric definitions ({runs_of(r)})",
+            f"{r['fahr_fit_s']:.2f} s")
+        row(f"the same with {r['definitions']} `--metric` definitions", f"{r['fahr_fit_metrics_s']:.2f} s")
+        row("**ratio log throughput with / without metric definitions**", f"**{r['ratio']:.2f}**",
+            verdict(ok, f"≤ {METRICS_RATIO}"))
     if "log-memory" in results:
         r = results["log-memory"]
         what = human(r["output_bytes"])

@@ -36,13 +36,13 @@ def test_help_names_every_measure_and_option():
     assert proc.returncode == 0, proc.stderr
     for word in ("--runs", "--only", "--json", "--data-mib", "--model-mib", "--log-lines", "--output-mib",
                  "--line-mib", "startup", "refit", "data-refit", "s3-fetch", "local-fetch", "log-throughput",
-                 "log-memory", "log-long-line"):
+                 "log-memory", "log-long-line", "log-metrics"):
         assert word in proc.stdout
 
 
 @pytest.mark.parametrize("args, says", [
     (["--only", "startup,nope"], "unknown measure nope; choose from startup, refit, data-refit, s3-fetch, "
-                                 "local-fetch, log-throughput, log-memory, log-long-line"),
+                                 "local-fetch, log-throughput, log-memory, log-long-line, log-metrics"),
     (["--runs", "0"], "'0' is not a positive whole number"),
     (["--runs", "many"], "'many' is not a positive whole number"),
 ])

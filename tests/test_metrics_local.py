@@ -13,12 +13,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import FAHR, one_line_error, run_fahr
+from test_detached import job_of, until
 
 # Prints STEPS steps of metrics both ways, then sleeps SLEEP seconds and saves a model.
 SCRIPT = textwrap.dedent("""\
@@ -67,25 +67,8 @@ def read_back(made, job: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def job_of(stderr: str) -> str:
-    import re
-
-    found = re.search(r"launching job (\S+) on driver 'local': accepted", stderr)
-    assert found, stderr
-    return found.group(1)
-
-
 def status_of(made, job: str) -> str:
     return json.loads((made["jobs"] / job / "job.json").read_text())["status"]
-
-
-def until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 @pytest.mark.docker

@@ -86,9 +86,14 @@ def save(run, folder: Folder, record: dict) -> None:
 
     if FINAL in folder.names():
         return
+    containers = run.containers()
+    if not containers:  # removed outside fahr: what a follower kept is all there is
+        if LIVE in folder.names():
+            folder.commit(LIVE, FINAL)
+        return
     with folder.replacing(FINAL) as handle:
         recorder = metrics.Recorder(parser(record), lambda points: handle.write(metrics.encode(points)))
-        for host, container in sorted(run.containers().items()):
+        for host, container in sorted(containers.items()):
             splitter = LineSplitter()
 
             def parse(piece: bytes) -> None:
