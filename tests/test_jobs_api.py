@@ -87,7 +87,8 @@ def test_jobs_are_listed_newest_first_and_filtered(made):
     assert _jobs_json(made, "nobody/train") == []
 
     table = run_fahr("jobs", env=made["env"], cwd=made["root"], check=0).stdout.splitlines()
-    assert table[0].split() == ["JOB", "TAG", "STATUS", "STARTED", "DURATION", "BILLABLE", "PROJECT"]
+    # --hp fail=1 of one job alone: the hyperparameter that differs between the listed jobs
+    assert table[0].split() == ["JOB", "TAG", "STATUS", "STARTED", "DURATION", "BILLABLE", "fail", "PROJECT"]
     assert [line.split()[0] for line in table[1:]] == [failed, second, first]
     assert table[1].split()[1:3] == ["ticker/train", "Failed"] and "ago)" in table[1]
     table = run_fahr("jobs", "ticker/train", "--status", "Completed", env=made["env"], cwd=made["root"], check=0)

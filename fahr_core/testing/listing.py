@@ -59,6 +59,14 @@ class JobsContract:
         elsewhere = self._list(driver_session, model_tag=MODEL_TAG, project=project_folder(workspace / OTHER_FOLDER))
         assert not elsewhere, f"list_jobs(project=…) of a folder none of them came from: {[i.job_name for i in elsewhere]}"
 
+    @since("1.5", "list_jobs reports the hyperparameters a job was launched with (JobInfo.hyperparameters)")
+    def test_jobs_know_their_hyperparameters(self, driver_session, trained):
+        # `fahr jobs` shows the ones that differ between jobs; a sweep compares jobs by them.
+        infos = {info.job_name: info for info in self._list(driver_session, model_tag=MODEL_TAG)}
+        reported = dict(getattr(infos[trained["job"]], "hyperparameters", None) or {})
+        assert reported == trained["hyperparameters"], \
+            f"list_jobs reports job {trained['job']}'s hyperparameters as {reported!r}, not {trained['hyperparameters']!r}"
+
     def test_the_logs_of_a_finished_job_hold_its_lines(self, driver_session, trained):
         from fahr_core.values import JobHandle
 
