@@ -483,16 +483,16 @@ def final_metrics_of(found: Sequence[Job]) -> list[dict[str, float]]:
     def read(job: Job) -> dict[str, float]:
         if job._finals is None:
             try:
-                with ui.quiet():
-                    job._finals = job.final_metrics
+                job._finals = job.final_metrics
             except (FahrError, OSError):
                 job._finals = {}
         return job._finals
 
-    if len(found) < 2:
-        return [read(job) for job in found]
-    with ThreadPoolExecutor(max_workers=min(8, len(found))) as pool:
-        return list(pool.map(read, found))
+    with ui.quiet():  # a job's warnings (a log it cannot read) are not the listing's news
+        if len(found) < 2:
+            return [read(job) for job in found]
+        with ThreadPoolExecutor(max_workers=min(8, len(found))) as pool:
+            return list(pool.map(read, found))
 
 
 def _sorted(found: list[Job], sort: str) -> list[Job]:

@@ -223,10 +223,10 @@ class Recorder:
             self._hold(host, rest + data if len(rest) + len(data) <= MAX_LINE else None)
             return
         whole = rest + data[:end + 1]
-        self._hold(host, data[end + 1:])
         if host in self._skipping:  # the start of the first line was too long: not a metric
             self._skipping.discard(host)
             whole = whole[whole.find(b"\n") + 1:]
+        self._hold(host, data[end + 1:])
         if self.parser.may_hold(whole):
             self._lines(host, whole.split(b"\n")[:-1], at)
 

@@ -101,3 +101,23 @@ def test_ordinary_output_costs_a_substring_search():
     parser = Parser(metrics.definitions([f"m{i}=metric{i}: (\\S+)" for i in range(5)]))
     assert not parser.may_hold(b"an ordinary line of training output\n" * 1000)
     assert parser.may_hold(b"x\nmetric3: 1\n")
+
+
+def test_a_line_too_long_to_hold_is_skipped_and_the_lines_around_it_kept():
+    got = []
+    recorder = Recorder(Parser(), got.extend)
+    recorder.feed("algo-1", b"fahr-metric a=1\n" + b"x" * (metrics.MAX_LINE + 10))  # a line that goes on
+    recorder.feed("algo-1", b"x" * 10 + b" fahr-metric no=1\nfahr-metric b=2\n")
+    recorder.end()
+    assert [(p.name, p.value) for p in got] == [("a", 1.0), ("b", 2.0)]
+
+
+def test_a_drivers_log_lines_in_slices_are_read_at_their_own_times():
+    from fahr_core.values import LogLine
+
+    lines = [LogLine(host="algo-2", text="fahr-metric lo", newline=False, timestamp=5.0),
+             LogLine(host="algo-2", text="ss=0.5 step=1", timestamp=6.0),
+             LogLine(host="algo-1", text="val 3", timestamp=7.0)]
+    points = metrics.from_logs(lines, metrics.definitions(["v=val (\\d)"]))
+    assert [(p.name, p.value, p.step, p.time, p.host) for p in points] == [
+        ("loss", 0.5, 1, 6.0, "algo-2"), ("v", 3.0, None, 7.0, "algo-1")]
