@@ -36,27 +36,32 @@ def parser(record: dict) -> metrics.Parser:
 
 class Live:
     """The points of a followed job's output, appended to its live file as they come (each host's
-    output from its own thread: fed under a lock). A write that fails (a full disk) stops the
-    recording, never the job's following."""
+    output from its own thread: fed under a lock). The file is open only while a write lasts: one
+    held open for the job's whole life would keep its disk from being remounted read-only. A
+    write that fails (a full disk) stops the recording, never the job's following."""
 
     def __init__(self, job_dir: Path, record: dict):
         self.job_dir = job_dir
         self._lock = threading.Lock()
-        self._fd: int | None = None
-        self.complete = False
+        self._writing = False
         with contextlib.suppress(OSError, UsageError, Refused):
             with Folder.open(job_dir) as folder:
                 folder.write(LIVE, b"")  # from the start: a follower reads the output from its start
-                self._fd = folder.open_own(LIVE, append=True)
+                self._writing = True
         self.recorder = metrics.Recorder(parser(record), self._write)
 
     def _write(self, points) -> None:
-        if self._fd is None:
+        if not self._writing:
             return
         try:
-            os.write(self._fd, metrics.encode(points))
-        except OSError:
-            self.close()
+            with Folder.open(self.job_dir) as folder:
+                fd = folder.open_own(LIVE, create=False, append=True)
+                try:
+                    os.write(fd, metrics.encode(points))
+                finally:
+                    os.close(fd)
+        except (OSError, UsageError, Refused):
+            self._writing = False
 
     def output(self, host: str | None, data: bytes) -> None:
         with self._lock:
@@ -68,13 +73,11 @@ class Live:
         with self._lock:
             if complete:
                 self.recorder.end()
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-                if complete:
-                    with contextlib.suppress(OSError, UsageError, Refused):
-                        with Folder.open(self.job_dir) as folder:
-                            folder.commit(LIVE, FINAL)
+            if self._writing and complete:
+                with contextlib.suppress(OSError, UsageError, Refused):
+                    with Folder.open(self.job_dir) as folder:
+                        folder.commit(LIVE, FINAL)
+            self._writing = False
 
 
 def save(run, folder: Folder, record: dict) -> None:
