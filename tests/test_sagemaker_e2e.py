@@ -163,6 +163,19 @@ def test_failing_model_exits_1_with_failure_reason(stack, tmp_path):
     assert info["FailureReason"] == "ValueError: learning rate -1 is negative"
 
 
+def test_a_missing_module_is_the_failure_line_with_its_hint(stack, tmp_path):
+    # The launcher writes the exception's last line whole as the job's FailureReason (no frames of
+    # its own); the core adds which requirements file to list the package in, as on local.
+    model = write_model(tmp_path, "nopandas", "import os\nprint('starting', flush=True)\nimport pandas\n")
+    (model.parent / "requirements.txt").write_text("")
+    result = run_fahr(stack, "fit", str(model), *sagemaker_args(), cwd=tmp_path)
+    line = _one_error(result, 1, "ModuleNotFoundError: No module named 'pandas'",
+                      f"add its package to {model.parent / 'requirements.txt'}")
+    assert "<string>" not in line and "launcher.py" not in line, line
+    reason = _describe(stack, job_name_of(result))["FailureReason"]
+    assert "ModuleNotFoundError: No module named 'pandas'" in reason and "launcher.py" not in reason, reason
+
+
 def test_ctrl_c_detaches_then_stop_and_wait(stack, tmp_path):
     model = write_model(tmp_path, "slow", SLOW)
     proc = subprocess.Popen([str(FAHR), "fit", str(model), *sagemaker_args()], cwd=tmp_path, env=stack.env(),
