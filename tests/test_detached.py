@@ -48,6 +48,10 @@ def made(tmp_path_factory, docker_engine):
     project.mkdir()
     (project / "train.py").write_text(SCRIPT)
     jobs = root / "jobs"
+    # Files named as modules the follower imports, where fahr runs (not in the project, not in
+    # the image): a follower started with the current folder on sys.path died on them.
+    (root / "logging.py").write_text("LEVEL = 'info'  # the user's own, not the standard library's\n")
+    (root / "secrets.py").write_text("raise SystemExit('the user s own secrets.py was imported')\n")
     env = {"FAHR_LOCAL_OUTPUT_PATH": str(jobs)}
     run_fahr("fit", project / "train.py", "--hp", "seconds=0", env=env, check=0)
     yield {"project": project, "tag": f"{project.name}/train", "jobs": jobs, "env": env, "root": root}
@@ -135,7 +139,8 @@ def test_a_detached_job_finishes_on_its_own_after_its_terminal_closed(made, dock
     env = {**os.environ, "NO_COLOR": "1", **made["env"]}
     master, slave = pty.openpty()
     fit = subprocess.Popen([str(FAHR), "fit", str(made["project"] / "train.py"), "--detach", "--hp", "seconds=3"],
-                           stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+                           stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+                           cwd=made["root"])  # beside a logging.py and a secrets.py of the user's
     os.close(slave)
     said = b""
     try:

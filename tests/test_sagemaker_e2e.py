@@ -107,7 +107,10 @@ def test_seed_commands_verbatim_train_and_fetch(stack, tmp_path):
     assert info["RoleArn"] == f"arn:aws:iam::123456789012:role/{ROLE}"
     assert info["ResourceConfig"]["InstanceType"] == "ml.c4.2xlarge"
     tags = {t["Key"]: t["Value"] for t in stack.client("sagemaker").list_tags(ResourceArn=info["TrainingJobArn"])["Tags"]}
-    assert tags == {"fahr:model-tag": "hello/train", "fahr:version": fahr_core.__version__}
+    from fahr_sagemaker.jobs import tag_value  # the project folder as a tag value AWS takes
+
+    assert tags == {"fahr:model-tag": "hello/train", "fahr:version": fahr_core.__version__,
+                    "fahr:project": tag_value(os.path.realpath(model.parent))}  # no git work tree: no commit
     keys = {o["Key"] for o in stack.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"seed/{job}/")["Contents"]}
     assert keys == {f"seed/{job}/output/model.tar.gz", f"seed/{job}/output/output.tar.gz"}
     streams = stack.client("logs").describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",

@@ -54,8 +54,12 @@ _SPAWN = (
     "    print(pid, flush=True)\n"
     "    os._exit(0)\n"
     "os.dup2(2, 1)  # /dev/null, as stderr\n"
-    "os.execv(sys.executable, [sys.executable, '-m', 'fahr_core.drivers.local.follower', *sys.argv[1:]])\n"
+    "os.execv(sys.executable, [sys.executable, '-P', '-m', 'fahr_core.drivers.local.follower', *sys.argv[1:]])\n"
 )
+# -P and the root folder as the current one: `python -m`/`-c` put the current folder first on
+# sys.path, and fahr runs in the user's project, where a `logging.py` or `secrets.py` would be
+# imported in their stead (the follower died on it, the job never finished); nor does the follower,
+# living as long as the job, keep the user's folder (a disk to unmount) in use.
 
 
 def start(job_dir: Path, config, secrets=()) -> int:
@@ -72,8 +76,8 @@ def start(job_dir: Path, config, secrets=()) -> int:
     # Its output goes to its log once it runs (see main), never to this terminal. (Not the log
     # from the start: a file held open for writing keeps a disk from being remounted read-only.)
     spawner = subprocess.Popen(
-        [sys.executable, "-c", _SPAWN, str(job_dir), str(int(config["stop_timeout"]))],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+        [sys.executable, "-P", "-c", _SPAWN, os.path.abspath(job_dir), str(int(config["stop_timeout"]))],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True, cwd="/",
         close_fds=True, env={name: value for name, value in os.environ.items() if name not in set(secrets)},
     )
     try:
