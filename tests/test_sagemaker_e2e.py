@@ -172,8 +172,14 @@ def test_a_missing_module_is_the_failure_line_with_its_hint(stack, tmp_path):
     model = write_model(tmp_path, "nopandas", "import os\nprint('starting', flush=True)\nimport pandas\n")
     (model.parent / "requirements.txt").write_text("")
     result = run_fahr(stack, "fit", str(model), *sagemaker_args(), cwd=tmp_path)
-    line = _one_error(result, 1, "ModuleNotFoundError: No module named 'pandas'",
-                      f"add its package to {model.parent / 'requirements.txt'}")
+    assert result.code == 1, result.output
+    errors = result.error_lines()
+    assert len(errors) == 1, result.stderr  # the traceback's tail is folded into that one line
+    assert not any(line.startswith(("Traceback", "  File")) for line in result.stderr.splitlines()), result.stderr
+    line = errors[0]
+    assert line.endswith(f"add its package to {model.parent / 'requirements.txt'}, which the image installs, "
+                         "and fit again"), line
+    assert "ModuleNotFoundError: No module named 'pandas'" in line, line
     assert "<string>" not in line and "launcher.py" not in line, line
     reason = _describe(stack, job_name_of(result))["FailureReason"]
     assert "ModuleNotFoundError: No module named 'pandas'" in reason and "launcher.py" not in reason, reason
