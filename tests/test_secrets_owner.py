@@ -10,14 +10,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import secrets as random_secrets
 import subprocess
 import tarfile
 
 import pytest
 
-from conftest import FAHR, one_line_error
+from conftest import FAHR
 from fahr_core.contract import resolve_user, secrets_archive
 from fahr_core.image.dockerfile import dockerfile_text
 from secret_witness import digest
