@@ -256,6 +256,36 @@ def test_without_a_follower_a_detached_job_waits_for_fahr_wait(made, docker_engi
     assert record_of(made["jobs"], job)["status"] == "Completed"
 
 
+@pytest.mark.docker
+def test_containers_left_by_a_fahr_killed_after_recording_the_end_are_removed_by_the_follower(made, docker_engine):
+    """A fahr killed between writing the job's final record and removing its containers (here:
+    at the removal): the record says so, and the follower that finds the job ended removes them,
+    as `fahr wait` would. Before: the follower exited, the containers were left forever."""
+    job = detach(made, "--hp", "seconds=0", "--config.follower=false")
+    job_dir = made["jobs"] / job
+    [container] = docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job}"})
+    assert container.wait(timeout=60)["StatusCode"] == 0
+    killed = subprocess.run([sys.executable, "-c", textwrap.dedent("""\
+        import os, sys
+        from pathlib import Path
+        from fahr_core.contract import ContractRun
+        from fahr_core.drivers.local.finish import _finish
+        from fahr_core.drivers.local.records import _container_job, _read_record
+        job_dir = Path(sys.argv[1])
+        config = {"output_path": str(job_dir.parent), "stop_timeout": 1}
+        run = ContractRun(_container_job(_read_record(job_dir), config))
+        run.cleanup = lambda: os._exit(9)  # killed right there
+        _finish(run, job_dir, config, "Completed", "")
+    """), str(job_dir)], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == 9, killed.stderr
+    record = record_of(made["jobs"], job)
+    assert record["status"] == "Completed" and record["unfinished"] == "cleanup", record
+    subprocess.run([sys.executable, "-m", "fahr_core.drivers.local.follower", str(job_dir), "1"], check=True, timeout=120)
+    assert docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job}"}) == []
+    record = record_of(made["jobs"], job)
+    assert record["status"] == "Completed" and "unfinished" not in record, record
+
+
 # -- without Docker ---------------------------------------------------------------------------------
 
 

@@ -128,16 +128,16 @@ def follow(job_dir: Path, config, poll: float = POLL) -> None:
     """Look at the job's containers until they have all exited, then finish the job; return early
     when it is finished by someone else or its folder is gone (a UsageError)."""
     from fahr_core.contract import ContractRun
-    from fahr_core.drivers.local.finish import _finish
-    from fahr_core.drivers.local.records import _container_job, _read_record
+    from fahr_core.drivers.local.finish import _finish, _remove_left
+    from fahr_core.drivers.local.records import CLEANUP, _container_job, _ended, _read_record
 
     run = ContractRun(_container_job(_read_record(job_dir), config))
     outcome = _await_end(run, job_dir, config, poll)
-    if outcome is None:
-        return
     with _finishing(job_dir):
         record = _read_record(job_dir)
-        if _done(record):
+        if _done(record) or outcome is None:
+            if record.get("unfinished") == CLEANUP and _ended(record):  # its finisher killed before removing them
+                _remove_left(run, job_dir, config)
             return
         status, reason = outcome.status, outcome.failure_reason
         if record.get("stop_requested"):  # its stop ended it, whatever its exit code: as `fahr stop` finishes it

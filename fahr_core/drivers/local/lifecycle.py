@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 from fahr_core import interrupts, jobfolder, ui
 from fahr_core.drivers.local import checkpoint_folders
 from fahr_core.drivers.local.checkpoint_folders import GIVEN, _checkpoint_root, _claim, _release, _write_given
-from fahr_core.drivers.local.finish import _finish, _refused, _remove_containers
+from fahr_core.drivers.local.finish import _finish, _refused, _remove_left
 from fahr_core.drivers.local.logstream import _replay_logs
 from fahr_core.drivers.local.records import (CLEANUP, MAX_INSTANCE_COUNT, NAME, RECORD, _check_output_path,
                                               _command, _container_job, _ended, _fix, _job_dir, _locked,
@@ -210,10 +210,7 @@ def _wait(job, config):
     if _ended(record):
         _replay_logs(job_dir, record)  # as SageMaker's wait prints a finished job's logs
         if record.get("unfinished") == CLEANUP:
-            run = ContractRun(_container_job(record, config))
-            with interrupts.shield(f"removing the containers of job {job.job_name}"), _locked(job_dir) as folder:
-                record = _read_record(folder)
-                _remove_containers(run, job_dir, config, record)
+            record = _remove_left(ContractRun(_container_job(record, config)), job_dir, config)
         return _result(job, job_dir, record)
     run = ContractRun(_container_job(record, config))
     several = record.get("instance_count", 1) > 1
