@@ -390,12 +390,13 @@ def test_the_watch_lock_is_never_opened_through_a_link(job_dir, tmp_path):
 class FakeContainer:
     """A host as the engine's API shows it: its State, its stop (exit 143 a second later)."""
 
-    def __init__(self, host, code=None, started="2026-12-03T13:52:30Z", finished=None):
+    def __init__(self, host, code=None, started="2026-12-03T13:52:30Z", finished=None, status=None):
         self.labels = {"fahr.job": "j", "fahr.host": host}
-        self.name = f"j-{host}"
+        self.name = self.id = f"j-{host}"
         self.stopped = False
         running = code is None
-        self.attrs = {"State": {"Status": "running" if running else "exited", "ExitCode": 0 if running else code,
+        self.attrs = {"State": {"Status": status or ("running" if running else "exited"),
+                                "ExitCode": 0 if running else code,
                                 "StartedAt": started, "FinishedAt": finished or "0001-01-01T00:00:00Z"}}
 
     def reload(self):
@@ -412,13 +413,18 @@ class FakeContainer:
         return b"giving up\n"
 
 
-def settled(*containers):
+def fake_run(*containers, hosts=None):
+    """A run of a job of ``hosts`` hosts (one per container unless said) on an engine that has ``containers``."""
     from types import SimpleNamespace
 
     from fahr_core.contract import ContainerJob, ContractRun
 
     client = SimpleNamespace(containers=SimpleNamespace(list=lambda **_: list(containers)))
-    return ContractRun(ContainerJob(job_name="j", image="i", instance_count=len(containers)), client=client).settled()
+    return ContractRun(ContainerJob(job_name="j", image="i", instance_count=hosts or len(containers)), client=client)
+
+
+def settled(*containers, hosts=None):
+    return fake_run(*containers, hosts=hosts).settled()
 
 
 def test_a_look_at_the_hosts_tells_how_the_job_ended_and_stops_the_peers_of_a_failed_one():
@@ -437,6 +443,37 @@ def test_a_look_at_the_hosts_tells_how_the_job_ended_and_stops_the_peers_of_a_fa
     assert ended.failure_reason.startswith("AlgorithmError: exit code 5 on algo-2; last output:\ngiving up")
     gone = settled()
     assert gone.status == "Failed" and "gone" in gone.failure_reason
+
+
+def test_a_host_removed_by_hand_fails_the_job_and_its_peers_are_stopped():
+    """`docker rm -f` of one host of two: the job failed, as `fahr wait` records it, and the other
+    host (which would wait for it forever) is stopped. Before: ignored; the job recorded Completed
+    once the other host ended."""
+    peer = FakeContainer("algo-2")
+    assert settled(peer, hosts=2) is None and peer.stopped
+    for ended in (settled(peer, hosts=2), settled(FakeContainer("algo-2", 0, finished="2026-12-03T13:52:40Z"), hosts=2)):
+        assert ended.status == "Failed", ended
+        assert ended.failure_reason == "The container of host algo-1 is gone (removed outside fahr)", ended
+
+
+def test_a_host_that_never_started_is_a_failure_not_a_job_running_forever():
+    """A container left `created` (the fahr launching the job was stopped while starting it):
+    nothing will ever start it. Before: the follower's look said it ran, forever; and `fahr wait`
+    recorded the job Completed, the engine's wait on it answering 0 at once."""
+    never = settled(FakeContainer("algo-1", status="created"))
+    assert never.status == "Failed" and never.failure_reason == "host algo-1 never started", never
+    peer = FakeContainer("algo-1")
+    assert settled(peer, FakeContainer("algo-2", status="created")) is None and peer.stopped
+
+    class Created(FakeContainer):
+        def wait(self):
+            return {"StatusCode": 0}  # what the engine answers for a container never started
+
+        def logs(self, **_):
+            return iter(())
+
+    followed = fake_run(Created("algo-1", status="created")).follow(lambda host, data: None)
+    assert followed.status == "Failed" and followed.failure_reason == "host algo-1 never started", followed
 
 
 class FakeRun:
