@@ -566,6 +566,31 @@ def test_the_engines_times_are_read_to_the_microsecond():
     assert _span([{"StartedAt": "2026-12-03T13:52:30Z", "FinishedAt": "0001-01-01T00:00:00Z"}]) == (None, None)
 
 
+HANGUP = textwrap.dedent("""\
+    import os, signal, sys, time
+    from fahr_core import interrupts
+    interrupts.install()
+    interrupts.until_followed("j", lambda: None)  # a job launched: an interrupt would stop it
+    if sys.argv[1] == "attended":
+        interrupts.attended("j")  # its follower started: it finishes the job
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(10)
+    except KeyboardInterrupt:
+        sys.exit(42)  # the launch cleans up, as after Ctrl-C
+""")
+
+
+def test_a_closed_terminal_interrupts_a_launch_that_nothing_else_would_finish():
+    """SIGHUP while a job starts (a big --input being copied): fahr is interrupted as by Ctrl-C,
+    which removes what the launch made and records it; once the job's follower runs, fahr dies of
+    it as before, and the follower finishes the job. Before: killed mid-launch, the job was left
+    InProgress, its container `created` forever."""
+    for case, code in (("unattended", 42), ("attended", -signal.SIGHUP)):
+        done = subprocess.run([sys.executable, "-c", HANGUP, case], capture_output=True, text=True, timeout=60)
+        assert done.returncode == code, (case, done)
+
+
 def test_the_follower_imports_neither_docker_nor_the_cli():
     out = subprocess.run([sys.executable, "-c", "import sys, fahr_core.drivers.local.follower\n"
                           "print(sorted(m for m in ('docker', 'typer', 'boto3', 'fahr_core.cli') if m in sys.modules))"],

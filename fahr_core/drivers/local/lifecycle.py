@@ -165,15 +165,16 @@ def launch(spec, config):
         # end is recorded (or the full disk reported, the job kept) when the job ends.
         ui.warn(f"could not note the start of {spec.job_name} in {job_dir / RECORD} ({exc.strerror}); "
                 "it trains on, but free space there before it ends")
-    if config["follower"]:
-        _start_follower(job_dir, config, spec.secrets)
+    if config["follower"] and _start_follower(job_dir, config, spec.secrets):
+        interrupts.attended(spec.job_name)  # its terminal closing now leaves it to its follower
     return JobHandle(driver=NAME, job_name=spec.job_name, model_tag=spec.model_tag,
                      details={"job_dir": str(job_dir), "hosts": config["instance_count"]})
 
 
-def _start_follower(job_dir: Path, config, secrets=()) -> None:
+def _start_follower(job_dir: Path, config, secrets=()) -> bool:
     """Start the process that finishes the job when its containers exit, whoever watches
-    (fahr_core.drivers.local.follower), without the job's secrets; record its pid."""
+    (fahr_core.drivers.local.follower), without the job's secrets; record its pid. False when
+    it could not be started (said in a warning)."""
     from fahr_core.drivers.local import follower
 
     try:
@@ -182,13 +183,14 @@ def _start_follower(job_dir: Path, config, secrets=()) -> None:
         why = f"{exc.path} {exc.reason}" if isinstance(exc, Refused) else first_line(exc)
         ui.warn(f"could not start the process that finishes job {job_dir.name} when it ends ({why}); "
                 f"it trains on, and '{_command('wait', job_dir.name, config)}' finishes it")
-        return
+        return False
     with _locked(job_dir) as folder:
         record = _read_record(folder)
         if not _ended(record):
             record["follower"] = pid
             with contextlib.suppress(OSError):  # a full disk: the follower runs all the same
                 _write_record(folder, record)
+    return True
 
 
 def wait(job, config):
