@@ -1009,6 +1009,24 @@ class ContractRun:
         first = failed[0][1]
         return Outcome(FAILED, self.failure_reason(first, codes[first]), codes, started or 0.0, ended or 0.0)
 
+    def until_a_host_ends(self, since: float, seconds: float) -> None:
+        """Return when one of the job's containers has died or been removed since ``since``
+        (seconds since 1970, the engine's clock), or after about ``seconds``: one request held
+        open (the engine's events), rather than a look at every host again and again."""
+        filters = {"label": f"{LABEL_JOB}={self.job.job_name}", "type": "container", "event": ["die", "destroy"]}
+        try:  # whole seconds, the engine's unit: since is rounded down, so nothing in between is missed
+            stream = self.client.events(since=int(since), until=int(time.time() + seconds) + 1, filters=filters,
+                                        decode=True)
+            try:
+                next(iter(stream), None)
+            finally:
+                with contextlib.suppress(Exception):
+                    stream.close()
+        except Exception as exc:
+            if is_engine_error(exc):
+                raise engine_lost(exc, f"looking at job {self.job.job_name}'s containers") from exc
+            # An engine without these events (refused as a bad request): the caller looks again anyway.
+
     def times(self) -> tuple[float | None, float | None]:
         """When the job's first host started and its last one ended, as the engine recorded them
         (seconds since 1970; None when unknown, or while a host runs): the job's true times,

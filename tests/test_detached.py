@@ -491,6 +491,9 @@ class FakeRun:
     def reconnect(self):
         pass
 
+    def until_a_host_ends(self, since, seconds):
+        pass
+
 
 @pytest.fixture
 def running_job(job_dir):
@@ -508,6 +511,45 @@ def test_the_follower_waits_out_an_engine_restart(running_job):
     lost = EngineLost("lost the Docker engine while looking")
     assert _await_end(FakeRun(None, lost, lost, None, ended), job_dir, config, poll=0.01, patience=30) is ended
     assert record_of(job_dir.parent, "j")["status"] == "InProgress"
+
+
+def test_an_idle_job_costs_its_follower_a_held_request_not_a_look_a_second(running_job):
+    """While the job's host runs, the follower holds the engine's event stream open rather than
+    listing and inspecting the containers every second (20 idle jobs were 40 requests a second),
+    and still finishes the job as soon as the host exits."""
+    from types import SimpleNamespace
+
+    from fahr_core.drivers.local.follower import _await_end
+
+    job_dir, config = running_job
+    host, died, requests = FakeContainer("algo-1"), threading.Event(), []
+
+    def reload():
+        requests.append("inspect")
+
+    def listed(**_):
+        requests.append("list")
+        return [host]
+
+    def events(since, until, filters, decode):
+        assert filters == {"label": "fahr.job=j", "type": "container", "event": ["die", "destroy"]}
+        if died.wait(until - time.time()):
+            yield {"status": "die"}
+
+    host.reload = reload
+    run = fake_run(host)
+    run.client = SimpleNamespace(containers=SimpleNamespace(list=listed), events=events)
+
+    def exit_later():
+        time.sleep(3)
+        host.attrs["State"].update(Status="exited", FinishedAt="2026-12-03T13:52:40Z")
+        died.set()
+
+    threading.Thread(target=exit_later, daemon=True).start()
+    began = time.monotonic()
+    outcome = _await_end(run, job_dir, config)
+    assert outcome.status == "Completed" and 3 <= time.monotonic() - began < 3.5
+    assert requests == ["list", "inspect", "list", "inspect"]  # a look at the start, one at the exit
 
 
 def test_the_follower_gives_up_on_an_engine_gone_for_good_and_says_so_in_the_record(running_job):
