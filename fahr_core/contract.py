@@ -998,7 +998,7 @@ class ContractRun:
                 for thread in threads:
                     thread.join()
             return None
-        codes = {host: -1 if host in lost else state.get("ExitCode", -1) for host, state in states.items()}
+        codes = {host: state.get("ExitCode", -1) for host, state in states.items()}
         codes.update({host: -1 for host in lost})
         started, ended = _span([state for host, state in states.items() if host not in lost])
         if lost:
