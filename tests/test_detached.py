@@ -545,8 +545,8 @@ def test_an_idle_job_costs_its_follower_a_held_request_not_a_look_a_second(runni
         host.attrs["State"].update(Status="exited", FinishedAt="2026-12-03T13:52:40Z")
         died.set()
 
-    threading.Thread(target=exit_later, daemon=True).start()
     began = time.monotonic()
+    threading.Thread(target=exit_later, daemon=True).start()
     outcome = _await_end(run, job_dir, config)
     assert outcome.status == "Completed" and 3 <= time.monotonic() - began < 3.5
     assert requests == ["list", "inspect", "list", "inspect"]  # a look at the start, one at the exit
