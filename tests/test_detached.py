@@ -548,7 +548,7 @@ def test_an_idle_job_costs_its_follower_a_held_request_not_a_look_a_second(runni
     began = time.monotonic()
     threading.Thread(target=exit_later, daemon=True).start()
     outcome = _await_end(run, job_dir, config)
-    assert outcome.status == "Completed" and 3 <= time.monotonic() - began < 3.5
+    assert outcome.status == "Completed" and 3 <= time.monotonic() - began < 4.5  # at once, on a busy machine too
     assert requests == ["list", "inspect", "list", "inspect"]  # a look at the start, one at the exit
 
 
