@@ -169,6 +169,11 @@ def _exited(state: dict) -> bool:
 _ENGINE_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
 
 
+def _never_started(state: dict) -> bool:
+    """A host's container created but never started: only the fahr launching the job starts it."""
+    return state.get("Status") == "created"
+
+
 def _engine_time(text) -> float | None:
     """A container's ``StartedAt``/``FinishedAt`` (RFC 3339, nanoseconds) in seconds since 1970;
     None for the engine's "never" (year 1) or anything else."""
@@ -929,13 +934,19 @@ class ContractRun:
                 events.put(("logs-done", host, None))
 
         def await_exit(host: str, container) -> None:
+            code = -1  # removed meanwhile (by 'fahr stop' in another process, say)
             try:
                 code = container.wait()["StatusCode"]
+                # The engine's wait returns 0 at once for a container never started (the fahr
+                # that launched the job was stopped while starting it): that is no success.
+                container.reload()
+                if _never_started(container.attrs.get("State") or {}):
+                    events.put(("never", host, -1))
+                    return
             except Exception as exc:
                 if is_engine_error(exc):
                     events.put(("lost", host, exc))
                     return
-                code = -1  # removed meanwhile (by 'fahr stop' in another process, say)
             events.put(("exit", host, code))
 
         threads = []
@@ -949,6 +960,7 @@ class ContractRun:
         logs_done: set[str] = set()
         stopping = False
         first_failed = ""  # the host that failed on its own, before fahr stopped its peers
+        never: set[str] = set()
         while len(codes) < len(containers) or len(logs_done) < len(containers):
             try:
                 kind, host, value = events.get(timeout=0.25)
@@ -956,7 +968,9 @@ class ContractRun:
                 continue
             if kind == "lost":
                 raise engine_lost(value, f"following job {self.job.job_name}")
-            if kind == "exit":
+            if kind == "never":
+                never.add(host)
+            if kind in ("exit", "never"):
                 codes[host] = value
                 if value != 0 and not stopping:
                     first_failed = host
@@ -970,7 +984,10 @@ class ContractRun:
         ended_at = time.time()
         if not first_failed:
             return Outcome(COMPLETED, exit_codes=codes, started_at=started_at, ended_at=ended_at)
-        reason = self.failure_reason(first_failed, codes[first_failed])
+        if first_failed in never:
+            reason = f"host {first_failed} never started"
+        else:
+            reason = self.failure_reason(first_failed, codes[first_failed])
         return Outcome(FAILED, reason, codes, started_at, ended_at)
 
     def failure_reason(self, host: str, code: int) -> str:
@@ -1029,15 +1046,20 @@ class ContractRun:
         """One look at the hosts, for a process that follows the job without its output: None
         while any host runs, else how the job ended, as :meth:`follow` tells it (no container
         left: Failed, ``exit_codes`` empty). As in follow, a host that failed stops its peers,
-        which would wait for it forever; the first to fail is the one whose exit came first."""
+        which would wait for it forever; the first to fail is the one whose exit came first. A
+        host whose container is gone (removed outside fahr) or never started (the fahr that
+        launched the job was stopped while starting it: nothing will start it) has failed first."""
         states = self._states()
         if not states:
             return Outcome(FAILED, "Its containers are gone (removed outside fahr)")
-        running = [host for host, state in states.items() if not _exited(state)]
+        lost = {host: f"The container of host {host} is gone (removed outside fahr)"
+                for host in self.job.hosts if host not in states}
+        lost.update({host: f"host {host} never started" for host, state in states.items() if _never_started(state)})
+        running = [host for host, state in states.items() if not _exited(state) and host not in lost]
         failed = sorted((_engine_time(states[h].get("FinishedAt")) or 0.0, h)
-                        for h in states if h not in running and states[h].get("ExitCode") != 0)
+                        for h in states if h not in running and h not in lost and states[h].get("ExitCode") != 0)
         if running:
-            if failed:
+            if failed or lost:
                 threads = [threading.Thread(target=self._stop_one, args=(c,))
                            for h, c in self.containers().items() if h in running]
                 for thread in threads:
@@ -1046,11 +1068,33 @@ class ContractRun:
                     thread.join()
             return None
         codes = {host: state.get("ExitCode", -1) for host, state in states.items()}
-        started, ended = _span(states.values())
+        codes.update({host: -1 for host in lost})
+        started, ended = _span([state for host, state in states.items() if host not in lost])
+        if lost:
+            first = next(host for host in [*self.job.hosts, *sorted(lost)] if host in lost)
+            return Outcome(FAILED, lost[first], codes, started or 0.0, ended or 0.0)
         if not failed:
             return Outcome(COMPLETED, exit_codes=codes, started_at=started or 0.0, ended_at=ended or 0.0)
         first = failed[0][1]
         return Outcome(FAILED, self.failure_reason(first, codes[first]), codes, started or 0.0, ended or 0.0)
+
+    def until_a_host_ends(self, since: float, seconds: float) -> None:
+        """Return when one of the job's containers has died or been removed since ``since``
+        (seconds since 1970, the engine's clock), or after about ``seconds``: one request held
+        open (the engine's events), rather than a look at every host again and again."""
+        filters = {"label": f"{LABEL_JOB}={self.job.job_name}", "type": "container", "event": ["die", "destroy"]}
+        try:  # whole seconds, the engine's unit: since is rounded down, so nothing in between is missed
+            stream = self.client.events(since=int(since), until=int(time.time() + seconds) + 1, filters=filters,
+                                        decode=True)
+            try:
+                next(iter(stream), None)
+            finally:
+                with contextlib.suppress(Exception):
+                    stream.close()
+        except Exception as exc:
+            if is_engine_error(exc):
+                raise engine_lost(exc, f"looking at job {self.job.job_name}'s containers") from exc
+            # An engine without these events (refused as a bad request): the caller looks again anyway.
 
     def times(self) -> tuple[float | None, float | None]:
         """When the job's first host started and its last one ended, as the engine recorded them
