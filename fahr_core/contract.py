@@ -169,6 +169,11 @@ def _exited(state: dict) -> bool:
 _ENGINE_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
 
 
+def _never_started(state: dict) -> bool:
+    """A host's container created but never started: only the fahr launching the job starts it."""
+    return state.get("Status") == "created"
+
+
 def _engine_time(text) -> float | None:
     """A container's ``StartedAt``/``FinishedAt`` (RFC 3339, nanoseconds) in seconds since 1970;
     None for the engine's "never" (year 1) or anything else."""
@@ -548,18 +553,20 @@ def _channel_config(channels: Mapping[str, Path], content_types: Mapping[str, st
     return config
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644, owner: tuple[int, int] = (0, 0)) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     info.mode = mode
+    info.uid, info.gid = owner
     info.mtime = int(time.time())
     tar.addfile(info, io.BytesIO(data))
 
 
-def _add_dir(tar: tarfile.TarFile, name: str) -> None:
+def _add_dir(tar: tarfile.TarFile, name: str, mode: int = 0o755, owner: tuple[int, int] = (0, 0)) -> None:
     info = tarfile.TarInfo(name)
     info.type = tarfile.DIRTYPE
-    info.mode = 0o755
+    info.mode = mode
+    info.uid, info.gid = owner
     info.mtime = int(time.time())
     tar.addfile(info)
 
@@ -623,23 +630,93 @@ def opt_ml_archive(job: ContainerJob, host: str, out) -> None:
                         _add_path(tar, child, f"{arc}/{child.name}")
 
 
-def secrets_archive(secrets: Mapping[str, str]) -> bytes:
+def secrets_archive(secrets: Mapping[str, str], owner: tuple[int, int] = (0, 0)) -> bytes:
     """A tar rooted at ``/`` of ``fahr_core.launcher.SECRETS_DIR`` (0700) holding one 0600 file per
-    secret, named after its variable, its value as UTF-8."""
+    secret, named after its variable, its value as UTF-8; fahr's folders and files owned by
+    ``owner`` (uid, gid: the user the image runs as, :func:`image_user`), for only the launcher
+    to read them and remove them once read. The engine keeps a tar's owners."""
     from fahr_core.launcher import SECRETS_DIR
 
     buffer = io.BytesIO()
     folder = SECRETS_DIR.strip("/")
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         parts = folder.split("/")
-        for i in range(2, len(parts)):  # /run is the image's; fahr's folders beneath it are made here
-            _add_dir(tar, "/".join(parts[:i]))
-        info = tarfile.TarInfo(folder)
-        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o700, int(time.time())
-        tar.addfile(info)
+        for i in range(2, len(parts)):  # /run is the image's; fahr's folders beneath it are made here,
+            _add_dir(tar, "/".join(parts[:i]), owner=owner)  # the user's: the launcher removes the secrets'
+        _add_dir(tar, folder, mode=0o700, owner=owner)
         for name, value in secrets.items():
-            _add_bytes(tar, f"{folder}/{name}", value.encode("utf-8"), mode=0o600)
+            _add_bytes(tar, f"{folder}/{name}", value.encode("utf-8"), mode=0o600, owner=owner)
     return buffer.getvalue()
+
+
+def _container_entry(container, path: str, limit: int = 0) -> tuple[tarfile.TarInfo | None, bytes]:
+    """The (created, not started) container's entry ``path`` and the first ``limit`` bytes of a
+    file's data, read with the engine's archive API: a container that never ran has no process
+    to ask. The engine's errors (docker.errors.NotFound: no such path) propagate."""
+    stream, _ = container.get_archive(path)
+    with tempfile.TemporaryFile() as spool:
+        for chunk in stream:
+            spool.write(chunk)
+        spool.seek(0)
+        with tarfile.open(fileobj=spool, mode="r:") as tar:
+            member = tar.next()
+            handle = tar.extractfile(member) if limit and member is not None and member.isreg() else None
+            return member, handle.read(limit) if handle else b""
+
+
+def _container_file(container, path: str) -> str:
+    """The text of the (created, not started) container's file ``path``; '' when it has none."""
+    from docker import errors as docker_errors
+
+    try:
+        return _container_entry(container, path, limit=1 << 22)[1].decode("utf-8", "replace")
+    except docker_errors.NotFound:
+        return ""
+
+
+def _entries(text: str) -> list[list[str]]:
+    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def resolve_user(spec: str, passwd: Callable[[], str], group: Callable[[], str]) -> tuple[int, int] | None:
+    """The uid and gid a container runs as whose image says ``USER spec`` (``name``, ``uid``,
+    ``name:group``, ``uid:gid``), as the engine resolves it: a name from /etc/passwd (its gid the
+    user's primary group unless one is given), a group name from /etc/group, numbers as they are;
+    ``passwd``/``group`` give those files' text, read only when needed. None: a name the files
+    do not hold (the engine would refuse to start the container)."""
+    user, _, grp = (spec or "").strip().partition(":")
+    if user in ("", "root", "0"):
+        uid, gid = 0, 0
+    else:
+        entry = next((e for e in _entries(passwd()) if len(e) >= 4 and user in (e[0], e[2])), None)
+        if entry is not None and entry[2].isdigit() and entry[3].isdigit():
+            uid, gid = int(entry[2]), int(entry[3])
+        elif user.isdigit():
+            uid, gid = int(user), 0
+        else:
+            return None
+    if grp:
+        if grp.isdigit():
+            gid = int(grp)
+        else:
+            entry = next((e for e in _entries(group()) if len(e) >= 3 and e[0] == grp and e[2].isdigit()), None)
+            if entry is None:
+                return None
+            gid = int(entry[2])
+    return uid, gid
+
+
+def image_user(container, job_name: str) -> tuple[int, int]:
+    """The uid and gid the (created, not started) ``container`` will run as: its image's USER.
+    A USER its files do not name is the project's to fix (exit 2), before the job starts."""
+    spec = (container.attrs.get("Config") or {}).get("User") or ""
+    ids = resolve_user(spec, lambda: _container_file(container, "/etc/passwd"),
+                       lambda: _container_file(container, "/etc/group"))
+    if ids is None:
+        raise UsageError(f"the image of job {job_name} runs as USER {spec}, which its /etc/passwd or /etc/group "
+                         "does not name, so its --secret values cannot be handed to it; create that user in the "
+                         "Dockerfile (RUN useradd ...), or give USER as uid:gid")
+    return ids
 
 
 def _not_executable(container, program: str) -> str | None:
@@ -650,15 +727,9 @@ def _not_executable(container, program: str) -> str | None:
         for folder in env.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(":"):
             path = f"{folder.rstrip('/')}/{program}"
             try:
-                stream, _ = container.get_archive(path)
+                member, _ = _container_entry(container, path)
             except Exception:
                 continue  # not there: the next folder
-            with tempfile.TemporaryFile() as spool:
-                for chunk in stream:
-                    spool.write(chunk)
-                spool.seek(0)
-                with tarfile.open(fileobj=spool, mode="r:") as tar:
-                    member = tar.next()
             if member is not None and member.isreg() and not member.mode & 0o111:
                 return path  # the engine passed over it, as it does every file it may not run
     except Exception:
@@ -704,6 +775,7 @@ class ContractRun:
         network = None
         in_flight: tuple[str, str] | None = None  # a create the engine may finish after an interrupt
         containers: list = []
+        owner: tuple[int, int] | None = None  # the image's user, the secrets' owner: one lookup per job
         try:
             if len(job.hosts) > 1:
                 in_flight = ("network", job.network_name)
@@ -753,7 +825,9 @@ class ContractRun:
                 if job.secrets:
                     # In memory, never a file of this machine's: only the engine holds them, in
                     # the container, until the launcher has read them or the container is removed.
-                    container.put_archive("/", secrets_archive(job.secrets))
+                    # Owned by the image's user: 0600 files only their owner, the launcher, reads.
+                    owner = owner or image_user(container, job.job_name)
+                    container.put_archive("/", secrets_archive(job.secrets, owner))
                 containers.append(container)
                 with contextlib.suppress(Exception):  # a speed-up: follow() reads the engine's log without it
                     _Attachment(container)
@@ -861,13 +935,19 @@ class ContractRun:
                 events.put(("logs-done", host, None))
 
         def await_exit(host: str, container) -> None:
+            code = -1  # removed meanwhile (by 'fahr stop' in another process, say)
             try:
                 code = container.wait()["StatusCode"]
+                # The engine's wait returns 0 at once for a container never started (the fahr
+                # that launched the job was stopped while starting it): that is no success.
+                container.reload()
+                if _never_started(container.attrs.get("State") or {}):
+                    events.put(("never", host, -1))
+                    return
             except Exception as exc:
                 if is_engine_error(exc):
                     events.put(("lost", host, exc))
                     return
-                code = -1  # removed meanwhile (by 'fahr stop' in another process, say)
             events.put(("exit", host, code))
 
         threads = []
@@ -881,6 +961,7 @@ class ContractRun:
         logs_done: set[str] = set()
         stopping = False
         first_failed = ""  # the host that failed on its own, before fahr stopped its peers
+        never: set[str] = set()
         while len(codes) < len(containers) or len(logs_done) < len(containers):
             try:
                 kind, host, value = events.get(timeout=0.25)
@@ -888,7 +969,9 @@ class ContractRun:
                 continue
             if kind == "lost":
                 raise engine_lost(value, f"following job {self.job.job_name}")
-            if kind == "exit":
+            if kind == "never":
+                never.add(host)
+            if kind in ("exit", "never"):
                 codes[host] = value
                 if value != 0 and not stopping:
                     first_failed = host
@@ -902,7 +985,10 @@ class ContractRun:
         ended_at = time.time()
         if not first_failed:
             return Outcome(COMPLETED, exit_codes=codes, started_at=started_at, ended_at=ended_at)
-        reason = self.failure_reason(first_failed, codes[first_failed])
+        if first_failed in never:
+            reason = f"host {first_failed} never started"
+        else:
+            reason = self.failure_reason(first_failed, codes[first_failed])
         return Outcome(FAILED, reason, codes, started_at, ended_at)
 
     def failure_reason(self, host: str, code: int) -> str:
@@ -961,15 +1047,20 @@ class ContractRun:
         """One look at the hosts, for a process that follows the job without its output: None
         while any host runs, else how the job ended, as :meth:`follow` tells it (no container
         left: Failed, ``exit_codes`` empty). As in follow, a host that failed stops its peers,
-        which would wait for it forever; the first to fail is the one whose exit came first."""
+        which would wait for it forever; the first to fail is the one whose exit came first. A
+        host whose container is gone (removed outside fahr) or never started (the fahr that
+        launched the job was stopped while starting it: nothing will start it) has failed first."""
         states = self._states()
         if not states:
             return Outcome(FAILED, "Its containers are gone (removed outside fahr)")
-        running = [host for host, state in states.items() if not _exited(state)]
+        lost = {host: f"The container of host {host} is gone (removed outside fahr)"
+                for host in self.job.hosts if host not in states}
+        lost.update({host: f"host {host} never started" for host, state in states.items() if _never_started(state)})
+        running = [host for host, state in states.items() if not _exited(state) and host not in lost]
         failed = sorted((_engine_time(states[h].get("FinishedAt")) or 0.0, h)
-                        for h in states if h not in running and states[h].get("ExitCode") != 0)
+                        for h in states if h not in running and h not in lost and states[h].get("ExitCode") != 0)
         if running:
-            if failed:
+            if failed or lost:
                 threads = [threading.Thread(target=self._stop_one, args=(c,))
                            for h, c in self.containers().items() if h in running]
                 for thread in threads:
@@ -978,11 +1069,33 @@ class ContractRun:
                     thread.join()
             return None
         codes = {host: state.get("ExitCode", -1) for host, state in states.items()}
-        started, ended = _span(states.values())
+        codes.update({host: -1 for host in lost})
+        started, ended = _span([state for host, state in states.items() if host not in lost])
+        if lost:
+            first = next(host for host in [*self.job.hosts, *sorted(lost)] if host in lost)
+            return Outcome(FAILED, lost[first], codes, started or 0.0, ended or 0.0)
         if not failed:
             return Outcome(COMPLETED, exit_codes=codes, started_at=started or 0.0, ended_at=ended or 0.0)
         first = failed[0][1]
         return Outcome(FAILED, self.failure_reason(first, codes[first]), codes, started or 0.0, ended or 0.0)
+
+    def until_a_host_ends(self, since: float, seconds: float) -> None:
+        """Return when one of the job's containers has died or been removed since ``since``
+        (seconds since 1970, the engine's clock), or after about ``seconds``: one request held
+        open (the engine's events), rather than a look at every host again and again."""
+        filters = {"label": f"{LABEL_JOB}={self.job.job_name}", "type": "container", "event": ["die", "destroy"]}
+        try:  # whole seconds, the engine's unit: since is rounded down, so nothing in between is missed
+            stream = self.client.events(since=int(since), until=int(time.time() + seconds) + 1, filters=filters,
+                                        decode=True)
+            try:
+                next(iter(stream), None)
+            finally:
+                with contextlib.suppress(Exception):
+                    stream.close()
+        except Exception as exc:
+            if is_engine_error(exc):
+                raise engine_lost(exc, f"looking at job {self.job.job_name}'s containers") from exc
+            # An engine without these events (refused as a bad request): the caller looks again anyway.
 
     def times(self) -> tuple[float | None, float | None]:
         """When the job's first host started and its last one ended, as the engine recorded them

@@ -1,4 +1,5 @@
-"""Ctrl-C and SIGTERM: the first one interrupts; later ones never leave a job half-stopped.
+"""Ctrl-C and SIGTERM (and SIGHUP, see below): the first one interrupts; later ones never leave
+a job half-stopped.
 
 The first signal raises :class:`KeyboardInterrupt` wherever the main thread is: the driver
 stops the job, saves what it left and removes its containers, then the CLI exits 130. Every
@@ -8,6 +9,12 @@ unfinished, which is exactly what the user's first Ctrl-C asked fahr to prevent.
 
 :func:`shield` defers even the first signal around a step that must not be cut in half (packing
 a finished job's model); a signal that came meanwhile is raised when the step is done.
+
+SIGHUP (the terminal closed) interrupts the same way while a job is launched that nothing else
+would finish (:func:`until_followed`, until :func:`attended`: the local driver's follower has
+started), or while fahr defers signals; otherwise fahr dies of it as before, and the job runs on,
+finished by its follower. Its output then goes to /dev/null: writing to a closed terminal fails,
+and must not cut the cleanup short.
 
 Messages are written with ``os.write`` on stderr, not through :mod:`fahr_core.ui`: a signal
 handler runs in the main thread between two bytecodes, perhaps while that thread holds the
@@ -27,6 +34,7 @@ _DEFAULT_DOING = "cleaning up"
 
 _state = {"interrupted": False, "shield": 0, "deferred": 0, "doing": _DEFAULT_DOING}
 _cleanups: dict[str, Callable[[], None]] = {}
+_unattended: set[str] = set()  # jobs launched that nothing would finish if this process died
 
 
 def _handler(signum, frame) -> None:
@@ -39,6 +47,22 @@ def _handler(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _hangup(signum, frame) -> None:
+    for fd in (1, 2):  # the terminal is gone: nothing can be told there
+        try:
+            if os.isatty(fd):
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
+        except OSError:
+            pass
+    if _unattended or _state["interrupted"] or _state["shield"]:
+        _handler(signum, frame)
+        return
+    signal.signal(signum, signal.SIG_DFL)  # as before: the job runs on, its follower finishes it
+    os.kill(os.getpid(), signum)
+
+
 def _say(text: str) -> None:
     try:
         os.write(2, f"fahr {text}\n".encode("utf-8", "replace"))
@@ -47,9 +71,11 @@ def _say(text: str) -> None:
 
 
 def install() -> None:
-    """Handle SIGINT and SIGTERM alike for the whole process (the CLI's entry point calls this)."""
+    """Handle SIGINT and SIGTERM alike, and SIGHUP, for the whole process (the CLI's entry point
+    calls this)."""
     for signum in SIGNALS:
         signal.signal(signum, _handler)
+    signal.signal(signal.SIGHUP, _hangup)
 
 
 def doing(text: str) -> None:
@@ -105,11 +131,19 @@ def until_followed(key: str, cleanup: Callable[[], None]) -> None:
     is in good hands (or launched on purpose to run on: ``--detach``).
     """
     _cleanups[key] = cleanup
+    _unattended.add(key)
+
+
+def attended(key: str) -> None:
+    """The job ``key`` has a process of its own that finishes it (the local driver's follower):
+    a closed terminal no longer needs to stop it (Ctrl-C still does, until :func:`followed`)."""
+    _unattended.discard(key)
 
 
 def followed(key: str) -> None:
     """The job ``key`` is taken care of: an interrupt no longer needs its cleanup."""
     _cleanups.pop(key, None)
+    _unattended.discard(key)
 
 
 def run_cleanups() -> None:

@@ -10,6 +10,7 @@ the driver's own ``check_run``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import warnings
@@ -94,6 +95,8 @@ def plan_fit(artifact: Path, *, hyperparameters: Mapping[str, str] = {}, inputs:
     validate_text("--input", inputs, utf8=False)
     secret_values = read_secrets(secrets, environment, container, os.environ if environ is None else environ)
     metric_definitions = metric_definitions_of(artifact.parent, metrics)
+    if secret_values and not regenerate_dockerfile:
+        check_runs_the_launcher(artifact, next(iter(secret_values)))
     if fetch_to is not None and not wait:
         raise UsageError("--fetch needs the job to end: drop --detach, or fetch later with 'fahr fetch'")
     if fetch_to is not None:
@@ -265,14 +268,53 @@ _ENV_STRING_MAX = 131072
 
 
 def validate_environment(environment: Mapping[str, str], flag: str = "--env", shown: str = "=…") -> None:
+    from fahr_core.launcher import SECRETS_ARN_ENV
+
     for name, value in environment.items():
         if not _ENV_NAME.match(name):
             raise UsageError(f"{flag} {_shown(name)}{shown}: a variable name is letters, digits and '_', "
                              "not starting with a digit")
+        if name == SECRETS_ARN_ENV:  # fahr's own: it names the job's secret, which fahr deletes at the end
+            raise UsageError(f"{flag} {name}{shown}: fahr sets {name} itself, for --secret; hand the job a "
+                             "secret with --secret NAME")
         size = len(f"{name}={value}".encode("utf-8", "surrogateescape")) + 1
         if size > _ENV_STRING_MAX:
             raise UsageError(f"{flag} {_shown(name)}{shown}: the variable is {size} bytes, over the {_ENV_STRING_MAX} "
                              "bytes one environment variable may hold: pass large values in a file (--input)")
+
+
+# The variables fahr's launcher and drivers set in every job (README, "Your training code"): a
+# secret of that name would override the hosts or the job's name (the launcher applies secrets
+# last), and FAHR_SECRETS_ARN names the Secrets Manager secret fahr deletes when the job ends.
+_FAHR_PREFIXES = ("FAHR_", "SM_")
+_FAHR_NAMES = frozenset({"TRAINING_JOB_NAME", "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "NNODES"})
+
+# All of a job's secrets together, UTF-8: AWS Secrets Manager holds at most 64 KiB in a secret,
+# which the sagemaker driver makes of them all; secrets are keys and tokens, not data (--input).
+_SECRETS_MAX = 64 * 1024
+
+
+def fahr_variable(name: str) -> bool:
+    """Whether ``name`` is a variable fahr sets in a job itself."""
+    return name.startswith(_FAHR_PREFIXES) or name in _FAHR_NAMES
+
+
+def check_runs_the_launcher(artifact: Path, name: str) -> None:
+    """``--secret`` reaches the script through fahr's launcher (the generated Dockerfile's
+    ENTRYPOINT): a project Dockerfile whose last ENTRYPOINT does not run it would start the script
+    without its secrets, silently. No Dockerfile yet: fahr writes one that does."""
+    from fahr_core import image
+    from fahr_core.image.dockerfile import LAUNCHER_PATH, _read_dockerfile
+
+    path = artifact.parent / image.DOCKERFILE
+    if not os.path.lexists(path):
+        return
+    entrypoints = [line for line in _read_dockerfile(path).splitlines()
+                   if line.strip().upper().startswith("ENTRYPOINT")]
+    if not entrypoints or LAUNCHER_PATH not in entrypoints[-1]:
+        raise UsageError(f"--secret {name}: {path} does not start fahr's launcher ({LAUNCHER_PATH}), which hands "
+                         "the script its secrets; pass --regenerate-dockerfile (or make its ENTRYPOINT "
+                         f'["python", "{LAUNCHER_PATH}", "{artifact.name}"])')
 
 
 def read_secrets(names: Sequence[str], environment: Mapping[str, str], container: bool,
@@ -286,6 +328,9 @@ def read_secrets(names: Sequence[str], environment: Mapping[str, str], container
         if not _ENV_NAME.match(name):
             raise UsageError(f"--secret {_shown(name)}: a variable name is letters, digits and '_', "
                              "not starting with a digit")
+        if fahr_variable(name):
+            raise UsageError(f"--secret {name}: fahr sets {name} in every job itself (names starting FAHR_ or SM_, "
+                             "TRAINING_JOB_NAME and the host variables); give the secret another name")
         if name in environment:
             raise UsageError(f"--secret {name} and --env {name}=…: give the variable one way (a secret's value "
                              "is never written where --env values are)")
@@ -301,6 +346,11 @@ def read_secrets(names: Sequence[str], environment: Mapping[str, str], container
         problem = cfg.text_problem(value)
         if problem:
             raise UsageError(f"--secret {name}: the value of ${name} {problem}")
+    # Measured as the sagemaker driver stores them: one JSON object, UTF-8 (quotes, newlines escaped)
+    size = len(json.dumps(values, ensure_ascii=False).encode("utf-8"))
+    if size > _SECRETS_MAX:
+        raise UsageError(f"--secret: the secrets are {size} bytes together, over the {_SECRETS_MAX} a job's "
+                         "secrets may hold (a Secrets Manager secret's limit); pass data in a file (--input)")
     return values
 
 

@@ -8,6 +8,7 @@ jobs built from the project that folder names (:func:`project_of_fetch`; README,
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -16,6 +17,10 @@ from pathlib import Path
 #: How long git may take to answer (a slow network file system, a huge work tree): a fit never
 #: waits on it longer, and never fails for it.
 _GIT_SECONDS = 5
+
+#: How many entries of the current folder a fetch looks at for the project a tag names (a folder
+#: of a million files must not make `fahr fetch` slow).
+_SCAN_MAX = 10_000
 
 
 def project_folder(folder: Path) -> str:
@@ -61,12 +66,29 @@ def project_of_fetch(folder: Path, model_tag: str) -> str | None:
     from fahr_core.errors import UsageError
 
     part = model_tag.split("/")[0]
+
+    def tag_part(name: str) -> str | None:  # a folder's name as a tag has it ('My Src' -> 'my-src')
+        try:
+            return names.model_image_tag(Path("/", name, "train.py")).split("/")[0]
+        except UsageError:  # a folder whose name makes no tag (no letter or digit in it) is no tag's
+            return None
+
     inside = Path(folder) / part
     if inside.is_dir():
         return project_folder(inside)
-    here = Path(folder).absolute()
+    # The tag's part is the folder's name cleaned up (lowercased, ASCII): `RfollowCase` is
+    # `rfollowcase`. One sub-folder of that tag part is the project; several are no one project.
+    matches = []
     try:
-        own = names.model_image_tag(here / "train.py").split("/")[0]
-    except UsageError:  # a folder whose name makes no tag (no letter or digit in it) is no tag's
+        with os.scandir(folder) as entries:
+            for entry in itertools.islice(entries, _SCAN_MAX):
+                if entry.is_dir() and tag_part(entry.name) == part:
+                    matches.append(entry.path)
+    except OSError:
+        pass
+    if len(matches) == 1:
+        return project_folder(Path(matches[0]))
+    if matches:
         return None
-    return project_folder(here) if own == part else None
+    here = Path(folder).absolute()
+    return project_folder(here) if tag_part(here.name) == part else None

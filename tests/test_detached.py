@@ -48,6 +48,10 @@ def made(tmp_path_factory, docker_engine):
     project.mkdir()
     (project / "train.py").write_text(SCRIPT)
     jobs = root / "jobs"
+    # Files named as modules the follower imports, where fahr runs (not in the project, not in
+    # the image): a follower started with the current folder on sys.path died on them.
+    (root / "logging.py").write_text("LEVEL = 'info'  # the user's own, not the standard library's\n")
+    (root / "secrets.py").write_text("raise SystemExit('the user s own secrets.py was imported')\n")
     env = {"FAHR_LOCAL_OUTPUT_PATH": str(jobs)}
     run_fahr("fit", project / "train.py", "--hp", "seconds=0", env=env, check=0)
     yield {"project": project, "tag": f"{project.name}/train", "jobs": jobs, "env": env, "root": root}
@@ -135,7 +139,8 @@ def test_a_detached_job_finishes_on_its_own_after_its_terminal_closed(made, dock
     env = {**os.environ, "NO_COLOR": "1", **made["env"]}
     master, slave = pty.openpty()
     fit = subprocess.Popen([str(FAHR), "fit", str(made["project"] / "train.py"), "--detach", "--hp", "seconds=3"],
-                           stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+                           stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+                           cwd=made["root"])  # beside a logging.py and a secrets.py of the user's
     os.close(slave)
     said = b""
     try:
@@ -256,6 +261,36 @@ def test_without_a_follower_a_detached_job_waits_for_fahr_wait(made, docker_engi
     assert record_of(made["jobs"], job)["status"] == "Completed"
 
 
+@pytest.mark.docker
+def test_containers_left_by_a_fahr_killed_after_recording_the_end_are_removed_by_the_follower(made, docker_engine):
+    """A fahr killed between writing the job's final record and removing its containers (here:
+    at the removal): the record says so, and the follower that finds the job ended removes them,
+    as `fahr wait` would. Before: the follower exited, the containers were left forever."""
+    job = detach(made, "--hp", "seconds=0", "--config.follower=false")
+    job_dir = made["jobs"] / job
+    [container] = docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job}"})
+    assert container.wait(timeout=60)["StatusCode"] == 0
+    killed = subprocess.run([sys.executable, "-c", textwrap.dedent("""\
+        import os, sys
+        from pathlib import Path
+        from fahr_core.contract import ContractRun
+        from fahr_core.drivers.local.finish import _finish
+        from fahr_core.drivers.local.records import _container_job, _read_record
+        job_dir = Path(sys.argv[1])
+        config = {"output_path": str(job_dir.parent), "stop_timeout": 1}
+        run = ContractRun(_container_job(_read_record(job_dir), config))
+        run.cleanup = lambda: os._exit(9)  # killed right there
+        _finish(run, job_dir, config, "Completed", "")
+    """), str(job_dir)], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == 9, killed.stderr
+    record = record_of(made["jobs"], job)
+    assert record["status"] == "Completed" and record["unfinished"] == "cleanup", record
+    subprocess.run([sys.executable, "-m", "fahr_core.drivers.local.follower", str(job_dir), "1"], check=True, timeout=120)
+    assert docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job}"}) == []
+    record = record_of(made["jobs"], job)
+    assert record["status"] == "Completed" and "unfinished" not in record, record
+
+
 # -- without Docker ---------------------------------------------------------------------------------
 
 
@@ -360,12 +395,13 @@ def test_the_watch_lock_is_never_opened_through_a_link(job_dir, tmp_path):
 class FakeContainer:
     """A host as the engine's API shows it: its State, its stop (exit 143 a second later)."""
 
-    def __init__(self, host, code=None, started="2026-12-03T13:52:30Z", finished=None):
+    def __init__(self, host, code=None, started="2026-12-03T13:52:30Z", finished=None, status=None):
         self.labels = {"fahr.job": "j", "fahr.host": host}
-        self.name = f"j-{host}"
+        self.name = self.id = f"j-{host}"
         self.stopped = False
         running = code is None
-        self.attrs = {"State": {"Status": "running" if running else "exited", "ExitCode": 0 if running else code,
+        self.attrs = {"State": {"Status": status or ("running" if running else "exited"),
+                                "ExitCode": 0 if running else code,
                                 "StartedAt": started, "FinishedAt": finished or "0001-01-01T00:00:00Z"}}
 
     def reload(self):
@@ -382,13 +418,18 @@ class FakeContainer:
         return b"giving up\n"
 
 
-def settled(*containers):
+def fake_run(*containers, hosts=None):
+    """A run of a job of ``hosts`` hosts (one per container unless said) on an engine that has ``containers``."""
     from types import SimpleNamespace
 
     from fahr_core.contract import ContainerJob, ContractRun
 
     client = SimpleNamespace(containers=SimpleNamespace(list=lambda **_: list(containers)))
-    return ContractRun(ContainerJob(job_name="j", image="i", instance_count=len(containers)), client=client).settled()
+    return ContractRun(ContainerJob(job_name="j", image="i", instance_count=hosts or len(containers)), client=client)
+
+
+def settled(*containers, hosts=None):
+    return fake_run(*containers, hosts=hosts).settled()
 
 
 def test_a_look_at_the_hosts_tells_how_the_job_ended_and_stops_the_peers_of_a_failed_one():
@@ -409,6 +450,37 @@ def test_a_look_at_the_hosts_tells_how_the_job_ended_and_stops_the_peers_of_a_fa
     assert gone.status == "Failed" and "gone" in gone.failure_reason
 
 
+def test_a_host_removed_by_hand_fails_the_job_and_its_peers_are_stopped():
+    """`docker rm -f` of one host of two: the job failed, as `fahr wait` records it, and the other
+    host (which would wait for it forever) is stopped. Before: ignored; the job recorded Completed
+    once the other host ended."""
+    peer = FakeContainer("algo-2")
+    assert settled(peer, hosts=2) is None and peer.stopped
+    for ended in (settled(peer, hosts=2), settled(FakeContainer("algo-2", 0, finished="2026-12-03T13:52:40Z"), hosts=2)):
+        assert ended.status == "Failed", ended
+        assert ended.failure_reason == "The container of host algo-1 is gone (removed outside fahr)", ended
+
+
+def test_a_host_that_never_started_is_a_failure_not_a_job_running_forever():
+    """A container left `created` (the fahr launching the job was stopped while starting it):
+    nothing will ever start it. Before: the follower's look said it ran, forever; and `fahr wait`
+    recorded the job Completed, the engine's wait on it answering 0 at once."""
+    never = settled(FakeContainer("algo-1", status="created"))
+    assert never.status == "Failed" and never.failure_reason == "host algo-1 never started", never
+    peer = FakeContainer("algo-1")
+    assert settled(peer, FakeContainer("algo-2", status="created")) is None and peer.stopped
+
+    class Created(FakeContainer):
+        def wait(self):
+            return {"StatusCode": 0}  # what the engine answers for a container never started
+
+        def logs(self, **_):
+            return iter(())
+
+    followed = fake_run(Created("algo-1", status="created")).follow(lambda host, data: None)
+    assert followed.status == "Failed" and followed.failure_reason == "host algo-1 never started", followed
+
+
 class FakeRun:
     """A run whose looks at the hosts answer ``answers`` in turn (an exception is raised)."""
 
@@ -422,6 +494,9 @@ class FakeRun:
         return answer
 
     def reconnect(self):
+        pass
+
+    def until_a_host_ends(self, since, seconds):
         pass
 
 
@@ -441,6 +516,45 @@ def test_the_follower_waits_out_an_engine_restart(running_job):
     lost = EngineLost("lost the Docker engine while looking")
     assert _await_end(FakeRun(None, lost, lost, None, ended), job_dir, config, poll=0.01, patience=30) is ended
     assert record_of(job_dir.parent, "j")["status"] == "InProgress"
+
+
+def test_an_idle_job_costs_its_follower_a_held_request_not_a_look_a_second(running_job):
+    """While the job's host runs, the follower holds the engine's event stream open rather than
+    listing and inspecting the containers every second (20 idle jobs were 40 requests a second),
+    and still finishes the job as soon as the host exits."""
+    from types import SimpleNamespace
+
+    from fahr_core.drivers.local.follower import _await_end
+
+    job_dir, config = running_job
+    host, died, requests = FakeContainer("algo-1"), threading.Event(), []
+
+    def reload():
+        requests.append("inspect")
+
+    def listed(**_):
+        requests.append("list")
+        return [host]
+
+    def events(since, until, filters, decode):
+        assert filters == {"label": "fahr.job=j", "type": "container", "event": ["die", "destroy"]}
+        if died.wait(until - time.time()):
+            yield {"status": "die"}
+
+    host.reload = reload
+    run = fake_run(host)
+    run.client = SimpleNamespace(containers=SimpleNamespace(list=listed), events=events)
+
+    def exit_later():
+        time.sleep(3)
+        host.attrs["State"].update(Status="exited", FinishedAt="2026-12-03T13:52:40Z")
+        died.set()
+
+    began = time.monotonic()
+    threading.Thread(target=exit_later, daemon=True).start()
+    outcome = _await_end(run, job_dir, config)
+    assert outcome.status == "Completed" and 3 <= time.monotonic() - began < 4.5  # at once, on a busy machine too
+    assert requests == ["list", "inspect", "list", "inspect"]  # a look at the start, one at the exit
 
 
 def test_the_follower_gives_up_on_an_engine_gone_for_good_and_says_so_in_the_record(running_job):
@@ -497,6 +611,31 @@ def test_the_engines_times_are_read_to_the_microsecond():
              {"StartedAt": "2026-12-03T13:52:31Z", "FinishedAt": "2026-12-03T13:52:45Z"}]
     assert _span(hosts) == (1796305950.0, 1796305965.0)  # the first start, the last end
     assert _span([{"StartedAt": "2026-12-03T13:52:30Z", "FinishedAt": "0001-01-01T00:00:00Z"}]) == (None, None)
+
+
+HANGUP = textwrap.dedent("""\
+    import os, signal, sys, time
+    from fahr_core import interrupts
+    interrupts.install()
+    interrupts.until_followed("j", lambda: None)  # a job launched: an interrupt would stop it
+    if sys.argv[1] == "attended":
+        interrupts.attended("j")  # its follower started: it finishes the job
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(10)
+    except KeyboardInterrupt:
+        sys.exit(42)  # the launch cleans up, as after Ctrl-C
+""")
+
+
+def test_a_closed_terminal_interrupts_a_launch_that_nothing_else_would_finish():
+    """SIGHUP while a job starts (a big --input being copied): fahr is interrupted as by Ctrl-C,
+    which removes what the launch made and records it; once the job's follower runs, fahr dies of
+    it as before, and the follower finishes the job. Before: killed mid-launch, the job was left
+    InProgress, its container `created` forever."""
+    for case, code in (("unattended", 42), ("attended", -signal.SIGHUP)):
+        done = subprocess.run([sys.executable, "-c", HANGUP, case], capture_output=True, text=True, timeout=60)
+        assert done.returncode == code, (case, done)
 
 
 def test_the_follower_imports_neither_docker_nor_the_cli():

@@ -296,6 +296,15 @@ def test_the_project_a_fetch_means(tmp_path):
     assert provenance.project_of_fetch(tmp_path / "日本", "src/train") is None  # a name that makes no tag
     os.symlink(tmp_path / "projA", tmp_path / "link")
     assert provenance.project_of_fetch(tmp_path / "link", "src/train") == real  # links resolved, as jobs record it
+    # The tag's part is the folder's name cleaned up: `RfollowCase/` is tagged `rfollowcase/…`,
+    # `Ünits Src/` `units-src/…` (a fetch from their parent found no project and fell back to any
+    # folder's newest model, silently, even with --strict).
+    (tmp_path / "p1" / "RfollowCase").mkdir(parents=True)
+    (tmp_path / "p1" / "Ünits Src").mkdir()
+    assert provenance.project_of_fetch(tmp_path / "p1", "rfollowcase/train") == str((tmp_path / "p1" / "RfollowCase").resolve())
+    assert provenance.project_of_fetch(tmp_path / "p1", "units-src/train") == str((tmp_path / "p1" / "Ünits Src").resolve())
+    (tmp_path / "p1" / "rfollowCASE").mkdir()  # two folders of one tag part: no one project
+    assert provenance.project_of_fetch(tmp_path / "p1", "rfollowcase/train") is None
 
 
 # -- the choice against drivers of before plugin API 1.4 (in-process, a stand-in driver) ----------

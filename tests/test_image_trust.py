@@ -426,3 +426,26 @@ def test_a_dockerfile_that_is_not_a_file_is_one_line(tmp_path, kind, regenerate)
     why = "is a symbolic link that leads to an absolute path" if kind == "a link to /dev/zero" else "is not a file"
     assert line.startswith(f"fahr error: {dockerfile} {why}"), line
     assert not (tmp_path / "jobs").exists()
+
+
+def test_a_dockerfile_fahr_wrote_for_one_script_is_not_used_for_another(tmp_path):
+    # `fahr fit train.py`, then `fahr fit eval.py` in the same folder: the Dockerfile written for
+    # train.py runs train.py, so the job tagged proj/eval trained train.py and stored its model
+    # under eval's tag, silently. Refused in one line (nothing written); --regenerate-dockerfile
+    # writes it for eval.py; a Dockerfile whose ENTRYPOINT was edited to run eval.py is used.
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    for name in ("train.py", "eval.py"):
+        (folder / name).write_text("print(1)\n")
+    prepare_context(folder / "train.py", "proj/train", "python:3.11-slim", overwrite=False)
+    written = (folder / "Dockerfile").read_text()
+    with pytest.raises(image.UsageError) as caught:
+        prepare_context(folder / "eval.py", "proj/eval", "python:3.11-slim", overwrite=False)
+    assert str(caught.value).startswith(f"{folder / 'Dockerfile'} was written by fahr for train.py")
+    assert "--regenerate-dockerfile" in str(caught.value)
+    assert (folder / "Dockerfile").read_text() == written
+    assert prepare_context(folder / "train.py", "proj/train", "python:3.11-slim", overwrite=False)  # its own script
+    (folder / "Dockerfile").write_text(written.replace('"train.py"]', '"eval.py"]'))
+    assert prepare_context(folder / "eval.py", "proj/eval", "python:3.11-slim", overwrite=False)
+    prepare_context(folder / "eval.py", "proj/eval", "python:3.11-slim", overwrite=True)
+    assert '"eval.py"]' in (folder / "Dockerfile").read_text()

@@ -107,7 +107,10 @@ def test_seed_commands_verbatim_train_and_fetch(stack, tmp_path):
     assert info["RoleArn"] == f"arn:aws:iam::123456789012:role/{ROLE}"
     assert info["ResourceConfig"]["InstanceType"] == "ml.c4.2xlarge"
     tags = {t["Key"]: t["Value"] for t in stack.client("sagemaker").list_tags(ResourceArn=info["TrainingJobArn"])["Tags"]}
-    assert tags == {"fahr:model-tag": "hello/train", "fahr:version": fahr_core.__version__}
+    from fahr_sagemaker.jobs import tag_value  # the project folder as a tag value AWS takes
+
+    assert tags == {"fahr:model-tag": "hello/train", "fahr:version": fahr_core.__version__,
+                    "fahr:project": tag_value(os.path.realpath(model.parent))}  # no git work tree: no commit
     keys = {o["Key"] for o in stack.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"seed/{job}/")["Contents"]}
     assert keys == {f"seed/{job}/output/model.tar.gz", f"seed/{job}/output/output.tar.gz"}
     streams = stack.client("logs").describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
@@ -161,6 +164,25 @@ def test_failing_model_exits_1_with_failure_reason(stack, tmp_path):
     info = _describe(stack, job_name_of(result))
     assert info["TrainingJobStatus"] == "Failed"
     assert info["FailureReason"] == "ValueError: learning rate -1 is negative"
+
+
+def test_a_missing_module_is_the_failure_line_with_its_hint(stack, tmp_path):
+    # The launcher writes the exception's last line whole as the job's FailureReason (no frames of
+    # its own); the core adds which requirements file to list the package in, as on local.
+    model = write_model(tmp_path, "nopandas", "import os\nprint('starting', flush=True)\nimport pandas\n")
+    (model.parent / "requirements.txt").write_text("")
+    result = run_fahr(stack, "fit", str(model), *sagemaker_args(), cwd=tmp_path)
+    assert result.code == 1, result.output
+    errors = result.error_lines()
+    assert len(errors) == 1, result.stderr  # the traceback's tail is folded into that one line
+    assert not any(line.startswith(("Traceback", "  File")) for line in result.stderr.splitlines()), result.stderr
+    line = errors[0]
+    assert line.endswith(f"add its package to {model.parent / 'requirements.txt'}, which the image installs, "
+                         "and fit again"), line
+    assert "ModuleNotFoundError: No module named 'pandas'" in line, line
+    assert "<string>" not in line and "launcher.py" not in line, line
+    reason = _describe(stack, job_name_of(result))["FailureReason"]
+    assert "ModuleNotFoundError: No module named 'pandas'" in reason and "launcher.py" not in reason, reason
 
 
 def test_ctrl_c_detaches_then_stop_and_wait(stack, tmp_path):

@@ -37,6 +37,13 @@ def test_the_values_are_read_once_from_the_environment_given(script):
     (["TOK"], {"TOK": VALUE + "\x00"}, {}, "--secret TOK: the value of $TOK holds a NUL character"),
     (["TOK"], {"TOK": "\udcff" + VALUE}, {}, "--secret TOK: the value of $TOK is not UTF-8 text"),
     (["TOK"], {"TOK": "v" * 200000}, {}, "--secret TOK: the variable is 200005 bytes"),
+    # Over what one Secrets Manager secret holds, together (the sagemaker driver makes one of them all)
+    (["TOK", "TOK2"], {"TOK": "é" * 20000, "TOK2": "v" * 30000}, {}, "--secret: the secrets are 70023 bytes together"),
+    # fahr's own variables: a secret would override the hosts or the job's name in the launcher
+    (["MASTER_ADDR"], {"MASTER_ADDR": VALUE}, {}, "--secret MASTER_ADDR: fahr sets MASTER_ADDR in every job itself"),
+    (["FAHR_SECRETS_ARN"], {"FAHR_SECRETS_ARN": VALUE}, {}, "--secret FAHR_SECRETS_ARN: fahr sets"),
+    (["SM_HOSTS"], {"SM_HOSTS": VALUE}, {}, "--secret SM_HOSTS: fahr sets"),
+    (["TRAINING_JOB_NAME"], {"TRAINING_JOB_NAME": VALUE}, {}, "--secret TRAINING_JOB_NAME: fahr sets"),
 ])
 def test_a_secret_that_cannot_be_given_is_refused_without_its_value(script, names, environ, environment, says):
     with pytest.raises(UsageError) as caught:
@@ -63,3 +70,37 @@ def test_a_driver_that_does_not_take_secrets_refuses_them_before_the_build(scrip
     line = one_line_error(proc, 2)
     assert "driver 'testdrv' cannot give a job secrets" in line and VALUE not in line
     assert not (tmp_path / "rec").exists()  # no step ran
+
+
+def test_env_cannot_name_the_secret_fahr_deletes(script):
+    # FAHR_SECRETS_ARN names the job's Secrets Manager secret, which fahr deletes when the job ends:
+    # through --env it could name any secret of the account.
+    with pytest.raises(UsageError) as caught:
+        plan_fit(script, environment={"FAHR_SECRETS_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:team/db"})
+    assert str(caught.value).startswith("--env FAHR_SECRETS_ARN=…: fahr sets FAHR_SECRETS_ARN itself")
+
+
+def test_a_dockerfile_that_does_not_run_the_launcher_refuses_secrets(script):
+    # The launcher hands the script its secrets: an ENTRYPOINT of the project's own would start the
+    # script without them, silently. No Dockerfile (fahr writes one), one that runs the launcher,
+    # or --regenerate-dockerfile: accepted.
+    environ = {"TOK": VALUE}
+    assert plan_fit(script, secrets=["TOK"], environ=environ).secrets
+    dockerfile = script.parent / "Dockerfile"
+    dockerfile.write_text('FROM python:3.11-slim\nCOPY . .\nENTRYPOINT ["python", "train.py"]\n')
+    with pytest.raises(UsageError) as caught:
+        plan_fit(script, secrets=["TOK"], environ=environ)
+    assert str(caught.value).startswith(f"--secret TOK: {dockerfile} does not start fahr's launcher")
+    assert "--regenerate-dockerfile" in str(caught.value)
+    assert plan_fit(script, secrets=["TOK"], environ=environ, regenerate_dockerfile=True).secrets
+    dockerfile.write_text('FROM python:3.11-slim\nENTRYPOINT ["python", "train.py"]\n'
+                          'ENTRYPOINT ["python", "/opt/fahr/launcher.py", "train.py"]\n')
+    assert plan_fit(script, secrets=["TOK"], environ=environ).secrets
+    assert plan_fit(script, environ=environ).secrets == {}  # no --secret: any Dockerfile
+
+
+def test_a_dockerfile_refused_for_secrets_through_the_cli(script):
+    (script.parent / "Dockerfile").write_text('FROM python:3.11-slim\nENTRYPOINT ["python", "train.py"]\n')
+    result = run_fahr("fit", script, "--secret", "TOK", env={"TOK": VALUE})
+    line = one_line_error(result, 2)
+    assert "does not start fahr's launcher" in line and VALUE not in result.stdout + result.stderr

@@ -68,7 +68,7 @@ def test_fit_traces_each_step_in_order_with_driver_duration_and_result_kind(fitt
     by_hook = {hook_of(line): line for line in lines}
     expected = {
         "config_keys": r"config_keys\(\) -> list\[2\] (?P<d>.+); asked driver:testdrv -> list\[5\], fahr-core-defaults -> list\[1\]$",
-        "check_run": r"check_run\(config, inputs\) -> list\[0\] (?P<d>.+); no implementation$",
+        "check_run": r"check_run\(config, inputs, secrets\) -> list\[0\] (?P<d>.+); no implementation$",
         "build_image": r"build_image\(context, config\) -> ImageRef (?P<d>.+); asked driver:testdrv -> ImageRef; wrapped by plugin:steptimer$",
         "push_image": r"push_image\(image, config\) -> ImageRef (?P<d>.+); asked driver:testdrv -> ImageRef$",
         "launch": r"launch\(spec, config\) -> JobHandle (?P<d>.+); asked driver:testdrv -> JobHandle; wrapped by plugin:steptimer$",

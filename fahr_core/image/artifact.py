@@ -100,6 +100,21 @@ def _check_notebook(path: Path) -> None:
         raise UsageError(f"{path.name} is nbformat {data.get('nbformat')}; save it as nbformat 4")
 
 
+def check_runs_the_artifact(dockerfile: Path, text: str, artifact: Path) -> None:
+    """A Dockerfile fahr wrote for one script runs that script: fitting another script of the
+    same folder with it trained the first one under the second's tag, silently. Refused, unless
+    its ENTRYPOINT was edited to run this one."""
+    written_for = generated_for(text)
+    if not written_for or written_for == artifact.name:
+        return
+    entrypoints = [line for line in text.splitlines() if line.strip().upper().startswith("ENTRYPOINT")]
+    if entrypoints and artifact.name in entrypoints[-1]:
+        return
+    raise UsageError(f"{dockerfile} was written by fahr for {written_for}, and its image runs {written_for}, "
+                     f"not {artifact.name}: pass --regenerate-dockerfile to write it for {artifact.name}, "
+                     f"or give {artifact.name} a folder of its own")
+
+
 def prepare_context(artifact: Path, model_tag: str, base_image: str, overwrite: bool,
                     base_image_set: bool = False, rebuild: bool = False) -> BuildContext:
     """The :class:`BuildContext` of a checked artifact (:func:`check_artifact`); the Dockerfile
@@ -128,6 +143,7 @@ def prepare_context(artifact: Path, model_tag: str, base_image: str, overwrite: 
                             user_container=True, rebuild=rebuild)
     if dockerfile.exists() and not overwrite:
         text = _read_dockerfile(dockerfile)  # also refuses a folder or a pipe called Dockerfile
+        check_runs_the_artifact(dockerfile, text, artifact)
         if base_image_set and f"FROM {base_image}\n" not in text:
             ui.warn(f"config base_image={base_image} is not used: {dockerfile} has its own FROM; "
                     "pass --regenerate-dockerfile to regenerate it")

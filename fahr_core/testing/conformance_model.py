@@ -19,7 +19,7 @@ SIGTERM_WORK_SECONDS = 2
 #: The variable the suite sets with ``--env``; the model reports what it saw.
 ENV_NAME = "FAHR_CONFORMANCE_ENV"
 # Given with --secret: the model reports the hash of what it got, never the value.
-SECRET_NAME = "FAHR_CONFORMANCE_SECRET"
+SECRET_NAME = "CONFORMANCE_SECRET"
 
 
 def build_tree(root, tag):

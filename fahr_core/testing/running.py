@@ -46,7 +46,8 @@ class RunContract:
         seen = trained["report"]["environment"][ENV_NAME]
         assert seen == trained["env_value"], f"the job did not see --env {ENV_NAME}=…: it saw {seen!r}"
 
-    @since("1.4", "a --secret reaches the job's process, and its value is in nothing fahr shows of the job")
+    @since("1.4", "a --secret reaches the job's process, and its value is in nothing fahr shows of the job "
+                  "(a driver whose check_run does not take secrets has it refused before the build)")
     def test_a_secret_reaches_the_code_and_nothing_fahr_shows(self, fahr, model_script, workspace, fetch_location):
         import hashlib
         import uuid
@@ -55,6 +56,11 @@ class RunContract:
         value = f"conformance secret {token}"
         result = fahr("fit", model_script, "--hp", "mode=ok", "--hp", f"token={token}", "--secret", SECRET_NAME,
                       env={SECRET_NAME: value})
+        if result.returncode == 2 and "cannot give a job secrets" in result.stderr:
+            # A driver may not take secrets (its check_run has no `secrets`): fahr refuses them in
+            # one line before anything is built, rather than launching a job without them.
+            assert value not in result.stdout + result.stderr and "Traceback" not in result.stderr, _show(result)
+            return
         assert result.returncode == 0, _show(result)
         job = _job_name(result)
         target = workspace / "fetched-secret"

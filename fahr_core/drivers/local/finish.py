@@ -80,8 +80,11 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
             if began is not None:
                 final["started"] = began
             final.update(status=status, failure_reason=reason, ended=ended or time.time())
-            for key in ("secondary_status", "unfinished", "upload_error"):
+            for key in ("secondary_status", "upload_error"):
                 final.pop(key, None)
+            # Recorded as still to be removed until they are: a fahr killed in between leaves a
+            # record that makes its follower, or a later `fahr wait`, remove them (not left forever).
+            final["unfinished"] = CLEANUP
             step, where = RECORD, job_dir
             _write_record(folder, final)
             checkpoints = Path(record.get("checkpoint_path") or ".")
@@ -188,6 +191,17 @@ def _remove_containers(run, job_dir: Path, config, record: dict) -> None:
         record.pop("unfinished")
         with contextlib.suppress(OSError):
             _write_record(job_dir, record)
+
+
+def _remove_left(run, job_dir: Path, config) -> dict:
+    """Remove the containers of a job whose end is recorded but whose containers were not
+    removed (``unfinished: cleanup``: the engine was gone, or the fahr finishing it was killed);
+    return its record."""
+    with interrupts.shield(f"removing the containers of job {job_dir.name}"), _locked(job_dir) as folder:
+        record = _read_record(folder)
+        if _ended(record) and record.get("unfinished") == CLEANUP:
+            _remove_containers(run, job_dir, config, record)
+    return record
 
 
 def _megabytes(size: int) -> str:

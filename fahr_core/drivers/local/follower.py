@@ -4,8 +4,9 @@
 STOP_TIMEOUT``, forked away from the process that launched it, in a session of its own (closing the
 terminal, or Ctrl-C there, does not reach it), its input from /dev/null and its output appended to
 ``<job>/follower.log`` (0600); its pid is recorded in job.json (``follower``). It looks at the
-containers once a second (one bounded request per host, no stream held open); once all have
-exited it finishes the job with the same code as ``fahr wait`` (fahr_core.drivers.local.finish:
+containers when one of them dies or is removed (it holds the engine's event stream open for
+that, a minute at a time, looking at them again at least once a minute); once all have exited
+it finishes the job with the same code as ``fahr wait`` (fahr_core.drivers.local.finish:
 artifacts packed, the end recorded with the containers' own start and end times, containers
 removed) and exits. It also exits as soon as someone else has finished the job (``fahr stop``, a
 ``fahr wait``) or the job's folder is gone, and after ENGINE_PATIENCE seconds without an engine
@@ -39,8 +40,13 @@ from fahr_core.values import STOPPED
 LOG = "follower.log"
 #: The lock a watching ``fahr wait`` shares, and the follower takes alone before it finishes the job.
 WATCH = "watch.lock"
-#: Seconds between two looks at the containers: the record's end time is the engine's, not this.
+#: The least time between two looks at the containers (the record's end time is the engine's).
 POLL = 1.0
+#: The longest time between two looks: a look is made as soon as a container dies or is removed
+#: (the engine's events), so this only bounds how late a change of the record alone is seen (a
+#: finish that failed for a full disk). An idle job costs one request held open and a look (the
+#: record, a list, an inspect per host) a minute, not one a second.
+LOOK_AT_LEAST_EVERY = 60.0
 #: Seconds the follower waits for an engine that stopped answering (a restart) before it gives up.
 ENGINE_PATIENCE = 600.0
 
@@ -54,8 +60,12 @@ _SPAWN = (
     "    print(pid, flush=True)\n"
     "    os._exit(0)\n"
     "os.dup2(2, 1)  # /dev/null, as stderr\n"
-    "os.execv(sys.executable, [sys.executable, '-m', 'fahr_core.drivers.local.follower', *sys.argv[1:]])\n"
+    "os.execv(sys.executable, [sys.executable, '-P', '-m', 'fahr_core.drivers.local.follower', *sys.argv[1:]])\n"
 )
+# -P and the root folder as the current one: `python -m`/`-c` put the current folder first on
+# sys.path, and fahr runs in the user's project, where a `logging.py` or `secrets.py` would be
+# imported in their stead (the follower died on it, the job never finished); nor does the follower,
+# living as long as the job, keep the user's folder (a disk to unmount) in use.
 
 
 def start(job_dir: Path, config, secrets=()) -> int:
@@ -72,8 +82,8 @@ def start(job_dir: Path, config, secrets=()) -> int:
     # Its output goes to its log once it runs (see main), never to this terminal. (Not the log
     # from the start: a file held open for writing keeps a disk from being remounted read-only.)
     spawner = subprocess.Popen(
-        [sys.executable, "-c", _SPAWN, str(job_dir), str(int(config["stop_timeout"]))],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+        [sys.executable, "-P", "-c", _SPAWN, os.path.abspath(job_dir), str(int(config["stop_timeout"]))],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True, cwd="/",
         close_fds=True, env={name: value for name, value in os.environ.items() if name not in set(secrets)},
     )
     try:
@@ -128,16 +138,16 @@ def follow(job_dir: Path, config, poll: float = POLL) -> None:
     """Look at the job's containers until they have all exited, then finish the job; return early
     when it is finished by someone else or its folder is gone (a UsageError)."""
     from fahr_core.contract import ContractRun
-    from fahr_core.drivers.local.finish import _finish
-    from fahr_core.drivers.local.records import _container_job, _read_record
+    from fahr_core.drivers.local.finish import _finish, _remove_left
+    from fahr_core.drivers.local.records import CLEANUP, _container_job, _ended, _read_record
 
     run = ContractRun(_container_job(_read_record(job_dir), config))
     outcome = _await_end(run, job_dir, config, poll)
-    if outcome is None:
-        return
     with _finishing(job_dir):
         record = _read_record(job_dir)
-        if _done(record):
+        if _done(record) or outcome is None:
+            if record.get("unfinished") == CLEANUP and _ended(record):  # its finisher killed before removing them
+                _remove_left(run, job_dir, config)
             return
         status, reason = outcome.status, outcome.failure_reason
         if record.get("stop_requested"):  # its stop ended it, whatever its exit code: as `fahr stop` finishes it
@@ -155,8 +165,8 @@ def _done(record: dict) -> bool:
 
 
 def _await_end(run, job_dir: Path, config, poll: float = POLL, patience: float = ENGINE_PATIENCE):
-    """How the job's containers ended (``run.settled()``), looked at every ``poll`` seconds;
-    None once someone else has finished the job. An engine that stops answering is waited for
+    """How the job's containers ended (``run.settled()``), looked at when one of them ends (or
+    once a minute), ``poll`` seconds apart at least; None once someone else has finished the job. An engine that stops answering is waited for
     ``patience`` seconds (restarted, it answers again, and a job whose containers it killed is
     finished as ended); then the job is recorded as `fit` records one it lost sight of, and the
     EngineLost raised."""
@@ -166,8 +176,11 @@ def _await_end(run, job_dir: Path, config, poll: float = POLL, patience: float =
 
     lost_since = None
     while not _done(_read_record(job_dir)):
+        looked = time.time()
         try:
             outcome = run.settled()
+            if outcome is None:
+                run.until_a_host_ends(since=looked, seconds=LOOK_AT_LEAST_EVERY)
         except EngineLost as exc:
             lost_since = lost_since or time.monotonic()
             if time.monotonic() - lost_since < patience:
@@ -183,7 +196,7 @@ def _await_end(run, job_dir: Path, config, poll: float = POLL, patience: float =
         lost_since = None
         if outcome is not None:
             return outcome
-        time.sleep(poll)
+        time.sleep(max(0.0, poll - (time.time() - looked)))  # an engine whose clock is ahead would answer at once
     return None
 
 

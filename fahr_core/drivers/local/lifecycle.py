@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 from fahr_core import interrupts, jobfolder, ui
 from fahr_core.drivers.local import checkpoint_folders, metricfile
 from fahr_core.drivers.local.checkpoint_folders import GIVEN, _checkpoint_root, _claim, _release, _write_given
-from fahr_core.drivers.local.finish import _finish, _refused, _remove_containers
+from fahr_core.drivers.local.finish import _finish, _refused, _remove_left
 from fahr_core.drivers.local.logstream import _replay_logs
 from fahr_core.drivers.local.records import (CLEANUP, MAX_INSTANCE_COUNT, NAME, RECORD, _check_output_path,
                                               _command, _container_job, _ended, _fix, _job_dir, _locked,
@@ -167,15 +167,16 @@ def launch(spec, config):
         # end is recorded (or the full disk reported, the job kept) when the job ends.
         ui.warn(f"could not note the start of {spec.job_name} in {job_dir / RECORD} ({exc.strerror}); "
                 "it trains on, but free space there before it ends")
-    if config["follower"]:
-        _start_follower(job_dir, config, spec.secrets)
+    if config["follower"] and _start_follower(job_dir, config, spec.secrets):
+        interrupts.attended(spec.job_name)  # its terminal closing now leaves it to its follower
     return JobHandle(driver=NAME, job_name=spec.job_name, model_tag=spec.model_tag,
                      details={"job_dir": str(job_dir), "hosts": config["instance_count"]})
 
 
-def _start_follower(job_dir: Path, config, secrets=()) -> None:
+def _start_follower(job_dir: Path, config, secrets=()) -> bool:
     """Start the process that finishes the job when its containers exit, whoever watches
-    (fahr_core.drivers.local.follower), without the job's secrets; record its pid."""
+    (fahr_core.drivers.local.follower), without the job's secrets; record its pid. False when
+    it could not be started (said in a warning)."""
     from fahr_core.drivers.local import follower
 
     try:
@@ -184,13 +185,14 @@ def _start_follower(job_dir: Path, config, secrets=()) -> None:
         why = f"{exc.path} {exc.reason}" if isinstance(exc, Refused) else first_line(exc)
         ui.warn(f"could not start the process that finishes job {job_dir.name} when it ends ({why}); "
                 f"it trains on, and '{_command('wait', job_dir.name, config)}' finishes it")
-        return
+        return False
     with _locked(job_dir) as folder:
         record = _read_record(folder)
         if not _ended(record):
             record["follower"] = pid
             with contextlib.suppress(OSError):  # a full disk: the follower runs all the same
                 _write_record(folder, record)
+    return True
 
 
 def wait(job, config):
@@ -212,10 +214,7 @@ def _wait(job, config):
     if _ended(record):
         _replay_logs(job_dir, record)  # as SageMaker's wait prints a finished job's logs
         if record.get("unfinished") == CLEANUP:
-            run = ContractRun(_container_job(record, config))
-            with interrupts.shield(f"removing the containers of job {job.job_name}"), _locked(job_dir) as folder:
-                record = _read_record(folder)
-                _remove_containers(run, job_dir, config, record)
+            record = _remove_left(ContractRun(_container_job(record, config)), job_dir, config)
         return _result(job, job_dir, record)
     run = ContractRun(_container_job(record, config))
     several = record.get("instance_count", 1) > 1

@@ -153,12 +153,7 @@ def launch(spec, config):
     if spec.secrets:  # their ARN in the job's Environment, the values in Secrets Manager only
         secret_arn = secrets.create(config, job_name, spec.secrets)
         request["Environment"][SECRETS_ARN_ENV] = secret_arn
-    try:
-        arn = _create_training_job(config, job_name, request)
-    except BaseException:
-        if secret_arn:  # no job will read it
-            secrets.delete(config, secret_arn, job_name, quiet=True)
-        raise
+    arn = _create(config, job_name, request, secret_arn)
     console, logs = aws.console_urls(checked.region, job_name)
     ui.info(f"training job {job_name} created in {checked.region}")
     ui.info(f"console: {console}")
@@ -168,7 +163,28 @@ def launch(spec, config):
                               "console_url": console, "logs_url": logs})
 
 
-def _create_training_job(config, job_name: str, request: dict) -> str:
+def _create(config, job_name: str, request: dict, secret_arn: str) -> str:
+    """CreateTrainingJob; the job's ARN. The job's secret (``secret_arn``, or '') is deleted when
+    the job surely was not created."""
+    from fahr_sagemaker import secrets
+
+    try:
+        return _create_training_job(config, job_name, request, secret_arn)
+    except KeyboardInterrupt:
+        # SageMaker may have created the job before the answer came: its secret stays for it.
+        # It goes when fahr sees the job end, or with `fahr jobs` if there is no such job.
+        ui.warn(f"interrupted while creating training job {job_name}: it may exist and be running; "
+                f"stop it with '{stop_command(job_name, NAME)}'")
+        raise
+    except BaseException:
+        if secret_arn:  # no job will read it
+            secrets.delete(config, secret_arn, job_name, quiet=True)
+        raise
+
+
+def _create_training_job(config, job_name: str, request: dict, secret_arn: str = "") -> str:
+    """CreateTrainingJob; the job's ARN. ``secret_arn``: the secret fahr made for this job, which
+    tells the job as fahr's own when the call failed but its retry finds it existing."""
     from botocore import exceptions as bex
 
     from fahr_sagemaker import aws
@@ -179,12 +195,27 @@ def _create_training_job(config, job_name: str, request: dict) -> str:
         except bex.ClientError as exc:
             code, message = aws.error_code(exc), aws.error_message(exc)
             if code == "ResourceInUse":
+                # botocore retries a call whose answer was lost (a read timeout, a 5xx): the first
+                # attempt may have created the job. It is this launch's when it names our secret.
+                if secret_arn and (arn := _created_with(config, job_name, secret_arn)):
+                    return arn
                 raise UsageError(f"a training job named {job_name} already exists; run again for a fresh name") from exc
             if code == "ValidationException":
                 raise ConfigError(f"SageMaker refused the job: {message}") from exc
             if code == "ResourceLimitExceeded":
                 raise ConfigError(f"SageMaker quota reached: {message}") from exc
             raise
+
+
+def _created_with(config, job_name: str, secret_arn: str) -> str:
+    """The ARN of the existing job ``job_name`` when its Environment names ``secret_arn``, else ''."""
+    from fahr_sagemaker import aws, secrets
+
+    try:
+        info = aws.client(config, "sagemaker").describe_training_job(TrainingJobName=job_name)
+    except Exception:
+        return ""
+    return info.get("TrainingJobArn", "") if secrets.arn_of(info) == secret_arn else ""
 
 
 @hookimpl
