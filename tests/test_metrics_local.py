@@ -131,7 +131,7 @@ def test_a_killed_fit_keeps_what_was_printed(made):
     (["--metric", "9=(x)"], "a metric's name"),
 ])
 def test_a_bad_metric_is_refused_before_any_build(made, tmp_path, args, words):
-    project = tmp_path / "refused"
+    project = tmp_path / "i18metricsrefused"
     project.mkdir()
     (project / "train.py").write_text("print('never')\n")
     proc = run_fahr("fit", project / "train.py", *args, env={"FAHR_LOCAL_OUTPUT_PATH": str(tmp_path / "jobs")})
@@ -146,7 +146,7 @@ def test_a_bad_metric_is_refused_before_any_build(made, tmp_path, args, words):
     ('metrics = "loss"\n', "[metrics] must be a table"),
 ])
 def test_a_bad_metrics_table_is_refused_before_any_build(tmp_path, toml, words):
-    project = tmp_path / "refused"
+    project = tmp_path / "i18metricsrefused"
     project.mkdir()
     (project / "train.py").write_text("print('never')\n")
     (project / "fahr.toml").write_text(toml)
