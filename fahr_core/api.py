@@ -646,9 +646,9 @@ def _choose(session, model_tag: str, folder: Path, strict: bool, what: str = "mo
 
 
 def _no_job_of_the_tag(session, model_tag: str, folder: Path) -> None:
-    """A tag is the script's path from the folder ``fit`` ran in (``churn/train`` from above the
-    project), so ``fahr fetch … train`` inside ``churn`` finds nothing: when jobs were built from
-    ``folder`` under another tag, say which, rather than "train it first"."""
+    """A tag is the script's folder's name and its stem (``churn/train`` for ``churn/train.py``,
+    wherever fit ran), so ``fahr fetch … train`` inside ``churn`` finds nothing: when jobs were
+    built from ``folder`` under another tag, say which, rather than "train it first"."""
     from fahr_core import provenance
     from fahr_core.errors import UsageError
     from fahr_core.values import JobQuery
@@ -657,8 +657,8 @@ def _no_job_of_the_tag(session, model_tag: str, folder: Path) -> None:
     mine = next(iter(mine), None)
     if mine is not None and getattr(mine, "project", "") and mine.model_tag and mine.model_tag != model_tag:
         raise UsageError(f"no completed job of {model_tag!r}; the jobs built from this folder are tagged "
-                         f"{mine.model_tag!r} (a tag is the script's path from the folder 'fahr fit' "
-                         f"ran in): fahr fetch TARGET {mine.model_tag}")
+                         f"{mine.model_tag!r} (a tag is the script's folder's name and its stem): "
+                         f"fahr fetch TARGET {mine.model_tag}")
 
 
 def _from(info) -> str:

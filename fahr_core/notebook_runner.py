@@ -14,6 +14,7 @@ so it imports only the standard library and papermill, and its source is embedde
   shuts it down) is held, and shown only when the run fails; the cells' output streams as it comes.
 """
 import ast
+import codecs
 import contextlib
 import json
 import os
@@ -134,10 +135,16 @@ def kernel_output_held():
     except BaseException:
         _restore(saved, streams)
         held.seek(0)
-        noise = held.read()
-        if noise:
-            sys.stderr.write("the notebook's kernel said:\n" + noise.decode("utf-8", "backslashreplace"))
-            sys.stderr.flush()
+        # In pieces: a kernel may have said without end, and memory holds one piece at a time.
+        decoder = codecs.getincrementaldecoder("utf-8")("backslashreplace")
+        piece = held.read(65536)
+        if piece:
+            sys.stderr.write("the notebook's kernel said:\n")
+        while piece:
+            sys.stderr.write(decoder.decode(piece))
+            piece = held.read(65536)
+        sys.stderr.write(decoder.decode(b"", final=True))
+        sys.stderr.flush()
         raise
     finally:
         _restore(saved, streams)

@@ -304,14 +304,12 @@ def check_runs_the_launcher(artifact: Path, name: str) -> None:
     ENTRYPOINT): a project Dockerfile whose last ENTRYPOINT does not run it would start the script
     without its secrets, silently. No Dockerfile yet: fahr writes one that does."""
     from fahr_core import image
-    from fahr_core.image.dockerfile import LAUNCHER_PATH, _read_dockerfile
+    from fahr_core.image.dockerfile import LAUNCHER_PATH, _read_dockerfile, last_entrypoint
 
     path = artifact.parent / image.DOCKERFILE
     if not os.path.lexists(path):
         return
-    entrypoints = [line for line in _read_dockerfile(path).splitlines()
-                   if line.strip().upper().startswith("ENTRYPOINT")]
-    if not entrypoints or LAUNCHER_PATH not in entrypoints[-1]:
+    if LAUNCHER_PATH not in last_entrypoint(_read_dockerfile(path)):
         raise UsageError(f"--secret {name}: {path} does not start fahr's launcher ({LAUNCHER_PATH}), which hands "
                          "the script its secrets; pass --regenerate-dockerfile (or make its ENTRYPOINT "
                          f'["python", "{LAUNCHER_PATH}", "{artifact.name}"])')

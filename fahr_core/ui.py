@@ -176,20 +176,43 @@ def build_output(line: str) -> None:
 
 
 class _Build:
-    """The image build being shown by :func:`building`: its whole output, kept for a failure."""
+    """The image build being shown by :func:`building`: its whole output, kept for a failure in
+    a temporary file (a build may print without end: memory holds one line at a time)."""
 
     def __init__(self, verbose: bool):
         self.verbose = verbose
-        self.lines: list[str] = []
+        self.kept = None  # the temporary file of the build's lines, made at the first
         self.spinner = None  # rich's spinner on a terminal
 
+    def _keep(self, line: str) -> None:
+        import json
+
+        if self.kept is None:
+            import tempfile
+
+            self.kept = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self.kept.write(json.dumps(line) + "\n")  # one line per line kept, whatever it holds
+
+    def lines(self):
+        """The lines kept, from the first."""
+        import json
+
+        if self.kept is not None:
+            self.kept.seek(0)
+            for line in self.kept:
+                yield json.loads(line)
+
+    def close(self) -> None:
+        if self.kept is not None:
+            self.kept.close()
+
     def step(self, line: str) -> None:
-        self.lines.append(line)
+        self._keep(line)
         self._show(line)
 
     def hold(self, line: str) -> bool:
         """Keep ``line``; True when it is not to be printed now."""
-        self.lines.append(f"  {line}")
+        self._keep(f"  {line}")
         if self.verbose:
             return False
         self._show(line)
@@ -227,13 +250,14 @@ def building(verbose: bool = False):
             finally:
                 build.spinner = None
     except BaseException as exc:
-        if not verbose and build.lines and not isinstance(exc, KeyboardInterrupt):
+        if not verbose and build.kept is not None and not isinstance(exc, KeyboardInterrupt):
             _say(("fahr", "bold cyan"), (" the image build failed; its whole output:", ""))
-            for line in build.lines:
+            for line in build.lines():
                 _say((line, "dim"))
         raise
     finally:
         _build = previous
+        build.close()
 
 
 def status_change(job: str, status: str, detail: str = "") -> None:

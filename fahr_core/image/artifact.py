@@ -17,7 +17,8 @@ from typing import NoReturn
 
 from fahr_core import ui
 from fahr_core.errors import EnvironmentProblem, UsageError
-from fahr_core.image.dockerfile import DOCKERIGNORE, _read_dockerfile, dockerfile_text, generated_for
+from fahr_core.image.dockerfile import (DOCKERIGNORE, _read_dockerfile, dockerfile_text, generated_for,
+                                        last_entrypoint)
 from fahr_core.jobfolder import replacing_in
 from fahr_core.names import check_base_image
 from fahr_core.values import BuildContext
@@ -107,8 +108,7 @@ def check_runs_the_artifact(dockerfile: Path, text: str, artifact: Path) -> None
     written_for = generated_for(text)
     if not written_for or written_for == artifact.name:
         return
-    entrypoints = [line for line in text.splitlines() if line.strip().upper().startswith("ENTRYPOINT")]
-    if entrypoints and artifact.name in entrypoints[-1]:
+    if artifact.name in last_entrypoint(text):
         return
     raise UsageError(f"{dockerfile} was written by fahr for {written_for}, and its image runs {written_for}, "
                      f"not {artifact.name}: pass --regenerate-dockerfile to write it for {artifact.name}, "

@@ -175,6 +175,12 @@ def dockerfile_text(script_name: str, base_image: str, has_requirements: bool) -
 GENERATED_MARK = "# Written by fahr"
 
 
+def last_entrypoint(text: str) -> str:
+    """The Dockerfile ``text``'s last ENTRYPOINT line (the one the image keeps), '' when none."""
+    entrypoints = [line for line in text.splitlines() if line.strip().upper().startswith("ENTRYPOINT")]
+    return entrypoints[-1] if entrypoints else ""
+
+
 def generated_for(text: str) -> str | None:
     """The script a Dockerfile fahr wrote (``text``) was written for; None when fahr did not write
     it; "" when it did but names none (an older fahr's mark)."""

@@ -225,3 +225,30 @@ def _same_filesystem(a: Path, b: Path) -> bool:
         return None
 
     return device(a) == device(b)
+
+
+def _lost_sight(job_name: str, job_dir: Path, config, exc: Exception, doing: str,
+                stop_requested: str = "") -> Exception | None:
+    """fahr can no longer follow the job (the engine went away, or a bug): record it Failed for
+    now, ``unfinished``, with the command that reconciles it, and say so.
+
+    Returns the error to raise, or None to re-raise ``exc`` (a bug: exit 4, but the record is
+    still not left InProgress).
+    """
+    from fahr_core.contract import engine_lost, is_engine_error
+
+    command = _command("stop" if stop_requested else "wait", job_name, config)
+    if is_engine_error(exc):
+        lost = engine_lost(exc, f"{doing} job {job_name}")
+        reason = f"fahr {lost.message}; its containers may still run: '{command}' reconciles it"
+        problem = EnvironmentProblem(f"{lost.message}; the job may still run: once the engine is back, "
+                                     f"{'stop' if stop_requested else 'reconcile'} it with: {command}")
+    elif isinstance(exc, Refused):  # the job's folder was tampered with: nothing written elsewhere
+        reason = f"fahr stopped {doing} the job: {exc.path} {exc.reason}; '{command}' reconciles it"
+        problem = _refused(exc, command)
+    else:
+        reason = f"fahr stopped {doing} the job ({type(exc).__name__}: {first_line(exc)}); '{command}' reconciles it"
+        problem = None
+    with _locked(job_dir) as folder:
+        _mark_unfinished(folder, reason, stop_requested)
+    return problem

@@ -171,7 +171,7 @@ def _await_end(run, job_dir: Path, config, poll: float = POLL, patience: float =
     finished as ended); then the job is recorded as `fit` records one it lost sight of, and the
     EngineLost raised."""
     from fahr_core.contract import EngineLost
-    from fahr_core.drivers.local.lifecycle import _lost_sight
+    from fahr_core.drivers.local.finish import _lost_sight
     from fahr_core.drivers.local.records import _read_record
 
     lost_since = None

@@ -20,11 +20,11 @@ from urllib.parse import urlparse
 from fahr_core import interrupts, jobfolder, ui
 from fahr_core.drivers.local import checkpoint_folders, metricfile
 from fahr_core.drivers.local.checkpoint_folders import GIVEN, _checkpoint_root, _claim, _release, _write_given
-from fahr_core.drivers.local.finish import _finish, _refused, _remove_left
+from fahr_core.drivers.local.finish import _finish, _lost_sight, _remove_left
 from fahr_core.drivers.local.logstream import _replay_logs
 from fahr_core.drivers.local.records import (CLEANUP, MAX_INSTANCE_COUNT, NAME, RECORD, _check_output_path,
                                               _command, _container_job, _ended, _fix, _job_dir, _locked,
-                                              _mark_unfinished, _NO_ROOM, _read_record, _request_stop, _result,
+                                              _NO_ROOM, _read_record, _request_stop, _result,
                                               _write_record)
 from fahr_core.errors import ConfigError, EnvironmentProblem, UsageError, first_line
 from fahr_core.jobfolder import Folder, Refused
@@ -303,33 +303,6 @@ def _stop_unfollowed(job_name: str, job_dir: Path, config) -> None:
         if _ended(record):
             return  # start() was interrupted and has recorded it, or the job's follower finished it
         _stop_interrupted(ContractRun(_container_job(record, config)), job_name, job_dir, config)
-
-
-def _lost_sight(job_name: str, job_dir: Path, config, exc: Exception, doing: str,
-                stop_requested: str = "") -> Exception | None:
-    """fahr can no longer follow the job (the engine went away, or a bug): record it Failed for
-    now, ``unfinished``, with the command that reconciles it, and say so.
-
-    Returns the error to raise, or None to re-raise ``exc`` (a bug: exit 4, but the record is
-    still not left InProgress).
-    """
-    from fahr_core.contract import engine_lost, is_engine_error
-
-    command = _command("stop" if stop_requested else "wait", job_name, config)
-    if is_engine_error(exc):
-        lost = engine_lost(exc, f"{doing} job {job_name}")
-        reason = f"fahr {lost.message}; its containers may still run: '{command}' reconciles it"
-        problem = EnvironmentProblem(f"{lost.message}; the job may still run: once the engine is back, "
-                                     f"{'stop' if stop_requested else 'reconcile'} it with: {command}")
-    elif isinstance(exc, Refused):  # the job's folder was tampered with: nothing written elsewhere
-        reason = f"fahr stopped {doing} the job: {exc.path} {exc.reason}; '{command}' reconciles it"
-        problem = _refused(exc, command)
-    else:
-        reason = f"fahr stopped {doing} the job ({type(exc).__name__}: {first_line(exc)}); '{command}' reconciles it"
-        problem = None
-    with _locked(job_dir) as folder:
-        _mark_unfinished(folder, reason, stop_requested)
-    return problem
 
 
 def stop(job, config):

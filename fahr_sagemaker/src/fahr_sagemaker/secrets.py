@@ -102,7 +102,7 @@ def forget_ended(config, records: Iterable[Mapping], now: float | None = None) -
     TrainingJob records), and of jobs that do not exist, older than :data:`GRACE_SECONDS`. One
     ListSecrets finds which remain: a listing of long-gone jobs costs no DeleteSecret each; a
     secret of a job ``records`` does not hold costs one DescribeTrainingJob."""
-    from fahr_core.errors import UsageError
+    from fahr_core import UsageError
 
     from fahr_sagemaker import aws, follow
 
