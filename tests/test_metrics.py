@@ -152,3 +152,18 @@ def test_a_drivers_log_lines_in_slices_are_read_at_their_own_times():
     points = metrics.from_logs(lines, metrics.definitions(["v=val (\\d)"]))
     assert [(p.name, p.value, p.step, p.time, p.host) for p in points] == [
         ("loss", 0.5, 1, 6.0, "algo-2"), ("v", 3.0, None, 7.0, "algo-1")]
+
+
+def test_the_jobs_table_shows_a_recorded_hyperparameters_name_visibly(capsys):
+    from types import SimpleNamespace
+
+    from fahr_core import cli
+
+    def job(value):
+        return SimpleNamespace(name="j", model_tag="m/train", status="Completed", secondary_status="", done=True,
+                               started=None, ended=None, billable_seconds=None, project="", git_commit="",
+                               hyperparameters={"\x1b]0;owned\x07lr": value})
+
+    cli._print_table([job("1"), job("2")], [{}, {}])
+    shown = capsys.readouterr().out
+    assert "\x1b" not in shown and "\\x1b]0;owned\\x07lr" in shown
