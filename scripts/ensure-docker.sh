@@ -38,7 +38,16 @@ fi
 if ! pgrep -x dockerd >/dev/null; then
     echo "ensure-docker: starting dockerd in the background (log: /var/log/fahr-dockerd.log) ..." >&2
     mkdir -p /var/lib/docker
-    nohup dockerd --data-root /var/lib/docker >/var/log/fahr-dockerd.log 2>&1 &
+    # dockerd outlives this script: it must not inherit the caller's open files beyond stdio (a
+    # `flock LOCK make test` would otherwise leave LOCK held by dockerd for as long as it runs,
+    # and every later flock on it would wait for ever).
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            n=${fd##*/}
+            if [ "$n" -gt 2 ] 2>/dev/null; then eval "exec $n>&-" 2>/dev/null || true; fi
+        done
+        exec nohup dockerd --data-root /var/lib/docker >/var/log/fahr-dockerd.log 2>&1 </dev/null
+    ) &
 fi
 
 for _ in $(seq 1 60); do
