@@ -292,7 +292,6 @@ class Job:
             "HyperParameters": r.get("HyperParameters", {}),
             "AlgorithmSpecification": r["AlgorithmSpecification"],
             "RoleArn": r["RoleArn"],
-            "InputDataConfig": r.get("InputDataConfig", []),
             "OutputDataConfig": r["OutputDataConfig"],
             "ResourceConfig": resource,
             "StoppingCondition": r["StoppingCondition"],
@@ -302,6 +301,8 @@ class Job:
             "EnableManagedSpotTraining": r.get("EnableManagedSpotTraining", False),
             "Environment": r.get("Environment", {}),
         }
+        if r.get("InputDataConfig"):  # absent without inputs, as on AWS (its model: 1 to 20 channels)
+            out["InputDataConfig"] = r["InputDataConfig"]
         if r.get("CheckpointConfig"):
             out["CheckpointConfig"] = r["CheckpointConfig"]
         if self.failure_reason:
