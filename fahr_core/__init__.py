@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time these come from 
     from fahr_core.commandlines import fetch_command, stop_command, wait_command
     from fahr_core.config import env_size
     from fahr_core.launcher import SECRETS_ARN_ENV, SECRETS_DIR
+    from fahr_core.metrics import from_logs as metrics_from_logs
     from fahr_core.names import (JOB_NAME_MAX, job_name, job_stem, model_image_tag, validate_job_name,
                                  validate_model_tag)
 
@@ -84,6 +85,8 @@ _LAZY = {
     "env_size": ("fahr_core.config", "env_size"),
     # where the launcher finds a job's secrets: the local driver's folder, sagemaker's variable (API 1.4)
     **{name: ("fahr_core.launcher", name) for name in ("SECRETS_DIR", "SECRETS_ARN_ENV")},
+    # the core's metric parser, for a driver's metrics hook that adds what its backend keeps (API 1.5)
+    "metrics_from_logs": ("fahr_core.metrics", "from_logs"),
     # the Python API (fahr_core.api): train, list, follow and fetch jobs from a notebook or script
     **{name: ("fahr_core.api", name) for name in ("Job", "fit", "jobs", "job", "fetch")},
 }
@@ -173,6 +176,7 @@ __all__ = [
     "env_size",
     "SECRETS_DIR",
     "SECRETS_ARN_ENV",
+    "metrics_from_logs",
     "docker_client",
     "ui",
     # the Python API

@@ -269,10 +269,15 @@ class Recorder:
         self.sink([Point(name, value, step, when, host) for name, value, step in found])
 
 
-def from_logs(lines: Iterable, defined: Iterable[Definition] = (), limit: int = MAX_POINTS) -> list[Point]:
-    """The points of a job's output as a driver's ``logs`` hook yields it (LogLines, a long line
-    perhaps in slices), each at the line's own timestamp when the driver gives one."""
+def from_logs(lines: Iterable, defined: Iterable[Definition | tuple[str, str]] = (),
+              limit: int = MAX_POINTS) -> list[MetricPoint]:
+    """The metrics of a job's output as a driver's ``logs`` hook yields it (LogLines, a long line
+    perhaps in slices), each at its line's timestamp when the driver gives one: by the convention
+    and the ``defined`` metrics, ``(name, regex)`` pairs as ``JobInfo.metric_definitions`` holds
+    them; at most ``limit`` points. The core's own reading of a job's logs, for a driver's
+    ``metrics`` hook that adds what its backend keeps (plugin API 1.5)."""
     points: list[Point] = []
+    defined = [d if isinstance(d, Definition) else Definition(*d) for d in defined]
     recorder = Recorder(Parser(defined), points.extend, limit=limit)
     held: dict[str, list[str]] = {}  # each host's slices of a line that goes on
     for line in lines:

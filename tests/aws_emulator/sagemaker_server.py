@@ -9,7 +9,8 @@ reports the job count, the throttled calls and the DescribeTrainingJob calls per
 
 - requests are validated against botocore's own service model (required members, types, enums,
   lengths, ranges, patterns), and the errors look like AWS's (``ValidationException``,
-  ``ResourceInUse``);
+  ``ResourceInUse``); so are the answers (an answer botocore's model would not allow is this
+  emulator's bug: an InternalFailure, never a reply fahr could trust);
 - CreateTrainingJob checks that the role exists in IAM and that the image is in the registry
   (both in the emulated AWS: moto for IAM, the real registry for the image);
 - each job is a thread that walks InProgress: Starting, Downloading (pulls the image by digest
@@ -19,6 +20,11 @@ reports the job count, the throttled calls and the DescribeTrainingJob calls per
   CompressionType is NONE) and ends Completed, Failed (FailureReason from
   ``/opt/ml/output/failure``) or Stopped; the containers' output goes to CloudWatch Logs,
   group ``/aws/sagemaker/TrainingJobs``, stream ``<job>/algo-N-<epoch>``;
+- as SageMaker does with ``AlgorithmSpecification.MetricDefinitions``: each line a definition's
+  regex matches (its first group a finite number) is a CloudWatch metric, namespace
+  ``/aws/sagemaker/TrainingJobs``, the definition's name, dimension ``Host`` =
+  ``<job>/algo-N``, at the line's time (PutMetricData to moto); DescribeTrainingJob's
+  ``FinalMetricDataList`` holds each metric's last value;
 - with CheckpointConfig, the objects under its S3Uri are copied into each host's LocalPath
   (``/opt/ml/checkpoints``) at start, and the hosts' checkpoint folders (merged as the model is,
   read with fahr's safe extractor) uploaded back at the end, whatever the ending; SageMaker also
@@ -62,6 +68,9 @@ from fahr_core.contract import ContainerJob, ContractRun
 ACCOUNT = "123456789012"
 REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+#: Where SageMaker publishes a training job's MetricDefinitions, and the dimension it names the
+#: host by: ``<job>/algo-N`` (SageMaker developer guide, "SageMaker AI job metrics").
+METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 SPOT_BILLING = 0.3
 STOP_TIMEOUT = int(os.environ.get("FAHR_EMU_STOP_TIMEOUT", "120"))
 # Every Nth DescribeTrainingJob is refused with ThrottlingException, as AWS does under load
@@ -142,6 +151,9 @@ def validate(shape, value, path: str, errors: list[str]) -> None:
     elif kind == "boolean":
         if not isinstance(value, bool):
             errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a boolean")
+    elif kind in ("float", "double", "timestamp"):  # a timestamp: seconds since the epoch, in JSON
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            errors.append(f"Value at '{path}' failed to satisfy constraint: Member must be a number")
 
 
 def _length(meta, n: int, value, path: str, errors: list[str]) -> None:
@@ -158,6 +170,17 @@ def check_request(operation: str, body: dict) -> None:
         count = len(errors)
         raise ApiError("ValidationException",
                        f"{count} validation error{'s' * (count > 1)} detected: " + "; ".join(errors[:5]))
+
+
+def check_response(operation: str, payload: dict) -> None:
+    """An answer as botocore's model allows it: one that does not is this emulator's bug."""
+    shape = MODEL.operation_model(operation).output_shape
+    errors: list[str] = []
+    if shape is not None:
+        validate(shape, payload, "", errors)
+    if errors:
+        raise ApiError("InternalFailure", f"the emulator's {operation} answer breaks botocore's model: "
+                       + "; ".join(errors[:5]), 500)
 
 
 # -- the emulated AWS around us -------------------------------------------------------------------
@@ -218,6 +241,15 @@ class Job:
         self.max_runtime_exceeded = False
         self.run: ContractRun | None = None
         self.lock = threading.Lock()
+        # MetricDefinitions as SageMaker reads them: (name, compiled regex); each metric's last
+        # (value, time), for FinalMetricDataList.
+        self.definitions = []
+        for definition in request["AlgorithmSpecification"].get("MetricDefinitions", []):
+            try:
+                self.definitions.append((definition["Name"], re.compile(definition["Regex"])))
+            except re.error:  # a construct of SageMaker's regex engine Python's lacks: not emulated
+                print(f"{self.name}: metric {definition['Name']}: regex not emulated", flush=True)
+        self.final_metrics: dict[str, tuple[float, float]] = {}
         self.output = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         self.compression = request["OutputDataConfig"].get("CompressionType", "GZIP")
         self.set_secondary("Starting", "Launching requested ML instances")
@@ -260,7 +292,6 @@ class Job:
             "HyperParameters": r.get("HyperParameters", {}),
             "AlgorithmSpecification": r["AlgorithmSpecification"],
             "RoleArn": r["RoleArn"],
-            "InputDataConfig": r.get("InputDataConfig", []),
             "OutputDataConfig": r["OutputDataConfig"],
             "ResourceConfig": resource,
             "StoppingCondition": r["StoppingCondition"],
@@ -270,10 +301,17 @@ class Job:
             "EnableManagedSpotTraining": r.get("EnableManagedSpotTraining", False),
             "Environment": r.get("Environment", {}),
         }
+        if r.get("InputDataConfig"):  # absent without inputs, as on AWS (its model: 1 to 20 channels)
+            out["InputDataConfig"] = r["InputDataConfig"]
         if r.get("CheckpointConfig"):
             out["CheckpointConfig"] = r["CheckpointConfig"]
         if self.failure_reason:
             out["FailureReason"] = self.failure_reason
+        with self.lock:
+            finals = dict(self.final_metrics)
+        if finals:
+            out["FinalMetricDataList"] = [{"MetricName": name, "Value": value, "Timestamp": at}
+                                          for name, (value, at) in finals.items()]
         if self.started:
             out["TrainingStartTime"] = self.started
         if self.ended:
@@ -299,9 +337,13 @@ class Job:
 
 
 class CloudWatchSink:
-    """Container output to CloudWatch Logs, one stream per host, flushed twice a second."""
+    """Container output to CloudWatch Logs, one stream per host, and the lines the job's
+    MetricDefinitions match to CloudWatch metrics, flushed twice a second."""
 
     def __init__(self, job: Job, hosts: list[str]):
+        self.job = job
+        self.metrics: list[dict] = []  # PutMetricData's MetricData not yet sent
+        self.cloudwatch = aws("cloudwatch") if job.definitions else None
         self.logs = aws("logs")
         try:
             self.logs.create_log_group(logGroupName=LOG_GROUP)
@@ -319,13 +361,38 @@ class CloudWatchSink:
 
     def __call__(self, host: str, piece: bytes) -> None:  # a line, or a slice of a long one (ContractRun.follow)
         line = piece.decode("utf-8", "replace").removesuffix("\n").rstrip("\r")
+        now = time.time()
+        points = self._metrics(host, line, now)
         with self.lock:
-            self.pending.setdefault(host, []).append({"timestamp": int(time.time() * 1000), "message": line})
+            self.pending.setdefault(host, []).append({"timestamp": int(now * 1000), "message": line})
+            self.metrics.extend(points)
+
+    def _metrics(self, host: str, line: str, at: float) -> list[dict]:
+        """The MetricData of one line: each definition whose regex matches, its first group a
+        finite number, as SageMaker reads a training job's logs."""
+        points = []
+        for name, regex in self.job.definitions:
+            match = regex.search(line)
+            try:
+                value = float(match.group(1)) if match and match.groups() else math.nan
+            except (TypeError, ValueError):
+                continue
+            if not math.isfinite(value):
+                continue
+            points.append({"MetricName": name, "Value": value, "Timestamp": at,
+                           "Dimensions": [{"Name": "Host", "Value": f"{self.job.name}/{host}"}]})
+            with self.job.lock:
+                if at >= self.job.final_metrics.get(name, (0.0, 0.0))[1]:
+                    self.job.final_metrics[name] = (value, at)
+        return points
 
     def flush(self) -> None:
         with self.lock:
             batches = {h: events for h, events in self.pending.items() if events}
             self.pending = {h: [] for h in self.pending}
+            metrics, self.metrics = self.metrics, []
+        for i in range(0, len(metrics), 1000):  # PutMetricData's limit a call
+            self.cloudwatch.put_metric_data(Namespace=METRICS_NAMESPACE, MetricData=metrics[i:i + 1000])
         for host, events in batches.items():
             for i in range(0, len(events), 1000):
                 self.logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=self.streams[host],
@@ -750,7 +817,9 @@ def make_handler(api: SageMaker):
                 api.count(operation, body)
                 api.throttle(operation, body)
                 check_request(operation, body)
-                self._reply(200, getattr(api, operation)(body))
+                payload = getattr(api, operation)(body)
+                check_response(operation, payload)
+                self._reply(200, payload)
             except ApiError as exc:
                 self._reply(exc.status, {"__type": exc.code, "message": exc.message})
             except Exception as exc:

@@ -159,16 +159,17 @@ class Stack:
         _wait_port(self.sagemaker_port, self.sagemaker, "SageMaker emulator", log)
 
     @contextlib.contextmanager
-    def checking_moto(self):
-        """A second moto server that checks credentials (moto's INITIAL_NO_AUTH_ACTION_COUNT=0):
-        unknown access keys get InvalidClientTokenId, as expired or revoked keys do on AWS.
-        Yields its endpoint URL."""
+    def checking_moto(self, free_actions: int = 0):
+        """A second moto server that checks credentials (moto's INITIAL_NO_AUTH_ACTION_COUNT):
+        unknown access keys get InvalidClientTokenId, as expired or revoked keys do on AWS, and a
+        user's calls its IAM policies do not allow get AccessDenied. Its first ``free_actions``
+        calls are not checked (to create that user). Yields its endpoint URL."""
         port = free_port()
         log = self.workdir / "moto-checking.log"
         proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=open(log, "w"), stderr=subprocess.STDOUT,
-            env={**self._base_env(), "INITIAL_NO_AUTH_ACTION_COUNT": "0"}, preexec_fn=_die_with_parent,
+            env={**self._base_env(), "INITIAL_NO_AUTH_ACTION_COUNT": str(free_actions)}, preexec_fn=_die_with_parent,
         )
         try:
             _wait_port(port, proc, "moto server (checking credentials)", log)

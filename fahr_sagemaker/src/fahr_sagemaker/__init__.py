@@ -14,6 +14,7 @@ Neither boto3 nor the Docker SDK is imported until a hook runs.
     stop         StopTrainingJob
     list_jobs    Search: fahr's jobs (tag fahr:version), of a model tag (tag fahr:model-tag), newest first
     logs         CloudWatch Logs of the job, per host; with follow, until the job has ended
+    metrics      CloudWatch metrics of the job's MetricDefinitions, the convention's from its logs
 """
 
 from __future__ import annotations
@@ -353,3 +354,16 @@ def logs(job, config, follow):
 
     interval = max(1.0, float(config["poll_interval"]))
     return following.job_logs(config, job.job_name, follow, interval)
+
+
+@hookimpl
+def metrics(job, config):
+    """The job's metrics: its MetricDefinitions' from CloudWatch, as SageMaker published them,
+    the convention's (with steps) from its logs; None for a job without a regex definition of its
+    own, or without cloudwatch:GetMetricData (the core then reads the logs: docs/metrics.md)."""
+    from fahr_sagemaker import follow as following
+    from fahr_sagemaker import cloudwatch as native
+
+    interval = max(1.0, float(config["poll_interval"]))
+    return native.job_metrics(config, job.job_name,
+                              lambda: following.job_logs(config, job.job_name, False, interval))
