@@ -85,7 +85,7 @@ _LAZY = {
     # where the launcher finds a job's secrets: the local driver's folder, sagemaker's variable (API 1.4)
     **{name: ("fahr_core.launcher", name) for name in ("SECRETS_DIR", "SECRETS_ARN_ENV")},
     # the Python API (fahr_core.api): train, list, follow and fetch jobs from a notebook or script
-    **{name: ("fahr_core.api", name) for name in ("Job", "fit", "jobs", "job", "fetch")},
+    **{name: ("fahr_core.api", name) for name in ("Job", "fit", "jobs", "job", "fetch", "compare")},
 }
 
 
@@ -180,6 +180,7 @@ __all__ = [
     "jobs",
     "job",
     "fetch",
+    "compare",
     "Job",
 ]
 
