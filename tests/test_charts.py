@@ -1,0 +1,202 @@
+"""The charts of ``fahr metrics``: the terminal's (80 columns, jobs overlaid, a legend, one point,
+non-finite and huge values, 10,000 points), the PNG (its chunks parsed: signature, size, pixels,
+CRCs) and the SVG (XML of the documented size), written whole or not at all."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import struct
+import time
+import xml.etree.ElementTree as ET
+import zlib
+
+import pytest
+
+from fahr_core import charts
+from fahr_core.charts import Run, files, png, svg, terminal
+from fahr_core.errors import EnvironmentProblem, UsageError
+from fahr_core.values import MetricPoint as P
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def run(name, hps, **series):
+    return Run(name, hps, {metric: [P(metric, value, step, time_, "algo-1") for value, step, time_ in points]
+                           for metric, points in series.items()})
+
+
+def two_jobs():
+    a = run("my-model-train-20261203-145512-1795", {"alpha": "0.5", "epochs": "9"},
+            loss=[(1 / (i + 1), i, 100.0 + i) for i in range(30)], acc=[(0.5 + i / 100, i, 100.0 + i) for i in range(30)])
+    b = run("my-model-train-20261203-145612-1796", {"alpha": "0.9", "epochs": "9"},
+            loss=[(2 / (i + 1), i, 200.0 + i) for i in range(12)])
+    return [a, b]
+
+
+def lines_of(text):
+    return text.rstrip("\n").split("\n")
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_every_line_fits_80_columns_and_the_jobs_are_overlaid_with_a_legend(colour):
+    text = terminal.render(charts.charts(two_jobs()), 80, colour=colour)
+    plain = ANSI.sub("", text)
+    assert all(len(line) <= 80 for line in lines_of(plain)), plain
+    assert ("\x1b[" in text) is colour
+    loss = plain[plain.index("\nloss\n"):]
+    # both jobs drawn in the loss chart, each its own marker, each named once in its legend with
+    # the hyperparameter that differs (not the one they share)
+    assert "●" in loss and "○" in loss
+    assert "  ● my-model-train-20261203-145512-1795  alpha=0.5\n" in loss
+    assert "  ○ my-model-train-20261203-145612-1796  alpha=0.9" in loss
+    assert "epochs" not in plain
+    # a metric only one job has is charted with that job alone, in the same marker
+    acc = plain[:plain.index("\nloss\n")]
+    assert "●" in acc and "○" not in acc and "1796" not in acc
+    # the y axis is labelled with the max and the min, the x axis with its range and name
+    assert re.search(r"^ *2 ┤", loss, re.M) and re.search(r"^ *0\.03333 ┤", loss, re.M)
+    assert re.search(r"^ +0 +step +29$", loss, re.M)
+
+
+def test_a_narrow_terminal_still_gets_no_line_wider_than_asked():
+    for width in (40, 60):
+        text = terminal.render(charts.charts(two_jobs()), width)
+        assert all(len(line) <= width for line in lines_of(text)), text
+
+
+def test_without_utf8_the_chart_is_ascii():
+    text = terminal.render(charts.charts(two_jobs()), 80, unicode=False)
+    assert text.isascii() and "*" in text and "o" in text
+
+
+def test_a_single_point_is_drawn_in_the_middle():
+    text = terminal.render(charts.charts([run("job-a", {}, loss=[(3.0, 5, 1.0)])]), 80)
+    rows = [line for line in lines_of(text) if "┤" in line or "│" in line]
+    marked = [i for i, line in enumerate(rows) if "●" in line]
+    assert len(marked) == 1 and 0 < marked[0] < len(rows) - 1
+    assert text.count("●") == 2  # the point and its legend
+
+
+def test_non_finite_values_are_skipped_and_huge_ones_drawn():
+    job = run("job-a", {}, loss=[(float("nan"), 0, 1.0), (1e308, 1, 2.0), (float("inf"), 2, 3.0),
+                                 (-1e308, 3, 4.0), (float("-inf"), 4, 5.0)])
+    (chart,) = charts.charts([job])
+    assert chart.lines[0].ys == [1e308, -1e308]
+    text = terminal.render([chart], 80)
+    assert "1e+308" in text and "-1e+308" in text and "nan" not in text and "inf" not in text
+    assert all(len(line) <= 80 for line in lines_of(text))
+    ET.fromstring(svg.render([chart]))  # no NaN coordinate either
+    assert "nan" not in svg.render([chart]).lower()
+    only_nan = run("job-b", {}, loss=[(float("nan"), 0, 1.0)])
+    assert charts.charts([only_nan]) == []
+
+
+def test_ten_thousand_points_are_downsampled_and_keep_their_spike():
+    values = [(1.0 if i != 7777 else 50.0, i, float(i)) for i in range(10_000)]
+    (chart,) = charts.charts([run("job-a", {}, loss=values)])
+    started = time.monotonic()
+    text = terminal.render([chart], 80)
+    assert time.monotonic() - started < 2
+    assert all(len(line) <= 80 for line in lines_of(text))
+    document = ET.fromstring(svg.render([chart]))
+    (polyline,) = document.iter("{http://www.w3.org/2000/svg}polyline")
+    points = polyline.get("points").split()
+    assert len(points) <= charts.MAX_DRAWN
+    top = min(float(p.split(",")[1]) for p in points)
+    assert top == pytest.approx(charts.svg.MARGIN[1])  # the spike at 50 is still the highest point
+
+
+def test_time_is_the_x_axis_when_the_points_have_no_step():
+    job = run("job-a", {}, loss=[(1.0, None, 1000.0), (0.5, None, 1300.0)])
+    (chart,) = charts.charts([job])
+    assert chart.x_label == "time (min)" and chart.lines[0].xs == [0.0, 5.0]
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    found, at = [], 8
+    while at < len(data):
+        (length,) = struct.unpack(">I", data[at:at + 4])
+        kind, body = data[at + 4:at + 8], data[at + 8:at + 8 + length]
+        (crc,) = struct.unpack(">I", data[at + 8 + length:at + 12 + length])
+        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF, kind
+        found.append((kind, body))
+        at += 12 + length
+    assert at == len(data)
+    return found
+
+
+def check_png(data: bytes, count: int) -> None:
+    """A valid PNG of ``count`` charts: 800 wide, 400 high each, 8-bit RGB, whole pixels."""
+    chunks = png_chunks(data)
+    assert [kind for kind, _ in chunks][0] == b"IHDR" and chunks[-1][0] == b"IEND"
+    width, height, depth, kind, compression, filtering, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
+    assert (width, height) == (charts.WIDTH, charts.HEIGHT * count) == (800, 400 * count)
+    assert (depth, kind, compression, filtering, interlace) == (8, 2, 0, 0, 0)
+    raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    assert len(raw) == height * (1 + 3 * width)
+
+
+def check_svg(text: str, count: int) -> ET.Element:
+    document = ET.fromstring(text)
+    assert document.tag == "{http://www.w3.org/2000/svg}svg"
+    assert (document.get("width"), document.get("height")) == ("800", str(400 * count))
+    return document
+
+
+def test_the_png_is_valid_of_the_documented_size_and_not_blank():
+    drawn = charts.charts(two_jobs())
+    data = png.render(drawn)
+    check_png(data, 2)
+    raw = zlib.decompress(b"".join(body for kind, body in png_chunks(data) if kind == b"IDAT"))
+    colours = {raw[i:i + 3] for i in range(1, len(raw) - 3, 3 * 97)}
+    assert len(colours) > 2  # white, the text, the lines
+
+
+def test_the_svg_is_xml_of_the_documented_size_a_polyline_a_job():
+    drawn = charts.charts(two_jobs())
+    document = check_svg(svg.render(drawn), 2)
+    ns = "{http://www.w3.org/2000/svg}"
+    assert len(list(document.iter(f"{ns}polyline"))) == 3  # acc: one job; loss: two
+    texts = " ".join(t.text or "" for t in document.iter(f"{ns}text"))
+    assert "loss" in texts and "acc" in texts and "alpha=0.9" in texts and "step" in texts
+
+
+def test_text_from_a_job_cannot_break_the_svg_or_the_terminal():
+    job = run("job-a", {"note": "</text><script>x</script>\x1b[2J"}, loss=[(1.0, 0, 1.0), (2.0, 1, 2.0)])
+    other = run("job-b", {"note": "b"}, loss=[(1.0, 0, 1.0)])
+    drawn = charts.charts([job, other])
+    document = check_svg(svg.render(drawn), 1)
+    assert not list(document.iter("{http://www.w3.org/2000/svg}script"))
+    assert "\x1b" not in terminal.render(drawn, 80) and "\x1b" not in svg.page(drawn, "t")
+
+
+def test_an_image_is_written_by_its_extension_whole(tmp_path):
+    drawn = charts.charts(two_jobs())
+    check_png((files.write(tmp_path / "m.png", drawn)).read_bytes(), 2)
+    check_svg((tmp_path / "m.svg").read_text() if files.write(tmp_path / "m.svg", drawn) else "", 2)
+    page = files.write(tmp_path / "m.html", drawn).read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2
+    with pytest.raises(UsageError, match=r"\.png, \.svg, \.html"):
+        files.write(tmp_path / "m.jpg", drawn)
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(UsageError, match="is a folder"):
+        files.write(tmp_path / "folder.png", drawn)
+    with pytest.raises(UsageError, match="does not exist"):
+        files.write(tmp_path / "nowhere" / "m.png", drawn)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.png", "m.html", "m.png", "m.svg"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_nothing_beside_it(tmp_path, monkeypatch):
+    target = tmp_path / "m.svg"
+    target.write_text("old")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "rename", full)
+    with pytest.raises(EnvironmentProblem, match="No space left"):
+        files.write(target, charts.charts(two_jobs()))
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["m.svg"]
