@@ -5,11 +5,11 @@ a bad --plot refused in one line; --follow of a running job, and Ctrl-C leaving 
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -20,7 +20,8 @@ import pytest
 
 from conftest import FAHR, one_line_error, run_fahr
 from test_charts import check_png, check_svg
-from test_detached import job_of, until
+from test_detached import job_of
+from test_metrics_local import leave_nothing
 
 pytestmark = pytest.mark.docker
 
@@ -50,14 +51,7 @@ def made(tmp_path_factory, docker_engine):
                         "--metric", r"val_loss=val_loss=(\S+)", env=env, check=0)
         fitted.append(job_of(proc.stderr))
     yield {"project": project, "jobs": jobs, "env": env, "fitted": fitted, "root": root}
-    for job in jobs.iterdir() if jobs.exists() else ():
-        with contextlib.suppress(Exception):
-            pid = json.loads((job / "job.json").read_text()).get("follower")
-            if pid:
-                os.kill(pid, signal.SIGKILL)
-        for container in docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job.name}"}):
-            container.remove(force=True)
-    subprocess.run(["docker", "image", "rm", "-f", f"{project.name}/train:latest"], capture_output=True)
+    leave_nothing(docker_engine, jobs, project)
 
 
 def metrics(made, *args, **kwargs):
@@ -160,3 +154,40 @@ def test_follow_prints_points_as_they_come_until_the_job_ends_and_ctrl_c_leaves_
     printed = [line for line in (first + rest).splitlines() if line.startswith(f"{job}  loss=")]
     assert [line.split("step=")[1].split()[0] for line in printed] == [str(s) for s in range(12)]
     assert "\nloss\n" in rest and "val_loss" not in rest  # the chart once the job ended
+
+
+def test_follow_on_a_terminal_redraws_the_chart_in_place(made):
+    import pty
+
+    proc = run_fahr("fit", made["project"] / "train.py", "--detach", "--hp", "steps=6", "--hp", "sleep=1",
+                    env=made["env"], check=0)
+    job = job_of(proc.stderr)
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "80", "LINES": "40", **made["env"]}
+    main, child = pty.openpty()
+    follower = subprocess.Popen([str(FAHR), "metrics", job, "--follow"], stdin=subprocess.DEVNULL, stdout=child,
+                                stderr=subprocess.PIPE, env=env)
+    os.close(child)
+    shown = b""
+    try:
+        while True:
+            try:
+                piece = os.read(main, 65536)
+            except OSError:  # the child's end closed: it exited
+                break
+            if not piece:
+                break
+            shown += piece
+        follower.wait(timeout=60)
+    finally:
+        os.close(main)
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 0, follower.stderr.read()
+    text = shown.decode("utf-8", "replace").replace("\r\n", "\n")
+    redraws = re.findall(r"\x1b\[(\d+)F\x1b\[J", text)
+    assert redraws, text  # the chart drawn again over itself as points came
+    final = text[text.rindex("\x1b[J") + 3:]
+    assert final.startswith("loss\n") and f"  {job}" in final.replace("● ", "").replace("* ", "")
+    # each redraw goes back exactly over what was drawn before it
+    drawn = re.split(r"\x1b\[\d+F\x1b\[J", text)
+    assert [int(n) for n in redraws] == [part.count("\n") for part in drawn[:-1]]

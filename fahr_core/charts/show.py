@@ -120,27 +120,22 @@ def _follow(comparison: Comparison, out: _Out, plot: Path | None) -> None:
         out.write(text)
         return lines
 
-    first = comparison.rows()
-    if tty:
-        drawn = draw()
-    elif out.json or out.csv:
-        out.rows(first, streaming=True)
-    else:
-        out.write("".join(_line(row) + "\n" for row in first))
-    if plot is not None and comparison.names:
-        _plot(comparison, plot, quiet=True)
-    for new in comparison.follow():
-        rows = comparison.rows(new)
-        if not rows:
-            continue
+    def emit(rows: list[dict]) -> None:
+        nonlocal drawn
         if tty:
             drawn = draw()
         elif out.json or out.csv:
             out.rows(rows, streaming=True)
         else:
             out.write("".join(_line(row) + "\n" for row in rows))
-        if plot is not None:
+        if plot is not None and comparison.names:
             _plot(comparison, plot, quiet=True)
+
+    emit(comparison.rows())
+    for new in comparison.follow():
+        rows = comparison.rows(new)
+        if rows:
+            emit(rows)
     comparison.check()
     if not tty and not (out.json or out.csv):
         out.write("\n" + _text(comparison))

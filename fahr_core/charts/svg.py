@@ -81,7 +81,7 @@ def page(charts: Sequence[Chart], title: str) -> str:
 def _chart(chart: Chart, top: float) -> str:
     shape = layout(chart, top)
     x0, y0, x1, y1 = shape["box"]
-    parts = [f'<g class="chart">',
+    parts = ['<g class="chart">',
              f'<text x="{shape["title"][0]}" y="{shape["title"][1]}" font-size="16" font-weight="bold">'
              f'{_visible(chart.metric)}</text>',
              f'<rect x="{x0}" y="{y0:.1f}" width="{x1 - x0}" height="{y1 - y0:.1f}" fill="none" stroke="#888"/>']
