@@ -416,8 +416,9 @@ def _project(job) -> str:
 
 def _differing(found) -> list[str]:
     """The hyperparameters whose values are not the same in every listed job (one missing counts)."""
-    names = sorted({name for job in found for name in job.hyperparameters})
-    return [name for name in names if len({job.hyperparameters.get(name) for job in found}) > 1]
+    from fahr_core.charts import differing
+
+    return differing([job.hyperparameters for job in found])
 
 
 def _number(value: float) -> str:
