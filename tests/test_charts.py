@@ -200,3 +200,71 @@ def test_a_failed_write_leaves_the_old_file_and_nothing_beside_it(tmp_path, monk
     with pytest.raises(EnvironmentProblem, match="No space left"):
         files.write(target, charts.charts(two_jobs()))
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["m.svg"]
+
+
+class FakeJob:
+    """A job as a Comparison reads it: its points grow as it runs, and it ends."""
+
+    def __init__(self, name, hyperparameters, batches):
+        self.name, self.hyperparameters, self.batches = name, hyperparameters, list(batches)
+        self.points, self.status, self.failure_reason = [], "InProgress", ""
+        self.reads = 0
+
+    @property
+    def done(self):
+        return self.status != "InProgress"
+
+    def _try_refresh(self):
+        if not self.batches:
+            self.status = "Completed"
+
+    def _points(self):
+        self.reads += 1
+        if self.batches:
+            self.points = self.points + self.batches.pop(0)
+        return list(self.points)
+
+
+def points(metric, *values, start=0):
+    return [P(metric, value, start + i, 100.0 + start + i, "algo-1") for i, value in enumerate(values)]
+
+
+def test_a_comparison_chooses_metrics_by_name_or_glob_and_says_what_is_missing():
+    from fahr_core.comparison import Comparison
+
+    a = FakeJob("job-a", {"lr": "0.1"}, [points("loss", 1.0, 0.5) + points("val_loss", 2.0) + points("acc", 0.3)])
+    b = FakeJob("job-b", {"lr": "0.2"}, [[]])
+    shown = Comparison([a, b], ["val_*", "loss"])
+    assert shown.names == ["val_loss", "loss"]
+    assert [(r["job"], r["metric"], r["value"], r["step"]) for r in shown.rows()] == [
+        ("job-a", "val_loss", 2.0, 0), ("job-a", "loss", 1.0, 0), ("job-a", "loss", 0.5, 1)]
+    assert shown.rows()[0]["time"] == "1970-01-01T00:01:40+00:00"
+    assert [chart.metric for chart in shown.charts()] == ["val_loss", "loss"]
+    with pytest.raises(UsageError, match="metric 'nope': no job shown has it; they have acc, loss, val_loss"):
+        Comparison([a], ["nope"]).check()
+    with pytest.raises(UsageError, match="job job-b has no metrics: .*'fahr-metric loss=0.25 step=3'"):
+        Comparison([FakeJob("job-b", {}, [[]])]).check()
+
+
+def test_following_yields_the_new_points_until_every_job_has_ended():
+    from fahr_core.comparison import Comparison
+
+    a = FakeJob("job-a", {}, [points("loss", 1.0), points("loss", 0.5, start=1), [], points("loss", 0.25, start=2)])
+    shown = Comparison([a])
+    got = [[(p.value, p.step) for p in new.get("job-a", [])] for new in shown.follow(interval=0)]
+    assert got == [[(0.5, 1)], [], [(0.25, 2)], []]  # the last read after it ended
+    assert a.done and [p.value for p in shown.series["job-a"]["loss"]] == [1.0, 0.5, 0.25]
+    assert list(Comparison([a]).follow(interval=0)) == []  # an ended job is not followed
+
+
+@pytest.mark.parametrize("args, kwargs, words", [
+    (("job-a",), {}, "a non-empty list of jobs"),
+    (([],), {}, "a non-empty list of jobs"),
+    (([3],), {}, "compare(): jobs"),
+    ((["job-a"],), {"metrics": "loss"}, "metrics must be a list"),
+])
+def test_compare_checks_its_arguments_before_any_driver(args, kwargs, words):
+    import fahr_core
+
+    with pytest.raises(UsageError, match=re.escape(words)):
+        fahr_core.compare(*args, **kwargs)
