@@ -191,3 +191,12 @@ def test_follow_on_a_terminal_redraws_the_chart_in_place(made):
     # each redraw goes back exactly over what was drawn before it
     drawn = re.split(r"\x1b\[\d+F\x1b\[J", text)
     assert [int(n) for n in redraws] == [part.count("\n") for part in drawn[:-1]]
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(made):
+    """`fahr metrics … --json | head`: no internal error when stdout's reader has gone."""
+    env = {**os.environ, "NO_COLOR": "1", **made["env"]}
+    proc = subprocess.Popen([str(FAHR), "metrics", *made["fitted"], "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0 and proc.stderr.read() == b""

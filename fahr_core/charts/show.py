@@ -66,8 +66,14 @@ class _Out:
         self.started = False  # the JSON array's "[" or the CSV header written
 
     def write(self, text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `fahr metrics … | head`: the reader has what it wanted
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+            raise SystemExit(0) from None
 
     def rows(self, rows: list[dict], last: bool = False, streaming: bool = False) -> None:
         """Rows as JSON (an array; one object a line while ``streaming``) or CSV (a header first)."""
