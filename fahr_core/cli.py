@@ -434,7 +434,9 @@ def _print_table(found, finals=None) -> None:
     finals = finals or [{} for _ in found]
     hps = _differing(found)
     metric_names = sorted({name for final in finals for name in final})
-    header = ("JOB", "TAG", "STATUS", "STARTED", "DURATION", "BILLABLE", *hps, *metric_names, "PROJECT")
+    # Names as well as values come from the jobs' records (a job folder can be edited): shown visibly.
+    header = tuple(map(ui.visible, ("JOB", "TAG", "STATUS", "STARTED", "DURATION", "BILLABLE", *hps, *metric_names,
+                                    "PROJECT")))
     rows = []
     for job, final in zip(found, finals):
         started = "-"

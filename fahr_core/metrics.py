@@ -297,8 +297,31 @@ def encode(points: Iterable[Point]) -> bytes:
     return b"".join(json.dumps(point.as_dict(), separators=(",", ":")).encode() + b"\n" for point in points)
 
 
+#: A stored point's host: what a driver names a host (algo-1), nothing a terminal would act on.
+_HOST = re.compile(r"[A-Za-z0-9_.\-]{0,64}")
+#: A stored line longer than this is not a point (a point's line is well under 1 KiB).
+_STORED_LINE = 4 * 1024
+
+
+def stored_lines(handle) -> Iterator[bytes]:
+    """The lines of a stored file, each read at most :data:`_STORED_LINE` bytes at a time: a file
+    edited into one endless line costs that much memory, not the file's size (it is skipped)."""
+    skipping = False
+    while True:
+        raw = handle.readline(_STORED_LINE)
+        if not raw:
+            return
+        whole = raw.endswith(b"\n")
+        if not skipping and whole:
+            yield raw
+        skipping = not whole and len(raw) >= _STORED_LINE or (skipping and not whole)
+
+
 def decode(lines: Iterable[bytes], limit: int = MAX_POINTS) -> Iterator[Point]:
-    """The points of a stored file's lines (a line that is not one, cut by a crash, is skipped)."""
+    """The points of a stored file's lines. The file is untrusted (a job's folder can be edited):
+    a line that is not a point (cut by a crash, or made up) is skipped, and so is one whose name
+    is not a metric's name, whose value is not a finite number or whose host is not a host's
+    name, so that nothing read back can be a terminal's escape sequence or a NaN in a sort."""
     count = 0
     for raw in lines:
         if count >= limit:
@@ -306,10 +329,15 @@ def decode(lines: Iterable[bytes], limit: int = MAX_POINTS) -> Iterator[Point]:
         try:
             item = json.loads(raw)
             step = item.get("step")
-            point = Point(str(item["name"]), float(item["value"]),
+            when = item.get("time")
+            point = Point(item["name"], float(item["value"]),
                           step if isinstance(step, int) and not isinstance(step, bool) else None,
-                          float(item["time"]) if item.get("time") is not None else None, str(item.get("host") or ""))
-        except (ValueError, TypeError, KeyError, AttributeError):
+                          float(when) if when is not None else None, item.get("host") or "")
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+            continue
+        if not (isinstance(point.name, str) and NAME.fullmatch(point.name) and point.name != STEP
+                and isinstance(point.host, str) and _HOST.fullmatch(point.host) and math.isfinite(point.value)
+                and (point.time is None or math.isfinite(point.time))):
             continue
         count += 1
         yield point

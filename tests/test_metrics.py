@@ -97,6 +97,37 @@ def test_stored_points_read_back_skipping_a_cut_line():
     assert metrics.final(by_name) == {"loss": 0.25}
 
 
+def test_stored_points_that_are_not_points_are_skipped():
+    good = metrics.encode([Point("loss", 0.5, 1, 10.0, "algo-1")])
+    made_up = [b'{"name":"\\u001b[2Jloss","value":1,"time":1,"host":"algo-1"}\n',
+               b'{"name":"loss","value":NaN,"time":1,"host":"algo-1"}\n',
+               b'{"name":"loss","value":"Infinity","time":1,"host":"algo-1"}\n',
+               b'{"name":"loss","value":1,"time":1,"host":"\\u001b]0;x\\u0007"}\n',
+               b'{"name":"step","value":1,"time":1,"host":"algo-1"}\n',
+               b'{"name":["loss"],"value":1,"time":1,"host":"algo-1"}\n',
+               b'{"name":"loss","value":1,"time":1e400,"host":"algo-1"}\n']
+    points = list(metrics.decode(made_up + [good]))
+    assert points == [Point("loss", 0.5, 1, 10.0, "algo-1")]
+
+
+def test_a_stored_file_of_one_endless_line_is_read_a_bounded_piece_at_a_time(tmp_path):
+    import io
+    good = metrics.encode([Point("acc", 0.9, 2, 12.0, "algo-2")])
+    huge = b'{"name":"loss","value":1,"pad":"' + b"x" * (5 * 1024 * 1024) + b'"}\n'
+
+    class Counting(io.BytesIO):
+        largest = 0
+
+        def readline(self, size=-1):
+            got = super().readline(size)
+            Counting.largest = max(Counting.largest, len(got))
+            return got
+
+    handle = Counting(good + huge + good)
+    assert list(metrics.decode(metrics.stored_lines(handle))) == [Point("acc", 0.9, 2, 12.0, "algo-2")] * 2
+    assert Counting.largest <= 4 * 1024
+
+
 def test_ordinary_output_costs_a_substring_search():
     parser = Parser(metrics.definitions([f"m{i}=metric{i}: (\\S+)" for i in range(5)]))
     assert not parser.may_hold(b"an ordinary line of training output\n" * 1000)
@@ -121,3 +152,18 @@ def test_a_drivers_log_lines_in_slices_are_read_at_their_own_times():
     points = metrics.from_logs(lines, metrics.definitions(["v=val (\\d)"]))
     assert [(p.name, p.value, p.step, p.time, p.host) for p in points] == [
         ("loss", 0.5, 1, 6.0, "algo-2"), ("v", 3.0, None, 7.0, "algo-1")]
+
+
+def test_the_jobs_table_shows_a_recorded_hyperparameters_name_visibly(capsys):
+    from types import SimpleNamespace
+
+    from fahr_core import cli
+
+    def job(value):
+        return SimpleNamespace(name="j", model_tag="m/train", status="Completed", secondary_status="", done=True,
+                               started=None, ended=None, billable_seconds=None, project="", git_commit="",
+                               hyperparameters={"\x1b]0;owned\x07lr": value})
+
+    cli._print_table([job("1"), job("2")], [{}, {}])
+    shown = capsys.readouterr().out
+    assert "\x1b" not in shown and "\\x1b]0;owned\\x07lr" in shown

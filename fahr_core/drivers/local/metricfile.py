@@ -127,4 +127,4 @@ def read(job_dir: Path):
     except (OSError, UsageError, Refused):
         return None
     with handle:
-        return list(metrics.decode(handle))
+        return list(metrics.decode(metrics.stored_lines(handle)))
