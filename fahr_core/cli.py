@@ -485,7 +485,7 @@ def logs(
 @app.command(context_settings=_EXTRA)
 def metrics(
     ctx: typer.Context,
-    job_names: Annotated[list[str], typer.Argument(help="The jobs' names (see 'fahr jobs').", show_default=False, metavar="JOB...")],
+    job_names: Annotated[list[str], typer.Argument(help="The jobs' names (see 'fahr jobs').", show_default=False, metavar="JOB")],
     metric: Annotated[list[str], typer.Option("--metric", help="Only this metric (repeatable; a glob such as 'val_*' too).", metavar="NAME")] = [],
     json_: Annotated[bool, typer.Option("--json", help="Every point as JSON: job, metric, value, step, time (ISO 8601, UTC), host.")] = False,
     csv_: Annotated[bool, typer.Option("--csv", help="Every point as CSV, the same columns, a header line first.")] = False,
