@@ -61,7 +61,7 @@ def test_every_line_fits_80_columns_and_the_jobs_are_overlaid_with_a_legend(colo
 
 
 def test_a_narrow_terminal_still_gets_no_line_wider_than_asked():
-    for width in (40, 60):
+    for width in (24, 40, 60):
         text = terminal.render(charts.charts(two_jobs()), width)
         assert all(len(line) <= width for line in lines_of(text)), text
 

@@ -17,8 +17,8 @@ from fahr_core.charts import Chart, number, position
 
 #: The plot's height in rows.
 HEIGHT = 10
-#: The narrowest chart drawn (a narrower terminal gets this width all the same).
-MIN_WIDTH = 40
+#: The narrowest chart drawn (a terminal narrower still gets this width).
+MIN_WIDTH = 24
 #: The widest: a chart across a 200-column terminal reads no better.
 MAX_WIDTH = 100
 
@@ -76,7 +76,7 @@ def _chart(chart: Chart, width: int, colour: bool, unicode: bool, height: int) -
     x_low, x_high = chart.x_range
     labels = [number(high), number(low / 2 + high / 2), number(low)]
     label_width = max(map(len, labels))
-    plot_width = max(width - label_width - 2, 10)
+    plot_width = max(width - label_width - 2, 4)
     rows = max(height, 3)
     grid: list[list[tuple[str, int] | None]] = [[None] * plot_width for _ in range(rows)]
     for line in chart.lines:
@@ -116,7 +116,8 @@ def _chart(chart: Chart, width: int, colour: bool, unicode: bool, height: int) -
     for line in chart.lines:
         index = line.index
         text = ui.visible(line.label) + (f"  {ui.visible(line.detail)}" if line.detail else "")
-        if len(text) > width - 4:
-            text = text[:width - 5] + ("…" if unicode else "~")
+        if len(text) > width - 4:  # its start and its end (where names and values differ) stay
+            text = ui.cut_middle(text, width - 4)
+            text = text if unicode else text.replace("…", "~")
         lines.append(f"  {_paint(marker(index, unicode), index, colour)} {text}")
     return lines
