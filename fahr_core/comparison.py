@@ -123,12 +123,16 @@ class Comparison:
     def running(self) -> list:
         return [job for job in self.jobs if not job.done]
 
-    def follow(self, interval: float = FOLLOW_INTERVAL) -> Iterator[dict[str, list]]:
+    def follow(self, interval: float | None = None) -> Iterator[dict[str, list]]:
         """Read the running jobs' metrics again every ``interval`` seconds until every job has
         ended; yield each time the points read anew (job name -> points; maybe none). The last
-        read is made after the jobs ended, so the series end whole."""
+        read is made after the jobs ended, so the series end whole. By default every
+        :data:`FOLLOW_INTERVAL` seconds, or the driver's ``poll_interval`` when it is longer (a
+        cloud driver's reads cost calls: sagemaker's is 10 s)."""
         from fahr_core import ui
 
+        if interval is None:
+            interval = max([FOLLOW_INTERVAL] + [_poll_interval(job) for job in self.running])
         while True:
             running = self.running
             if not running:
@@ -139,6 +143,14 @@ class Comparison:
                     job._try_refresh()
             new = {job.name: self._take(job, points) for job, points in zip(running, _read_all(running))}
             yield new
+
+
+def _poll_interval(job) -> float:
+    """The driver's ``poll_interval`` (seconds), 0 when it has none."""
+    try:
+        return float(job._opened().config.get("poll_interval") or 0)
+    except Exception:  # noqa: BLE001 - a job without a driver's session (a test's) or a key not a number
+        return 0.0
 
 
 def _iso(seconds: float | None) -> str | None:

@@ -268,3 +268,18 @@ def test_compare_checks_its_arguments_before_any_driver(args, kwargs, words):
 
     with pytest.raises(UsageError, match=re.escape(words)):
         fahr_core.compare(*args, **kwargs)
+
+
+def test_following_waits_the_drivers_poll_interval_when_it_is_longer(monkeypatch):
+    from types import SimpleNamespace
+
+    from fahr_core import comparison
+
+    slept = []
+    monkeypatch.setattr(comparison.time, "sleep", slept.append)
+    for poll, expected in ((10.0, 10.0), (0.5, comparison.FOLLOW_INTERVAL), (None, comparison.FOLLOW_INTERVAL)):
+        job = FakeJob("job-a", {}, [points("loss", 1.0), points("loss", 0.5, start=1)])
+        job._opened = lambda poll=poll: SimpleNamespace(config={"poll_interval": poll} if poll else {})
+        slept.clear()
+        list(comparison.Comparison([job]).follow())
+        assert slept and set(slept) == {expected}
