@@ -88,7 +88,7 @@ _LAZY = {
     # the core's metric parser, for a driver's metrics hook that adds what its backend keeps (API 1.5)
     "metrics_from_logs": ("fahr_core.metrics", "from_logs"),
     # the Python API (fahr_core.api): train, list, follow and fetch jobs from a notebook or script
-    **{name: ("fahr_core.api", name) for name in ("Job", "fit", "jobs", "job", "fetch")},
+    **{name: ("fahr_core.api", name) for name in ("Job", "fit", "jobs", "job", "fetch", "compare")},
 }
 
 
@@ -184,6 +184,7 @@ __all__ = [
     "jobs",
     "job",
     "fetch",
+    "compare",
     "Job",
 ]
 

@@ -29,7 +29,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from fahr_core import arguments as check
 from fahr_core.errors import PluginError, UsageError
 
-__all__ = ["Job", "fit", "jobs", "job", "fetch", "drivers", "settings", "templates"]
+__all__ = ["Job", "fit", "jobs", "job", "fetch", "compare", "drivers", "settings", "templates"]
 
 
 def _time(seconds: float | None) -> datetime | None:
@@ -521,6 +521,40 @@ def job(name: str, *, driver: str | None = None, config: Mapping[str, Any] | Non
     names.validate_job_name(name)
     session = _open(driver, check.config(config, "job(): config"))
     return Job._from_info(session, _find(session, name))
+
+
+def compare(jobs: Sequence[Job | str], *, metrics: Sequence[str] | None = None, driver: str | None = None,
+            config: Mapping[str, Any] | None = None):
+    """The metrics of ``jobs`` (:class:`Job` objects, or names as ``fahr fit`` printed them),
+    side by side, as ``fahr metrics`` shows them: a :class:`fahr_core.comparison.Comparison`
+    (``.rows()``, ``.text(width)``, ``.plot(path)``, ``.follow()``). ``metrics``: the names (or
+    glob patterns) of the metrics shown, as ``--metric``; None: all (docs/metrics.md)."""
+    from fahr_core import names as naming
+    from fahr_core.comparison import Comparison
+    from fahr_core.values import JobQuery
+
+    if isinstance(jobs, (str, Job)) or not isinstance(jobs, Sequence) or not jobs:
+        raise UsageError("compare(): jobs must be a non-empty list of jobs (Job or a job's name, str)")
+    if metrics is not None and (isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics)):
+        raise UsageError("compare(): metrics must be a list of metric names (str) or None")
+    driver = check.text(driver, "compare(): driver", check.DRIVER)
+    config = check.config(config, "compare(): config")
+    named = [job for job in jobs if not isinstance(job, Job)]
+    for name in named:
+        check.text(name, "compare(): jobs", "a job's name (str) or a Job", optional=False)
+        naming.validate_job_name(name)
+    found: dict[str, Job] = {}
+    if named:
+        session = _open(driver, config)
+        wanted = set(named)
+        for info in session.call("list_jobs", query=JobQuery()):
+            if info.job_name in wanted and info.job_name not in found:
+                found[info.job_name] = Job._from_info(session, info)
+        missing = [name for name in named if name not in found]
+        if missing:
+            raise UsageError(f"no job {missing[0]} on driver {session.driver!r}; see 'fahr jobs' for the jobs it has")
+    chosen = [job if isinstance(job, Job) else found[job] for job in jobs]
+    return Comparison(list({job.name: job for job in chosen}.values()), metrics)
 
 
 # -- fetch -----------------------------------------------------------------------------------------

@@ -416,8 +416,9 @@ def _project(job) -> str:
 
 def _differing(found) -> list[str]:
     """The hyperparameters whose values are not the same in every listed job (one missing counts)."""
-    names = sorted({name for job in found for name in job.hyperparameters})
-    return [name for name in names if len({job.hyperparameters.get(name) for job in found}) > 1]
+    from fahr_core.charts import differing
+
+    return differing([job.hyperparameters for job in found])
 
 
 def _number(value: float) -> str:
@@ -477,6 +478,35 @@ def logs(
                     break  # `fahr logs … | head`: the reader has what it wanted
         finally:
             ui.flush_output()
+
+    _run(work)
+
+
+@app.command(context_settings=_EXTRA)
+def metrics(
+    ctx: typer.Context,
+    job_names: Annotated[list[str], typer.Argument(help="The jobs' names (see 'fahr jobs').", show_default=False, metavar="JOB")],
+    metric: Annotated[list[str], typer.Option("--metric", help="Only this metric (repeatable; a glob such as 'val_*' too).", metavar="NAME")] = [],
+    json_: Annotated[bool, typer.Option("--json", help="Every point as JSON: job, metric, value, step, time (ISO 8601, UTC), host.")] = False,
+    csv_: Annotated[bool, typer.Option("--csv", help="Every point as CSV, the same columns, a header line first.")] = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the charts as an image: FILE.png, FILE.svg, or FILE.html (a page of them).", metavar="FILE")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep reading a running job's metrics until it ends: on a terminal the charts are redrawn, else new points print as lines.")] = False,
+    train_driver: DriverOption = None,
+) -> None:
+    """Chart the jobs' metrics in the terminal: a line chart per metric, the jobs overlaid
+    (docs/metrics.md)."""
+
+    def work():
+        from fahr_core import api
+        from fahr_core.charts import show
+
+        names = [name for name in job_names if not name.startswith("--config.")]
+        ctx.args = [name for name in job_names if name.startswith("--config.")] + list(ctx.args)
+        if not names:
+            raise UsageError("missing JOB: fahr metrics JOB [JOB ...]")
+        show.show(lambda: api.compare(names, metrics=metric or None, driver=train_driver,
+                                            config=_config_dict(ctx)),
+                        json_=json_, csv_=csv_, plot=plot, follow=follow)
 
     _run(work)
 

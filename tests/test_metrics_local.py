@@ -43,6 +43,11 @@ def made(tmp_path_factory, docker_engine):
     jobs = root / "jobs"
     env = {"FAHR_LOCAL_OUTPUT_PATH": str(jobs)}
     yield {"project": project, "jobs": jobs, "env": env}
+    leave_nothing(docker_engine, jobs, project)
+
+
+def leave_nothing(docker_engine, jobs, project) -> None:
+    """What a module's jobs left (a failed test's): their followers, containers, the image."""
     for job in jobs.iterdir() if jobs.exists() else ():
         with contextlib.suppress(Exception):
             pid = json.loads((job / "job.json").read_text()).get("follower")

@@ -98,7 +98,8 @@ PROBE = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["drivers"], ["drivers", "--json"], ["fit", "--help"], ["--version"]])
+@pytest.mark.parametrize("args", [["--help"], ["drivers"], ["drivers", "--json"], ["fit", "--help"], ["metrics", "--help"],
+                                  ["--version"]])
 def test_start_up_imports_no_sdk_and_no_driver(args):
     proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
                           env={**os.environ, "NO_COLOR": "1"})

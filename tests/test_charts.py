@@ -1,0 +1,285 @@
+"""The charts of ``fahr metrics``: the terminal's (80 columns, jobs overlaid, a legend, one point,
+non-finite and huge values, 10,000 points), the PNG (its chunks parsed: signature, size, pixels,
+CRCs) and the SVG (XML of the documented size), written whole or not at all."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import struct
+import time
+import xml.etree.ElementTree as ET
+import zlib
+
+import pytest
+
+from fahr_core import charts
+from fahr_core.charts import Run, files, png, svg, terminal
+from fahr_core.errors import EnvironmentProblem, UsageError
+from fahr_core.values import MetricPoint as P
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def run(name, hps, **series):
+    return Run(name, hps, {metric: [P(metric, value, step, time_, "algo-1") for value, step, time_ in points]
+                           for metric, points in series.items()})
+
+
+def two_jobs():
+    a = run("my-model-train-20261203-145512-1795", {"alpha": "0.5", "epochs": "9"},
+            loss=[(1 / (i + 1), i, 100.0 + i) for i in range(30)], acc=[(0.5 + i / 100, i, 100.0 + i) for i in range(30)])
+    b = run("my-model-train-20261203-145612-1796", {"alpha": "0.9", "epochs": "9"},
+            loss=[(2 / (i + 1), i, 200.0 + i) for i in range(12)])
+    return [a, b]
+
+
+def lines_of(text):
+    return text.rstrip("\n").split("\n")
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_every_line_fits_80_columns_and_the_jobs_are_overlaid_with_a_legend(colour):
+    text = terminal.render(charts.charts(two_jobs()), 80, colour=colour)
+    plain = ANSI.sub("", text)
+    assert all(len(line) <= 80 for line in lines_of(plain)), plain
+    assert ("\x1b[" in text) is colour
+    loss = plain[plain.index("\nloss\n"):]
+    # both jobs drawn in the loss chart, each its own marker, each named once in its legend with
+    # the hyperparameter that differs (not the one they share)
+    assert "●" in loss and "○" in loss
+    assert "  ● my-model-train-20261203-145512-1795  alpha=0.5\n" in loss
+    assert "  ○ my-model-train-20261203-145612-1796  alpha=0.9" in loss
+    assert "epochs" not in plain
+    # a metric only one job has is charted with that job alone, in the same marker
+    acc = plain[:plain.index("\nloss\n")]
+    assert "●" in acc and "○" not in acc and "1796" not in acc
+    # the y axis is labelled with the max and the min, the x axis with its range and name
+    assert re.search(r"^ *2 ┤", loss, re.M) and re.search(r"^ *0\.03333 ┤", loss, re.M)
+    assert re.search(r"^ +0 +step +29$", loss, re.M)
+
+
+def test_a_narrow_terminal_still_gets_no_line_wider_than_asked():
+    for width in (24, 40, 60):
+        text = terminal.render(charts.charts(two_jobs()), width)
+        assert all(len(line) <= width for line in lines_of(text)), text
+
+
+def test_without_utf8_the_chart_is_ascii():
+    text = terminal.render(charts.charts(two_jobs()), 80, unicode=False)
+    assert text.isascii() and "*" in text and "o" in text
+
+
+def test_a_single_point_is_drawn_in_the_middle():
+    text = terminal.render(charts.charts([run("job-a", {}, loss=[(3.0, 5, 1.0)])]), 80)
+    rows = [line for line in lines_of(text) if "┤" in line or "│" in line]
+    marked = [i for i, line in enumerate(rows) if "●" in line]
+    assert len(marked) == 1 and 0 < marked[0] < len(rows) - 1
+    assert text.count("●") == 2  # the point and its legend
+
+
+def test_non_finite_values_are_skipped_and_huge_ones_drawn():
+    job = run("job-a", {}, loss=[(float("nan"), 0, 1.0), (1e308, 1, 2.0), (float("inf"), 2, 3.0),
+                                 (-1e308, 3, 4.0), (float("-inf"), 4, 5.0)])
+    (chart,) = charts.charts([job])
+    assert chart.lines[0].ys == [1e308, -1e308]
+    text = terminal.render([chart], 80)
+    assert "1e+308" in text and "-1e+308" in text and "nan" not in text and "inf" not in text
+    assert all(len(line) <= 80 for line in lines_of(text))
+    ET.fromstring(svg.render([chart]))  # no NaN coordinate either
+    assert "nan" not in svg.render([chart]).lower()
+    only_nan = run("job-b", {}, loss=[(float("nan"), 0, 1.0)])
+    assert charts.charts([only_nan]) == []
+
+
+def test_ten_thousand_points_are_downsampled_and_keep_their_spike():
+    values = [(1.0 if i != 7777 else 50.0, i, float(i)) for i in range(10_000)]
+    (chart,) = charts.charts([run("job-a", {}, loss=values)])
+    started = time.monotonic()
+    text = terminal.render([chart], 80)
+    assert time.monotonic() - started < 2
+    assert all(len(line) <= 80 for line in lines_of(text))
+    document = ET.fromstring(svg.render([chart]))
+    (polyline,) = document.iter("{http://www.w3.org/2000/svg}polyline")
+    points = polyline.get("points").split()
+    assert len(points) <= charts.MAX_DRAWN
+    top = min(float(p.split(",")[1]) for p in points)
+    assert top == pytest.approx(charts.svg.MARGIN[1])  # the spike at 50 is still the highest point
+
+
+def test_time_is_the_x_axis_when_the_points_have_no_step():
+    job = run("job-a", {}, loss=[(1.0, None, 1000.0), (0.5, None, 1300.0)])
+    (chart,) = charts.charts([job])
+    assert chart.x_label == "time (min)" and chart.lines[0].xs == [0.0, 5.0]
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    found, at = [], 8
+    while at < len(data):
+        (length,) = struct.unpack(">I", data[at:at + 4])
+        kind, body = data[at + 4:at + 8], data[at + 8:at + 8 + length]
+        (crc,) = struct.unpack(">I", data[at + 8 + length:at + 12 + length])
+        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF, kind
+        found.append((kind, body))
+        at += 12 + length
+    assert at == len(data)
+    return found
+
+
+def check_png(data: bytes, count: int) -> None:
+    """A valid PNG of ``count`` charts: 800 wide, 400 high each, 8-bit RGB, whole pixels."""
+    chunks = png_chunks(data)
+    assert [kind for kind, _ in chunks][0] == b"IHDR" and chunks[-1][0] == b"IEND"
+    width, height, depth, kind, compression, filtering, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
+    assert (width, height) == (charts.WIDTH, charts.HEIGHT * count) == (800, 400 * count)
+    assert (depth, kind, compression, filtering, interlace) == (8, 2, 0, 0, 0)
+    raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    assert len(raw) == height * (1 + 3 * width)
+
+
+def check_svg(text: str, count: int) -> ET.Element:
+    document = ET.fromstring(text)
+    assert document.tag == "{http://www.w3.org/2000/svg}svg"
+    assert (document.get("width"), document.get("height")) == ("800", str(400 * count))
+    return document
+
+
+def test_the_png_is_valid_of_the_documented_size_and_not_blank():
+    drawn = charts.charts(two_jobs())
+    data = png.render(drawn)
+    check_png(data, 2)
+    raw = zlib.decompress(b"".join(body for kind, body in png_chunks(data) if kind == b"IDAT"))
+    colours = {raw[i:i + 3] for i in range(1, len(raw) - 3, 3 * 97)}
+    assert len(colours) > 2  # white, the text, the lines
+
+
+def test_the_svg_is_xml_of_the_documented_size_a_polyline_a_job():
+    drawn = charts.charts(two_jobs())
+    document = check_svg(svg.render(drawn), 2)
+    ns = "{http://www.w3.org/2000/svg}"
+    assert len(list(document.iter(f"{ns}polyline"))) == 3  # acc: one job; loss: two
+    texts = " ".join(t.text or "" for t in document.iter(f"{ns}text"))
+    assert "loss" in texts and "acc" in texts and "alpha=0.9" in texts and "step" in texts
+
+
+def test_text_from_a_job_cannot_break_the_svg_or_the_terminal():
+    job = run("job-a", {"note": "</text><script>x</script>\x1b[2J"}, loss=[(1.0, 0, 1.0), (2.0, 1, 2.0)])
+    other = run("job-b", {"note": "b"}, loss=[(1.0, 0, 1.0)])
+    drawn = charts.charts([job, other])
+    document = check_svg(svg.render(drawn), 1)
+    assert not list(document.iter("{http://www.w3.org/2000/svg}script"))
+    assert "\x1b" not in terminal.render(drawn, 80) and "\x1b" not in svg.page(drawn, "t")
+
+
+def test_an_image_is_written_by_its_extension_whole(tmp_path):
+    drawn = charts.charts(two_jobs())
+    check_png((files.write(tmp_path / "m.png", drawn)).read_bytes(), 2)
+    check_svg((tmp_path / "m.svg").read_text() if files.write(tmp_path / "m.svg", drawn) else "", 2)
+    page = files.write(tmp_path / "m.html", drawn).read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2
+    with pytest.raises(UsageError, match=r"\.png, \.svg, \.html"):
+        files.write(tmp_path / "m.jpg", drawn)
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(UsageError, match="is a folder"):
+        files.write(tmp_path / "folder.png", drawn)
+    with pytest.raises(UsageError, match="does not exist"):
+        files.write(tmp_path / "nowhere" / "m.png", drawn)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.png", "m.html", "m.png", "m.svg"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_nothing_beside_it(tmp_path, monkeypatch):
+    target = tmp_path / "m.svg"
+    target.write_text("old")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "rename", full)
+    with pytest.raises(EnvironmentProblem, match="No space left"):
+        files.write(target, charts.charts(two_jobs()))
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["m.svg"]
+
+
+class FakeJob:
+    """A job as a Comparison reads it: its points grow as it runs, and it ends."""
+
+    def __init__(self, name, hyperparameters, batches):
+        self.name, self.hyperparameters, self.batches = name, hyperparameters, list(batches)
+        self.points, self.status, self.failure_reason = [], "InProgress", ""
+        self.reads = 0
+
+    @property
+    def done(self):
+        return self.status != "InProgress"
+
+    def _try_refresh(self):
+        if not self.batches:
+            self.status = "Completed"
+
+    def _points(self):
+        self.reads += 1
+        if self.batches:
+            self.points = self.points + self.batches.pop(0)
+        return list(self.points)
+
+
+def points(metric, *values, start=0):
+    return [P(metric, value, start + i, 100.0 + start + i, "algo-1") for i, value in enumerate(values)]
+
+
+def test_a_comparison_chooses_metrics_by_name_or_glob_and_says_what_is_missing():
+    from fahr_core.comparison import Comparison
+
+    a = FakeJob("job-a", {"lr": "0.1"}, [points("loss", 1.0, 0.5) + points("val_loss", 2.0) + points("acc", 0.3)])
+    b = FakeJob("job-b", {"lr": "0.2"}, [[]])
+    shown = Comparison([a, b], ["val_*", "loss"])
+    assert shown.names == ["val_loss", "loss"]
+    assert [(r["job"], r["metric"], r["value"], r["step"]) for r in shown.rows()] == [
+        ("job-a", "val_loss", 2.0, 0), ("job-a", "loss", 1.0, 0), ("job-a", "loss", 0.5, 1)]
+    assert shown.rows()[0]["time"] == "1970-01-01T00:01:40+00:00"
+    assert [chart.metric for chart in shown.charts()] == ["val_loss", "loss"]
+    with pytest.raises(UsageError, match="metric 'nope': no job shown has it; they have acc, loss, val_loss"):
+        Comparison([a], ["nope"]).check()
+    with pytest.raises(UsageError, match="job job-b has no metrics: .*'fahr-metric loss=0.25 step=3'"):
+        Comparison([FakeJob("job-b", {}, [[]])]).check()
+
+
+def test_following_yields_the_new_points_until_every_job_has_ended():
+    from fahr_core.comparison import Comparison
+
+    a = FakeJob("job-a", {}, [points("loss", 1.0), points("loss", 0.5, start=1), [], points("loss", 0.25, start=2)])
+    shown = Comparison([a])
+    got = [[(p.value, p.step) for p in new.get("job-a", [])] for new in shown.follow(interval=0)]
+    assert got == [[(0.5, 1)], [], [(0.25, 2)], []]  # the last read after it ended
+    assert a.done and [p.value for p in shown.series["job-a"]["loss"]] == [1.0, 0.5, 0.25]
+    assert list(Comparison([a]).follow(interval=0)) == []  # an ended job is not followed
+
+
+@pytest.mark.parametrize("args, kwargs, words", [
+    (("job-a",), {}, "a non-empty list of jobs"),
+    (([],), {}, "a non-empty list of jobs"),
+    (([3],), {}, "compare(): jobs"),
+    ((["job-a"],), {"metrics": "loss"}, "metrics must be a list"),
+])
+def test_compare_checks_its_arguments_before_any_driver(args, kwargs, words):
+    import fahr_core
+
+    with pytest.raises(UsageError, match=re.escape(words)):
+        fahr_core.compare(*args, **kwargs)
+
+
+def test_following_waits_the_drivers_poll_interval_when_it_is_longer(monkeypatch):
+    from types import SimpleNamespace
+
+    from fahr_core import comparison
+
+    slept = []
+    monkeypatch.setattr(comparison.time, "sleep", slept.append)
+    for poll, expected in ((10.0, 10.0), (0.5, comparison.FOLLOW_INTERVAL), (None, comparison.FOLLOW_INTERVAL)):
+        job = FakeJob("job-a", {}, [points("loss", 1.0), points("loss", 0.5, start=1)])
+        job._opened = lambda poll=poll: SimpleNamespace(config={"poll_interval": poll} if poll else {})
+        slept.clear()
+        list(comparison.Comparison([job]).follow())
+        assert slept and set(slept) == {expected}
