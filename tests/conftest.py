@@ -29,6 +29,10 @@ _PLUGIN_PATH = [*sorted(str(p.parent) for p in PLUGINS_SITE.parent.glob("*/pypro
 sys.path[:0] = _PLUGIN_PATH
 os.environ["PYTHONPATH"] = os.pathsep.join(_PLUGIN_PATH + [p for p in [os.environ.get("PYTHONPATH")] if p])
 
+# The MLflow tracker (fahr_mlflow/, installed by `make venv`) records no job of the suite but those
+# of tests/test_mlflow.py, which turns it on: MLflow's import costs each followed job a second.
+os.environ["FAHR_MLFLOW"] = "off"
+
 # fahr keeps per-project file hashes in $XDG_CACHE_HOME/fahr: the suite's hundreds of temporary
 # projects get a cache of their own, removed at the end, instead of filling the user's. pip keeps
 # using the user's cache (the wheel tests install into fresh virtualenvs).
