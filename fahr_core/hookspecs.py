@@ -450,10 +450,11 @@ def job_metrics(job: TrackedJob, points: Sequence[MetricPoint], whole: bool, con
         streams the job's output, at most about one a second (or every 1000 points): a slow
         tracker slows the streaming of the output, never the job itself.
     :param whole: False: the points printed since the last batch, read as the output streams.
-        True: the job's whole series, read back once its job ended by a process that did not
-        follow it from its launch; the tracker may already hold some of them (a ``fit`` killed
-        midway had sent those): record only the ones it lacks, and none once the job's record
-        says it ended.
+        True: the job's whole series, read back once the job ended, by a process that did not
+        follow it from its launch, or that followed other jobs at the same time (a sweep: the
+        streamed output does not say whose it is); the tracker may already hold some of them
+        (sent live before, or by a ``fit`` killed midway): record only the ones it lacks, and
+        none once the job's record says it ended.
     :param config: the resolved configuration of the session telling it.
     """
 

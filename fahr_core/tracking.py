@@ -47,6 +47,7 @@ class Trackers:
         self._failed: dict[str, set[int]] = {}  # job name -> the trackers that raised for it
         self._lock = threading.Lock()
         self.launched: dict[str, Any] = {}  # job name -> TrackedJob, of the jobs this session launched
+        self.unstreamed: set[str] = set()  # jobs followed while another was: told whole at their end
 
     def __bool__(self) -> bool:
         return bool(self._callers)
@@ -126,12 +127,14 @@ class _Batches:
         self._since = clock()
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
+        self.shared = False  # another job's output streams here too: nothing more is told live
         defined = [metrics.Definition(name, regex) for name, regex in job.metric_definitions]
         self.recorder = metrics.Recorder(metrics.Parser(defined), self._points)
 
     def output(self, data: bytes, host: str | None) -> None:
         with self._lock:
-            self.recorder.feed(host or "algo-1", data)
+            if not self.shared:
+                self.recorder.feed(host or "algo-1", data)
 
     def _points(self, points: list) -> None:  # (the caller holds _lock)
         self._held.extend(points)
@@ -177,12 +180,29 @@ def following(session, handle):
     @contextlib.contextmanager
     def tapped():
         batches = _Batches(trackers, job)
-        with ui.tapping(batches.output):
-            try:
-                yield job
-            finally:
-                batches.end()
+        with _streaming_lock:
+            _streaming.add(batches)
+            if len(_streaming) > 1:
+                # The streamed output does not say whose it is: with several jobs followed at once
+                # in one process (a sweep), none is told live; each is read back whole at its end.
+                for each in _streaming:
+                    each.shared = True
+        try:
+            with ui.tapping(batches.output):
+                try:
+                    yield job
+                finally:
+                    batches.end()
+        finally:
+            with _streaming_lock:
+                _streaming.discard(batches)
+            if batches.shared:
+                trackers.unstreamed.add(job.job_name)
     return tapped()
+
+
+_streaming: set = set()  # the _Batches of the jobs followed now, in this process
+_streaming_lock = threading.Lock()
 
 
 def ended(session, result, job=None, read_back=None) -> None:
@@ -199,6 +219,9 @@ def ended(session, result, job=None, read_back=None) -> None:
         trackers.launched.pop(job.job_name, None)
     if job is None:
         job = _told_late(session, trackers, result, read_back)
+    elif job.job_name in trackers.unstreamed:
+        trackers.unstreamed.discard(job.job_name)
+        _tell_whole(trackers, job, read_back)
     trackers.tell("job_ended", job, result=result)
 
 
@@ -211,12 +234,21 @@ def _told_late(session, trackers: Trackers, result, read_back):
     job = tracked_job(job_name=result.job.job_name, model_tag=result.job.model_tag or getattr(info, "model_tag", ""),
                       driver=result.job.driver or session.driver, source=info)
     trackers.tell("job_started", job)
+    _tell_whole(trackers, job, lambda handle: (info, points))
+    return job
+
+
+def _tell_whole(trackers: Trackers, job, read_back) -> None:
+    """The job's whole series, read back, told with ``whole=True``."""
+    from fahr_core import ui
+    from fahr_core.values import JobHandle
+
     try:
         with ui.quiet():
+            _, points = read_back(JobHandle(driver=job.driver, job_name=job.job_name, model_tag=job.model_tag))
             read = list(points(job.metric_definitions))
     except Exception as exc:  # noqa: BLE001 - the job's end is still told
         ui.warn(f"the metrics of job {job.job_name} could not be read for its trackers: "
                 f"{type(exc).__name__}: {ui.one_line(str(exc))[:200]}")
         read = []
     trackers.tell("job_metrics", job, points=tuple(read), whole=True)
-    return job

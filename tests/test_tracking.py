@@ -132,3 +132,34 @@ def test_fahr_mlflow_imports_no_mlflow_and_is_no_tracker_when_off():
         env = {"PATH": "/usr/bin:/bin", "FAHR_MLFLOW": setting}
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
         assert proc.stdout.split("\n")[0] == expected, proc.stderr
+
+
+def test_jobs_followed_at_once_are_each_told_their_own_series_whole_at_their_end():
+    # A sweep follows several jobs in one process: the streamed output does not say whose it is.
+    import dataclasses
+
+    fake = Fake()
+    session = session_with(fake)
+    other = dataclasses.replace(HANDLE, job_name="proj-train-2")
+    stored = {HANDLE.job_name: [MetricPoint("loss", 1.0, 0)], other.job_name: [MetricPoint("loss", 2.0, 0)]}
+
+    def read_back(handle):
+        return None, lambda definitions: stored[handle.job_name]
+
+    tracking.launched(session, SPEC, HANDLE)
+    tracking.launched(session, SPEC, other)
+    with ui.quiet(), tracking.following(session, HANDLE) as first:
+        ui.log_output(b"fahr-metric loss=1 step=0\n")  # one job alone: told live
+        with tracking.following(session, other) as second:
+            ui.log_output(b"fahr-metric loss=2 step=0\n")  # whose? told by neither
+        tracking.ended(session, result(), second, read_back=read_back)
+    tracking.ended(session, result(), first, read_back=read_back)
+    told = [(what["job"].job_name if hook == "job_started" else hook, what.get("points"), what.get("whole"))
+            for hook, what in fake.heard if hook != "job_ended"]
+    live = [p for _, points, whole in told if whole is False for p in points]
+    assert [(p.name, p.value, p.host) for p in live] == [("loss", 1.0, "algo-1")]  # job 1's own, read alone
+    assert [entry for entry in told if entry[2] is not False] == [
+        ("proj-train-1", None, None), ("proj-train-2", None, None),
+        ("job_metrics", stored["proj-train-2"], True),
+        ("job_metrics", stored["proj-train-1"], True),
+    ]
