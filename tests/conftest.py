@@ -110,3 +110,20 @@ def model_dir(tmp_path):
     folder.mkdir()
     shutil.copy(EXAMPLE, folder / "train.py")
     return folder
+
+
+def remove_local_jobs(jobs: Path, engine, image: str) -> None:
+    """What a module's local jobs left (a failed test's): their followers killed, their containers
+    and the module's image removed."""
+    import contextlib
+    import json
+    import signal
+
+    for job in jobs.iterdir() if jobs.exists() else ():
+        with contextlib.suppress(Exception):
+            pid = json.loads((job / "job.json").read_text()).get("follower")
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+        for container in engine.containers.list(all=True, filters={"label": f"fahr.job={job.name}"}):
+            container.remove(force=True)
+    subprocess.run(["docker", "image", "rm", "-f", image], capture_output=True)

@@ -6,12 +6,10 @@ tracker that raises breaks no job. docs/trackers.md."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import textwrap
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_fahr
+from conftest import remove_local_jobs, run_fahr
 from test_detached import job_of
 
 pytestmark = pytest.mark.docker
@@ -49,14 +47,7 @@ def made(tmp_path_factory, docker_engine):
            "MLFLOW_ALLOW_FILE_STORE": "true"}
     yield {"root": root, "project": project, "tag": f"{project.name}/train", "jobs": jobs, "store": store,
            "env": env}
-    for job in jobs.iterdir() if jobs.exists() else ():
-        with contextlib.suppress(Exception):
-            pid = json.loads((job / "job.json").read_text()).get("follower")
-            if pid:
-                os.kill(pid, signal.SIGKILL)
-        for container in docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job.name}"}):
-            container.remove(force=True)
-    subprocess.run(["docker", "image", "rm", "-f", f"{project.name}/train:latest"], capture_output=True)
+    remove_local_jobs(jobs, docker_engine, f"{project.name}/train:latest")
 
 
 def runs_of(store: Path, job: str) -> list[dict]:
