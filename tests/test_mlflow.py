@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from aws_emulator.fixtures import job_name_of, sagemaker_args, write_model
+from aws_emulator.fixtures import run_fahr as run_fahr_on
 from conftest import remove_local_jobs, run_fahr
 from test_detached import job_of
 
@@ -140,3 +142,19 @@ def test_a_tracker_that_raises_breaks_no_job_and_is_said_once(made):
     assert "Traceback" not in proc.stderr and "completed" in proc.stderr
     (run,) = runs_of(made["store"], job_of(proc.stderr))  # the other tracker heard it all
     assert run["status"] == "FINISHED" and len(run["metrics"]["loss"]) == 2
+
+
+def test_a_sagemaker_job_is_a_run_too_its_metrics_streamed_from_cloudwatch_its_model_in_s3(stack, tmp_path):
+    store = tmp_path / "store"
+    env = {**stack.env(), "FAHR_MLFLOW": "on", "MLFLOW_TRACKING_URI": store.as_uri(), "MLFLOW_ALLOW_FILE_STORE": "true"}
+    model = write_model(tmp_path, "i18mlflowsm", SCRIPT)
+    fitted = run_fahr_on(stack, "fit", str(model), *sagemaker_args("mlflow"), "--hp", "lr=0.1",
+                         "--metric", r"val_loss=val_loss=(\S+)", cwd=tmp_path, env=env)
+    assert fitted.code == 0 and "fahr warning" not in fitted.stderr, fitted.output
+    job = job_name_of(fitted)
+    (run,) = runs_of(store, job)
+    assert run["status"] == "FINISHED" and run["params"] == {"lr": "0.1"}
+    assert steps_and_values(run["metrics"]["loss"]) == [(0, 1.0), (1, 0.5), (2, 0.333333)]
+    assert steps_and_values(run["metrics"]["val_loss"]) == [(0, 2.0), (1, 1.0), (2, 0.666667)]
+    assert run["tags"]["fahr.driver"] == "sagemaker" and run["tags"]["fahr.image_digest"].startswith("sha256:")
+    assert run["tags"]["fahr.model_uri"].startswith("s3://") and run["tags"]["fahr.model_uri"].endswith("model.tar.gz")
