@@ -12,7 +12,7 @@ setup: venv engine
 venv: $(VENV)/.fahr-installed
 
 # The test plugins go to tests/plugins/.site, not into $(VENV) (scripts/install-dev.sh).
-$(VENV)/.fahr-installed: pyproject.toml $(wildcard fahr_sagemaker/pyproject.toml) $(wildcard tests/plugins/*/pyproject.toml) \
+$(VENV)/.fahr-installed: pyproject.toml $(wildcard fahr_sagemaker/pyproject.toml) $(wildcard fahr_mlflow/pyproject.toml) $(wildcard tests/plugins/*/pyproject.toml) \
 		scripts/install-dev.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time these come from 
     from fahr_core.hookspecs import REQUIRED_DRIVER_HOOKS
     from fahr_core.values import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, STOPPING, BuildContext,
                                   Config, ConfigKey, FetchRequest, ImageRef, JobHandle, JobInfo, JobQuery, JobResult,
-                                  JobSpec, LogLine, MetricPoint, Stash, StashKey, Template)
+                                  JobSpec, LogLine, MetricPoint, Stash, StashKey, Template, TrackedJob)
     from fahr_core.extract import check_listing
     from fahr_core.commandlines import fetch_command, stop_command, wait_command
     from fahr_core.config import env_size
@@ -64,7 +64,7 @@ def docker_client():
 
 _VALUES = ("COMPLETED", "FAILED", "FINAL_STATES", "IN_PROGRESS", "STOPPED", "STOPPING", "BuildContext", "Config",
            "ConfigKey", "FetchRequest", "ImageRef", "JobHandle", "JobInfo", "JobQuery", "JobResult", "JobSpec",
-           "LogLine", "MetricPoint", "Stash", "StashKey", "Template")
+           "LogLine", "MetricPoint", "Stash", "StashKey", "Template", "TrackedJob")
 
 # The CLI imports this package for every command, `fahr --help` included: the value types (their
 # dataclasses cost milliseconds to create) and the hookspecs load when a plugin first asks for them.
@@ -136,6 +136,7 @@ __all__ = [
     "JobInfo",
     "LogLine",
     "MetricPoint",
+    "TrackedJob",
     "ConfigKey",
     "Config",
     "Template",

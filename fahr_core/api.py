@@ -343,7 +343,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     metric of that name), as ``fahr fit --metric NAME=REGEX``, over fahr.toml's ``[metrics]``;
     lines ``fahr-metric NAME=VALUE … [step=N]`` need none (docs/metrics.md).
     """
-    from fahr_core import interrupts, plan, report
+    from fahr_core import interrupts, plan, report, tracking
     from fahr_core.session import open_session
     from fahr_core.values import IN_PROGRESS
 
@@ -377,6 +377,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
         job._metric_definitions = tuple((d.name, d.regex) for d in steps.metric_definitions)
         if not steps.wait:
             interrupts.followed(handle.job_name)  # launched to run on: an interrupt now leaves it running
+            tracking.detached(session, handle)
             report.detached(handle, session)
             job.status = IN_PROGRESS
         else:
@@ -405,7 +406,7 @@ def _build(session, steps, verbose: bool = False):
 
 
 def _launch(session, steps, image):
-    from fahr_core import names, provenance, ui
+    from fahr_core import names, provenance, tracking, ui
     from fahr_core.values import JobSpec
 
     # The project a job came from: a model tag alone does not tell projA/src/train.py from
@@ -421,6 +422,7 @@ def _launch(session, steps, image):
     ui.info(f"launching a job of {steps.model_tag} on driver {session.driver!r}")
     handle = session.call("launch", spec=spec)
     ui.info(f"launching job {handle.job_name} on driver {session.driver!r}: accepted")
+    tracking.launched(session, spec, handle)
     return handle
 
 
@@ -428,9 +430,29 @@ def _follow(session, handle, artifact: Path | None = None):
     """The driver's wait, to the job's end, then how it ended; KeyboardInterrupt passes through
     (the driver's wait stops or detaches, the CLI exits 130). ``artifact``: what the job's image
     was built from, when this process built it (report.ended's hints name its files)."""
-    from fahr_core import report
+    from fahr_core import report, tracking
 
-    return report.ended(session.call("wait", job=handle), session, artifact)
+    # The experiment trackers hear the job's metrics as its output streams, and its end
+    # (docs/trackers.md); a tracker's failure is a warning, never the job's.
+    with tracking.following(session, handle) as tracked:
+        result = session.call("wait", job=handle)
+    tracking.ended(session, result, tracked, read_back=lambda job: _read_back(session, job))
+    return report.ended(result, session, artifact)
+
+
+def _read_back(session, handle):
+    """A job's record (None when the driver cannot list it) and a reader of its stored points
+    (:attr:`Job.metrics`, given its definitions): what trackers are told by a later process."""
+    try:
+        info = _find(session, handle.job_name, handle.model_tag or None)
+    except Exception:  # noqa: BLE001 - a driver without list_jobs (or a broken one): the result's fields
+        info = None
+
+    def points(definitions):
+        job = Job._of(session, handle.job_name, handle.model_tag)
+        job._metric_definitions = tuple(definitions)
+        return job._points()
+    return info, points
 
 
 # -- the jobs there are ----------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import pluggy
 # The hooks' vocabulary: plain data, imported for real (it is cheap), so that this module depends
 # on nothing else of fahr and the type hints name real objects.
 from fahr_core.values import (BuildContext, Config, ConfigKey, FetchRequest, ImageRef, JobHandle, JobInfo,
-                              JobQuery, JobResult, JobSpec, LogLine, MetricPoint, Template)
+                              JobQuery, JobResult, JobSpec, LogLine, MetricPoint, Template, TrackedJob)
 
 hookspec = pluggy.HookspecMarker("fahr")
 
@@ -391,6 +391,85 @@ def metrics(job: JobHandle, config: Config) -> Iterable[MetricPoint] | None:
         None to let the core read the logs.
 
     Stops at first non-None result.
+    """
+
+
+# -------------------------------------------------------------------------
+# Experiment trackers (plugin API 1.5; docs/trackers.md)
+# -------------------------------------------------------------------------
+#
+# Implemented by any plugin, typically an extension plugin (group ``fahr.plugins``) such as
+# fahr-mlflow: who calls them, when and from which process is said in job_started's docstring.
+
+
+@hookspec
+def job_started(job: TrackedJob, config: Config) -> None:
+    """A job was launched, or is told of by a later process: record it (an experiment tracker).
+
+    The three tracker hooks (``job_started``, ``job_metrics``, ``job_ended``; plugin API 1.5,
+    docs/trackers.md) are implemented by any plugin, typically an extension plugin (group
+    ``fahr.plugins``). Every implementation is called (none is firstresult), each on its own: one
+    that raises breaks neither the job nor the other trackers; fahr prints one ``fahr warning``
+    line naming the plugin and what failed, and that plugin hears nothing more of the job in this
+    process. The process that follows the job tells them:
+
+    - the one that launched it and follows it (``fahr fit``, ``fit()``): ``job_started`` at the
+      launch, ``job_metrics`` in batches as the job's streamed output is read
+      (``whole=False``), ``job_ended`` at its end;
+    - any other process that follows a job to its end (``fahr wait JOB`` of a ``fit
+      --detach``'s job, ``Job.wait()`` after ``fit(wait=False)``): at the job's end,
+      ``job_started`` again, ``job_metrics`` once with its stored metrics read back whole
+      (``whole=True``, as ``Job.metrics`` reads them), then ``job_ended``. ``fit --detach``
+      tells only ``job_started``.
+
+    So one job may be told of more than once (a second ``fahr wait`` of an ended job tells it all
+    again): a tracker finds its record by ``job.job_name`` and records each job once. Implement
+    them with ``@hookimpl(optionalhook=True)``: a fahr before plugin API 1.5 then ignores them
+    rather than refuse the plugin.
+
+    :param job: the job: its name, model tag, driver, hyperparameters, image, project, git
+        commit, sweep id, metric definitions.
+    :param config: the resolved configuration of the session telling it.
+
+    Must not block for long: ``fahr fit`` waits for it before following the job.
+
+    Example::
+
+        @hookimpl(optionalhook=True)
+        def job_started(job):
+            tracker.open_run(job.job_name, params=job.hyperparameters, tags={"driver": job.driver})
+    """
+
+
+@hookspec
+def job_metrics(job: TrackedJob, points: Sequence[MetricPoint], whole: bool, config: Config) -> None:
+    """Points of the job's metrics (docs/metrics.md): name, value, step (or None), time, host.
+
+    :param job: the job, as :func:`job_started` was told it.
+    :param points: a batch, in the order they were printed. Batches come from the thread that
+        streams the job's output, at most about one a second (or every 1000 points): a slow
+        tracker slows the streaming of the output, never the job itself.
+    :param whole: False: the points printed since the last batch, read as the output streams.
+        True: the job's whole series, read back once the job ended, by a process that did not
+        follow it from its launch, or that followed other jobs at the same time (a sweep: the
+        streamed output does not say whose it is); the tracker may already hold some of them
+        (sent live before, or by a ``fit`` killed midway): record only the ones it lacks, and
+        none once the job's record says it ended.
+    :param config: the resolved configuration of the session telling it.
+    """
+
+
+@hookspec
+def job_ended(job: TrackedJob, result: JobResult, config: Config) -> None:
+    """The job ended: ``result.status`` (Completed, Failed, Stopped), ``result.failure_reason``,
+    ``result.model_artifact`` (where its model.tar.gz is: a local path or a URI).
+
+    Told by the process that followed the job to its end, after its last :func:`job_metrics`.
+    A job whose follower was interrupted (Ctrl-C) is told its end by the next ``fahr wait JOB``.
+
+    :param job: the job, as :func:`job_started` was told it.
+    :param result: how it ended, as the driver's ``wait`` reported it.
+    :param config: the resolved configuration of the session telling it.
     """
 
 

@@ -288,6 +288,24 @@ _closed = False  # stdout's reader has gone (see output_closed)
 _timer: threading.Timer | None = None
 
 
+_taps: tuple = ()  # who else reads the job's output as it is streamed (tapping)
+
+
+@contextlib.contextmanager
+def tapping(tap):
+    """Within the context, every piece of a job's output streamed here is also handed to
+    ``tap(data, host)``, as it comes: whatever the driver, its streamed output passes here, where
+    the core reads the metrics its trackers hear (fahr_core/tracking.py)."""
+    global _taps
+    with _lock:
+        _taps = (*_taps, tap)
+    try:
+        yield
+    finally:
+        with _lock:
+            _taps = tuple(t for t in _taps if t is not tap)
+
+
 def log_output(data: bytes, host: str | None = None) -> None:
     """Part of a job's output, byte for byte, to stdout (a job's own output is never altered).
 
@@ -295,6 +313,8 @@ def log_output(data: bytes, host: str | None = None) -> None:
     ``fahr_core.joblog``): it goes out as a line of its own, prefixed ``[host] ``.
     """
     global _timer
+    for tap in _taps:  # muted or not: a quiet fit's metrics still reach its trackers
+        tap(data, host)
     if host:
         data = b"[%s] %s" % (host.encode(), data)
         if not data.endswith(b"\n"):

@@ -242,6 +242,37 @@ class JobInfo:
     the core reads the job's metrics from its logs with them. (Added in plugin API 1.5.)"""
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrackedJob:
+    """A job as experiment trackers hear of it (hooks ``job_started``, ``job_metrics``,
+    ``job_ended``; docs/trackers.md). (Added in plugin API 1.5.)"""
+
+    job_name: str
+    """The job's name: a tracker finds its record of the job by it (a later process tells the
+    same job again)."""
+    model_tag: str
+    """The model image tag the job trains ('' when the driver did not record it)."""
+    driver: str
+    """The driver that runs it."""
+    hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    """As the job was given them (strings)."""
+    image: str = ""
+    """The image it runs, its most precise reference (:attr:`ImageRef.reference`); '' when told
+    by a later process whose driver does not report it."""
+    image_digest: str = ""
+    """The image's registry digest, else the engine's image id (``sha256:…``); '' when unknown."""
+    project: str = ""
+    """The project folder it was built from (:attr:`JobSpec.project`)."""
+    git_commit: str = ""
+    """The project's git commit at launch (:attr:`JobSpec.git_commit`)."""
+    sweep: str = ""
+    """The id of the sweep the job is part of; '' for a job of its own."""
+    metric_definitions: Sequence[tuple[str, str]] = ()
+    """Its metric definitions, ``(name, regex)`` pairs (:attr:`JobSpec.metric_definitions`)."""
+    created: float | None = None
+    """When it was launched (seconds since the epoch), when known."""
+
+
 @dataclass(frozen=True)
 class MetricPoint:
     """One value of one metric, read from a line of a job's output (docs/metrics.md); the

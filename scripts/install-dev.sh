@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 pkgs=(-e ".[test]")  # test extras: papermill, ipykernel, nbformat, scikit-learn (template tests)
 # The sagemaker driver with its test extra: moto's server is the emulated AWS of its tests.
 [ -f fahr_sagemaker/pyproject.toml ] && pkgs+=(-e "./fahr_sagemaker[test]")
+# The MLflow tracker (docs/trackers.md): its tests read the runs back with MLflow's own client.
+[ -f fahr_mlflow/pyproject.toml ] && pkgs+=(-e "./fahr_mlflow[test]")
 "$PY" -m pip install -q "${pkgs[@]}" pytest "setuptools>=68" wheel
 "$PY" -c "import fahr_core" # fail loudly if the install did not take
 

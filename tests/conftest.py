@@ -29,6 +29,10 @@ _PLUGIN_PATH = [*sorted(str(p.parent) for p in PLUGINS_SITE.parent.glob("*/pypro
 sys.path[:0] = _PLUGIN_PATH
 os.environ["PYTHONPATH"] = os.pathsep.join(_PLUGIN_PATH + [p for p in [os.environ.get("PYTHONPATH")] if p])
 
+# The MLflow tracker (fahr_mlflow/, installed by `make venv`) records no job of the suite but those
+# of tests/test_mlflow.py, which turns it on: MLflow's import costs each followed job a second.
+os.environ["FAHR_MLFLOW"] = "off"
+
 # fahr keeps per-project file hashes in $XDG_CACHE_HOME/fahr: the suite's hundreds of temporary
 # projects get a cache of their own, removed at the end, instead of filling the user's. pip keeps
 # using the user's cache (the wheel tests install into fresh virtualenvs).
@@ -106,3 +110,20 @@ def model_dir(tmp_path):
     folder.mkdir()
     shutil.copy(EXAMPLE, folder / "train.py")
     return folder
+
+
+def remove_local_jobs(jobs: Path, engine, image: str) -> None:
+    """What a module's local jobs left (a failed test's): their followers killed, their containers
+    and the module's image removed."""
+    import contextlib
+    import json
+    import signal
+
+    for job in jobs.iterdir() if jobs.exists() else ():
+        with contextlib.suppress(Exception):
+            pid = json.loads((job / "job.json").read_text()).get("follower")
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+        for container in engine.containers.list(all=True, filters={"label": f"fahr.job={job.name}"}):
+            container.remove(force=True)
+    subprocess.run(["docker", "image", "rm", "-f", image], capture_output=True)

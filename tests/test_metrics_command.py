@@ -18,10 +18,9 @@ import time
 
 import pytest
 
-from conftest import FAHR, one_line_error, run_fahr
+from conftest import FAHR, one_line_error, remove_local_jobs, run_fahr
 from test_charts import check_png, check_svg
 from test_detached import job_of
-from test_metrics_local import leave_nothing
 
 pytestmark = pytest.mark.docker
 
@@ -51,7 +50,7 @@ def made(tmp_path_factory, docker_engine):
                         "--metric", r"val_loss=val_loss=(\S+)", env=env, check=0)
         fitted.append(job_of(proc.stderr))
     yield {"project": project, "jobs": jobs, "env": env, "fitted": fitted, "root": root}
-    leave_nothing(docker_engine, jobs, project)
+    remove_local_jobs(jobs, docker_engine, f"{project.name}/train:latest")
 
 
 def metrics(made, *args, **kwargs):

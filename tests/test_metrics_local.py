@@ -5,7 +5,6 @@ definition is refused before any build, in one line."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAHR, one_line_error, run_fahr
+from conftest import remove_local_jobs, FAHR, one_line_error, run_fahr
 from test_detached import job_of, until
 
 # Prints STEPS steps of metrics both ways, then sleeps SLEEP seconds and saves a model.
@@ -43,19 +42,7 @@ def made(tmp_path_factory, docker_engine):
     jobs = root / "jobs"
     env = {"FAHR_LOCAL_OUTPUT_PATH": str(jobs)}
     yield {"project": project, "jobs": jobs, "env": env}
-    leave_nothing(docker_engine, jobs, project)
-
-
-def leave_nothing(docker_engine, jobs, project) -> None:
-    """What a module's jobs left (a failed test's): their followers, containers, the image."""
-    for job in jobs.iterdir() if jobs.exists() else ():
-        with contextlib.suppress(Exception):
-            pid = json.loads((job / "job.json").read_text()).get("follower")
-            if pid:
-                os.kill(pid, signal.SIGKILL)
-        for container in docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job.name}"}):
-            container.remove(force=True)
-    subprocess.run(["docker", "image", "rm", "-f", f"{project.name}/train:latest"], capture_output=True)
+    remove_local_jobs(jobs, docker_engine, f"{project.name}/train:latest")
 
 
 def read_back(made, job: str) -> dict:

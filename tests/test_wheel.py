@@ -103,3 +103,23 @@ def test_every_package_of_fahr_core_is_listed_for_the_wheel():
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "fahr_core").rglob("__init__.py")}
     assert "fahr_core.image" in found and found - listed == set()
+
+
+def test_the_fahr_mlflow_wheel_is_a_tracker_plugin_of_fahr(tmp_path):
+    """fahr-mlflow (fahr_mlflow/, docs/trackers.md) builds from a clean checkout into a wheel that
+    registers its tracker in group fahr.plugins and depends on fahr and MLflow's client only."""
+    import shutil
+
+    source = tmp_path / "source"  # built from a copy: setuptools leaves build/ where it builds
+    shutil.copytree(REPO / "fahr_mlflow", source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    sh(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist", source)
+    (found,) = (tmp_path / "dist").glob("fahr_mlflow-0.1.0-*.whl")
+    archive = zipfile.ZipFile(found)
+    names = set(archive.namelist())
+    assert "fahr_mlflow/__init__.py" in names
+    entry_points = archive.read("fahr_mlflow-0.1.0.dist-info/entry_points.txt").decode()
+    assert "[fahr.plugins]\nmlflow = fahr_mlflow:tracker" in entry_points
+    metadata = archive.read("fahr_mlflow-0.1.0.dist-info/METADATA").decode()
+    requires = sorted(line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Requires-Dist: ")
+                      and "extra ==" not in line)
+    assert [r.split(">")[0].split("<")[0] for r in requires] == ["fahr", "mlflow-skinny"]
