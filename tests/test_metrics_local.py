@@ -93,6 +93,28 @@ def test_a_detached_jobs_metrics_are_complete(made):
 
 
 @pytest.mark.docker
+def test_a_running_detached_jobs_points_are_at_the_times_they_were_printed(made):
+    import time
+
+    proc = run_fahr("fit", made["project"] / "train.py", "--detach", "--hp", "steps=2", "--hp", "sleep=60",
+                    env=made["env"], check=0)
+    job = job_of(proc.stderr)
+    try:
+        until(lambda: len(read_back(made, job)["series"].get("loss", [])) == 2, 60, "the job prints its metrics")
+        time.sleep(2)
+        before = time.time()
+        first = read_back(made, job)["series"]
+        time.sleep(1.5)
+        again = read_back(made, job)["series"]
+        assert status_of(made, job) == "InProgress"
+        # Read from a running job nobody follows: each point at its line's time, the same at every read.
+        assert first == again
+        assert all(t < before for series in first.values() for *_, t in series), first
+    finally:
+        run_fahr("stop", job, env=made["env"], check=None)
+
+
+@pytest.mark.docker
 def test_a_killed_fit_keeps_what_was_printed(made):
     full_env = {**os.environ, "NO_COLOR": "1", **made["env"]}
     fit = subprocess.Popen([str(FAHR), "fit", made["project"] / "train.py", "--hp", "steps=2", "--hp", "sleep=60"],

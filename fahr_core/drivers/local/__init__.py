@@ -110,5 +110,14 @@ def logs(job, config, follow):
 def metrics(job, config):
     # Kept in the job's folder as they were printed (docs/metrics.md); None: read from its logs.
     record_dir = records._job_dir(config, job.job_name)
-    records._read_record(record_dir)  # an unknown job is one line, as for logs
-    return metricfile.read(record_dir)
+    record = records._read_record(record_dir)  # an unknown job is one line, as for logs
+    stored = metricfile.read(record_dir)
+    if stored is None and not records._ended(record):
+        # Running and followed by nobody (detached): its containers' logs, at the lines' own times.
+        from fahr_core.contract import ContractRun
+
+        run = ContractRun(records._container_job(record, config))
+        if run.containers():
+            return metricfile.running(run, record)
+        stored = metricfile.read(record_dir)  # it ended meanwhile
+    return stored

@@ -84,35 +84,46 @@ def save(run, folder: Folder, record: dict) -> None:
     """The job's whole series into ``metrics.jsonl``, before its containers go (fahr_core.drivers.
     local.finish): kept when a follower wrote it, else read from the containers' logs, each line
     at the time the engine received it. OSError (a full disk) propagates, as the logs' saving does."""
-    from fahr_core.contract import _engine_time, _logged
-    from fahr_core.joblog import LineSplitter
-
     if FINAL in folder.names():
         return
-    containers = run.containers()
-    if not containers:  # removed outside fahr: what a follower kept is all there is
+    if not run.containers():  # removed outside fahr: what a follower kept is all there is
         if LIVE in folder.names():
             folder.commit(LIVE, FINAL)
         return
     with folder.replacing(FINAL) as handle:
-        recorder = metrics.Recorder(parser(record), lambda points: handle.write(metrics.encode(points)))
-        for host, container in sorted(containers.items()):
-            splitter = LineSplitter()
-
-            def parse(piece: bytes) -> None:
-                if piece.endswith(b"\n") and recorder.parser.may_hold(piece):  # a slice of a long line is none
-                    stamp, _, text = piece.partition(b" ")
-                    recorder.feed(host, text, _engine_time(stamp.decode("ascii", "replace")))
-
-            try:
-                for chunk in _logged(container, False, {}, timestamps=True):
-                    for piece in splitter.feed(chunk):
-                        parse(piece)
-            except Exception:  # noqa: BLE001 - the container went away: what was read is kept
-                pass
-            parse(splitter.end() + b"\n")
+        _from_containers(run, record, lambda points: handle.write(metrics.encode(points)))
     with contextlib.suppress(OSError):
         folder.tidy(r"metrics\.live\.jsonl")
+
+
+def running(run, record: dict) -> list:
+    """The points of a running job nobody follows (a detached one: no live file), read from its
+    containers' logs at the times the engine received the lines, not at the time of this read."""
+    points: list = []
+    _from_containers(run, record, points.extend)
+    return points
+
+
+def _from_containers(run, record: dict, sink) -> None:
+    from fahr_core.contract import _engine_time, _logged
+    from fahr_core.joblog import LineSplitter
+
+    recorder = metrics.Recorder(parser(record), sink)
+    for host, container in sorted(run.containers().items()):
+        splitter = LineSplitter()
+
+        def parse(piece: bytes) -> None:
+            if piece.endswith(b"\n") and recorder.parser.may_hold(piece):  # a slice of a long line is none
+                stamp, _, text = piece.partition(b" ")
+                recorder.feed(host, text, _engine_time(stamp.decode("ascii", "replace")))
+
+        try:
+            for chunk in _logged(container, False, {}, timestamps=True):
+                for piece in splitter.feed(chunk):
+                    parse(piece)
+        except Exception:  # noqa: BLE001 - the container went away: what was read is kept
+            pass
+        parse(splitter.end() + b"\n")
 
 
 def read(job_dir: Path):
