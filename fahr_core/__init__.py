@@ -86,6 +86,10 @@ _LAZY = {
     **{name: ("fahr_core.launcher", name) for name in ("SECRETS_DIR", "SECRETS_ARN_ENV")},
     # the Python API (fahr_core.api): train, list, follow and fetch jobs from a notebook or script
     **{name: ("fahr_core.api", name) for name in ("Job", "fit", "jobs", "job", "fetch")},
+    # sweeps (fahr_core.api.sweep; the value it returns is fahr_core.sweeps.Sweep)
+    "sweep": ("fahr_core.api", "sweep"),
+    "stop_sweep": ("fahr_core.api", "stop_sweep"),
+    "Sweep": ("fahr_core.sweeps", "Sweep"),
 }
 
 
@@ -181,6 +185,9 @@ __all__ = [
     "job",
     "fetch",
     "Job",
+    "sweep",
+    "stop_sweep",
+    "Sweep",
 ]
 
 
