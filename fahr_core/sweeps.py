@@ -310,7 +310,7 @@ def best(entries: list[Entry], objective) -> Entry | None:
 def _elapsed(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    seconds = int(seconds)
+    seconds = int(round(seconds))
     return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
 
 
