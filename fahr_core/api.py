@@ -461,6 +461,7 @@ def sweep(artifact: str | Path | None = None, *, hyperparameters: Mapping[str, A
 
     from fahr_core import interrupts, plan, searchspace, sweeps, ui
     from fahr_core.session import open_session
+    from fahr_core.values import IN_PROGRESS
 
     artifact = None if artifact is None else check.path(artifact, "sweep(): artifact")
     resume = check.text(resume, "sweep(): resume", "a sweep's id (str) or None")
@@ -535,6 +536,7 @@ def sweep(artifact: str | Path | None = None, *, hyperparameters: Mapping[str, A
             job.driver = handle.driver or job.driver
             job._handle, job._artifact, job.hyperparameters = handle, steps.artifact, hp
             job._metric_definitions = tuple((d.name, d.regex) for d in steps.metric_definitions)
+            job.status = IN_PROGRESS
             if not wait:
                 interrupts.followed(handle.job_name)  # launched to run on
             return job, handle

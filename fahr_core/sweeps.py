@@ -422,8 +422,12 @@ class Sweep:
         return all(e.status not in ("Pending", "Launching", "InProgress") for e in self._entries)
 
     def wait(self) -> "Sweep":
-        """Follow the sweep's running jobs to their end (the table as ``fahr sweep`` shows it)."""
-        follow(self, launch=None)
+        """Follow the sweep's running jobs to their end (the table as ``fahr sweep`` shows it,
+        unless the sweep was made ``quiet``)."""
+        from fahr_core.api import _quiet
+
+        with _quiet(self._quiet):
+            follow(self, launch=None)
         return self
 
     @property

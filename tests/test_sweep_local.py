@@ -249,3 +249,26 @@ def test_resume_takes_the_sweeps_own_options(tmp_path):
     proc = run_fahr("sweep", project / "train.py", "--resume", "sw-20260101-120000-abcd", cwd=tmp_path,
                     env={"XDG_STATE_HOME": str(tmp_path / "state")})
     assert "--resume takes the sweep's own artifact and options; drop TRAINING_ARTIFACT" in one_line_error(proc, 2)
+
+
+@pytest.mark.docker
+def test_the_python_api_launches_waits_and_ranks_quietly(made):
+    code = textwrap.dedent("""\
+        import json, sys, fahr_core
+        s = fahr_core.sweep(sys.argv[1], hyperparameters={"lr": [0.1, 0.01], "layers": 2},
+                            objective="val_loss:min", wait=False, quiet=True)
+        assert all(job.status == "InProgress" for job in s.jobs), s.jobs
+        s.wait()
+        listed = sorted(job.name for job in fahr_core.jobs(sweep=s.id))
+        print(json.dumps({"best": s.best.name, "board": s.leaderboard(), "listed": listed,
+                          "jobs": sorted(job.name for job in s.jobs), "points": s.points}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code, str(made["project"] / "train.py")], capture_output=True,
+                          text=True, env={**os.environ, **made["env"]}, cwd=made["root"], timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # quiet=True: nothing printed, the later wait() too
+    out = json.loads(proc.stdout)
+    assert out["points"] == [{"lr": "0.1"}, {"lr": "0.01"}]
+    assert out["board"][0]["job"] == out["best"] and out["board"][0]["hyperparameters"] == {"lr": "0.01"}
+    assert [row["status"] for row in out["board"]] == ["Completed", "Completed"]
+    assert out["listed"] == out["jobs"]
