@@ -607,9 +607,9 @@ def stop_sweep(sweep_id: str, *, driver: str | None = None, config: Mapping[str,
     from fahr_core.values import IN_PROGRESS, JobHandle, JobQuery
 
     sweep_id = check.text(sweep_id, "stop_sweep(): sweep_id", "a sweep's id (str)", optional=False)
-    driver, config = sweeps.session_of(sweep_id, check.text(driver, "stop_sweep(): driver", check.DRIVER),
-                                       check.config(config, "stop_sweep(): config"))
-    session = _open(driver, config, "stop")
+    driver, config, where = sweeps.session_of(sweep_id, check.text(driver, "stop_sweep(): driver", check.DRIVER),
+                                              check.config(config, "stop_sweep(): config"))
+    session = _open(driver, config, "stop", where if where is not None and where.is_dir() else None)
     stopped = []
     for info in session.call("list_jobs", query=JobQuery(sweep=sweep_id, status=IN_PROGRESS)):
         if getattr(info, "sweep", "") != sweep_id or info.status != IN_PROGRESS:
@@ -653,11 +653,12 @@ def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Map
         project = provenance.project_folder(folder)
     sort = check.text(sort, "jobs(): sort", "a metric's name (str), '-' before it for highest first, or None")
     sweep = check.text(sweep, "jobs(): sweep", "a sweep's id (str) or None")
+    where = None
     if sweep is not None:
         from fahr_core import sweeps
 
-        driver, config = sweeps.session_of(sweep, driver, config)
-    session = _open(driver, config)
+        driver, config, where = sweeps.session_of(sweep, driver, config)
+    session = _open(driver, config, project_dir=where if where is not None and where.is_dir() else None)
     infos = session.call("list_jobs", query=JobQuery(model_tag=model_tag, status=status, limit=limit,
                                                      project=project, sweep=sweep))
     if sweep is not None:  # a driver before plugin API 1.5 ignores the filter: its jobs are of no sweep

@@ -499,13 +499,14 @@ def launch_all(sweep: Sweep, launch) -> None:
 
 
 def session_of(sweep_id: str, driver: str | None, config: dict):
-    """The driver and configuration of a sweep's jobs: as given, else as its record on this
-    machine says (so ``fahr jobs|stop --sweep ID`` need no more), else fahr's default."""
+    """Where a sweep's jobs are: ``(driver, config, project folder or None)`` as its record on
+    this machine says (so ``fahr jobs|stop --sweep ID`` need no more, from any folder: the
+    project's fahr.toml is read as the sweep read it), unless a driver or configuration is given."""
     searchspace.validate_id(sweep_id)
     if driver is None and not config:
         try:
             record = Record.load(sweep_id)
         except UsageError:
-            return None, config
-        return record.driver, dict(record.config)
-    return driver, config
+            return None, config, None
+        return record.driver, dict(record.config), Path(record.artifact).parent
+    return driver, config, None

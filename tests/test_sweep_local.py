@@ -272,3 +272,30 @@ def test_the_python_api_launches_waits_and_ranks_quietly(made):
     assert out["board"][0]["job"] == out["best"] and out["board"][0]["hyperparameters"] == {"lr": "0.01"}
     assert [row["status"] for row in out["board"]] == ["Completed", "Completed"]
     assert out["listed"] == out["jobs"]
+
+
+@pytest.mark.docker
+def test_jobs_and_stop_by_sweep_find_the_jobs_where_the_projects_fahr_toml_put_them(made, tmp_path):
+    project = made["root"] / f"{made['project'].name}toml"
+    project.mkdir()
+    (project / "train.py").write_text(SCRIPT)
+    jobs = tmp_path / "elsewhere-jobs"
+    (project / "fahr.toml").write_text(f'[local]\noutput_path = "{jobs}"\n')
+    env = {"XDG_STATE_HOME": made["env"]["XDG_STATE_HOME"]}  # no FAHR_LOCAL_OUTPUT_PATH: fahr.toml's
+    try:
+        launched = run_fahr("sweep", project / "train.py", "--hp", "lr=0.1,0.01", "--hp", "sleep=120", "--detach",
+                            env=env, cwd=tmp_path, check=0)
+        sweep_id = launched.stderr.split("fahr sweep --resume ")[1].split()[0]
+        other = tmp_path / "other"
+        other.mkdir()
+        listed = json.loads(run_fahr("jobs", "--sweep", sweep_id, "--json", env=env, cwd=other, check=0).stdout)
+        assert len(listed) == 2 and {row["status"] for row in listed} == {"InProgress"}
+        stopped = run_fahr("stop", "--sweep", sweep_id, env=env, cwd=other, check=0)
+        assert stopped.stderr.count("stop requested for") == 2
+        assert {json.loads(p.read_text())["status"] for p in jobs.glob("*/job.json")} == {"Stopped"}
+    finally:
+        for job in jobs.iterdir() if jobs.exists() else ():
+            subprocess.run(["docker", "rm", "-f", *subprocess.run(
+                ["docker", "ps", "-aq", "--filter", f"label=fahr.job={job.name}"], capture_output=True,
+                text=True).stdout.split()], capture_output=True)
+        subprocess.run(["docker", "image", "rm", "-f", f"{project.name}/train:latest"], capture_output=True)
