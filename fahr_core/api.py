@@ -525,7 +525,7 @@ def sweep(artifact: str | Path | None = None, *, hyperparameters: Mapping[str, A
         record.save()
         ui.info(f"sweep {record.id}: {len(pending)} job{'s' * (len(pending) != 1)} of {steps.model_tag} to launch "
                 f"on driver {session.driver!r}, {parallel} at a time (seed {record.seed})")
-        result = sweeps.Sweep(record.id, session, entries, goal, parallel, quiet)
+        result = sweeps.Sweep(record.id, session, entries, goal, parallel, lambda: _quiet(quiet))
 
         def launch(point):
             import dataclasses

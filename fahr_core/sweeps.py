@@ -395,10 +395,13 @@ class Sweep:
     ``wait()``, ``best`` (the completed job with the best objective, None without an objective or
     such a job) and ``leaderboard()`` (best first). :func:`fahr_core.sweep` returns it."""
 
-    def __init__(self, sweep_id: str, session, entries: list[Entry], objective, parallel: int, quiet=False):
+    def __init__(self, sweep_id: str, session, entries: list[Entry], objective, parallel: int, quieted=None):
+        import contextlib
+
         self.id = sweep_id
         self.objective = objective
-        self._session, self._entries, self._parallel, self._quiet = session, entries, parallel, quiet
+        self._session, self._entries, self._parallel = session, entries, parallel
+        self._quieted = quieted or contextlib.nullcontext  # the context its calls run in (the API's quiet)
 
     def __repr__(self) -> str:
         return f"Sweep({self.id!r}, jobs={len(self.jobs)}, objective={str(self.objective) if self.objective else None!r})"
@@ -424,9 +427,7 @@ class Sweep:
     def wait(self) -> "Sweep":
         """Follow the sweep's running jobs to their end (the table as ``fahr sweep`` shows it,
         unless the sweep was made ``quiet``)."""
-        from fahr_core.api import _quiet
-
-        with _quiet(self._quiet):
+        with self._quieted():
             follow(self, launch=None)
         return self
 

@@ -45,3 +45,48 @@ def test_a_sweep_on_sagemaker_tags_its_jobs_and_lists_them_by_sweep(stack, tmp_p
     assert sorted(row["job_name"] for row in rows) == sorted(row["job"] for row in board)
     assert all(row["driver"] == "sagemaker" for row in rows)
     assert {row["job_name"]: row["final_metrics"]["acc"] for row in rows} == {row["job"]: row["objective"] for row in board}
+
+
+SLOW = """\
+import time
+time.sleep(600)
+"""
+
+
+def test_ctrl_c_on_sagemaker_detaches_and_stop_sweep_stops_them_all(stack, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from aws_emulator.fixtures import FAHR
+
+    model = write_model(tmp_path, "i18sweepsmslow", SLOW)
+    env = {**stack.env(), "XDG_STATE_HOME": str(tmp_path / "state"), "NO_COLOR": "1"}
+    proc = subprocess.Popen([str(FAHR), "sweep", str(model), *sagemaker_args("sweepslow"), "--hp", "alpha=1,2",
+                             "--parallel", "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    sm = stack.client("sagemaker")
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            mine = [j for j in sm.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]
+                    if j["TrainingJobName"].startswith("i18sweepsmslow") and j["TrainingJobStatus"] == "InProgress"]
+            if len(mine) == 2:
+                break
+            assert time.monotonic() < deadline, "the two jobs did not start"
+            time.sleep(1)
+        time.sleep(2)  # both followed
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    sweep_id = next(line for line in err.splitlines() if "fahr stop --sweep" in line).split("--sweep ")[1].strip()
+    assert "detached: its jobs run on" in err
+    names = [j["TrainingJobName"] for j in mine]
+    assert all(sm.describe_training_job(TrainingJobName=n)["TrainingJobStatus"] == "InProgress" for n in names)
+    stopped = run_fahr(stack, "stop", "--sweep", sweep_id, cwd=tmp_path, env=env)  # the record names the driver
+    assert stopped.code == 0, stopped.output
+    assert sorted(n for n in names if f"stop requested for {n}" in stopped.stderr) == sorted(names)
