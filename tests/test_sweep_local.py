@@ -299,3 +299,9 @@ def test_jobs_and_stop_by_sweep_find_the_jobs_where_the_projects_fahr_toml_put_t
                 ["docker", "ps", "-aq", "--filter", f"label=fahr.job={job.name}"], capture_output=True,
                 text=True).stdout.split()], capture_output=True)
         subprocess.run(["docker", "image", "rm", "-f", f"{project.name}/train:latest"], capture_output=True)
+
+
+@pytest.mark.parametrize("command", [["jobs", "--sweep"], ["stop", "--sweep"]])
+def test_a_sweep_id_given_to_jobs_or_stop_is_checked(tmp_path, command):
+    proc = run_fahr(*command, "sw-1;rm -rf ~", cwd=tmp_path, env={"XDG_STATE_HOME": str(tmp_path / "state")})
+    assert "not a sweep id (sw-YYYYMMDD-HHMMSS-xxxx" in one_line_error(proc, 2)
