@@ -198,8 +198,14 @@ class Runner:
         entry = self.entries[i]
 
         def wait() -> None:
+            from fahr_core import ui
+
             try:
-                self.done.put((i, self.session.call("wait", job=entry.handle), None))
+                # Muted for as long as it follows: after a Ctrl-C that leaves a cloud sweep's jobs
+                # running, this thread follows on (a daemon) and must not print over what comes next.
+                with ui.quiet():
+                    result = self.session.call("wait", job=entry.handle)
+                self.done.put((i, result, None))
             except BaseException as exc:  # noqa: BLE001 - told in the table, the others go on
                 self.done.put((i, None, exc))
 
@@ -472,13 +478,13 @@ def follow(sweep: Sweep, launch) -> None:
         with display, ui.quiet():  # the drivers' own lines (launching, status) are the table's now
             runner.run()
     except KeyboardInterrupt:
+        # Said even under quiet (as an error is): what became of the jobs, and the one command.
         if stops_on_interrupt(session.driver):
-            ui.warn(f"sweep {sweep.id} interrupted: its running jobs were stopped; "
-                    f"launch what is missing with 'fahr sweep --resume {sweep.id}'")
+            ui.progress(f"sweep {sweep.id} interrupted: its running jobs were stopped; "
+                        f"launch what is missing with 'fahr sweep --resume {sweep.id}'")
         else:
-            ui.warn(f"sweep {sweep.id} detached: its jobs run on; stop them all with:")
-            ui.command(f"fahr stop --sweep {sweep.id}")
-            ui.info(f"or follow them, launching what is missing, with: fahr sweep --resume {sweep.id}")
+            ui.progress(f"sweep {sweep.id} detached: its jobs run on; stop them all with: fahr stop --sweep {sweep.id}")
+            ui.progress(f"or follow them, launching what is missing, with: fahr sweep --resume {sweep.id}")
         raise
 
 
