@@ -532,7 +532,7 @@ def _print_leaderboard(result, board) -> None:
     names = list(dict.fromkeys(k for row in board for k in row["hyperparameters"]))
     metric = result.objective.metric if result.objective else None
     others = sorted({k for row in board for k in row["final_metrics"]} - {metric})
-    header = ("RANK", "JOB", *names, "STATUS", "DURATION", *([metric] if metric else []), *others)
+    header = tuple(map(ui.visible, ("RANK", "JOB", *names, "STATUS", "DURATION", *([metric] if metric else []), *others)))
     rows = []
     for row in board:
         status = row["status"] + (f": {row['failure']}" if row["failure"] else "")
