@@ -30,6 +30,9 @@ log-memory   A job printing 400 MiB (--output-mib) in lines of 1 KiB: peak RSS o
 log-long-line  A running job that printed one 40 MiB line (--line-mib): `fahr logs JOB` against
              `docker logs CONTAINER`, interleaved: ratio of medians (target <= 3: linear; the old
              quadratic reading took 87 s where docker took 0.7).
+sweep        8 jobs of a one-second script (--sweep-jobs), image up to date: `fahr sweep --parallel 2`
+             against the same 8 `docker run --rm IMAGE train` two at a time by `xargs -P2`,
+             interleaved: ratio of medians (target <= 1.3).
 
 Peak RSS is the kernel's high-water mark of the process (`ru_maxrss` of `os.wait4` on it, what GNU
 `time -v` reports): exact, where polling (psutil) can miss a short peak between two samples, and
@@ -71,9 +74,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FAHR = BIN / "fahr"
 MEASURES = ("startup", "refit", "data-refit", "s3-fetch", "local-fetch", "log-throughput", "log-memory",
-            "log-long-line", "log-metrics")
+            "log-long-line", "log-metrics", "sweep")
 LOG_MEASURES = {"log-throughput", "log-memory", "log-long-line", "log-metrics"}
-DOCKER_MEASURES = {"refit", "data-refit"} | LOG_MEASURES
+DOCKER_MEASURES = {"refit", "data-refit", "sweep"} | LOG_MEASURES
 BASE_IMAGE = "python:3.11-slim"
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -87,6 +90,7 @@ METRICS_RATIO = 1.1  # a chatty job followed with five metric definitions, again
 LOG_RATIO = 1.5
 LOG_RSS_MIB = 150
 LONG_LINE_RATIO = 3.0
+SWEEP_RATIO = 1.3  # a sweep at --parallel 2 against its jobs' containers run two at a time by xargs
 
 
 class Missing(Exception):
@@ -683,6 +687,48 @@ def log_metrics(runs: int, work: Path, lines: int) -> dict:
             "fahr_fit_metrics_s": round(m_with, 3), "ratio": round(m_with / m_without, 2)}
 
 
+SWEEP_JOB = """\
+import time
+from pathlib import Path
+time.sleep(1)
+Path("/opt/ml/model").mkdir(parents=True, exist_ok=True)
+Path("/opt/ml/model/m.txt").write_text("m")
+"""
+
+
+def sweep(runs: int, work: Path, jobs: int) -> dict:
+    """``fahr sweep`` of ``jobs`` one-second jobs at ``--parallel 2`` against their containers run
+    two at a time by ``xargs -P2``, interleaved; the image built by a first fit."""
+    model = work / "fahr-bench-sweep" / "train.py"
+    model.parent.mkdir(exist_ok=True)
+    model.write_text(SWEEP_JOB)
+    env = clean_env(FAHR_LOCAL_OUTPUT_PATH=str(work / "jobs"), XDG_STATE_HOME=str(work / "state"))
+    image = "fahr-bench-sweep/train:latest"
+    remove_image(image)  # left by a run that was killed: the first fit builds
+    try:
+        must(measure([str(FAHR), "fit", str(model), "--train-driver", "local"], env=env, cwd=work),
+             "the first fit of the sweep's job")
+        points = ",".join(str(i) for i in range(1, jobs + 1))
+        command = [str(FAHR), "sweep", str(model), "--train-driver", "local", "--hp", f"i={points}",
+                   "--parallel", "2", "-q"]
+        baseline = ["bash", "-c", f"seq {jobs} | xargs -P2 -I{{}} docker run --rm -e FAHR_EXECUTION_ENVIRONMENT=bench "
+                                  f"{image} train >/dev/null"]
+        sweeps, xargs = [], []
+        for i in range(runs):
+            say(f"  {jobs} jobs two at a time: run {i + 1} of {runs}")
+            xargs.append(must(measure(baseline, env=env), "xargs -P2 docker run").seconds)
+            run = must(measure(command, env=env, cwd=work), "fahr sweep")
+            if run.stdout.count(" Completed ") != jobs:
+                raise RuntimeError(f"fahr sweep did not complete its {jobs} jobs:\n{run.stdout}")
+            sweeps.append(run.seconds)
+            shutil.rmtree(work / "jobs", ignore_errors=True)
+    finally:
+        remove_image(image)
+    m_sweep, m_xargs = median(sweeps), median(xargs)
+    return {"runs": runs, "jobs": jobs, "fahr_sweep_s": round(m_sweep, 3), "xargs_s": round(m_xargs, 3),
+            "ratio": round(m_sweep / m_xargs, 2)}
+
+
 def log_measures(args: argparse.Namespace, work: Path, results: dict) -> None:
     try:
         if "log-throughput" in args.only:
@@ -919,6 +965,14 @@ def table(results: dict) -> tuple[list[str], bool]:
         row("`docker logs CONTAINER`", f"{r['docker_logs_s']:.2f} s")
         row("**ratio `fahr logs` / `docker logs`, long line**", f"**{r['ratio']:.2f}**",
             verdict(ok, f"≤ {LONG_LINE_RATIO:g} (linear)"))
+    if "sweep" in results:
+        r = results["sweep"]
+        ok = r["ratio"] <= SWEEP_RATIO
+        all_ok &= ok
+        row(f"`fahr sweep` of {r['jobs']} one-second jobs at `--parallel 2`, image up to date ({runs_of(r)})",
+            f"{r['fahr_sweep_s']:.2f} s")
+        row(f"the same {r['jobs']} `docker run --rm IMAGE train`, `xargs -P2`", f"{r['xargs_s']:.2f} s")
+        row("**ratio `fahr sweep` / `xargs -P2 docker run`**", f"**{r['ratio']:.2f}**", verdict(ok, f"≤ {SWEEP_RATIO}"))
     return rows, all_ok
 
 
@@ -963,6 +1017,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="what the job of log-memory prints (target defined at 400)")
     parser.add_argument("--line-mib", type=positive, default=40, metavar="MIB",
                         help="the length of the line of log-long-line (target defined at 40)")
+    parser.add_argument("--sweep-jobs", type=positive, default=8, metavar="N",
+                        help="jobs of the sweep measure (target defined at 8)")
     parser.add_argument("--json", action="store_true", help="also print every figure as JSON")
     return parser.parse_args(argv)
 
@@ -992,6 +1048,9 @@ def measure_all(args: argparse.Namespace, work: Path, results: dict) -> None:
             results["local-fetch"] = local_fetch(args.runs, work, archive)
     if LOG_MEASURES & set(args.only):
         log_measures(args, work, results)
+    if "sweep" in args.only:
+        say(f"a sweep of {args.sweep_jobs} one-second jobs at --parallel 2 against xargs -P2 docker run")
+        results["sweep"] = sweep(args.runs, work, args.sweep_jobs)
 
 
 def main(argv: list[str] | None = None) -> int:

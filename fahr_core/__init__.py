@@ -89,6 +89,10 @@ _LAZY = {
     "metrics_from_logs": ("fahr_core.metrics", "from_logs"),
     # the Python API (fahr_core.api): train, list, follow and fetch jobs from a notebook or script
     **{name: ("fahr_core.api", name) for name in ("Job", "fit", "jobs", "job", "fetch", "compare")},
+    # sweeps (fahr_core.api.sweep; the value it returns is fahr_core.sweeps.Sweep)
+    "sweep": ("fahr_core.api", "sweep"),
+    "stop_sweep": ("fahr_core.api", "stop_sweep"),
+    "Sweep": ("fahr_core.sweeps", "Sweep"),
 }
 
 
@@ -187,6 +191,9 @@ __all__ = [
     "fetch",
     "compare",
     "Job",
+    "sweep",
+    "stop_sweep",
+    "Sweep",
 ]
 
 

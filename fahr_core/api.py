@@ -29,7 +29,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from fahr_core import arguments as check
 from fahr_core.errors import PluginError, UsageError
 
-__all__ = ["Job", "fit", "jobs", "job", "fetch", "compare", "drivers", "settings", "templates"]
+__all__ = ["Job", "fit", "sweep", "jobs", "job", "fetch", "compare", "drivers", "settings", "templates"]
 
 
 def _time(seconds: float | None) -> datetime | None:
@@ -405,7 +405,7 @@ def _build(session, steps, verbose: bool = False):
         return session.call("build_image", context=context)
 
 
-def _launch(session, steps, image):
+def _launch(session, steps, image, sweep: str = ""):
     from fahr_core import names, provenance, tracking, ui
     from fahr_core.values import JobSpec
 
@@ -416,7 +416,8 @@ def _launch(session, steps, image):
                    environment=dict(steps.environment), secrets=dict(steps.secrets),
                    project=provenance.project_folder(steps.project_dir),
                    git_commit=provenance.git_commit(steps.project_dir),
-                   metric_definitions=tuple((d.name, d.regex) for d in steps.metric_definitions))
+                   metric_definitions=tuple((d.name, d.regex) for d in steps.metric_definitions),
+                   sweep=sweep)
     # The driver names the job (sagemaker's base_job_name renames it): the name is printed from
     # the handle it returns, never from the spec. No "launching job NAME" before it is known.
     ui.info(f"launching a job of {steps.model_tag} on driver {session.driver!r}")
@@ -455,13 +456,199 @@ def _read_back(session, handle):
     return info, points
 
 
+# -- sweep: one plan, one session, one image; a job per point -------------------------------------
+
+def sweep(artifact: str | Path | None = None, *, hyperparameters: Mapping[str, Any] | Sequence[str] | None = None,
+          trials: int | None = None, seed: int | None = None, objective: str | None = None,
+          parallel: int | None = None, resume: str | None = None, driver: str | None = None,
+          config: Mapping[str, Any] | None = None, inputs: Mapping[str, str] | None = None,
+          environment: Mapping[str, Any] | None = None, secrets: Sequence[str] | None = None,
+          metrics: Mapping[str, str] | None = None, wait: bool = True, quiet: bool | str = False,
+          fetch_to: str | Path | None = None, overwrite: bool = False, regenerate_dockerfile: bool = False,
+          rebuild: bool = False, verbose: bool = False):
+    """Train ``artifact`` once per point of a search space, as ``fahr sweep`` (docs/sweeps.md).
+
+    ``hyperparameters``: name -> a value (given to every job), a list of values (a grid axis), or
+    a range ``"uniform:LOW:HIGH"``, ``"loguniform:LOW:HIGH"``, ``"int:LOW:HIGH"``,
+    ``"choice:A,B"`` drawn ``trials`` times with ``seed`` (or the ``--hp`` specs as a list of
+    ``"NAME=SPEC"`` strings). ``objective``: ``"METRIC:min"`` or ``"METRIC:max"``, what "best"
+    means. ``parallel``: jobs at once (default: half the CPUs on ``local``, 4 elsewhere).
+    ``resume``: a sweep's id; its missing points are launched (its own artifact and options).
+    The image is built and pushed once; the other arguments are :func:`fit`'s, for every job.
+    ``wait=False`` launches every point at once and returns; ``fetch_to`` extracts the best
+    job's model there once all have ended. Returns the :class:`fahr_core.sweeps.Sweep`; its jobs
+    that failed are in it (a failed job raises nothing here).
+    """
+    import time
+
+    from fahr_core import interrupts, plan, searchspace, sweeps, ui
+    from fahr_core.session import open_session
+    from fahr_core.values import IN_PROGRESS
+
+    artifact = None if artifact is None else check.path(artifact, "sweep(): artifact")
+    resume = check.text(resume, "sweep(): resume", "a sweep's id (str) or None")
+    fetch_to = None if fetch_to is None else check.path(fetch_to, "sweep(): fetch_to")
+    check.quiet(quiet, "sweep(): quiet")
+    for flag, value in (("wait", wait), ("overwrite", overwrite), ("regenerate_dockerfile", regenerate_dockerfile),
+                        ("rebuild", rebuild), ("verbose", verbose)):
+        check.flag(value, f"sweep(): {flag}")
+    for name, value in (("trials", trials), ("seed", seed), ("parallel", parallel)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UsageError(f"sweep(): {name} {value!r}: expected a whole number or None")
+    if parallel is not None and parallel < 1:
+        raise UsageError(f"--parallel {parallel}: a number of jobs at once, 1 or more")
+    if parallel is not None and not wait:
+        raise UsageError("--parallel bounds the jobs a following fahr launches; --detach launches every point "
+                         "at once: drop one of them")
+    with _quiet(quiet):
+        if resume is not None:
+            given = [n for n, v in (("TRAINING_ARTIFACT", artifact), ("--hp", hyperparameters), ("--trials", trials),
+                                    ("--seed", seed), ("--objective", objective), ("--input", inputs),
+                                    ("--env", environment), ("--secret", secrets), ("--metric", metrics),
+                                    ("--train-driver", driver), ("--config", config)) if v]
+            if given:
+                raise UsageError(f"--resume takes the sweep's own artifact and options; drop {', '.join(given)}")
+            record = sweeps.Record.load(resume)
+        else:
+            if artifact is None:
+                raise UsageError("missing TRAINING_ARTIFACT: fahr sweep path/to/train.py --hp NAME=V1,V2 …")
+            specs = _hp_specs(hyperparameters)
+            space = searchspace.parse(specs)
+            seed = searchspace.new_seed() if seed is None else seed
+            searchspace.objective(objective)
+            record = sweeps.Record(
+                id=searchspace.new_id(), driver="", artifact=str(Path(artifact).absolute()),
+                points=searchspace.points(space, trials, seed), fixed=dict(space.fixed), specs=specs, trials=trials,
+                seed=seed, objective=objective, config=dict(check.config(config, "sweep(): config")),
+                inputs=dict(check.strings(inputs, "sweep(): inputs")),
+                environment=dict(check.strings(environment, "sweep(): environment")),
+                secrets=list(check.names(secrets, "sweep(): secrets")),
+                metrics=dict(check.strings(metrics, "sweep(): metrics")), created=time.time())
+        goal = searchspace.objective(record.objective)
+        if fetch_to is not None and goal is None:
+            raise UsageError("--fetch fetches the best job's model: say what best means with --objective METRIC:min|max")
+        for point in record.points:
+            plan.validate_text("--hp", point)
+        steps = plan.plan_fit(Path(record.artifact), hyperparameters=record.fixed, inputs=record.inputs,
+                              environment=record.environment, wait=wait, fetch_to=fetch_to, overwrite=overwrite,
+                              regenerate_dockerfile=regenerate_dockerfile, rebuild=rebuild, secrets=record.secrets,
+                              metrics=record.metrics)
+        session = open_session(check.text(driver, "sweep(): driver", check.DRIVER) or (record.driver or None),
+                               steps.project_dir, record.config, command="fit")
+        plan.check_fit(steps, session)
+        record.driver = session.driver
+        entries = [sweeps.Entry(point=dict(point)) for point in record.points]
+        if resume is not None:
+            _resumed(session, record, entries, quiet)
+        pending = [e for e in entries if e.status == "Pending"]
+        parallel = (parallel or sweeps.default_parallel(session.driver)) if wait else max(1, len(pending))
+        record.parallel = parallel
+        image = session.call("push_image", image=_build(session, steps, verbose)) if pending else None
+        record.save()
+        ui.info(f"sweep {record.id}: {len(pending)} job{'s' * (len(pending) != 1)} of {steps.model_tag} to launch "
+                f"on driver {session.driver!r}, {parallel} at a time (seed {record.seed})")
+        result = sweeps.Sweep(record.id, session, entries, goal, parallel, lambda: _quiet(quiet))
+
+        def launch(point):
+            import dataclasses
+
+            hp = {**record.fixed, **point}
+            handle = _launch(session, dataclasses.replace(steps, hyperparameters=hp), image, sweep=record.id)
+            job = Job._of(session, handle.job_name, handle.model_tag, quiet)
+            job.driver = handle.driver or job.driver
+            job._handle, job._artifact, job.hyperparameters = handle, steps.artifact, hp
+            job._metric_definitions = tuple((d.name, d.regex) for d in steps.metric_definitions)
+            job.status = IN_PROGRESS
+            if not wait:
+                interrupts.followed(handle.job_name)  # launched to run on
+            return job, handle
+
+        if not wait:
+            sweeps.launch_all(result, launch)
+            ui.success(f"sweep {record.id} launched {len(result.jobs)} jobs; follow it to its leaderboard with:")
+            ui.command(f"fahr sweep --resume {record.id}")
+            ui.info(f"list its jobs with 'fahr jobs --sweep {record.id}', stop them all with "
+                    f"'fahr stop --sweep {record.id}'")
+            return result
+        sweeps.follow(result, launch)
+        top = result.best
+        if fetch_to is not None:
+            if top is None:
+                from fahr_core.errors import EXIT_JOB_FAILED, FahrError
+
+                raise FahrError(f"no job of sweep {record.id} completed with a value of {goal.metric}: "
+                                "there is no best model to fetch", exit_code=EXIT_JOB_FAILED)
+            _check_fetch(steps.fetch_to, steps.model_tag, top.name, True, steps.overwrite)
+            _fetch(session, steps.fetch_to, steps.model_tag, session.location, top.name, True, steps.overwrite)
+    return result
+
+
+def _hp_specs(hyperparameters) -> list[str]:
+    """``--hp`` specs from the API's dict (a list or tuple of values is a grid axis) or list."""
+    if hyperparameters is None:
+        return []
+    if isinstance(hyperparameters, Mapping):
+        specs = []
+        for name, value in hyperparameters.items():
+            if value is None:
+                continue
+            if isinstance(value, (list, tuple)):
+                value = ",".join(str(v).replace(",", "\\,") for v in value)
+            specs.append(f"{name}={value}")
+        return specs
+    if isinstance(hyperparameters, (str, bytes)) or not all(isinstance(s, str) for s in hyperparameters):
+        raise UsageError("sweep(): hyperparameters: expected a dict (name -> value, list of values or range) "
+                         "or a list of 'NAME=SPEC' strings")
+    return list(hyperparameters)
+
+
+def _resumed(session, record, entries, quiet) -> None:
+    """Each point's job as the driver lists the sweep's: Completed and InProgress ones are kept
+    (the running ones followed), the others launched again."""
+    from fahr_core.values import COMPLETED, IN_PROGRESS, JobHandle, JobQuery
+
+    infos = [i for i in session.call("list_jobs", query=JobQuery(sweep=record.id))
+             if getattr(i, "sweep", "") == record.id]
+    for entry in entries:
+        wanted = {**record.fixed, **entry.point}
+        for info in infos:  # newest first
+            hp = dict(getattr(info, "hyperparameters", {}) or {})
+            if info.status in (COMPLETED, IN_PROGRESS) and all(hp.get(k) == v for k, v in wanted.items()):
+                entry.job = Job._from_info(session, info, quiet)
+                entry.handle = JobHandle(driver=session.driver, job_name=info.job_name, model_tag=info.model_tag)
+                entry.status, entry.started, entry.ended = info.status, info.started or info.created, info.ended
+                if info.status == COMPLETED:
+                    entry.ended = entry.ended or entry.started
+                break
+
+
+def stop_sweep(sweep_id: str, *, driver: str | None = None, config: Mapping[str, Any] | None = None) -> list[str]:
+    """Stop every running job of the sweep ``sweep_id`` (as ``fahr stop --sweep``); the names of
+    those stopped."""
+    from fahr_core import sweeps
+    from fahr_core.values import IN_PROGRESS, JobHandle, JobQuery
+
+    sweep_id = check.text(sweep_id, "stop_sweep(): sweep_id", "a sweep's id (str)", optional=False)
+    driver, config, where = sweeps.session_of(sweep_id, check.text(driver, "stop_sweep(): driver", check.DRIVER),
+                                              check.config(config, "stop_sweep(): config"))
+    session = _open(driver, config, "stop", where if where is not None and where.is_dir() else None)
+    stopped = []
+    for info in session.call("list_jobs", query=JobQuery(sweep=sweep_id, status=IN_PROGRESS)):
+        if getattr(info, "sweep", "") != sweep_id or info.status != IN_PROGRESS:
+            continue
+        if session.call("stop", job=JobHandle(driver=session.driver, job_name=info.job_name, model_tag=info.model_tag)):
+            stopped.append(info.job_name)
+    return stopped
+
+
 # -- the jobs there are ----------------------------------------------------------------------------
 
 def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Mapping[str, Any] | None = None,
          status: str | None = None, limit: int | None = None, project: str | Path | None = None,
-         sort: str | None = None) -> list[Job]:
+         sort: str | None = None, sweep: str | None = None) -> list[Job]:
     """The driver's jobs, newest first: of one model tag, in one status, at most ``limit``, built
-    from the folder ``project`` (the folder of their script, notebook or Dockerfile).
+    from the folder ``project`` (the folder of their script, notebook or Dockerfile), of one
+    ``sweep`` (its id; the driver and configuration its record on this machine names, unless given).
     ``sort``: a metric's name, the jobs ordered by its last value, lowest first (``-NAME``:
     highest first); jobs without it come last, newest first."""
     from fahr_core import names, provenance
@@ -487,9 +674,17 @@ def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Map
                              "(its script's, notebook's or Dockerfile's)")
         project = provenance.project_folder(folder)
     sort = check.text(sort, "jobs(): sort", "a metric's name (str), '-' before it for highest first, or None")
-    session = _open(driver, config)
+    sweep = check.text(sweep, "jobs(): sweep", "a sweep's id (str) or None")
+    where = None
+    if sweep is not None:
+        from fahr_core import sweeps
+
+        driver, config, where = sweeps.session_of(sweep, driver, config)
+    session = _open(driver, config, project_dir=where if where is not None and where.is_dir() else None)
     infos = session.call("list_jobs", query=JobQuery(model_tag=model_tag, status=status, limit=limit,
-                                                     project=project))
+                                                     project=project, sweep=sweep))
+    if sweep is not None:  # a driver before plugin API 1.5 ignores the filter: its jobs are of no sweep
+        infos = [info for info in infos if getattr(info, "sweep", "") == sweep]
     found = [Job._from_info(session, info) for info in infos]
     return found if not sort else _sorted(found, sort)
 

@@ -309,14 +309,26 @@ def wait(
 @app.command(context_settings=_EXTRA)
 def stop(
     ctx: typer.Context,
-    job_name: Annotated[str, typer.Argument(help="The job's name.", show_default=False, metavar="JOB_NAME")],
+    job_name: Annotated[Optional[str], typer.Argument(help="The job's name.", show_default=False, metavar="JOB_NAME")] = None,
     train_driver: DriverOption = None,
+    sweep: Annotated[Optional[str], typer.Option("--sweep", help="Stop every running job of this sweep instead (its id, as 'fahr sweep' printed it).", metavar="ID")] = None,
 ) -> None:
-    """Stop a running job (SIGTERM, then SIGKILL after the driver's grace period)."""
+    """Stop a running job (SIGTERM, then SIGKILL after the driver's grace period), or every job of a sweep."""
 
     def work():
         from fahr_core import api, ui
 
+        if sweep is not None:
+            if job_name is not None:
+                raise UsageError("give JOB_NAME or --sweep ID, not both")
+            stopped = api.stop_sweep(sweep, driver=train_driver, config=_config_dict(ctx))
+            for name in stopped:
+                ui.success(f"stop requested for {name}")
+            if not stopped:
+                ui.info(f"no job of sweep {sweep} is running")
+            return
+        if job_name is None:
+            raise UsageError("missing JOB_NAME: fahr stop JOB_NAME, or fahr stop --sweep ID")
         if api.Job(job_name, driver=train_driver, config=_config_dict(ctx)).stop():
             ui.success(f"stop requested for {job_name}")
         else:
@@ -334,6 +346,7 @@ def jobs(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output (times in ISO 8601, UTC).")] = False,
     project: Annotated[Optional[Path], typer.Option("--project", help="Only the jobs built from this folder (the folder of their script, notebook or Dockerfile).", show_default=False)] = None,
     sort: Annotated[Optional[str], typer.Option("--sort", help="Order by a metric's last value, lowest first; -METRIC highest first (jobs without it last).", metavar="[-]METRIC")] = None,
+    sweep: Annotated[Optional[str], typer.Option("--sweep", help="Only the jobs of this sweep (its id, as 'fahr sweep' printed it).", metavar="ID")] = None,
     train_driver: DriverOption = None,
 ) -> None:
     """List the driver's jobs, newest first: name, tag, status, start, duration, billable seconds,
@@ -347,7 +360,7 @@ def jobs(
 
         (tag,) = _reorder(ctx, model_image_tag)
         found = api.jobs(tag, driver=train_driver, config=_config_dict(ctx), status=status, limit=limit,
-                         project=project, sort=sort)
+                         project=project, sort=sort, sweep=sweep)
         finals = api.final_metrics_of(found)
         if json_:
             typer.echo(json.dumps([{**_job_row(job), "hyperparameters": job.hyperparameters, "final_metrics": final}
@@ -449,6 +462,91 @@ def _print_table(found, finals=None) -> None:
         rows.append(tuple(map(ui.visible, (job.name, job.model_tag or "-", status, started, _span(_duration(job)),
                                            billable, *values, _project(job)))))
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+@app.command(context_settings=_EXTRA)
+def sweep(
+    ctx: typer.Context,
+    training_artifact: Annotated[Optional[Path], typer.Argument(help="The training script, notebook or container, as for 'fahr fit' (not with --resume).", show_default=False, metavar="[TRAINING_ARTIFACT]")] = None,
+    hp: Annotated[list[str], typer.Option("--hp", help="NAME=VALUE for every job; NAME=V1,V2,… a grid axis (\\, a comma in a value); NAME=uniform:LOW:HIGH, loguniform:LOW:HIGH, int:LOW:HIGH or choice:A,B a range drawn --trials times (repeatable).", metavar="NAME=SPEC")] = [],
+    trials: Annotated[Optional[int], typer.Option("--trials", help="Random points drawn of the ranges (each grid point gets the same draws).", metavar="N")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the draws: the same seed, the same points in the same order (default: one chosen and printed).")] = None,
+    objective: Annotated[Optional[str], typer.Option("--objective", help="What best means: a metric's last value, METRIC:min or METRIC:max; ranks the leaderboard.", metavar="METRIC:min|max")] = None,
+    parallel: Annotated[Optional[int], typer.Option("--parallel", help="Jobs running at once (default: half the CPUs on local, 4 on other drivers).", metavar="K")] = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Launch the points of sweep ID not Completed or running, follow them all to the leaderboard.", metavar="ID")] = None,
+    train_driver: DriverOption = None,
+    input: Annotated[list[str], typer.Option("--input", help="Input channel CHANNEL=PATH_OR_URI for every job (repeatable).")] = [],
+    env: Annotated[list[str], typer.Option("--env", help="Environment variable KEY=VALUE for every job (repeatable).")] = [],
+    secret: Annotated[list[str], typer.Option("--secret", help="Give every job the variable NAME with the value of $NAME here (as 'fahr fit --secret').", metavar="NAME")] = [],
+    metric: Annotated[list[str], typer.Option("--metric", help="A metric read from the jobs' output, NAME=REGEX (as 'fahr fit --metric').", metavar="NAME=REGEX")] = [],
+    detach: Annotated[bool, typer.Option("--detach", help="Launch every point at once and return ('fahr sweep --resume ID' follows them).")] = False,
+    fetch: Annotated[Optional[Path], typer.Option("--fetch", help="Once all have ended, fetch the best job's model into DIR (needs --objective).", metavar="DIR")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="With --fetch: replace a non-empty DIR.")] = False,
+    regenerate_dockerfile: Annotated[bool, typer.Option("--regenerate-dockerfile", help="Write the Dockerfile anew, as 'fahr fit'.")] = False,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Build the image even when nothing it is built from changed.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="The leaderboard as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table nor status lines: the leaderboard alone (errors still).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print the image build's whole output as it comes.")] = False,
+) -> None:
+    """Train one image with many hyperparameters: a grid, random points of ranges, or both.
+
+    The image is built and pushed once; each point is a job of its own, at most --parallel at
+    once, shown in a live table; at the end a leaderboard, best first by --objective. A failing
+    job does not stop the others. Ctrl-C stops them all on local; on other drivers it leaves them
+    running and prints 'fahr stop --sweep ID'. Exit 0 when at least one job completed, 1 when
+    none did. Driver configuration: --config.KEY=VALUE (repeatable), for every job.
+    """
+
+    def work():
+        import json
+
+        from fahr_core import api
+        from fahr_core.config import parse_pairs
+        from fahr_core.errors import EXIT_JOB_FAILED
+
+        (artifact,) = _reorder(ctx, training_artifact)
+        result = api.sweep(
+            None if artifact is None else Path(artifact), hyperparameters=list(hp), trials=trials, seed=seed,
+            objective=objective, parallel=parallel, resume=resume, driver=train_driver,
+            config=_config_dict(ctx), inputs=parse_pairs(input, "--input"), environment=parse_pairs(env, "--env"),
+            secrets=list(secret), metrics=dict(pair.partition("=")[::2] for pair in metric), wait=not detach,
+            quiet="status" if quiet else False, fetch_to=fetch, overwrite=overwrite,
+            regenerate_dockerfile=regenerate_dockerfile, rebuild=rebuild, verbose=verbose)
+        if detach:
+            return
+        board = result.leaderboard()
+        if json_:
+            typer.echo(json.dumps({"sweep": result.id, "objective": str(result.objective) if result.objective else None,
+                                   "leaderboard": board}, indent=2))
+        else:
+            _print_leaderboard(result, board)
+        if not any(row["status"] == "Completed" for row in board):
+            raise FahrError(f"no job of sweep {result.id} completed", exit_code=EXIT_JOB_FAILED)
+
+    _run(work)
+
+
+def _print_leaderboard(result, board) -> None:
+    """The sweep's end on stdout: a row per point, best first, the objective's column first."""
+    from fahr_core import ui
+
+    names = list(dict.fromkeys(k for row in board for k in row["hyperparameters"]))
+    metric = result.objective.metric if result.objective else None
+    others = sorted({k for row in board for k in row["final_metrics"]} - {metric})
+    header = tuple(map(ui.visible, ("RANK", "JOB", *names, "STATUS", "DURATION", *([metric] if metric else []), *others)))
+    rows = []
+    for row in board:
+        status = row["status"] + (f": {row['failure']}" if row["failure"] else "")
+        values = [_number(row["objective"]) if row["objective"] is not None else "-"] if metric else []
+        values += [_number(row["final_metrics"][k]) if k in row["final_metrics"] else "-" for k in others]
+        cells = (str(row["rank"] or "-"), row["job"] or "-", *(row["hyperparameters"].get(n, "-") for n in names),
+                 status, _span(row["seconds"]), *values)
+        rows.append(tuple(map(ui.visible, cells)))
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    typer.echo(f"sweep {result.id}" + (f", best first by {result.objective}" if result.objective else
+                                        " (no --objective: not ranked)"))
     for row in (header, *rows):
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 

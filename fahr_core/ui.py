@@ -148,6 +148,17 @@ def error(message: str) -> None:
     _say(("fahr error:", "bold red"), (f" {one_line(message)}", ""))
 
 
+def muted() -> bool:
+    """Whether fahr's status lines are muted now (:func:`quiet`)."""
+    return bool(_muted)
+
+
+def progress(message: str) -> None:
+    """A line of a sweep's progress (fahr_core.sweeps): the sweep mutes its jobs' own status lines
+    while it runs, and says itself, unless it was muted before, what became of each job."""
+    _say(("fahr", "bold cyan"), (f" {message}", ""), muted_by_quiet=False)
+
+
 def trace(message: str) -> None:
     """A line of the plugin trace (``FAHR_TRACE_PLUGINS=1``, see fahr_core/trace.py): asked for
     explicitly, so shown under :func:`quiet` too (the Python API's ``quiet=True``)."""

@@ -115,6 +115,10 @@ class JobSpec:
     (docs/metrics.md); a driver records them with the job and reports them as
     :attr:`JobInfo.metric_definitions`, and may hand them to its backend (sagemaker:
     ``MetricDefinitions``). (Added in plugin API 1.5.)"""
+    sweep: str = ""
+    """The id of the sweep the job is one point of (``sw-YYYYMMDD-HHMMSS-xxxx``, docs/sweeps.md);
+    '' when it is not. The driver records it with the job, reports it as :attr:`JobInfo.sweep` and
+    filters by it (:attr:`JobQuery.sweep`). (Added in plugin API 1.5.)"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,6 +200,10 @@ class JobQuery:
     """Only the jobs built from this project folder (absolute and resolved, as
     :attr:`JobSpec.project` was given): the driver compares it as it stored it. (Added in plugin
     API 1.4: a driver before it ignores the filter, and reports no :attr:`JobInfo.project`.)"""
+    sweep: str | None = None
+    """Only the jobs of this sweep (:attr:`JobSpec.sweep`). (Added in plugin API 1.5: a driver
+    before it ignores the filter and reports no :attr:`JobInfo.sweep`; fahr then keeps only the
+    jobs that report it.)"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -240,6 +248,9 @@ class JobInfo:
     metric_definitions: Sequence[tuple[str, str]] = ()
     """The job's metric definitions as launch was given them (:attr:`JobSpec.metric_definitions`):
     the core reads the job's metrics from its logs with them. (Added in plugin API 1.5.)"""
+    sweep: str = ""
+    """The sweep the job is a point of, as launch was given it (:attr:`JobSpec.sweep`); '' when
+    none. (Added in plugin API 1.5.)"""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -36,13 +36,13 @@ def test_help_names_every_measure_and_option():
     assert proc.returncode == 0, proc.stderr
     for word in ("--runs", "--only", "--json", "--data-mib", "--model-mib", "--log-lines", "--output-mib",
                  "--line-mib", "startup", "refit", "data-refit", "s3-fetch", "local-fetch", "log-throughput",
-                 "log-memory", "log-long-line", "log-metrics"):
+                 "log-memory", "log-long-line", "log-metrics", "sweep", "--sweep-jobs"):
         assert word in proc.stdout
 
 
 @pytest.mark.parametrize("args, says", [
     (["--only", "startup,nope"], "unknown measure nope; choose from startup, refit, data-refit, s3-fetch, "
-                                 "local-fetch, log-throughput, log-memory, log-long-line, log-metrics"),
+                                 "local-fetch, log-throughput, log-memory, log-long-line, log-metrics, sweep"),
     (["--runs", "0"], "'0' is not a positive whole number"),
     (["--runs", "many"], "'many' is not a positive whole number"),
 ])
@@ -116,6 +116,14 @@ def test_the_log_rows_say_which_targets_are_missed(bench):
                    {"log-memory": {**memory, "fahr_wait_peak_rss_mib": 150.0}},
                    {"log-long-line": {**long_line, "ratio": 3.5}}):
         assert not bench.table(missed)[1], missed
+
+
+def test_the_sweep_row_says_whether_its_target_is_missed(bench):
+    figures = {"runs": 3, "jobs": 8, "fahr_sweep_s": 12.0, "xargs_s": 10.0, "ratio": 1.2}
+    rows, ok = bench.table({"sweep": figures})
+    assert ok
+    assert "| **ratio `fahr sweep` / `xargs -P2 docker run`** | **1.20** | ≤ 1.3: met |" in "\n".join(rows)
+    assert not bench.table({"sweep": {**figures, "ratio": 1.4}})[1]
 
 
 def test_the_log_measures_run_end_to_end_and_leave_nothing(tmp_path, docker_engine):

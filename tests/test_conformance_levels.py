@@ -35,7 +35,7 @@ BROKEN_AT_1_0 = {
 #: The rules added after 1.1, by test, with their level (the 1.0 driver is not run against them).
 LATER = {"test_jobs_know_the_project_they_were_built_from": "1.4",
          "test_a_secret_reaches_the_code_and_nothing_fahr_shows": "1.4",
-         "test_jobs_know_their_hyperparameters": "1.5"}
+         "test_jobs_know_their_hyperparameters": "1.5", "test_jobs_know_their_sweep": "1.5"}
 #: Rules of 1.0 run beside them: the driver keeps these at every level.
 KEPT = ["test_the_job_sees_its_environment_and_a_valid_name", "test_the_env_option_reaches_the_code",
         "test_the_model_comes_back_intact"]

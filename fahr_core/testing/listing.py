@@ -3,12 +3,15 @@ lacks them)."""
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from pathlib import Path
 
 import pytest
 
 from fahr_core.testing.fixtures import MODEL_TAG, OTHER_FOLDER
+from fahr_core.testing.harness import _show
 from fahr_core.testing.levels import since
 
 
@@ -66,6 +69,23 @@ class JobsContract:
         reported = dict(getattr(infos[trained["job"]], "hyperparameters", None) or {})
         assert reported == trained["hyperparameters"], \
             f"list_jobs reports job {trained['job']}'s hyperparameters as {reported!r}, not {trained['hyperparameters']!r}"
+
+    @since("1.5", "list_jobs reports the sweep a job was launched in (JobInfo.sweep) and filters by it "
+                  "(JobQuery.sweep)")
+    def test_jobs_know_their_sweep(self, driver_session, fahr, model_script, workspace):
+        # `fahr sweep --resume`, `fahr jobs --sweep` and `fahr stop --sweep` find a sweep's jobs so.
+        result = fahr("sweep", model_script, "--hp", "mode=ok,empty", "--hp", f"token={uuid.uuid4().hex}",
+                      "--parallel", "2", "--json", env={"XDG_STATE_HOME": str(workspace / "sweeps")})
+        assert result.returncode == 0, _show(result)
+        swept = json.loads(result.stdout)
+        names = {row["job"] for row in swept["leaderboard"]}
+        infos = self._list(driver_session, sweep=swept["sweep"])
+        assert {i.job_name for i in infos} == names, \
+            f"list_jobs(sweep={swept['sweep']!r}) gave {sorted(i.job_name for i in infos)}, not the sweep's {sorted(names)}"
+        assert all(getattr(i, "sweep", "") == swept["sweep"] for i in infos), \
+            f"list_jobs reports the sweep of {swept['sweep']}'s jobs as {[getattr(i, 'sweep', '') for i in infos]}"
+        none = self._list(driver_session, sweep="sw-20000101-000000-0000")
+        assert not none, f"list_jobs(sweep=…) of a sweep that never ran gave {[i.job_name for i in none]}"
 
     def test_the_logs_of_a_finished_job_hold_its_lines(self, driver_session, trained):
         from fahr_core.values import JobHandle

@@ -88,6 +88,7 @@ def _record_launch(spec, config, channels: dict, checkpoints: Path | None) -> tu
         "git_commit": spec.git_commit,
         # (plugin API 1.5) the names of its metrics by regex: whoever finishes the job reads them
         "metric_definitions": dict(getattr(spec, "metric_definitions", ())),
+        **({"sweep": spec.sweep} if getattr(spec, "sweep", "") else {}),  # (plugin API 1.5) `fahr jobs --sweep`
         "status": IN_PROGRESS,
         "secondary_status": "Starting",
         "created": time.time(),

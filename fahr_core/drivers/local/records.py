@@ -45,7 +45,7 @@ _READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 _STATES = (IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED)
 _TEXT_FIELDS = ("failure_reason", "model_artifact", "output_artifact", "instance_type", "gpus", "secondary_status",
-                "upload_error", "checkpoint_path", "project", "git_commit")
+                "upload_error", "checkpoint_path", "project", "git_commit", "sweep")
 _TIME_FIELDS = ("created", "started", "ended")
 _LATEST_TIME = 253402300799  # 9999-12-31T23:59:59Z: the last second a datetime can show
 _MAP_FIELDS = ("hyperparameters", "channels", "environment", "metric_definitions")
@@ -356,6 +356,7 @@ def _info(job_dir: Path, record: dict):
         project=record.get("project", ""), git_commit=record.get("git_commit", ""),
         hyperparameters=dict(record.get("hyperparameters", {})),
         metric_definitions=tuple(record.get("metric_definitions", {}).items()),
+        sweep=record.get("sweep", ""),
     )
 
 
@@ -431,6 +432,8 @@ def list_jobs(query, config):
             continue
         # A record of before plugin API 1.4 has no project: it is of none (JobQuery.project).
         if query.project and record.get("project") != query.project:
+            continue
+        if getattr(query, "sweep", None) and record.get("sweep") != query.sweep:
             continue
         found.append((record.get("created", 0.0), record["job_name"], _info(record_file.parent, record)))
     found.sort(key=lambda item: item[:2], reverse=True)

@@ -23,6 +23,8 @@ PAGE = 100
 #: The tags that say where a job's image was built from (plugin API 1.4: JobSpec.project, git_commit).
 PROJECT_TAG = "fahr:project"
 GIT_COMMIT_TAG = "fahr:git-commit"
+#: The tag of the sweep a job is a point of (plugin API 1.5: JobSpec.sweep).
+SWEEP_TAG = "fahr:sweep"
 #: An AWS tag value's limits: at most 256 characters, letters, digits, separators and ``_.:/=+-@``.
 _TAG_VALUE_MAX = 256
 _TAG_VALUE_SIGNS = frozenset("_.:/=+-@")
@@ -47,7 +49,8 @@ def tag_value(text: str) -> str:
 def job_tags(spec) -> list[dict]:
     """The tags of fahr's own that say where a job came from (only those it knows)."""
     return [{"Key": key, "Value": tag_value(value)}
-            for key, value in ((PROJECT_TAG, spec.project), (GIT_COMMIT_TAG, spec.git_commit)) if value]
+            for key, value in ((PROJECT_TAG, spec.project), (GIT_COMMIT_TAG, spec.git_commit),
+                               (SWEEP_TAG, getattr(spec, "sweep", ""))) if value]
 
 
 def _tag(record: dict, key: str) -> str:
@@ -63,6 +66,8 @@ def search_request(query: JobQuery) -> dict:
         filters.append({"Name": "TrainingJobStatus", "Operator": "Equals", "Value": query.status})
     if query.project:  # compared as launch stored it: a long path by its hash
         filters.append({"Name": f"Tags.{PROJECT_TAG}", "Operator": "Equals", "Value": tag_value(query.project)})
+    if getattr(query, "sweep", None):
+        filters.append({"Name": f"Tags.{SWEEP_TAG}", "Operator": "Equals", "Value": tag_value(query.sweep)})
     size = PAGE if query.limit is None else max(1, min(PAGE, query.limit))
     return {
         "Resource": "TrainingJob",
@@ -101,6 +106,7 @@ def job_info(record: dict, driver: str) -> JobInfo:
         model_artifact=artifact,
         project=_tag(record, PROJECT_TAG),
         git_commit=_tag(record, GIT_COMMIT_TAG),
+        sweep=_tag(record, SWEEP_TAG),
         hyperparameters={str(k): str(v) for k, v in (record.get("HyperParameters") or {}).items()},
         metric_definitions=tuple((d["Name"], d["Regex"]) for d in
                                  (record.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or ()
