@@ -228,11 +228,22 @@ class Runner:
                 entry.failure = report.failure_line(result.failure_reason)
             if entry.job is not None:
                 entry.job._from_result(result)
+            self._tell_trackers(result)
         else:
             entry.status = FAILED
             message = error.message if isinstance(error, FahrError) else f"{type(error).__name__}: {error}"
             entry.failure = ui.one_line(message)
         self._read(entry)
+
+    def _tell_trackers(self, result) -> None:
+        """The experiment trackers hear the job's end with its series whole (docs/trackers.md):
+        the sweep's jobs are followed at once and muted, so no output was streamed to them."""
+        from fahr_core import api, tracking
+
+        trackers = tracking.of(self.session)
+        if trackers:
+            trackers.unstreamed.add(result.job.job_name)
+            tracking.ended(self.session, result, read_back=lambda handle: api._read_back(self.session, handle))
 
     def _read(self, entry: Entry) -> None:
         from fahr_core.errors import FahrError

@@ -117,6 +117,22 @@ def test_a_failed_job_is_a_failed_run_with_its_failure_line(made):
     assert "fahr.model_uri" not in run["tags"]
 
 
+def test_a_sweeps_jobs_are_runs_tagged_with_the_sweep(made):
+    proc = run_fahr("sweep", made["project"] / "train.py", "--hp", "steps=2,3", "--objective", "loss:min",
+                    "--parallel", "2", env=made["env"], cwd=made["root"], check=0)
+    sweep = re.search(r"sweep (sw-[0-9a-z-]+)", proc.stderr).group(1)
+    jobs = sorted(set(re.findall(r"^fahr (\S+) \(steps=\d\): Completed", proc.stderr, re.M)))
+    assert len(jobs) == 2, proc.stderr
+    by_steps = {}
+    for job in jobs:
+        (run,) = runs_of(made["store"], job)
+        assert run["status"] == "FINISHED" and run["tags"]["fahr.sweep"] == sweep, run
+        by_steps[run["params"]["steps"]] = run
+    assert set(by_steps) == {"2", "3"}
+    assert steps_and_values(by_steps["3"]["metrics"]["loss"]) == [(0, 1.0), (1, 0.5), (2, 0.333333)]
+    assert steps_and_values(by_steps["2"]["metrics"]["loss"]) == [(0, 1.0), (1, 0.5)]
+
+
 def test_a_detached_job_is_recorded_once_by_the_wait_that_follows_it(made):
     proc = run_fahr("fit", made["project"] / "train.py", "--hp", "steps=4", "--detach", env=made["env"],
                     cwd=made["root"], check=0)
