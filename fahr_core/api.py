@@ -549,11 +549,12 @@ def sweep(artifact: str | Path | None = None, *, hyperparameters: Mapping[str, A
                 f"on driver {session.driver!r}, {parallel} at a time (seed {record.seed})")
         result = sweeps.Sweep(record.id, session, entries, goal, parallel, lambda: _quiet(quiet))
 
-        def launch(point):
+        def launch(point, index):
             import dataclasses
 
             hp = {**record.fixed, **point}
-            handle = _launch(session, dataclasses.replace(steps, hyperparameters=hp), image, sweep=record.id)
+            handle = _launch(sweeps.point_session(session, record.id, index),
+                             dataclasses.replace(steps, hyperparameters=hp), image, sweep=record.id)
             job = Job._of(session, handle.job_name, handle.model_tag, quiet)
             job.driver = handle.driver or job.driver
             job._handle, job._artifact, job.hyperparameters = handle, steps.artifact, hp

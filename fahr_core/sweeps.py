@@ -185,7 +185,7 @@ class Runner:
         entry.status, entry.started = "Launching", time.time()
         self.show(self.entries)
         try:
-            entry.job, entry.handle = self.launch(entry.point)
+            entry.job, entry.handle = self.launch(entry.point, i)
         except FahrError as exc:
             from fahr_core import ui
 
@@ -499,16 +499,42 @@ def follow(sweep: Sweep, launch) -> None:
         raise
 
 
+#: The configuration keys that name where a job's checkpoints are kept (``checkpoint_path`` of
+#: ``local``, ``checkpoint_s3_uri`` of ``sagemaker``, and any driver's key so named).
+CHECKPOINT_KEYS = "checkpoint_"
+
+
+def point_session(session, sweep_id: str, index: int):
+    """The session a point of a sweep is launched in: the sweep's, with every checkpoint location
+    set given a sub-folder ``SWEEP_ID/N`` of its own (N: the point's place in the sweep), so that
+    jobs of other points never share (nor resume from) each other's checkpoints, and the point's
+    job relaunched by ``--resume`` finds its own (docs/sweeps.md)."""
+    import dataclasses
+
+    from fahr_core import tracking
+    from fahr_core.values import Config
+
+    values = dict(session.config)
+    changed = {key: f"{str(value).rstrip('/')}/{sweep_id}/{index}" for key, value in values.items()
+               if key.startswith(CHECKPOINT_KEYS) and isinstance(value, str) and value.strip()}
+    if not changed:
+        return session
+    config = Config(session.config.driver, {**values, **changed}, session.config.sources)
+    derived = dataclasses.replace(session, config=config)
+    derived._trackers = tracking.of(session)  # one set of trackers for the sweep's jobs
+    return derived
+
+
 def launch_all(sweep: Sweep, launch) -> None:
     """``--detach``: every pending point launched now, none followed; a launch refused is said."""
     from fahr_core import ui
     from fahr_core.errors import FahrError
 
-    for entry in sweep._entries:
+    for i, entry in enumerate(sweep._entries):
         if entry.status != "Pending":
             continue
         try:
-            entry.job, entry.handle = launch(entry.point)
+            entry.job, entry.handle = launch(entry.point, i)
         except FahrError as exc:
             entry.status, entry.failure = "Failed", ui.one_line(exc.message)
             ui.warn(f"a job of sweep {sweep.id} could not be launched: {entry.failure}")

@@ -94,3 +94,27 @@ def test_a_sweep_id_made_is_valid(text):
 def test_an_id_that_is_not_a_sweeps_is_refused(text):
     with pytest.raises(UsageError, match="not a sweep id"):
         searchspace.validate_id(text)
+
+
+def test_a_points_session_gives_every_checkpoint_location_a_folder_of_its_own():
+    from fahr_core import sweeps
+    from fahr_core.session import Session
+    from fahr_core.values import Config
+
+    class NoTrackers:  # a plugin manager with no tracker hook implemented
+        class hook:
+            job_started = job_metrics = job_ended = type("H", (), {"get_hookimpls": staticmethod(lambda: [])})
+
+        def get_plugins(self):
+            return []
+
+    config = Config("sagemaker", {"checkpoint_s3_uri": "s3://b/ck/", "checkpoint_path": "", "output_path": "s3://b/o"},
+                    {"checkpoint_s3_uri": "/p/fahr.toml", "checkpoint_path": "default", "output_path": "env"})
+    session = Session(NoTrackers(), config)
+    derived = sweeps.point_session(session, "sw-20261203-100000-abcd", 3)
+    assert dict(derived.config) == {"checkpoint_s3_uri": "s3://b/ck/sw-20261203-100000-abcd/3", "checkpoint_path": "",
+                                    "output_path": "s3://b/o"}
+    assert derived.config.sources == config.sources and derived.config.driver == "sagemaker"
+    assert dict(session.config)["checkpoint_s3_uri"] == "s3://b/ck/"  # the sweep's own is unchanged
+    plain = Config("local", {"checkpoint_path": "", "output_path": "/j"}, {})
+    assert sweeps.point_session(Session(NoTrackers(), plain), "sw-20261203-100000-abcd", 0).config is plain

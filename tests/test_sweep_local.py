@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAHR, one_line_error, run_fahr
+from conftest import FAHR, one_line_error, remove_local_jobs, run_fahr
 from test_detached import until
 
 # val_loss ends at |lr - 0.01| * layers + 1/3: lr 0.01 is best, the fewer layers the better
@@ -51,14 +51,7 @@ def made(tmp_path_factory, docker_engine):
     jobs = root / "jobs"
     env = {"FAHR_LOCAL_OUTPUT_PATH": str(jobs), "XDG_STATE_HOME": str(root / "state")}
     yield {"root": root, "project": project, "jobs": jobs, "env": env}
-    for job in jobs.iterdir() if jobs.exists() else ():
-        with contextlib.suppress(Exception):
-            pid = json.loads((job / "job.json").read_text()).get("follower")
-            if pid:
-                os.kill(pid, signal.SIGKILL)
-        for container in docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job.name}"}):
-            container.remove(force=True)
-    subprocess.run(["docker", "image", "rm", "-f", f"{project.name}/train:latest"], capture_output=True)
+    remove_local_jobs(jobs, docker_engine, f"{project.name}/train:latest")
 
 
 def records(made, sweep_id: str) -> list[dict]:
@@ -139,6 +132,20 @@ def test_a_grid_at_parallel_2_ranks_by_the_jobs_own_metrics_fetches_the_best_and
 
 
 @pytest.mark.docker
+def test_each_point_keeps_its_checkpoints_in_a_folder_of_its_own(made):
+    # A project that checkpoints (the model template's fahr.toml does): jobs running at once must
+    # not share the folder (the second was refused), nor a point resume from another's.
+    checkpoints = made["root"] / "ckpt"
+    proc = sweep(made, made["project"] / "train.py", "--hp", "lr=0.01,0.02", "--objective", "val_loss:min",
+                 "--parallel", "2", f"--config.checkpoint_path={checkpoints}", "--json", check=0)
+    sweep_id = board_of(proc)["sweep"]
+    done = records(made, sweep_id)
+    assert [r["status"] for r in done] == ["Completed", "Completed"], proc.stderr
+    by_lr = {r["hyperparameters"]["lr"]: Path(r["checkpoint_path"]) for r in done}
+    assert by_lr == {"0.01": checkpoints / sweep_id / "0", "0.02": checkpoints / sweep_id / "1"}
+    assert all(folder.is_dir() for folder in by_lr.values())
+
+
 def test_ctrl_c_stops_every_job_leaving_no_container_and_resume_launches_only_the_missing(made):
     data = made["root"] / "data"
     data.mkdir()
