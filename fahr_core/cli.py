@@ -583,8 +583,9 @@ def logs(
 @app.command(context_settings=_EXTRA)
 def metrics(
     ctx: typer.Context,
-    job_names: Annotated[list[str], typer.Argument(help="The jobs' names (see 'fahr jobs').", show_default=False, metavar="JOB")],
+    job_names: Annotated[Optional[list[str]], typer.Argument(help="The jobs' names (see 'fahr jobs').", show_default=False, metavar="JOB")] = None,
     metric: Annotated[list[str], typer.Option("--metric", help="Only this metric (repeatable; a glob such as 'val_*' too).", metavar="NAME")] = [],
+    sweep: Annotated[Optional[str], typer.Option("--sweep", help="The jobs of this sweep (its id, as 'fahr sweep' printed it), beside any JOB given.", metavar="ID")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Every point as JSON: job, metric, value, step, time (ISO 8601, UTC), host.")] = False,
     csv_: Annotated[bool, typer.Option("--csv", help="Every point as CSV, the same columns, a header line first.")] = False,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the charts as an image: FILE.png, FILE.svg, or FILE.html (a page of them).", metavar="FILE")] = None,
@@ -598,10 +599,16 @@ def metrics(
         from fahr_core import api
         from fahr_core.charts import show
 
-        names = [name for name in job_names if not name.startswith("--config.")]
-        ctx.args = [name for name in job_names if name.startswith("--config.")] + list(ctx.args)
-        if not names:
-            raise UsageError("missing JOB: fahr metrics JOB [JOB ...]")
+        names = [name for name in job_names or () if not name.startswith("--config.")]
+        ctx.args = [name for name in job_names or () if name.startswith("--config.")] + list(ctx.args)
+        if not names and sweep is None:
+            raise UsageError("missing JOB: fahr metrics JOB [JOB ...], or fahr metrics --sweep ID")
+        if sweep is not None:
+            # The sweep's jobs, found with its driver and configuration (its record's, as jobs --sweep).
+            of_sweep = api.jobs(sweep=sweep, driver=train_driver, config=_config_dict(ctx))
+            if not of_sweep:
+                raise UsageError(f"sweep {sweep} has no jobs; see 'fahr jobs --sweep {sweep}'")
+            names = [*names, *(job for job in reversed(of_sweep) if job.name not in names)]
         show.show(lambda: api.compare(names, metrics=metric or None, driver=train_driver,
                                             config=_config_dict(ctx)),
                         json_=json_, csv_=csv_, plot=plot, follow=follow)

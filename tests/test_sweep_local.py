@@ -144,6 +144,10 @@ def test_each_point_keeps_its_checkpoints_in_a_folder_of_its_own(made):
     by_lr = {r["hyperparameters"]["lr"]: Path(r["checkpoint_path"]) for r in done}
     assert by_lr == {"0.01": checkpoints / sweep_id / "0", "0.02": checkpoints / sweep_id / "1"}
     assert all(folder.is_dir() for folder in by_lr.values())
+    # fahr metrics --sweep charts (here: lists) the sweep's jobs' metrics, found as jobs --sweep finds them
+    rows = json.loads(run_fahr("metrics", "--sweep", sweep_id, "--json", env=made["env"], cwd=made["root"], check=0).stdout)
+    assert {row["job"] for row in rows} == {r["job_name"] for r in done}
+    assert {row["metric"] for row in rows} == {"val_loss"} and len(rows) == 6
 
 
 def test_ctrl_c_stops_every_job_leaving_no_container_and_resume_launches_only_the_missing(made):
