@@ -5,6 +5,7 @@ CRCs) and the SVG (XML of the documented size), written whole or not at all."""
 from __future__ import annotations
 
 import errno
+import math
 import os
 import re
 import struct
@@ -283,3 +284,37 @@ def test_following_waits_the_drivers_poll_interval_when_it_is_longer(monkeypatch
         slept.clear()
         list(comparison.Comparison([job]).follow())
         assert slept and set(slept) == {expected}
+
+
+def png_pixels(data: bytes) -> tuple[int, int, bytes]:
+    """The width, height and RGB rows (filter bytes removed) of a PNG written unfiltered."""
+    chunks = png_chunks(data)
+    width, height = struct.unpack(">II", chunks[0][1][:8])
+    raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    stride = 1 + 3 * width
+    assert all(raw[row * stride] == 0 for row in range(height))  # each row's filter: none
+    return width, height, b"".join(raw[row * stride + 1:(row + 1) * stride] for row in range(height))
+
+
+@pytest.mark.parametrize("values", [[1.7e308], [1.7e308, 1.7e308], [-1.7e308], [5e-324, 1e-323],
+                                    [1e-14, 5e-14, 3e-14], [-2e-300, -1e-300]])
+def test_extreme_and_tiny_ranges_draw_in_every_format(values):
+    # a single value near the largest float was widened to an infinite range (NaN coordinates:
+    # the PNG raised, the SVG said y="nan"); a subnormal span raised in ticks(); a span of 1e-14
+    # had every tick rounded to 0 (an axis without a label)
+    (chart,) = charts.charts([run("job-a", {}, loss=[(v, i, float(i)) for i, v in enumerate(values)])])
+    low, high = chart.y_range
+    assert all(map(math.isfinite, (low, high))) and low <= min(values) <= max(values) <= high
+    text = terminal.render([chart], 80)
+    assert "inf" not in text and "nan" not in text
+    document = check_svg(svg.render([chart]), 1)
+    assert "nan" not in svg.render([chart]).lower() and "inf" not in svg.render([chart]).lower()
+    labels = [t.text for t in document.iter("{http://www.w3.org/2000/svg}text") if t.get("text-anchor") == "end"]
+    assert labels and "0" not in labels or min(values) <= 0 <= max(values)
+    check_png(png.render([chart]), 1)
+
+
+def test_the_ticks_of_a_tiny_range_are_its_own_values():
+    assert charts.ticks(1e-14, 5e-14) == [1e-14, 2e-14, 3e-14, 4e-14, 5e-14]
+    assert charts.ticks(0.1, 0.7) == [0.2, 0.4, 0.6]
+    assert charts.ticks(5e-324, 1e-323) == [5e-324, 1e-323]

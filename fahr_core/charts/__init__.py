@@ -9,6 +9,7 @@ is written without a plotting library (README, "fahr metrics").
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
@@ -139,9 +140,9 @@ def _range(values: Iterable[float]) -> tuple[float, float]:
         high = value if high is None or value > high else high
     if low is None:
         return 0.0, 1.0
-    if low == high:
+    if low == high:  # widened within the floats: a value near the largest has no finite double
         pad = abs(low) * 0.5 or 1.0
-        return low - pad, high + pad
+        return max(low - pad, -sys.float_info.max), min(high + pad, sys.float_info.max)
     return low, high
 
 
@@ -167,12 +168,16 @@ def ticks(low: float, high: float, count: int = 5) -> list[float]:
     if not (math.isfinite(span) and span > 0):
         return [low, high]
     raw = span / max(count - 1, 1)
-    power = 10 ** math.floor(math.log10(raw))
+    if raw < sys.float_info.min:  # a span among the subnormals: no power of ten to count in
+        return [low, high]
+    power = 10.0 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    first = math.ceil(low / step) * step
+    # whole multiples of the step, each rounded to 12 significant digits (0.1 * 3 is 0.3): a
+    # fixed number of decimals would round the ticks of a range of 1e-14 all to 0
+    first = math.ceil(low / step)
     found, k = [], 0
-    while first + k * step <= high + step * 1e-9 and k < 50:
-        found.append(round(first + k * step, 12))
+    while (first + k) * step <= high + step * 1e-9 and k < 50:
+        found.append(float(f"{(first + k) * step:.12g}"))
         k += 1
     return found or [low, high]
 
