@@ -36,6 +36,9 @@ MAX_REGEX = 500
 #: The points kept of one job: a job printing more (a metric a batch for days) keeps its first
 #: MAX_POINTS; the rest are dropped, and the record says so (``Recorder.dropped``).
 MAX_POINTS = 100_000
+#: The largest step: a signed 64-bit integer, what MLflow's steps and most JSON readers hold
+#: exactly (a longer run of digits is no step: its float overflows a chart's axis).
+MAX_STEP = 2**63 - 1
 #: A line longer than this is no metric: it is not held to be parsed.
 MAX_LINE = 8 * 1024
 #: A number as the convention and SageMaker's console read it.
@@ -193,7 +196,8 @@ def _convention(rest: str) -> list[tuple[str, float, int | None]]:
             return []
         key, raw = match.groups()
         if key == STEP:
-            if not raw.isdigit() or step is not None:
+            # ASCII digits only: str.isdigit() also holds for '²' and '٣', which int() refuses or reads
+            if not (raw.isascii() and raw.isdigit()) or step is not None or len(raw) > 19 or int(raw) > MAX_STEP:
                 return []
             step = int(raw)
             continue
@@ -336,7 +340,8 @@ def decode(lines: Iterable[bytes], limit: int = MAX_POINTS) -> Iterator[Point]:
             step = item.get("step")
             when = item.get("time")
             point = Point(item["name"], float(item["value"]),
-                          step if isinstance(step, int) and not isinstance(step, bool) else None,
+                          step if isinstance(step, int) and not isinstance(step, bool) and abs(step) <= MAX_STEP
+                          else None,
                           float(when) if when is not None else None, item.get("host") or "")
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
             continue

@@ -167,3 +167,18 @@ def test_the_jobs_table_shows_a_recorded_hyperparameters_name_visibly(capsys):
     cli._print_table([job("1"), job("2")], [{}, {}])
     shown = capsys.readouterr().out
     assert "\x1b" not in shown and "\\x1b]0;owned\\x07lr" in shown
+
+
+@pytest.mark.parametrize("step", ["²", "٣", "9" * 20, str(2**63)])
+def test_a_step_that_is_not_a_64_bit_whole_number_in_ascii_digits_is_no_metric_line(step):
+    # '²'.isdigit() held and int('²') raised out of the parser (a job's output stopped its
+    # metrics); a step of 20 digits was kept, and its float overflowed the charts' axis
+    assert parse([f"fahr-metric loss=1 step={step}\n", "fahr-metric loss=2 step=7\n"])[0] == [("loss", 2.0, 7)]
+    assert parse([f"fahr-metric loss=1 step={2**63 - 1}\n"])[0] == [("loss", 1.0, 2**63 - 1)]
+
+
+def test_a_stored_step_beyond_64_bits_is_read_as_none():
+    line = b'{"name":"loss","value":1.0,"step":%d,"time":1.0,"host":"algo-1"}\n'
+    (huge,) = metrics.decode([line % 10**30])
+    (fine,) = metrics.decode([line % 12])
+    assert (huge.step, fine.step) == (None, 12)
