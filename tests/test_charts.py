@@ -318,3 +318,14 @@ def test_the_ticks_of_a_tiny_range_are_its_own_values():
     assert charts.ticks(1e-14, 5e-14) == [1e-14, 2e-14, 3e-14, 4e-14, 5e-14]
     assert charts.ticks(0.1, 0.7) == [0.2, 0.4, 0.6]
     assert charts.ticks(5e-324, 1e-323) == [5e-324, 1e-323]
+
+
+@pytest.mark.parametrize("text", ["\ufffe", "\uffff"])
+def test_a_character_xml_cannot_hold_is_written_as_its_escape(text):
+    job = run("job-a", {"note": f"a{text}b"}, loss=[(1.0, 0, 1.0)])
+    other = run("job-b", {"note": "b"}, loss=[(2.0, 0, 1.0)])
+    drawn = charts.charts([job, other])
+    document = check_svg(svg.render(drawn), 1)
+    texts = " ".join(t.text or "" for t in document.iter("{http://www.w3.org/2000/svg}text"))
+    assert f"note=a\\u{ord(text):04x}b" in texts
+    assert text not in svg.page(drawn, "t")

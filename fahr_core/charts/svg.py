@@ -9,6 +9,7 @@ hyperparameters that differ.
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 from xml.sax.saxutils import escape
 
@@ -22,10 +23,15 @@ MARGIN = (80, 40, 20, 70)
 LEGEND_LINE = 16
 
 
+#: What XML 1.0 cannot hold that ui.visible leaves (it escapes what a terminal would act on):
+#: U+FFFE and U+FFFF; one in a name made the whole SVG unreadable.
+_NOT_XML = re.compile("[\ufffe\uffff]")
+
+
 def _visible(text: str) -> str:
     from fahr_core import ui
 
-    return escape(ui.visible(text))
+    return escape(_NOT_XML.sub(lambda found: f"\\u{ord(found.group()):04x}", ui.visible(text)))
 
 
 def layout(chart: Chart, top: float = 0.0) -> dict:
