@@ -329,3 +329,59 @@ def test_a_character_xml_cannot_hold_is_written_as_its_escape(text):
     texts = " ".join(t.text or "" for t in document.iter("{http://www.w3.org/2000/svg}text"))
     assert f"note=a\\u{ord(text):04x}b" in texts
     assert text not in svg.page(drawn, "t")
+
+
+def many_metrics(count):
+    return [run("job-a", {}, **{f"m{k}": [(float(k + i), i, float(i)) for i in range(3)] for k in range(count)})]
+
+
+def test_a_png_of_many_charts_is_drawn_a_chart_at_a_time(tmp_path):
+    # the whole canvas was held (800x400x3 bytes a chart, then copied to compress): a job printing
+    # thousands of metric names took gigabytes; now one chart's pixels are in memory at a time
+    import subprocess
+    import sys
+
+    script = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from fahr_core import charts\n"
+        "from fahr_core.charts import files\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from test_charts import many_metrics\n"
+        "drawn = charts.charts(many_metrics(80))\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "files.write(Path(sys.argv[1]), drawn)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n")
+    target = tmp_path / "many.png"
+    done = subprocess.run([sys.executable, "-c", script, str(target), os.path.dirname(__file__)],
+                          capture_output=True, text=True, check=True)
+    grown_kib = int(done.stdout)
+    assert grown_kib < 30 * 1024, f"{grown_kib} KiB more to write 80 charts"
+    width, height, pixels = png_pixels(target.read_bytes())
+    assert (width, height) == (800, 80 * 400) and len(pixels) == 800 * 80 * 400 * 3
+
+
+def test_an_image_of_more_charts_than_one_opens_is_refused_whole(tmp_path):
+    target = tmp_path / "many.svg"
+    drawn = charts.charts(many_metrics(201))
+    with pytest.raises(UsageError, match=r"201 metrics; an image holds at most 200 charts: choose .*--metric"):
+        files.write(target, drawn)
+    assert os.listdir(tmp_path) == []
+    files.write(target, drawn[:200])
+    check_svg(target.read_text(), 200)
+
+
+def test_the_png_draws_each_value_where_the_axes_say():
+    # a line from (step 0, 0.0) to (step 10, 10.0): its ends at the plot box's bottom-left and
+    # top-right corners, its middle point (5, 5.0) in the box's middle, in the first job's colour
+    (chart,) = charts.charts([run("job-a", {}, loss=[(float(i), i, float(i)) for i in range(11)])])
+    x0, y0, x1, y1 = svg.layout(chart)["box"]
+    width, _, pixels = png_pixels(png.render([chart]))
+    blue = bytes(int(svg.COLOURS[0][i:i + 2], 16) for i in (1, 3, 5))
+
+    def near(x, y):  # the line is 2 pixels thick: a pixel of it within one of (x, y)
+        return any(pixels[((int(y) + dy) * width + int(x) + dx) * 3:][:3] == blue
+                   for dx in (-1, 0, 1) for dy in (-1, 0, 1))
+
+    assert near(x0, y1) and near(x1, y0) and near((x0 + x1) / 2, (y0 + y1) / 2)
+    assert not near(x0, y0) and not near(x1, y1)  # not the other diagonal

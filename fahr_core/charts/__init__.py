@@ -15,6 +15,10 @@ from typing import Iterable, Mapping, Sequence
 
 #: Each chart of an image: its size in pixels (SVG and PNG alike; the charts are stacked).
 WIDTH, HEIGHT = 800, 400
+#: The charts an image holds at most: 800x80,000 pixels, below what image viewers and libraries
+#: open without refusing it as a decompression bomb (Pillow warns from 89 million pixels). A job
+#: can print thousands of metric names; an image of them all is nobody's to open.
+MAX_IMAGE_CHARTS = 200
 #: The extensions ``--plot`` writes.
 EXTENSIONS = (".png", ".svg", ".html")
 #: The points a line of an image keeps at most (a series of more is downsampled, its spikes kept).

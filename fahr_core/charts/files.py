@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 from typing import Sequence
 
-from fahr_core.charts import EXTENSIONS, HEIGHT, WIDTH, Chart
+from fahr_core.charts import EXTENSIONS, HEIGHT, MAX_IMAGE_CHARTS, WIDTH, Chart
 from fahr_core.errors import EnvironmentProblem, UsageError
 
 
@@ -49,19 +49,23 @@ def write(path: Path, charts: Sequence[Chart], title: str = "fahr metrics") -> P
     from fahr_core.jobfolder import replacing_in
 
     kind = check(path)
+    if len(charts) > MAX_IMAGE_CHARTS:
+        raise UsageError(f"--plot {path}: {len(charts)} metrics; an image holds at most {MAX_IMAGE_CHARTS} charts: "
+                         "choose the metrics shown (--metric NAME, or a glob such as 'val_*')")
     if kind == "png":
         from fahr_core.charts import png
 
-        data = png.render(charts)
+        pieces = png.pieces(charts)  # drawn as written: one chart's pixels in memory at a time
     else:
         from fahr_core.charts import svg
 
-        data = (svg.render(charts) if kind == "svg" else svg.page(charts, title)).encode("utf-8")
+        pieces = iter([(svg.render(charts) if kind == "svg" else svg.page(charts, title)).encode("utf-8")])
     try:
         folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
         try:
             with replacing_in(folder, path.name, mode=0o666) as out:
-                out.write(data)
+                for data in pieces:
+                    out.write(data)
         finally:
             os.close(folder)
     except OSError as exc:

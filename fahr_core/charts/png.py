@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from fahr_core.charts import HEIGHT, WIDTH, Chart
 from fahr_core.charts.svg import COLOURS, layout
@@ -129,12 +129,10 @@ class Canvas:
                     if on:
                         self.dot(left + i * advance + column * scale, top + row * scale, colour, scale)
 
-    def encode(self) -> bytes:
-        """The image as a PNG file: 8-bit RGB, no interlace, each row unfiltered."""
+    def rows(self) -> bytes:
+        """The image's rows as PNG's image data holds them before compression: each unfiltered."""
         stride = self.width * 3
-        raw = b"".join(b"\x00" + bytes(self.pixels[row * stride:(row + 1) * stride]) for row in range(self.height))
-        header = struct.pack(">IIBBBBB", self.width, self.height, 8, 2, 0, 0, 0)
-        return SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 6)) + _chunk(b"IEND", b"")
+        return b"".join(b"\x00" + bytes(self.pixels[row * stride:(row + 1) * stride]) for row in range(self.height))
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -153,33 +151,50 @@ def _plain(text: str) -> str:
 
 def render(charts: Sequence[Chart]) -> bytes:
     """One PNG holding every chart, stacked: ``WIDTH`` by ``HEIGHT`` times their number."""
-    canvas = Canvas(WIDTH, HEIGHT * max(len(charts), 1))
+    return b"".join(pieces(charts))
+
+
+def pieces(charts: Sequence[Chart]) -> Iterator[bytes]:
+    """The PNG of :func:`render` in pieces, drawn and compressed a chart at a time: the memory it
+    takes is one chart's pixels whatever the number of charts (the whole canvas was 1 MB a chart)."""
+    height = HEIGHT * max(len(charts), 1)
+    yield SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", WIDTH, height, 8, 2, 0, 0, 0))
+    packer = zlib.compressobj(6)
+    for chart in charts or [None]:
+        canvas = Canvas(WIDTH, HEIGHT)
+        if chart is not None:
+            _draw(canvas, chart)
+        if data := packer.compress(canvas.rows()):
+            yield _chunk(b"IDAT", data)  # consecutive IDAT chunks are one stream (the PNG standard)
+    yield _chunk(b"IDAT", packer.flush()) + _chunk(b"IEND", b"")
+
+
+def _draw(canvas: Canvas, chart: Chart) -> None:
+    """One chart on a canvas of its own size."""
     grey, light, black = (136, 136, 136), (235, 235, 235), (0, 0, 0)
-    for i, chart in enumerate(charts):
-        shape = layout(chart, i * HEIGHT)
-        x0, y0, x1, y1 = shape["box"]
-        canvas.text(*shape["title"], _plain(chart.metric)[:60], black, scale=2)
-        for y, label in shape["y_ticks"]:
-            canvas.line(x0, y, x1, y, light)
-            canvas.line(x0 - 5, y, x0, y, grey)
-            canvas.text(x0 - 8, y + 4, label, black, anchor="end")
-        for x, label in shape["x_ticks"]:
-            canvas.line(x, y1, x, y1 + 5, grey)
-            canvas.text(x, y1 + 18, label, black, anchor="middle")
-        for a, b, c, d in ((x0, y0, x1, y0), (x1, y0, x1, y1), (x1, y1, x0, y1), (x0, y1, x0, y0)):
-            canvas.line(a, b, c, d, grey)
-        canvas.text(*shape["x_label"], chart.x_label, black, anchor="middle")
-        for line, points in zip(chart.lines, shape["polylines"]):
-            colour = _rgb(COLOURS[line.index % len(COLOURS)])
-            if len(points) == 1:
-                canvas.dot(int(points[0][0]) - 2, int(points[0][1]) - 2, colour, 5)
-            for (a, b), (c, d) in zip(points, points[1:]):
-                canvas.line(a, b, c, d, colour, 2)
-        for y, line in shape["legend"]:
-            colour = _rgb(COLOURS[line.index % len(COLOURS)])
-            canvas.line(x0, y - 4, x0 + 20, y - 4, colour, 3)
-            text = _plain(line.label + (f"  {line.detail}" if line.detail else ""))
-            canvas.text(x0 + 28, y, text[:(WIDTH - x0 - 40) // 6], black)
-        if shape["hidden"]:
-            canvas.text(x1, shape["legend"][-1][0], f"and {shape['hidden']} more", black, anchor="end")
-    return canvas.encode()
+    shape = layout(chart)
+    x0, y0, x1, y1 = shape["box"]
+    canvas.text(*shape["title"], _plain(chart.metric)[:60], black, scale=2)
+    for y, label in shape["y_ticks"]:
+        canvas.line(x0, y, x1, y, light)
+        canvas.line(x0 - 5, y, x0, y, grey)
+        canvas.text(x0 - 8, y + 4, label, black, anchor="end")
+    for x, label in shape["x_ticks"]:
+        canvas.line(x, y1, x, y1 + 5, grey)
+        canvas.text(x, y1 + 18, label, black, anchor="middle")
+    for a, b, c, d in ((x0, y0, x1, y0), (x1, y0, x1, y1), (x1, y1, x0, y1), (x0, y1, x0, y0)):
+        canvas.line(a, b, c, d, grey)
+    canvas.text(*shape["x_label"], chart.x_label, black, anchor="middle")
+    for line, points in zip(chart.lines, shape["polylines"]):
+        colour = _rgb(COLOURS[line.index % len(COLOURS)])
+        if len(points) == 1:
+            canvas.dot(int(points[0][0]) - 2, int(points[0][1]) - 2, colour, 5)
+        for (a, b), (c, d) in zip(points, points[1:]):
+            canvas.line(a, b, c, d, colour, 2)
+    for y, line in shape["legend"]:
+        colour = _rgb(COLOURS[line.index % len(COLOURS)])
+        canvas.line(x0, y - 4, x0 + 20, y - 4, colour, 3)
+        text = _plain(line.label + (f"  {line.detail}" if line.detail else ""))
+        canvas.text(x0 + 28, y, text[:(WIDTH - x0 - 40) // 6], black)
+    if shape["hidden"]:
+        canvas.text(x1, shape["legend"][-1][0], f"and {shape['hidden']} more", black, anchor="end")
