@@ -725,6 +725,11 @@ def main() -> None:
     from fahr_core import interrupts
 
     interrupts.install()
+    for stream in (sys.stdout, sys.stderr):  # a character the terminal's encoding lacks (a job's
+        try:  # hyperparameter 模型 on a latin-1 stdout) is written as its escape, not an internal error
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # not a text stream fahr can reconfigure
+            pass
     sys.exit(_invoke())
 
 
