@@ -385,3 +385,17 @@ def test_the_png_draws_each_value_where_the_axes_say():
 
     assert near(x0, y1) and near(x1, y0) and near((x0 + x1) / 2, (y0 + y1) / 2)
     assert not near(x0, y0) and not near(x1, y1)  # not the other diagonal
+
+
+def test_a_point_per_host_is_linear_time():
+    # each host's line was gathered by a pass over every point: 100,000 points of as many hosts
+    # (a job folder's metrics file edited so) took n² steps
+    def made(count):
+        series = {"loss": [P("loss", float(i), i, float(i), f"h{i}") for i in range(count)]}
+        started = time.perf_counter()
+        (chart,) = charts.charts([Run("job-a", {}, series)])
+        assert len(chart.lines) == count and chart.lines[0].label == "job-a [h0]"
+        return time.perf_counter() - started
+
+    made(1000)
+    assert made(16_000) < 0.5, "16,000 hosts' lines"

@@ -87,12 +87,12 @@ def charts(runs: Sequence[Run], metrics: Iterable[str] | None = None) -> list[Ch
             if not run.series.get(name):
                 continue
             detail = " ".join(f"{key}={run.hyperparameters.get(key, '-')}" for key in hps)
-            hosts = sorted({point.host or "" for point in run.series[name]})
-            for host in hosts:
-                line = Line(run.name + (f" [{host}]" if len(hosts) > 1 else ""), detail, index=index)
-                for point in run.series[name]:
-                    if (point.host or "") != host:
-                        continue
+            by_host: dict[str, list] = {}  # in one pass: a point per host (a job folder edited so) is linear too
+            for point in run.series[name]:
+                by_host.setdefault(point.host or "", []).append(point)
+            for host in sorted(by_host):
+                line = Line(run.name + (f" [{host}]" if len(by_host) > 1 else ""), detail, index=index)
+                for point in by_host[host]:
                     x = float(point.step) if by_step else (point.time or 0.0) - starts[run.name]
                     if _finite(point.value) and _finite(x):
                         line.xs.append(x)
