@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -39,17 +40,26 @@ class Comparison:
         self.jobs = list(jobs)
         self.patterns = list(metrics) if metrics else None
         self.series: dict[str, dict[str, list]] = {}
-        self._seen: dict[str, int] = {}  # points read so far of each job, in the driver's order
+        self._seen: dict[str, Counter] = {}  # the points read so far of each job
         for job, points in zip(self.jobs, _read_all(self.jobs)):
             self._take(job, points)
 
     def _take(self, job, points: list) -> list:
-        """Keep a job's points as read now; the ones not read before (in the driver's order)."""
+        """Keep a job's points as read now; the ones not read before (in the driver's order).
+        Told by the points themselves, not by their count: a read need not append to the last one
+        (a job of several hosts read from its logs comes host by host, so a point of algo-1 printed
+        since comes before algo-2's already read)."""
         from fahr_core import metrics
 
-        seen = self._seen.get(job.name, 0)
-        new = points[seen:] if len(points) >= seen else points
-        self._seen[job.name] = len(points)
+        before = self._seen.get(job.name, Counter())
+        now = Counter(points)
+        new = []
+        for point in points:
+            if before[point] > 0:
+                before[point] -= 1
+            else:
+                new.append(point)
+        self._seen[job.name] = now
         self.series[job.name] = metrics.series(points)
         return new
 

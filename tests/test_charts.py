@@ -399,3 +399,23 @@ def test_a_point_per_host_is_linear_time():
 
     made(1000)
     assert made(16_000) < 0.5, "16,000 hosts' lines"
+
+
+def test_following_a_job_read_host_by_host_yields_each_new_point_once():
+    # a job of two hosts read from its logs comes host by host: a point algo-1 printed since comes
+    # before algo-2's already read. The new points were told by count (the last read's length on):
+    # algo-2's old point came again and algo-1's new one never
+    from fahr_core.comparison import Comparison
+
+    def on(host, step):
+        return P("loss", float(step), step, 100.0 + step, host)
+
+    class HostByHost(FakeJob):
+        def _points(self):
+            return sorted(super()._points(), key=lambda p: (p.host, p.time))
+
+    job = HostByHost("job-a", {}, [[on("algo-1", 0), on("algo-2", 0)], [on("algo-1", 1), on("algo-2", 1)],
+                                   [on("algo-1", 2)]])
+    shown = Comparison([job])
+    got = [sorted((p.host, p.step) for p in new.get("job-a", [])) for new in shown.follow(interval=0)]
+    assert got == [[("algo-1", 1), ("algo-2", 1)], [("algo-1", 2)], []]
