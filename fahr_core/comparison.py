@@ -115,17 +115,25 @@ class Comparison:
         return charts.charts(runs, self.names)
 
     def text(self, width: int = 80, *, colour: bool = False, unicode: bool = True) -> str:
-        """The charts as the terminal shows them, every line at most ``width`` characters."""
+        """The charts as the terminal shows them, every line at most ``width`` characters (at
+        least :data:`fahr_core.charts.terminal.MIN_WIDTH`)."""
+        from fahr_core import arguments as check
         from fahr_core.charts import terminal
 
+        if isinstance(width, bool) or not isinstance(width, int) or width < terminal.MIN_WIDTH:
+            raise UsageError(f"Comparison.text(): width must be a whole number of columns, at least "
+                             f"{terminal.MIN_WIDTH}, not {width!r}")
+        check.flag(colour, "Comparison.text(): colour")
+        check.flag(unicode, "Comparison.text(): unicode")
         return terminal.render(self.charts(), width, colour=colour, unicode=unicode)
 
     def plot(self, path: str | Path) -> Path:
         """Write the charts as an image: ``.png``, ``.svg`` or ``.html`` (a page of them), by the
         extension; 800 pixels wide, 400 high per chart, stacked. Written whole or not at all."""
+        from fahr_core import arguments as check
         from fahr_core.charts import files
 
-        return files.write(Path(path), self.charts(), "fahr metrics: " + ", ".join(job.name for job in self.jobs))
+        return files.write(check.path(path, "Comparison.plot(): path"), self.charts(), "fahr metrics: " + ", ".join(job.name for job in self.jobs))
 
     # -- following ------------------------------------------------------------------------------
 
@@ -141,6 +149,10 @@ class Comparison:
         cloud driver's reads cost calls: sagemaker's is 10 s)."""
         from fahr_core import ui
 
+        if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float))
+                                     or not 0 <= interval < float("inf")):
+            raise UsageError(f"Comparison.follow(): interval must be seconds (a number, 0 or more) or None, "
+                             f"not {interval!r}")
         if interval is None:
             interval = max([FOLLOW_INTERVAL] + [_poll_interval(job) for job in self.running])
         while True:

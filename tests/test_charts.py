@@ -419,3 +419,22 @@ def test_following_a_job_read_host_by_host_yields_each_new_point_once():
     shown = Comparison([job])
     got = [sorted((p.host, p.step) for p in new.get("job-a", [])) for new in shown.follow(interval=0)]
     assert got == [[("algo-1", 1), ("algo-2", 1)], [("algo-1", 2)], []]
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda shown: shown.plot(3), "Comparison.plot(): path must be a path"),
+    (lambda shown: shown.plot(""), "Comparison.plot(): path is an empty path"),
+    (lambda shown: shown.text("80"), "Comparison.text(): width must be a whole number of columns, at least 24"),
+    (lambda shown: shown.text(0), "width must be a whole number of columns, at least 24, not 0"),
+    (lambda shown: shown.text(80, colour="yes"), "Comparison.text(): colour must be True or False"),
+    (lambda shown: list(shown.follow(interval="2")), "Comparison.follow(): interval must be seconds"),
+    (lambda shown: list(shown.follow(interval=-1)), "Comparison.follow(): interval must be seconds"),
+])
+def test_a_comparisons_methods_refuse_a_wrong_argument_in_one_line(call, words):
+    # they raised TypeError or ValueError (a traceback, or from text(0) lines wider than asked)
+    from fahr_core.comparison import Comparison
+
+    shown = Comparison([FakeJob("job-a", {}, [points("loss", 1.0, 0.5), points("loss", 0.2, start=2)])])
+    with pytest.raises(UsageError, match=re.escape(words)):
+        call(shown)
+    assert all(len(line) <= 24 for line in shown.text(24).splitlines())
