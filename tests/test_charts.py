@@ -438,3 +438,10 @@ def test_a_comparisons_methods_refuse_a_wrong_argument_in_one_line(call, words):
     with pytest.raises(UsageError, match=re.escape(words)):
         call(shown)
     assert all(len(line) <= 24 for line in shown.text(24).splitlines())
+
+
+def test_a_point_without_a_time_has_no_place_on_a_time_axis():
+    # it was drawn at 0 - the job's first time: -1.8e9 seconds, the axis in hours from 1970
+    job = run("job-a", {}, loss=[(9.0, None, None), (1.0, None, 1000.0), (0.5, None, 1060.0)])
+    (chart,) = charts.charts([job])
+    assert chart.x_label == "time (s)" and chart.lines[0].xs == [0.0, 60.0] and chart.lines[0].ys == [1.0, 0.5]

@@ -93,7 +93,9 @@ def charts(runs: Sequence[Run], metrics: Iterable[str] | None = None) -> list[Ch
             for host in sorted(by_host):
                 line = Line(run.name + (f" [{host}]" if len(by_host) > 1 else ""), detail, index=index)
                 for point in by_host[host]:
-                    x = float(point.step) if by_step else (point.time or 0.0) - starts[run.name]
+                    if not by_step and point.time is None:  # no x on a time axis (it was drawn at -start)
+                        continue
+                    x = float(point.step) if by_step else point.time - starts[run.name]
                     if _finite(point.value) and _finite(x):
                         line.xs.append(x)
                         line.ys.append(float(point.value))
