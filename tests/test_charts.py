@@ -445,3 +445,21 @@ def test_a_point_without_a_time_has_no_place_on_a_time_axis():
     job = run("job-a", {}, loss=[(9.0, None, None), (1.0, None, 1000.0), (0.5, None, 1060.0)])
     (chart,) = charts.charts([job])
     assert chart.x_label == "time (s)" and chart.lines[0].xs == [0.0, 60.0] and chart.lines[0].ys == [1.0, 0.5]
+
+
+def test_following_a_job_that_fails_before_any_metric_says_how_it_ended(monkeypatch, capsys):
+    # the "no metrics" refusal came first and the job's end (Failed, and why) was never said
+    from fahr_core import comparison
+    from fahr_core.charts import show
+
+    class Failing(FakeJob):
+        def _try_refresh(self):
+            super()._try_refresh()
+            if self.status == "Completed":
+                self.status, self.failure_reason = "Failed", "exit code 1: ZeroDivisionError"
+
+    monkeypatch.setattr(comparison, "FOLLOW_INTERVAL", 0)
+    job = Failing("job-a", {}, [[], []])
+    with pytest.raises(UsageError, match="job job-a has no metrics"):
+        show.show(lambda: comparison.Comparison([job]), follow=True)
+    assert "job job-a ended: Failed (exit code 1: ZeroDivisionError)" in capsys.readouterr().err

@@ -142,13 +142,13 @@ def _follow(comparison: Comparison, out: _Out, plot: Path | None) -> None:
         rows = comparison.rows(new)
         if rows:
             emit(rows)
+    for job in comparison.jobs:  # first: a job that failed before printing a metric is told so
+        ui.info(f"job {job.name} ended: {job.status}" + (f" ({job.failure_reason})" if job.failure_reason else ""))
     comparison.check()
     if not tty and not (out.json or out.csv):
         out.write("\n" + _text(comparison))
     if plot is not None:
         _plot(comparison, plot)
-    for job in comparison.jobs:
-        ui.info(f"job {job.name} ended: {job.status}" + (f" ({job.failure_reason})" if job.failure_reason else ""))
 
 
 def _isatty() -> bool:
