@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -40,24 +39,24 @@ class Comparison:
         self.jobs = list(jobs)
         self.patterns = list(metrics) if metrics else None
         self.series: dict[str, dict[str, list]] = {}
-        self._seen: dict[str, Counter] = {}  # the points read so far of each job
+        self._seen: dict[str, dict[str, int]] = {}  # each job's points read so far, per host
         for job, points in zip(self.jobs, _read_all(self.jobs)):
             self._take(job, points)
 
     def _take(self, job, points: list) -> list:
         """Keep a job's points as read now; the ones not read before (in the driver's order).
-        Told by the points themselves, not by their count: a read need not append to the last one
-        (a job of several hosts read from its logs comes host by host, so a point of algo-1 printed
-        since comes before algo-2's already read)."""
+        Counted per host: each host's points come in the order it printed them, but a read need
+        not append to the last one as a whole (a job of several hosts read from its logs comes host
+        by host, so a point of algo-1 printed since comes before algo-2's already read); nor are
+        they told by their times (read from logs without timestamps, a point is stamped when read)."""
         from fahr_core import metrics
 
-        before = self._seen.get(job.name, Counter())
-        now = Counter(points)
+        before = self._seen.get(job.name, {})
+        now: dict[str, int] = {}
         new = []
         for point in points:
-            if before[point] > 0:
-                before[point] -= 1
-            else:
+            now[point.host] = now.get(point.host, 0) + 1
+            if now[point.host] > before.get(point.host, 0):
                 new.append(point)
         self._seen[job.name] = now
         self.series[job.name] = metrics.series(points)

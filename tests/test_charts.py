@@ -411,8 +411,9 @@ def test_following_a_job_read_host_by_host_yields_each_new_point_once():
         return P("loss", float(step), step, 100.0 + step, host)
 
     class HostByHost(FakeJob):
-        def _points(self):
-            return sorted(super()._points(), key=lambda p: (p.host, p.time))
+        def _points(self):  # each read stamps the points anew, as logs without timestamps are
+            return [P(p.name, p.value, p.step, p.time + self.reads, p.host)
+                    for p in sorted(super()._points(), key=lambda p: (p.host, p.time))]
 
     job = HostByHost("job-a", {}, [[on("algo-1", 0), on("algo-2", 0)], [on("algo-1", 1), on("algo-2", 1)],
                                    [on("algo-1", 2)]])
