@@ -464,3 +464,13 @@ def test_following_a_job_that_fails_before_any_metric_says_how_it_ended(monkeypa
     with pytest.raises(UsageError, match="job job-a has no metrics"):
         show.show(lambda: comparison.Comparison([job]), follow=True)
     assert "job job-a ended: Failed (exit code 1: ZeroDivisionError)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("height", [10, 9, 4])
+def test_the_middle_label_is_on_the_row_its_value_is_drawn_on(height):
+    # on an even number of rows the halfway label sat one row below the points of that value
+    job = run("job-a", {}, m=[(0.0, 0, 1.0), (15.0, 1, 2.0), (30.0, 2, 3.0)])
+    rows = [line for line in lines_of(terminal.render(charts.charts([job]), 40, height=height))
+            if "┤" in line or "│" in line]
+    (middle,) = [i for i, line in enumerate(rows) if line.lstrip().startswith("15 ┤")]
+    assert "●" in rows[middle]  # the point of value 15 (the legend's marker is not among these rows)

@@ -69,6 +69,11 @@ def _paint(text: str, index: int, colour: bool) -> str:
     return f"\x1b[{_COLOURS[index % len(_COLOURS)]}m{text}\x1b[0m" if colour else text
 
 
+def _row(fraction: float, rows: int) -> int:
+    """The row (0 at the top) a value at ``fraction`` of the y axis (0.0 its bottom) is drawn on."""
+    return rows - 1 - min(max(int(fraction * (rows - 1) + 0.5), 0), rows - 1)
+
+
 def _chart(chart: Chart, width: int, colour: bool, unicode: bool, height: int) -> list[str]:
     from fahr_core import ui
 
@@ -88,8 +93,7 @@ def _chart(chart: Chart, width: int, colour: bool, unicode: bool, height: int) -
         for column in sorted(columns):
             values = columns[column]
             mean = math.fsum(y / len(values) for y in values)  # never overflows, however large the values
-            row = rows - 1 - min(max(int(position(mean, low, high) * (rows - 1) + 0.5), 0), rows - 1)
-            cells.append((column, row))
+            cells.append((column, _row(position(mean, low, high), rows)))
         for (c1, r1), (c2, r2) in zip(cells, cells[1:]):  # join a job's columns with dots
             for column in range(c1 + 1, c2):
                 row = round(r1 + (r2 - r1) * (column - c1) / (c2 - c1))
@@ -100,8 +104,9 @@ def _chart(chart: Chart, width: int, colour: bool, unicode: bool, height: int) -
     vertical, tick, corner, across = ("│", "┤", "└", "─") if unicode else ("|", "+", "+", "-")
     title = ui.visible(chart.metric)
     lines = [title[:width]]
+    middle_row = _row(0.5, rows)  # the row a value halfway is drawn on (rows // 2 was one below it)
     for row in range(rows):
-        label = labels[0] if row == 0 else labels[2] if row == rows - 1 else labels[1] if row == rows // 2 else ""
+        label = labels[0] if row == 0 else labels[2] if row == rows - 1 else labels[1] if row == middle_row else ""
         cells = "".join(" " if cell is None else _paint(cell[0], cell[1], colour) for cell in grid[row]).rstrip()
         lines.append(f"{label.rjust(label_width)} {tick if label else vertical}{cells}")
     lines.append(" " * label_width + " " + corner + across * plot_width)
