@@ -474,3 +474,16 @@ def test_the_middle_label_is_on_the_row_its_value_is_drawn_on(height):
             if "┤" in line or "│" in line]
     (middle,) = [i for i, line in enumerate(rows) if line.lstrip().startswith("15 ┤")]
     assert "●" in rows[middle]  # the point of value 15 (the legend's marker is not among these rows)
+
+
+def test_a_legend_shows_a_bounded_part_of_many_hyperparameters():
+    # the differing hyperparameters were joined whole into every chart's legend: a job.json of
+    # 20,000 made an SVG of 100 charts 43 MB (and one of 16 MiB, gigabytes)
+    many = {f"k{i:05}": f"v{i}" for i in range(20_000)}
+    drawn = charts.charts([run("job-a", many, **{f"m{k}": [(1.0, 0, 1.0)] for k in range(100)}),
+                           run("job-b", {}, **{f"m{k}": [(2.0, 0, 1.0)] for k in range(100)})])
+    detail = drawn[0].lines[0].detail
+    assert len(detail) <= 120 and detail.startswith("k00000=v0 k00001=v1") and detail.endswith("k19999=v19999")
+    assert len(svg.render(drawn)) < 2_000_000
+    text = terminal.render(drawn[:1], 80, unicode=False)
+    assert "k00000=v0" in text and "…" not in text and text.isascii()

@@ -21,6 +21,8 @@ WIDTH, HEIGHT = 800, 400
 MAX_IMAGE_CHARTS = 200
 #: The extensions ``--plot`` writes.
 EXTENSIONS = (".png", ".svg", ".html")
+#: A legend's hyperparameters, in characters at most (a line of an image shows about 110).
+MAX_DETAIL = 120
 #: The points a line of an image keeps at most (a series of more is downsampled, its spikes kept).
 MAX_DRAWN = 2000
 
@@ -74,6 +76,7 @@ def charts(runs: Sequence[Run], metrics: Iterable[str] | None = None) -> list[Ch
     a line per job that has it (per host, for a job of several). The x axis is the step when
     every point of the metric has one, else the seconds since each job's first point."""
     hps = differing([run.hyperparameters for run in runs])
+    details = [_detail(run.hyperparameters, hps) for run in runs]  # once a job, not once a chart
     names = list(metrics) if metrics is not None else sorted({name for run in runs for name in run.series})
     starts = {run.name: _first_time(run) for run in runs}
     made = []
@@ -86,7 +89,7 @@ def charts(runs: Sequence[Run], metrics: Iterable[str] | None = None) -> list[Ch
         for index, run in enumerate(runs):
             if not run.series.get(name):
                 continue
-            detail = " ".join(f"{key}={run.hyperparameters.get(key, '-')}" for key in hps)
+            detail = details[index]
             by_host: dict[str, list] = {}  # in one pass: a point per host (a job folder edited so) is linear too
             for point in run.series[name]:
                 by_host.setdefault(point.host or "", []).append(point)
@@ -114,6 +117,14 @@ def charts(runs: Sequence[Run], metrics: Iterable[str] | None = None) -> list[Ch
                 line.xs = [x / size for x in line.xs]
         made.append(Chart(name, x_label, lines))
     return made
+
+
+def _detail(hyperparameters: Mapping[str, str], names: Sequence[str]) -> str:
+    """A legend's ``name=value`` of the hyperparameters that differ, at most :data:`MAX_DETAIL`
+    characters (cut in its middle): a job.json of 20,000 of them made each chart's legend 200 KB."""
+    from fahr_core import ui
+
+    return ui.cut_middle(" ".join(f"{key}={hyperparameters.get(key, '-')}" for key in names), MAX_DETAIL)
 
 
 def time_unit(seconds: float) -> tuple[str, float]:

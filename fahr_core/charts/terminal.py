@@ -123,6 +123,6 @@ def _chart(chart: Chart, width: int, colour: bool, unicode: bool, height: int) -
         text = ui.visible(line.label) + (f"  {ui.visible(line.detail)}" if line.detail else "")
         if len(text) > width - 4:  # its start and its end (where names and values differ) stay
             text = ui.cut_middle(text, width - 4)
-            text = text if unicode else text.replace("…", "~")
+        text = text if unicode else text.replace("…", "~")  # (the legend's detail may be cut already)
         lines.append(f"  {_paint(marker(index, unicode), index, colour)} {text}")
     return lines
