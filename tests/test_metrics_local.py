@@ -93,25 +93,29 @@ def test_a_detached_jobs_metrics_are_complete(made):
 
 
 @pytest.mark.docker
-def test_a_running_detached_jobs_points_are_at_the_times_they_were_printed(made):
+def test_a_running_detached_jobs_points_are_at_the_times_they_were_printed(made, docker_engine):
     import time
 
+    # Its own jobs folder: the module's other tests count the jobs in theirs.
+    own = {**made, "jobs": made["jobs"].parent / "running-jobs"}
+    own["env"] = {**made["env"], "FAHR_LOCAL_OUTPUT_PATH": str(own["jobs"])}
     proc = run_fahr("fit", made["project"] / "train.py", "--detach", "--hp", "steps=2", "--hp", "sleep=60",
-                    env=made["env"], check=0)
+                    env=own["env"], check=0)
     job = job_of(proc.stderr)
     try:
-        until(lambda: len(read_back(made, job)["series"].get("loss", [])) == 2, 60, "the job prints its metrics")
+        until(lambda: len(read_back(own, job)["series"].get("loss", [])) == 2, 60, "the job prints its metrics")
         time.sleep(2)
         before = time.time()
-        first = read_back(made, job)["series"]
+        first = read_back(own, job)["series"]
         time.sleep(1.5)
-        again = read_back(made, job)["series"]
-        assert status_of(made, job) == "InProgress"
+        again = read_back(own, job)["series"]
+        assert status_of(own, job) == "InProgress"
         # Read from a running job nobody follows: each point at its line's time, the same at every read.
         assert first == again
         assert all(t < before for series in first.values() for *_, t in series), first
     finally:
-        run_fahr("stop", job, env=made["env"], check=None)
+        run_fahr("stop", job, env=own["env"], check=None)
+        remove_local_jobs(own["jobs"], docker_engine, "")
 
 
 @pytest.mark.docker
