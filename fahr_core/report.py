@@ -131,14 +131,19 @@ def without_launcher_frames(lines: list[str]) -> list[str]:
 
 
 _MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
+#: A traceback's last line: the exception's (qualified) name, then its message.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b(?::|$)")
 
 
 def missing_module_hint(reason: str, artifact: Path | None) -> str:
     """For a job that ended with ``ModuleNotFoundError`` (its reason's last line): where the
     module's package is to be listed, the requirements file the image was built from (or that
     there is none); '' for any other end."""
+    # The exception is its traceback's last line; a line of stdout may come after it, as the
+    # engine copies stdout and stderr separately (under load, out of order): it is looked past.
     lines = [line for line in reason.splitlines() if line.strip()]
-    found = _MISSING_MODULE.search(lines[-1]) if lines else None
+    last = next((line for line in reversed(lines) if _EXCEPTION_LINE.match(line.strip())), lines[-1] if lines else "")
+    found = _MISSING_MODULE.search(last)
     if not found:
         return ""
     module = found.group(1).split(".")[0]

@@ -122,7 +122,9 @@ def test_the_missing_module_hint_names_the_requirements_file_the_image_was_built
     assert "'sklearn' is not installed" in report.missing_module_hint(
         "ModuleNotFoundError: No module named 'sklearn.linear_model'", None)
     assert report.missing_module_hint("ValueError: no\n", script) == ""
-    assert report.missing_module_hint(f"ModuleNotFoundError: No module named '{MISSING}'\nthen more", script) == ""
+    # A line that is no exception after it (stdout logged late) is looked past; another exception is not.
+    assert report.missing_module_hint(f"ModuleNotFoundError: No module named '{MISSING}'\nthen more", script) != ""
+    assert report.missing_module_hint(f"ModuleNotFoundError: No module named '{MISSING}'\nKeyError: 'x'", script) == ""
 
 
 # -- end to end: the real local driver ------------------------------------------------------------------
@@ -205,3 +207,14 @@ def test_stop_leaves_the_job_s_status_up_to_date(failed):
     assert job.stop() is True
     assert job.status == "Stopped"  # the local driver's stop is done when it returns
     assert job.stop() is False and job.status == "Stopped"
+
+
+def test_the_missing_module_hint_looks_past_a_line_of_stdout_logged_after_the_traceback(tmp_path):
+    # The engine copies stdout and stderr separately: under load a line printed before the
+    # import can reach the log after the traceback (seen on a 2-core machine running 7 jobs).
+    script = tmp_path / "train.py"
+    script.write_text("print('starting')\nimport x\n")
+    reason = TRACEBACK + "\nstarting"
+    assert report.missing_module_hint(reason, script).startswith(f" — '{MISSING}' is not installed")
+    # Another exception after it is the job's own: no hint.
+    assert report.missing_module_hint(TRACEBACK + "\nValueError: bad data", script) == ""
