@@ -548,6 +548,7 @@ def sweep(artifact: str | Path | None = None, *, hyperparameters: Mapping[str, A
         ui.info(f"sweep {record.id}: {len(pending)} job{'s' * (len(pending) != 1)} of {steps.model_tag} to launch "
                 f"on driver {session.driver!r}, {parallel} at a time (seed {record.seed})")
         result = sweeps.Sweep(record.id, session, entries, goal, parallel, lambda: _quiet(quiet))
+        result.read_back = lambda handle: _read_back(session, handle)  # for the trackers, at each job's end
 
         def launch(point, index):
             import dataclasses

@@ -144,6 +144,7 @@ class Runner:
     """Launches the pending entries ``parallel`` at a time and follows them to their end."""
 
     def __init__(self, session, launch, entries: list[Entry], parallel: int, objective, show):
+        self.read_back = None  # set by follow(): the sweep's (api) reader, for the trackers
         self.session, self.launch, self.entries = session, launch, entries
         self.parallel, self.objective, self.show = parallel, objective, show
         self.done: queue.Queue = queue.Queue()
@@ -238,12 +239,12 @@ class Runner:
     def _tell_trackers(self, result) -> None:
         """The experiment trackers hear the job's end with its series whole (docs/trackers.md):
         the sweep's jobs are followed at once and muted, so no output was streamed to them."""
-        from fahr_core import api, tracking
+        from fahr_core import tracking
 
         trackers = tracking.of(self.session)
-        if trackers:
+        if trackers and self.read_back is not None:
             trackers.unstreamed.add(result.job.job_name)
-            tracking.ended(self.session, result, read_back=lambda handle: api._read_back(self.session, handle))
+            tracking.ended(self.session, result, read_back=self.read_back)
 
     def _read(self, entry: Entry) -> None:
         from fahr_core.errors import FahrError
@@ -419,6 +420,7 @@ class Sweep:
         self.objective = objective
         self._session, self._entries, self._parallel = session, entries, parallel
         self._quieted = quieted or contextlib.nullcontext  # the context its calls run in (the API's quiet)
+        self.read_back = None  # (api) a job's record and stored points, for the trackers at its end
 
     def __repr__(self) -> str:
         return f"Sweep({self.id!r}, jobs={len(self.jobs)}, objective={str(self.objective) if self.objective else None!r})"
@@ -485,6 +487,7 @@ def follow(sweep: Sweep, launch) -> None:
             if entry.status == "Pending":
                 entry.status = "NotLaunched"
     runner = Runner(session, launch, entries, sweep._parallel, sweep.objective, display.show)
+    runner.read_back = sweep.read_back
     try:
         with display, ui.quiet():  # the drivers' own lines (launching, status) are the table's now
             runner.run()
