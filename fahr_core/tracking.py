@@ -164,7 +164,8 @@ class Trackers:
             return
         try:
             self._callers[key][hook](job=job, config=self.session.config, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - a tracker's failure is never the job's
+        except BaseException as exc:  # noqa: BLE001 - a tracker's failure is never the job's (its sys.exit too:
+            # it would end this thread, and the job's end would wait for it in vain)
             what = {"job_started": "recording the start of", "job_metrics": "recording the metrics of",
                     "job_ended": "recording the end of"}[hook]
             self._drop(key, job, f"failed {what} job {job.job_name}: {type(exc).__name__}: "

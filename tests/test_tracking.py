@@ -220,3 +220,23 @@ def test_a_tracker_slower_than_the_output_slows_it_not_and_is_dropped_when_too_f
     warnings = [line for line in capsys.readouterr().err.splitlines() if "fahr warning" in line]
     assert len(warnings) == 1 and f"plugin fake0 is {tracking.QUEUED_CALLS} calls behind the output of job " \
         "proj-train-1; the job goes on" in warnings[0], warnings
+
+
+def test_a_tracker_that_exits_is_a_warning_and_the_end_does_not_wait_for_it(monkeypatch, capsys):
+    import time
+
+    class Exiting(Fake):
+        def _hear(self, hook, **what):
+            super()._hear(hook, **what)
+            if hook == "job_started":
+                raise SystemExit(3)
+
+    monkeypatch.setenv("FAHR_TRACKER_TIMEOUT", "5")
+    exiting, sound = Exiting(), Fake()
+    started = time.monotonic()
+    follow(session_with(exiting, sound), b"fahr-metric loss=1 step=0\n")
+    assert time.monotonic() - started < 4
+    assert [hook for hook, _ in sound.heard] == ["job_started", "job_metrics", "job_ended"]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "fahr warning" in line]
+    assert len(warnings) == 1 and "plugin fake0 failed recording the start of job proj-train-1: SystemExit: 3" \
+        in warnings[0], warnings
