@@ -1,6 +1,7 @@
 """fahr-mlflow's hooks on a real MLflow file store, without jobs: each in a process of its own
 (MLflow is never imported by the test session), read back with MLflow's own client. Two
-processes telling one job at once (two `fahr wait JOB`) make one run; hyperparameters MLflow
+processes telling one job at once (two `fahr wait JOB`) make one run; a file store the user
+names in MLFLOW_TRACKING_URI is used (MLflow 3.7 refuses it unless opted into); hyperparameters MLflow
 refuses as params are one warning line, and the run is still found by its job. docs/trackers.md."""
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ pytest.importorskip("fahr_mlflow")
 # such processes both search before either makes the run.
 TELL = textwrap.dedent("""\
     import json, os, sys, time
-    os.environ["MLFLOW_TRACKING_URI"] = sys.argv[1]
-    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    os.environ["MLFLOW_TRACKING_URI"] = sys.argv[1]  # a file store the user chose: no MLFLOW_ALLOW_FILE_STORE
     import fahr_mlflow
     from mlflow.tracking import MlflowClient
     search = MlflowClient.search_runs
@@ -50,8 +50,9 @@ READ = textwrap.dedent("""\
 
 
 def tell(store, job, hyperparameters=None) -> subprocess.Popen:
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_ALLOW_FILE_STORE"}
     return subprocess.Popen([sys.executable, "-c", TELL, store.as_uri(), job, json.dumps(hyperparameters or {})],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def runs(store) -> list[dict]:

@@ -72,13 +72,15 @@ def tracking_uri() -> str:
     MLflow 3.7 made ``sqlite:///mlflow.db`` its default, and since then refuses the file store
     unless ``MLFLOW_ALLOW_FILE_STORE`` is true: the file store needs no database package and is
     what ``mlflow ui --backend-store-uri ./mlruns`` reads, so it is opted into here, for this
-    process only, when the user chose no store of their own.
+    process only, when the user chose no store of their own or chose a file store
+    (``MLFLOW_TRACKING_URI=./mlruns`` or ``file:///…``); ``MLFLOW_ALLOW_FILE_STORE=false`` still refuses it.
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    if uri:
-        return uri
+    if uri and "://" in uri and not uri.startswith("file:"):
+        return uri  # a server or a database
+    # A file store: the default, or one the user named (``file:///…``, ``./mlruns``) and so chose.
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    return (Path.cwd() / "mlruns").as_uri()
+    return uri or (Path.cwd() / "mlruns").as_uri()
 
 
 def client():
