@@ -42,6 +42,8 @@ END_SECONDS = 30.0
 #: The calls a tracker may be behind (at most BATCH_POINTS points each): one slower than the
 #: job's output is dropped for the job rather than holding its points in memory without end.
 QUEUED_CALLS = 64
+#: A tracker's thread ends after this long without a call (the next call starts another).
+IDLE_SECONDS = 60.0
 
 
 def end_seconds() -> float:
@@ -73,7 +75,15 @@ class _Worker:
 
     def _run(self) -> None:
         while True:
-            call = self.calls.get()
+            try:
+                call = self.calls.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self.trackers._lock:  # (calls are queued under it: none is lost)
+                    if self.calls.empty():
+                        # Idle: a long-lived process (a notebook's fits) keeps no thread per fit.
+                        self.trackers._workers.pop(self.key, None)
+                        return
+                continue
             if isinstance(call, threading.Event):
                 call.set()  # every call queued before it is done
             else:
@@ -110,12 +120,20 @@ class Trackers:
         for key in self._callers:
             if self._dropped(key, job):
                 continue
-            with self._lock:
-                worker = self._workers.get(key) or self._workers.setdefault(key, _Worker(self, key))
             try:
-                worker.calls.put_nowait((hook, job, kwargs))
+                self._queue(key, (hook, job, kwargs))
             except queue.Full:
                 self._drop(key, job, f"is {QUEUED_CALLS} calls behind the output of job {job.job_name}")
+
+    def _queue(self, key: int, call) -> _Worker:
+        """``call`` queued for tracker ``key`` (its thread started when it has none); raises
+        queue.Full when it is :data:`QUEUED_CALLS` calls behind."""
+        with self._lock:
+            worker = self._workers.get(key)
+            if worker is None:
+                worker = self._workers[key] = _Worker(self, key)
+            worker.calls.put_nowait(call)
+            return worker
 
     def finish(self, job) -> None:
         """Wait until every tracker has done what it was told of ``job``, at most
@@ -124,16 +142,19 @@ class Trackers:
         seconds = end_seconds()
         deadline = time.monotonic() + seconds
         with self._lock:
-            workers = dict(self._workers)
+            keys = list(self._workers)
         asked = {}  # every tracker is asked first, so that they finish side by side
-        for key, worker in workers.items():
+        for key in keys:
             if key in self._stuck:  # it already kept a job waiting in vain
                 self._drop(key, job, f"is still busy with an earlier job; job {job.job_name} is not recorded")
             if self._dropped(key, job):
                 continue
             asked[key] = threading.Event()
-            with contextlib.suppress(queue.Full):
-                worker.calls.put(asked[key], timeout=max(0.0, deadline - time.monotonic()))
+            try:
+                self._queue(key, asked[key])
+            except queue.Full:  # busy: its thread goes on, and takes it when there is room
+                with contextlib.suppress(queue.Full):
+                    self._workers[key].calls.put(asked[key], timeout=max(0.0, deadline - time.monotonic()))
         for key, done in asked.items():
             if not done.wait(max(0.0, deadline - time.monotonic())):
                 self._stuck.add(key)

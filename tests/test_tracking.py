@@ -240,3 +240,20 @@ def test_a_tracker_that_exits_is_a_warning_and_the_end_does_not_wait_for_it(monk
     warnings = [line for line in capsys.readouterr().err.splitlines() if "fahr warning" in line]
     assert len(warnings) == 1 and "plugin fake0 failed recording the start of job proj-train-1: SystemExit: 3" \
         in warnings[0], warnings
+
+
+def test_a_trackers_thread_ends_when_idle_and_a_later_job_starts_another(monkeypatch):
+    # A long-lived process (a notebook's fits, each its own session) keeps no thread per fit.
+    import threading
+    import time
+
+    monkeypatch.setattr(tracking, "IDLE_SECONDS", 0.2)
+    fake = Fake()
+    session = session_with(fake)
+    before = set(threading.enumerate())  # (other tests' trackers may still be busy)
+    follow(session, b"fahr-metric loss=1 step=0\n")
+    assert [t for t in set(threading.enumerate()) - before if t.name.startswith("fahr-tracker-")]
+    time.sleep(1)
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("fahr-tracker-")]
+    follow(session, b"fahr-metric loss=2 step=0\n")
+    assert [hook for hook, _ in fake.heard].count("job_ended") == 2
