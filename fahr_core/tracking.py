@@ -12,12 +12,19 @@ that implements one of them. The process that follows a job tells them:
 
 A tracker that raises never breaks or fails the job: one ``fahr warning`` line names the plugin
 and what failed, and that tracker hears nothing more of the job in this process (a tracker that
-cannot reach its server would otherwise slow every batch). Without trackers nothing here runs:
-no metrics are read back and no output is parsed twice.
+cannot reach its server would otherwise slow every batch). Each tracker is called in a thread of
+its own, from a bounded queue: one that is slow or hangs neither slows the job's output (whose
+streaming thread only queues) nor holds fahr: the end of a job waits for it at most
+:data:`END_SECONDS` (``FAHR_TRACKER_TIMEOUT``), and one that falls :data:`QUEUED_CALLS` calls
+behind is dropped for the job (memory stays bounded). Without trackers nothing here runs: no
+metrics are read back and no output is parsed twice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import queue
 import threading
 import time
 from typing import Any
@@ -28,6 +35,59 @@ HOOKS = ("job_started", "job_metrics", "job_ended")
 #: job makes a call a second, not one a line.
 BATCH_POINTS = 1000
 BATCH_SECONDS = 1.0
+#: How long fahr waits, at a job's end (or at ``--detach``), for its trackers to finish what they
+#: were told, unless ``FAHR_TRACKER_TIMEOUT`` (seconds) says otherwise: a tracker that hangs
+#: (a server that never answers) must not hold a fit for ever.
+END_SECONDS = 30.0
+#: The calls a tracker may be behind (at most BATCH_POINTS points each): one slower than the
+#: job's output is dropped for the job rather than holding its points in memory without end.
+QUEUED_CALLS = 64
+#: A tracker's thread ends after this long without a call (the next call starts another).
+IDLE_SECONDS = 60.0
+
+
+def end_seconds() -> float:
+    """:data:`END_SECONDS`, or ``FAHR_TRACKER_TIMEOUT`` when it is a number of seconds (read at
+    a job's end, when refusing it would fail a job that ran: a bad value is one warning)."""
+    raw = os.environ.get("FAHR_TRACKER_TIMEOUT", "").strip()
+    if raw:
+        try:
+            seconds = float(raw)
+            if 0 <= seconds < float("inf"):
+                return seconds
+        except ValueError:
+            pass
+        from fahr_core import ui
+
+        ui.warn(f"FAHR_TRACKER_TIMEOUT={raw!r} is not a number of seconds; the default of "
+                f"{END_SECONDS:g} is used")
+    return END_SECONDS
+
+
+class _Worker:
+    """The thread one tracker is called in, and its bounded queue of calls."""
+
+    def __init__(self, trackers: "Trackers", key: int):
+        self.trackers, self.key = trackers, key
+        self.calls: queue.Queue = queue.Queue(QUEUED_CALLS)
+        self.thread = threading.Thread(target=self._run, name=f"fahr-tracker-{trackers._names[key]}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                call = self.calls.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self.trackers._lock:  # (calls are queued under it: none is lost)
+                    if self.calls.empty():
+                        # Idle: a long-lived process (a notebook's fits) keeps no thread per fit.
+                        self.trackers._workers.pop(self.key, None)
+                        return
+                continue
+            if isinstance(call, threading.Event):
+                call.set()  # every call queued before it is done
+            else:
+                self.trackers._call(self.key, *call)
 
 
 class Trackers:
@@ -46,6 +106,8 @@ class Trackers:
         }
         self._failed: dict[str, set[int]] = {}  # job name -> the trackers that raised for it
         self._lock = threading.Lock()
+        self._workers: dict[int, _Worker] = {}  # made at a tracker's first call
+        self._stuck: set[int] = set()  # the trackers that did not finish in time: not waited for again
         self.launched: dict[str, Any] = {}  # job name -> TrackedJob, of the jobs this session launched
         self.unstreamed: set[str] = set()  # jobs followed while another was: told whole at their end
 
@@ -53,24 +115,82 @@ class Trackers:
         return bool(self._callers)
 
     def tell(self, hook: str, job, **kwargs: Any) -> None:
-        """Call ``hook`` of every tracker still listening about ``job`` (a TrackedJob)."""
+        """Queue ``hook`` for every tracker still listening about ``job`` (a TrackedJob): each is
+        called in its own thread (:class:`_Worker`); :meth:`finish` waits for them."""
+        for key in self._callers:
+            if self._dropped(key, job):
+                continue
+            try:
+                self._queue(key, (hook, job, kwargs))
+            except queue.Full:
+                self._drop(key, job, f"is {QUEUED_CALLS} calls behind the output of job {job.job_name}")
+
+    def _queue(self, key: int, call) -> _Worker:
+        """``call`` queued for tracker ``key`` (its thread started when it has none); raises
+        queue.Full when it is :data:`QUEUED_CALLS` calls behind."""
+        with self._lock:
+            worker = self._workers.get(key)
+            if worker is None:
+                worker = self._workers[key] = _Worker(self, key)
+            worker.calls.put_nowait(call)
+            return worker
+
+    def finish(self, job) -> None:
+        """Wait until every tracker has done what it was told of ``job``, at most
+        :func:`end_seconds` for all of them; one still busy then is dropped for the job (its
+        thread is a daemon: it does not keep fahr from exiting)."""
+        seconds = end_seconds()
+        deadline = time.monotonic() + seconds
+        with self._lock:
+            keys = list(self._workers)
+        asked = {}  # every tracker is asked first, so that they finish side by side
+        for key in keys:
+            if key in self._stuck:  # it already kept a job waiting in vain
+                self._drop(key, job, f"is still busy with an earlier job; job {job.job_name} is not recorded")
+            if self._dropped(key, job):
+                continue
+            asked[key] = threading.Event()
+            try:
+                self._queue(key, asked[key])
+            except queue.Full:  # busy: its thread goes on, and takes it when there is room
+                with contextlib.suppress(queue.Full):
+                    self._workers[key].calls.put(asked[key], timeout=max(0.0, deadline - time.monotonic()))
+        for key, done in asked.items():
+            if not done.wait(max(0.0, deadline - time.monotonic())):
+                self._stuck.add(key)
+                self._drop(key, job, f"did not finish recording job {job.job_name} within "
+                                     f"{seconds:g} s (FAHR_TRACKER_TIMEOUT) and is not waited for")
+
+    def _dropped(self, key: int, job) -> bool:
+        with self._lock:
+            return key in self._failed.get(job.job_name, ())
+
+    def _drop(self, key: int, job, what: str) -> None:
+        """The tracker ``key`` hears nothing more of ``job`` in this process: one warning line."""
         from fahr_core import ui
 
-        for key, callers in self._callers.items():
-            with self._lock:
-                if key in self._failed.get(job.job_name, ()):
-                    continue
-            try:
-                callers[hook](job=job, config=self.session.config, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - a tracker's failure is never the job's
-                with self._lock:
-                    self._failed.setdefault(job.job_name, set()).add(key)
-                name = self._names[key].replace(":", " ", 1)
-                what = {"job_started": "recording the start of", "job_metrics": "recording the metrics of",
-                        "job_ended": "recording the end of"}[hook]
-                ui.warn(f"{name} failed {what} job {job.job_name}: {type(exc).__name__}: "
-                        f"{ui.one_line(str(exc))[:300]}; the job goes on, untracked by it "
-                        f"('fahr wait {job.job_name}' tells it again once that is fixed)")
+        with self._lock:  # held while it is said: finish() does not return before the warning is out
+            if key in self._failed.get(job.job_name, ()):
+                return
+            self._failed.setdefault(job.job_name, set()).add(key)
+            name = self._names[key].replace(":", " ", 1)
+            ui.warn(f"{name} {what}; the job goes on, untracked by it "
+                    f"('fahr wait {job.job_name}' tells it again once that is fixed)")
+
+    def _call(self, key: int, hook: str, job, kwargs: dict) -> None:
+        """In the tracker's thread: ``hook`` of tracker ``key``; its exception is one warning."""
+        from fahr_core import ui
+
+        if self._dropped(key, job):
+            return
+        try:
+            self._callers[key][hook](job=job, config=self.session.config, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - a tracker's failure is never the job's (its sys.exit too:
+            # it would end this thread, and the job's end would wait for it in vain)
+            what = {"job_started": "recording the start of", "job_metrics": "recording the metrics of",
+                    "job_ended": "recording the end of"}[hook]
+            self._drop(key, job, f"failed {what} job {job.job_name}: {type(exc).__name__}: "
+                                 f"{ui.one_line(str(exc))[:300]}")
 
 
 def of(session) -> Trackers:
@@ -111,8 +231,12 @@ def launched(session, spec, handle) -> None:
 
 
 def detached(session, handle) -> None:
-    """A job launched to run on: whoever follows it later tells its metrics, whole, and its end."""
-    of(session).launched.pop(handle.job_name, None)
+    """A job launched to run on: whoever follows it later tells its metrics, whole, and its end.
+    Its start, told at the launch, is waited for (this process is about to exit)."""
+    trackers = of(session)
+    job = trackers.launched.pop(handle.job_name, None)
+    if job is not None:
+        trackers.finish(job)
 
 
 class _Batches:
@@ -223,6 +347,7 @@ def ended(session, result, job=None, read_back=None) -> None:
         trackers.unstreamed.discard(job.job_name)
         _tell_whole(trackers, job, read_back)
     trackers.tell("job_ended", job, result=result)
+    trackers.finish(job)
 
 
 def _told_late(session, trackers: Trackers, result, read_back):

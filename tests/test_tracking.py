@@ -55,9 +55,10 @@ def result(status="Completed"):
 
 
 def follow(session, *outputs: bytes):
-    """What the core does for a fit: launch, the streamed output (muted: a quiet fit), the end."""
+    """What the core does for a fit: launch, the streamed output (to stdout), the end. Not quiet:
+    the trackers' warnings, said from their own threads, are seen."""
     tracking.launched(session, SPEC, HANDLE)
-    with ui.quiet(), tracking.following(session, HANDLE) as tracked:
+    with tracking.following(session, HANDLE) as tracked:
         for data in outputs:
             ui.log_output(data)
     tracking.ended(session, result(), tracked, read_back=lambda job: pytest.fail("a followed job is not read back"))
@@ -163,3 +164,96 @@ def test_jobs_followed_at_once_are_each_told_their_own_series_whole_at_their_end
         ("job_metrics", stored["proj-train-2"], True),
         ("job_metrics", stored["proj-train-1"], True),
     ]
+
+
+class Hanging(Fake):
+    """A tracker whose ``hook`` never returns (a server that never answers), until released."""
+
+    def __init__(self, hang: str, seconds: float = 10):
+        super().__init__()
+        self.hang, self.seconds, self.release = hang, seconds, __import__("threading").Event()
+
+    def _hear(self, hook, **what):
+        super()._hear(hook, **what)
+        if hook == self.hang:
+            self.release.wait(self.seconds)
+
+
+@pytest.mark.parametrize("hang", ["job_started", "job_metrics", "job_ended"])
+def test_a_tracker_that_hangs_holds_neither_the_output_nor_the_end_of_a_job(hang, monkeypatch, capsys):
+    import time
+
+    monkeypatch.setenv("FAHR_TRACKER_TIMEOUT", "0.5")
+    hanging, sound = Hanging(hang), Fake()
+    started = time.monotonic()
+    try:
+        follow(session_with(hanging, sound), b"fahr-metric loss=1 step=0\n", *[b"fahr-metric loss=2 step=1\n"] * 3)
+        took = time.monotonic() - started
+    finally:
+        hanging.release.set()
+    assert took < 5, took  # the output went on, and the end waited 0.5 s for the tracker, not for ever
+    assert [hook for hook, _ in sound.heard][::len(sound.heard) - 1] == ["job_started", "job_ended"]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "fahr warning" in line]
+    assert len(warnings) == 1, warnings
+    assert ("plugin fake0 did not finish recording job proj-train-1 within 0.5 s (FAHR_TRACKER_TIMEOUT) and is "
+            "not waited for; the job goes on") in warnings[0]
+
+
+def test_a_tracker_slower_than_the_output_slows_it_not_and_is_dropped_when_too_far_behind(monkeypatch, capsys):
+    # Each batch is a call; a tracker taking a second a call would hold a chatty job's output
+    # (and its points, in memory) without end: it is dropped once QUEUED_CALLS calls behind.
+    import time
+
+    monkeypatch.setattr(tracking, "BATCH_POINTS", 1)
+    slow = Hanging("job_metrics", seconds=0.1)  # 20 s for the 200 calls
+    session = session_with(slow)
+    started = time.monotonic()
+    try:
+        follow(session, *[b"fahr-metric loss=%d step=%d\n" % (i, i) for i in range(200)])
+        took = time.monotonic() - started
+        assert took < 5, took
+        (worker,) = session._trackers._workers.values()
+        assert worker.calls.qsize() <= tracking.QUEUED_CALLS  # what it is behind is bounded
+    finally:
+        slow.release.set()
+    assert "job_ended" not in [hook for hook, _ in slow.heard]  # dropped for the job
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "fahr warning" in line]
+    assert len(warnings) == 1 and f"plugin fake0 is {tracking.QUEUED_CALLS} calls behind the output of job " \
+        "proj-train-1; the job goes on" in warnings[0], warnings
+
+
+def test_a_tracker_that_exits_is_a_warning_and_the_end_does_not_wait_for_it(monkeypatch, capsys):
+    import time
+
+    class Exiting(Fake):
+        def _hear(self, hook, **what):
+            super()._hear(hook, **what)
+            if hook == "job_started":
+                raise SystemExit(3)
+
+    monkeypatch.setenv("FAHR_TRACKER_TIMEOUT", "5")
+    exiting, sound = Exiting(), Fake()
+    started = time.monotonic()
+    follow(session_with(exiting, sound), b"fahr-metric loss=1 step=0\n")
+    assert time.monotonic() - started < 4
+    assert [hook for hook, _ in sound.heard] == ["job_started", "job_metrics", "job_ended"]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "fahr warning" in line]
+    assert len(warnings) == 1 and "plugin fake0 failed recording the start of job proj-train-1: SystemExit: 3" \
+        in warnings[0], warnings
+
+
+def test_a_trackers_thread_ends_when_idle_and_a_later_job_starts_another(monkeypatch):
+    # A long-lived process (a notebook's fits, each its own session) keeps no thread per fit.
+    import threading
+    import time
+
+    monkeypatch.setattr(tracking, "IDLE_SECONDS", 0.2)
+    fake = Fake()
+    session = session_with(fake)
+    before = set(threading.enumerate())  # (other tests' trackers may still be busy)
+    follow(session, b"fahr-metric loss=1 step=0\n")
+    assert [t for t in set(threading.enumerate()) - before if t.name.startswith("fahr-tracker-")]
+    time.sleep(1)
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("fahr-tracker-")]
+    follow(session, b"fahr-metric loss=2 step=0\n")
+    assert [hook for hook, _ in fake.heard].count("job_ended") == 2

@@ -5,8 +5,11 @@ metrics as they come, its end. Each job becomes one MLflow run, found again by i
 (tag ``fahr.job``), so a job told twice (``fahr fit --detach`` then ``fahr wait``, or a second
 ``fahr wait``) is one run:
 
+- two processes telling one job at once (two ``fahr wait JOB``) take turns (a lock file per job
+  in the temporary folder): one run, each point once;
 - experiment: ``MLFLOW_EXPERIMENT_NAME`` when set, else the job's model tag (one per model);
-- run name: the job's name; params: its hyperparameters;
+- run name: the job's name; params: its hyperparameters (one MLflow refuses, a name with ``'``
+  or over 250 characters, is left out with one warning line; a value is cut at 6000);
 - metrics: every point, with its step (the convention's ``step=N``; a point without one gets its
   place in its metric's series, 0, 1, 2…) and the time it was printed; a host other than
   ``algo-1`` of a job of several hosts logs ``algo-N/NAME``;
@@ -25,6 +28,7 @@ that runs no job stay as fast as without this plugin.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -35,6 +39,8 @@ from fahr_core import hookimpl
 
 #: fahr's statuses as MLflow's run statuses.
 STATUS = {"Completed": "FINISHED", "Failed": "FAILED", "Stopped": "KILLED"}
+#: MLflow's statuses of a run whose job ended: nothing more is recorded in it.
+ENDED = frozenset(STATUS.values())
 #: What one log_batch call takes (MLflow's limits: 1000 metrics, 100 params, 100 tags).
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
 #: MLflow's longest param value and tag value it takes from a client.
@@ -44,6 +50,7 @@ MAIN_HOST = "algo-1"
 
 _lock = threading.RLock()
 _runs: dict[str, "_Run"] = {}  # fahr job name -> its run, in this process
+_held: set[str] = set()  # the job locks this process holds (_job_lock)
 _client = None
 
 
@@ -65,13 +72,15 @@ def tracking_uri() -> str:
     MLflow 3.7 made ``sqlite:///mlflow.db`` its default, and since then refuses the file store
     unless ``MLFLOW_ALLOW_FILE_STORE`` is true: the file store needs no database package and is
     what ``mlflow ui --backend-store-uri ./mlruns`` reads, so it is opted into here, for this
-    process only, when the user chose no store of their own.
+    process only, when the user chose no store of their own or chose a file store
+    (``MLFLOW_TRACKING_URI=./mlruns`` or ``file:///…``); ``MLFLOW_ALLOW_FILE_STORE=false`` still refuses it.
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    if uri:
-        return uri
+    if uri and "://" in uri and not uri.startswith("file:"):
+        return uri  # a server or a database
+    # A file store: the default, or one the user named (``file:///…``, ``./mlruns``) and so chose.
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    return (Path.cwd() / "mlruns").as_uri()
+    return uri or (Path.cwd() / "mlruns").as_uri()
 
 
 def client():
@@ -121,31 +130,79 @@ def _tags(job) -> dict[str, str]:
     return {key: value[:MAX_TAG_VALUE] for key, value in tags.items() if value}
 
 
+@contextlib.contextmanager
+def _job_lock(job):
+    """Held by one process at a time for ``job`` on this machine, while it finds or makes its run
+    and while it records its whole series and its end: two ``fahr wait JOB`` at once would
+    otherwise each find no run and make one, or each log the points the other lacks."""
+    import fcntl
+    import hashlib
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / f"fahr-mlflow-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    key = hashlib.sha256(f"{tracking_uri()}\0{job.job_name}".encode()).hexdigest()[:32]
+    with _lock:  # (an RLock: a hook holding it may find the run, which takes it again)
+        if key in _held:
+            yield
+            return
+        with open(folder / f"{key}.lock", "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            _held.add(key)
+            try:
+                yield
+            finally:
+                _held.discard(key)
+
+
 def _run_of(job) -> _Run:
     """The job's run: known in this process, found by the job's name, or made now."""
-    with _lock:
+    with _job_lock(job):
         run = _runs.get(job.job_name)
         if run is not None:
             return run
-        from mlflow.entities import Param, RunTag
-
         mlflow = client()
         experiment = _experiment_id(job.model_tag)
         found = mlflow.search_runs([experiment], filter_string=f"tags.`fahr.job` = '{job.job_name}'",
                                    max_results=1)
         if found:
             info = found[0].info
-            run = _Run(info.run_id, ended=info.status in ("FINISHED", "FAILED", "KILLED"))
+            run = _Run(info.run_id, ended=info.status in ENDED)
         else:
             start = int(job.created * 1000) if job.created else None
-            made = mlflow.create_run(experiment, start_time=start, run_name=job.job_name)
+            # Its tags with the run, in one call: a run is never left without the tag it is found by.
+            made = mlflow.create_run(experiment, start_time=start, run_name=job.job_name, tags=_tags(job))
             run = _Run(made.info.run_id, ended=False)
-            params = [Param(key, str(value)[:MAX_PARAM_VALUE]) for key, value in sorted(job.hyperparameters.items())]
-            tags = [RunTag(key, value) for key, value in _tags(job).items()]
-            for i in range(0, max(len(params), len(tags)), MAX_PARAMS):
-                mlflow.log_batch(run.run_id, params=params[i:i + MAX_PARAMS], tags=tags[i:i + MAX_TAGS])
+            _log_params(mlflow, run.run_id, job)
         _runs[job.job_name] = run
         return run
+
+
+def _log_params(mlflow, run_id: str, job) -> None:
+    """The job's hyperparameters as the run's params. One MLflow refuses (a name with ``'`` or
+    longer than it takes) is left out, said in one warning line: the others are still logged."""
+    from mlflow.entities import Param
+    from mlflow.exceptions import MlflowException
+
+    params = [Param(key, str(value)[:MAX_PARAM_VALUE]) for key, value in sorted(job.hyperparameters.items())]
+    refused = []
+    for i in range(0, len(params), MAX_PARAMS):
+        batch = params[i:i + MAX_PARAMS]
+        try:
+            mlflow.log_batch(run_id, params=batch)
+        except MlflowException:  # which one: each alone
+            for param in batch:
+                try:
+                    mlflow.log_batch(run_id, params=[param])
+                except MlflowException:
+                    refused.append(param.key)
+    if refused:
+        from fahr_core import ui
+
+        names = ", ".join(repr(ui.cut_middle(key, 40)) for key in refused[:5])
+        more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
+        ui.warn(f"MLflow refused hyperparameter {names}{more} of job {job.job_name} as a param (names may hold "
+                "letters, digits, _ - . : / and spaces, 250 at most); the run has the others")
 
 
 @hookimpl(optionalhook=True)
@@ -157,15 +214,19 @@ def job_started(job):
 def job_metrics(job, points, whole):
     from mlflow.entities import Metric
 
-    with _lock:
+    with _job_lock(job) if whole else _lock:
         run = _run_of(job)
         if run.ended:
             return  # recorded whole already (a second `fahr wait`)
         mlflow = client()
         have: Counter = Counter()
         if whole:
+            recorded = mlflow.get_run(run.run_id)
+            if recorded.info.status in ENDED:  # by another process meanwhile
+                run.ended = True
+                return
             # The points a fit killed midway had sent: recorded once.
-            for key in mlflow.get_run(run.run_id).data.metrics:
+            for key in recorded.data.metrics:
                 have.update((key, m.step, m.value) for m in mlflow.get_metric_history(run.run_id, key))
             run.seen = Counter()
         now = int(time.time() * 1000)
@@ -187,11 +248,12 @@ def job_metrics(job, points, whole):
 def job_ended(job, result):
     from mlflow.entities import RunTag
 
-    with _lock:
+    with _job_lock(job):
         run = _run_of(job)
-        if run.ended:
-            return
         mlflow = client()
+        if run.ended or mlflow.get_run(run.run_id).info.status in ENDED:
+            run.ended = True
+            return
         tags = {"fahr.status": result.status, "fahr.failure_reason": result.failure_reason,
                 "fahr.model_uri": model_uri(result.model_artifact)}
         tags = [RunTag(key, value[:MAX_TAG_VALUE]) for key, value in tags.items() if value]
