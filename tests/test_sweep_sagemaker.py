@@ -70,8 +70,10 @@ def test_ctrl_c_on_sagemaker_detaches_and_stop_sweep_stops_them_all(stack, tmp_p
         deadline = time.monotonic() + 240
         while True:
             assert proc.poll() is None, proc.communicate()
-            mine = [j for j in sm.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]
-                    if j["TrainingJobName"].startswith("i18sweepsmslow") and j["TrainingJobStatus"] == "InProgress"]
+            # Filtered by the service: the emulator serves the whole session's jobs, oldest first,
+            # so a first page of 100 held none of these late in a full run.
+            mine = [j for j in sm.list_training_jobs(MaxResults=100, NameContains="i18sweepsmslow",
+                                                     StatusEquals="InProgress")["TrainingJobSummaries"]]
             if len(mine) == 2:
                 break
             assert time.monotonic() < deadline, "the two jobs did not start"
