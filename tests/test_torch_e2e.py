@@ -12,8 +12,10 @@ once and kept, so that a re-run builds only the projects' own layers.
 
 import json
 import os
+import re
 import shutil
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,33 @@ def test_the_torch_template_trains_across_2_hosts_under_plain_torchrun(workspace
     assert json.loads((out / "metrics.json").read_text())["workers"] == 4
     # Trained to the end: the checkpoint written each epoch was removed, and fahr kept that.
     assert not list((project / ".fahr" / "checkpoints").glob("*.pt"))
+
+
+def test_a_stopped_torchrun_job_checkpoints_on_every_host_and_the_next_fit_resumes(workspace, base_image):
+    # torchrun passes the job's SIGTERM on as a plain SIGTERM: the template's own handler lets the
+    # 4 workers of 2 hosts stop at the same step and rank 0 save; the next fit resumes from it.
+    project = workspace / "i19torchrun-ddp"
+    assert project.exists(), "baked by the test before"
+    common = ["--config.instance_count=2", "--env", "NPROC_PER_NODE=2", "--hp", "samples=1024"]
+    launched = fit(workspace, project / "train.py", *common, "--hp", "epochs=100000", "--detach")
+    assert launched.returncode == 0, launched.stderr
+    job = re.search(r"launching job (\S+)", launched.stderr).group(1)
+    jobs = {"FAHR_LOCAL_OUTPUT_PATH": str(workspace / "jobs")}
+    deadline = time.monotonic() + 300
+    while "fahr-metric loss=" not in run_fahr("logs", job, env=jobs).stdout:
+        assert time.monotonic() < deadline, run_fahr("logs", job, env=jobs).stdout[-2000:]
+        time.sleep(1)
+    stopped = run_fahr("stop", job, env=jobs)
+    assert stopped.returncode == 0, stopped.stderr
+    logs = run_fahr("logs", job, env=jobs).stdout
+    assert "[algo-1] stopped in epoch " in logs, logs[-3000:]
+    stopped_in = int(logs.split("stopped in epoch ")[1].split(";")[0])
+    assert (project / ".fahr" / "checkpoints" / "checkpoint.pt").is_file()
+
+    result = fit(workspace, project / "train.py", *common, "--hp", f"epochs={stopped_in + 2}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"resuming from /opt/ml/checkpoints/checkpoint.pt at epoch {stopped_in}" in result.stdout
+    assert "training on 4 workers" in result.stdout
+    assert [line.split("step=")[1] for line in result.stdout.splitlines() if "fahr-metric loss=" in line] == \
+        [str(stopped_in), str(stopped_in + 1)]
+    assert not (project / ".fahr" / "checkpoints" / "checkpoint.pt").exists()  # trained to the end
