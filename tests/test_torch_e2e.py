@@ -77,7 +77,8 @@ def base_image(docker_engine, tmp_path_factory):
     context = tmp_path_factory.mktemp("torch-base")
     if wheel:
         shutil.copy(wheel, context / wheel.name)  # the engine follows no link out of the context
-        install = f"COPY {wheel.name} /tmp/\nRUN pip install --no-cache-dir /tmp/{wheel.name} numpy && rm /tmp/{wheel.name}\n"
+        install = (f"COPY {wheel.name} /tmp/\n"
+                   f"RUN pip install --no-cache-dir /tmp/{wheel.name} numpy && rm /tmp/{wheel.name}\n")
     else:
         install = "RUN pip install --no-cache-dir torch numpy\n"
     (context / "Dockerfile").write_text(f"FROM python:3.11-slim\nLABEL torch-from={source}\n{install}")
