@@ -135,6 +135,17 @@ def test_the_torch_template_trains_across_2_hosts_under_plain_torchrun(workspace
     assert not list((project / ".fahr" / "checkpoints").glob("*.pt"))
 
 
+def test_the_torch_template_trains_on_one_host_as_written(workspace, base_image):
+    # One host: no PET_* variables, torchrun rendezvouses on its own (a free port on localhost).
+    project = workspace / "i19torchrun-ddp"
+    assert project.exists(), "baked by the test before"
+    result = fit(workspace, project / "train.py", "--env", "NPROC_PER_NODE=2", "--hp", "epochs=1",
+                 "--hp", "samples=512", "--fetch", workspace / "one-host-out")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "training on 2 workers, 256 samples each" in result.stdout
+    assert json.loads((workspace / "one-host-out" / "metrics.json").read_text())["workers"] == 2
+
+
 def test_a_stopped_torchrun_job_checkpoints_on_every_host_and_the_next_fit_resumes(workspace, base_image):
     # torchrun passes the job's SIGTERM on as a plain SIGTERM: the template's own handler lets the
     # 4 workers of 2 hosts stop at the same step and rank 0 save; the next fit resumes from it.
