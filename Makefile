@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup venv engine aws-emulation test demo demo-sagemaker benchmark clean
+.PHONY: setup venv engine aws-emulation test test-torch demo demo-sagemaker benchmark clean
 
 setup: venv engine
 
@@ -29,6 +29,16 @@ aws-emulation:
 
 test: setup aws-emulation
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+# Real PyTorch across local hosts (tests/test_torch_e2e.py, the torch template's own tests): out of
+# `make test`, as torch makes a large image. torch goes into $(VENV) and into a base image kept as
+# i19torchrun-torch-base:cpu: the CPU wheel from pip's find-links when there is one (an image of
+# about 1 GB), else PyPI's torch (several GB). E.g. `make test-torch TORCH_WHEEL=/path/torch-…+cpu-….whl`.
+TORCH_WHEEL ?= $(firstword $(wildcard $(addsuffix /torch-*+cpu-cp311-*.whl,$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))))
+test-torch: setup
+	$(PY) -m pip install -q $(or $(TORCH_WHEEL),torch) numpy
+	FAHR_TEST_TORCH=1 FAHR_TEST_TORCH_WHEEL=$(TORCH_WHEEL) $(PY) -m pytest -ra \
+		tests/test_torch_e2e.py tests/test_templates.py tests/test_launcher.py -k "torch" $(PYTEST_ARGS)
 
 demo: setup
 	bash scripts/demo.sh $(VENV)

@@ -52,6 +52,8 @@ def builtin_templates() -> list[Template]:
                  str(root / "model")),
         Template("notebook", "A train.ipynb run headless by papermill in the job, with a parameters cell.",
                  str(root / "notebook")),
+        Template("torch", "A PyTorch train.py run by torchrun, data-parallel on one host or many; resumes.",
+                 str(root / "torch")),
         Template("driver", "A pip-installable fahr-<name> driver plugin that passes fahr's conformance suite.",
                  str(root / "driver")),
     ]

@@ -30,8 +30,21 @@ OWN_FRAME_FILES = ("/opt/fahr/launcher.py", "<string>", "<frozen runpy>")
 SECRETS_DIR = "/run/fahr/secrets"
 SECRETS_ARN_ENV = "FAHR_SECRETS_ARN"
 FAILURE_FILE = "/opt/ml/output/failure"
-# torch.distributed's own default port; an already-set MASTER_PORT (--env MASTER_PORT=...) wins.
+# torchrun's default port (torch/distributed/run.py: --master-port defaults to 29500; env://
+# itself has no default); an already-set MASTER_PORT (--env MASTER_PORT=...) wins.
 DEFAULT_MASTER_PORT = "29500"
+# The variables host_environment sets, in its order: every one but MASTER_PORT comes from
+# resourceconfig.json alone, so fahr refuses an --env of them (fahr_core.plan). The last seven are
+# set in a job of several hosts only: torchrun's own names for its flags --nnodes, --node-rank,
+# --master-addr and --master-port (PET_ + the flag's name), so that a plain
+# `torchrun --nproc-per-node=N train.py` joins the hosts, and what torchrun gives each of its
+# workers (and env:// init_process_group reads), for the script as one process per host. torchrun
+# sets RANK, WORLD_SIZE and LOCAL_RANK anew for each worker it starts, over these (its agent
+# updates a copy of its own environment with them), and reads none of them itself.
+HOST_VARIABLES = ("FAHR_HOSTS", "FAHR_CURRENT_HOST", "FAHR_HOST_RANK", "FAHR_NUM_HOSTS",
+                  "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "NNODES",
+                  "PET_NNODES", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT",
+                  "RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
 def host_environment(path=None, environ=None):
@@ -39,7 +52,9 @@ def host_environment(path=None, environ=None):
 
     Every value but ``MASTER_PORT`` comes from the file, whatever ``environ`` holds: the hosts
     must agree with each other and with the file. The file missing (the image run outside any
-    SageMaker runner) sets nothing; a malformed one sets nothing and says why on stderr.
+    SageMaker runner) sets nothing; a malformed one sets nothing and says why on stderr. A job of
+    one host gets no torch variables (``PET_*``, ``RANK``, ...): there torchrun and the script see
+    what they would see on a laptop (torchrun then picks a free port itself).
     """
     path = RESOURCE_CONFIG if path is None else path
     environ = os.environ if environ is None else environ
@@ -64,17 +79,11 @@ def host_environment(path=None, environ=None):
         except Exception:
             pass  # no stderr to say it on: the script runs all the same
         return {}
-    rank = str(hosts.index(current))
-    return {
-        "FAHR_HOSTS": ",".join(hosts),
-        "FAHR_CURRENT_HOST": current,
-        "FAHR_HOST_RANK": rank,
-        "FAHR_NUM_HOSTS": str(len(hosts)),
-        "MASTER_ADDR": hosts[0],
-        "MASTER_PORT": environ.get("MASTER_PORT") or DEFAULT_MASTER_PORT,
-        "NODE_RANK": rank,
-        "NNODES": str(len(hosts)),
-    }
+    rank, count, port = str(hosts.index(current)), str(len(hosts)), environ.get("MASTER_PORT") or DEFAULT_MASTER_PORT
+    values = [",".join(hosts), current, rank, count, hosts[0], port, rank, count]
+    if len(hosts) > 1:
+        values += [count, rank, hosts[0], port, rank, count, "0"]
+    return dict(zip(HOST_VARIABLES, values))
 
 
 def _is_host_name(name):

@@ -21,6 +21,7 @@ from typing import Mapping, Sequence
 from fahr_core import config as cfg
 from fahr_core import names
 from fahr_core.errors import ConfigError, UsageError, first_line
+from fahr_core.launcher import HOST_VARIABLES  # standard library only: cheap to import
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,10 @@ def validate_environment(environment: Mapping[str, str], flag: str = "--env", sh
         if not _ENV_NAME.match(name):
             raise UsageError(f"{flag} {_shown(name)}{shown}: a variable name is letters, digits and '_', "
                              "not starting with a digit")
+        if name in HOST_VARIABLES and name != "MASTER_PORT":  # the hosts must agree: never the user's value
+            raise UsageError(f"{flag} {name}{shown}: fahr sets {name} on every host of a job from its hosts "
+                             "(docs/multi-host.md); leave it out" + ("; choose the port with --env MASTER_PORT=…"
+                                                                     if name == "PET_MASTER_PORT" else ""))
         if name == SECRETS_ARN_ENV:  # fahr's own: it names the job's secret, which fahr deletes at the end
             raise UsageError(f"{flag} {name}{shown}: fahr sets {name} itself, for --secret; hand the job a "
                              "secret with --secret NAME")
@@ -287,7 +292,7 @@ def validate_environment(environment: Mapping[str, str], flag: str = "--env", sh
 # secret of that name would override the hosts or the job's name (the launcher applies secrets
 # last), and FAHR_SECRETS_ARN names the Secrets Manager secret fahr deletes when the job ends.
 _FAHR_PREFIXES = ("FAHR_", "SM_")
-_FAHR_NAMES = frozenset({"TRAINING_JOB_NAME", "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "NNODES"})
+_FAHR_NAMES = frozenset({"TRAINING_JOB_NAME", *HOST_VARIABLES})
 
 # All of a job's secrets together, UTF-8: AWS Secrets Manager holds at most 64 KiB in a secret,
 # which the sagemaker driver makes of them all; secrets are keys and tokens, not data (--input).

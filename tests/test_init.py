@@ -20,7 +20,7 @@ def test_templates_lists_the_built_ins_and_a_plugins_template(tmp_path):
     result = run_fahr("templates", "--json", cwd=tmp_path)
     assert result.returncode == 0, show(result)
     rows = {row["name"]: row for row in json.loads(result.stdout)}
-    assert list(rows)[:3] == ["model", "notebook", "driver"]
+    assert list(rows)[:4] == ["model", "notebook", "torch", "driver"]
     assert all(row["description"] and "\n" not in row["description"] for row in rows.values())
     assert rows["testdrv-hello"]["source"] == "driver:testdrv"  # contributed through the hook
     plain = run_fahr("templates", cwd=tmp_path)
@@ -132,7 +132,7 @@ def test_an_empty_folder_is_fine(tmp_path, isolated_home):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--template", "nope"], "Choose one of: model, notebook, driver"),
+    (["--template", "nope"], "Choose one of: model, notebook, torch, driver"),
     (["--set", "colour=blue"], "has no such variable"),
     (["--set", "driver=kubernetes"], "choices are ['local', 'sagemaker']"),
     (["--set", "oops"], "expected --set KEY=VALUE"),

@@ -16,7 +16,8 @@ from fahr_core import image, launcher
 from fahr_core.launcher import DEFAULT_MASTER_PORT, host_environment
 
 NAMES = ["FAHR_HOSTS", "FAHR_CURRENT_HOST", "FAHR_HOST_RANK", "FAHR_NUM_HOSTS",
-         "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "NNODES"]
+         "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "NNODES",
+         "PET_NNODES", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK"]
 
 
 def resourceconfig(tmp_path, current="algo-2", hosts=("algo-1", "algo-2", "algo-3")):
@@ -41,8 +42,43 @@ def test_the_variables_come_from_resourceconfig(tmp_path):
         "MASTER_PORT": "29500",
         "NODE_RANK": "1",
         "NNODES": "3",
+        # What torchrun reads for --nnodes, --node-rank, --master-addr, --master-port: a plain
+        # `torchrun --nproc-per-node=N train.py` joins the hosts (with only the names above it
+        # parsed nnodes 1:1, node_rank 0, master_addr 127.0.0.1: each host trained alone).
+        "PET_NNODES": "3",
+        "PET_NODE_RANK": "1",
+        "PET_MASTER_ADDR": "algo-1",
+        "PET_MASTER_PORT": "29500",
+        # What env:// init_process_group() reads: the script as one torchrun worker per host.
+        "RANK": "1",
+        "WORLD_SIZE": "3",
+        "LOCAL_RANK": "0",
     }
-    assert DEFAULT_MASTER_PORT == "29500"  # torch.distributed's own default, as documented
+    assert DEFAULT_MASTER_PORT == "29500"  # torchrun's own default, as documented
+
+
+def test_a_job_of_one_host_gets_no_torch_variables(tmp_path):
+    # One host: torchrun and the script see what they see on a laptop (torchrun then picks a free
+    # port itself), and a script telling a distributed run by RANK runs alone.
+    env = host_environment(resourceconfig(tmp_path, "algo-1", ["algo-1"]), environ={})
+    assert env == {"FAHR_HOSTS": "algo-1", "FAHR_CURRENT_HOST": "algo-1", "FAHR_HOST_RANK": "0",
+                   "FAHR_NUM_HOSTS": "1", "MASTER_ADDR": "algo-1", "MASTER_PORT": "29500",
+                   "NODE_RANK": "0", "NNODES": "1"}
+
+
+def test_the_names_are_the_ones_plan_refuses_in_env():
+    assert list(launcher.HOST_VARIABLES) == NAMES
+
+
+def test_torchrun_parses_the_hosts_from_the_variables(tmp_path):
+    # torchrun's own parser, when torch is installed (make test-torch's venv): it reads PET_<FLAG>.
+    run = pytest.importorskip("torch.distributed.run")
+    env = host_environment(resourceconfig(tmp_path), environ={})
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        args = run.parse_args(["--nproc-per-node=2", "train.py"])
+    assert (args.nnodes, args.node_rank, args.master_addr, args.master_port) == ("3", 1, "algo-1", 29500)
 
 
 def test_hosts_keep_resourceconfigs_order_and_the_rank_is_the_index(tmp_path):
@@ -55,9 +91,9 @@ def test_hosts_keep_resourceconfigs_order_and_the_rank_is_the_index(tmp_path):
 
 def test_only_master_port_is_taken_from_the_environment(tmp_path):
     given = {"MASTER_PORT": "23456", "MASTER_ADDR": "elsewhere", "NODE_RANK": "7", "NNODES": "9",
-             "FAHR_HOST_RANK": "5", "FAHR_HOSTS": "a,b"}
+             "FAHR_HOST_RANK": "5", "FAHR_HOSTS": "a,b", "PET_MASTER_PORT": "1", "RANK": "4"}
     env = host_environment(resourceconfig(tmp_path), environ=given)
-    assert env["MASTER_PORT"] == "23456"
+    assert env["MASTER_PORT"] == env["PET_MASTER_PORT"] == "23456" and env["RANK"] == "1"
     assert (env["MASTER_ADDR"], env["NODE_RANK"], env["NNODES"], env["FAHR_HOST_RANK"], env["FAHR_HOSTS"]) == (
         "algo-1", "1", "3", "1", "algo-1,algo-2,algo-3")
     assert host_environment(resourceconfig(tmp_path), environ={"MASTER_PORT": ""})["MASTER_PORT"] == "29500"
@@ -236,7 +272,9 @@ def test_a_script_runs_with_the_variables_and_argv_as_python_script_gives(tmp_pa
     assert seen["argv"] == [str(script)] and seen["name"] == "__main__"
     assert seen["env"] == {"FAHR_HOSTS": "algo-1,algo-2,algo-3", "FAHR_CURRENT_HOST": "algo-3",
                            "FAHR_HOST_RANK": "2", "FAHR_NUM_HOSTS": "3", "MASTER_ADDR": "algo-1",
-                           "MASTER_PORT": "23456", "NODE_RANK": "2", "NNODES": "3"}
+                           "MASTER_PORT": "23456", "NODE_RANK": "2", "NNODES": "3",
+                           "PET_NNODES": "3", "PET_NODE_RANK": "2", "PET_MASTER_ADDR": "algo-1",
+                           "PET_MASTER_PORT": "23456", "RANK": "2", "WORLD_SIZE": "3", "LOCAL_RANK": "0"}
 
 
 def test_without_resourceconfig_the_script_runs_with_nothing_set(tmp_path):

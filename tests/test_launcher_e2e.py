@@ -15,12 +15,19 @@ import textwrap
 
 import pytest
 
-from conftest import run_fahr
+from conftest import one_line_error, run_fahr
 
 pytestmark = pytest.mark.docker
 
 NAMES = ["FAHR_HOSTS", "FAHR_CURRENT_HOST", "FAHR_HOST_RANK", "FAHR_NUM_HOSTS",
-         "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "NNODES"]
+         "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "NNODES",
+         "PET_NNODES", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK"]
+
+
+def torch_variables(rank, hosts, port="29500"):
+    """What torchrun reads (PET_*) and what env:// init_process_group reads, for host ``rank``."""
+    return {"PET_NNODES": str(hosts), "PET_NODE_RANK": str(rank), "PET_MASTER_ADDR": "algo-1",
+            "PET_MASTER_PORT": port, "RANK": str(rank), "WORLD_SIZE": str(hosts), "LOCAL_RANK": "0"}
 
 # Each host checks the variables against resourceconfig.json and its own host name; rank 0
 # listens on MASTER_PORT and gathers every rank, the others connect to MASTER_ADDR:MASTER_PORT,
@@ -117,21 +124,25 @@ def test_three_hosts_find_the_variables_and_rendezvous_on_master_addr_and_port(t
         assert seen["env"] == {"FAHR_HOSTS": "algo-1,algo-2,algo-3", "FAHR_CURRENT_HOST": host,
                                "FAHR_HOST_RANK": str(rank), "FAHR_NUM_HOSTS": "3",
                                "MASTER_ADDR": "algo-1", "MASTER_PORT": "29500",
-                               "NODE_RANK": str(rank), "NNODES": "3"}
+                               "NODE_RANK": str(rank), "NNODES": "3", **torch_variables(rank, 3)}
         assert seen["rank"] == rank and seen["received"] == [0, 1, 2]  # rank 0 gathered every rank
         assert seen["hostname"] == host and seen["execution_environment"] == "local"  # the driver's name wins
         assert seen["argv"] == ["train.py"]
         assert f"{host}: rank {rank} received [0, 1, 2] from algo-1:29500" in proc.stdout
 
 
-def test_master_port_from_env_wins_the_others_come_from_resourceconfig(workspace, three_hosts):
+def test_master_port_from_env_wins_the_others_are_refused(workspace, three_hosts):
     out = workspace / "port"
     fit(workspace, workspace / "hostvars" / "train.py", "--config.instance_count=2", "--fetch", out,
-        "--env", "MASTER_PORT=23456", "--env", "NODE_RANK=7", "--env", "MASTER_ADDR=elsewhere")
+        "--env", "MASTER_PORT=23456")
     for rank, host in enumerate(["algo-1", "algo-2"]):
         seen = json.loads((out / f"{host}.json").read_text())
-        assert seen["env"]["MASTER_PORT"] == "23456" and seen["received"] == [0, 1]
+        assert seen["env"]["MASTER_PORT"] == seen["env"]["PET_MASTER_PORT"] == "23456" and seen["received"] == [0, 1]
         assert seen["env"]["NODE_RANK"] == str(rank) and seen["env"]["MASTER_ADDR"] == "algo-1"
+    proc = run_fahr("fit", workspace / "hostvars" / "train.py", "--config.instance_count=2",
+                    "--env", "NODE_RANK=7", env={"FAHR_LOCAL_OUTPUT_PATH": str(workspace / "jobs")})
+    assert one_line_error(proc, 2) == ("fahr error: --env NODE_RANK=…: fahr sets NODE_RANK on every host of a "
+                                       "job from its hosts (docs/multi-host.md); leave it out")
 
 
 def test_plain_docker_run_saves_the_model_under_opt_ml_model(docker_engine, three_hosts):
@@ -172,7 +183,7 @@ def test_a_notebook_image_exports_the_same_variables(workspace):
         assert json.loads((out / f"{host}.json").read_text()) == {
             "FAHR_HOSTS": "algo-1,algo-2", "FAHR_CURRENT_HOST": host, "FAHR_HOST_RANK": str(rank),
             "FAHR_NUM_HOSTS": "2", "MASTER_ADDR": "algo-1", "MASTER_PORT": "29500",
-            "NODE_RANK": str(rank), "NNODES": "2"}
+            "NODE_RANK": str(rank), "NNODES": "2", **torch_variables(rank, 2)}
 
 
 def test_sagemaker_hosts_get_the_same_variables(stack, workspace):
@@ -188,5 +199,5 @@ def test_sagemaker_hosts_get_the_same_variables(stack, workspace):
         assert seen["env"] == {"FAHR_HOSTS": "algo-1,algo-2", "FAHR_CURRENT_HOST": host,
                                "FAHR_HOST_RANK": str(rank), "FAHR_NUM_HOSTS": "2",
                                "MASTER_ADDR": "algo-1", "MASTER_PORT": "29500",
-                               "NODE_RANK": str(rank), "NNODES": "2"}
+                               "NODE_RANK": str(rank), "NNODES": "2", **torch_variables(rank, 2)}
         assert seen["received"] == [0, 1] and seen["execution_environment"] == "sagemaker"

@@ -44,6 +44,8 @@ def test_the_values_are_read_once_from_the_environment_given(script):
     (["FAHR_SECRETS_ARN"], {"FAHR_SECRETS_ARN": VALUE}, {}, "--secret FAHR_SECRETS_ARN: fahr sets"),
     (["SM_HOSTS"], {"SM_HOSTS": VALUE}, {}, "--secret SM_HOSTS: fahr sets"),
     (["TRAINING_JOB_NAME"], {"TRAINING_JOB_NAME": VALUE}, {}, "--secret TRAINING_JOB_NAME: fahr sets"),
+    (["PET_NNODES"], {"PET_NNODES": VALUE}, {}, "--secret PET_NNODES: fahr sets"),
+    (["WORLD_SIZE"], {"WORLD_SIZE": VALUE}, {}, "--secret WORLD_SIZE: fahr sets"),
 ])
 def test_a_secret_that_cannot_be_given_is_refused_without_its_value(script, names, environ, environment, says):
     with pytest.raises(UsageError) as caught:
@@ -78,6 +80,24 @@ def test_env_cannot_name_the_secret_fahr_deletes(script):
     with pytest.raises(UsageError) as caught:
         plan_fit(script, environment={"FAHR_SECRETS_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:team/db"})
     assert str(caught.value).startswith("--env FAHR_SECRETS_ARN=…: fahr sets FAHR_SECRETS_ARN itself")
+
+
+@pytest.mark.parametrize("name", ["NODE_RANK", "MASTER_ADDR", "FAHR_HOST_RANK", "PET_NNODES", "PET_NODE_RANK",
+                                  "PET_MASTER_ADDR", "RANK", "WORLD_SIZE", "LOCAL_RANK"])
+def test_env_cannot_set_a_host_variable(script, name):
+    # The launcher sets them on every host from resourceconfig.json, over any --env: the user's
+    # value would be lost (or, were it kept, give every host the same rank). Refused, not dropped.
+    with pytest.raises(UsageError) as caught:
+        plan_fit(script, environment={name: "7"})
+    assert str(caught.value) == (f"--env {name}=…: fahr sets {name} on every host of a job from its hosts "
+                                 "(docs/multi-host.md); leave it out")
+
+
+def test_the_port_is_chosen_with_master_port_only(script):
+    assert plan_fit(script, environment={"MASTER_PORT": "23456"}).environment == {"MASTER_PORT": "23456"}
+    with pytest.raises(UsageError) as caught:
+        plan_fit(script, environment={"PET_MASTER_PORT": "23456"})
+    assert str(caught.value).endswith("leave it out; choose the port with --env MASTER_PORT=…")
 
 
 def test_a_dockerfile_that_does_not_run_the_launcher_refuses_secrets(script):

@@ -1,6 +1,7 @@
 """Bake every built-in template with cookiecutter's API, with defaults and with other answers;
 check the exact files and run each generated project's own tests."""
 
+import importlib.util
 import json
 import py_compile
 import subprocess
@@ -20,6 +21,8 @@ PROJECT_FILES = {
               "tests/test_train.py"},
     "notebook": {".dockerignore", "Dockerfile", "README.md", "fahr.toml", "requirements.txt", "train.ipynb",
                  "tests/test_notebook.py"},
+    "torch": {".dockerignore", "Dockerfile", "README.md", "fahr.toml", "requirements.txt", "train.py",
+              "tests/test_train.py"},
 }
 
 
@@ -48,23 +51,37 @@ CASES = [
     ("notebook", {}, "digits-notebook", "python:3.11-slim", "local"),
     ("notebook", {"project_name": "Digits In A Notebook", "base_image": "python:3.12-slim", "driver": "sagemaker"},
      "digits-in-a-notebook", "python:3.12-slim", "sagemaker"),
+    ("torch", {}, "torch-model", "python:3.11-slim", "local"),
+    ("torch", {"project_name": "Big DDP", "base_image": "python:3.12-slim", "driver": "sagemaker"},
+     "big-ddp", "python:3.12-slim", "sagemaker"),
 ]
 
 
 @pytest.mark.parametrize("template, answers, slug, base, driver", CASES,
-                         ids=["model-defaults", "model-answers", "notebook-defaults", "notebook-answers"])
-def test_model_and_notebook_templates_bake_and_their_tests_pass(tmp_path, isolated_home, template, answers,
-                                                                 slug, base, driver):
+                         ids=["model-defaults", "model-answers", "notebook-defaults", "notebook-answers",
+                              "torch-defaults", "torch-answers"])
+def test_project_templates_bake_and_their_tests_pass(tmp_path, isolated_home, template, answers, slug, base,
+                                                    driver):
     out, project = bake(template, tmp_path, **answers)
     assert [p.name for p in out.iterdir()] == [slug]
     assert files_of(project) == PROJECT_FILES[template]
-    artifact = "train.py" if template == "model" else "train.ipynb"
+    artifact = "train.ipynb" if template == "notebook" else "train.py"
     assert (project / "Dockerfile").read_text() == dockerfile_text(artifact, base, has_requirements=True)
     assert (project / ".dockerignore").read_text() == DOCKERIGNORE
     assert tomllib.loads((project / "fahr.toml").read_text())["driver"] == driver
     readme = (project / "README.md").read_text()
     assert f"fahr fit {slug}/{artifact}" in readme and "--train-driver sagemaker" in readme
-    if template == "model":
+    if template == "torch":
+        # Runs as written under torchrun: no host flag, the launcher's PET_* variables give them.
+        source = (project / "train.py").read_text()
+        assert '"-m", "torch.distributed.run"' in source and 'f"--nproc-per-node={per_node}"' in source
+        assert "--nnodes" not in source and "--master-addr" not in source
+        requirements = (project / "requirements.txt").read_text().splitlines()
+        assert [line for line in requirements if not line.startswith("#")] == ["torch>=2.2", "numpy"]
+        if importlib.util.find_spec("torch") is None:  # its torch tests run where torch is (make test-torch)
+            assert "1 passed, 2 skipped" in run_own_tests(project)
+            return
+    if template in ("model", "torch"):
         source = (project / "train.py").read_text()
         assert "/opt/ml/model.h5" not in source and 'OPT_ML / "model"' in source
         # The README's "the next run resumes" holds on local: a checkpoint folder of the project's,

@@ -44,11 +44,12 @@ def fresh_venv(tmp_path_factory, wheel):
 
 def test_the_wheel_holds_the_templates(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for template in ("model", "notebook", "driver"):
+    for template in ("model", "notebook", "torch", "driver"):
         assert f"fahr_core/templates/{template}/cookiecutter.json" in names
         assert f"fahr_core/templates/{template}/hooks/pre_gen_project.py" in names
     assert "fahr_core/templates/model/{{cookiecutter.project_slug}}/train.py" in names
     assert "fahr_core/templates/notebook/{{cookiecutter.project_slug}}/train.ipynb" in names
+    assert "fahr_core/templates/torch/{{cookiecutter.project_slug}}/train.py" in names
     assert "fahr_core/templates/driver/{{cookiecutter.project_slug}}/{{cookiecutter.package_name}}/__init__.py" in names
     assert "fahr_core/notebook_runner.py" in names and "fahr_core/testing/__init__.py" in names
     assert "fahr_core/launcher.py" in names  # the generated images' entrypoint program
@@ -60,7 +61,7 @@ def test_init_works_from_the_installed_wheel_outside_the_checkout(fresh_venv, tm
                "import fahr_core.scaffold as s; print(s.builtin_dir())", cwd=tmp_path).stdout.strip()
     assert where.startswith(str(fresh_venv)) and not where.startswith(str(REPO))
     listed = sh(fresh_venv / "bin" / "fahr", "templates", cwd=tmp_path).stdout
-    assert [line.split()[0] for line in listed.splitlines()] == ["model", "notebook", "driver"]
+    assert [line.split()[0] for line in listed.splitlines()] == ["model", "notebook", "torch", "driver"]
     sh(fresh_venv / "bin" / "fahr", "init", "my-model", "--no-input", cwd=tmp_path, env={"HOME": str(tmp_path)})
     files = {str(p.relative_to(tmp_path / "my-model")) for p in (tmp_path / "my-model").rglob("*") if p.is_file()}
     assert files == {".dockerignore", "Dockerfile", "README.md", "fahr.toml", "requirements.txt", "train.py",
