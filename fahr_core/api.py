@@ -65,7 +65,9 @@ class Job:
     """One training job of a driver.
 
     Attributes: ``name``, ``model_tag``, ``driver``, ``status`` (``InProgress``, ``Completed``,
-    ``Failed``, ``Stopping``, ``Stopped``), ``secondary_status``, ``failure_reason``,
+    ``Failed``, ``Stopping``, ``Stopped``), ``secondary_status``, ``failure_reason``, ``failure_kind``
+    (why it did not complete: ``user``, ``out_of_memory``, ``timeout``, ``interrupted``,
+    ``capacity``, ``platform``; '' while it runs or once it completed),
     ``created``/``started``/``ended`` (timezone-aware UTC datetimes, None when unknown),
     ``training_seconds``/``billable_seconds`` (float or None), ``model_artifact`` (a path or URI,
     '' until it completed), ``project`` (the folder its image was built from) and ``git_commit``
@@ -86,6 +88,7 @@ class Job:
         self.status = ""
         self.secondary_status = ""
         self.failure_reason = ""
+        self.failure_kind = ""
         self.created: datetime | None = None
         self.started: datetime | None = None
         self.ended: datetime | None = None
@@ -148,6 +151,7 @@ class Job:
         self.status = info.status
         self.secondary_status = info.secondary_status
         self.failure_reason = info.failure_reason
+        self.failure_kind = getattr(info, "failure_kind", "")  # plugin API 1.6
         self.created, self.started, self.ended = _time(info.created), _time(info.started), _time(info.ended)
         self.training_seconds, self.billable_seconds = info.training_seconds, info.billable_seconds
         self.model_artifact = info.model_artifact
@@ -163,6 +167,7 @@ class Job:
         self.driver = result.job.driver or self.driver
         self.status = result.status
         self.failure_reason = result.failure_reason
+        self.failure_kind = getattr(result, "failure_kind", "")  # plugin API 1.6
         self.model_artifact = result.model_artifact
         self.training_seconds, self.billable_seconds = result.training_seconds, result.billable_seconds
 

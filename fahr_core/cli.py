@@ -380,6 +380,7 @@ def _job_row(job) -> dict:
             "secondary_status": job.secondary_status, "created": _iso(job.created), "started": _iso(job.started),
             "ended": _iso(job.ended), "duration_seconds": _duration(job), "training_seconds": job.training_seconds,
             "billable_seconds": job.billable_seconds, "failure_reason": job.failure_reason,
+            "failure_kind": job.failure_kind,
             "model_artifact": job.model_artifact, "project": job.project, "git_commit": job.git_commit}
 
 
@@ -457,6 +458,8 @@ def _print_table(found, finals=None) -> None:
             started = f"{job.started.astimezone().strftime('%Y-%m-%d %H:%M')} ({_ago(job.started)})"
         billable = "-" if job.billable_seconds is None else f"{job.billable_seconds:.0f} s"
         status = job.status + (f" ({job.secondary_status})" if job.secondary_status and not job.done else "")
+        if job.failure_kind:  # why it did not complete: user, out_of_memory, timeout, interrupted…
+            status += f" ({job.failure_kind})"
         values = [job.hyperparameters.get(name, "-") for name in hps]
         values += [_number(final[name]) if name in final else "-" for name in metric_names]
         rows.append(tuple(map(ui.visible, (job.name, job.model_tag or "-", status, started, _span(_duration(job)),

@@ -247,7 +247,12 @@ def wait(job: JobHandle, config: Config) -> JobResult | None:
     :param job: the handle :func:`launch` returned (or one rebuilt from a job name).
     :param config: the run's resolved configuration.
     :returns: the result: its ``job`` with the model tag, status, failure reason, artifact
-        locations, timings.
+        locations, timings; and (plugin API 1.6) for a job that did not complete, its
+        ``failure_kind``: ``user`` (its script failed, its image could not run, or it was stopped
+        by its user), ``out_of_memory``, ``timeout`` (its longest run reached), ``interrupted``
+        (a spot reclaim), ``capacity`` (no instance, a quota) or ``platform`` (the backend's own
+        fault). ``fahr fit --retry`` launches again only after the last three; the failure line
+        and ``fahr jobs`` show it, and ``list_jobs`` reports the same in ``JobInfo.failure_kind``.
 
     Stops at first non-None result.
 

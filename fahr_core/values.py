@@ -30,6 +30,24 @@ STOPPING = "Stopping"
 STOPPED = "Stopped"
 FINAL_STATES = frozenset({COMPLETED, FAILED, STOPPED})
 
+# Why a job did not complete (JobResult.failure_kind, JobInfo.failure_kind; plugin API 1.6).
+USER = "user"
+"""The job's own doing: its script failed (a non-zero exit, an error it wrote), its image could not
+run, or its user stopped it. Running it again unchanged fails again."""
+OUT_OF_MEMORY = "out_of_memory"
+"""A host used more memory than it had (its container's limit, the instance's memory)."""
+TIMEOUT = "timeout"
+"""The job reached its longest allowed run (sagemaker's ``max_run``) and was stopped."""
+INTERRUPTED = "interrupted"
+"""The backend took its instances back (a spot reclaim): running it again may succeed."""
+CAPACITY = "capacity"
+"""No instance could be had: no capacity of the type, or a quota reached."""
+PLATFORM = "platform"
+"""The backend's own fault (an internal error, its engine lost, containers removed under it)."""
+FAILURE_KINDS = (USER, OUT_OF_MEMORY, TIMEOUT, INTERRUPTED, CAPACITY, PLATFORM)
+#: The kinds a retry can help with (``fahr fit --retry``): never the job's own failures.
+RETRYABLE_KINDS = frozenset({INTERRUPTED, CAPACITY, PLATFORM})
+
 
 @dataclass(frozen=True, kw_only=True)
 class BuildContext:
@@ -157,6 +175,10 @@ class JobResult:
     """True when the job completed with no file in ``/opt/ml/model`` (folders at most): fahr then
     warns that the script saved its model elsewhere. None when the driver does not know.
     (Added in plugin API 1.1.)"""
+    failure_kind: str = ""
+    """Why it did not complete, one of :data:`FAILURE_KINDS` (``user``, ``out_of_memory``,
+    ``timeout``, ``interrupted``, ``capacity``, ``platform``); '' when it completed, or from a
+    driver before plugin API 1.6. (Added in plugin API 1.6.)"""
 
     @property
     def succeeded(self) -> bool:
@@ -251,6 +273,10 @@ class JobInfo:
     sweep: str = ""
     """The sweep the job is a point of, as launch was given it (:attr:`JobSpec.sweep`); '' when
     none. (Added in plugin API 1.5.)"""
+    failure_kind: str = ""
+    """Why it did not complete, once it has ended: one of :data:`FAILURE_KINDS`, as
+    :attr:`JobResult.failure_kind`; '' while it runs, when it completed, or from a driver before
+    plugin API 1.6. (Added in plugin API 1.6.)"""
 
 
 @dataclass(frozen=True, kw_only=True)
