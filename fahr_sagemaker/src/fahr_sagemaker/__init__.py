@@ -224,7 +224,7 @@ def wait(job, config):
     """Follow the job to its end; Ctrl-C detaches (the job keeps running) and re-raises."""
     import dataclasses
 
-    from fahr_sagemaker import artifacts, follow, secrets
+    from fahr_sagemaker import artifacts, failures, follow, secrets
 
     interval = max(1.0, float(config["poll_interval"]))
     try:
@@ -250,6 +250,7 @@ def wait(job, config):
                                   f"({limits.get('MaxRuntimeInSeconds')} s)",
             "MaxWaitTimeExceeded": f"MaxWaitTimeExceeded: no spot capacity within max_wait "
                                    f"({limits.get('MaxWaitTimeInSeconds')} s)",
+            "Interrupted": "Interrupted: SageMaker reclaimed the job's spot instances",
         }.get(secondary, "stopped by StopTrainingJob ('fahr stop' or the console)")
     output = info.get("OutputDataConfig", {}).get("S3OutputPath", "").rstrip("/")
     return JobResult(
@@ -261,6 +262,8 @@ def wait(job, config):
         training_seconds=info.get("TrainingTimeInSeconds"),
         billable_seconds=info.get("BillableTimeInSeconds"),
         model_empty=artifacts.model_is_empty(config, info) if status == COMPLETED else None,
+        failure_kind=failures.failure_kind({**info, "TrainingJobStatus": status if status in (COMPLETED, STOPPED)
+                                            else FAILED}),
     )
 
 

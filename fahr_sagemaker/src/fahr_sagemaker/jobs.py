@@ -15,6 +15,7 @@ from fahr_core import JobInfo, JobQuery
 
 from fahr_sagemaker import aws
 from fahr_sagemaker.artifacts import MODEL_TAG_TAG, recorded_tag
+from fahr_sagemaker.failures import failure_kind
 
 #: The tag every job fahr launches carries (fahr's version): what tells fahr's jobs apart.
 VERSION_TAG = "fahr:version"
@@ -103,6 +104,7 @@ def job_info(record: dict, driver: str) -> JobInfo:
         training_seconds=float(training) if training is not None else None,
         billable_seconds=float(billable) if billable is not None else None,
         failure_reason=record.get("FailureReason", "") or "",
+        failure_kind=failure_kind(record),
         model_artifact=artifact,
         project=_tag(record, PROJECT_TAG),
         git_commit=_tag(record, GIT_COMMIT_TAG),
