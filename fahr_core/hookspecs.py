@@ -215,6 +215,11 @@ def launch(spec: JobSpec, config: Config) -> JobHandle | None:
     job once ``launch`` returns, and its statuses (``Training``…) are :func:`wait`'s to print;
     a status printed from here comes before the job's announcement.
 
+    A retried fit (``fahr fit --retry``, plugin API 1.6) launches each attempt as a job of its
+    own, ``spec.attempt_of`` naming the first: the driver records it and reports it as
+    ``JobInfo.attempt_of``. ``spec.capacity_failures`` counts the earlier attempts that found no
+    capacity: a driver whose configuration lists instance types in order launches on the next.
+
     :param spec: job name, model tag, image, hyperparameters, input channels, environment.
     :param config: the run's resolved configuration.
     :returns: a handle that :func:`wait`, :func:`stop` and :func:`fetch` understand, also in a

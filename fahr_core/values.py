@@ -137,6 +137,16 @@ class JobSpec:
     """The id of the sweep the job is one point of (``sw-YYYYMMDD-HHMMSS-xxxx``, docs/sweeps.md);
     '' when it is not. The driver records it with the job, reports it as :attr:`JobInfo.sweep` and
     filters by it (:attr:`JobQuery.sweep`). (Added in plugin API 1.5.)"""
+    attempt_of: str = ""
+    """The name of the first job of a fit retried (``fahr fit --retry``) after a failure a retry
+    can help with (:data:`RETRYABLE_KINDS`); '' for a first attempt. Each attempt is a job of its
+    own, launched with the same image, hyperparameters, inputs and configuration (so the same
+    checkpoint location: it resumes from the checkpoints). The driver records it with the job and
+    reports it as :attr:`JobInfo.attempt_of`. (Added in plugin API 1.6.)"""
+    capacity_failures: int = 0
+    """How many earlier attempts of this fit failed for ``capacity``: a driver whose configuration
+    lists instance types in order (sagemaker's ``train_instance_type=ml.g5.xlarge,ml.g4dn.xlarge``)
+    launches on the one after them, the last once all were tried. (Added in plugin API 1.6.)"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -273,6 +283,9 @@ class JobInfo:
     sweep: str = ""
     """The sweep the job is a point of, as launch was given it (:attr:`JobSpec.sweep`); '' when
     none. (Added in plugin API 1.5.)"""
+    attempt_of: str = ""
+    """The first job of the fit this job retried (:attr:`JobSpec.attempt_of`); '' for a first
+    attempt. (Added in plugin API 1.6.)"""
     failure_kind: str = ""
     """Why it did not complete, once it has ended: one of :data:`FAILURE_KINDS`, as
     :attr:`JobResult.failure_kind`; '' while it runs, when it completed, or from a driver before

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -62,6 +63,10 @@ def test_a_record_of_before_the_kinds_reads_as_the_job_s_own_doing():
     assert records._failure_kind({**record, "failure_kind": "nonsense"}) == "user"
     assert records._failure_kind({**record, "status": "Completed", "failure_kind": "user"}) == ""
     assert records._failure_kind({**record, "status": "InProgress"}) == ""
+    # A retried fit's attempt (fit --retry) names the first job in its record; the listing says so.
+    info = records._info(Path("/nowhere/j-2"), {**record, "job_name": "j-2", "attempt_of": "j-1",
+                                                  "failure_kind": "capacity"})
+    assert info.attempt_of == "j-1" and info.failure_kind == "capacity"
 
 
 def test_memory_and_cpus_are_checked():
@@ -140,3 +145,67 @@ def test_fahr_jobs_shows_the_kind_in_its_status(fits):
     rows = {line.split()[0]: line for line in fits.table.splitlines()[1:]}
     assert "Failed (out_of_memory)" in rows[fits.listed["oom"]["job_name"]]
     assert "Failed (user)" in rows[fits.listed["fail"]["job_name"]]
+
+
+def test_retry_needs_a_followed_job_and_a_small_count(tmp_path):
+    project = tmp_path / "i19failkinds-retry"
+    project.mkdir()
+    (project / "train.py").write_text("print('never')\n")
+    proc = run_fahr("fit", project / "train.py", "--retry", "2", "--detach",
+                    env={"FAHR_LOCAL_OUTPUT_PATH": str(tmp_path / "jobs")}, cwd=tmp_path)
+    line = one_line_error(proc, 2)
+    assert "--retry relaunches a job fahr follows to its end" in line, line
+    assert not (tmp_path / "jobs").exists()
+    from fahr_core import api
+    from fahr_core.errors import UsageError
+
+    for bad in (-1, 21, True, "2"):
+        with pytest.raises(UsageError, match="fit\\(\\): retry must be a whole number from 0 to 20"):
+            api.fit(project / "train.py", retry=bad)
+
+
+
+def test_the_retry_loop_relaunches_only_what_a_retry_can_help(monkeypatch):
+    """The core's loop with a fake driver: capacity, then platform, then success; each attempt
+    linked to the first, counting the capacity failures; a user failure ends it at once."""
+    from fahr_core import api
+    from fahr_core.errors import JobFailed, PluginError
+    from fahr_core.values import COMPLETED
+
+    class Session:
+        driver, project_dir, overrides = "fake", None, {}
+
+        def call(self, hook, **kwargs):  # no list_jobs: the jobs keep the fields the results gave
+            raise PluginError("no list_jobs")
+
+    def run(kinds, retry):
+        ends, launched = iter(kinds), []
+
+        def launch(session, steps, image, sweep="", attempt_of="", capacity_failures=0):
+            launched.append((attempt_of, capacity_failures))
+            return JobHandle(driver="fake", job_name=f"j-{len(launched) + 1}", model_tag="a/b")
+
+        def follow(session, handle, artifact=None):
+            kind = next(ends)
+            if kind:
+                raise JobFailed(f"job {handle.job_name} failed ({kind})",
+                                result=JobResult(job=handle, status=FAILED, failure_kind=kind))
+            return JobResult(job=handle, status=COMPLETED)
+
+        monkeypatch.setattr(api, "_launch", launch)
+        monkeypatch.setattr(api, "_follow", follow)
+        steps = SimpleNamespace(artifact=None, hyperparameters={}, metric_definitions=())
+        first = JobHandle(driver="fake", job_name="j-1", model_tag="a/b")
+        job = api.Job._of(Session(), "j-1", "a/b")
+        job, handle = api._follow_retrying(Session(), steps, None, job, first, retry, False)
+        return job, handle, launched
+
+    job, handle, launched = run(["capacity", "platform", "interrupted", ""], retry=3)
+    assert launched == [("j-1", 1), ("j-1", 1), ("j-1", 1)] and handle.job_name == "j-4" and job.status == COMPLETED
+    for kind in ("user", "out_of_memory", "timeout"):
+        with pytest.raises(JobFailed) as caught:
+            run([kind], retry=3)
+        assert caught.value.job.failure_kind == kind
+    with pytest.raises(JobFailed) as caught:  # retries used up: the last attempt's failure
+        run(["capacity", "capacity"], retry=1)
+    assert caught.value.job.name == "j-2" and caught.value.job.failure_kind == "capacity"

@@ -126,6 +126,7 @@ def _record_launch(spec, config, channels: dict, checkpoints: Path | None) -> tu
         # (plugin API 1.5) the names of its metrics by regex: whoever finishes the job reads them
         "metric_definitions": dict(getattr(spec, "metric_definitions", ())),
         **({"sweep": spec.sweep} if getattr(spec, "sweep", "") else {}),  # (plugin API 1.5) `fahr jobs --sweep`
+        **({"attempt_of": spec.attempt_of} if getattr(spec, "attempt_of", "") else {}),  # (1.6) fit --retry
         "status": IN_PROGRESS,
         "secondary_status": "Starting",
         "created": time.time(),

@@ -45,7 +45,7 @@ _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
 _READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 _STATES = (IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED)
-_TEXT_FIELDS = ("failure_reason", "failure_kind", "model_artifact", "output_artifact", "instance_type", "gpus", "secondary_status",
+_TEXT_FIELDS = ("failure_reason", "failure_kind", "attempt_of", "model_artifact", "output_artifact", "instance_type", "gpus", "secondary_status",
                 "upload_error", "checkpoint_path", "project", "git_commit", "sweep")
 _TIME_FIELDS = ("created", "started", "ended")
 _LATEST_TIME = 253402300799  # 9999-12-31T23:59:59Z: the last second a datetime can show
@@ -377,6 +377,7 @@ def _info(job_dir: Path, record: dict):
         metric_definitions=tuple(record.get("metric_definitions", {}).items()),
         sweep=record.get("sweep", ""),
         failure_kind=_failure_kind(record),
+        attempt_of=record.get("attempt_of", ""),
     )
 
 

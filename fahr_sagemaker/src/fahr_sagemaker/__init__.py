@@ -44,7 +44,9 @@ def config_keys():
         ConfigKey("role_name", str, "",
                   "IAM execution role SageMaker assumes: a role name (looked up with iam:GetRole) or its ARN",
                   required_for=("fit",)),
-        ConfigKey("train_instance_type", str, "ml.c4.2xlarge", "Training instance type, e.g. ml.m5.xlarge, ml.g5.xlarge."),
+        ConfigKey("train_instance_type", str, "ml.c4.2xlarge",
+                  "Training instance type, e.g. ml.m5.xlarge, ml.g5.xlarge; a list ml.g5.xlarge,ml.g4dn.xlarge is "
+                  "tried in order when fit --retry relaunches a job that found no capacity."),
         ConfigKey("train_instance_count", int, 1,
                   f"Number of instances (hosts algo-1..algo-N), 1 to {MAX_INSTANCE_COUNT}."),
         ConfigKey("volume_size", int, 30, "Storage volume per instance, in GB."),
@@ -126,7 +128,7 @@ def launch(spec, config):
         "RoleArn": checked.role_arn,
         "OutputDataConfig": {"S3OutputPath": checked.output.uri},
         "ResourceConfig": {
-            "InstanceType": config["train_instance_type"],
+            "InstanceType": aws.instance_type_for(config, getattr(spec, "capacity_failures", 0)),
             "InstanceCount": config["train_instance_count"],
             "VolumeSizeInGB": config["volume_size"],
         },
