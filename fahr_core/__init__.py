@@ -27,6 +27,8 @@ from fahr_core.errors import (EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED,
 if TYPE_CHECKING:  # for readers and type checkers; at run time these come from __getattr__
     from fahr_core import ui
     from fahr_core.hookspecs import REQUIRED_DRIVER_HOOKS
+    from fahr_core.values import (CAPACITY, FAILURE_KINDS, INTERRUPTED, OUT_OF_MEMORY, PLATFORM, RETRYABLE_KINDS,
+                                  TIMEOUT, USER)
     from fahr_core.values import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, STOPPING, BuildContext,
                                   Config, ConfigKey, FetchRequest, ImageRef, JobHandle, JobInfo, JobQuery, JobResult,
                                   JobSpec, LogLine, MetricPoint, Stash, StashKey, Template, TrackedJob)
@@ -43,7 +45,7 @@ __version__ = "0.4.0"
 #: The version of the plugin API (this module's ``__all__``, the hooks, the value types and
 #: :mod:`fahr_core.testing`). A driver pins the fahr releases of one major version of it; fahr
 #: 0.x implements plugin API 1.x, so drivers depend on ``fahr>=0.1,<1``.
-PLUGIN_API_VERSION = "1.5"
+PLUGIN_API_VERSION = "1.6"
 
 #: Marks a hook implementation: ``from fahr_core import hookimpl``.
 hookimpl = pluggy.HookimplMarker("fahr")
@@ -63,6 +65,9 @@ def docker_client():
 
 
 _VALUES = ("COMPLETED", "FAILED", "FINAL_STATES", "IN_PROGRESS", "STOPPED", "STOPPING", "BuildContext", "Config",
+           # why a job did not complete (plugin API 1.6)
+           "USER", "OUT_OF_MEMORY", "TIMEOUT", "INTERRUPTED", "CAPACITY", "PLATFORM", "FAILURE_KINDS",
+           "RETRYABLE_KINDS",
            "ConfigKey", "FetchRequest", "ImageRef", "JobHandle", "JobInfo", "JobQuery", "JobResult", "JobSpec",
            "LogLine", "MetricPoint", "Stash", "StashKey", "Template", "TrackedJob")
 
@@ -153,6 +158,15 @@ __all__ = [
     "STOPPING",
     "STOPPED",
     "FINAL_STATES",
+    # why a job did not complete (plugin API 1.6)
+    "USER",
+    "OUT_OF_MEMORY",
+    "TIMEOUT",
+    "INTERRUPTED",
+    "CAPACITY",
+    "PLATFORM",
+    "FAILURE_KINDS",
+    "RETRYABLE_KINDS",
     # errors and exit codes
     "FahrError",
     "UsageError",

@@ -65,7 +65,10 @@ class Job:
     """One training job of a driver.
 
     Attributes: ``name``, ``model_tag``, ``driver``, ``status`` (``InProgress``, ``Completed``,
-    ``Failed``, ``Stopping``, ``Stopped``), ``secondary_status``, ``failure_reason``,
+    ``Failed``, ``Stopping``, ``Stopped``), ``secondary_status``, ``failure_reason``, ``failure_kind``
+    (why it did not complete: ``user``, ``out_of_memory``, ``timeout``, ``interrupted``,
+    ``capacity``, ``platform``; '' while it runs or once it completed), ``attempt_of`` (the first job
+    of a fit retried, ``fit(retry=N)``; '' for a first attempt),
     ``created``/``started``/``ended`` (timezone-aware UTC datetimes, None when unknown),
     ``training_seconds``/``billable_seconds`` (float or None), ``model_artifact`` (a path or URI,
     '' until it completed), ``project`` (the folder its image was built from) and ``git_commit``
@@ -86,6 +89,8 @@ class Job:
         self.status = ""
         self.secondary_status = ""
         self.failure_reason = ""
+        self.failure_kind = ""
+        self.attempt_of = ""
         self.created: datetime | None = None
         self.started: datetime | None = None
         self.ended: datetime | None = None
@@ -148,6 +153,8 @@ class Job:
         self.status = info.status
         self.secondary_status = info.secondary_status
         self.failure_reason = info.failure_reason
+        self.failure_kind = getattr(info, "failure_kind", "")  # plugin API 1.6
+        self.attempt_of = getattr(info, "attempt_of", "") or self.attempt_of
         self.created, self.started, self.ended = _time(info.created), _time(info.started), _time(info.ended)
         self.training_seconds, self.billable_seconds = info.training_seconds, info.billable_seconds
         self.model_artifact = info.model_artifact
@@ -163,6 +170,7 @@ class Job:
         self.driver = result.job.driver or self.driver
         self.status = result.status
         self.failure_reason = result.failure_reason
+        self.failure_kind = getattr(result, "failure_kind", "")  # plugin API 1.6
         self.model_artifact = result.model_artifact
         self.training_seconds, self.billable_seconds = result.training_seconds, result.billable_seconds
 
@@ -318,7 +326,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
         environment: Mapping[str, Any] | None = None, wait: bool = True, quiet: bool | str = False,
         fetch_to: str | Path | None = None, overwrite: bool = False, regenerate_dockerfile: bool = False,
         rebuild: bool = False, verbose: bool = False, secrets: Sequence[str] | None = None,
-        metrics: Mapping[str, str] | None = None) -> Job:
+        metrics: Mapping[str, str] | None = None, retry: int = 0) -> Job:
     """Build ``artifact`` into an image, launch a training job and (``wait``) follow it.
 
     ``artifact`` is a train.py, a notebook, or a container of your own: a folder holding a
@@ -342,6 +350,11 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     ``metrics``: name -> regular expression with one capture group (``""``: the convention's
     metric of that name), as ``fahr fit --metric NAME=REGEX``, over fahr.toml's ``[metrics]``;
     lines ``fahr-metric NAME=VALUE … [step=N]`` need none (docs/metrics.md).
+    ``retry``: launch again, at most that many times, a job that failed for a reason a retry can
+    help with (``interrupted``, ``capacity``, ``platform``; never ``user``, ``out_of_memory`` or
+    ``timeout``), as ``fahr fit --retry N``: each attempt a job of its own linked to the first
+    (``attempt_of``), with the same configuration, so it resumes from the same checkpoints; the
+    returned :class:`Job` is the last attempt.
     """
     from fahr_core import interrupts, plan, report, tracking
     from fahr_core.session import open_session
@@ -356,6 +369,10 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     secrets = check.names(secrets, "fit(): secrets")
     metrics = check.strings(metrics, "fit(): metrics")
     fetch_to = None if fetch_to is None else check.path(fetch_to, "fit(): fetch_to")
+    retry = check.count(retry, "fit(): retry")
+    if retry and not wait:
+        raise UsageError("--retry relaunches a job fahr follows to its end: it cannot be combined with --detach "
+                         "(wait=False)")
     check.quiet(quiet, "fit(): quiet")
     for flag, value in (("wait", wait), ("overwrite", overwrite),
                         ("regenerate_dockerfile", regenerate_dockerfile), ("rebuild", rebuild),
@@ -370,25 +387,56 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
         plan.check_fit(steps, session)
         image = session.call("push_image", image=_build(session, steps, verbose))
         handle = _launch(session, steps, image)
-        job = Job._of(session, handle.job_name, handle.model_tag, quiet)
-        job.driver = handle.driver or job.driver
-        job._handle, job._artifact = handle, steps.artifact
-        job.hyperparameters = dict(steps.hyperparameters)
-        job._metric_definitions = tuple((d.name, d.regex) for d in steps.metric_definitions)
+        job = _launched(session, steps, handle, quiet)
         if not steps.wait:
             interrupts.followed(handle.job_name)  # launched to run on: an interrupt now leaves it running
             tracking.detached(session, handle)
             report.detached(handle, session)
             job.status = IN_PROGRESS
         else:
-            with job._failing():
-                job._from_result(_follow(session, handle, steps.artifact))
+            job, handle = _follow_retrying(session, steps, image, job, handle, retry, quiet)
             if steps.fetch_to is not None:
                 # The target as it is now (a folder may have filled while the job trained).
                 _check_fetch(steps.fetch_to, steps.model_tag, handle.job_name, True, steps.overwrite)
                 _fetch(session, steps.fetch_to, steps.model_tag, session.location, handle.job_name, True,
                        steps.overwrite)
     job._try_refresh()
+    return job
+
+
+def _follow_retrying(session, steps, image, job: Job, handle, retry: int, quiet):
+    """Follow the job to its end; while it fails for a kind a retry can help with and ``retry``
+    allows, launch it again (same plan, image and configuration) linked to the first. The last
+    attempt's :class:`Job` and handle; its failure raises."""
+    from fahr_core import ui
+    from fahr_core.errors import JobFailed
+    from fahr_core.values import CAPACITY, RETRYABLE_KINDS
+
+    first, capacity = handle.job_name, 0
+    for attempt in range(1, retry + 2):
+        try:
+            with job._failing():
+                job._from_result(_follow(session, handle, steps.artifact))
+            return job, handle
+        except JobFailed as failed:
+            kind = getattr(failed.result, "failure_kind", "") if failed.result is not None else ""
+            if attempt > retry or kind not in RETRYABLE_KINDS:
+                raise
+            capacity += kind == CAPACITY
+            ui.warn(failed.message)
+            ui.info(f"retrying ({kind}): attempt {attempt + 1} of at most {retry + 1}, a new job linked to {first}")
+        handle = _launch(session, steps, image, attempt_of=first, capacity_failures=capacity)
+        job = _launched(session, steps, handle, quiet)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _launched(session, steps, handle, quiet) -> Job:
+    """The :class:`Job` of a job this process just launched from ``steps``."""
+    job = Job._of(session, handle.job_name, handle.model_tag, quiet)
+    job.driver = handle.driver or job.driver
+    job._handle, job._artifact = handle, steps.artifact
+    job.hyperparameters = dict(steps.hyperparameters)
+    job._metric_definitions = tuple((d.name, d.regex) for d in steps.metric_definitions)
     return job
 
 
@@ -405,7 +453,7 @@ def _build(session, steps, verbose: bool = False):
         return session.call("build_image", context=context)
 
 
-def _launch(session, steps, image, sweep: str = ""):
+def _launch(session, steps, image, sweep: str = "", attempt_of: str = "", capacity_failures: int = 0):
     from fahr_core import names, provenance, tracking, ui
     from fahr_core.values import JobSpec
 
@@ -417,7 +465,7 @@ def _launch(session, steps, image, sweep: str = ""):
                    project=provenance.project_folder(steps.project_dir),
                    git_commit=provenance.git_commit(steps.project_dir),
                    metric_definitions=tuple((d.name, d.regex) for d in steps.metric_definitions),
-                   sweep=sweep)
+                   sweep=sweep, attempt_of=attempt_of, capacity_failures=capacity_failures)
     # The driver names the job (sagemaker's base_job_name renames it): the name is printed from
     # the handle it returns, never from the spec. No "launching job NAME" before it is known.
     ui.info(f"launching a job of {steps.model_tag} on driver {session.driver!r}")

@@ -51,6 +51,17 @@ def flag(value: Any, what: str) -> bool:
     return value
 
 
+#: The most retries ``fit(retry=N)`` takes: more is a typo, or a bill.
+RETRY_MAX = 20
+
+
+def count(value: Any, what: str, most: int = RETRY_MAX) -> int:
+    """A whole number from 0 to ``most`` (``fit(retry=N)``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise UsageError(f"{what} must be a whole number from 0 to {most}, not {value!r}")
+    return value
+
+
 def quiet(value: Any, what: str) -> bool | str:
     """``quiet``: True (fahr's lines and the job's output muted), False, or ``"status"`` (fahr's
     own lines only: the job's output still streams, as with the CLI's ``--quiet``)."""

@@ -207,6 +207,7 @@ def fit(
     secret: Annotated[list[str], typer.Option("--secret", help="Give the job the variable NAME with the value of $NAME here, seen by nothing else: not job.json, logs, the image, command lines (repeatable).", metavar="NAME")] = [],
     metric: Annotated[list[str], typer.Option("--metric", help="A metric read from the job's output: NAME=REGEX, the regex's one capture group the value (repeatable; over fahr.toml's [metrics]). Lines 'fahr-metric NAME=VALUE … [step=N]' need none; NAME alone names one for SageMaker's console.", metavar="NAME=REGEX")] = [],
     detach: Annotated[bool, typer.Option("--detach", help="Return once the job is launched.")] = False,
+    retry: Annotated[int, typer.Option("--retry", help="Launch again, at most N times, a job that failed for a reason a retry can help with (interrupted, capacity, platform; never user, out_of_memory, timeout): each attempt a new job linked to the first, resuming from the same checkpoints.", metavar="N", min=0, max=20)] = 0,
     fetch: Annotated[Optional[Path], typer.Option("--fetch", help="After success, fetch and extract the model into DIR (never the project's folder or the driver's output folder).", metavar="DIR")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="With --fetch: replace a non-empty DIR.")] = False,
     regenerate_dockerfile: Annotated[bool, typer.Option("--regenerate-dockerfile", help="Write the Dockerfile anew (one fahr did not write is kept as Dockerfile.bak); not for your own container.")] = False,
@@ -243,6 +244,7 @@ def fit(
             secrets=list(secret),
             metrics=dict(pair.partition("=")[::2] for pair in metric),
             wait=not detach,
+            retry=retry,
             fetch_to=fetch,
             overwrite=overwrite,
             regenerate_dockerfile=regenerate_dockerfile,
@@ -380,6 +382,7 @@ def _job_row(job) -> dict:
             "secondary_status": job.secondary_status, "created": _iso(job.created), "started": _iso(job.started),
             "ended": _iso(job.ended), "duration_seconds": _duration(job), "training_seconds": job.training_seconds,
             "billable_seconds": job.billable_seconds, "failure_reason": job.failure_reason,
+            "failure_kind": job.failure_kind, "attempt_of": job.attempt_of,
             "model_artifact": job.model_artifact, "project": job.project, "git_commit": job.git_commit}
 
 
@@ -457,9 +460,12 @@ def _print_table(found, finals=None) -> None:
             started = f"{job.started.astimezone().strftime('%Y-%m-%d %H:%M')} ({_ago(job.started)})"
         billable = "-" if job.billable_seconds is None else f"{job.billable_seconds:.0f} s"
         status = job.status + (f" ({job.secondary_status})" if job.secondary_status and not job.done else "")
+        if job.failure_kind:  # why it did not complete: user, out_of_memory, timeout, interrupted…
+            status += f" ({job.failure_kind})"
+        name = job.name + (f" (retry of {job.attempt_of})" if job.attempt_of else "")
         values = [job.hyperparameters.get(name, "-") for name in hps]
         values += [_number(final[name]) if name in final else "-" for name in metric_names]
-        rows.append(tuple(map(ui.visible, (job.name, job.model_tag or "-", status, started, _span(_duration(job)),
+        rows.append(tuple(map(ui.visible, (name, job.model_tag or "-", status, started, _span(_duration(job)),
                                            billable, *values, _project(job)))))
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):

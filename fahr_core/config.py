@@ -458,14 +458,20 @@ def env_size(name: str, default: int, *, example: str, zero: str = "", environ: 
     raw = (os.environ if environ is None else environ).get(name, "").strip()
     if not raw:
         return default
-    match = re.fullmatch(r"(\d{1,20})\s*(?:([KMGT])(?:i?B)?)?", raw, re.IGNORECASE)
-    value = int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").upper()] if match else None
+    value = parse_size(raw)
     if value is None or (value == 0 and not zero):
         zero_text = f", 0 {zero}" if zero else ""
         raise UsageError(f"{name}={raw!r} is not a size; give a number of bytes such as {example} "
                          f"(K, M, G, T are powers of 1024){zero_text}, or unset it for the default of "
                          f"{_short_size(default)}")
     return value
+
+
+def parse_size(raw: str) -> int | None:
+    """A size as fahr reads one (``env_size``, the local driver's ``memory``): a number of bytes,
+    or with a K/M/G/T suffix in powers of 1024 (``100M``, ``64MiB``); None when it is not one."""
+    match = re.fullmatch(r"(\d{1,20})\s*(?:([KMGT])(?:i?B)?)?", raw.strip(), re.IGNORECASE)
+    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").upper()] if match else None
 
 
 def _short_size(n: int) -> str:

@@ -38,7 +38,7 @@ from typing import Callable, Iterator, Mapping
 
 from fahr_core.errors import EnvironmentProblem, UsageError
 from fahr_core.jobfolder import Folder
-from fahr_core.values import COMPLETED, FAILED
+from fahr_core.values import COMPLETED, FAILED, OUT_OF_MEMORY, PLATFORM, USER
 from fahr_core.joblog import Tail
 
 LABEL_JOB = "fahr.job"
@@ -48,6 +48,8 @@ LABEL_HOST = "fahr.host"
 _CHECKPOINT_NAMES = frozenset({"CHECKPOINT_MARKER", "MARKER_TEXT", "CopiedBack", "CheckpointMerge",
                                "checkpoint_manifest"})
 FAILURE_REASON_MAX = 1024
+#: The start of the failure reason of a host killed for its memory: SageMaker's own word for it.
+OUT_OF_MEMORY_ERROR = "OutOfMemoryError"
 _TAIL_LINES = 10
 _LAUNCHER_LINES = 10  # read beyond the tail: the launcher's frames (fahr_core.report) are left out of it
 
@@ -87,6 +89,11 @@ class ContainerJob:
     host_network: bool = False
     """Run the (single) host on the engine's host network: the SageMaker emulator's jobs reach
     the emulated AWS on loopback that way."""
+    memory: int = 0
+    """Each host's memory limit in bytes (the engine's ``--memory``, no swap beyond it); 0: none.
+    A host killed for going past it failed with ``out_of_memory``, its reason naming the limit."""
+    cpus: float = 0.0
+    """Each host's share of the machine's CPUs (the engine's ``--cpus``); 0: no limit."""
 
     @property
     def hosts(self) -> list[str]:
@@ -109,6 +116,9 @@ class Outcome:
     exit_codes: dict[str, int] = field(default_factory=dict)
     started_at: float = 0.0
     ended_at: float = 0.0
+    failure_kind: str = ""
+    """Why it failed (fahr_core.values.FAILURE_KINDS): ``out_of_memory``, ``platform`` when a
+    host never started or its container is gone, else ``user``; '' when it completed."""
 
 
 OutputSink = Callable[[str, bytes], None]  # (host, a piece of its output: see ContractRun.follow)
@@ -750,6 +760,7 @@ class ContractRun:
         self.job = job
         self.client = client or engine.client()
         self._tails: dict[str, Tail] = {}
+        self._oom: dict[str, bool] = {}  # host -> whether failure_reason found it killed for its memory
         self._copies: dict[str, Path] = {}  # each host's whole output, written as follow() read it
         self._logs_saved = False
         self._keep_in: Folder | None = None
@@ -815,6 +826,9 @@ class ContractRun:
                     ),
                     stop_signal="SIGTERM",
                     device_requests=devices,
+                    # memswap_limit equal to the limit: past it the host is killed, not swapped out
+                    **({"mem_limit": job.memory, "memswap_limit": job.memory} if job.memory else {}),
+                    **({"nano_cpus": int(job.cpus * 1e9)} if job.cpus else {}),
                     **({"network_mode": "host", "extra_hosts": {host: "127.0.0.1"}} if job.host_network else {}),
                 )
                 in_flight = None
@@ -986,13 +1000,21 @@ class ContractRun:
         if not first_failed:
             return Outcome(COMPLETED, exit_codes=codes, started_at=started_at, ended_at=ended_at)
         if first_failed in never:
-            reason = f"host {first_failed} never started"
+            reason, kind = f"host {first_failed} never started", PLATFORM
         else:
-            reason = self.failure_reason(first_failed, codes[first_failed])
-        return Outcome(FAILED, reason, codes, started_at, ended_at)
+            reason, kind = self.failure(first_failed, codes[first_failed])
+        return Outcome(FAILED, reason, codes, started_at, ended_at, kind)
+
+    def failure(self, host: str, code: int) -> tuple[str, str]:
+        """Why ``host`` failed with exit code ``code``: its :meth:`failure_reason` and its kind,
+        ``out_of_memory`` or ``user``."""
+        reason = self.failure_reason(host, code)
+        return reason, OUT_OF_MEMORY if self._oom.get(host) else USER
 
     def failure_reason(self, host: str, code: int) -> str:
-        """``/opt/ml/output/failure`` (first 1024 characters), else the exit code and last lines.
+        """A host killed for its memory: ``OutOfMemoryError: …`` naming its limit, and its last
+        lines. Else ``/opt/ml/output/failure`` (first 1024 characters), else the exit code and
+        last lines.
 
         The last lines are the output's, without the frames of fahr's launcher (read from further
         back, so that they do not take the place of the script's), cut in the middle when long:
@@ -1001,8 +1023,10 @@ class ContractRun:
         from fahr_core.report import without_launcher_frames
         from fahr_core.ui import cut_middle
 
+        out_of_memory = self._out_of_memory(host, code)
+        self._oom[host] = out_of_memory is not None
         text = self.read_file(host, "/opt/ml/output/failure")
-        if text and text.strip():
+        if out_of_memory is None and text and text.strip():
             return text.decode("utf-8", "replace")[:FAILURE_REASON_MAX]
         tail = self._tails[host].lines(_TAIL_LINES + _LAUNCHER_LINES) if host in self._tails else []
         if not tail:
@@ -1013,9 +1037,30 @@ class ContractRun:
                 tail = []
         where = f" on {host}" if len(self.job.hosts) > 1 else ""
         reason = f"AlgorithmError: exit code {code}{where}"
+        if out_of_memory is not None:
+            reason = f"{OUT_OF_MEMORY_ERROR}: {out_of_memory} (exit code {code}{where})"
         if tail:
             reason += "; last output:\n" + "\n".join(without_launcher_frames(tail)[-_TAIL_LINES:])
         return cut_middle(reason, FAILURE_REASON_MAX)
+
+    def _out_of_memory(self, host: str, code: int) -> str | None:
+        """Why ``host`` was killed for its memory, or None when it was not: the engine's
+        ``State.OOMKilled``, or exit code 137 (SIGKILL) under a memory limit (the kernel may kill
+        a process of the container rather than its first one, which the flag does not tell)."""
+        try:
+            container = self.containers()[host]
+            container.reload()
+            state = container.attrs.get("State") or {}
+            limit = (container.attrs.get("HostConfig") or {}).get("Memory") or self.job.memory
+        except Exception:
+            state, limit = {}, self.job.memory
+        if not state.get("OOMKilled") and not (code == 137 and limit):
+            return None
+        from fahr_core.ui import size
+
+        if limit:
+            return f"the host used more than its memory limit of {size(limit)} and was killed"
+        return "the host ran out of memory and was killed"
 
     def exit_codes(self) -> dict[str, int] | None:
         """Every host's exit code when all have exited, else None."""
@@ -1052,7 +1097,7 @@ class ContractRun:
         launched the job was stopped while starting it: nothing will start it) has failed first."""
         states = self._states()
         if not states:
-            return Outcome(FAILED, "Its containers are gone (removed outside fahr)")
+            return Outcome(FAILED, "Its containers are gone (removed outside fahr)", failure_kind=PLATFORM)
         lost = {host: f"The container of host {host} is gone (removed outside fahr)"
                 for host in self.job.hosts if host not in states}
         lost.update({host: f"host {host} never started" for host, state in states.items() if _never_started(state)})
@@ -1073,11 +1118,12 @@ class ContractRun:
         started, ended = _span([state for host, state in states.items() if host not in lost])
         if lost:
             first = next(host for host in [*self.job.hosts, *sorted(lost)] if host in lost)
-            return Outcome(FAILED, lost[first], codes, started or 0.0, ended or 0.0)
+            return Outcome(FAILED, lost[first], codes, started or 0.0, ended or 0.0, PLATFORM)
         if not failed:
             return Outcome(COMPLETED, exit_codes=codes, started_at=started or 0.0, ended_at=ended or 0.0)
         first = failed[0][1]
-        return Outcome(FAILED, self.failure_reason(first, codes[first]), codes, started or 0.0, ended or 0.0)
+        reason, kind = self.failure(first, codes[first])
+        return Outcome(FAILED, reason, codes, started or 0.0, ended or 0.0, kind)
 
     def until_a_host_ends(self, since: float, seconds: float) -> None:
         """Return when one of the job's containers has died or been removed since ``since``

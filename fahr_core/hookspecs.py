@@ -215,6 +215,11 @@ def launch(spec: JobSpec, config: Config) -> JobHandle | None:
     job once ``launch`` returns, and its statuses (``Training``…) are :func:`wait`'s to print;
     a status printed from here comes before the job's announcement.
 
+    A retried fit (``fahr fit --retry``, plugin API 1.6) launches each attempt as a job of its
+    own, ``spec.attempt_of`` naming the first: the driver records it and reports it as
+    ``JobInfo.attempt_of``. ``spec.capacity_failures`` counts the earlier attempts that found no
+    capacity: a driver whose configuration lists instance types in order launches on the next.
+
     :param spec: job name, model tag, image, hyperparameters, input channels, environment.
     :param config: the run's resolved configuration.
     :returns: a handle that :func:`wait`, :func:`stop` and :func:`fetch` understand, also in a
@@ -247,7 +252,12 @@ def wait(job: JobHandle, config: Config) -> JobResult | None:
     :param job: the handle :func:`launch` returned (or one rebuilt from a job name).
     :param config: the run's resolved configuration.
     :returns: the result: its ``job`` with the model tag, status, failure reason, artifact
-        locations, timings.
+        locations, timings; and (plugin API 1.6) for a job that did not complete, its
+        ``failure_kind``: ``user`` (its script failed, its image could not run, or it was stopped
+        by its user), ``out_of_memory``, ``timeout`` (its longest run reached), ``interrupted``
+        (a spot reclaim), ``capacity`` (no instance, a quota) or ``platform`` (the backend's own
+        fault). ``fahr fit --retry`` launches again only after the last three; the failure line
+        and ``fahr jobs`` show it, and ``list_jobs`` reports the same in ``JobInfo.failure_kind``.
 
     Stops at first non-None result.
 

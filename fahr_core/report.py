@@ -39,7 +39,9 @@ def ended(result: JobResult, session, artifact: Path | None = None) -> JobResult
         # One line: the job's output was streamed above, the full reason is in the job's record.
         reason = failure_line(result.failure_reason)
         hint = missing_module_hint(result.failure_reason, artifact)
-        raise JobFailed(f"job {job.job_name} {result.status.lower()}{timing}: {reason}{hint}", result=result)
+        kind = getattr(result, "failure_kind", "")  # a driver before plugin API 1.6 reports none
+        kind = f" ({kind})" if kind else ""
+        raise JobFailed(f"job {job.job_name} {result.status.lower()}{kind}{timing}: {reason}{hint}", result=result)
     ui.success(f"job {job.job_name} completed{timing}; model at {result.model_artifact}")
     driver = job.driver or session.driver
     if result.model_empty:

@@ -30,6 +30,24 @@ STOPPING = "Stopping"
 STOPPED = "Stopped"
 FINAL_STATES = frozenset({COMPLETED, FAILED, STOPPED})
 
+# Why a job did not complete (JobResult.failure_kind, JobInfo.failure_kind; plugin API 1.6).
+USER = "user"
+"""The job's own doing: its script failed (a non-zero exit, an error it wrote), its image could not
+run, or its user stopped it. Running it again unchanged fails again."""
+OUT_OF_MEMORY = "out_of_memory"
+"""A host used more memory than it had (its container's limit, the instance's memory)."""
+TIMEOUT = "timeout"
+"""The job reached its longest allowed run (sagemaker's ``max_run``) and was stopped."""
+INTERRUPTED = "interrupted"
+"""The backend took its instances back (a spot reclaim): running it again may succeed."""
+CAPACITY = "capacity"
+"""No instance could be had: no capacity of the type, or a quota reached."""
+PLATFORM = "platform"
+"""The backend's own fault (an internal error, its engine lost, containers removed under it)."""
+FAILURE_KINDS = (USER, OUT_OF_MEMORY, TIMEOUT, INTERRUPTED, CAPACITY, PLATFORM)
+#: The kinds a retry can help with (``fahr fit --retry``): never the job's own failures.
+RETRYABLE_KINDS = frozenset({INTERRUPTED, CAPACITY, PLATFORM})
+
 
 @dataclass(frozen=True, kw_only=True)
 class BuildContext:
@@ -119,6 +137,16 @@ class JobSpec:
     """The id of the sweep the job is one point of (``sw-YYYYMMDD-HHMMSS-xxxx``, docs/sweeps.md);
     '' when it is not. The driver records it with the job, reports it as :attr:`JobInfo.sweep` and
     filters by it (:attr:`JobQuery.sweep`). (Added in plugin API 1.5.)"""
+    attempt_of: str = ""
+    """The name of the first job of a fit retried (``fahr fit --retry``) after a failure a retry
+    can help with (:data:`RETRYABLE_KINDS`); '' for a first attempt. Each attempt is a job of its
+    own, launched with the same image, hyperparameters, inputs and configuration (so the same
+    checkpoint location: it resumes from the checkpoints). The driver records it with the job and
+    reports it as :attr:`JobInfo.attempt_of`. (Added in plugin API 1.6.)"""
+    capacity_failures: int = 0
+    """How many earlier attempts of this fit failed for ``capacity``: a driver whose configuration
+    lists instance types in order (sagemaker's ``train_instance_type=ml.g5.xlarge,ml.g4dn.xlarge``)
+    launches on the one after them, the last once all were tried. (Added in plugin API 1.6.)"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,6 +185,10 @@ class JobResult:
     """True when the job completed with no file in ``/opt/ml/model`` (folders at most): fahr then
     warns that the script saved its model elsewhere. None when the driver does not know.
     (Added in plugin API 1.1.)"""
+    failure_kind: str = ""
+    """Why it did not complete, one of :data:`FAILURE_KINDS` (``user``, ``out_of_memory``,
+    ``timeout``, ``interrupted``, ``capacity``, ``platform``); '' when it completed, or from a
+    driver before plugin API 1.6. (Added in plugin API 1.6.)"""
 
     @property
     def succeeded(self) -> bool:
@@ -251,6 +283,13 @@ class JobInfo:
     sweep: str = ""
     """The sweep the job is a point of, as launch was given it (:attr:`JobSpec.sweep`); '' when
     none. (Added in plugin API 1.5.)"""
+    attempt_of: str = ""
+    """The first job of the fit this job retried (:attr:`JobSpec.attempt_of`); '' for a first
+    attempt. (Added in plugin API 1.6.)"""
+    failure_kind: str = ""
+    """Why it did not complete, once it has ended: one of :data:`FAILURE_KINDS`, as
+    :attr:`JobResult.failure_kind`; '' while it runs, when it completed, or from a driver before
+    plugin API 1.6. (Added in plugin API 1.6.)"""
 
 
 @dataclass(frozen=True, kw_only=True)

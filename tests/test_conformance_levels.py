@@ -35,7 +35,8 @@ BROKEN_AT_1_0 = {
 #: The rules added after 1.1, by test, with their level (the 1.0 driver is not run against them).
 LATER = {"test_jobs_know_the_project_they_were_built_from": "1.4",
          "test_a_secret_reaches_the_code_and_nothing_fahr_shows": "1.4",
-         "test_jobs_know_their_hyperparameters": "1.5", "test_jobs_know_their_sweep": "1.5"}
+         "test_jobs_know_their_hyperparameters": "1.5", "test_jobs_know_their_sweep": "1.5",
+         "test_a_failed_script_is_the_user_s": "1.6", "test_jobs_know_their_failure_kind": "1.6"}
 #: Rules of 1.0 run beside them: the driver keeps these at every level.
 KEPT = ["test_the_job_sees_its_environment_and_a_valid_name", "test_the_env_option_reaches_the_code",
         "test_the_model_comes_back_intact"]
@@ -149,7 +150,7 @@ def test_a_class_says_nothing_and_targets_1_0():
     assert TestDriver.api_level == "1.0"
 
 
-@pytest.mark.parametrize("level", ["1.6", "2.0", "0.9", "1", 1.1, "latest"])
+@pytest.mark.parametrize("level", ["1.7", "2.0", "0.9", "1", 1.1, "latest"])
 def test_a_level_this_fahr_does_not_have_is_refused_when_the_class_is_defined(level):
     with pytest.raises(TypeError, match=r"TestDriver\.api_level"):
         class TestDriver(DriverConformance):

@@ -62,6 +62,13 @@ class JobsContract:
         elsewhere = self._list(driver_session, model_tag=MODEL_TAG, project=project_folder(workspace / OTHER_FOLDER))
         assert not elsewhere, f"list_jobs(project=…) of a folder none of them came from: {[i.job_name for i in elsewhere]}"
 
+    @since("1.6", "list_jobs reports why an ended job did not complete (JobInfo.failure_kind 'user' for a "
+                  "script that failed, '' for a completed job)")
+    def test_jobs_know_their_failure_kind(self, driver_session, trained, failed):
+        by_name = {info.job_name: info for info in self._list(driver_session, model_tag=MODEL_TAG)}
+        assert by_name[failed["job"]].failure_kind == "user", by_name[failed["job"]]
+        assert by_name[trained["job"]].failure_kind == "", by_name[trained["job"]]
+
     @since("1.5", "list_jobs reports the hyperparameters a job was launched with (JobInfo.hyperparameters)")
     def test_jobs_know_their_hyperparameters(self, driver_session, trained):
         # `fahr jobs` shows the ones that differ between jobs; a sweep compares jobs by them.

@@ -122,6 +122,19 @@ class RunContract:
             f"{FAILURE_REASON_MAX} of /opt/ml/output/failure")
         assert full.startswith(result.failure_reason) and len(result.failure_reason) >= 100, result.failure_reason
 
+    @since("1.6", "a job whose script failed is the user's (JobResult.failure_kind 'user'); a completed job "
+                  "has no failure kind")
+    def test_a_failed_script_is_the_user_s(self, failed, trained, driver_session):
+        from fahr_core.values import USER
+
+        result = driver_session.wait(failed["job"])
+        assert result.status == "Failed", result
+        assert result.failure_kind == USER, (
+            f"the job's script failed, so its failure kind is {USER!r}, not {result.failure_kind!r}: a retry "
+            "(fahr fit --retry) would fail again")
+        completed = driver_session.wait(trained["job"])
+        assert completed.status == "Completed" and completed.failure_kind == "", completed
+
     def test_a_crash_without_failure_file_still_has_a_reason(self, fahr, model_script):
         result = fahr("fit", model_script, "--hp", "mode=crash")
         assert result.returncode == 1, _show(result)

@@ -38,6 +38,19 @@ reports the job count, the throttled calls and the DescribeTrainingJob calls per
   Both are on 127.0.0.1, so that job's (single) host runs on the engine's host network; these
   variables are the platform's, not the job's, and are not in its DescribeTrainingJob.
 
+- a job fails as a test asks, through its Environment's ``FAHR_EMU_INJECT`` (a test-only name;
+  several injections joined by ``;``), with the statuses and FailureReasons SageMaker documents
+  (docs/sagemaker.md, "Why a job did not complete"):
+  ``capacity@TYPE[,TYPE]``: on those instance types the job fails while Starting,
+  ``CapacityError: Unable to provision requested ML compute capacity…`` (another type runs);
+  ``platform``: it fails while Starting, ``InternalServerError: …``;
+  ``interrupted``: when a host prints the line ``fahr-emu: reclaim``, its spot instances are
+  reclaimed: the containers are stopped (SIGTERM, as a stop), the checkpoints uploaded, and the
+  job ends Stopped with SecondaryStatus ``Interrupted``;
+  ``memory@SIZE``: each host's container gets that memory limit (``64m``), so a host that needs
+  more is killed and the job fails ``OutOfMemoryError: …`` (fahr_core.contract's reason).
+  A timeout needs no injection: a short ``MaxRuntimeInSeconds`` (``max_run``) does it.
+
 Everything else (S3, IAM, ECR's API, CloudWatch Logs) is the moto server given by
 ``AWS_ENDPOINT_URL``. Run: ``python sagemaker_server.py --port PORT`` (binds 127.0.0.1 only).
 """
@@ -63,6 +76,7 @@ import botocore.session
 from botocore.config import Config as BotoConfig
 
 from fahr_core import SECRETS_ARN_ENV
+from fahr_core.config import parse_size
 from fahr_core.contract import ContainerJob, ContractRun
 
 ACCOUNT = "123456789012"
@@ -77,6 +91,22 @@ STOP_TIMEOUT = int(os.environ.get("FAHR_EMU_STOP_TIMEOUT", "120"))
 # (0: never), so that the tests see clients retry rather than fail.
 THROTTLE_EVERY = int(os.environ.get("FAHR_EMU_THROTTLE_EVERY", "0"))
 MODEL = botocore.session.get_session().get_service_model("sagemaker")
+#: The failures a test injects into a job (its Environment), and how they read: see above.
+INJECT_ENV = "FAHR_EMU_INJECT"
+RECLAIM_LINE = "fahr-emu: reclaim"
+CAPACITY_ERROR = ("CapacityError: Unable to provision requested ML compute capacity. "
+                  "Please retry using a different ML instance type.")
+INTERNAL_ERROR = "InternalServerError: We encountered an internal error. Please try again."
+
+
+def injections(text: str) -> dict[str, str]:
+    """``FAHR_EMU_INJECT``'s injections: ``capacity@ml.g5.xlarge;interrupted`` ->
+    ``{"capacity": "ml.g5.xlarge", "interrupted": ""}``."""
+    found = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, _, value = part.partition("@")
+        found[name] = value
+    return found
 PORT = 0  # this server's, once it listens
 _boto = {"config": BotoConfig(retries={"mode": "standard", "max_attempts": 3})}
 
@@ -239,6 +269,8 @@ class Job:
         self.ended: float | None = None
         self.stop_requested = False
         self.max_runtime_exceeded = False
+        self.interrupted = False  # its spot instances reclaimed (FAHR_EMU_INJECT=interrupted)
+        self.inject = injections(request.get("Environment", {}).get(INJECT_ENV, ""))
         self.run: ContractRun | None = None
         self.lock = threading.Lock()
         # MetricDefinitions as SageMaker reads them: (name, compiled regex); each metric's last
@@ -267,7 +299,8 @@ class Job:
         self.ended = self.ended or time.time()
         messages = {"Completed": "Training job completed", "Stopped": "Training job stopped",
                     "Failed": "Training job failed",
-                    "MaxRuntimeExceeded": "Training job stopped: MaxRuntimeInSeconds reached"}
+                    "MaxRuntimeExceeded": "Training job stopped: MaxRuntimeInSeconds reached",
+                    "Interrupted": "Training job interrupted: the spot instances were reclaimed"}
         self.set_secondary(secondary or status, messages[secondary or status])
         with self.lock:
             self.transitions[-1]["EndTime"] = self.ended
@@ -361,6 +394,10 @@ class CloudWatchSink:
 
     def __call__(self, host: str, piece: bytes) -> None:  # a line, or a slice of a long one (ContractRun.follow)
         line = piece.decode("utf-8", "replace").removesuffix("\n").rstrip("\r")
+        if line == RECLAIM_LINE and "interrupted" in self.job.inject and not self.job.interrupted:
+            self.job.interrupted = True  # the spot instances reclaimed: the hosts get SIGTERM, as on a stop
+            if self.job.run is not None:
+                threading.Thread(target=self.job.run.stop, daemon=True).start()
         now = time.time()
         points = self._metrics(host, line, now)
         with self.lock:
@@ -526,6 +563,12 @@ def _run_job(job: Job) -> None:
             if job.stop_requested:
                 job.finish("Stopped")
                 return
+            if resource["InstanceType"] in job.inject.get("capacity", "").split(","):
+                job.finish("Failed", CAPACITY_ERROR)
+                return
+            if "platform" in job.inject:
+                job.finish("Failed", INTERNAL_ERROR)
+                return
             job.set_secondary("Downloading", "Downloading the training image and input data")
             try:
                 _docker().images.pull(image, auth_config=registry_auth())
@@ -551,6 +594,7 @@ def _run_job(job: Job) -> None:
                                if c.get("ContentType")},
                 checkpoints=checkpoints,
                 checkpoint_dir=(r.get("CheckpointConfig") or {}).get("LocalPath") or "/opt/ml/checkpoints",
+                memory=parse_size(job.inject["memory"]) or 0 if job.inject.get("memory") else 0,
             )
             run = ContractRun(container_job, client=_docker())
             job.run = run
@@ -583,6 +627,8 @@ def _run_job(job: Job) -> None:
             run.cleanup()
             if job.max_runtime_exceeded and not stopped:
                 job.finish("Stopped", secondary="MaxRuntimeExceeded")
+            elif job.interrupted and not stopped:
+                job.finish("Stopped", secondary="Interrupted")
             elif stopped:
                 job.finish("Stopped")
             elif outcome.status == "Completed":

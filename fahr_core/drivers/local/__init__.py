@@ -49,6 +49,12 @@ def config_keys():
                   "to rehearse distributed training."),
         ConfigKey("instance_type", str, "local", "Reported to the container in resourceconfig.json."),
         ConfigKey("gpus", str, "", "GPUs to pass through: 'all', a count, or device ids '0,1'. Empty: none."),
+        ConfigKey("memory", str, "",
+                  "Memory limit of each host's container, e.g. 512m or 4G (powers of 1024), no swap beyond it; "
+                  "a host that needs more is killed and its job fails as out_of_memory. Empty: no limit.",
+                  check=lifecycle.memory_problem),
+        ConfigKey("cpus", float, 0.0, "CPUs each host's container may use, e.g. 1.5. 0: no limit.",
+                  check=lifecycle.cpus_problem),
         ConfigKey("stop_timeout", int, 10, "Seconds between SIGTERM and SIGKILL when a job is stopped."),
         ConfigKey("follower", bool, True,
                   "Start with each job a process that finishes it (artifacts packed, end recorded, containers "

@@ -21,10 +21,10 @@ from fahr_core.drivers.local.records import (CLEANUP, RECORD, _command, _ended, 
                                               _NO_ROOM, _read_record, _write_record)
 from fahr_core.errors import EnvironmentProblem, UsageError, first_line
 from fahr_core.jobfolder import Folder, Refused
-from fahr_core.values import COMPLETED, IN_PROGRESS, STOPPED
+from fahr_core.values import COMPLETED, IN_PROGRESS, STOPPED, USER
 
 
-def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
+def _finish(run, job_dir: Path, config, status: str, reason: str, kind: str = "") -> dict:
     """Pack the artifacts in SageMaker's layout, record the end, remove containers and network.
 
     Nothing is lost on the way: the containers, which hold the model, are removed only once
@@ -32,6 +32,8 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
     the job stays InProgress, its secondary status says why, the containers are kept and the
     EnvironmentProblem raised names the `fahr wait JOB` that finishes it once that is fixed.
     When the engine goes away, the job is recorded Failed but ``unfinished`` (see FOLLOW).
+    ``kind``: why it did not complete (fahr_core.values.FAILURE_KINDS); '' for a job stopped or
+    failed by its own doing (``user``).
 
     Idempotent: a job another process has finished is left as it is. Returns the final record.
     Ctrl-C is deferred until it is done (a finished job's model must not be cut in half).
@@ -79,7 +81,8 @@ def _finish(run, job_dir: Path, config, status: str, reason: str) -> dict:
                 ended = record.get("ended")  # a retried upload: the training ended then
             if began is not None:
                 final["started"] = began
-            final.update(status=status, failure_reason=reason, ended=ended or time.time())
+            final.update(status=status, failure_reason=reason, ended=ended or time.time(),
+                         failure_kind="" if status == COMPLETED else kind or USER)
             for key in ("secondary_status", "upload_error"):
                 final.pop(key, None)
             # Recorded as still to be removed until they are: a fahr killed in between leaves a

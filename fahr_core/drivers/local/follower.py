@@ -149,10 +149,10 @@ def follow(job_dir: Path, config, poll: float = POLL) -> None:
             if record.get("unfinished") == CLEANUP and _ended(record):  # its finisher killed before removing them
                 _remove_left(run, job_dir, config)
             return
-        status, reason = outcome.status, outcome.failure_reason
+        status, reason, kind = outcome.status, outcome.failure_reason, outcome.failure_kind
         if record.get("stop_requested"):  # its stop ended it, whatever its exit code: as `fahr stop` finishes it
-            status, reason = STOPPED, ""
-        record = _finish(run, job_dir, config, status, reason)
+            status, reason, kind = STOPPED, "", ""
+        record = _finish(run, job_dir, config, status, reason, kind)
     ui.status_change(job_dir.name, record["status"])  # in its log, as `fahr wait` says it
 
 

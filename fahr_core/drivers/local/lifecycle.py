@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import os
 import shutil
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from fahr_core.drivers.local.records import (CLEANUP, MAX_INSTANCE_COUNT, NAME, 
                                               _write_record)
 from fahr_core.errors import ConfigError, EnvironmentProblem, UsageError, first_line
 from fahr_core.jobfolder import Folder, Refused
-from fahr_core.values import COMPLETED, FAILED, IN_PROGRESS, STOPPED, JobHandle
+from fahr_core.values import COMPLETED, FAILED, IN_PROGRESS, PLATFORM, STOPPED, USER, JobHandle
 
 
 def check_run(config, inputs):
@@ -43,6 +44,39 @@ def check_run(config, inputs):
     _checkpoint_root(config)
     for name, value in inputs.items():
         _channel_path(name, value)
+
+
+#: The engine's smallest memory limit (Docker refuses less than 6 MiB).
+MEMORY_MIN = 6 * 1024**2
+
+
+def memory_limit(value: str) -> int:
+    """config.memory in bytes; 0 for no limit (checked by :func:`memory_problem` when read)."""
+    from fahr_core.config import parse_size
+
+    return parse_size(value) or 0 if value.strip() else 0
+
+
+def memory_problem(value: str) -> str | None:
+    """Why config.memory is not a memory limit, or None."""
+    from fahr_core.config import parse_size
+
+    if not value.strip():
+        return None
+    size = parse_size(value)
+    if size is None:
+        return "is not a size: give bytes or a number with K, M, G (powers of 1024) such as 512m or 4G, or '' for no limit"
+    if size < MEMORY_MIN:
+        return f"is less than the engine's smallest memory limit, {ui.size(MEMORY_MIN)}: give at least 6m, or '' for no limit"
+    return None
+
+
+def cpus_problem(value: float) -> str | None:
+    """Why config.cpus is not a share of this machine's CPUs, or None."""
+    available = os.cpu_count() or 1
+    if value == 0 or 0.01 <= value <= available:
+        return None
+    return f"is not a number of CPUs from 0.01 to {available} (this machine's), or 0 for no limit"
 
 
 def _channel_path(channel: str, value: str) -> Path:
@@ -83,12 +117,16 @@ def _record_launch(spec, config, channels: dict, checkpoints: Path | None) -> tu
         "instance_count": config["instance_count"],
         "instance_type": config["instance_type"],
         "gpus": config["gpus"],
+        # each host's limits, so that whoever finishes the job names the one it went past
+        **({"memory": memory_limit(config["memory"])} if memory_limit(config["memory"]) else {}),
+        **({"cpus": float(config["cpus"])} if config["cpus"] else {}),
         **({"checkpoint_path": str(checkpoints)} if checkpoints else {}),
         "project": spec.project,  # where the image was built from: `fahr fetch TAG` prefers this project's
         "git_commit": spec.git_commit,
         # (plugin API 1.5) the names of its metrics by regex: whoever finishes the job reads them
         "metric_definitions": dict(getattr(spec, "metric_definitions", ())),
         **({"sweep": spec.sweep} if getattr(spec, "sweep", "") else {}),  # (plugin API 1.5) `fahr jobs --sweep`
+        **({"attempt_of": spec.attempt_of} if getattr(spec, "attempt_of", "") else {}),  # (1.6) fit --retry
         "status": IN_PROGRESS,
         "secondary_status": "Starting",
         "created": time.time(),
@@ -143,9 +181,9 @@ def launch(spec, config):
     except BaseException as exc:  # start() removed what it had created; record how it ended
         lost = isinstance(exc, EngineLost)
         if isinstance(exc, KeyboardInterrupt):
-            record.update(status=STOPPED, failure_reason="Interrupted while starting")
+            record.update(status=STOPPED, failure_reason="Interrupted while starting", failure_kind=USER)
         else:
-            record.update(status=FAILED, failure_reason=f"Could not start: {exc}")
+            record.update(status=FAILED, failure_reason=f"Could not start: {exc}", failure_kind=PLATFORM)
         if lost:  # start() could not remove what it had created: `fahr wait` does, later
             record["unfinished"] = CLEANUP
         record.pop("secondary_status", None)
@@ -252,9 +290,9 @@ def _wait(job, config):
             raise
         raise problem from exc
     if gone:
-        record = _finish(run, job_dir, config, FAILED, "Its containers are gone (removed outside fahr)")
+        record = _finish(run, job_dir, config, FAILED, "Its containers are gone (removed outside fahr)", PLATFORM)
     else:
-        record = _finish(run, job_dir, config, outcome.status, outcome.failure_reason)
+        record = _finish(run, job_dir, config, outcome.status, outcome.failure_reason, outcome.failure_kind)
     ui.status_change(job.job_name, record["status"])
     return _result(job, job_dir, record)
 
@@ -284,13 +322,13 @@ def _stop_interrupted(run, job_name: str, job_dir: Path, config) -> None:
     else:  # every host had already ended: record how, rather than calling it stopped
         failed = sorted(h for h, c in codes.items() if c != 0)
         try:
-            why = run.failure_reason(failed[0], codes[failed[0]]) if failed else ""
+            why, kind = run.failure(failed[0], codes[failed[0]]) if failed else ("", "")
         except Exception as exc:
             problem = _lost_sight(job_name, job_dir, config, exc, "following")
             if problem is None:
                 raise
             raise problem from exc
-        record = _finish(run, job_dir, config, FAILED if failed else COMPLETED, why)
+        record = _finish(run, job_dir, config, FAILED if failed else COMPLETED, why, kind)
     ui.status_change(job_name, record["status"])
 
 

@@ -21,7 +21,8 @@ from fahr_core import names, ui
 from fahr_core.commandlines import stop_command, wait_command
 from fahr_core.errors import ConfigError, EnvironmentProblem, UsageError
 from fahr_core.jobfolder import Folder, Refused
-from fahr_core.values import COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, STOPPING, JobHandle, JobResult
+from fahr_core.values import (COMPLETED, FAILED, FAILURE_KINDS, FINAL_STATES, IN_PROGRESS, PLATFORM, STOPPED, STOPPING,
+                              USER, JobHandle, JobResult)
 
 NAME = "local"
 RECORD = "job.json"
@@ -44,7 +45,7 @@ _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
 _READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 _STATES = (IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED)
-_TEXT_FIELDS = ("failure_reason", "model_artifact", "output_artifact", "instance_type", "gpus", "secondary_status",
+_TEXT_FIELDS = ("failure_reason", "failure_kind", "attempt_of", "model_artifact", "output_artifact", "instance_type", "gpus", "secondary_status",
                 "upload_error", "checkpoint_path", "project", "git_commit", "sweep")
 _TIME_FIELDS = ("created", "started", "ended")
 _LATEST_TIME = 253402300799  # 9999-12-31T23:59:59Z: the last second a datetime can show
@@ -208,6 +209,12 @@ def _check_record(job_dir: Path, record) -> None:
     pid = record.get("follower", 1)
     if isinstance(pid, bool) or not isinstance(pid, int) or not 1 <= pid < 2**31:
         raise wrong("follower", "a process id")
+    memory = record.get("memory", 0)
+    if isinstance(memory, bool) or not isinstance(memory, int) or memory < 0:
+        raise wrong("memory", "a memory limit in bytes")
+    cpus = record.get("cpus", 0.0)
+    if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not math.isfinite(cpus) or cpus < 0:
+        raise wrong("cpus", "a number of CPUs")
     if not isinstance(record.get("model_empty", False), bool):
         raise wrong("model_empty", "true or false")
     checkpoints = record.get("checkpoint_path", "")
@@ -278,7 +285,7 @@ def _mark_unfinished(job_dir: Path | Folder, reason: str, stop_requested: str = 
     record = _read_record(job_dir)
     if _ended(record):
         return  # another process (a `fahr stop`) finished it meanwhile
-    record.update(status=FAILED, failure_reason=reason, unfinished=FOLLOW)
+    record.update(status=FAILED, failure_reason=reason, failure_kind=PLATFORM, unfinished=FOLLOW)
     if stop_requested:
         record.setdefault("stop_requested", stop_requested)
     record.pop("secondary_status", None)
@@ -316,6 +323,8 @@ def _container_job(record: dict, config):
         instance_count=record.get("instance_count", 1),
         instance_type=record.get("instance_type", "local"),
         gpus=record.get("gpus", ""),
+        memory=record.get("memory", 0),
+        cpus=record.get("cpus", 0.0),
         stop_timeout=config["stop_timeout"],
         checkpoints=Path(record["checkpoint_path"]) if record.get("checkpoint_path") else None,
     )
@@ -334,7 +343,17 @@ def _result(job: JobHandle, job_dir: Path, record: dict) -> JobResult:
         training_seconds=seconds,
         billable_seconds=seconds,
         model_empty=record.get("model_empty"),
+        failure_kind=_failure_kind(record),
     )
+
+
+def _failure_kind(record: dict) -> str:
+    """Why an ended job did not complete (fahr_core.values.FAILURE_KINDS), as its record says;
+    a record of before fahr 0.5, which does not say, failed or was stopped by its own doing."""
+    if record["status"] not in (FAILED, STOPPED):
+        return ""
+    kind = record.get("failure_kind", "")
+    return kind if kind in FAILURE_KINDS else USER
 
 
 def _info(job_dir: Path, record: dict):
@@ -357,6 +376,8 @@ def _info(job_dir: Path, record: dict):
         hyperparameters=dict(record.get("hyperparameters", {})),
         metric_definitions=tuple(record.get("metric_definitions", {}).items()),
         sweep=record.get("sweep", ""),
+        failure_kind=_failure_kind(record),
+        attempt_of=record.get("attempt_of", ""),
     )
 
 

@@ -44,7 +44,9 @@ def config_keys():
         ConfigKey("role_name", str, "",
                   "IAM execution role SageMaker assumes: a role name (looked up with iam:GetRole) or its ARN",
                   required_for=("fit",)),
-        ConfigKey("train_instance_type", str, "ml.c4.2xlarge", "Training instance type, e.g. ml.m5.xlarge, ml.g5.xlarge."),
+        ConfigKey("train_instance_type", str, "ml.c4.2xlarge",
+                  "Training instance type, e.g. ml.m5.xlarge, ml.g5.xlarge; a list ml.g5.xlarge,ml.g4dn.xlarge is "
+                  "tried in order when fit --retry relaunches a job that found no capacity."),
         ConfigKey("train_instance_count", int, 1,
                   f"Number of instances (hosts algo-1..algo-N), 1 to {MAX_INSTANCE_COUNT}."),
         ConfigKey("volume_size", int, 30, "Storage volume per instance, in GB."),
@@ -126,7 +128,7 @@ def launch(spec, config):
         "RoleArn": checked.role_arn,
         "OutputDataConfig": {"S3OutputPath": checked.output.uri},
         "ResourceConfig": {
-            "InstanceType": config["train_instance_type"],
+            "InstanceType": aws.instance_type_for(config, getattr(spec, "capacity_failures", 0)),
             "InstanceCount": config["train_instance_count"],
             "VolumeSizeInGB": config["volume_size"],
         },
@@ -224,7 +226,7 @@ def wait(job, config):
     """Follow the job to its end; Ctrl-C detaches (the job keeps running) and re-raises."""
     import dataclasses
 
-    from fahr_sagemaker import artifacts, follow, secrets
+    from fahr_sagemaker import artifacts, failures, follow, secrets
 
     interval = max(1.0, float(config["poll_interval"]))
     try:
@@ -250,6 +252,7 @@ def wait(job, config):
                                   f"({limits.get('MaxRuntimeInSeconds')} s)",
             "MaxWaitTimeExceeded": f"MaxWaitTimeExceeded: no spot capacity within max_wait "
                                    f"({limits.get('MaxWaitTimeInSeconds')} s)",
+            "Interrupted": "Interrupted: SageMaker reclaimed the job's spot instances",
         }.get(secondary, "stopped by StopTrainingJob ('fahr stop' or the console)")
     output = info.get("OutputDataConfig", {}).get("S3OutputPath", "").rstrip("/")
     return JobResult(
@@ -261,6 +264,8 @@ def wait(job, config):
         training_seconds=info.get("TrainingTimeInSeconds"),
         billable_seconds=info.get("BillableTimeInSeconds"),
         model_empty=artifacts.model_is_empty(config, info) if status == COMPLETED else None,
+        failure_kind=failures.failure_kind({**info, "TrainingJobStatus": status if status in (COMPLETED, STOPPED)
+                                            else FAILED}),
     )
 
 

@@ -236,17 +236,31 @@ def instance_types() -> list[str]:
     return list(shape.members["ResourceConfig"].members["InstanceType"].enum)
 
 
+def train_instance_types(config) -> list[str]:
+    """``train_instance_type`` as the types to try in order: ``ml.g5.xlarge,ml.g4dn.xlarge`` is
+    the first, then (``fahr fit --retry`` after a ``capacity`` failure) the next."""
+    return [kind.strip() for kind in str(config["train_instance_type"]).split(",")]
+
+
+def instance_type_for(config, capacity_failures: int) -> str:
+    """The instance type of an attempt after ``capacity_failures`` attempts found no capacity:
+    the next of ``train_instance_type``'s list, the last once each was tried."""
+    kinds = train_instance_types(config)
+    return kinds[min(capacity_failures, len(kinds) - 1)]
+
+
 def check_local(config) -> S3Uri:
     """The checks that need no network: output path, instance type, counts, spot."""
     # A missing output_path or role_name is refused by the core before fit runs a hook
     # (their ConfigKey says required_for=("fit",)); an empty one here is a bad S3 location.
     output = parse_s3(config["output_path"], "config.output_path")
-    kind = config["train_instance_type"]
     known = instance_types()
-    if kind not in known:
-        close = difflib.get_close_matches(kind, known, n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see https://aws.amazon.com/sagemaker/pricing/"
-        raise ConfigError(f"config.train_instance_type={kind!r} is not a SageMaker training instance type{hint}")
+    for kind in train_instance_types(config):
+        if kind not in known:
+            close = difflib.get_close_matches(kind, known, n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; see https://aws.amazon.com/sagemaker/pricing/"
+            raise ConfigError(f"config.train_instance_type={config['train_instance_type']!r}: {kind!r} is not a "
+                              f"SageMaker training instance type{hint}")
     if not 1 <= config["train_instance_count"] <= MAX_INSTANCE_COUNT:
         raise ConfigError(
             f"config.train_instance_count={config['train_instance_count']}: must be 1 to {MAX_INSTANCE_COUNT}"

@@ -15,6 +15,7 @@ from fahr_core import JobInfo, JobQuery
 
 from fahr_sagemaker import aws
 from fahr_sagemaker.artifacts import MODEL_TAG_TAG, recorded_tag
+from fahr_sagemaker.failures import failure_kind
 
 #: The tag every job fahr launches carries (fahr's version): what tells fahr's jobs apart.
 VERSION_TAG = "fahr:version"
@@ -25,6 +26,8 @@ PROJECT_TAG = "fahr:project"
 GIT_COMMIT_TAG = "fahr:git-commit"
 #: The tag of the sweep a job is a point of (plugin API 1.5: JobSpec.sweep).
 SWEEP_TAG = "fahr:sweep"
+#: The tag of a retried fit's attempt: the first job's name (plugin API 1.6: JobSpec.attempt_of).
+ATTEMPT_OF_TAG = "fahr:attempt-of"
 #: An AWS tag value's limits: at most 256 characters, letters, digits, separators and ``_.:/=+-@``.
 _TAG_VALUE_MAX = 256
 _TAG_VALUE_SIGNS = frozenset("_.:/=+-@")
@@ -50,7 +53,8 @@ def job_tags(spec) -> list[dict]:
     """The tags of fahr's own that say where a job came from (only those it knows)."""
     return [{"Key": key, "Value": tag_value(value)}
             for key, value in ((PROJECT_TAG, spec.project), (GIT_COMMIT_TAG, spec.git_commit),
-                               (SWEEP_TAG, getattr(spec, "sweep", ""))) if value]
+                               (SWEEP_TAG, getattr(spec, "sweep", "")),
+                               (ATTEMPT_OF_TAG, getattr(spec, "attempt_of", ""))) if value]
 
 
 def _tag(record: dict, key: str) -> str:
@@ -103,6 +107,8 @@ def job_info(record: dict, driver: str) -> JobInfo:
         training_seconds=float(training) if training is not None else None,
         billable_seconds=float(billable) if billable is not None else None,
         failure_reason=record.get("FailureReason", "") or "",
+        failure_kind=failure_kind(record),
+        attempt_of=_tag(record, ATTEMPT_OF_TAG),
         model_artifact=artifact,
         project=_tag(record, PROJECT_TAG),
         git_commit=_tag(record, GIT_COMMIT_TAG),
