@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time these come from 
     from fahr_core.names import (JOB_NAME_MAX, job_name, job_stem, model_image_tag, validate_job_name,
                                  validate_model_tag)
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 #: The version of the plugin API (this module's ``__all__``, the hooks, the value types and
 #: :mod:`fahr_core.testing`). A driver pins the fahr releases of one major version of it; fahr

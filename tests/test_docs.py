@@ -74,7 +74,7 @@ def test_the_doc_states_the_import_path_the_promise_and_the_pin():
     assert f'PLUGIN_API_VERSION = {fahr_core.PLUGIN_API_VERSION!r}' in text
     assert "fahr init fahr-mybackend --template driver --no-input --set driver_name=mybackend" in text
     pin = json.loads((REPO / "templates" / "driver" / "cookiecutter.json").read_text())["fahr_requirement"]
-    assert pin == "fahr>=0.4,<1" and f"`{pin}`" in text
+    assert pin == "fahr>=0.5,<1" and f"`{pin}`" in text
 
 
 def test_a_stale_api_reference_is_caught(tmp_path):

@@ -108,7 +108,7 @@ def test_driver_template_bakes_a_package(tmp_path, isolated_home, answers, slug,
     assert meta["project"]["name"] == slug
     assert meta["project"]["entry-points"]["fahr.drivers"] == {name: package}
     # One major version of the plugin API, as docs/writing-a-driver.md advises.
-    assert meta["project"]["dependencies"] == ["fahr>=0.4,<1"]
+    assert meta["project"]["dependencies"] == ["fahr>=0.5,<1"]
     for source in project.rglob("*.py"):
         py_compile.compile(str(source), doraise=True)
     assert f'return "{name}"' in (project / "tests" / "test_conformance.py").read_text()

@@ -26,7 +26,7 @@ from fahr_core import (COMPLETED, FAILED, FINAL_STATES, SECRETS_ARN_ENV, STOPPED
                        JobResult, UsageError, fetch_command, hookimpl, stop_command, ui, wait_command)
 from fahr_core import job_name as new_job_name
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 NAME = "sagemaker"
 EXECUTION_ENVIRONMENT = "sagemaker"
 

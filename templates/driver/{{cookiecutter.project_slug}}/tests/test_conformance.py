@@ -9,7 +9,7 @@ from fahr_core.testing import DriverConformance
 class TestConformance(DriverConformance):
     # The plugin API level whose conformance rules this driver keeps: a rule a later fahr adds is
     # a warning until you raise it (docs/writing-a-driver.md of fahr, "Moving up an API level").
-    api_level = "1.5"
+    api_level = "1.6"
 
     @pytest.fixture(scope="class")
     @classmethod

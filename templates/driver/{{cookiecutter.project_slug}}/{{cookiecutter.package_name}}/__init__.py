@@ -29,8 +29,8 @@ from pathlib import Path
 
 # fahr's plugin API: every name a driver uses comes from fahr_core itself (its __all__), the
 # surface fahr keeps compatible within a major version; fahr_core's submodules are internal.
-from fahr_core import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, ConfigError, ConfigKey,
-                       EnvironmentProblem, JobHandle, JobResult, UsageError, hookimpl, ui)
+from fahr_core import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, OUT_OF_MEMORY, PLATFORM, STOPPED, USER,
+                       ConfigError, ConfigKey, EnvironmentProblem, JobHandle, JobResult, UsageError, hookimpl, ui)
 
 NAME = "{{ cookiecutter.driver_name }}"
 RECORD = "job.json"
@@ -155,7 +155,8 @@ def launch(spec, config):
         _docker(config, "start", record["container"])
     except BaseException as exc:
         _docker(config, "rm", "-f", record["container"], check=False)
-        record.update(status=FAILED, failure_reason=f"could not start: {exc}", ended=time.time())
+        record.update(status=FAILED, failure_reason=f"could not start: {exc}", failure_kind=PLATFORM,
+                      ended=time.time())
         _write_record(job_dir, record)
         raise
     finally:
@@ -197,10 +198,16 @@ def wait(job, config):
         else:
             reason = _read_failure(config, container) or (
                 f"AlgorithmError: exit code {code}; last output:\n" + "\n".join(tail))
-            _finish(config, job_dir, record, FAILED, reason[:FAILURE_REASON_MAX])
+            # Why it failed decides whether `fahr fit --retry` tries again: the engine says when
+            # the kernel killed it for memory; any other failure is the script's own.
+            state = _docker(config, "inspect", container, check=False)
+            oom = state.returncode == 0 and json.loads(state.stdout)[0]["State"].get("OOMKilled")
+            kind = OUT_OF_MEMORY if oom else USER
+            _finish(config, job_dir, record, FAILED, reason[:FAILURE_REASON_MAX], kind)
         ui.status_change(job.job_name, record["status"])
     seconds = round(record["ended"] - record["started"], 3) if record.get("started") and record.get("ended") else None
     return JobResult(job=job, status=record["status"], failure_reason=record.get("failure_reason", ""),
+                     failure_kind=record.get("failure_kind", ""),
                      model_artifact=record.get("model_artifact", ""),
                      output_artifact=record.get("output_artifact", ""),
                      training_seconds=seconds, billable_seconds=seconds,
@@ -259,7 +266,8 @@ def _holds_no_file(archive: Path) -> bool:
         return all(member.isdir() for member in tar)  # reads up to the first file only
 
 
-def _finish(config, job_dir: Path, record: dict, status: str, reason: str) -> None:
+def _finish(config, job_dir: Path, record: dict, status: str, reason: str, kind: str = "") -> None:
+    """Collect the ended container's artifacts and record how it ended (a stopped job is the user's doing)."""
     container = record["container"]
     try:
         out = job_dir / "output"
@@ -271,7 +279,8 @@ def _finish(config, job_dir: Path, record: dict, status: str, reason: str) -> No
             record["model_empty"] = not model or _holds_no_file(model)
         output = _pack(config, container, "/opt/ml/output/data", out / "output.tar.gz")
         record["output_artifact"] = str(output) if output else ""
-        record.update(status=status, failure_reason=reason, ended=time.time())
+        kind = "" if status == COMPLETED else kind or USER
+        record.update(status=status, failure_reason=reason, failure_kind=kind, ended=time.time())
         _write_record(job_dir, record)
     finally:
         _docker(config, "rm", "-f", container, check=False)
