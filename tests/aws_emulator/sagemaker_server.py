@@ -193,6 +193,17 @@ def _length(meta, n: int, value, path: str, errors: list[str]) -> None:
         errors.append(f"Value at '{path}' failed to satisfy constraint: Member must have length less than or equal to {meta['max']}")
 
 
+def check_channel(channel: dict) -> None:
+    """A channel's InputMode and S3DataDistributionType (enums checked by the model already) as
+    SageMaker combines them: FastFile reads an S3 prefix only (not a manifest). Every mode and
+    distribution is then run as File and FullyReplicated: each host gets the channel's files
+    under /opt/ml/input/data/<channel>/ (this emulation streams and shards nothing)."""
+    source = (channel.get("DataSource") or {}).get("S3DataSource") or {}
+    if channel.get("InputMode") == "FastFile" and source.get("S3DataType", "S3Prefix") != "S3Prefix":
+        raise ApiError("ValidationException", f"Channel {channel.get('ChannelName')}: FastFile input mode "
+                       f"supports S3DataType S3Prefix only, not {source.get('S3DataType')}.")
+
+
 def check_request(operation: str, body: dict) -> None:
     errors: list[str] = []
     validate(MODEL.operation_model(operation).input_shape, body, "", errors)
@@ -695,6 +706,8 @@ class SageMaker:
             raise ApiError("ValidationException",
                            f"Could not assume role {body['RoleArn']}. Please ensure that the role exists "
                            "and allows principal 'sagemaker.amazonaws.com' to assume the role.")
+        for channel in body.get("InputDataConfig", []):
+            check_channel(channel)
         image = body["AlgorithmSpecification"].get("TrainingImage", "")
         if not image_in_registry(image):
             raise ApiError("ValidationException", f"Cannot find repository or image {image}; check that it exists in ECR.")
