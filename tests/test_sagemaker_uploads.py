@@ -366,11 +366,11 @@ def test_sharding_one_file_across_hosts_is_refused(stack, tmp_path):
     assert "1 of the 2 hosts would get nothing" in result.error_lines()[0]
 
 
-def test_the_emulator_refuses_fastfile_on_a_manifest(stack):
+def test_the_emulator_refuses_an_augmented_manifest_outside_pipe_mode(stack):
     from botocore.exceptions import ClientError
 
     sm = stack.client("sagemaker")
-    with pytest.raises(ClientError, match="FastFile input mode supports S3DataType S3Prefix only"):
+    with pytest.raises(ClientError, match="augmented manifest files are supported only for channels using Pipe input mode, not FastFile"):
         sm.create_training_job(
             TrainingJobName="i19uploads-manifest", RoleArn=f"arn:aws:iam::123456789012:role/{ROLE}",
             AlgorithmSpecification={"TrainingImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:y",
@@ -379,4 +379,4 @@ def test_the_emulator_refuses_fastfile_on_a_manifest(stack):
             ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
             StoppingCondition={"MaxRuntimeInSeconds": 60},
             InputDataConfig=[{"ChannelName": "train", "InputMode": "FastFile", "DataSource": {"S3DataSource": {
-                "S3DataType": "ManifestFile", "S3Uri": f"s3://{BUCKET}/m.json"}}}])
+                "S3DataType": "AugmentedManifestFile", "S3Uri": f"s3://{BUCKET}/m.json"}}}])
