@@ -452,6 +452,16 @@ def moto_server(work: Path):
             proc.wait()
 
 
+def moto_env(url: str, work: Path) -> dict[str, str]:
+    """The environment of a command talking to the moto server at ``url``: fake credentials, no
+    AWS configuration of the user's, no proxy on loopback."""
+    return clean_env(AWS_ENDPOINT_URL=url, AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="testing",
+                     AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true",
+                     AWS_CONFIG_FILE=str(work / "no-aws-config"),
+                     AWS_SHARED_CREDENTIALS_FILE=str(work / "no-aws-credentials"),
+                     NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+
+
 def transfer_config() -> dict:
     """The TransferConfig fahr's sagemaker driver downloads with, as keyword arguments, so that
     the by-hand baseline uses the same (read from the driver when it still defines it there)."""
@@ -487,11 +497,7 @@ def s3_fetch(runs: int, work: Path, archive: Archive) -> dict:
     job = "fahr-bench-s3-train-20261128-000000-0001"
     config = transfer_config()
     with moto_server(work) as url:
-        env = clean_env(AWS_ENDPOINT_URL=url, AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="testing",
-                        AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true",
-                        AWS_CONFIG_FILE=str(work / "no-aws-config"),
-                        AWS_SHARED_CREDENTIALS_FILE=str(work / "no-aws-credentials"),
-                        NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        env = moto_env(url, work)
         session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                                 region_name="us-east-1")
         s3 = session.client("s3", endpoint_url=url)
@@ -785,11 +791,7 @@ def s3_upload(runs: int, work: Path, files: int, file_bytes: int, data_bytes: in
         sub.mkdir(exist_ok=True)
         (sub / f"f{i:05}.bin").write_bytes(os.urandom(file_bytes))
     with moto_server(work) as url:
-        env = clean_env(AWS_ENDPOINT_URL=url, AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="testing",
-                        AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true",
-                        AWS_CONFIG_FILE=str(work / "no-aws-config"),
-                        AWS_SHARED_CREDENTIALS_FILE=str(work / "no-aws-credentials"),
-                        NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        env = moto_env(url, work)
         s3 = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                            region_name="us-east-1").client("s3", endpoint_url=url)
         s3.create_bucket(Bucket=bucket)
