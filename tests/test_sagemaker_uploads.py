@@ -262,6 +262,26 @@ def test_an_incomplete_tree_is_completed_and_a_stray_object_removed(stack, proxy
     assert {k.split("/")[-1] for k in proxy.sent if not k.endswith(".json")} <= {"y.txt", "train"}
 
 
+def test_a_file_changed_after_it_was_hashed_is_refused_not_uploaded(stack, s3_config, tmp_path, monkeypatch):
+    from fahr_core import UsageError
+    from fahr_sagemaker import aws, uploads
+
+    data = make_folder(tmp_path / "data", {"a.txt": b"one", "b.txt": b"b"})
+    hashed = uploads.hash_files
+
+    def then_changed(path):
+        found = hashed(path)
+        (data / "a.txt").write_bytes(b"two")  # after its hash, before its upload
+        return found
+
+    monkeypatch.setattr(uploads, "hash_files", then_changed)
+    with pytest.raises(UsageError, match="a.txt changed while it was being uploaded; run the fit again"):
+        uploads.upload(s3_config, "train", data, aws.S3Uri(BUCKET, "i19uploads-changed/inputs"))
+    keys = [o["Key"] for o in stack.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="i19uploads-changed/")
+            .get("Contents", [])]
+    assert not any(k.endswith("a.txt") or k.endswith(".json") for k in keys)  # no tree claims the old content
+
+
 def test_concurrent_uploads_of_different_folders_never_mix(stack, s3_config, tmp_path):
     from fahr_sagemaker import aws, uploads
 

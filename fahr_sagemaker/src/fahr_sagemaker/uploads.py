@@ -36,9 +36,10 @@ from fahr_sagemaker import aws
 
 #: Uploads and copies running at once.
 WORKERS = 10
-#: A file up to this size is one PutObject; a bigger one goes through boto3's transfer manager
-#: (multipart, its own threads).
-SINGLE_PUT = 16 * 1024**2
+#: A file up to this size is read whole, checked against its hash and sent in one PutObject (at
+#: most WORKERS of them in memory at once); a bigger one goes through boto3's transfer manager
+#: (multipart, its own threads), checked by its stat before and after.
+SINGLE_PUT = 8 * 1024**2
 #: The tree JSON's format: a tree of another format is never taken for this one's.
 TREE_FORMAT = 1
 _TREE_NAME = re.compile(r"[0-9a-f]{64}")
@@ -200,10 +201,17 @@ def _upload_one(s3, file: File, target: aws.S3Uri, progress) -> None:
         s3.put_object(Bucket=target.bucket, Key=key, Body=data)
         progress(file.size)
     else:
+        import os
+
         from boto3.s3.transfer import TransferConfig
 
+        before = os.stat(file.path)
         s3.upload_file(str(file.path), target.bucket, key, Callback=progress,
                        Config=TransferConfig(max_concurrency=8, multipart_threshold=SINGLE_PUT))
+        after = os.stat(file.path)
+        if before.st_size != file.size or (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+            s3.delete_object(Bucket=target.bucket, Key=key)  # not the content the prefix names
+            raise UsageError(f"{file.path} changed while it was being uploaded; run the fit again")
 
 
 def _copy_one(s3, file: File, target: aws.S3Uri, source: aws.S3Uri, progress) -> None:
