@@ -107,6 +107,32 @@ def test_a_tree_from_the_bucket_is_trusted_only_as_the_tree_it_names():
         assert parse_tree(bad, sha(bad)) == {}
 
 
+def test_one_progress_display_for_many_threads(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from fahr_core import ui
+
+    screen = io.StringIO()
+    monkeypatch.setattr(ui, "_console", Console(file=screen, force_terminal=True, width=100, highlight=False))
+    with ui.transfer("upload of train", 64 * 1000) as moved:
+        threads = [threading.Thread(target=lambda: [moved(1000) for _ in range(8)]) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    text = screen.getvalue()
+    assert "━" in text  # the bar, drawn by rich
+    assert "upload of train: 62.5 KiB done" in text and text.count(" done") == 1
+    plain = io.StringIO()  # not a terminal: no bar, a line at most every 2 s, then the one line
+    monkeypatch.setattr(ui, "_console", Console(file=plain, force_terminal=False, width=200, highlight=False))
+    with ui.transfer("upload of train", 1000) as moved:
+        for _ in range(10):
+            moved(100)
+    assert plain.getvalue().splitlines() == ["fahr upload of train: 1000 bytes done"]
+
+
 # -- the uploader against the emulated S3 ----------------------------------------------------------------
 
 
