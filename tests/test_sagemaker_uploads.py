@@ -308,6 +308,17 @@ def test_a_file_changed_after_it_was_hashed_is_refused_not_uploaded(stack, s3_co
     assert not any(k.endswith("a.txt") or k.endswith(".json") for k in keys)  # no tree claims the old content
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_file_is_one_usage_error(s3_config, tmp_path):
+    from fahr_core import UsageError
+    from fahr_sagemaker import aws, uploads
+
+    data = make_folder(tmp_path / "data", {"a.txt": b"a", "secret.bin": b"s"})
+    (data / "secret.bin").chmod(0)
+    with pytest.raises(UsageError, match=r"--input train: cannot read .*secret.bin \(Permission denied\)"):
+        uploads.upload(s3_config, "train", data, aws.S3Uri(BUCKET, "i19uploads-unreadable/inputs"))
+
+
 def test_concurrent_uploads_of_different_folders_never_mix(stack, s3_config, tmp_path):
     from fahr_sagemaker import aws, uploads
 

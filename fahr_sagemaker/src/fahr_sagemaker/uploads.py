@@ -94,7 +94,11 @@ def parse_tree(data: bytes, name: str) -> dict[str, tuple[str, int]]:
 def upload(config, channel: str, path: Path, base: aws.S3Uri) -> str:
     """Upload the input ``path`` of ``channel`` under ``base`` (``<output_path>/inputs``) as its
     tree; the S3 folder URI the job's channel reads (``…/inputs/<tree>/``)."""
-    files = hash_files(path)
+    try:
+        files = hash_files(path)
+    except OSError as exc:
+        raise UsageError(f"--input {channel}: cannot read {exc.filename or path} ({exc.strerror or exc}); "
+                         "make it readable or leave it out of the folder") from exc
     manifest = tree_manifest(files)
     tree = hashlib.sha256(manifest).hexdigest()
     target = base.join(tree)
