@@ -30,6 +30,12 @@ log-memory   A job printing 400 MiB (--output-mib) in lines of 1 KiB: peak RSS o
 log-long-line  A running job that printed one 40 MiB line (--line-mib): `fahr logs JOB` against
              `docker logs CONTAINER`, interleaved: ratio of medians (target <= 3: linear; the old
              quadratic reading took 87 s where docker took 0.7).
+s3-upload    10,000 files of 10 KiB (--upload-files) as a local input folder: fahr's upload (the
+             sagemaker driver's, content-addressed, fresh hash cache) against s3transfer's
+             TransferManager with 10 threads, each into a new prefix of an emulated S3 (moto on
+             loopback), interleaved: ratio of medians (target <= 1.2). Then a folder of 1 GiB
+             (--upload-mib, 256 files) uploaded once and again unchanged: the bytes the re-upload
+             added to the bucket (its objects listed before and after: target 0) and its time.
 sweep        8 jobs of a one-second script (--sweep-jobs), image up to date: `fahr sweep --parallel 2`
              against the same 8 `docker run --rm IMAGE train` two at a time by `xargs -P2`,
              interleaved: ratio of medians (target <= 1.3).
@@ -74,7 +80,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FAHR = BIN / "fahr"
 MEASURES = ("startup", "refit", "data-refit", "s3-fetch", "local-fetch", "log-throughput", "log-memory",
-            "log-long-line", "log-metrics", "sweep")
+            "log-long-line", "log-metrics", "sweep", "s3-upload")
 LOG_MEASURES = {"log-throughput", "log-memory", "log-long-line", "log-metrics"}
 DOCKER_MEASURES = {"refit", "data-refit", "sweep"} | LOG_MEASURES
 BASE_IMAGE = "python:3.11-slim"
@@ -90,6 +96,7 @@ METRICS_RATIO = 1.1  # a chatty job followed with five metric definitions, again
 LOG_RATIO = 1.5
 LOG_RSS_MIB = 150
 LONG_LINE_RATIO = 3.0
+UPLOAD_RATIO = 1.2  # many small input files uploaded by fahr, against s3transfer with 10 threads
 SWEEP_RATIO = 1.3  # a sweep at --parallel 2 against its jobs' containers run two at a time by xargs
 
 
@@ -445,6 +452,16 @@ def moto_server(work: Path):
             proc.wait()
 
 
+def moto_env(url: str, work: Path) -> dict[str, str]:
+    """The environment of a command talking to the moto server at ``url``: fake credentials, no
+    AWS configuration of the user's, no proxy on loopback."""
+    return clean_env(AWS_ENDPOINT_URL=url, AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="testing",
+                     AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true",
+                     AWS_CONFIG_FILE=str(work / "no-aws-config"),
+                     AWS_SHARED_CREDENTIALS_FILE=str(work / "no-aws-credentials"),
+                     NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+
+
 def transfer_config() -> dict:
     """The TransferConfig fahr's sagemaker driver downloads with, as keyword arguments, so that
     the by-hand baseline uses the same (read from the driver when it still defines it there)."""
@@ -480,11 +497,7 @@ def s3_fetch(runs: int, work: Path, archive: Archive) -> dict:
     job = "fahr-bench-s3-train-20261128-000000-0001"
     config = transfer_config()
     with moto_server(work) as url:
-        env = clean_env(AWS_ENDPOINT_URL=url, AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="testing",
-                        AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true",
-                        AWS_CONFIG_FILE=str(work / "no-aws-config"),
-                        AWS_SHARED_CREDENTIALS_FILE=str(work / "no-aws-credentials"),
-                        NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        env = moto_env(url, work)
         session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                                 region_name="us-east-1")
         s3 = session.client("s3", endpoint_url=url)
@@ -731,6 +744,97 @@ def sweep(runs: int, work: Path, jobs: int) -> dict:
             "ratio": round(m_sweep / m_xargs, 2)}
 
 
+# -- s3-upload ------------------------------------------------------------------------------------
+
+
+# fahr's way: the sagemaker driver's uploader of a local input folder, as `fahr fit` calls it.
+UPLOAD_FAHR = """\
+import sys
+from pathlib import Path
+from fahr_sagemaker import aws, uploads
+folder, bucket, prefix = sys.argv[1:4]
+print(uploads.upload({"profile": "", "region": "us-east-1"}, "train", Path(folder), aws.S3Uri(bucket, prefix)))
+"""
+
+# The baseline: s3transfer's TransferManager (what boto3's upload_file runs), 10 threads.
+UPLOAD_BASELINE = """\
+import os, sys
+import boto3
+from s3transfer.manager import TransferConfig, TransferManager
+folder, bucket, prefix = sys.argv[1:4]
+with TransferManager(boto3.client("s3"), TransferConfig(max_request_concurrency=10)) as manager:
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            manager.upload(path, bucket, prefix + "/" + os.path.relpath(path, folder).replace(os.sep, "/"))
+"""
+
+
+def _objects(s3, bucket: str, prefix: str) -> dict[str, tuple]:
+    found = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            found[obj["Key"]] = (obj["Size"], obj["ETag"], obj["LastModified"])
+    return found
+
+
+def s3_upload(runs: int, work: Path, files: int, file_bytes: int, data_bytes: int) -> dict:
+    """fahr's upload of ``files`` small files against s3transfer's (10 threads), interleaved, each
+    into a new prefix; then a ``data_bytes`` folder uploaded once and again unchanged."""
+    import boto3
+
+    bucket = "fahr-bench-up"
+    small = work / "upload-small"
+    small.mkdir()
+    for i in range(files):
+        sub = small / f"d{i % 100:02}"
+        sub.mkdir(exist_ok=True)
+        (sub / f"f{i:05}.bin").write_bytes(os.urandom(file_bytes))
+    with moto_server(work) as url:
+        env = moto_env(url, work)
+        s3 = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                           region_name="us-east-1").client("s3", endpoint_url=url)
+        s3.create_bucket(Bucket=bucket)
+        ours, theirs = [], []
+        for i in range(runs):
+            say(f"  {files} files of {file_bytes // 1024} KiB: run {i + 1} of {runs}")
+            base = must(measure([sys.executable, "-c", UPLOAD_BASELINE, str(small), bucket, f"base{i}"], env=env),
+                        "the s3transfer upload")
+            # A first upload: a hash cache of its own, empty, and a prefix no tree is in yet.
+            run = must(measure([sys.executable, "-c", UPLOAD_FAHR, str(small), bucket, f"fahr{i}/inputs"],
+                               env={**env, "XDG_CACHE_HOME": str(work / f"cache-{i}")}), "fahr's upload")
+            uri = run.stdout.strip().splitlines()[-1]
+            for prefix in (f"base{i}/", uri.split(f"s3://{bucket}/", 1)[1]):
+                count = len(_objects(s3, bucket, prefix))
+                if count != files:
+                    raise RuntimeError(f"{prefix} holds {count} objects, not {files}")
+            theirs.append(base.seconds)
+            ours.append(run.seconds)
+        result = {"runs": runs, "files": files, "file_bytes": file_bytes, "fahr_upload_s": round(median(ours), 3),
+                  "s3transfer_s": round(median(theirs), 3), "ratio": round(median(ours) / median(theirs), 2)}
+        # The big folder: uploaded once, then again unchanged; what the bucket holds is compared.
+        big = work / "upload-big"
+        big.mkdir()
+        count = 256
+        for i in range(count):
+            write_random(big / f"part-{i:03}.bin", data_bytes // count)
+        cache = {**env, "XDG_CACHE_HOME": str(work / "cache-big")}
+        say(f"  a {human(data_bytes)} folder: the first upload")
+        first = must(measure([sys.executable, "-c", UPLOAD_FAHR, str(big), bucket, "big/inputs"], env=cache),
+                     "fahr's upload of the big folder")
+        before = _objects(s3, bucket, "")
+        again = []
+        for i in range(runs):
+            say(f"  a {human(data_bytes)} folder, unchanged: run {i + 1} of {runs}")
+            again.append(must(measure([sys.executable, "-c", UPLOAD_FAHR, str(big), bucket, "big/inputs"], env=cache),
+                              "fahr's re-upload of the big folder").seconds)
+        after = _objects(s3, bucket, "")
+        added = sum(size for key, (size, *_) in after.items() if after[key] != before.get(key))
+    result.update(data_bytes=data_bytes, first_upload_s=round(first.seconds, 2),
+                  reupload_s=round(median(again), 3), reupload_bytes_added=added)
+    return result
+
+
 def log_measures(args: argparse.Namespace, work: Path, results: dict) -> None:
     try:
         if "log-throughput" in args.only:
@@ -765,16 +869,18 @@ def check_prerequisites(only: list[str], work_parent: Path, data_bytes: int, mod
             raise Missing(f"the base image {BASE_IMAGE} is missing: run make benchmark (it pulls or builds it)")
     if {"s3-fetch", "local-fetch"} & set(only) and shutil.which("tar") is None:
         raise Missing("no tar command: install tar (the baseline is tar xzf)")
-    if "s3-fetch" in only:
+    if {"s3-fetch", "s3-upload"} & set(only):
         for module, what in (("moto", "moto (the emulated S3)"), ("fahr_sagemaker", "the sagemaker driver")):
             if importlib.util.find_spec(module) is None:
                 raise Missing(f"{what} is not installed in {sys.prefix}: run make venv (make benchmark does), "
-                              "or leave out s3-fetch with --only")
+                              "or leave out s3-fetch and s3-upload with --only")
     need = 0
     if "data-refit" in only:
         need += 3 * data_bytes  # the data folder, its image layer, the build's context on the way
     if {"s3-fetch", "local-fetch"} & set(only):
         need += 5 * model_bytes  # the payload, the archive, moto's copy, two extracted models
+    if "s3-upload" in only:
+        need += 3 * GiB  # the folders and moto's copies of them
     if "log-memory" in only:
         need += 4 * output_bytes  # the engine's log of it, the job's saved log, the printed copy
     free = shutil.disk_usage(work_parent).free
@@ -975,6 +1081,18 @@ def table(results: dict) -> tuple[list[str], bool]:
             f"{r['fahr_sweep_s']:.2f} s")
         row(f"the same {r['jobs']} `docker run --rm IMAGE train`, `xargs -P2`", f"{r['xargs_s']:.2f} s")
         row("**ratio `fahr sweep` / `xargs -P2 docker run`**", f"**{r['ratio']:.2f}**", verdict(ok, f"≤ {SWEEP_RATIO}"))
+    if "s3-upload" in results:
+        r = results["s3-upload"]
+        ok_ratio, ok_bytes = r["ratio"] <= UPLOAD_RATIO, r["reupload_bytes_added"] == 0
+        all_ok &= ok_ratio and ok_bytes
+        row(f"fahr's upload of {r['files']:,} files of {r['file_bytes'] // 1024} KiB to emulated S3, first time "
+            f"(hashing included; {runs_of(r)})", f"{r['fahr_upload_s']:.2f} s")
+        row("s3transfer's TransferManager, 10 threads, the same files", f"{r['s3transfer_s']:.2f} s")
+        row("**ratio many-file upload fahr / s3transfer**", f"**{r['ratio']:.2f}**", verdict(ok_ratio, f"≤ {UPLOAD_RATIO}"))
+        row(f"first upload of a {human(r['data_bytes'])} folder (one run)", f"{r['first_upload_s']:.1f} s")
+        row("its unchanged re-upload", f"{r['reupload_s']:.2f} s")
+        row("**bytes the unchanged re-upload added to the bucket**", f"**{r['reupload_bytes_added']}**",
+            verdict(ok_bytes, "0"))
     return rows, all_ok
 
 
@@ -1021,6 +1139,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the length of the line of log-long-line (target defined at 40)")
     parser.add_argument("--sweep-jobs", type=positive, default=8, metavar="N",
                         help="jobs of the sweep measure (target defined at 8)")
+    parser.add_argument("--upload-files", type=positive, default=10_000, metavar="N",
+                        help="small files of s3-upload (10 KiB each; target defined at 10000)")
+    parser.add_argument("--upload-mib", type=positive, default=1024, metavar="MIB",
+                        help="the folder s3-upload re-uploads unchanged (target defined at 1024)")
     parser.add_argument("--json", action="store_true", help="also print every figure as JSON")
     return parser.parse_args(argv)
 
@@ -1050,6 +1172,9 @@ def measure_all(args: argparse.Namespace, work: Path, results: dict) -> None:
             results["local-fetch"] = local_fetch(args.runs, work, archive)
     if LOG_MEASURES & set(args.only):
         log_measures(args, work, results)
+    if "s3-upload" in args.only:
+        say(f"{args.upload_files} small files: fahr's upload against s3transfer with 10 threads")
+        results["s3-upload"] = s3_upload(args.runs, work, args.upload_files, 10 * 1024, args.upload_mib * MiB)
     if "sweep" in args.only:
         say(f"a sweep of {args.sweep_jobs} one-second jobs at --parallel 2 against xargs -P2 docker run")
         results["sweep"] = sweep(args.runs, work, args.sweep_jobs)
@@ -1090,6 +1215,8 @@ def main(argv: list[str] | None = None) -> int:
     options += f" --log-lines {args.log_lines}" * (args.log_lines != 1_000_000)
     options += f" --output-mib {args.output_mib}" * (args.output_mib != 400)
     options += f" --line-mib {args.line_mib}" * (args.line_mib != 40)
+    options += f" --upload-files {args.upload_files}" * (args.upload_files != 10_000)
+    options += f" --upload-mib {args.upload_mib}" * (args.upload_mib != 1024)
     print(f"`benchmarks/run.py {options}`: medians of interleaved runs; wall time {wall:.0f} s.\n")
     print("\n".join(rows))
     if args.json:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time these come from 
     from fahr_core.extract import check_listing
     from fahr_core.commandlines import fetch_command, stop_command, wait_command
     from fahr_core.config import env_size
+    from fahr_core.inputs import hash_files
     from fahr_core.launcher import SECRETS_ARN_ENV, SECRETS_DIR
     from fahr_core.metrics import from_logs as metrics_from_logs
     from fahr_core.names import (JOB_NAME_MAX, job_name, job_stem, model_image_tag, validate_job_name,
@@ -88,6 +89,8 @@ _LAZY = {
     # the command lines a driver prints for the user to paste, and the size parser (API 1.3)
     **{name: ("fahr_core.commandlines", name) for name in ("wait_command", "stop_command", "fetch_command")},
     "env_size": ("fahr_core.config", "env_size"),
+    # a local input's files with their hashes, cached: content-addressed uploads (API 1.6)
+    "hash_files": ("fahr_core.inputs", "hash_files"),
     # where the launcher finds a job's secrets: the local driver's folder, sagemaker's variable (API 1.4)
     **{name: ("fahr_core.launcher", name) for name in ("SECRETS_DIR", "SECRETS_ARN_ENV")},
     # the core's metric parser, for a driver's metrics hook that adds what its backend keeps (API 1.5)
@@ -193,6 +196,7 @@ __all__ = [
     "stop_command",
     "fetch_command",
     "env_size",
+    "hash_files",
     "SECRETS_DIR",
     "SECRETS_ARN_ENV",
     "metrics_from_logs",

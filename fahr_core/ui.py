@@ -23,7 +23,7 @@ import sys
 import threading
 
 __all__ = ["info", "success", "warn", "command", "status_change", "log_line", "build_step", "build_output", "quiet",
-           "size"]
+           "size", "transfer"]
 
 _lock = threading.Lock()
 _console = None
@@ -393,3 +393,41 @@ def _flush_output() -> None:
 def _flush_at_exit() -> None:
     with contextlib.suppress(Exception):
         flush_output()
+
+
+@contextlib.contextmanager
+def transfer(what: str, total: int):
+    """One progress display for a transfer of ``total`` bytes by any number of threads: yields a
+    thread-safe callable they call with each count of bytes moved. On a terminal it is one rich
+    progress bar (removed at the end, then one line says it is done); elsewhere a line
+    ``WHAT: NN% of SIZE`` at most every 2 s. Under :func:`quiet`, nothing.
+    (Added in plugin API 1.6.)"""
+    import time
+
+    done = [0, time.monotonic()]
+    guard = threading.Lock()
+    bar = task = None
+    if not _muted and total > 0 and console().is_terminal:
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                   TransferSpeedColumn)
+
+        bar = Progress(TextColumn(f"fahr {visible(what)}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                       TimeRemainingColumn(), console=console(), transient=True,
+                       redirect_stdout=False, redirect_stderr=False)
+        task = bar.add_task(what, total=total)
+
+    def moved(count: int) -> None:
+        with guard:
+            done[0] += count
+            if bar is not None:
+                bar.update(task, completed=done[0])
+                return
+            now = time.monotonic()
+            if now - done[1] >= 2 and done[0] < total:
+                done[1] = now
+                info(f"{what}: {100 * done[0] / total:.0f}% of {size(total)}")
+
+    with bar if bar is not None else contextlib.nullcontext():
+        yield moved
+    if total > 0:
+        info(f"{what}: {size(total)} done")

@@ -562,11 +562,14 @@ def test_inputs_env_checkpoints_and_uncompressed_output(stack, tmp_path):
     assert 'channels {"extra": ["c.txt"], "train": ["a.txt", "sub/b.txt"]}' in result.stdout
     assert "greeting hello" in result.stdout
     job = job_name_of(result)
-    keys = {o["Key"] for o in stack.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"channels/{job}/input/")["Contents"]}
-    assert keys == {f"channels/{job}/input/train/a.txt", f"channels/{job}/input/train/sub/b.txt"}
     info = _describe(stack, job)
     uris = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in info["InputDataConfig"]}
-    assert uris == {"train": f"s3://{BUCKET}/channels/{job}/input/train/", "extra": f"s3://{BUCKET}/shared"}  # as given, as SageMaker takes it
+    # The local folder under its content's tree (tests/test_sagemaker_uploads.py), the URI as given.
+    assert re.fullmatch(rf"s3://{BUCKET}/channels/inputs/[0-9a-f]{{64}}/", uris["train"])
+    assert uris["extra"] == f"s3://{BUCKET}/shared"  # as given, as SageMaker takes it
+    tree = uris["train"][len(f"s3://{BUCKET}/"):]
+    keys = {o["Key"] for o in stack.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=tree)["Contents"]}
+    assert keys == {f"{tree}a.txt", f"{tree}sub/b.txt"}
     assert info["CheckpointConfig"] == {"S3Uri": "s3://fahr-emulated/ckpt"}
     assert info["Environment"]["GREETING"] == "hello"
     tags = {t["Key"]: t["Value"] for t in stack.client("sagemaker").list_tags(ResourceArn=info["TrainingJobArn"])["Tags"]}

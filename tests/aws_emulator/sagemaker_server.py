@@ -193,6 +193,19 @@ def _length(meta, n: int, value, path: str, errors: list[str]) -> None:
         errors.append(f"Value at '{path}' failed to satisfy constraint: Member must have length less than or equal to {meta['max']}")
 
 
+def check_channel(channel: dict, default_mode: str) -> None:
+    """A channel's InputMode (``default_mode``, the AlgorithmSpecification's, when it has none) and
+    data source as SageMaker combines them: an augmented manifest is read in Pipe mode only (the
+    enums are checked by the model already). Every mode and distribution is then run as File and
+    FullyReplicated: each host gets the channel's files under /opt/ml/input/data/<channel>/ (this
+    emulation streams and shards nothing)."""
+    source = (channel.get("DataSource") or {}).get("S3DataSource") or {}
+    mode = channel.get("InputMode") or default_mode
+    if source.get("S3DataType") == "AugmentedManifestFile" and mode != "Pipe":
+        raise ApiError("ValidationException", f"Channel {channel.get('ChannelName')}: augmented manifest files "
+                       f"are supported only for channels using Pipe input mode, not {mode}.")
+
+
 def check_request(operation: str, body: dict) -> None:
     errors: list[str] = []
     validate(MODEL.operation_model(operation).input_shape, body, "", errors)
@@ -695,6 +708,8 @@ class SageMaker:
             raise ApiError("ValidationException",
                            f"Could not assume role {body['RoleArn']}. Please ensure that the role exists "
                            "and allows principal 'sagemaker.amazonaws.com' to assume the role.")
+        for channel in body.get("InputDataConfig", []):
+            check_channel(channel, body["AlgorithmSpecification"].get("TrainingInputMode", "File"))
         image = body["AlgorithmSpecification"].get("TrainingImage", "")
         if not image_in_registry(image):
             raise ApiError("ValidationException", f"Cannot find repository or image {image}; check that it exists in ECR.")

@@ -7,7 +7,7 @@ Neither boto3 nor the Docker SDK is imported until a hook runs.
     check_run    configuration, credentials, bucket and role, before anything is built
     build_image  (the core's)   -> local image
     push_image   ECR: repository per model tag, tag derived from content, skipped when present
-    launch       CreateTrainingJob: the image by digest, File mode, output to config.output_path;
+    launch       CreateTrainingJob: the image by digest, each channel's input mode, output to config.output_path;
                  --secret values in a Secrets Manager secret of the job's, deleted when it ends
     wait         DescribeTrainingJob + CloudWatch Logs until the end; Ctrl-C detaches
     fetch        model.tar.gz of a job, or of the newest completed job of a tag
@@ -59,6 +59,12 @@ def config_keys():
         ConfigKey("base_job_name", str, "", "Job names start with this instead of the model tag."),
         ConfigKey("region", str, "", "AWS region; default: AWS_REGION, else AWS_DEFAULT_REGION, else the profile's (as the AWS CLI v2)."),
         ConfigKey("profile", str, "", "AWS profile; default: the standard boto3 chain (AWS_PROFILE)."),
+        ConfigKey("input_mode", dict, {},
+                  "Per channel, how the job reads it: CHANNEL=File (copied to the instance before the start, the "
+                  "default), FastFile (streamed from S3 on first read) or Pipe (one FIFO stream); docs/sagemaker.md."),
+        ConfigKey("input_distribution", dict, {},
+                  "Per channel, with several instances: CHANNEL=FullyReplicated (every host gets every file, the "
+                  "default) or ShardedByS3Key (each host 1/N of the files)."),
         ConfigKey("poll_interval", float, 10.0, "Longest pause, in seconds, between two looks at the job and its logs."),
     ]
 
@@ -80,6 +86,7 @@ def check_run(config, inputs, secrets):
 
     for channel, value in inputs.items():
         artifacts.check_input(channel, value)
+    artifacts.check_channel_settings(config, inputs)
     aws.preflight(config)  # cached for the run: push_image and launch reuse its answer
 
 
@@ -110,9 +117,9 @@ def launch(spec, config):
             "DataSource": {"S3DataSource": {
                 "S3DataType": "S3Prefix",
                 "S3Uri": artifacts.input_uri(config, job_name, channel, value, checked.output),
-                "S3DataDistributionType": "FullyReplicated",
+                "S3DataDistributionType": config["input_distribution"].get(channel, "FullyReplicated"),
             }},
-            "InputMode": "File",
+            "InputMode": config["input_mode"].get(channel, "File"),
         }
         for channel, value in spec.inputs.items()
     ]

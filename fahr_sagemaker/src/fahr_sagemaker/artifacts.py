@@ -1,6 +1,6 @@
-"""Moving data to and from S3: local input folders up, models down.
+"""Moving data to and from S3: local input folders up (fahr_sagemaker.uploads), models down.
 
-Uploads go through boto3's transfer manager (multipart, concurrent). A model.tar.gz comes down
+A model.tar.gz comes down
 as a stream (:class:`RangedReader`): concurrent ranged GETs, handed over in order, which the core
 unpacks as they arrive, so that downloading and unpacking overlap; a model saved uncompressed
 (its files as S3 keys under a prefix) comes down as one stream of an uncompressed tar archive of
@@ -17,7 +17,8 @@ import threading
 import time
 from pathlib import Path
 
-from fahr_core import COMPLETED, FINAL_STATES, IN_PROGRESS, EnvironmentProblem, FahrError, UsageError, ui
+from fahr_core import (COMPLETED, FINAL_STATES, IN_PROGRESS, ConfigError, EnvironmentProblem, FahrError, UsageError,
+                       ui)
 
 from fahr_sagemaker import aws
 
@@ -46,12 +47,6 @@ class Progress:
         return f"{100 * self.done / self.total:.0f}%" if self.total else "100%"
 
 
-def _transfer_config():
-    from boto3.s3.transfer import TransferConfig
-
-    return TransferConfig(max_concurrency=8, multipart_threshold=16 * 1024 * 1024)
-
-
 # -- inputs -----------------------------------------------------------------------------------
 
 
@@ -65,24 +60,43 @@ def check_input(channel: str, value: str) -> None:
         raise UsageError(f"--input {channel}={value}: {path} does not exist (and is not an s3:// URI)")
 
 
+#: How a job may read a channel (Channel.InputMode) and share it among hosts
+#: (S3DataSource.S3DataDistributionType): docs/sagemaker.md, "Input modes".
+INPUT_MODES = ("File", "FastFile", "Pipe")
+DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
+
+
+def check_channel_settings(config, inputs) -> None:
+    """``input_mode`` and ``input_distribution`` name channels that are given, with values
+    SageMaker knows, and none that cannot apply: a ConfigError (exit 2) otherwise."""
+    for key, allowed in (("input_mode", INPUT_MODES), ("input_distribution", DISTRIBUTIONS)):
+        for channel, value in config[key].items():
+            if channel not in inputs:
+                given = ", ".join(sorted(inputs)) or "none"
+                raise ConfigError(f"{key} sets channel {channel!r}, but no --input {channel}=… is given "
+                                  f"(channels: {given}); add the input or remove {channel} from {key}")
+            if value not in allowed:
+                raise ConfigError(f"{key} {channel}={value!r} is not one of {', '.join(allowed)}")
+    count = config["train_instance_count"]
+    for channel, value in config["input_distribution"].items():
+        given = inputs[channel]
+        path = Path(given[len("file://"):] if given.startswith("file://") else given).expanduser()
+        if value == "ShardedByS3Key" and count > 1 and not given.startswith("s3://") and path.is_file():
+            raise ConfigError(f"input_distribution {channel}=ShardedByS3Key shares out whole files, and {given} "
+                              f"is one file: {count - 1} of the {count} hosts would get nothing; give a folder of "
+                              "several files, or FullyReplicated")
+
+
 def input_uri(config, job_name: str, channel: str, value: str, output: aws.S3Uri) -> str:
-    """The S3 URI of an input channel: as given, or a local folder/file uploaded first."""
+    """The S3 URI of an input channel: as given, or a local folder/file uploaded first, content-
+    addressed under ``<output_path>/inputs/`` (fahr_sagemaker.uploads): once per content."""
+    from fahr_sagemaker import uploads
+
     check_input(channel, value)
     if value.startswith("s3://"):
         return value  # as given: "s3://b/data/" is a folder, "s3://b/data.csv" one object
     path = Path(value[len("file://"):] if value.startswith("file://") else value).expanduser()
-    target = output.join(job_name, "input", channel)
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    total = sum(p.stat().st_size for p in files)
-    ui.info(f"uploading input {channel} ({len(files)} files, {ui.size(total)}) to {target.uri}/")
-    progress = Progress(f"upload of {channel}", total)
-    s3 = aws.client(config, "s3")
-    with aws.translated(f"uploading input {channel} to {target.uri}"):
-        for file in files:
-            rel = file.name if path.is_file() else file.relative_to(path).as_posix()
-            s3.upload_file(str(file), target.bucket, target.join(rel).prefix, Callback=progress,
-                           Config=_transfer_config())
-    return target.uri + "/"
+    return uploads.upload(config, channel, path, output.join("inputs"))
 
 
 # -- fetch ------------------------------------------------------------------------------------

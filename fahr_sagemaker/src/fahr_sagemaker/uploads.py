@@ -1,0 +1,234 @@
+"""Local input folders up to S3, content-addressed: an unchanged folder is uploaded once.
+
+A folder (or one file) given as ``--input CHANNEL=PATH`` is described by its *tree*: the sorted
+list of its files' relative paths, sizes and sha256. The tree's JSON (:func:`tree_manifest`)
+hashed names the folder's place in the bucket (docs/sagemaker.md, "Input folders")::
+
+    <output_path>/inputs/<tree-sha256>/<relative path>   the files, under their own names
+    <output_path>/inputs/<tree-sha256>.json              the tree itself, written last
+    <output_path>/inputs/channels/<channel>              the tree last uploaded for a channel
+
+SageMaker names a channel's files by their keys under the prefix, so the files keep their
+names, and a prefix named by the content holds exactly that content: a deleted file is in no
+later tree, two fits of different folders never share a prefix, two of the same folder write
+the same bytes. A re-fit lists the tree's prefix and finds everything there: nothing is
+uploaded. A new tree takes its unchanged files from the channel's previous tree by server-side
+CopyObject (no byte leaves the machine for them); only new or changed files are uploaded, in
+parallel (:data:`WORKERS` threads; boto3's clients are thread-safe) with one progress bar.
+
+Hashes are read once per file version (``fahr_core.hash_files``: cached by each file's stat as
+the build context's are, a bad record ignored), so a re-fit of an unchanged 1 GiB folder reads
+no file.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from fahr_core import UsageError, ui
+
+from fahr_sagemaker import aws
+
+#: Uploads and copies running at once.
+WORKERS = 10
+#: A file up to this size is read whole, checked against its hash and sent in one PutObject (at
+#: most WORKERS of them in memory at once); a bigger one goes through boto3's transfer manager
+#: (multipart, its own threads), checked by its stat before and after.
+SINGLE_PUT = 8 * 1024**2
+#: The tree JSON's format: a tree of another format is never taken for this one's.
+TREE_FORMAT = 1
+_TREE_NAME = re.compile(r"[0-9a-f]{64}")
+#: A previous tree bigger than this is not read (it only saves uploads).
+_TREE_MAX = 256 * 1024**2
+
+
+@dataclass(frozen=True)
+class File:
+    """A file of an input: its path in the channel, size, sha256 and where it is on this machine."""
+
+    name: str
+    size: int
+    sha256: str
+    path: Path
+
+
+def hash_files(path: Path) -> list[File]:
+    """The files of the input ``path`` with their sha256 (the core's cached hashing)."""
+    from fahr_core import hash_files as core_hash_files
+
+    return [File(*entry) for entry in core_hash_files(path)]
+
+
+def tree_manifest(files: list[File]) -> bytes:
+    """The tree of ``files`` as canonical JSON: its sha256 names the tree."""
+    listing = [[f.name, f.size, f.sha256] for f in sorted(files, key=lambda f: f.name)]
+    return json.dumps({"format": TREE_FORMAT, "files": listing}, separators=(",", ":")).encode()
+
+
+def parse_tree(data: bytes, name: str) -> dict[str, tuple[str, int]]:
+    """A tree JSON read from the bucket (anyone with write access could have written it) as
+    {sha256: (file name, size)}; {} when it is not the tree ``name`` or makes no sense."""
+    if len(data) > _TREE_MAX or hashlib.sha256(data).hexdigest() != name:
+        return {}
+    try:
+        tree = json.loads(data)
+        if tree.get("format") != TREE_FORMAT:
+            return {}
+        found = {}
+        for entry in tree["files"]:
+            file, size, digest = entry
+            if not (isinstance(file, str) and file and type(size) is int and size >= 0
+                    and isinstance(digest, str) and _TREE_NAME.fullmatch(digest)):
+                return {}
+            found.setdefault(digest, (file, size))
+        return found
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+def upload(config, channel: str, path: Path, base: aws.S3Uri) -> str:
+    """Upload the input ``path`` of ``channel`` under ``base`` (``<output_path>/inputs``) as its
+    tree; the S3 folder URI the job's channel reads (``…/inputs/<tree>/``)."""
+    try:
+        files = hash_files(path)
+    except OSError as exc:
+        raise UsageError(f"--input {channel}: cannot read {exc.filename or path} ({exc.strerror or exc}); "
+                         "make it readable or leave it out of the folder") from exc
+    manifest = tree_manifest(files)
+    tree = hashlib.sha256(manifest).hexdigest()
+    target = base.join(tree)
+    total = sum(f.size for f in files)
+    s3 = aws.client(config, "s3")
+    with aws.translated(f"uploading input {channel} to {target.uri}/"):
+        present = _listing(s3, target)
+        wanted = {f.name: f for f in files}
+        missing = [f for f in files if present.get(f.name) != f.size]
+        extra = [name for name in present if name not in wanted]
+        if not missing and not extra:
+            ui.info(f"input {channel}: {len(files)} files, {ui.size(total)}, already at {target.uri}/ "
+                    "(unchanged): nothing to upload")
+            if not _exists(s3, base.join(f"{tree}.json")):
+                _put(s3, base.join(f"{tree}.json"), manifest)
+            return target.uri + "/"
+        previous = _previous_tree(s3, base, channel, tree)
+        copies = [(f, previous[f.sha256]) for f in missing if f.sha256 in previous]
+        uploads = [f for f in missing if f.sha256 not in previous]
+        sent = sum(f.size for f in uploads)
+        copied = f", copying {len(copies)} unchanged within S3" if copies else ""
+        ui.info(f"input {channel}: {len(files)} files, {ui.size(total)}; uploading {len(uploads)} "
+                f"({ui.size(sent)}){copied}, to {target.uri}/")
+        with ui.transfer(f"upload of {channel}", sent) as progress, \
+                concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="fahr-s3-up") as pool:
+            jobs = [pool.submit(_upload_one, s3, f, target, progress) for f in uploads]
+            jobs += [pool.submit(_copy_one, s3, f, target, source, progress) for f, source in copies]
+            jobs += [pool.submit(s3.delete_object, Bucket=target.bucket, Key=target.join(name).prefix)
+                     for name in extra]  # not of this tree: the channel must hold the folder only
+            try:
+                for job in concurrent.futures.as_completed(jobs):
+                    job.result()
+            except BaseException:
+                for job in jobs:
+                    job.cancel()
+                raise
+        _put(s3, base.join(f"{tree}.json"), manifest)  # last: the tree is complete
+        _put(s3, base.join("channels", channel), tree.encode())
+    return target.uri + "/"
+
+
+def _listing(s3, where: aws.S3Uri) -> dict[str, int]:
+    """{name under the folder ``where``: size} of its objects."""
+    found = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=where.bucket, Prefix=where.prefix + "/"):
+        for obj in page.get("Contents", []):
+            found[obj["Key"][len(where.prefix) + 1:]] = obj["Size"]
+    return found
+
+
+def _exists(s3, where: aws.S3Uri) -> bool:
+    from botocore import exceptions as bex
+
+    try:
+        s3.head_object(Bucket=where.bucket, Key=where.prefix)
+        return True
+    except bex.ClientError as exc:
+        if aws.error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+
+
+def _get(s3, where: aws.S3Uri, limit: int) -> bytes | None:
+    """The object at ``where`` (None when there is none, or it is bigger than ``limit``)."""
+    from botocore import exceptions as bex
+
+    try:
+        reply = s3.get_object(Bucket=where.bucket, Key=where.prefix)
+    except bex.ClientError as exc:
+        if aws.error_code(exc) in ("404", "NoSuchKey", "NotFound", "403", "AccessDenied"):
+            return None
+        raise
+    body = reply["Body"]
+    try:
+        data = body.read(limit + 1)
+    finally:
+        body.close()
+    return None if len(data) > limit else data
+
+
+def _put(s3, where: aws.S3Uri, data: bytes) -> None:
+    s3.put_object(Bucket=where.bucket, Key=where.prefix, Body=data)
+
+
+def _previous_tree(s3, base: aws.S3Uri, channel: str, tree: str) -> dict[str, aws.S3Uri]:
+    """{sha256: its object in the channel's previous tree}: where unchanged files are copied
+    from. {} when there is none, or it cannot be trusted (its JSON is not the tree it names)."""
+    pointer = _get(s3, base.join("channels", channel), 64)
+    name = (pointer or b"").decode("ascii", "replace").strip()
+    if not _TREE_NAME.fullmatch(name) or name == tree:
+        return {}
+    data = _get(s3, base.join(f"{name}.json"), _TREE_MAX)
+    found = parse_tree(data or b"", name)
+    return {digest: base.join(name, file) for digest, (file, _) in found.items()}
+
+
+def _upload_one(s3, file: File, target: aws.S3Uri, progress) -> None:
+    key = target.join(file.name).prefix
+    if file.size <= SINGLE_PUT:
+        with open(file.path, "rb") as handle:
+            data = handle.read(SINGLE_PUT + 1)
+        if hashlib.sha256(data).hexdigest() != file.sha256:  # the prefix names this content, no other
+            raise UsageError(f"{file.path} changed while it was being uploaded; run the fit again")
+        s3.put_object(Bucket=target.bucket, Key=key, Body=data)
+        progress(file.size)
+    else:
+        import os
+
+        from boto3.s3.transfer import TransferConfig
+
+        before = os.stat(file.path)
+        s3.upload_file(str(file.path), target.bucket, key, Callback=progress,
+                       Config=TransferConfig(max_concurrency=8, multipart_threshold=SINGLE_PUT))
+        after = os.stat(file.path)
+        if before.st_size != file.size or (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+            s3.delete_object(Bucket=target.bucket, Key=key)  # not the content the prefix names
+            raise UsageError(f"{file.path} changed while it was being uploaded; run the fit again")
+
+
+def _copy_one(s3, file: File, target: aws.S3Uri, source: aws.S3Uri, progress) -> None:
+    """CopyObject (in S3: nothing is sent from here); an upload when the source has gone."""
+    from botocore import exceptions as bex
+
+    key = target.join(file.name).prefix
+    try:
+        if file.size <= 5 * 1024**3:  # CopyObject's limit; beyond it, the managed multipart copy
+            s3.copy_object(Bucket=target.bucket, Key=key, CopySource={"Bucket": source.bucket, "Key": source.prefix})
+        else:
+            s3.copy({"Bucket": source.bucket, "Key": source.prefix}, target.bucket, key)
+    except bex.ClientError as exc:
+        if aws.error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        _upload_one(s3, file, target, progress)  # expired or deleted since: send it
