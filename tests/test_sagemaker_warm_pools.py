@@ -238,3 +238,19 @@ def test_the_jobs_table_has_a_warm_pool_column_only_when_a_job_has_a_pool(capsys
     _print_table([job])
     out = capsys.readouterr().out
     assert "WARM POOL" in out and "Terminated, billed 600 s" in out
+
+
+def test_whose_pool_is_best_effort(monkeypatch):
+    from botocore.exceptions import ClientError
+
+    asked = []
+
+    class Refusing:
+        def search(self, **request):
+            asked.append(request)
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "Search")
+
+    monkeypatch.setattr(aws, "client", lambda config, service: Refusing())
+    assert pools.reused_from({}, {"TrainingJobName": "b", "WarmPoolStatus": {"Status": "InUse"}}) == ""
+    assert len(asked) == 1
+    assert pools.reused_from({}, {"TrainingJobName": "c"}) == "" and len(asked) == 1  # no pool: not asked

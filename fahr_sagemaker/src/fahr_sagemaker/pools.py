@@ -15,16 +15,10 @@ from fahr_core import POOL_AVAILABLE, WarmPool
 MAX_KEEP_ALIVE = 3600
 
 
-def _seconds(value) -> float | None:
-    """A timestamp (a datetime from boto3, or seconds) as seconds since the epoch."""
-    if value is None:
-        return None
-    return value.timestamp() if hasattr(value, "timestamp") else float(value)
-
-
 def warm_pool(record: dict, reused_from: str = "") -> WarmPool | None:
     """The :class:`WarmPool` of a DescribeTrainingJob answer or a Search record; None for a job
     that has none (no keep-alive, and no pool taken over)."""
+    from fahr_sagemaker.jobs import _seconds  # jobs imports this module
     status = record.get("WarmPoolStatus") or {}
     if not status.get("Status") and not reused_from:
         return None
@@ -60,7 +54,7 @@ def reused_from(config, info: dict) -> str:
                                                  "Value": name}]}}
     try:
         results = aws.client(config, "sagemaker").search(**request).get("Results", [])
-    except bex.ClientError:  # a role without sagemaker:Search: the rest of the report stands
-        return ""
+    except (bex.ClientError, bex.BotoCoreError):  # no sagemaker:Search, or AWS unreachable: the
+        return ""  # job has ended all the same, and the rest of the report stands
     return next((r["TrainingJob"]["TrainingJobName"] for r in results
                  if (r.get("TrainingJob") or {}).get("TrainingJobName")), "")
