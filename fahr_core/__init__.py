@@ -69,6 +69,8 @@ _VALUES = ("COMPLETED", "FAILED", "FINAL_STATES", "IN_PROGRESS", "STOPPED", "STO
            # why a job did not complete (plugin API 1.6)
            "USER", "OUT_OF_MEMORY", "TIMEOUT", "INTERRUPTED", "CAPACITY", "PLATFORM", "FAILURE_KINDS",
            "RETRYABLE_KINDS",
+           # warm pools (plugin API 1.6)
+           "WarmPool", "POOL_IN_USE", "POOL_AVAILABLE", "POOL_REUSED", "POOL_TERMINATED",
            "ConfigKey", "FetchRequest", "ImageRef", "JobHandle", "JobInfo", "JobQuery", "JobResult", "JobSpec",
            "LogLine", "MetricPoint", "Stash", "StashKey", "Template", "TrackedJob")
 
@@ -170,6 +172,12 @@ __all__ = [
     "PLATFORM",
     "FAILURE_KINDS",
     "RETRYABLE_KINDS",
+    # a job's warm pool (plugin API 1.6)
+    "WarmPool",
+    "POOL_IN_USE",
+    "POOL_AVAILABLE",
+    "POOL_REUSED",
+    "POOL_TERMINATED",
     # errors and exit codes
     "FahrError",
     "UsageError",

@@ -69,6 +69,8 @@ class Job:
     (why it did not complete: ``user``, ``out_of_memory``, ``timeout``, ``interrupted``,
     ``capacity``, ``platform``; '' while it runs or once it completed), ``attempt_of`` (the first job
     of a fit retried, ``fit(retry=N)``; '' for a first attempt),
+    ``warm_pool`` (a :class:`fahr_core.WarmPool`: the warm pool the job started on or left
+    waiting, billed, for the next; None from a driver without pools),
     ``created``/``started``/``ended`` (timezone-aware UTC datetimes, None when unknown),
     ``training_seconds``/``billable_seconds`` (float or None), ``model_artifact`` (a path or URI,
     '' until it completed), ``project`` (the folder its image was built from) and ``git_commit``
@@ -91,6 +93,7 @@ class Job:
         self.failure_reason = ""
         self.failure_kind = ""
         self.attempt_of = ""
+        self.warm_pool = None  # a fahr_core.WarmPool, from a driver with warm pools (plugin API 1.6)
         self.created: datetime | None = None
         self.started: datetime | None = None
         self.ended: datetime | None = None
@@ -154,6 +157,7 @@ class Job:
         self.secondary_status = info.secondary_status
         self.failure_reason = info.failure_reason
         self.failure_kind = getattr(info, "failure_kind", "")  # plugin API 1.6
+        self.warm_pool = getattr(info, "warm_pool", None)  # plugin API 1.6
         self.attempt_of = getattr(info, "attempt_of", "") or self.attempt_of
         self.created, self.started, self.ended = _time(info.created), _time(info.started), _time(info.ended)
         self.training_seconds, self.billable_seconds = info.training_seconds, info.billable_seconds
@@ -171,6 +175,7 @@ class Job:
         self.status = result.status
         self.failure_reason = result.failure_reason
         self.failure_kind = getattr(result, "failure_kind", "")  # plugin API 1.6
+        self.warm_pool = getattr(result, "warm_pool", None) or self.warm_pool  # plugin API 1.6
         self.model_artifact = result.model_artifact
         self.training_seconds, self.billable_seconds = result.training_seconds, result.billable_seconds
 

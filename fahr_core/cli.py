@@ -384,7 +384,19 @@ def _job_row(job) -> dict:
             "ended": _iso(job.ended), "duration_seconds": _duration(job), "training_seconds": job.training_seconds,
             "billable_seconds": job.billable_seconds, "failure_reason": job.failure_reason,
             "failure_kind": job.failure_kind, "attempt_of": job.attempt_of,
+            "warm_pool": _warm_pool_row(job.warm_pool),
             "model_artifact": job.model_artifact, "project": job.project, "git_commit": job.git_commit}
+
+
+def _warm_pool_row(pool) -> dict | None:
+    """A job's warm pool (plugin API 1.6) in ``fahr jobs --json``; None without one."""
+    if pool is None:
+        return None
+    from datetime import datetime, timezone
+
+    expires = None if pool.expires is None else datetime.fromtimestamp(pool.expires, timezone.utc)
+    return {"status": pool.status, "billable_seconds": pool.billable_seconds, "expires": _iso(expires),
+            "reused_by": pool.reused_by, "reused_from": pool.reused_from}
 
 
 def _duration(job) -> float | None:
@@ -452,8 +464,9 @@ def _print_table(found, finals=None) -> None:
     hps = _differing(found)
     metric_names = sorted({name for final in finals for name in final})
     # Names as well as values come from the jobs' records (a job folder can be edited): shown visibly.
-    header = tuple(map(ui.visible, ("JOB", "TAG", "STATUS", "STARTED", "DURATION", "BILLABLE", *hps, *metric_names,
-                                    "PROJECT")))
+    pools = any(job.warm_pool is not None for job in found)  # the column only when a driver reports pools
+    header = tuple(map(ui.visible, ("JOB", "TAG", "STATUS", "STARTED", "DURATION", "BILLABLE",
+                                    *(("WARM POOL",) if pools else ()), *hps, *metric_names, "PROJECT")))
     rows = []
     for job, final in zip(found, finals):
         started = "-"
@@ -466,8 +479,9 @@ def _print_table(found, finals=None) -> None:
         name = job.name + (f" (retry of {job.attempt_of})" if job.attempt_of else "")
         values = [job.hyperparameters.get(name, "-") for name in hps]
         values += [_number(final[name]) if name in final else "-" for name in metric_names]
+        pool = (ui.warm_pool(job.warm_pool) if job.warm_pool is not None else "-",) if pools else ()
         rows.append(tuple(map(ui.visible, (name, job.model_tag or "-", status, started, _span(_duration(job)),
-                                           billable, *values, _project(job)))))
+                                           billable, *pool, *values, _project(job)))))
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

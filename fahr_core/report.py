@@ -35,6 +35,9 @@ def ended(result: JobResult, session, artifact: Path | None = None) -> JobResult
         timing = f" in {result.training_seconds:.1f} s"
         if result.billable_seconds is not None and result.billable_seconds != result.training_seconds:
             timing += f" (billable {result.billable_seconds:.0f} s)"
+    # Before the failure line: a failed job's pool waits, and bills, all the same.
+    for line in warm_pool_lines(job.job_name, getattr(result, "warm_pool", None)):  # plugin API 1.6
+        ui.info(line)
     if not result.succeeded:
         # One line: the job's output was streamed above, the full reason is in the job's record.
         reason = failure_line(result.failure_reason)
@@ -53,6 +56,28 @@ def ended(result: JobResult, session, artifact: Path | None = None) -> JobResult
                 f"fetch it with the command below, {MODEL_TAG_PLACEHOLDER} replaced by the tag it trained")
     ui.command(fetch_command(job.job_name, job.model_tag, job.driver, session.location))
     return result
+
+
+def warm_pool_lines(job_name: str, pool) -> list[str]:
+    """What ``fit`` and ``wait`` say of a job's warm pool (:class:`fahr_core.values.WarmPool`):
+    that the job started on another job's pool, and that its own pool waits and bills."""
+    import dataclasses
+
+    from fahr_core.values import POOL_AVAILABLE, POOL_REUSED
+
+    if pool is None:
+        return []
+    lines = []
+    if pool.reused_from:
+        lines.append(f"job {job_name} started on the warm pool of job {pool.reused_from} (no wait for new instances)")
+    if pool.status == POOL_AVAILABLE:
+        until = f" until {ui.clock(pool.expires)}" if pool.expires is not None else ""
+        billed = f" ({pool.billable_seconds:.0f} s so far)" if pool.billable_seconds is not None else ""
+        lines.append(f"warm pool of job {job_name}: Available{until} for a matching job to start on, billed at "
+                     f"the instances' price meanwhile{billed}")
+    elif pool.status == POOL_REUSED and pool.reused_by:
+        lines.append(f"warm pool of job {job_name}: {ui.warm_pool(dataclasses.replace(pool, reused_from=''))}")
+    return lines
 
 
 def empty_model_warning(job_name: str, driver: str) -> str:

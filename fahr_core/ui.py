@@ -82,6 +82,29 @@ def cut_middle(text: str, limit: int) -> str:
     return f"{text[:limit - 3 - end].rstrip()} … {text[len(text) - end:].lstrip()}"
 
 
+def warm_pool(pool) -> str:
+    """A warm pool in a few words: ``Available, billed 12 s so far, until 21:04:05 CET`` (local
+    time, as ``fahr jobs`` shows times), ``Reused by JOB``, ``InUse (from JOB)``, ``Terminated,
+    billed 300 s``."""
+    text = pool.status
+    if pool.reused_by:
+        text += f" by {pool.reused_by}"
+    if pool.reused_from:
+        text += f" (from {pool.reused_from})"
+    if pool.billable_seconds is not None:
+        text += f", billed {pool.billable_seconds:.0f} s" + (" so far" if pool.status == "Available" else "")
+    if pool.status == "Available" and pool.expires is not None:
+        text += f", until {clock(pool.expires)}"
+    return text
+
+
+def clock(moment: float) -> str:
+    """A time of today or soon as the user's clock shows it: ``21:04:05 CET``."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(moment, timezone.utc).astimezone().strftime("%H:%M:%S %Z")
+
+
 @contextlib.contextmanager
 def quiet(job_output: bool = True):
     """Mute status lines and (unless ``job_output=False``) job log lines for the duration

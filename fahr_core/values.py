@@ -49,6 +49,37 @@ FAILURE_KINDS = (USER, OUT_OF_MEMORY, TIMEOUT, INTERRUPTED, CAPACITY, PLATFORM)
 RETRYABLE_KINDS = frozenset({INTERRUPTED, CAPACITY, PLATFORM})
 
 
+# A warm pool's states (WarmPool.status; plugin API 1.6), as SageMaker names them.
+POOL_IN_USE = "InUse"
+"""The job runs on the pool's instances (its own fresh ones, or a pool it took over)."""
+POOL_AVAILABLE = "Available"
+"""The job has ended and its instances wait, billed, for a matching job until the pool expires."""
+POOL_REUSED = "Reused"
+"""A matching job took the pool over (:attr:`WarmPool.reused_by`); nothing is billed for it any more."""
+POOL_TERMINATED = "Terminated"
+"""The pool is gone: it expired, was ended, or could not be kept."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class WarmPool:
+    """A job's warm pool: the instances a backend keeps after a job ended, for the next matching
+    job to start on without waiting for new ones (sagemaker's ``keep_alive``: docs/sagemaker.md,
+    "Warm pools"). A driver without pools reports none. (Added in plugin API 1.6.)"""
+
+    status: str
+    """One of ``InUse``, ``Available`` (waiting, and billed, for a matching job), ``Reused``
+    (taken over by :attr:`reused_by`), ``Terminated``."""
+    billable_seconds: float | None = None
+    """Seconds the pool has been billed for while it waited (per instance), when the backend says."""
+    expires: float | None = None
+    """When an ``Available`` pool ends unless a matching job takes it (seconds since the epoch)."""
+    reused_by: str = ""
+    """The job that took this job's pool over; '' when none did."""
+    reused_from: str = ""
+    """The job whose pool this job started on (it skipped provisioning); '' when it got fresh
+    instances, or when the driver cannot tell."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class BuildContext:
     """What to build: the training artifact and the folder that is the Docker build context."""
@@ -189,6 +220,9 @@ class JobResult:
     """Why it did not complete, one of :data:`FAILURE_KINDS` (``user``, ``out_of_memory``,
     ``timeout``, ``interrupted``, ``capacity``, ``platform``); '' when it completed, or from a
     driver before plugin API 1.6. (Added in plugin API 1.6.)"""
+    warm_pool: WarmPool | None = None
+    """The job's warm pool: whether it started on another job's pool, and whether its own waits,
+    billed, for the next job. None from a driver without pools. (Added in plugin API 1.6.)"""
 
     @property
     def succeeded(self) -> bool:
@@ -290,6 +324,9 @@ class JobInfo:
     """Why it did not complete, once it has ended: one of :data:`FAILURE_KINDS`, as
     :attr:`JobResult.failure_kind`; '' while it runs, when it completed, or from a driver before
     plugin API 1.6. (Added in plugin API 1.6.)"""
+    warm_pool: WarmPool | None = None
+    """The job's warm pool, as :attr:`JobResult.warm_pool`; None from a driver without pools.
+    (Added in plugin API 1.6.)"""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -51,6 +51,14 @@ reports the job count, the throttled calls and the DescribeTrainingJob calls per
   more is killed and the job fails ``OutOfMemoryError: …`` (fahr_core.contract's reason).
   A timeout needs no injection: a short ``MaxRuntimeInSeconds`` (``max_run``) does it.
 
+- provisioning takes ``FAHR_EMU_PROVISION_DELAY`` seconds (the Starting phase of a fresh job);
+  a job with ``ResourceConfig.KeepAlivePeriodInSeconds`` leaves a warm pool when it ends, as
+  SageMaker documents managed warm pools (docs/sagemaker.md, "Warm pools"): ``Available`` from
+  its TrainingEndTime for the keep-alive, billed (``ResourceRetainedBillableTimeInSeconds``
+  grows) until a new job matching it (:func:`pool_key`) takes it at CreateTrainingJob, which
+  then skips the provisioning delay, the old job's pool becoming ``Reused`` (``ReusedByJob``),
+  or until it expires (``Terminated``). Spot jobs and heterogeneous clusters have no pool.
+
 Everything else (S3, IAM, ECR's API, CloudWatch Logs) is the moto server given by
 ``AWS_ENDPOINT_URL``. Run: ``python sagemaker_server.py --port PORT`` (binds 127.0.0.1 only).
 """
@@ -91,6 +99,13 @@ STOP_TIMEOUT = int(os.environ.get("FAHR_EMU_STOP_TIMEOUT", "120"))
 # (0: never), so that the tests see clients retry rather than fail.
 THROTTLE_EVERY = int(os.environ.get("FAHR_EMU_THROTTLE_EVERY", "0"))
 MODEL = botocore.session.get_session().get_service_model("sagemaker")
+#: Seconds a fresh job waits for its instances (Starting); a job on a warm pool waits none.
+PROVISION_DELAY = float(os.environ.get("FAHR_EMU_PROVISION_DELAY", "0.2"))
+#: Guards every job's warm pool state: a CreateTrainingJob takes one job's pool for another.
+POOL_LOCK = threading.RLock()
+#: How a failed job's FailureReason starts when its cluster stays healthy: its pool is kept
+#: (SageMaker's guide, "Warm pool creation": an algorithm or client error keeps it).
+POOL_KEEPING_ERRORS = ("AlgorithmError", "ClientError")
 #: The failures a test injects into a job (its Environment), and how they read: see above.
 INJECT_ENV = "FAHR_EMU_INJECT"
 RECLAIM_LINE = "fahr-emu: reclaim"
@@ -298,6 +313,50 @@ class Job:
         self.output = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         self.compression = request["OutputDataConfig"].get("CompressionType", "GZIP")
         self.set_secondary("Starting", "Launching requested ML instances")
+        # The warm pool (see the module's docstring): "" (none), InUse, Available, Reused, Terminated.
+        self.keep_alive = request["ResourceConfig"].get("KeepAlivePeriodInSeconds", 0)
+        self.pool_status = "InUse" if self.keep_alive and pool_key(request) is not None else ""
+        self.pool_since: float | None = None  # when it became Available
+        self.pool_billed: int | None = None  # ResourceRetainedBillableTimeInSeconds once it stopped growing
+        self.reused_by = ""
+        self.warm_from = ""  # the job whose pool this one took (then it skips provisioning)
+
+    def pool_state(self, now: float | None = None) -> str:
+        """The pool's status at ``now``: an Available pool past its keep-alive has expired."""
+        now = time.time() if now is None else now
+        with POOL_LOCK:
+            if self.pool_status == "Available" and now >= self.pool_since + self.keep_alive:
+                self.pool_status, self.pool_billed = "Terminated", int(self.keep_alive)
+            return self.pool_status
+
+    def warm_pool_status(self, now: float | None = None) -> dict | None:
+        """DescribeTrainingJob's WarmPoolStatus; None for a job without a pool."""
+        now = time.time() if now is None else now
+        status = self.pool_state(now)
+        if not status:
+            return None
+        out = {"Status": status}
+        with POOL_LOCK:
+            if status == "Available":
+                out["ResourceRetainedBillableTimeInSeconds"] = max(0, int(now - self.pool_since))
+            elif self.pool_billed is not None:
+                out["ResourceRetainedBillableTimeInSeconds"] = self.pool_billed
+            if self.reused_by:
+                out["ReusedByJob"] = self.reused_by
+        return out
+
+    def leave_pool(self, status: str, reason: str) -> None:
+        """At the job's end: its instances wait as an Available pool when it had a keep-alive and
+        its cluster stayed healthy (completed, stopped once launched, failed by its algorithm or
+        its client); else the pool is gone."""
+        with POOL_LOCK:
+            if not self.pool_status:
+                return
+            healthy = status in ("Completed", "Stopped") or reason.split(":", 1)[0] in POOL_KEEPING_ERRORS
+            if self.keep_alive and self.started is not None and healthy:
+                self.pool_status, self.pool_since = "Available", self.ended
+            else:
+                self.pool_status, self.pool_billed = "Terminated", 0
 
     def set_secondary(self, status: str, message: str) -> None:
         with self.lock:
@@ -319,6 +378,7 @@ class Job:
             self.transitions[-1]["EndTime"] = self.ended
             self.status = status
             self.failure_reason = reason[:1024]
+        self.leave_pool(status, reason)
 
     @property
     def model_uri(self) -> str:
@@ -362,6 +422,9 @@ class Job:
             out["TrainingStartTime"] = self.started
         if self.ended:
             out["TrainingEndTime"] = self.ended
+        pool = self.warm_pool_status()
+        if pool:
+            out["WarmPoolStatus"] = pool
         if self.status in ("Completed", "Failed", "Stopped") and self.started:
             seconds = max(1, math.ceil((self.ended or time.time()) - self.started))
             out["TrainingTimeInSeconds"] = seconds
@@ -379,7 +442,27 @@ class Job:
                "SecondaryStatus": self.secondary}
         if self.ended:
             out["TrainingEndTime"] = self.ended
+        pool = self.warm_pool_status()
+        if pool:
+            out["WarmPoolStatus"] = pool
         return out
+
+
+def pool_key(request: dict) -> tuple | None:
+    """What a new job must share with a warm pool's job to be placed on its pool (SageMaker's
+    guide, "Matching training jobs": the role, the instance count and type, the volume's size and
+    KMS key, the VPC's security groups and subnets, inter-container traffic encryption, network
+    isolation); None for a job that can use no pool (spot instances, a heterogeneous cluster:
+    "Considerations")."""
+    resource = request["ResourceConfig"]
+    if request.get("EnableManagedSpotTraining") or resource.get("InstanceGroups"):
+        return None
+    vpc = request.get("VpcConfig") or {}
+    return (request["RoleArn"], resource.get("InstanceCount"), resource.get("InstanceType"),
+            resource.get("VolumeKmsKeyId", ""), resource.get("VolumeSizeInGB"),
+            tuple(sorted(vpc.get("SecurityGroupIds", []))), tuple(sorted(vpc.get("Subnets", []))),
+            bool(request.get("EnableInterContainerTrafficEncryption", False)),
+            bool(request.get("EnableNetworkIsolation", False)))
 
 
 class CloudWatchSink:
@@ -572,7 +655,8 @@ def _run_job(job: Job) -> None:
     with tempfile.TemporaryDirectory(prefix=f"emu-{job.name}-") as tmp:
         folder = Path(tmp)
         try:
-            time.sleep(0.2)
+            if not job.warm_from:  # on a warm pool the instances are there already
+                time.sleep(PROVISION_DELAY)
             if job.stop_requested:
                 job.finish("Stopped")
                 return
@@ -719,9 +803,28 @@ class SageMaker:
                                f"Training job names must be unique within an AWS account and region, and a "
                                f"training job with this name already exists ({self.jobs[name].arn})")
             job = Job(body)
+            self.claim_pool(job)
             self.jobs[name] = job
         threading.Thread(target=run_job, args=(job, self.slots), daemon=True).start()
         return {"TrainingJobArn": job.arn}
+
+    def claim_pool(self, job: Job, now: float | None = None) -> str:
+        """Place a new job on the oldest Available warm pool it matches (:func:`pool_key`): that
+        pool's job becomes Reused by it, and it starts InUse without provisioning. The pool's
+        job's name, or '' when none matched."""
+        now = time.time() if now is None else now
+        key = pool_key(job.request)
+        if key is None:
+            return ""
+        with POOL_LOCK:
+            pools = sorted((j for j in self.jobs.values() if j is not job and j.pool_state(now) == "Available"
+                            and pool_key(j.request) == key), key=lambda j: j.pool_since)
+            if not pools:
+                return ""
+            pool = pools[0]
+            pool.pool_status, pool.pool_billed, pool.reused_by = "Reused", max(0, int(now - pool.pool_since)), job.name
+            job.pool_status, job.warm_from = "InUse", pool.name
+        return pool.name
 
     def DescribeTrainingJob(self, body: dict) -> dict:
         return self._job(body["TrainingJobName"]).describe()
@@ -862,7 +965,9 @@ def make_handler(api: SageMaker):
             with api.lock:
                 calls = dict(api.describe_calls)
             self._reply(200, {"emulator": "fahr SageMaker emulator", "jobs": len(api.jobs),
-                              "throttled": api.throttled, "describe_calls": calls})
+                              "throttled": api.throttled, "describe_calls": calls,
+                              "provision_delay": PROVISION_DELAY,
+                              "warm_from": {name: job.warm_from for name, job in list(api.jobs.items())}})
 
         def do_POST(self):
             length = int(self.headers.get("Content-Length", 0))

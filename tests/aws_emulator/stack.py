@@ -149,7 +149,9 @@ class Stack:
         self.sagemaker_port = free_port()
         log = self.workdir / "sagemaker.log"
         env = {**self.env(), "FAHR_EMU_STOP_TIMEOUT": os.environ.get("FAHR_EMU_STOP_TIMEOUT", "20"),
-               "FAHR_EMU_THROTTLE_EVERY": os.environ.get("FAHR_EMU_THROTTLE_EVERY", "4")}
+               "FAHR_EMU_THROTTLE_EVERY": os.environ.get("FAHR_EMU_THROTTLE_EVERY", "4"),
+               # long enough that a job on a warm pool, which skips it, is told apart by the records
+               "FAHR_EMU_PROVISION_DELAY": os.environ.get("FAHR_EMU_PROVISION_DELAY", "1")}
         env.pop("AWS_ENDPOINT_URL_SAGEMAKER")
         self.sagemaker = subprocess.Popen(
             [sys.executable, str(HERE / "sagemaker_server.py"), "--port", str(self.sagemaker_port)],
@@ -258,6 +260,14 @@ class Stack:
     def describe_calls(self) -> dict[str, int]:
         """How many DescribeTrainingJob calls the SageMaker emulator got, by job name."""
         return self._emulator_state()["describe_calls"]
+
+    def warm_from(self) -> dict[str, str]:
+        """Job name -> the job whose warm pool the SageMaker emulator placed it on ('' for none)."""
+        return self._emulator_state()["warm_from"]
+
+    def provision_delay(self) -> float:
+        """Seconds the SageMaker emulator's fresh jobs wait for their instances."""
+        return self._emulator_state()["provision_delay"]
 
     def manifest_puts(self) -> int:
         """How many manifests the registry has accepted (a push ends with one)."""

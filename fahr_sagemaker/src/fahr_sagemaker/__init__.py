@@ -54,6 +54,10 @@ def config_keys():
         ConfigKey("spot", bool, False, "Use managed spot training (cheaper, may be interrupted; needs max_wait)."),
         ConfigKey("max_wait", int, 0,
                   "Spot only: seconds to wait for capacity plus training; must exceed max_run."),
+        ConfigKey("keep_alive", int, 0,
+                  "Seconds (0-3600) SageMaker keeps a finished job's instances warm, billed, for a matching next "
+                  "job to start on without waiting (ResourceConfig.KeepAlivePeriodInSeconds); 0: none. "
+                  "Not with spot."),
         ConfigKey("checkpoint_s3_uri", str, "", "S3 folder synced with /opt/ml/checkpoints (CheckpointConfig)."),
         ConfigKey("tags", dict, {}, "Extra AWS tags for the job, k=v,k2=v2."),
         ConfigKey("base_job_name", str, "", "Job names start with this instead of the model tag."),
@@ -138,6 +142,8 @@ def launch(spec, config):
             "InstanceType": aws.instance_type_for(config, getattr(spec, "capacity_failures", 0)),
             "InstanceCount": config["train_instance_count"],
             "VolumeSizeInGB": config["volume_size"],
+            # A warm pool (docs/sagemaker.md, "Warm pools"): the instances wait, billed, for the next fit.
+            **({"KeepAlivePeriodInSeconds": config["keep_alive"]} if config["keep_alive"] else {}),
         },
         "StoppingCondition": stopping,
         "HyperParameters": {str(k): str(v) for k, v in spec.hyperparameters.items()},
@@ -233,7 +239,7 @@ def wait(job, config):
     """Follow the job to its end; Ctrl-C detaches (the job keeps running) and re-raises."""
     import dataclasses
 
-    from fahr_sagemaker import artifacts, failures, follow, secrets
+    from fahr_sagemaker import artifacts, failures, follow, pools, secrets
 
     interval = max(1.0, float(config["poll_interval"]))
     try:
@@ -273,6 +279,7 @@ def wait(job, config):
         model_empty=artifacts.model_is_empty(config, info) if status == COMPLETED else None,
         failure_kind=failures.failure_kind({**info, "TrainingJobStatus": status if status in (COMPLETED, STOPPED)
                                             else FAILED}),
+        warm_pool=pools.warm_pool(info, pools.reused_from(config, info)),
     )
 
 

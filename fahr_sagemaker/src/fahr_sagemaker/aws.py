@@ -284,7 +284,21 @@ def check_local(config) -> S3Uri:
         raise ConfigError("config.max_wait applies to spot training only; add --config.spot=true or drop it")
     if config.get("checkpoint_s3_uri"):
         parse_s3(config["checkpoint_s3_uri"], "config.checkpoint_s3_uri")
+    check_keep_alive(config)
     return output
+
+
+def check_keep_alive(config) -> None:
+    """``keep_alive``: 0 to 3600 seconds (SageMaker's warm pools), and no pool for spot jobs."""
+    from fahr_sagemaker.pools import MAX_KEEP_ALIVE
+
+    keep_alive = config.get("keep_alive", 0)
+    if not 0 <= keep_alive <= MAX_KEEP_ALIVE:
+        raise ConfigError(f"config.keep_alive={keep_alive}: must be 0 to {MAX_KEEP_ALIVE} seconds "
+                          "(how long SageMaker keeps a finished job's instances warm)")
+    if keep_alive and config["spot"]:
+        raise ConfigError("config.keep_alive cannot be used with config.spot=true: SageMaker keeps no warm pool "
+                          "of spot instances; drop one of them")
 
 
 #: The preflight's answer, kept in the run's config.stash: push_image and launch reuse it.

@@ -16,6 +16,7 @@ from fahr_core import JobInfo, JobQuery
 from fahr_sagemaker import aws
 from fahr_sagemaker.artifacts import MODEL_TAG_TAG, recorded_tag
 from fahr_sagemaker.failures import failure_kind
+from fahr_sagemaker.pools import takers, warm_pool
 
 #: The tag every job fahr launches carries (fahr's version): what tells fahr's jobs apart.
 VERSION_TAG = "fahr:version"
@@ -89,8 +90,9 @@ def _seconds(value) -> float | None:
     return value.timestamp() if hasattr(value, "timestamp") else float(value)
 
 
-def job_info(record: dict, driver: str) -> JobInfo:
-    """One Search record's TrainingJob as a :class:`JobInfo`."""
+def job_info(record: dict, driver: str, reused_from: str = "") -> JobInfo:
+    """One Search record's TrainingJob as a :class:`JobInfo`; ``reused_from``: the job whose
+    warm pool it started on, when known."""
     status = record.get("TrainingJobStatus", "")
     training = record.get("TrainingTimeInSeconds")
     billable = record.get("BillableTimeInSeconds")
@@ -114,6 +116,7 @@ def job_info(record: dict, driver: str) -> JobInfo:
         git_commit=_tag(record, GIT_COMMIT_TAG),
         sweep=_tag(record, SWEEP_TAG),
         hyperparameters={str(k): str(v) for k, v in (record.get("HyperParameters") or {}).items()},
+        warm_pool=warm_pool(record, reused_from),
         metric_definitions=tuple((d["Name"], d["Regex"]) for d in
                                  (record.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or ()
                                  if isinstance(d, dict) and "Name" in d and "Regex" in d),
@@ -128,7 +131,8 @@ def list_jobs(config, query: JobQuery, driver: str) -> list[JobInfo]:
 
     records = _records(config, query)
     secrets.forget_ended(config, records)  # the secrets of ended jobs it sees (fahr_sagemaker.secrets)
-    return [job_info(record, driver) for record in records]
+    took = takers(records)  # which listed job started on which listed job's warm pool
+    return [job_info(record, driver, took.get(record["TrainingJobName"], "")) for record in records]
 
 
 def _records(config, query: JobQuery) -> list[dict]:
