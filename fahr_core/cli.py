@@ -349,6 +349,7 @@ def jobs(
     project: Annotated[Optional[Path], typer.Option("--project", help="Only the jobs built from this folder (the folder of their script, notebook or Dockerfile).", show_default=False)] = None,
     sort: Annotated[Optional[str], typer.Option("--sort", help="Order by a metric's last value, lowest first; -METRIC highest first (jobs without it last).", metavar="[-]METRIC")] = None,
     sweep: Annotated[Optional[str], typer.Option("--sweep", help="Only the jobs of this sweep (its id, as 'fahr sweep' printed it).", metavar="ID")] = None,
+    cost: Annotated[bool, typer.Option("--cost", help="A COST column: each job's billable seconds at its price (0 on local); with --json, price_per_hour, instances and cost.")] = False,
     train_driver: DriverOption = None,
 ) -> None:
     """List the driver's jobs, newest first: name, tag, status, start, duration, billable seconds,
@@ -362,13 +363,14 @@ def jobs(
 
         (tag,) = _reorder(ctx, model_image_tag)
         found = api.jobs(tag, driver=train_driver, config=_config_dict(ctx), status=status, limit=limit,
-                         project=project, sort=sort, sweep=sweep)
+                         project=project, sort=sort, sweep=sweep, cost=cost)
         finals = api.final_metrics_of(found)
         if json_:
-            typer.echo(json.dumps([{**_job_row(job), "hyperparameters": job.hyperparameters, "final_metrics": final}
+            typer.echo(json.dumps([{**_job_row(job), **(_cost_row(job) if cost else {}),
+                                    "hyperparameters": job.hyperparameters, "final_metrics": final}
                                    for job, final in zip(found, finals)], indent=2))
             return
-        _print_table(found, finals)
+        _print_table(found, finals, cost=cost)
 
     _run(work)
 
@@ -384,6 +386,24 @@ def _job_row(job) -> dict:
             "billable_seconds": job.billable_seconds, "failure_reason": job.failure_reason,
             "failure_kind": job.failure_kind, "attempt_of": job.attempt_of,
             "model_artifact": job.model_artifact, "project": job.project, "git_commit": job.git_commit}
+
+
+def _cost_row(job) -> dict:
+    """``fahr jobs --cost --json``'s fields: the price the driver reports and what it came to."""
+    price = job.price
+    return {"price_per_hour": None if price is None else price.per_hour,
+            "instances": None if price is None else price.instances,
+            "spot": None if price is None else price.spot,
+            "price_source": "" if price is None else price.source,
+            "cost": None if job.cost is None else round(job.cost, 6)}
+
+
+def _cost_cell(job) -> str:
+    from fahr_core import ui
+
+    if job.cost is None:
+        return "unknown" if job.done or job.price is None else "-"
+    return "$0" if job.cost == 0 else ui.dollars(job.cost)
 
 
 def _duration(job) -> float | None:
@@ -441,7 +461,7 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _print_table(found, finals=None) -> None:
+def _print_table(found, finals=None, cost: bool = False) -> None:
     from fahr_core import ui
 
     if not found:
@@ -451,8 +471,8 @@ def _print_table(found, finals=None) -> None:
     hps = _differing(found)
     metric_names = sorted({name for final in finals for name in final})
     # Names as well as values come from the jobs' records (a job folder can be edited): shown visibly.
-    header = tuple(map(ui.visible, ("JOB", "TAG", "STATUS", "STARTED", "DURATION", "BILLABLE", *hps, *metric_names,
-                                    "PROJECT")))
+    header = tuple(map(ui.visible, ("JOB", "TAG", "STATUS", "STARTED", "DURATION", "BILLABLE", *(("COST",) * cost), *hps,
+                                    *metric_names, "PROJECT")))
     rows = []
     for job, final in zip(found, finals):
         started = "-"
@@ -466,7 +486,7 @@ def _print_table(found, finals=None) -> None:
         values = [job.hyperparameters.get(name, "-") for name in hps]
         values += [_number(final[name]) if name in final else "-" for name in metric_names]
         rows.append(tuple(map(ui.visible, (name, job.model_tag or "-", status, started, _span(_duration(job)),
-                                           billable, *values, _project(job)))))
+                                           billable, *((_cost_cell(job),) * cost), *values, _project(job)))))
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

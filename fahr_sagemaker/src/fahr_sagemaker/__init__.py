@@ -60,6 +60,9 @@ def config_keys():
         ConfigKey("region", str, "", "AWS region; default: AWS_REGION, else AWS_DEFAULT_REGION, else the profile's (as the AWS CLI v2)."),
         ConfigKey("profile", str, "", "AWS profile; default: the standard boto3 chain (AWS_PROFILE)."),
         ConfigKey("poll_interval", float, 10.0, "Longest pause, in seconds, between two looks at the job and its logs."),
+        ConfigKey("price_per_hour", float, 0.0,
+                  "Dollars per instance-hour, over the AWS Price List (pricing:GetProducts); 0: look it up.",
+                  check=lambda v: None if v >= 0 and v != float("inf") else "must be a number of dollars, 0 or more"),
     ]
 
 
@@ -90,6 +93,16 @@ def push_image(image, config):
 
     aws.preflight(config)  # fail on configuration before spending minutes on a push
     return ecr.push(image, config)
+
+
+@hookimpl
+def price(config):
+    """The on-demand price of ``train_instance_count`` of the dearest listed instance type, from
+    config.price_per_hour or the AWS Price List (fahr_sagemaker.pricing); max_run bounds it."""
+    from fahr_sagemaker import aws, pricing
+
+    return pricing.price(config, aws.train_instance_types(config), config["train_instance_count"],
+                         config["max_run"], bool(config["spot"]))
 
 
 @hookimpl
@@ -226,7 +239,7 @@ def wait(job, config):
     """Follow the job to its end; Ctrl-C detaches (the job keeps running) and re-raises."""
     import dataclasses
 
-    from fahr_sagemaker import artifacts, failures, follow, secrets
+    from fahr_sagemaker import artifacts, failures, follow, pricing, secrets
 
     interval = max(1.0, float(config["poll_interval"]))
     try:
@@ -266,6 +279,7 @@ def wait(job, config):
         model_empty=artifacts.model_is_empty(config, info) if status == COMPLETED else None,
         failure_kind=failures.failure_kind({**info, "TrainingJobStatus": status if status in (COMPLETED, STOPPED)
                                             else FAILED}),
+        price=pricing.of_job(config, info),
     )
 
 
