@@ -20,6 +20,7 @@ This module is fahr's only orchestration layer: each call opens one
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import tempfile
 from datetime import datetime, timezone
@@ -423,7 +424,7 @@ def _priced(session):
     when that ceiling exceeds ``max_cost``: before the build, so a refusal costs nothing."""
     from fahr_core import report, ui
 
-    price = session.ask("price")
+    price = report.overridden(session.ask("price"), session.config)
     if price is not None and price.per_hour != 0:  # a run that costs nothing says so when it ends
         ui.info(report.estimate_line(price))
     report.refuse_over(price, session.config.get("max_cost") or 0.0, session.driver)
@@ -511,6 +512,8 @@ def _follow(session, handle, artifact: Path | None = None):
     # (docs/trackers.md); a tracker's failure is a warning, never the job's.
     with tracking.following(session, handle) as tracked:
         result = session.call("wait", job=handle)
+    if getattr(result, "price", None) is not None and session.config.get("price_per_hour"):
+        result = dataclasses.replace(result, price=report.overridden(result.price, session.config))
     tracking.ended(session, result, tracked, read_back=lambda job: _read_back(session, job))
     return report.ended(result, session, artifact)
 
@@ -763,6 +766,11 @@ def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Map
                                                      project=project, sweep=sweep, cost=bool(cost)))
     if sweep is not None:  # a driver before plugin API 1.5 ignores the filter: its jobs are of no sweep
         infos = [info for info in infos if getattr(info, "sweep", "") == sweep]
+    if cost and session.config.get("price_per_hour"):
+        from fahr_core import report
+
+        infos = [dataclasses.replace(info, price=report.overridden(getattr(info, "price", None), session.config))
+                 for info in infos]
     found = [Job._from_info(session, info) for info in infos]
     return found if not sort else _sorted(found, sort)
 

@@ -31,6 +31,14 @@ def config_keys():
             "build. 0: no limit.",
             check=_max_cost_problem,
         ),
+        ConfigKey(
+            "price_per_hour",
+            float,
+            0.0,
+            "Dollars per instance-hour of this driver's jobs, over the price the driver says (sagemaker: the AWS "
+            "Price List). 0: the driver's.",
+            check=_max_cost_problem,
+        ),
     ]
 
 

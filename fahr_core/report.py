@@ -180,12 +180,24 @@ def missing_module_hint(reason: str, artifact: Path | None) -> str:
 # -- costs (docs/sagemaker.md, "Costs") -------------------------------------------------------------
 
 
+def overridden(price: Price | None, config) -> Price | None:
+    """``price`` at ``config.price_per_hour`` when that is set (fahr's own key, for every driver
+    that says its price); the driver's price otherwise."""
+    import dataclasses
+
+    override = config.get("price_per_hour") or 0.0
+    if price is None or not override or price.source == "config.price_per_hour":
+        return price
+    return dataclasses.replace(price, per_hour=float(override), source="config.price_per_hour")
+
+
 def estimate_line(price: Price) -> str:
     """The line ``fit`` prints before the launch: the hourly price and the ceiling, or why the
     price is not known (never a guess)."""
     what = f" ({price.resources})" if price.resources else ""
     if price.per_hour is None:
-        return f"price unknown{what}: {price.source or 'the driver cannot say'}"
+        return (f"price unknown{what}: {price.source or 'the driver cannot say'}; set config.price_per_hour "
+                "(dollars per instance-hour) to know it")
     if price.per_hour == 0:
         return f"cost: $0{what}: {price.source or 'this driver costs nothing'}"
     count = f"{price.instances} instance{'s' * (price.instances != 1)}"
@@ -204,10 +216,13 @@ def refuse_over(price: Price | None, max_cost: float, driver: str) -> None:
 
     if not max_cost:
         return
-    if price is None or price.per_hour is None:
-        why = (price.source if price is not None and price.source else f"driver {driver!r} does not say its price")
-        raise ConfigError(f"max_cost is ${max_cost:g} but the price is unknown ({why}); set the price of one "
-                          "instance-hour with --config.price_per_hour=DOLLARS (or in fahr.toml), or drop max_cost")
+    if price is None:
+        raise ConfigError(f"max_cost is ${max_cost:g} but driver {driver!r} does not say what a run costs, so "
+                          "the limit cannot be checked; drop max_cost for this driver")
+    if price.per_hour is None:
+        raise ConfigError(f"max_cost is ${max_cost:g} but the price is unknown ({price.source or 'the driver cannot say'}); "
+                          "set the price of one instance-hour with --config.price_per_hour=DOLLARS (or in fahr.toml), "
+                          "or drop max_cost")
     ceiling = price.ceiling
     if ceiling is None:
         raise ConfigError(f"max_cost is ${max_cost:g} but the run has no longest run time to bound its cost; "

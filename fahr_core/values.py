@@ -192,6 +192,8 @@ class Price:
     @property
     def ceiling(self) -> float | None:
         """The most the run costs if it runs ``max_seconds`` (None: unknown or unbounded)."""
+        if self.hourly == 0:
+            return 0.0  # free, however long it runs
         if self.hourly is None or self.max_seconds is None:
             return None
         return self.hourly * self.max_seconds / 3600

@@ -60,9 +60,6 @@ def config_keys():
         ConfigKey("region", str, "", "AWS region; default: AWS_REGION, else AWS_DEFAULT_REGION, else the profile's (as the AWS CLI v2)."),
         ConfigKey("profile", str, "", "AWS profile; default: the standard boto3 chain (AWS_PROFILE)."),
         ConfigKey("poll_interval", float, 10.0, "Longest pause, in seconds, between two looks at the job and its logs."),
-        ConfigKey("price_per_hour", float, 0.0,
-                  "Dollars per instance-hour, over the AWS Price List (pricing:GetProducts); 0: look it up.",
-                  check=lambda v: None if v >= 0 and v != float("inf") else "must be a number of dollars, 0 or more"),
     ]
 
 

@@ -204,7 +204,7 @@ def ask(config, region: str, instance_type: str) -> float | None:
 def hourly(config, instance_type: str) -> tuple[float | None, str]:
     """Dollars per instance-hour of ``instance_type`` and where that came from (or, None, why it
     is not known): ``config.price_per_hour``, else the cache, else the Price List."""
-    override = config.get("price_per_hour") or 0.0
+    override = config.get("price_per_hour") or 0.0  # fahr's own key: it overrides any driver's price
     if override:
         return float(override), "config.price_per_hour"
     from fahr_sagemaker import aws
@@ -227,18 +227,17 @@ def _asked(config, region: str, instance_type: str, key: str) -> tuple[float | N
 
     from fahr_sagemaker import aws
 
-    fix = "set config.price_per_hour to know it"
     try:
         usd = ask(config, region, instance_type)
     except bex.ClientError as exc:
         code = aws.error_code(exc)
         if code in ("AccessDenied", "AccessDeniedException"):
-            return None, f"pricing:GetProducts is not allowed to these credentials; allow it, or {fix}"
-        return None, f"the AWS Price List refused ({code}: {aws.error_message(exc)}); {fix}"
+            return None, "pricing:GetProducts is not allowed to these credentials"
+        return None, f"the AWS Price List refused ({code}: {aws.error_message(exc)})"
     except (bex.BotoCoreError, OSError) as exc:
-        return None, f"the AWS Price List did not answer ({type(exc).__name__}); {fix}"
+        return None, f"the AWS Price List did not answer ({type(exc).__name__})"
     if usd is None:
-        return None, f"the AWS Price List has no one on-demand training price of {instance_type} in {region}; {fix}"
+        return None, f"the AWS Price List has no single on-demand training price of {instance_type} in {region}"
     remember(key, usd)
     return usd, "AWS Price List"
 
