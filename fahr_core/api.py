@@ -425,9 +425,10 @@ def _priced(session):
     from fahr_core import report, ui
 
     price = report.overridden(session.ask("price"), session.config)
+    # A refusal is its one line alone (README "Exit codes"); it carries the numbers itself.
+    report.refuse_over(price, session.config.get("max_cost") or 0.0, session.driver)
     if price is not None and price.per_hour != 0:  # a run that costs nothing says so when it ends
         ui.info(report.estimate_line(price))
-    report.refuse_over(price, session.config.get("max_cost") or 0.0, session.driver)
     return price
 
 

@@ -80,7 +80,7 @@ def test_max_cost_refuses_before_anything_is_built_pushed_or_launched(stack, fit
                     "--config.train_instance_count=2", "--config.max_run=86400", "--config.max_cost=5", cwd=root,
                     env=env)
     assert proc.code == 2, proc.output
-    assert proc.error_lines() == ["fahr error: the run may cost up to $5.52 ($0.1150/h × 2 × 86400 s of max_run), "
+    assert proc.stderr.splitlines() == ["fahr error: the run may cost up to $5.52 ($0.1150/h × 2 × 86400 s of max_run), "
                                   "more than max_cost $5; lower max_run or train_instance_count, or raise max_cost"]
     assert "Traceback" not in proc.stderr and "Step " not in proc.stderr  # nothing built
     assert stack.manifest_puts() == pushes
@@ -90,7 +90,7 @@ def test_max_cost_refuses_before_anything_is_built_pushed_or_launched(stack, fit
     unknown = run_fahr(stack, "fit", str(model), *sagemaker_args("costs"), "--config.train_instance_type=ml.p3.2xlarge",
                        "--config.max_cost=5", cwd=root, env=env)
     assert unknown.code == 2, unknown.output
-    [line] = unknown.error_lines()
+    [line] = unknown.stderr.splitlines()  # the refusal alone: one line
     assert "the price is unknown (the AWS Price List has no single on-demand training price of ml.p3.2xlarge" in line
     assert "--config.price_per_hour=DOLLARS" in line
     assert stack.manifest_puts() == pushes
