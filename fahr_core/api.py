@@ -543,7 +543,7 @@ def sweep(artifact: str | Path | None = None, *, hyperparameters: Mapping[str, A
           environment: Mapping[str, Any] | None = None, secrets: Sequence[str] | None = None,
           metrics: Mapping[str, str] | None = None, wait: bool = True, quiet: bool | str = False,
           fetch_to: str | Path | None = None, overwrite: bool = False, regenerate_dockerfile: bool = False,
-          rebuild: bool = False, verbose: bool = False):
+          rebuild: bool = False, verbose: bool = False, retry: int = 0):
     """Train ``artifact`` once per point of a search space, as ``fahr sweep`` (docs/sweeps.md).
 
     ``hyperparameters``: name -> a value (given to every job), a list of values (a grid axis), or
@@ -554,8 +554,10 @@ def sweep(artifact: str | Path | None = None, *, hyperparameters: Mapping[str, A
     ``resume``: a sweep's id; its missing points are launched (its own artifact and options).
     The image is built and pushed once; the other arguments are :func:`fit`'s, for every job.
     ``wait=False`` launches every point at once and returns; ``fetch_to`` extracts the best
-    job's model there once all have ended. Returns the :class:`fahr_core.sweeps.Sweep`; its jobs
-    that failed are in it (a failed job raises nothing here).
+    job's model there once all have ended. ``retry``: each point's job is launched again, at most
+    that many times, when it fails for a reason a retry can help with (as :func:`fit`'s). Returns
+    the :class:`fahr_core.sweeps.Sweep`; its jobs that failed are in it (a failed job raises
+    nothing here).
     """
     import time
 
@@ -578,6 +580,10 @@ def sweep(artifact: str | Path | None = None, *, hyperparameters: Mapping[str, A
     if parallel is not None and not wait:
         raise UsageError("--parallel bounds the jobs a following fahr launches; --detach launches every point "
                          "at once: drop one of them")
+    retry = check.count(retry, "sweep(): retry")
+    if retry and not wait:
+        raise UsageError("--retry relaunches the jobs a following fahr sees fail: it cannot be combined with "
+                         "--detach; drop one of them")
     with _quiet(quiet):
         if resume is not None:
             given = [n for n, v in (("TRAINING_ARTIFACT", artifact), ("--hp", hyperparameters), ("--trials", trials),
@@ -625,20 +631,21 @@ def sweep(artifact: str | Path | None = None, *, hyperparameters: Mapping[str, A
         record.save()
         ui.info(f"sweep {record.id}: {len(pending)} job{'s' * (len(pending) != 1)} of {steps.model_tag} to launch "
                 f"on driver {session.driver!r}, {parallel} at a time (seed {record.seed})")
-        result = sweeps.Sweep(record.id, session, entries, goal, parallel, lambda: _quiet(quiet))
+        result = sweeps.Sweep(record.id, session, entries, goal, parallel, lambda: _quiet(quiet), retry=retry)
         result.read_back = lambda handle: _read_back(session, handle)  # for the trackers, at each job's end
 
-        def launch(point, index):
+        def launch(point, index, attempt_of="", capacity_failures=0):
             import dataclasses
 
             hp = {**record.fixed, **point}
             handle = _launch(sweeps.point_session(session, record.id, index),
-                             dataclasses.replace(steps, hyperparameters=hp), image, sweep=record.id)
+                             dataclasses.replace(steps, hyperparameters=hp), image, sweep=record.id,
+                             attempt_of=attempt_of, capacity_failures=capacity_failures)
             job = Job._of(session, handle.job_name, handle.model_tag, quiet)
             job.driver = handle.driver or job.driver
             job._handle, job._artifact, job.hyperparameters = handle, steps.artifact, hp
             job._metric_definitions = tuple((d.name, d.regex) for d in steps.metric_definitions)
-            job.status = IN_PROGRESS
+            job.status, job.attempt_of = IN_PROGRESS, attempt_of
             if not wait:
                 interrupts.followed(handle.job_name)  # launched to run on
             return job, handle

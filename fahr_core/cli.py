@@ -194,6 +194,7 @@ FetchDriverOption = Annotated[
     typer.Option("--train-driver", help="Driver to fetch with (see 'fahr drivers'). Default: the installed driver "
                  "that claims ARTIFACT_LOCATION; without a location, config, else 'local'."),
 ]
+RetryOption = Annotated[int, typer.Option("--retry", help="Launch again, at most N times, a job that failed for a reason a retry can help with (interrupted, capacity, platform; never user, out_of_memory, timeout): each attempt a new job linked to the first, resuming from the same checkpoints.", metavar="N", min=0, max=20)]
 
 
 @app.command(context_settings=_EXTRA)
@@ -207,7 +208,7 @@ def fit(
     secret: Annotated[list[str], typer.Option("--secret", help="Give the job the variable NAME with the value of $NAME here, seen by nothing else: not job.json, logs, the image, command lines (repeatable).", metavar="NAME")] = [],
     metric: Annotated[list[str], typer.Option("--metric", help="A metric read from the job's output: NAME=REGEX, the regex's one capture group the value (repeatable; over fahr.toml's [metrics]). Lines 'fahr-metric NAME=VALUE … [step=N]' need none; NAME alone names one for SageMaker's console.", metavar="NAME=REGEX")] = [],
     detach: Annotated[bool, typer.Option("--detach", help="Return once the job is launched.")] = False,
-    retry: Annotated[int, typer.Option("--retry", help="Launch again, at most N times, a job that failed for a reason a retry can help with (interrupted, capacity, platform; never user, out_of_memory, timeout): each attempt a new job linked to the first, resuming from the same checkpoints.", metavar="N", min=0, max=20)] = 0,
+    retry: RetryOption = 0,
     fetch: Annotated[Optional[Path], typer.Option("--fetch", help="After success, fetch and extract the model into DIR (never the project's folder or the driver's output folder).", metavar="DIR")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="With --fetch: replace a non-empty DIR.")] = False,
     regenerate_dockerfile: Annotated[bool, typer.Option("--regenerate-dockerfile", help="Write the Dockerfile anew (one fahr did not write is kept as Dockerfile.bak); not for your own container.")] = False,
@@ -508,6 +509,7 @@ def sweep(
     secret: Annotated[list[str], typer.Option("--secret", help="Give every job the variable NAME with the value of $NAME here (as 'fahr fit --secret').", metavar="NAME")] = [],
     metric: Annotated[list[str], typer.Option("--metric", help="A metric read from the jobs' output, NAME=REGEX (as 'fahr fit --metric').", metavar="NAME=REGEX")] = [],
     detach: Annotated[bool, typer.Option("--detach", help="Launch every point at once and return ('fahr sweep --resume ID' follows them).")] = False,
+    retry: RetryOption = 0,
     fetch: Annotated[Optional[Path], typer.Option("--fetch", help="Once all have ended, fetch the best job's model into DIR (needs --objective).", metavar="DIR")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="With --fetch: replace a non-empty DIR.")] = False,
     regenerate_dockerfile: Annotated[bool, typer.Option("--regenerate-dockerfile", help="Write the Dockerfile anew, as 'fahr fit'.")] = False,
@@ -538,7 +540,7 @@ def sweep(
             objective=objective, parallel=parallel, resume=resume, driver=train_driver,
             config=_config_dict(ctx), inputs=parse_pairs(input, "--input"), environment=parse_pairs(env, "--env"),
             secrets=list(secret), metrics=dict(pair.partition("=")[::2] for pair in metric), wait=not detach,
-            quiet="status" if quiet else False, fetch_to=fetch, overwrite=overwrite,
+            retry=retry, quiet="status" if quiet else False, fetch_to=fetch, overwrite=overwrite,
             regenerate_dockerfile=regenerate_dockerfile, rebuild=rebuild, verbose=verbose)
         if detach:
             return

@@ -132,6 +132,9 @@ class Entry:
     value: float | None = None  # the objective's latest value
     finals: dict[str, float] = field(default_factory=dict)
     metrics_read: float = 0.0
+    attempts: int = 1  # jobs launched for this point (``--retry``: each one linked to the first)
+    capacity_failures: int = 0  # of those, how many found no capacity (the driver's next type)
+    first: str = ""  # the name of the point's first job, once it is retried
 
     @property
     def elapsed(self) -> float | None:
@@ -143,9 +146,9 @@ class Entry:
 class Runner:
     """Launches the pending entries ``parallel`` at a time and follows them to their end."""
 
-    def __init__(self, session, launch, entries: list[Entry], parallel: int, objective, show):
+    def __init__(self, session, launch, entries: list[Entry], parallel: int, objective, show, retry: int = 0):
         self.read_back = None  # set by follow(): the sweep's (api) reader, for the trackers
-        self.session, self.launch, self.entries = session, launch, entries
+        self.session, self.launch, self.entries, self.retry = session, launch, entries, retry
         self.parallel, self.objective, self.show = parallel, objective, show
         self.done: queue.Queue = queue.Queue()
         self.threads: dict[int, threading.Thread] = {}
@@ -179,14 +182,18 @@ class Runner:
             raise
         self.show(self.entries)
 
-    def _start(self, i: int) -> None:
+    def _start(self, i: int, attempt_of: str = "") -> None:
         from fahr_core.errors import FahrError
 
         entry = self.entries[i]
         entry.status, entry.started = "Launching", time.time()
         self.show(self.entries)
         try:
-            entry.job, entry.handle = self.launch(entry.point, i)
+            if attempt_of:
+                entry.job, entry.handle = self.launch(entry.point, i, attempt_of=attempt_of,
+                                                      capacity_failures=entry.capacity_failures)
+            else:
+                entry.job, entry.handle = self.launch(entry.point, i)
         except FahrError as exc:
             from fahr_core import ui
 
@@ -218,7 +225,7 @@ class Runner:
     def _ended(self, i: int, result, error) -> None:
         from fahr_core import report, ui
         from fahr_core.errors import FahrError
-        from fahr_core.values import FAILED
+        from fahr_core.values import CAPACITY, FAILED, RETRYABLE_KINDS
 
         entry = self.entries[i]
         self.threads.pop(i, None)
@@ -230,6 +237,16 @@ class Runner:
             if entry.job is not None:
                 entry.job._from_result(result)
             self._tell_trackers(result)
+            kind = getattr(result, "failure_kind", "")
+            if not result.succeeded and kind in RETRYABLE_KINDS and entry.attempts <= self.retry:
+                # As fit --retry: the point's next job is linked to its first and resumes from
+                # the same checkpoints (the point's own folder); the table shows the latest.
+                entry.first = entry.first or entry.handle.job_name
+                entry.attempts += 1
+                entry.capacity_failures += kind == CAPACITY
+                entry.failure = ""
+                self._start(i, attempt_of=entry.first)
+                return
         else:
             entry.status = FAILED
             message = error.message if isinstance(error, FahrError) else f"{type(error).__name__}: {error}"
@@ -413,12 +430,13 @@ class Sweep:
     ``wait()``, ``best`` (the completed job with the best objective, None without an objective or
     such a job) and ``leaderboard()`` (best first). :func:`fahr_core.sweep` returns it."""
 
-    def __init__(self, sweep_id: str, session, entries: list[Entry], objective, parallel: int, quieted=None):
+    def __init__(self, sweep_id: str, session, entries: list[Entry], objective, parallel: int, quieted=None,
+                 retry: int = 0):
         import contextlib
 
         self.id = sweep_id
         self.objective = objective
-        self._session, self._entries, self._parallel = session, entries, parallel
+        self._session, self._entries, self._parallel, self._retry = session, entries, parallel, retry
         self._quieted = quieted or contextlib.nullcontext  # the context its calls run in (the API's quiet)
         self.read_back = None  # (api) a job's record and stored points, for the trackers at its end
 
@@ -486,7 +504,7 @@ def follow(sweep: Sweep, launch) -> None:
         for entry in entries:  # nothing is launched by a later wait: the points not launched stay so
             if entry.status == "Pending":
                 entry.status = "NotLaunched"
-    runner = Runner(session, launch, entries, sweep._parallel, sweep.objective, display.show)
+    runner = Runner(session, launch, entries, sweep._parallel, sweep.objective, display.show, retry=sweep._retry)
     runner.read_back = sweep.read_back
     try:
         with display, ui.quiet():  # the drivers' own lines (launching, status) are the table's now

@@ -162,6 +162,13 @@ def test_retry_needs_a_followed_job_and_a_small_count(tmp_path):
     for bad in (-1, 21, True, "2"):
         with pytest.raises(UsageError, match="fit\\(\\): retry must be a whole number from 0 to 20"):
             api.fit(project / "train.py", retry=bad)
+    proc = run_fahr("sweep", project / "train.py", "--hp", "x=1,2", "--retry", "1", "--detach",
+                    env={"FAHR_LOCAL_OUTPUT_PATH": str(tmp_path / "jobs")}, cwd=tmp_path)
+    line = one_line_error(proc, 2)
+    assert "--retry relaunches the jobs a following fahr sees fail" in line, line
+    assert not (tmp_path / "jobs").exists()
+    with pytest.raises(UsageError, match="sweep\\(\\): retry must be a whole number from 0 to 20"):
+        api.sweep(project / "train.py", hyperparameters={"x": [1, 2]}, retry=21)
 
 
 
@@ -209,3 +216,45 @@ def test_the_retry_loop_relaunches_only_what_a_retry_can_help(monkeypatch):
     with pytest.raises(JobFailed) as caught:  # retries used up: the last attempt's failure
         run(["capacity", "capacity"], retry=1)
     assert caught.value.job.name == "j-2" and caught.value.job.failure_kind == "capacity"
+
+
+def test_a_sweep_retries_a_point_whose_job_failed_for_a_retryable_kind():
+    """``sweep --retry``: the runner launches a point again when its job failed interrupted,
+    capacity or platform, linked to the point's first job and counting its capacity failures;
+    a user failure, or retries used up, leaves the point Failed. A fake session, real runner."""
+    from fahr_core import sweeps
+    from fahr_core.values import COMPLETED
+
+    # Point -> the kinds its attempts end with ('' completes).
+    ends = {"a": ["capacity", "platform", ""], "b": ["user"], "c": ["interrupted"] * 3}
+    launched: list[tuple[str, str, int]] = []
+
+    class Session:
+        driver = "fake"
+        _trackers = ()  # no tracker to tell
+
+        def call(self, hook, job):
+            assert hook == "wait"
+            point, attempt = job.job_name.rsplit("-", 1)
+            kind = ends[point][int(attempt) - 1]
+            return JobResult(job=job, status=FAILED if kind else COMPLETED, failure_kind=kind,
+                             failure_reason=f"{kind}: said by the fake" if kind else "")
+
+    def launch(point, index, attempt_of="", capacity_failures=0):
+        name = point["p"]
+        attempt = 1 + sum(1 for p, _, _ in launched if p == name)
+        launched.append((name, attempt_of, capacity_failures))
+        return None, JobHandle(driver="fake", job_name=f"{name}-{attempt}", model_tag="a/b")
+
+    entries = [sweeps.Entry(point={"p": p}) for p in ends]
+    sweeps.Runner(Session(), launch, entries, parallel=2, objective=None, show=lambda entries: None, retry=2).run()
+    assert [(e.status, e.handle.job_name, e.attempts) for e in entries] == [
+        (COMPLETED, "a-3", 3), (FAILED, "b-1", 1), (FAILED, "c-3", 3)]
+    assert sorted(launched) == sorted([("a", "", 0), ("a", "a-1", 1), ("a", "a-1", 1), ("b", "", 0),
+                                       ("c", "", 0), ("c", "c-1", 0), ("c", "c-1", 0)])
+    assert entries[2].failure  # the last attempt's failure line is the point's
+    # retry=1: "a" fails for good at its platform failure, "c" at its second interruption.
+    launched.clear()
+    entries = [sweeps.Entry(point={"p": p}) for p in ends]
+    sweeps.Runner(Session(), launch, entries, parallel=3, objective=None, show=lambda entries: None, retry=1).run()
+    assert [(e.status, e.handle.job_name) for e in entries] == [(FAILED, "a-2"), (FAILED, "b-1"), (FAILED, "c-2")]

@@ -213,3 +213,32 @@ def test_fahr_jobs_shows_the_attempts(retried, stack):
     assert f"{second} (retry of {first})" in row and "Completed" in row, table.stdout
     [row] = [line for line in table.stdout.splitlines() if line.startswith(first + " ")]
     assert "Failed (capacity)" in row, table.stdout
+
+
+@pytest.mark.docker
+def test_a_sweep_retries_each_point_on_the_fallback_type(stack, tmp_path_factory):
+    """``fahr sweep --retry``: each point's job that finds no capacity is launched again, on the
+    next instance type, linked to the point's first job; the leaderboard holds the attempts that
+    completed."""
+    root = tmp_path_factory.mktemp("retry-sweep")
+    model = write_model(root, "i19retrysweep", RESUMES)
+    result = run_fahr(stack, "sweep", str(model), *sagemaker_args("retry"), "--hp", "x=1,2", "--retry", "1",
+                      "--parallel", "2", "--config.train_instance_type=ml.m5.large,ml.m5.xlarge",
+                      "--env", "FAHR_EMU_INJECT=capacity@ml.m5.large", "--json", cwd=root)
+    assert result.code == 0, result.output
+    board = json.loads(result.stdout)["leaderboard"]
+    assert [row["status"] for row in board] == ["Completed", "Completed"], board
+    swept = json.loads(result.stdout)["sweep"]
+    listed = run_fahr(stack, "jobs", "--sweep", swept, "--json", "--train-driver=sagemaker", cwd=root)
+    assert listed.code == 0, listed.output
+    jobs = {job["job_name"]: job for job in json.loads(listed.stdout)}
+    sm = stack.client("sagemaker")
+    for row in board:
+        second = jobs[row["job"]]
+        first = jobs[second["attempt_of"]]
+        assert first["failure_kind"] == "capacity" and first["attempt_of"] == "", first
+        assert first["hyperparameters"]["x"] == second["hyperparameters"]["x"]
+        types = [sm.describe_training_job(TrainingJobName=job["job_name"])["ResourceConfig"]["InstanceType"]
+                 for job in (first, second)]
+        assert types == ["ml.m5.large", "ml.m5.xlarge"]
+    assert len(jobs) == 4, sorted(jobs)  # every attempt is one of the sweep's jobs
