@@ -620,6 +620,7 @@ def sweep(artifact: str | Path | None = None, *, hyperparameters: Mapping[str, A
         session = open_session(check.text(driver, "sweep(): driver", check.DRIVER) or (record.driver or None),
                                steps.project_dir, record.config, command="fit")
         plan.check_fit(steps, session)
+        _priced(session)  # each point's job, as fit's: its estimate, and max_cost per job
         record.driver = session.driver
         entries = [sweeps.Entry(point=dict(point)) for point in record.points]
         if resume is not None:
