@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time these come from 
                                   TIMEOUT, USER)
     from fahr_core.values import (COMPLETED, FAILED, FINAL_STATES, IN_PROGRESS, STOPPED, STOPPING, BuildContext,
                                   Config, ConfigKey, FetchRequest, ImageRef, JobHandle, JobInfo, JobQuery, JobResult,
-                                  JobSpec, LogLine, MetricPoint, Stash, StashKey, Template, TrackedJob)
+                                  JobSpec, LogLine, MetricPoint, Price, Stash, StashKey, Template, TrackedJob)
     from fahr_core.extract import check_listing
     from fahr_core.commandlines import fetch_command, stop_command, wait_command
     from fahr_core.config import env_size
@@ -65,6 +65,16 @@ def docker_client():
     return engine.client()
 
 
+def cache_folder():
+    """fahr's cache folder, a :class:`~pathlib.Path`: ``$XDG_CACHE_HOME/fahr``, else
+    ``~/.cache/fahr``; it may not exist yet. A plugin keeps what it caches in a folder of its own
+    name there, and treats what it reads back as untrusted: checked, a bad file ignored and
+    written anew (atomically), never a crash. (Added in plugin API 1.6.)"""
+    from fahr_core.image.cache import fahr_cache_dir
+
+    return fahr_cache_dir()
+
+
 _VALUES = ("COMPLETED", "FAILED", "FINAL_STATES", "IN_PROGRESS", "STOPPED", "STOPPING", "BuildContext", "Config",
            # why a job did not complete (plugin API 1.6)
            "USER", "OUT_OF_MEMORY", "TIMEOUT", "INTERRUPTED", "CAPACITY", "PLATFORM", "FAILURE_KINDS",
@@ -72,7 +82,7 @@ _VALUES = ("COMPLETED", "FAILED", "FINAL_STATES", "IN_PROGRESS", "STOPPED", "STO
            # warm pools (plugin API 1.6)
            "WarmPool", "POOL_IN_USE", "POOL_AVAILABLE", "POOL_REUSED", "POOL_TERMINATED",
            "ConfigKey", "FetchRequest", "ImageRef", "JobHandle", "JobInfo", "JobQuery", "JobResult", "JobSpec",
-           "LogLine", "MetricPoint", "Stash", "StashKey", "Template", "TrackedJob")
+           "LogLine", "MetricPoint", "Price", "Stash", "StashKey", "Template", "TrackedJob")
 
 # The CLI imports this package for every command, `fahr --help` included: the value types (their
 # dataclasses cost milliseconds to create) and the hookspecs load when a plugin first asks for them.
@@ -143,6 +153,7 @@ __all__ = [
     "BuildContext",
     "ImageRef",
     "JobSpec",
+    "Price",
     "JobHandle",
     "JobResult",
     "FetchRequest",
@@ -209,6 +220,7 @@ __all__ = [
     "SECRETS_ARN_ENV",
     "metrics_from_logs",
     "docker_client",
+    "cache_folder",
     "ui",
     # the Python API
     "fit",

@@ -20,6 +20,7 @@ This module is fahr's only orchestration layer: each call opens one
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import tempfile
 from datetime import datetime, timezone
@@ -99,6 +100,7 @@ class Job:
         self.ended: datetime | None = None
         self.training_seconds: float | None = None
         self.billable_seconds: float | None = None
+        self.price = None  # what it is billed by the hour (fahr_core.Price), when the driver says
         self.model_artifact = ""
         self.project = ""
         self.git_commit = ""
@@ -161,6 +163,7 @@ class Job:
         self.attempt_of = getattr(info, "attempt_of", "") or self.attempt_of
         self.created, self.started, self.ended = _time(info.created), _time(info.started), _time(info.ended)
         self.training_seconds, self.billable_seconds = info.training_seconds, info.billable_seconds
+        self.price = getattr(info, "price", None) or self.price  # plugin API 1.6
         self.model_artifact = info.model_artifact
         # Fields of plugin API 1.4: a driver's JobInfo of before may lack them.
         self.project = getattr(info, "project", "") or self.project
@@ -178,6 +181,17 @@ class Job:
         self.warm_pool = getattr(result, "warm_pool", None) or self.warm_pool  # plugin API 1.6
         self.model_artifact = result.model_artifact
         self.training_seconds, self.billable_seconds = result.training_seconds, result.billable_seconds
+        self.price = getattr(result, "price", None) or self.price  # plugin API 1.6
+
+    @property
+    def cost(self) -> float | None:
+        """What the job cost in dollars, as last read: its billable seconds at the price its driver
+        reports (``fahr jobs --cost``); 0.0 on a driver that costs nothing; None when unknown."""
+        if self.price is None:
+            return None
+        if self.price.per_hour == 0:
+            return 0.0
+        return self.price.cost(self.billable_seconds)
 
     @property
     def done(self) -> bool:
@@ -390,6 +404,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
                               metrics=metrics)
         session = open_session(driver, steps.project_dir, config, command="fit")
         plan.check_fit(steps, session)
+        _priced(session)
         image = session.call("push_image", image=_build(session, steps, verbose))
         handle = _launch(session, steps, image)
         job = _launched(session, steps, handle, quiet)
@@ -407,6 +422,19 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
                        steps.overwrite)
     job._try_refresh()
     return job
+
+
+def _priced(session):
+    """Say what the run will cost by the hour and at most (the driver's ``price``), and refuse it
+    when that ceiling exceeds ``max_cost``: before the build, so a refusal costs nothing."""
+    from fahr_core import report, ui
+
+    price = report.overridden(session.ask("price"), session.config)
+    # A refusal is its one line alone (README "Exit codes"); it carries the numbers itself.
+    report.refuse_over(price, session.config.get("max_cost") or 0.0, session.driver)
+    if price is not None and price.per_hour != 0:  # a run that costs nothing says so when it ends
+        ui.info(report.estimate_line(price))
+    return price
 
 
 def _follow_retrying(session, steps, image, job: Job, handle, retry: int, quiet):
@@ -490,6 +518,8 @@ def _follow(session, handle, artifact: Path | None = None):
     # (docs/trackers.md); a tracker's failure is a warning, never the job's.
     with tracking.following(session, handle) as tracked:
         result = session.call("wait", job=handle)
+    if getattr(result, "price", None) is not None and session.config.get("price_per_hour"):
+        result = dataclasses.replace(result, price=report.overridden(result.price, session.config))
     tracking.ended(session, result, tracked, read_back=lambda job: _read_back(session, job))
     return report.ended(result, session, artifact)
 
@@ -595,6 +625,7 @@ def sweep(artifact: str | Path | None = None, *, hyperparameters: Mapping[str, A
         session = open_session(check.text(driver, "sweep(): driver", check.DRIVER) or (record.driver or None),
                                steps.project_dir, record.config, command="fit")
         plan.check_fit(steps, session)
+        _priced(session)  # each point's job, as fit's: its estimate, and max_cost per job
         record.driver = session.driver
         entries = [sweeps.Entry(point=dict(point)) for point in record.points]
         if resume is not None:
@@ -707,12 +738,13 @@ def stop_sweep(sweep_id: str, *, driver: str | None = None, config: Mapping[str,
 
 def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Mapping[str, Any] | None = None,
          status: str | None = None, limit: int | None = None, project: str | Path | None = None,
-         sort: str | None = None, sweep: str | None = None) -> list[Job]:
+         sort: str | None = None, sweep: str | None = None, cost: bool = False) -> list[Job]:
     """The driver's jobs, newest first: of one model tag, in one status, at most ``limit``, built
     from the folder ``project`` (the folder of their script, notebook or Dockerfile), of one
     ``sweep`` (its id; the driver and configuration its record on this machine names, unless given).
     ``sort``: a metric's name, the jobs ordered by its last value, lowest first (``-NAME``:
-    highest first); jobs without it come last, newest first."""
+    highest first); jobs without it come last, newest first. ``cost``: the driver reports each
+    job's price too (:attr:`Job.price`, :attr:`Job.cost`), as ``fahr jobs --cost``."""
     from fahr_core import names, provenance
     from fahr_core.values import COMPLETED, FAILED, IN_PROGRESS, STOPPED, STOPPING, JobQuery
 
@@ -737,6 +769,7 @@ def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Map
         project = provenance.project_folder(folder)
     sort = check.text(sort, "jobs(): sort", "a metric's name (str), '-' before it for highest first, or None")
     sweep = check.text(sweep, "jobs(): sweep", "a sweep's id (str) or None")
+    check.flag(cost, "jobs(): cost")
     where = None
     if sweep is not None:
         from fahr_core import sweeps
@@ -744,9 +777,14 @@ def jobs(model_tag: str | None = None, *, driver: str | None = None, config: Map
         driver, config, where = sweeps.session_of(sweep, driver, config)
     session = _open(driver, config, project_dir=where if where is not None and where.is_dir() else None)
     infos = session.call("list_jobs", query=JobQuery(model_tag=model_tag, status=status, limit=limit,
-                                                     project=project, sweep=sweep))
+                                                     project=project, sweep=sweep, cost=bool(cost)))
     if sweep is not None:  # a driver before plugin API 1.5 ignores the filter: its jobs are of no sweep
         infos = [info for info in infos if getattr(info, "sweep", "") == sweep]
+    if cost and session.config.get("price_per_hour"):
+        from fahr_core import report
+
+        infos = [dataclasses.replace(info, price=report.overridden(getattr(info, "price", None), session.config))
+                 for info in infos]
     found = [Job._from_info(session, info) for info in infos]
     return found if not sort else _sorted(found, sort)
 

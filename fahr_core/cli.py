@@ -350,6 +350,7 @@ def jobs(
     project: Annotated[Optional[Path], typer.Option("--project", help="Only the jobs built from this folder (the folder of their script, notebook or Dockerfile).", show_default=False)] = None,
     sort: Annotated[Optional[str], typer.Option("--sort", help="Order by a metric's last value, lowest first; -METRIC highest first (jobs without it last).", metavar="[-]METRIC")] = None,
     sweep: Annotated[Optional[str], typer.Option("--sweep", help="Only the jobs of this sweep (its id, as 'fahr sweep' printed it).", metavar="ID")] = None,
+    cost: Annotated[bool, typer.Option("--cost", help="A COST column: each job's billable seconds at its price (0 on local); with --json, price_per_hour, instances and cost.")] = False,
     train_driver: DriverOption = None,
 ) -> None:
     """List the driver's jobs, newest first: name, tag, status, start, duration, billable seconds,
@@ -363,13 +364,14 @@ def jobs(
 
         (tag,) = _reorder(ctx, model_image_tag)
         found = api.jobs(tag, driver=train_driver, config=_config_dict(ctx), status=status, limit=limit,
-                         project=project, sort=sort, sweep=sweep)
+                         project=project, sort=sort, sweep=sweep, cost=cost)
         finals = api.final_metrics_of(found)
         if json_:
-            typer.echo(json.dumps([{**_job_row(job), "hyperparameters": job.hyperparameters, "final_metrics": final}
+            typer.echo(json.dumps([{**_job_row(job), **(_cost_row(job) if cost else {}),
+                                    "hyperparameters": job.hyperparameters, "final_metrics": final}
                                    for job, final in zip(found, finals)], indent=2))
             return
-        _print_table(found, finals)
+        _print_table(found, finals, cost=cost)
 
     _run(work)
 
@@ -397,6 +399,24 @@ def _warm_pool_row(pool) -> dict | None:
     expires = None if pool.expires is None else datetime.fromtimestamp(pool.expires, timezone.utc)
     return {"status": pool.status, "billable_seconds": pool.billable_seconds, "expires": _iso(expires),
             "reused_by": pool.reused_by, "reused_from": pool.reused_from}
+
+
+def _cost_row(job) -> dict:
+    """``fahr jobs --cost --json``'s fields: the price the driver reports and what it came to."""
+    price = job.price
+    return {"price_per_hour": None if price is None else price.per_hour,
+            "instances": None if price is None else price.instances,
+            "spot": None if price is None else price.spot,
+            "price_source": "" if price is None else price.source,
+            "cost": None if job.cost is None else round(job.cost, 6)}
+
+
+def _cost_cell(job) -> str:
+    from fahr_core import ui
+
+    if job.cost is None:
+        return "unknown" if job.done or job.price is None else "-"
+    return "$0" if job.cost == 0 else ui.dollars(job.cost)
 
 
 def _duration(job) -> float | None:
@@ -454,7 +474,7 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _print_table(found, finals=None) -> None:
+def _print_table(found, finals=None, cost: bool = False) -> None:
     from fahr_core import ui
 
     if not found:
@@ -465,7 +485,7 @@ def _print_table(found, finals=None) -> None:
     metric_names = sorted({name for final in finals for name in final})
     # Names as well as values come from the jobs' records (a job folder can be edited): shown visibly.
     pools = any(job.warm_pool is not None for job in found)  # the column only when a driver reports pools
-    header = tuple(map(ui.visible, ("JOB", "TAG", "STATUS", "STARTED", "DURATION", "BILLABLE",
+    header = tuple(map(ui.visible, ("JOB", "TAG", "STATUS", "STARTED", "DURATION", "BILLABLE", *(("COST",) * cost),
                                     *(("WARM POOL",) if pools else ()), *hps, *metric_names, "PROJECT")))
     rows = []
     for job, final in zip(found, finals):
@@ -481,7 +501,8 @@ def _print_table(found, finals=None) -> None:
         values += [_number(final[name]) if name in final else "-" for name in metric_names]
         pool = (ui.warm_pool(job.warm_pool) if job.warm_pool is not None else "-",) if pools else ()
         rows.append(tuple(map(ui.visible, (name, job.model_tag or "-", status, started, _span(_duration(job)),
-                                           billable, *pool, *values, _project(job)))))
+                                           billable, *((_cost_cell(job),) * cost), *pool, *values,
+                                           _project(job)))))
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

@@ -23,7 +23,27 @@ def config_keys():
             "Base image of the Dockerfile fahr generates when the model folder has none.",
             check=_image_reference_problem,
         ),
+        ConfigKey(
+            "max_cost",
+            float,
+            0.0,
+            "Dollars: fit refuses a run whose ceiling (price × instances × max_run) exceeds this, before the "
+            "build. 0: no limit.",
+            check=_max_cost_problem,
+        ),
+        ConfigKey(
+            "price_per_hour",
+            float,
+            0.0,
+            "Dollars per instance-hour of this driver's jobs, over the price the driver says (sagemaker: the AWS "
+            "Price List). 0: the driver's.",
+            check=_max_cost_problem,
+        ),
     ]
+
+
+def _max_cost_problem(value):
+    return None if value >= 0 and value == value and value != float("inf") else "must be a number of dollars, 0 or more"
 
 
 def _image_reference_problem(value):

@@ -34,7 +34,7 @@ import pluggy
 # The hooks' vocabulary: plain data, imported for real (it is cheap), so that this module depends
 # on nothing else of fahr and the type hints name real objects.
 from fahr_core.values import (BuildContext, Config, ConfigKey, FetchRequest, ImageRef, JobHandle, JobInfo,
-                              JobQuery, JobResult, JobSpec, LogLine, MetricPoint, Template, TrackedJob)
+                              JobQuery, JobResult, JobSpec, LogLine, MetricPoint, Price, Template, TrackedJob)
 
 hookspec = pluggy.HookspecMarker("fahr")
 
@@ -399,6 +399,23 @@ def metrics(job: JobHandle, config: Config) -> Iterable[MetricPoint] | None:
     :param config: the resolved configuration.
     :returns: an iterable of :class:`fahr_core.MetricPoint`, in the order they were printed;
         None to let the core read the logs.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def price(config: Config) -> Price | None:
+    """What the run this configuration describes will be billed by the hour, before it is launched.
+
+    Optional (added in plugin API 1.6): ``fahr fit`` prints "about $X/h × N instances; at most $Y
+    if it runs max_run" from the answer, and refuses (exit 2, before the build) a run whose
+    ceiling exceeds ``config.max_cost``. A driver that cannot say answers
+    ``Price(per_hour=None, source=why)``, and never guesses; one that costs nothing, ``0.0``.
+    After a job, the driver reports the same in :attr:`JobResult.price` and :attr:`JobInfo.price`.
+
+    :param config: the run's resolved configuration.
+    :returns: a :class:`fahr_core.Price`; None when the driver has no notion of price.
 
     Stops at first non-None result.
     """

@@ -12,7 +12,7 @@ from pathlib import Path
 from fahr_core import ui
 from fahr_core.commandlines import MODEL_TAG_PLACEHOLDER, fetch_command, wait_command
 from fahr_core.errors import JobFailed
-from fahr_core.values import JobHandle, JobResult
+from fahr_core.values import JobHandle, JobResult, Price
 
 
 def detached(job: JobHandle, session) -> None:
@@ -30,6 +30,9 @@ def ended(result: JobResult, session, artifact: Path | None = None) -> JobResult
     a hint about a missing module then names the project's requirements file.
     """
     job = result.job
+    line = cost_line(getattr(result, "price", None), result.training_seconds, result.billable_seconds)
+    if line:
+        ui.info(line)
     timing = ""
     if result.training_seconds is not None:
         timing = f" in {result.training_seconds:.1f} s"
@@ -197,3 +200,83 @@ def missing_module_hint(reason: str, artifact: Path | None) -> str:
                 "it; add the package there and fit again with --regenerate-dockerfile")
     return (f"{missing}, and the project has no requirements file: write {requirements} listing its "
             "package, then fit again with --regenerate-dockerfile")
+
+
+# -- costs (docs/sagemaker.md, "Costs") -------------------------------------------------------------
+
+
+def overridden(price: Price | None, config) -> Price | None:
+    """``price`` at ``config.price_per_hour`` when that is set (fahr's own key, for every driver
+    that says its price); the driver's price otherwise."""
+    import dataclasses
+
+    override = config.get("price_per_hour") or 0.0
+    if price is None or not override or price.source == "config.price_per_hour":
+        return price
+    return dataclasses.replace(price, per_hour=float(override), source="config.price_per_hour")
+
+
+def estimate_line(price: Price) -> str:
+    """The line ``fit`` prints before the launch: the hourly price and the ceiling, or why the
+    price is not known (never a guess)."""
+    what = f" ({price.resources})" if price.resources else ""
+    if price.per_hour is None:
+        return (f"price unknown{what}: {price.source or 'the driver cannot say'}; set config.price_per_hour "
+                "(dollars per instance-hour) to know it")
+    if price.per_hour == 0:
+        return f"cost: $0{what}: {price.source or 'this driver costs nothing'}"
+    count = f"{price.instances} instance{'s' * (price.instances != 1)}"
+    line = f"about {ui.dollars(price.per_hour)}/h × {count}"
+    if price.ceiling is not None:
+        line += f"; at most {ui.dollars(price.ceiling)} if it runs max_run ({price.max_seconds:.0f} s)"
+    if price.spot:
+        line += " (spot: the on-demand price is the ceiling; spot is billed less)"
+    return line + (f" — {price.source}" if price.source else "")
+
+
+def refuse_over(price: Price | None, max_cost: float, driver: str) -> None:
+    """Refuse (exit 2) a run whose ceiling exceeds ``max_cost`` dollars (0: no limit), or whose
+    ceiling is not known while a limit is set: a limit that cannot be checked is no limit."""
+    from fahr_core.errors import ConfigError
+
+    if not max_cost:
+        return
+    if price is None:
+        raise ConfigError(f"max_cost is ${max_cost:g} but driver {driver!r} does not say what a run costs, so "
+                          "the limit cannot be checked; drop max_cost for this driver")
+    if price.per_hour is None:
+        raise ConfigError(f"max_cost is ${max_cost:g} but the price is unknown ({price.source or 'the driver cannot say'}); "
+                          "set the price of one instance-hour with --config.price_per_hour=DOLLARS (or in fahr.toml), "
+                          "or drop max_cost")
+    ceiling = price.ceiling
+    if ceiling is None:
+        raise ConfigError(f"max_cost is ${max_cost:g} but the run has no longest run time to bound its cost; "
+                          "set max_run, or drop max_cost")
+    if ceiling > max_cost:
+        raise ConfigError(f"the run may cost up to {ui.dollars(ceiling)} ({ui.dollars(price.per_hour)}/h × "
+                          f"{price.instances} × {price.max_seconds:.0f} s of max_run), more than max_cost "
+                          f"${max_cost:g}; lower max_run or train_instance_count, or raise max_cost")
+
+
+def cost_line(price: Price | None, training_seconds: float | None, billable_seconds: float | None) -> str:
+    """The line after a job: what its billable seconds cost (and what spot saved), or for a job
+    that costs nothing, its duration and resources; '' when the driver says no price."""
+    if price is None:
+        return ""
+    what = f", {price.resources}" if price.resources else ""
+    if price.per_hour == 0:
+        ran = f"ran {training_seconds:.1f} s" if training_seconds is not None else "ran"
+        return f"cost: $0 ({ran}{what}): {price.source or 'this driver costs nothing'}"
+    seconds = billable_seconds if billable_seconds is not None else None
+    if price.per_hour is None:
+        billed = f"{seconds:.0f} billable s" if seconds is not None else "billable time unknown"
+        return f"cost: unknown ({billed}{what}): {price.source or 'no price'}"
+    cost = price.cost(seconds)
+    if cost is None:
+        return f"cost: unknown (no billable seconds reported{what}; {ui.dollars(price.per_hour)}/h each)"
+    line = (f"cost: about {ui.dollars(cost)} ({seconds:.0f} billable s × {price.instances} × "
+            f"{ui.dollars(price.per_hour)}/h{what})")
+    saved = price.cost(training_seconds - seconds) if price.spot and training_seconds else None
+    if saved is not None and saved > 0:
+        line += f"; spot saved {ui.dollars(saved)} ({(1 - seconds / training_seconds) * 100:.0f}%)"
+    return line

@@ -31,6 +31,22 @@ _muted = 0  # how many quiet() contexts are open (a count, not a flag: they may 
 _muted_output = 0  # how many of them mute the job's output too
 
 
+def dollars(amount: float) -> str:
+    """An amount of US dollars as fahr's messages show it: ``$12.35`` (cents) from a dollar up,
+    ``$0.4608`` (four decimals) below, two significant digits under a cent (``$0.000032``), so
+    that a short job's cost is not ``$0.00``."""
+    if amount <= 0:
+        return "$0"
+    if amount >= 1:
+        return f"${amount:,.2f}"
+    if amount >= 0.01:
+        return f"${amount:.4f}"
+    # two significant digits of a fraction of a cent: $0.000032, not $0.0000
+    import math
+
+    return f"${amount:.{min(10, 1 - math.floor(math.log10(amount)))}f}"
+
+
 def size(n: float) -> str:
     """A byte count as fahr's messages show it, in powers of 1024: ``512 bytes``, ``1.5 KiB``,
     ``120 MiB``, ``1.0 GiB``."""

@@ -195,6 +195,48 @@ class JobHandle:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Price:
+    """What a run is billed by the hour (plugin API 1.6): the answer of the ``price`` hook, and
+    :attr:`JobResult.price`/:attr:`JobInfo.price` of a job. Dollars (USD); the core multiplies.
+    (Added in plugin API 1.6.)"""
+
+    per_hour: float | None
+    """The price of one instance for one hour; ``0.0``: it costs nothing (``local``); None: not
+    known (the core then says so, and never guesses)."""
+    instances: int = 1
+    """How many instances are billed at that price at once."""
+    max_seconds: float | None = None
+    """The longest the run may be billed (``max_run``); None: no limit the driver knows."""
+    spot: bool = False
+    """Spot capacity: ``per_hour`` is then the on-demand price, the most it can cost."""
+    source: str = ""
+    """Where the price came from (``AWS Price List``, ``config.price_per_hour``), or why it is not
+    known; shown beside it."""
+    resources: str = ""
+    """What is billed, as one might say it: ``2 × ml.m5.xlarge``; ``1 host, cpus 2, memory 4G``."""
+
+    @property
+    def hourly(self) -> float | None:
+        """The price of all the instances for one hour (None: unknown)."""
+        return None if self.per_hour is None else self.per_hour * self.instances
+
+    @property
+    def ceiling(self) -> float | None:
+        """The most the run costs if it runs ``max_seconds`` (None: unknown or unbounded)."""
+        if self.hourly == 0:
+            return 0.0  # free, however long it runs
+        if self.hourly is None or self.max_seconds is None:
+            return None
+        return self.hourly * self.max_seconds / 3600
+
+    def cost(self, billable_seconds: float | None) -> float | None:
+        """What ``billable_seconds`` of every instance cost (None: either is unknown)."""
+        if self.hourly is None or billable_seconds is None:
+            return None
+        return self.hourly * billable_seconds / 3600
+
+
+@dataclass(frozen=True, kw_only=True)
 class JobResult:
     """How a job ended."""
 
@@ -223,6 +265,9 @@ class JobResult:
     warm_pool: WarmPool | None = None
     """The job's warm pool: whether it started on another job's pool, and whether its own waits,
     billed, for the next job. None from a driver without pools. (Added in plugin API 1.6.)"""
+    price: Price | None = None
+    """What the job was billed by the hour, as it ran (its instance type and count): the core
+    shows ``billable_seconds`` at it. None: the driver does not say. (Added in plugin API 1.6.)"""
 
     @property
     def succeeded(self) -> bool:
@@ -270,6 +315,9 @@ class JobQuery:
     """Only the jobs of this sweep (:attr:`JobSpec.sweep`). (Added in plugin API 1.5: a driver
     before it ignores the filter and reports no :attr:`JobInfo.sweep`; fahr then keeps only the
     jobs that report it.)"""
+    cost: bool = False
+    """The caller shows costs (``fahr jobs --cost``): fill :attr:`JobInfo.price`. Without it a
+    driver may leave it None rather than ask a price service. (Added in plugin API 1.6.)"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -327,6 +375,9 @@ class JobInfo:
     warm_pool: WarmPool | None = None
     """The job's warm pool, as :attr:`JobResult.warm_pool`; None from a driver without pools.
     (Added in plugin API 1.6.)"""
+    price: Price | None = None
+    """What the job is billed by the hour, as :attr:`JobResult.price`; asked for with
+    :attr:`JobQuery.cost`. (Added in plugin API 1.6.)"""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -63,11 +63,11 @@ def test_fit_traces_each_step_in_order_with_driver_duration_and_result_kind(fitt
     steps = [hook_of(line) for line in lines]
     # The run's own steps, in the order fahr asks them (the listing after them is the API's refresh).
     run = steps[:steps.index("wait") + 1]
-    assert [s for s in run if s != "config_keys"] == ["check_run", "build_image", "push_image", "launch", "wait"]
+    assert [s for s in run if s != "config_keys"] == ["check_run", "price", "build_image", "push_image", "launch", "wait"]
     assert run[0] == "config_keys"
     by_hook = {hook_of(line): line for line in lines}
     expected = {
-        "config_keys": r"config_keys\(\) -> list\[2\] (?P<d>.+); asked driver:testdrv -> list\[5\], fahr-core-defaults -> list\[1\]$",
+        "config_keys": r"config_keys\(\) -> list\[2\] (?P<d>.+); asked driver:testdrv -> list\[5\], fahr-core-defaults -> list\[3\]$",
         "check_run": r"check_run\(config, inputs, secrets\) -> list\[0\] (?P<d>.+); no implementation$",
         "build_image": r"build_image\(context, config\) -> ImageRef (?P<d>.+); asked driver:testdrv -> ImageRef; wrapped by plugin:steptimer$",
         "push_image": r"push_image\(image, config\) -> ImageRef (?P<d>.+); asked driver:testdrv -> ImageRef$",
@@ -107,7 +107,7 @@ def test_config_and_jobs_on_the_local_driver(empty_jobs, tmp_path):
     lines = traced(config.stderr)
     assert lines and all(hook_of(line) == "config_keys" for line in lines)
     assert re.fullmatch(r"config_keys\(\) -> list\[2\] (" + DURATION + r"); asked driver:local -> list\[\d+\], "
-                        r"fahr-core-defaults -> list\[1\]", lines[0])
+                        r"fahr-core-defaults -> list\[3\]", lines[0])
 
     jobs = run_fahr("jobs", env=env, cwd=tmp_path, check=0)
     lines = traced(jobs.stderr)
@@ -261,7 +261,7 @@ def test_every_manager_fahr_makes_is_traced(monkeypatch, capsys):
     monkeypatch.setenv(trace.ENV, "1")
     plugins.new_manager().hook.config_keys()
     (line,) = traced(capsys.readouterr().err)
-    assert re.fullmatch(r"config_keys\(\) -> list\[1\] (" + DURATION + r"); asked fahr-core-defaults -> list\[1\]", line)
+    assert re.fullmatch(r"config_keys\(\) -> list\[1\] (" + DURATION + r"); asked fahr-core-defaults -> list\[3\]", line)
 
 
 def test_nothing_is_installed_when_off(monkeypatch, capsys):

@@ -59,6 +59,13 @@ reports the job count, the throttled calls and the DescribeTrainingJob calls per
   then skips the provisioning delay, the old job's pool becoming ``Reused`` (``ReusedByJob``),
   or until it expires (``Terminated``). Spot jobs and heterogeneous clusters have no pool.
 
+It also answers the AWS Price List API's GetProducts (``X-Amz-Target:
+AWSPriceListService.GetProducts``, through ``AWS_ENDPOINT_URL_PRICING``) for ServiceCode
+``AmazonSageMaker``: a Training and a Hosting product of each instance type of
+:data:`TRAINING_PRICES` in each of :data:`PRICED_REGIONS`, matched by the request's filters,
+each a JSON string shaped as AWS's (``product.attributes``, ``terms.OnDemand.*.priceDimensions.*
+.pricePerUnit.USD``), the request and the answer validated against botocore's ``pricing`` model.
+
 Everything else (S3, IAM, ECR's API, CloudWatch Logs) is the moto server given by
 ``AWS_ENDPOINT_URL``. Run: ``python sagemaker_server.py --port PORT`` (binds 127.0.0.1 only).
 """
@@ -106,6 +113,14 @@ POOL_LOCK = threading.RLock()
 #: How a failed job's FailureReason starts when its cluster stays healthy: its pool is kept
 #: (SageMaker's guide, "Warm pool creation": an algorithm or client error keeps it).
 POOL_KEEPING_ERRORS = ("AlgorithmError", "ClientError")
+PRICING_MODEL = botocore.session.get_session().get_service_model("pricing")
+#: The emulated Price List's on-demand training prices, dollars per instance-hour (us-east-1's
+#: published ones); hosting is listed at a different price, so a request that does not ask for
+#: training finds two prices.
+TRAINING_PRICES = {"ml.c4.2xlarge": "0.5570000000", "ml.m5.large": "0.1150000000", "ml.m5.xlarge": "0.2300000000",
+                   "ml.g4dn.xlarge": "0.7364000000", "ml.g5.xlarge": "1.4080000000"}
+HOSTING_FACTOR = 0.9
+PRICED_REGIONS = {"us-east-1": "US East (N. Virginia)", "eu-west-1": "EU (Ireland)"}
 #: The failures a test injects into a job (its Environment), and how they read: see above.
 INJECT_ENV = "FAHR_EMU_INJECT"
 RECLAIM_LINE = "fahr-emu: reclaim"
@@ -221,18 +236,18 @@ def check_channel(channel: dict, default_mode: str) -> None:
                        f"are supported only for channels using Pipe input mode, not {mode}.")
 
 
-def check_request(operation: str, body: dict) -> None:
+def check_request(operation: str, body: dict, model=MODEL) -> None:
     errors: list[str] = []
-    validate(MODEL.operation_model(operation).input_shape, body, "", errors)
+    validate(model.operation_model(operation).input_shape, body, "", errors)
     if errors:
         count = len(errors)
         raise ApiError("ValidationException",
                        f"{count} validation error{'s' * (count > 1)} detected: " + "; ".join(errors[:5]))
 
 
-def check_response(operation: str, payload: dict) -> None:
+def check_response(operation: str, payload: dict, model=MODEL) -> None:
     """An answer as botocore's model allows it: one that does not is this emulator's bug."""
-    shape = MODEL.operation_model(operation).output_shape
+    shape = model.operation_model(operation).output_shape
     errors: list[str] = []
     if shape is not None:
         validate(shape, payload, "", errors)
@@ -926,6 +941,60 @@ class SageMaker:
 
 
 
+class PriceList:
+    """The AWS Price List API's GetProducts, for SageMaker's instances (see the module's doc)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    @staticmethod
+    def products() -> list[dict]:
+        found = []
+        for region, location in sorted(PRICED_REGIONS.items()):
+            prefix = "".join(part[0] for part in region.split("-")[:2]).upper() + region.rsplit("-", 1)[-1]
+            for kind, usd in sorted(TRAINING_PRICES.items()):
+                for usage, price in (("Training", usd), ("Hosting", f"{float(usd) * HOSTING_FACTOR:.10f}")):
+                    sku = uuid.uuid5(uuid.NAMESPACE_URL, f"{region}/{kind}/{usage}").hex[:16].upper()
+                    short = "Train" if usage == "Training" else "Host"
+                    found.append({
+                        "product": {"productFamily": "ML Instance", "sku": sku, "attributes": {
+                            "servicecode": "AmazonSageMaker", "servicename": "Amazon SageMaker",
+                            "location": location, "locationType": "AWS Region", "regionCode": region,
+                            "instanceName": kind, "instanceType": f"{kind}-{usage}",
+                            "component": usage, "platoinstancetype": usage,
+                            "usagetype": f"{prefix}-{short}:{kind}", "operation": "RunInstance"}},
+                        "serviceCode": "AmazonSageMaker",
+                        "terms": {"OnDemand": {f"{sku}.JRTCKXETXF": {
+                            "priceDimensions": {f"{sku}.JRTCKXETXF.6YS6EN2CT7": {
+                                "unit": "Hrs", "endRange": "Inf", "beginRange": "0", "appliesTo": [],
+                                "description": f"${float(price):.3f} per {usage} {kind} instance hour "
+                                               f"(or partial hour) in {location}",
+                                "rateCode": f"{sku}.JRTCKXETXF.6YS6EN2CT7",
+                                "pricePerUnit": {"USD": price}}},
+                            "sku": sku, "effectiveDate": "2026-11-01T00:00:00Z", "offerTermCode": "JRTCKXETXF",
+                            "termAttributes": {}}}},
+                        "version": "20261101000000", "publicationDate": "2026-11-01T00:00:00Z"})
+        return found
+
+    def GetProducts(self, body: dict) -> dict:
+        self.calls += 1
+        filters = body.get("Filters") or []
+        for f in filters:
+            if f["Type"] not in ("TERM_MATCH", "EQUALS"):
+                raise ApiError("InvalidParameterException", f"filter type {f['Type']} is not emulated")
+
+        def matches(product: dict) -> bool:
+            attributes = {**product["product"]["attributes"], "ServiceCode": product["serviceCode"]}
+            return all(attributes.get(f["Field"]) == f["Value"] for f in filters)
+
+        found = [p for p in self.products() if p["serviceCode"] == body["ServiceCode"] and matches(p)]
+        page, token = _page(found, {"MaxResults": body.get("MaxResults", 100), **body})
+        out = {"FormatVersion": body.get("FormatVersion", "aws_v1"), "PriceList": [json.dumps(p) for p in page]}
+        if token:
+            out["NextToken"] = token
+        return out
+
+
 def _page(items: list, body: dict) -> tuple[list, str]:
     """One page of ``items`` as a List/Search request asks for it (MaxResults, NextToken), and the
     token of the next page ('' after the last)."""
@@ -939,7 +1008,10 @@ def _page(items: list, body: dict) -> tuple[list, str]:
     more = start + size < len(items)
     return items[start:start + size], base64.b64encode(str(start + size).encode()).decode() if more else ""
 
-def make_handler(api: SageMaker):
+def make_handler(api: SageMaker, prices: PriceList | None = None):
+    prices = prices or PriceList()
+    services = {"SageMaker": (api, MODEL), "AWSPriceListService": (prices, PRICING_MODEL)}
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -967,24 +1039,27 @@ def make_handler(api: SageMaker):
             self._reply(200, {"emulator": "fahr SageMaker emulator", "jobs": len(api.jobs),
                               "throttled": api.throttled, "describe_calls": calls,
                               "provision_delay": PROVISION_DELAY,
-                              "warm_from": {name: job.warm_from for name, job in list(api.jobs.items())}})
+                              "warm_from": {name: job.warm_from for name, job in list(api.jobs.items())},
+                              "get_products_calls": prices.calls})
 
         def do_POST(self):
             length = int(self.headers.get("Content-Length", 0))
             raw = self.rfile.read(length) if length else b"{}"
             target = self.headers.get("X-Amz-Target", "")
-            operation = target.split(".", 1)[-1]
+            service, _, operation = target.partition(".")
+            server, model = services.get(service, (None, None))
             try:
-                if not target.startswith("SageMaker.") or not hasattr(api, operation):
+                if server is None or not operation or not hasattr(server, operation):
                     raise ApiError("UnknownOperationException", f"{operation} is not emulated", 400)
                 if "Authorization" not in self.headers:
                     raise ApiError("MissingAuthenticationTokenException", "Missing Authentication Token", 403)
                 body = json.loads(raw or b"{}")
-                api.count(operation, body)
-                api.throttle(operation, body)
-                check_request(operation, body)
-                payload = getattr(api, operation)(body)
-                check_response(operation, payload)
+                if server is api:
+                    api.count(operation, body)
+                    api.throttle(operation, body)
+                check_request(operation, body, model)
+                payload = getattr(server, operation)(body)
+                check_response(operation, payload, model)
                 self._reply(200, payload)
             except ApiError as exc:
                 self._reply(exc.status, {"__type": exc.code, "message": exc.message})

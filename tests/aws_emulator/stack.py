@@ -153,6 +153,7 @@ class Stack:
                # long enough that a job on a warm pool, which skips it, is told apart by the records
                "FAHR_EMU_PROVISION_DELAY": os.environ.get("FAHR_EMU_PROVISION_DELAY", "1")}
         env.pop("AWS_ENDPOINT_URL_SAGEMAKER")
+        env.pop("AWS_ENDPOINT_URL_PRICING")
         self.sagemaker = subprocess.Popen(
             [sys.executable, str(HERE / "sagemaker_server.py"), "--port", str(self.sagemaker_port)],
             stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env,
@@ -228,6 +229,8 @@ class Stack:
             AWS_DEFAULT_REGION=REGION,
             AWS_ENDPOINT_URL=f"http://127.0.0.1:{self.moto_port}",
             AWS_ENDPOINT_URL_SAGEMAKER=f"http://127.0.0.1:{self.sagemaker_port}",
+            # The Price List API (GetProducts) is answered by the same emulator.
+            AWS_ENDPOINT_URL_PRICING=f"http://127.0.0.1:{self.sagemaker_port}",
         )
         if credentials:
             env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
@@ -237,7 +240,7 @@ class Stack:
         import boto3
 
         env = self.env()
-        endpoint = env["AWS_ENDPOINT_URL_SAGEMAKER"] if service == "sagemaker" else env["AWS_ENDPOINT_URL"]
+        endpoint = env.get(f"AWS_ENDPOINT_URL_{service.upper()}", env["AWS_ENDPOINT_URL"])
         return boto3.client(service, region_name=REGION, endpoint_url=endpoint,
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
@@ -256,6 +259,10 @@ class Stack:
     def throttled(self) -> int:
         """How many DescribeTrainingJob calls the SageMaker emulator refused with throttling."""
         return self._emulator_state()["throttled"]
+
+    def get_products_calls(self) -> int:
+        """How many GetProducts calls (the Price List API) the emulator answered."""
+        return self._emulator_state()["get_products_calls"]
 
     def describe_calls(self) -> dict[str, int]:
         """How many DescribeTrainingJob calls the SageMaker emulator got, by job name."""

@@ -83,6 +83,13 @@ def check_run(config, inputs, secrets):
 
 
 @hookimpl
+def price(config):
+    # Nothing to pay: the line says so, with what the job will be given (max_cost never refuses).
+    return records.local_price(config["instance_count"], lifecycle.memory_limit(config["memory"]),
+                               float(config["cpus"]))
+
+
+@hookimpl
 def launch(spec, config):
     return lifecycle.launch(spec, config)
 

@@ -344,7 +344,22 @@ def _result(job: JobHandle, job_dir: Path, record: dict) -> JobResult:
         billable_seconds=seconds,
         model_empty=record.get("model_empty"),
         failure_kind=_failure_kind(record),
+        price=local_price(record.get("instance_count", 1), record.get("memory", 0), record.get("cpus", 0.0)),
     )
+
+
+def local_price(hosts: int, memory: int, cpus: float):
+    """A local job's price: nothing, on the resources it was given (plugin API 1.6: Price)."""
+    from fahr_core import ui
+    from fahr_core.values import Price
+
+    limits = [f"{hosts} host{'s' * (hosts != 1)}"]
+    if cpus:
+        limits.append(f"cpus {cpus:g} each")
+    if memory:
+        limits.append(f"memory {ui.size(memory)} each")
+    return Price(per_hour=0.0, instances=hosts, source="local jobs run on this machine and cost nothing",
+                 resources=", ".join(limits))
 
 
 def _failure_kind(record: dict) -> str:
@@ -378,6 +393,7 @@ def _info(job_dir: Path, record: dict):
         sweep=record.get("sweep", ""),
         failure_kind=_failure_kind(record),
         attempt_of=record.get("attempt_of", ""),
+        price=local_price(record.get("instance_count", 1), record.get("memory", 0), record.get("cpus", 0.0)),
     )
 
 

@@ -104,6 +104,16 @@ def push_image(image, config):
 
 
 @hookimpl
+def price(config):
+    """The on-demand price of ``train_instance_count`` of the dearest listed instance type, from
+    config.price_per_hour or the AWS Price List (fahr_sagemaker.pricing); max_run bounds it."""
+    from fahr_sagemaker import aws, pricing
+
+    return pricing.price(config, aws.train_instance_types(config), config["train_instance_count"],
+                         config["max_run"], bool(config["spot"]))
+
+
+@hookimpl
 def launch(spec, config):
     """CreateTrainingJob for ``spec``: the image by digest, File mode, inputs, spot, tags; its
     secrets in a Secrets Manager secret of its own, named in its Environment."""
@@ -239,7 +249,7 @@ def wait(job, config):
     """Follow the job to its end; Ctrl-C detaches (the job keeps running) and re-raises."""
     import dataclasses
 
-    from fahr_sagemaker import artifacts, failures, follow, pools, secrets
+    from fahr_sagemaker import artifacts, failures, follow, pools, pricing, secrets
 
     interval = max(1.0, float(config["poll_interval"]))
     try:
@@ -280,6 +290,7 @@ def wait(job, config):
         failure_kind=failures.failure_kind({**info, "TrainingJobStatus": status if status in (COMPLETED, STOPPED)
                                             else FAILED}),
         warm_pool=pools.warm_pool(info, pools.reused_from(config, info)),
+        price=pricing.of_job(config, info),
     )
 
 

@@ -132,7 +132,15 @@ def list_jobs(config, query: JobQuery, driver: str) -> list[JobInfo]:
     records = _records(config, query)
     secrets.forget_ended(config, records)  # the secrets of ended jobs it sees (fahr_sagemaker.secrets)
     took = takers(records)  # which listed job started on which listed job's warm pool
-    return [job_info(record, driver, took.get(record["TrainingJobName"], "")) for record in records]
+    infos = [job_info(record, driver, took.get(record["TrainingJobName"], "")) for record in records]
+    if getattr(query, "cost", False):  # fahr jobs --cost: each job at its own type's price
+        import dataclasses
+
+        from fahr_sagemaker import pricing
+
+        infos = [dataclasses.replace(info, price=pricing.of_job(config, record))
+                 for info, record in zip(infos, records)]
+    return infos
 
 
 def _records(config, query: JobQuery) -> list[dict]:
