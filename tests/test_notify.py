@@ -17,11 +17,12 @@ import subprocess
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from conftest import one_line_error, run_fahr
+from test_detached import alive as _alive
+from test_detached import job_of as _job_of
 
 SCRIPT = textwrap.dedent("""\
     import json, sys, time
@@ -108,22 +109,6 @@ def made(tmp_path_factory, docker_engine):
         for container in docker_engine.containers.list(all=True, filters={"label": f"fahr.job={job.name}"}):
             container.remove(force=True)
     subprocess.run(["docker", "image", "rm", "-f", f"{project.name}/train:latest"], capture_output=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _job_of(stderr: str) -> str:
-    import re
-
-    found = re.search(r"launching job (\S+) on driver 'local': accepted", stderr)
-    assert found, stderr
-    return found.group(1)
 
 
 def _record(made, job: str) -> dict:
