@@ -420,7 +420,7 @@ def _follow_retrying(session, steps, image, job: Job, handle, retry: int, quiet)
     for attempt in range(1, retry + 2):
         try:
             with job._failing():
-                job._from_result(_follow(session, handle, steps.artifact, notify=steps.notify,
+                job._from_result(_follow(session, handle, steps.artifact, notify=getattr(steps, "notify", ""),
                                          attempt_of=first if handle.job_name != first else ""))
             return job, handle
         except JobFailed as failed:
