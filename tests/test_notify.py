@@ -156,6 +156,38 @@ def test_a_detached_local_job_is_told_by_its_follower_once(made, receiver):
     assert len(receiver.to("/detached")) == 1
 
 
+def test_a_detached_job_without_follower_is_told_by_the_fahr_wait_that_ends_it(made, receiver):
+    proc = run_fahr("fit", made["project"] / "train.py", "--detach", "--config.follower=false",
+                    "--notify", f"{receiver.url}/waited", env=made["env"], check=0)
+    job = _job_of(proc.stderr)
+    time.sleep(2)  # it has ended (it trains no time), and nobody finished it: nobody told it
+    assert receiver.to("/waited") == []
+    run_fahr("wait", job, env=made["env"], check=0)
+    (body,) = receiver.to("/waited")
+    assert body["job"] == job and body["status"] == "Completed"
+    run_fahr("wait", job, env=made["env"], check=0)
+    assert len(receiver.to("/waited")) == 1
+
+
+def test_a_sweep_s_jobs_are_each_told_once(made, receiver, tmp_path_factory, docker_engine):
+    """fahr.toml's notify reaches a sweep's jobs (a project of its own: fahr.toml is in its image)."""
+    project = tmp_path_factory.mktemp("notifysweep") / f"i19notifysweep{secrets.token_hex(3)}"
+    project.mkdir()
+    (project / "train.py").write_text(SCRIPT)
+    (project / "fahr.toml").write_text(f'notify = "{receiver.url}/sweep"\n')
+    try:
+        proc = run_fahr("sweep", project / "train.py", "--hp", "seconds=0,0.1", "--parallel", "2",
+                        env=made["env"], check=0)
+        bodies = receiver.to("/sweep")
+        assert sorted(b["status"] for b in bodies) == ["Completed", "Completed"], proc.stderr
+        assert len({b["job"] for b in bodies}) == 2
+        for job in {b["job"] for b in bodies}:
+            _follower_gone(made, job)
+        assert len(receiver.to("/sweep")) == 2
+    finally:
+        subprocess.run(["docker", "image", "rm", "-f", f"{project.name}/train:latest"], capture_output=True)
+
+
 def test_a_failed_job_is_told_with_its_kind_and_a_failing_url_changes_no_exit_code(made, receiver):
     proc = run_fahr("fit", made["project"] / "train.py", "--hp", "fail=1", "--notify", f"{receiver.url}/fail",
                     env=made["env"])
