@@ -345,7 +345,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
         environment: Mapping[str, Any] | None = None, wait: bool = True, quiet: bool | str = False,
         fetch_to: str | Path | None = None, overwrite: bool = False, regenerate_dockerfile: bool = False,
         rebuild: bool = False, verbose: bool = False, secrets: Sequence[str] | None = None,
-        metrics: Mapping[str, str] | None = None, retry: int = 0) -> Job:
+        metrics: Mapping[str, str] | None = None, retry: int = 0, notify: str | None = None) -> Job:
     """Build ``artifact`` into an image, launch a training job and (``wait``) follow it.
 
     ``artifact`` is a train.py, a notebook, or a container of your own: a folder holding a
@@ -374,6 +374,8 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     ``timeout``), as ``fahr fit --retry N``: each attempt a job of its own linked to the first
     (``attempt_of``), with the same configuration, so it resumes from the same checkpoints; the
     returned :class:`Job` is the last attempt.
+    ``notify``: an http(s) URL POSTed a JSON summary of each job's end, as ``fahr fit --notify
+    URL`` (None: ``notify`` of the project's fahr.toml; '': none; docs/notifications.md).
     """
     from fahr_core import interrupts, plan, report, tracking
     from fahr_core.session import open_session
@@ -389,6 +391,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
     metrics = check.strings(metrics, "fit(): metrics")
     fetch_to = None if fetch_to is None else check.path(fetch_to, "fit(): fetch_to")
     retry = check.count(retry, "fit(): retry")
+    notify = check.text(notify, "fit(): notify", "an http(s) URL (str) or None")
     if retry and not wait:
         raise UsageError("--retry relaunches a job fahr follows to its end: it cannot be combined with --detach "
                          "(wait=False)")
@@ -401,7 +404,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
         steps = plan.plan_fit(artifact, hyperparameters=hyperparameters, inputs=inputs, environment=environment,
                               wait=wait, fetch_to=fetch_to, overwrite=overwrite,
                               regenerate_dockerfile=regenerate_dockerfile, rebuild=rebuild, secrets=secrets,
-                              metrics=metrics)
+                              metrics=metrics, notify=notify)
         session = open_session(driver, steps.project_dir, config, command="fit")
         plan.check_fit(steps, session)
         _priced(session)
@@ -412,6 +415,7 @@ def fit(artifact: str | Path, *, driver: str | None = None, config: Mapping[str,
             interrupts.followed(handle.job_name)  # launched to run on: an interrupt now leaves it running
             tracking.detached(session, handle)
             report.detached(handle, session)
+            _detached_notify(steps, handle)
             job.status = IN_PROGRESS
         else:
             job, handle = _follow_retrying(session, steps, image, job, handle, retry, quiet)
@@ -449,7 +453,8 @@ def _follow_retrying(session, steps, image, job: Job, handle, retry: int, quiet)
     for attempt in range(1, retry + 2):
         try:
             with job._failing():
-                job._from_result(_follow(session, handle, steps.artifact))
+                job._from_result(_follow(session, handle, steps.artifact, notify=getattr(steps, "notify", ""),
+                                         attempt_of=first if handle.job_name != first else ""))
             return job, handle
         except JobFailed as failed:
             kind = getattr(failed.result, "failure_kind", "") if failed.result is not None else ""
@@ -498,7 +503,8 @@ def _launch(session, steps, image, sweep: str = "", attempt_of: str = "", capaci
                    project=provenance.project_folder(steps.project_dir),
                    git_commit=provenance.git_commit(steps.project_dir),
                    metric_definitions=tuple((d.name, d.regex) for d in steps.metric_definitions),
-                   sweep=sweep, attempt_of=attempt_of, capacity_failures=capacity_failures)
+                   sweep=sweep, attempt_of=attempt_of, capacity_failures=capacity_failures,
+                   notify=getattr(steps, "notify", ""))
     # The driver names the job (sagemaker's base_job_name renames it): the name is printed from
     # the handle it returns, never from the spec. No "launching job NAME" before it is known.
     ui.info(f"launching a job of {steps.model_tag} on driver {session.driver!r}")
@@ -508,7 +514,7 @@ def _launch(session, steps, image, sweep: str = "", attempt_of: str = "", capaci
     return handle
 
 
-def _follow(session, handle, artifact: Path | None = None):
+def _follow(session, handle, artifact: Path | None = None, notify: str = "", attempt_of: str = ""):
     """The driver's wait, to the job's end, then how it ended; KeyboardInterrupt passes through
     (the driver's wait stops or detaches, the CLI exits 130). ``artifact``: what the job's image
     was built from, when this process built it (report.ended's hints name its files)."""
@@ -521,7 +527,20 @@ def _follow(session, handle, artifact: Path | None = None):
     if getattr(result, "price", None) is not None and session.config.get("price_per_hour"):
         result = dataclasses.replace(result, price=report.overridden(result.price, session.config))
     tracking.ended(session, result, tracked, read_back=lambda job: _read_back(session, job))
+    if notify:  # not a tracker hook: trackers hear only followed jobs, and a detached one is told too
+        from fahr_core import notify as notifying
+
+        notifying.followed(notify, handle, result, attempt_of)
     return report.ended(result, session, artifact)
+
+
+def _detached_notify(steps, handle) -> None:
+    """A detached job whose driver does not tell ``notify`` itself is told by nobody: say so."""
+    if steps.notify and not getattr(handle, "notifies", False):
+        from fahr_core import ui
+
+        ui.warn(f"--notify: driver {handle.driver!r} does not tell {steps.notify} of a detached job's end "
+                f"(docs/notifications.md); follow it with 'fahr fit' without --detach to be told")
 
 
 def _read_back(session, handle):
@@ -639,6 +658,7 @@ def sweep(artifact: str | Path | None = None, *, hyperparameters: Mapping[str, A
                 f"on driver {session.driver!r}, {parallel} at a time (seed {record.seed})")
         result = sweeps.Sweep(record.id, session, entries, goal, parallel, lambda: _quiet(quiet), retry=retry)
         result.read_back = lambda handle: _read_back(session, handle)  # for the trackers, at each job's end
+        result.notify = steps.notify  # fahr.toml's notify: told of each job's end (docs/notifications.md)
 
         def launch(point, index, attempt_of="", capacity_failures=0):
             import dataclasses

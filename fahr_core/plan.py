@@ -50,6 +50,9 @@ class FitPlan:
     metric_definitions: tuple = ()
     """The job's metrics named by regex (fahr_core.metrics.Definition): ``[metrics]`` of the
     project's fahr.toml, then ``--metric``."""
+    notify: str = ""
+    """The URL told of each job's end (``--notify``, else ``notify`` of the project's fahr.toml;
+    docs/notifications.md), checked; '' for none."""
 
     @property
     def project_dir(self) -> Path:
@@ -60,7 +63,7 @@ def plan_fit(artifact: Path, *, hyperparameters: Mapping[str, str] = {}, inputs:
              environment: Mapping[str, str] = {}, wait: bool = True, fetch_to: Path | None = None,
              overwrite: bool = False, regenerate_dockerfile: bool = False, rebuild: bool = False,
              secrets: Sequence[str] = (), environ: Mapping[str, str] | None = None,
-             metrics: Mapping[str, str] = {}) -> FitPlan:
+             metrics: Mapping[str, str] = {}, notify: str | None = None) -> FitPlan:
     """The plan of a fit of ``artifact`` (a script, a notebook, or a container of the user's own:
     a folder holding a Dockerfile, or that Dockerfile), or the :class:`UsageError` refusing it.
 
@@ -96,6 +99,7 @@ def plan_fit(artifact: Path, *, hyperparameters: Mapping[str, str] = {}, inputs:
     validate_text("--input", inputs, utf8=False)
     secret_values = read_secrets(secrets, environment, container, os.environ if environ is None else environ)
     metric_definitions = metric_definitions_of(artifact.parent, metrics)
+    notify = notify_of(artifact.parent, notify)
     if secret_values and not regenerate_dockerfile:
         check_runs_the_launcher(artifact, next(iter(secret_values)))
     if fetch_to is not None and not wait:
@@ -113,7 +117,7 @@ def plan_fit(artifact: Path, *, hyperparameters: Mapping[str, str] = {}, inputs:
             ui.warn(warning)
     return FitPlan(given, artifact, container, model_tag, dict(hyperparameters), dict(inputs), dict(environment),
                    secret_values, wait, None if fetch_to is None else Path(fetch_to), overwrite,
-                   regenerate_dockerfile, rebuild, metric_definitions)
+                   regenerate_dockerfile, rebuild, metric_definitions, notify)
 
 
 def metric_definitions_of(project_dir: Path, given: Mapping[str, str]) -> tuple:
@@ -124,6 +128,18 @@ def metric_definitions_of(project_dir: Path, given: Mapping[str, str]) -> tuple:
     project = cfg.read_project_file(project_dir)
     table = project.data.get("metrics")
     return metrics.definitions(given, table, source=str(project.path))
+
+
+def notify_of(project_dir: Path, given: str | None) -> str:
+    """The URL told of a job's end: ``given`` (``--notify``; '' for none), else the top-level
+    ``notify`` of the project's fahr.toml (or ``[tool.fahr]``), checked (docs/notifications.md)."""
+    from fahr_core import notify
+
+    if given is not None:
+        return notify.check_url(given, "--notify") if given != "" else ""
+    project = cfg.read_project_file(project_dir)
+    value = project.data.get("notify", "")
+    return notify.check_url(value, f"{project.path}: notify =") if value != "" else ""
 
 
 def check_fit(plan: FitPlan, session) -> None:

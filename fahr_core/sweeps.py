@@ -148,6 +148,7 @@ class Runner:
 
     def __init__(self, session, launch, entries: list[Entry], parallel: int, objective, show, retry: int = 0):
         self.read_back = None  # set by follow(): the sweep's (api) reader, for the trackers
+        self.notify = ""  # set by follow(): the URL told of each job's end (docs/notifications.md)
         self.session, self.launch, self.entries, self.retry = session, launch, entries, retry
         self.parallel, self.objective, self.show = parallel, objective, show
         self.done: queue.Queue = queue.Queue()
@@ -237,6 +238,10 @@ class Runner:
             if entry.job is not None:
                 entry.job._from_result(result)
             self._tell_trackers(result)
+            if self.notify:  # each attempt's end, as fit --retry tells them
+                from fahr_core import notify
+
+                notify.followed(self.notify, entry.handle, result, entry.first)
             kind = getattr(result, "failure_kind", "")
             if not result.succeeded and kind in RETRYABLE_KINDS and entry.attempts <= self.retry:
                 # As fit --retry: the point's next job is linked to its first and resumes from
@@ -439,6 +444,7 @@ class Sweep:
         self._session, self._entries, self._parallel, self._retry = session, entries, parallel, retry
         self._quieted = quieted or contextlib.nullcontext  # the context its calls run in (the API's quiet)
         self.read_back = None  # (api) a job's record and stored points, for the trackers at its end
+        self.notify = ""  # (api) the URL told of each job's end, unless its driver tells it
 
     def __repr__(self) -> str:
         return f"Sweep({self.id!r}, jobs={len(self.jobs)}, objective={str(self.objective) if self.objective else None!r})"
@@ -506,6 +512,7 @@ def follow(sweep: Sweep, launch) -> None:
                 entry.status = "NotLaunched"
     runner = Runner(session, launch, entries, sweep._parallel, sweep.objective, display.show, retry=sweep._retry)
     runner.read_back = sweep.read_back
+    runner.notify = sweep.notify
     try:
         with display, ui.quiet():  # the drivers' own lines (launching, status) are the table's now
             runner.run()

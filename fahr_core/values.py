@@ -178,6 +178,12 @@ class JobSpec:
     """How many earlier attempts of this fit failed for ``capacity``: a driver whose configuration
     lists instance types in order (sagemaker's ``train_instance_type=ml.g5.xlarge,ml.g4dn.xlarge``)
     launches on the one after them, the last once all were tried. (Added in plugin API 1.6.)"""
+    notify: str = ""
+    """The http(s) URL fahr POSTs a JSON summary of the job's end to (``fit --notify URL``,
+    ``notify`` in fahr.toml; docs/notifications.md), checked by fahr; '' for none. The core posts
+    it when it follows the job to its end. A driver that can tell it when nobody follows the job
+    (the local driver's follower of a detached job) records it with the job, tells it once,
+    whoever ends the job, and returns a :attr:`JobHandle.notifies` handle. (Added in plugin API 1.6.)"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,6 +198,11 @@ class JobHandle:
     """The model image tag the job trains."""
     details: Mapping[str, Any] = field(default_factory=dict)
     """Driver-specific, JSON-serialisable (ARN, console URL, output folder…)."""
+    notifies: bool = False
+    """True when the driver itself tells :attr:`JobSpec.notify` of the job's end, exactly once,
+    whether a fahr follows the job or nobody does (``fit --detach``): the core then posts nothing.
+    False: the core posts when it follows the job to its end, and warns that a detached job will
+    not be told. (Added in plugin API 1.6.)"""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -192,7 +192,7 @@ def test_the_retry_loop_relaunches_only_what_a_retry_can_help(monkeypatch):
             launched.append((attempt_of, capacity_failures))
             return JobHandle(driver="fake", job_name=f"j-{len(launched) + 1}", model_tag="a/b")
 
-        def follow(session, handle, artifact=None):
+        def follow(session, handle, artifact=None, **told):  # told: notify, attempt_of (docs/notifications.md)
             kind = next(ends)
             if kind:
                 raise JobFailed(f"job {handle.job_name} failed ({kind})",

@@ -102,6 +102,35 @@ def _finish(run, job_dir: Path, config, status: str, reason: str, kind: str = ""
     return final
 
 
+def _notify_once(job_dir: Path) -> None:
+    """POST the job's end to the URL it was launched with (``notify`` in its record), once: whoever
+    ends the job (a `fit` following it, a `fahr wait`, a `fahr stop`, its follower) calls this,
+    and the record's lock makes the first caller after the end the one that posts; it records
+    ``notified`` before letting the lock go. A job not ended, told already, or launched without a
+    URL is left alone; a record that cannot be read or written is the finish's business, not this.
+    """
+    from fahr_core import notify
+    from fahr_core.drivers.local.records import NAME, _result
+    from fahr_core.errors import FahrError
+    from fahr_core.values import JobHandle
+
+    try:
+        with _locked(job_dir) as folder:
+            record = _read_record(folder)
+            if not record.get("notify") or record.get("notified") or not _ended(record):
+                return
+            job = JobHandle(driver=NAME, job_name=record["job_name"], model_tag=record["model_tag"])
+            body = notify.summary(_result(job, job_dir, record), attempt_of=record.get("attempt_of", ""),
+                                  ended=record.get("ended"))
+            # Posted under the lock (a few seconds at most): a second finisher waits, then finds it told.
+            notify.post(record["notify"], body)  # a failure is a warning: told once, even if unheard
+            record["notified"] = True
+            with contextlib.suppress(OSError):  # a full disk: told, but a later finisher may tell again
+                _write_record(folder, record)
+    except (FahrError, OSError):
+        return
+
+
 def _holds_a_file(folder: Folder, name: str) -> bool:
     """Whether the archive fahr just packed holds anything but folders (read up to the first)."""
     import tarfile

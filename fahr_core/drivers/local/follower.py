@@ -138,7 +138,7 @@ def follow(job_dir: Path, config, poll: float = POLL) -> None:
     """Look at the job's containers until they have all exited, then finish the job; return early
     when it is finished by someone else or its folder is gone (a UsageError)."""
     from fahr_core.contract import ContractRun
-    from fahr_core.drivers.local.finish import _finish, _remove_left
+    from fahr_core.drivers.local.finish import _finish, _notify_once, _remove_left
     from fahr_core.drivers.local.records import CLEANUP, _container_job, _ended, _read_record
 
     run = ContractRun(_container_job(_read_record(job_dir), config))
@@ -148,11 +148,13 @@ def follow(job_dir: Path, config, poll: float = POLL) -> None:
         if _done(record) or outcome is None:
             if record.get("unfinished") == CLEANUP and _ended(record):  # its finisher killed before removing them
                 _remove_left(run, job_dir, config)
+            _notify_once(job_dir)  # its finisher killed before telling: told now (once: see _notify_once)
             return
         status, reason, kind = outcome.status, outcome.failure_reason, outcome.failure_kind
         if record.get("stop_requested"):  # its stop ended it, whatever its exit code: as `fahr stop` finishes it
             status, reason, kind = STOPPED, "", ""
         record = _finish(run, job_dir, config, status, reason, kind)
+        _notify_once(job_dir)  # under the watch lock: a `fahr wait` starting now finds it told
     ui.status_change(job_dir.name, record["status"])  # in its log, as `fahr wait` says it
 
 

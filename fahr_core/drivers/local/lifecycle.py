@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 from fahr_core import interrupts, jobfolder, ui
 from fahr_core.drivers.local import checkpoint_folders, metricfile
 from fahr_core.drivers.local.checkpoint_folders import GIVEN, _checkpoint_root, _claim, _release, _write_given
-from fahr_core.drivers.local.finish import _finish, _lost_sight, _remove_left
+from fahr_core.drivers.local.finish import _finish, _lost_sight, _notify_once, _remove_left
 from fahr_core.drivers.local.logstream import _replay_logs
 from fahr_core.drivers.local.records import (CLEANUP, MAX_INSTANCE_COUNT, NAME, RECORD, _check_output_path,
                                               _command, _container_job, _ended, _fix, _job_dir, _locked,
@@ -127,6 +127,8 @@ def _record_launch(spec, config, channels: dict, checkpoints: Path | None) -> tu
         "metric_definitions": dict(getattr(spec, "metric_definitions", ())),
         **({"sweep": spec.sweep} if getattr(spec, "sweep", "") else {}),  # (plugin API 1.5) `fahr jobs --sweep`
         **({"attempt_of": spec.attempt_of} if getattr(spec, "attempt_of", "") else {}),  # (1.6) fit --retry
+        # (1.6) the URL told of the job's end, by whoever ends it (finish._notify_once); checked by the core
+        **({"notify": spec.notify} if getattr(spec, "notify", "") else {}),
         "status": IN_PROGRESS,
         "secondary_status": "Starting",
         "created": time.time(),
@@ -209,7 +211,8 @@ def launch(spec, config):
     if config["follower"] and _start_follower(job_dir, config, spec.secrets):
         interrupts.attended(spec.job_name)  # its terminal closing now leaves it to its follower
     return JobHandle(driver=NAME, job_name=spec.job_name, model_tag=spec.model_tag,
-                     details={"job_dir": str(job_dir), "hosts": config["instance_count"]})
+                     details={"job_dir": str(job_dir), "hosts": config["instance_count"]},
+                     notifies=bool(getattr(spec, "notify", "")))
 
 
 def _start_follower(job_dir: Path, config, secrets=()) -> bool:
@@ -239,8 +242,12 @@ def wait(job, config):
     # follower runs as `python -m` of its module, which must not be imported before it runs.)
     from fahr_core.drivers.local import follower
 
-    with follower.watching(_job_dir(config, job.job_name)):
-        return _wait(job, config)
+    job_dir = _job_dir(config, job.job_name)
+    with follower.watching(job_dir):
+        try:
+            return _wait(job, config)
+        finally:  # ended here (or by someone before): told once, whoever ended it
+            _notify_once(job_dir)
 
 
 def _wait(job, config):
@@ -341,14 +348,21 @@ def _stop_unfollowed(job_name: str, job_dir: Path, config) -> None:
         record = _read_record(job_dir)
         if _ended(record):
             return  # start() was interrupted and has recorded it, or the job's follower finished it
-        _stop_interrupted(ContractRun(_container_job(record, config)), job_name, job_dir, config)
+        try:
+            _stop_interrupted(ContractRun(_container_job(record, config)), job_name, job_dir, config)
+        finally:
+            _notify_once(job_dir)
 
 
 def stop(job, config):
     from fahr_core.drivers.local import follower
 
-    with follower.watching(_job_dir(config, job.job_name)):  # as wait: the follower lets it finish the job
-        return _stop(job, config)
+    job_dir = _job_dir(config, job.job_name)
+    with follower.watching(job_dir):  # as wait: the follower lets it finish the job
+        try:
+            return _stop(job, config)
+        finally:
+            _notify_once(job_dir)
 
 
 def _stop(job, config):

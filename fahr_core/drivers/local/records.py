@@ -46,7 +46,7 @@ _READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 _STATES = (IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED)
 _TEXT_FIELDS = ("failure_reason", "failure_kind", "attempt_of", "model_artifact", "output_artifact", "instance_type", "gpus", "secondary_status",
-                "upload_error", "checkpoint_path", "project", "git_commit", "sweep")
+                "upload_error", "checkpoint_path", "project", "git_commit", "sweep", "notify")
 _TIME_FIELDS = ("created", "started", "ended")
 _LATEST_TIME = 253402300799  # 9999-12-31T23:59:59Z: the last second a datetime can show
 _MAP_FIELDS = ("hyperparameters", "channels", "environment", "metric_definitions")
@@ -215,6 +215,8 @@ def _check_record(job_dir: Path, record) -> None:
     cpus = record.get("cpus", 0.0)
     if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not math.isfinite(cpus) or cpus < 0:
         raise wrong("cpus", "a number of CPUs")
+    if not isinstance(record.get("notified", False), bool):
+        raise wrong("notified", "true or false")
     if not isinstance(record.get("model_empty", False), bool):
         raise wrong("model_empty", "true or false")
     checkpoints = record.get("checkpoint_path", "")

@@ -60,6 +60,10 @@ def config_keys():
                   "Not with spot."),
         ConfigKey("checkpoint_s3_uri", str, "", "S3 folder synced with /opt/ml/checkpoints (CheckpointConfig)."),
         ConfigKey("tags", dict, {}, "Extra AWS tags for the job, k=v,k2=v2."),
+        ConfigKey("notify_topic", str, "",
+                  "SNS topic ARN told of each job's end by AWS itself, followed or detached: fahr keeps one "
+                  "EventBridge rule per topic (events:PutRule, events:PutTargets; docs/sagemaker.md). Empty: none.",
+                  check=_topic_problem),
         ConfigKey("base_job_name", str, "", "Job names start with this instead of the model tag."),
         ConfigKey("region", str, "", "AWS region; default: AWS_REGION, else AWS_DEFAULT_REGION, else the profile's (as the AWS CLI v2)."),
         ConfigKey("profile", str, "", "AWS profile; default: the standard boto3 chain (AWS_PROFILE)."),
@@ -71,6 +75,12 @@ def config_keys():
                   "default) or ShardedByS3Key (each host 1/N of the files)."),
         ConfigKey("poll_interval", float, 10.0, "Longest pause, in seconds, between two looks at the job and its logs."),
     ]
+
+
+def _topic_problem(value: str) -> str | None:
+    from fahr_sagemaker.notifications import topic_problem  # imports no AWS SDK
+
+    return topic_problem(value)
 
 
 @hookimpl
@@ -143,6 +153,11 @@ def launch(spec, config):
     tags = [{"Key": "fahr:model-tag", "Value": spec.model_tag}, {"Key": "fahr:version", "Value": fahr_version},
             *jobs.job_tags(spec)]
     tags += [{"Key": k, "Value": v} for k, v in config["tags"].items()]
+    if config["notify_topic"]:  # AWS tells the topic of the job's end, whoever follows it
+        from fahr_sagemaker import notifications
+
+        rule = notifications.arrange(config, config["notify_topic"], checked.region)
+        tags.append({"Key": notifications.TAG, "Value": rule})
     request = {
         "TrainingJobName": job_name,
         "AlgorithmSpecification": {"TrainingImage": spec.image.reference, "TrainingInputMode": "File"},
