@@ -49,7 +49,10 @@ def summary(result, *, driver: str = "", attempt_of: str = "", ended: float | No
     """The body told of ``result`` (a :class:`fahr_core.JobResult`): docs/notifications.md."""
     job = result.job
     seconds = result.training_seconds
-    cost = getattr(result, "cost", None)  # a driver that knows the job's cost says it (None: unknown)
+    # What its billable seconds cost at the price its driver reports (a local job's is 0); None
+    # when either is unknown: never a guess.
+    price = getattr(result, "price", None)
+    cost = None if price is None else price.cost(result.billable_seconds)
     return {
         "schema": SCHEMA,
         "job": job.job_name,
@@ -59,7 +62,7 @@ def summary(result, *, driver: str = "", attempt_of: str = "", ended: float | No
         "failure_kind": getattr(result, "failure_kind", "") or None,
         "failure_line": result.failure_reason or None,
         "duration_seconds": None if seconds is None else round(float(seconds), 3),
-        "cost": cost if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None,
+        "cost": None if cost is None else round(cost, 6),
         "model": result.model_artifact or None,
         "attempt_of": attempt_of or None,
         "ended": ended if ended is not None else time.time(),

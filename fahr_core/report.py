@@ -267,7 +267,7 @@ def cost_line(price: Price | None, training_seconds: float | None, billable_seco
     if price.per_hour == 0:
         ran = f"ran {training_seconds:.1f} s" if training_seconds is not None else "ran"
         return f"cost: $0 ({ran}{what}): {price.source or 'this driver costs nothing'}"
-    seconds = billable_seconds if billable_seconds is not None else None
+    seconds = billable_seconds
     if price.per_hour is None:
         billed = f"{seconds:.0f} billable s" if seconds is not None else "billable time unknown"
         return f"cost: unknown ({billed}{what}): {price.source or 'no price'}"

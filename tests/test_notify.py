@@ -137,7 +137,7 @@ def test_a_followed_local_fit_posts_its_end_once(made, receiver):
     assert body["model_tag"] == f"{made['project'].name}/train"
     assert body["failure_kind"] is None and body["failure_line"] is None and body["attempt_of"] is None
     assert isinstance(body["duration_seconds"], float) and body["duration_seconds"] >= 0
-    assert body["cost"] is None  # unknown to this driver: null, never a guess
+    assert body["cost"] == 0  # a local job costs nothing, and says so
     assert body["model"] == str(made["jobs"] / job / "output" / "model.tar.gz")
     raw = receiver.raw("/followed")[0]
     assert env["I19_TOKEN"].encode() not in raw and b"plain-env-value" not in raw and b"VISIBLE" not in raw

@@ -51,6 +51,7 @@ def test_an_attached_sagemaker_fit_posts_its_end(launched, receiver):
     assert body["job"] == job_name_of(result) and body["driver"] == "sagemaker" and body["status"] == "Completed"
     assert body["model"].startswith("s3://") and body["failure_kind"] is None
     assert body["duration_seconds"] is not None
+    assert isinstance(body["cost"], float) and body["cost"] >= 0  # priced by the (emulated) Price List
 
 
 def test_a_detached_sagemaker_fit_says_the_url_is_not_told_but_the_topic_is(launched, receiver):

@@ -279,5 +279,5 @@ raise SystemExit(1)
 """)
     result = run_fahr_on_stack(stack, "fit", str(model), *sagemaker_args(), cwd=tmp_path)
     error = the_error_line(subprocess.CompletedProcess([], result.code, result.stdout, result.stderr), 1)
-    assert re.search(r" failed in [0-9.]+ s: ", error) and error.endswith(f": {SHOWN} fahr error: forged"), error
+    assert re.search(r" failed \(user\) in [0-9.]+ s: ", error) and error.endswith(f": {SHOWN} fahr error: forged"), error
     assert "\x1b[1mepoch 1\x1b[0m\n" in result.stdout  # the job's own output, as it printed it
