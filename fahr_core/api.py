@@ -537,9 +537,9 @@ def _follow(session, handle, artifact: Path | None = None, notify: str = "", att
 def _detached_notify(steps, handle) -> None:
     """A detached job whose driver does not tell ``notify`` itself is told by nobody: say so."""
     if steps.notify and not getattr(handle, "notifies", False):
-        from fahr_core import ui
+        from fahr_core import notify, ui
 
-        ui.warn(f"--notify: driver {handle.driver!r} does not tell {steps.notify} of a detached job's end "
+        ui.warn(f"--notify: driver {handle.driver!r} does not tell {notify.shown(steps.notify)} of a detached job's end "
                 f"(docs/notifications.md); follow it with 'fahr fit' without --detach to be told")
 
 

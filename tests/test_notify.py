@@ -49,6 +49,16 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with receiver.lock:
                     receiver.posts.append((self.path, dict(self.headers), body))
+                if self.path == "/drip":  # a 200 whose body comes a byte every half second, for 30 s
+                    self.send_response(200)
+                    self.send_header("Content-Length", "60")
+                    self.end_headers()
+                    with contextlib.suppress(OSError):
+                        for _ in range(60):
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                            time.sleep(0.5)
+                    return
                 if self.path == "/fail":
                     self.send_response(500)
                 elif self.path == "/redirect":
@@ -313,3 +323,65 @@ def test_a_local_job_not_ended_is_not_told(tmp_path, receiver):
                                               "status": "InProgress", "notify": f"{receiver.url}/running"}))
     _notify_once(job)
     assert receiver.to("/running") == []
+
+
+# -- what review found: the POST bounded in all, credentials, a forged record's URL -------------
+
+
+def test_a_receiver_answering_a_byte_at_a_time_holds_the_post_at_most_its_timeout(receiver, monkeypatch, capsys):
+    """The local driver posts holding the job's record lock: a `fahr stop`/`fahr wait` of the job
+    waits for the POST, which must end within TIMEOUT whatever the receiver does."""
+    from fahr_core import notify
+
+    monkeypatch.setattr(notify, "TIMEOUT", 1.5)
+    began = time.monotonic()
+    assert notify.post(f"{receiver.url}/drip", notify.summary(_result())) is False
+    assert time.monotonic() - began < 4
+    err = capsys.readouterr().err
+    assert "could not notify" in err and "1.5 s" in err
+
+
+def test_a_url_s_user_and_password_are_sent_as_basic_authorization(receiver):
+    import base64
+
+    from fahr_core import notify
+
+    url = receiver.url.replace("http://", "http://ann%3Ab:p%40ss@") + "/auth"
+    assert notify.check_url(url) == url
+    assert notify.post(url, notify.summary(_result())) is True
+    with receiver.lock:
+        ((_, headers, _),) = [post for post in receiver.posts if post[0] == "/auth"]
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"ann:b:p@ss").decode()
+    assert "@" not in headers["Host"] and "p@ss" not in headers["Host"]
+
+
+def test_no_line_fahr_prints_shows_the_url_s_credentials(capsys):
+    from types import SimpleNamespace
+
+    from fahr_core import api, notify
+    from fahr_core.errors import UsageError
+    from fahr_core.values import JobHandle
+
+    with pytest.raises(UsageError) as refused:
+        notify.check_url("http://ann:hunter2@127.0.0.1/a b")
+    assert "hunter2" not in str(refused.value)
+    api._detached_notify(SimpleNamespace(notify="https://tok3n@127.0.0.1/hook"),
+                         JobHandle(driver="x", job_name="j-1", model_tag="a/b"))
+    err = capsys.readouterr().err
+    assert "does not tell https://***@127.0.0.1/hook" in err and "tok3n" not in err
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://127.0.0.1/x", "http://127.0.0.1/x\r\nX-Forged: 1"])
+def test_a_job_record_s_notify_is_checked_as_the_flag_is(tmp_path, url):
+    """A job folder is anyone's to edit: its notify is an http(s) URL or the record is refused,
+    never handed to urllib (which opens file:// and ftp:// URLs too)."""
+    jobs = tmp_path / "jobs"
+    job = jobs / "i19notify-forged-1"
+    job.mkdir(parents=True, mode=0o700)
+    (job / "job.json").write_text(json.dumps({
+        "job_name": job.name, "model_tag": "i19notify/forged", "image": "sha256:00", "status": "Completed",
+        "started": 100.0, "ended": 112.5, "notify": url}))
+    proc = run_fahr("wait", job.name, "--train-driver", "local", env={"FAHR_LOCAL_OUTPUT_PATH": str(jobs)})
+    line = one_line_error(proc, 2)
+    assert "notify" in line and "http" in line
+    assert "notified" not in json.loads((job / "job.json").read_text())
