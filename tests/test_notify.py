@@ -385,3 +385,26 @@ def test_a_job_record_s_notify_is_checked_as_the_flag_is(tmp_path, url):
     line = one_line_error(proc, 2)
     assert "notify" in line and "http" in line
     assert "notified" not in json.loads((job / "job.json").read_text())
+
+
+def test_a_resumed_sweep_s_jobs_are_each_told_once(made, receiver, tmp_path_factory):
+    """`fahr sweep --resume` follows the running jobs it finds by their listing: a job the local
+    driver tells itself must not be told a second time by the core."""
+    import re
+
+    project = tmp_path_factory.mktemp("notifyresume") / f"i19notifyresume{secrets.token_hex(3)}"
+    project.mkdir()
+    (project / "train.py").write_text(SCRIPT)
+    (project / "fahr.toml").write_text(f'notify = "{receiver.url}/resumed"\n')
+    try:
+        proc = run_fahr("sweep", project / "train.py", "--hp", "seconds=4,4.1", "--detach",
+                        env=made["env"], check=0)
+        (sweep,) = set(re.findall(r"fahr sweep --resume (sw-[\w-]+)", proc.stderr))
+        run_fahr("sweep", "--resume", sweep, env=made["env"], cwd=project, check=0)
+        jobs = {b["job"] for b in receiver.to("/resumed")}
+        assert len(jobs) == 2
+        for job in jobs:
+            _follower_gone(made, job)
+        assert sorted(b["job"] for b in receiver.to("/resumed")) == sorted(jobs), receiver.to("/resumed")
+    finally:
+        subprocess.run(["docker", "image", "rm", "-f", f"{project.name}/train:latest"], capture_output=True)
