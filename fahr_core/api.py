@@ -435,7 +435,7 @@ def _priced(session):
 
     price = report.overridden(session.ask("price"), session.config)
     # A refusal is its one line alone (README "Exit codes"); it carries the numbers itself.
-    report.refuse_over(price, session.config.get("max_cost") or 0.0, session.driver)
+    report.refuse_over(price, session.config.get("max_cost") or 0.0, session.driver, "max_run" in session.config)
     if price is not None and price.per_hour != 0:  # a run that costs nothing says so when it ends
         ui.info(report.estimate_line(price))
     return price
