@@ -112,6 +112,8 @@ def post(url: str, body: dict) -> bool:
             outcome.append(str(exc.reason))
         except (OSError, ValueError) as exc:  # a timeout, a reset, a URL urllib cannot use
             outcome.append(str(exc) or type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - http.client's own (a malformed answer): told, never a traceback
+            outcome.append(f"{type(exc).__name__}: {exc}")
 
     # A daemon thread: one still waiting on a receiver when fahr exits does not hold fahr.
     thread = threading.Thread(target=attempt, name="fahr-notify", daemon=True)

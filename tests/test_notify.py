@@ -408,3 +408,38 @@ def test_a_resumed_sweep_s_jobs_are_each_told_once(made, receiver, tmp_path_fact
         assert sorted(b["job"] for b in receiver.to("/resumed")) == sorted(jobs), receiver.to("/resumed")
     finally:
         subprocess.run(["docker", "image", "rm", "-f", f"{project.name}/train:latest"], capture_output=True)
+
+
+def test_a_receiver_answering_no_http_is_one_warning_and_the_job_is_told(tmp_path):
+    """http.client's own errors (a status line that is not HTTP) are no OSError: once they crashed
+    `fahr wait` (exit 4) and left the job untold, to crash every later `fahr wait` again."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve():
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    jobs = tmp_path / "jobs"
+    job = jobs / "i19notify-garbage-1"
+    job.mkdir(parents=True, mode=0o700)
+    (job / "job.json").write_text(json.dumps({
+        "job_name": job.name, "model_tag": "i19notify/garbage", "image": "sha256:00", "status": "Completed",
+        "started": 100.0, "ended": 112.5, "notify": f"http://127.0.0.1:{server.getsockname()[1]}/hook"}))
+    try:
+        proc = run_fahr("wait", job.name, "--train-driver", "local", env={"FAHR_LOCAL_OUTPUT_PATH": str(jobs)})
+    finally:
+        server.close()
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "could not notify" in line]
+    assert len(warnings) == 1 and "BadStatusLine" in warnings[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert json.loads((job / "job.json").read_text())["notified"] is True
