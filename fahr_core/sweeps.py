@@ -572,7 +572,7 @@ def launch_all(sweep: Sweep, launch) -> None:
             entry.status, entry.failure = "Failed", ui.one_line(exc.message)
             ui.warn(f"a job of sweep {sweep.id} could not be launched: {entry.failure}")
             continue
-        entry.status, entry.started = "InProgress", time.time()
+        entry.status, entry.started, entry.launched = "InProgress", time.time(), True
 
 
 def session_of(sweep_id: str, driver: str | None, config: dict):

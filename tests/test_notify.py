@@ -400,6 +400,7 @@ def test_a_resumed_sweep_s_jobs_are_each_told_once(made, receiver, tmp_path_fact
         proc = run_fahr("sweep", project / "train.py", "--hp", "seconds=4,4.1", "--detach",
                         env=made["env"], check=0)
         (sweep,) = set(re.findall(r"fahr sweep --resume (sw-[\w-]+)", proc.stderr))
+        assert "does not tell" not in proc.stderr  # the local driver tells a detached sweep's jobs itself
         run_fahr("sweep", "--resume", sweep, env=made["env"], cwd=project, check=0)
         jobs = {b["job"] for b in receiver.to("/resumed")}
         assert len(jobs) == 2
@@ -443,3 +444,13 @@ def test_a_receiver_answering_no_http_is_one_warning_and_the_job_is_told(tmp_pat
     assert len(warnings) == 1 and "BadStatusLine" in warnings[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert json.loads((job / "job.json").read_text())["notified"] is True
+
+
+def test_a_detached_sweep_on_a_driver_that_does_not_notify_says_its_jobs_are_not_told(tmp_path):
+    """As `fit --detach` (docs/notifications.md, "Who tells it"): a warning, not silence."""
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    (tmp_path / "fahr.toml").write_text('notify = "https://127.0.0.1:9/hook"\n')
+    proc = run_fahr("sweep", tmp_path / "train.py", "--hp", "a=1,2", "--detach", "--train-driver", "testdrv",
+                    f"--config.record_dir={tmp_path / 'steps'}", cwd=tmp_path, check=0)
+    warnings = [line for line in proc.stderr.splitlines() if "does not tell" in line]
+    assert len(warnings) == 1 and "driver 'testdrv'" in warnings[0], proc.stderr
