@@ -435,7 +435,7 @@ def _priced(session):
 
     price = report.overridden(session.ask("price"), session.config)
     # A refusal is its one line alone (README "Exit codes"); it carries the numbers itself.
-    report.refuse_over(price, session.config.get("max_cost") or 0.0, session.driver)
+    report.refuse_over(price, session.config.get("max_cost") or 0.0, session.driver, "max_run" in session.config)
     if price is not None and price.per_hour != 0:  # a run that costs nothing says so when it ends
         ui.info(report.estimate_line(price))
     return price
@@ -534,13 +534,13 @@ def _follow(session, handle, artifact: Path | None = None, notify: str = "", att
     return report.ended(result, session, artifact)
 
 
-def _detached_notify(steps, handle) -> None:
+def _detached_notify(steps, handle, what: str = "a detached job's end", how: str = "'fahr fit' without --detach") -> None:
     """A detached job whose driver does not tell ``notify`` itself is told by nobody: say so."""
     if steps.notify and not getattr(handle, "notifies", False):
-        from fahr_core import ui
+        from fahr_core import notify, ui
 
-        ui.warn(f"--notify: driver {handle.driver!r} does not tell {steps.notify} of a detached job's end "
-                f"(docs/notifications.md); follow it with 'fahr fit' without --detach to be told")
+        ui.warn(f"--notify: driver {handle.driver!r} does not tell {notify.shown(steps.notify)} of {what} "
+                f"(docs/notifications.md); follow it with {how} to be told")
 
 
 def _read_back(session, handle):
@@ -678,6 +678,9 @@ def sweep(artifact: str | Path | None = None, *, hyperparameters: Mapping[str, A
 
         if not wait:
             sweeps.launch_all(result, launch)
+            launched = [entry.handle for entry in entries if entry.launched]
+            if launched:  # told by nobody, as fit --detach's job, unless the driver tells them
+                _detached_notify(steps, launched[0], "the end of a detached sweep's jobs", "'fahr sweep' without --detach")
             ui.success(f"sweep {record.id} launched {len(result.jobs)} jobs; follow it to its leaderboard with:")
             ui.command(f"fahr sweep --resume {record.id}")
             ui.info(f"list its jobs with 'fahr jobs --sweep {record.id}', stop them all with "

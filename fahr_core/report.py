@@ -234,9 +234,10 @@ def estimate_line(price: Price) -> str:
     return line + (f" — {price.source}" if price.source else "")
 
 
-def refuse_over(price: Price | None, max_cost: float, driver: str) -> None:
+def refuse_over(price: Price | None, max_cost: float, driver: str, has_max_run: bool = True) -> None:
     """Refuse (exit 2) a run whose ceiling exceeds ``max_cost`` dollars (0: no limit), or whose
-    ceiling is not known while a limit is set: a limit that cannot be checked is no limit."""
+    ceiling is not known while a limit is set: a limit that cannot be checked is no limit.
+    ``has_max_run``: the driver has a ``max_run`` key (``local`` has none: never advise it)."""
     from fahr_core.errors import ConfigError
 
     if not max_cost:
@@ -250,6 +251,10 @@ def refuse_over(price: Price | None, max_cost: float, driver: str) -> None:
                           "or drop max_cost")
     ceiling = price.ceiling
     if ceiling is None:
+        if not has_max_run:
+            raise ConfigError(f"max_cost is ${max_cost:g} but driver {driver!r} has no longest run time (no max_run) "
+                              f"to bound a run's cost at ${price.per_hour:g}/h; drop max_cost (or price_per_hour) "
+                              "for this driver")
         raise ConfigError(f"max_cost is ${max_cost:g} but the run has no longest run time to bound its cost; "
                           "set max_run, or drop max_cost")
     if ceiling > max_cost:

@@ -135,6 +135,9 @@ class Entry:
     attempts: int = 1  # jobs launched for this point (``--retry``: each one linked to the first)
     capacity_failures: int = 0  # of those, how many found no capacity (the driver's next type)
     first: str = ""  # the name of the point's first job, once it is retried
+    # Launched by this process: only then does its handle say whether the driver tells notify
+    # itself (JobHandle.notifies); one found running (--resume) is rebuilt from a listing.
+    launched: bool = False
 
     @property
     def elapsed(self) -> float | None:
@@ -200,7 +203,7 @@ class Runner:
 
             entry.status, entry.ended, entry.failure = "Failed", time.time(), ui.one_line(exc.message)
             return
-        entry.status = "InProgress"
+        entry.status, entry.launched = "InProgress", True
         self._follow(i)
 
     def _follow(self, i: int) -> None:
@@ -238,7 +241,9 @@ class Runner:
             if entry.job is not None:
                 entry.job._from_result(result)
             self._tell_trackers(result)
-            if self.notify:  # each attempt's end, as fit --retry tells them
+            # Each attempt's end, as fit --retry tells them. A job found running (--resume) was
+            # launched detached: told as a detached job is (its driver, or nobody), never twice.
+            if self.notify and entry.launched:
                 from fahr_core import notify
 
                 notify.followed(self.notify, entry.handle, result, entry.first)
@@ -567,7 +572,7 @@ def launch_all(sweep: Sweep, launch) -> None:
             entry.status, entry.failure = "Failed", ui.one_line(exc.message)
             ui.warn(f"a job of sweep {sweep.id} could not be launched: {entry.failure}")
             continue
-        entry.status, entry.started = "InProgress", time.time()
+        entry.status, entry.started, entry.launched = "InProgress", time.time(), True
 
 
 def session_of(sweep_id: str, driver: str | None, config: dict):

@@ -273,3 +273,15 @@ def test_a_local_fit_says_it_cost_nothing_with_its_duration_and_limits(docker_en
 def test_max_cost_must_be_dollars(tmp_path):
     proc = run_fahr("fit", tmp_path / "x.py", "--config.max_cost=-1")
     assert "max_cost" in one_line_error(proc, 2)
+
+
+def test_max_cost_on_a_driver_without_max_run_does_not_advise_setting_it(tmp_path):
+    """`local` has no max_run: a price_per_hour given to it has no ceiling, and the refusal must
+    not send the user to a key the driver refuses as unknown."""
+    (tmp_path / "train.py").write_text("print('never')\n")
+    proc = run_fahr("fit", tmp_path / "train.py", "--config.price_per_hour=2", "--config.max_cost=5",
+                    env={"FAHR_LOCAL_OUTPUT_PATH": str(tmp_path / "jobs")})
+    line = one_line_error(proc, 2)
+    assert "max_cost is $5" in line and "driver 'local' has no longest run time" in line, line
+    assert "set max_run" not in line
+    assert not (tmp_path / "jobs").exists()

@@ -82,6 +82,7 @@ def test_memory_and_cpus_are_checked():
 
 @pytest.mark.parametrize("key, value, says", [("memory", "lots", "is not a size"),
                                               ("memory", "1k", "smallest memory limit"),
+                                              ("memory", "9999999999999G", "largest memory limit"),
                                               ("cpus", "100000", "is not a number of CPUs")])
 def test_a_bad_limit_is_one_line_and_exit_2(tmp_path, key, value, says):
     project = tmp_path / "i19failkinds-bad"

@@ -49,6 +49,16 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with receiver.lock:
                     receiver.posts.append((self.path, dict(self.headers), body))
+                if self.path == "/drip":  # a 200 whose body comes a byte every half second, for 30 s
+                    self.send_response(200)
+                    self.send_header("Content-Length", "60")
+                    self.end_headers()
+                    with contextlib.suppress(OSError):
+                        for _ in range(60):
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                            time.sleep(0.5)
+                    return
                 if self.path == "/fail":
                     self.send_response(500)
                 elif self.path == "/redirect":
@@ -313,3 +323,134 @@ def test_a_local_job_not_ended_is_not_told(tmp_path, receiver):
                                               "status": "InProgress", "notify": f"{receiver.url}/running"}))
     _notify_once(job)
     assert receiver.to("/running") == []
+
+
+# -- what review found: the POST bounded in all, credentials, a forged record's URL -------------
+
+
+def test_a_receiver_answering_a_byte_at_a_time_holds_the_post_at_most_its_timeout(receiver, monkeypatch, capsys):
+    """The local driver posts holding the job's record lock: a `fahr stop`/`fahr wait` of the job
+    waits for the POST, which must end within TIMEOUT whatever the receiver does."""
+    from fahr_core import notify
+
+    monkeypatch.setattr(notify, "TIMEOUT", 1.5)
+    began = time.monotonic()
+    assert notify.post(f"{receiver.url}/drip", notify.summary(_result())) is False
+    assert time.monotonic() - began < 4
+    err = capsys.readouterr().err
+    assert "could not notify" in err and "1.5 s" in err
+
+
+def test_a_url_s_user_and_password_are_sent_as_basic_authorization(receiver):
+    import base64
+
+    from fahr_core import notify
+
+    url = receiver.url.replace("http://", "http://ann%3Ab:p%40ss@") + "/auth"
+    assert notify.check_url(url) == url
+    assert notify.post(url, notify.summary(_result())) is True
+    with receiver.lock:
+        ((_, headers, _),) = [post for post in receiver.posts if post[0] == "/auth"]
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"ann:b:p@ss").decode()
+    assert "@" not in headers["Host"] and "p@ss" not in headers["Host"]
+
+
+def test_no_line_fahr_prints_shows_the_url_s_credentials(capsys):
+    from types import SimpleNamespace
+
+    from fahr_core import api, notify
+    from fahr_core.errors import UsageError
+    from fahr_core.values import JobHandle
+
+    with pytest.raises(UsageError) as refused:
+        notify.check_url("http://ann:hunter2@127.0.0.1/a b")
+    assert "hunter2" not in str(refused.value)
+    api._detached_notify(SimpleNamespace(notify="https://tok3n@127.0.0.1/hook"),
+                         JobHandle(driver="x", job_name="j-1", model_tag="a/b"))
+    err = capsys.readouterr().err
+    assert "does not tell https://***@127.0.0.1/hook" in err and "tok3n" not in err
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://127.0.0.1/x", "http://127.0.0.1/x\r\nX-Forged: 1"])
+def test_a_job_record_s_notify_is_checked_as_the_flag_is(tmp_path, url):
+    """A job folder is anyone's to edit: its notify is an http(s) URL or the record is refused,
+    never handed to urllib (which opens file:// and ftp:// URLs too)."""
+    jobs = tmp_path / "jobs"
+    job = jobs / "i19notify-forged-1"
+    job.mkdir(parents=True, mode=0o700)
+    (job / "job.json").write_text(json.dumps({
+        "job_name": job.name, "model_tag": "i19notify/forged", "image": "sha256:00", "status": "Completed",
+        "started": 100.0, "ended": 112.5, "notify": url}))
+    proc = run_fahr("wait", job.name, "--train-driver", "local", env={"FAHR_LOCAL_OUTPUT_PATH": str(jobs)})
+    line = one_line_error(proc, 2)
+    assert "notify" in line and "http" in line
+    assert "notified" not in json.loads((job / "job.json").read_text())
+
+
+def test_a_resumed_sweep_s_jobs_are_each_told_once(made, receiver, tmp_path_factory):
+    """`fahr sweep --resume` follows the running jobs it finds by their listing: a job the local
+    driver tells itself must not be told a second time by the core."""
+    import re
+
+    project = tmp_path_factory.mktemp("notifyresume") / f"i19notifyresume{secrets.token_hex(3)}"
+    project.mkdir()
+    (project / "train.py").write_text(SCRIPT)
+    (project / "fahr.toml").write_text(f'notify = "{receiver.url}/resumed"\n')
+    try:
+        proc = run_fahr("sweep", project / "train.py", "--hp", "seconds=4,4.1", "--detach",
+                        env=made["env"], check=0)
+        (sweep,) = set(re.findall(r"fahr sweep --resume (sw-[\w-]+)", proc.stderr))
+        assert "does not tell" not in proc.stderr  # the local driver tells a detached sweep's jobs itself
+        run_fahr("sweep", "--resume", sweep, env=made["env"], cwd=project, check=0)
+        jobs = {b["job"] for b in receiver.to("/resumed")}
+        assert len(jobs) == 2
+        for job in jobs:
+            _follower_gone(made, job)
+        assert sorted(b["job"] for b in receiver.to("/resumed")) == sorted(jobs), receiver.to("/resumed")
+    finally:
+        subprocess.run(["docker", "image", "rm", "-f", f"{project.name}/train:latest"], capture_output=True)
+
+
+def test_a_receiver_answering_no_http_is_one_warning_and_the_job_is_told(tmp_path):
+    """http.client's own errors (a status line that is not HTTP) are no OSError: once they crashed
+    `fahr wait` (exit 4) and left the job untold, to crash every later `fahr wait` again."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve():
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    jobs = tmp_path / "jobs"
+    job = jobs / "i19notify-garbage-1"
+    job.mkdir(parents=True, mode=0o700)
+    (job / "job.json").write_text(json.dumps({
+        "job_name": job.name, "model_tag": "i19notify/garbage", "image": "sha256:00", "status": "Completed",
+        "started": 100.0, "ended": 112.5, "notify": f"http://127.0.0.1:{server.getsockname()[1]}/hook"}))
+    try:
+        proc = run_fahr("wait", job.name, "--train-driver", "local", env={"FAHR_LOCAL_OUTPUT_PATH": str(jobs)})
+    finally:
+        server.close()
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "could not notify" in line]
+    assert len(warnings) == 1 and "BadStatusLine" in warnings[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert json.loads((job / "job.json").read_text())["notified"] is True
+
+
+def test_a_detached_sweep_on_a_driver_that_does_not_notify_says_its_jobs_are_not_told(tmp_path):
+    """As `fit --detach` (docs/notifications.md, "Who tells it"): a warning, not silence."""
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    (tmp_path / "fahr.toml").write_text('notify = "https://127.0.0.1:9/hook"\n')
+    proc = run_fahr("sweep", tmp_path / "train.py", "--hp", "a=1,2", "--detach", "--train-driver", "testdrv",
+                    f"--config.record_dir={tmp_path / 'steps'}", cwd=tmp_path, check=0)
+    warnings = [line for line in proc.stderr.splitlines() if "does not tell" in line]
+    assert len(warnings) == 1 and "driver 'testdrv'" in warnings[0], proc.stderr

@@ -48,6 +48,8 @@ def check_run(config, inputs):
 
 #: The engine's smallest memory limit (Docker refuses less than 6 MiB).
 MEMORY_MIN = 6 * 1024**2
+#: The largest: the engine's limit is a signed 64-bit count of bytes (more fails the job's start).
+MEMORY_MAX = 2**63 - 1
 
 
 def memory_limit(value: str) -> int:
@@ -68,6 +70,8 @@ def memory_problem(value: str) -> str | None:
         return "is not a size: give bytes or a number with K, M, G (powers of 1024) such as 512m or 4G, or '' for no limit"
     if size < MEMORY_MIN:
         return f"is less than the engine's smallest memory limit, {ui.size(MEMORY_MIN)}: give at least 6m, or '' for no limit"
+    if size > MEMORY_MAX:
+        return f"is more than the engine's largest memory limit: give at most {MEMORY_MAX // 1024**4}T, or '' for no limit"
     return None
 
 

@@ -215,6 +215,14 @@ def _check_record(job_dir: Path, record) -> None:
     cpus = record.get("cpus", 0.0)
     if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not math.isfinite(cpus) or cpus < 0:
         raise wrong("cpus", "a number of CPUs")
+    if record.get("notify"):
+        # fahr writes the URL it checked; an edited one must not make fahr open what urllib opens
+        # besides http(s) (a file:// or ftp:// URL) when the job ends.
+        from fahr_core import notify
+        try:
+            notify.check_url(record["notify"], "notify")
+        except UsageError:
+            raise wrong("notify", "an http:// or https:// URL") from None
     if not isinstance(record.get("notified", False), bool):
         raise wrong("notified", "true or false")
     if not isinstance(record.get("model_empty", False), bool):
