@@ -503,7 +503,7 @@ def _print_table(found, finals=None, cost: bool = False) -> None:
         values += [_number(final[name]) if name in final else "-" for name in metric_names]
         pool = (ui.warm_pool(job.warm_pool) if job.warm_pool is not None else "-",) if pools else ()
         rows.append(tuple(map(ui.visible, (name, job.model_tag or "-", status, started, _span(_duration(job)),
-                                           billable, *((_cost_cell(job),) * cost), *pool, *values,
+                                           billable, *((_cost_cell(job),) if cost else ()), *pool, *values,
                                            _project(job)))))
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):

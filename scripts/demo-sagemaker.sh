@@ -59,4 +59,30 @@ fahr fit $MODEL_ARTIFACT_FILEPATH --train-driver=sagemaker \
 echo "exit code: $?"
 set -e
 
+SM="--train-driver=sagemaker --config.output_path=$S3_ARTIFACT_DIRECTORY --config.role_name=$EXECUTION_ROLE_NAME"
+mkdir -p data && for i in $(seq 1 50); do head -c 20000 /dev/urandom > "data/part-$i.bin"; done
+
+step "5. the cloud loop: an input folder, a warm pool kept 10 minutes, the price said before" \
+    "fahr fit $MODEL_ARTIFACT_FILEPATH --input train=./data --config.keep_alive=600 $SM"
+fahr fit $MODEL_ARTIFACT_FILEPATH --input train=./data --config.keep_alive=600 $SM
+
+step "6. again: the inputs are not uploaded again, the job starts on the warm pool" \
+    "fahr fit $MODEL_ARTIFACT_FILEPATH --input train=./data --config.keep_alive=600 $SM"
+fahr fit $MODEL_ARTIFACT_FILEPATH --input train=./data --config.keep_alive=600 $SM
+
+step "7. no capacity for the first instance type (injected): retried on the next" \
+    "fahr fit $MODEL_ARTIFACT_FILEPATH --retry 1 --config.train_instance_type=ml.m5.large,ml.m5.xlarge ... $SM"
+fahr fit $MODEL_ARTIFACT_FILEPATH --retry 1 --config.train_instance_type=ml.m5.large,ml.m5.xlarge \
+    --env FAHR_EMU_INJECT=capacity@ml.m5.large $SM
+
+step "8. a ceiling below what max_run could cost: refused before anything is built (exit 2)" \
+    "fahr fit $MODEL_ARTIFACT_FILEPATH --config.max_cost=0.01 $SM"
+set +e
+fahr fit $MODEL_ARTIFACT_FILEPATH --config.max_cost=0.01 $SM
+echo "exit code: $?"
+set -e
+
+step "9. the jobs, with what each cost" "fahr jobs $MODEL_IMAGE_TAG --cost --train-driver=sagemaker"
+fahr jobs $MODEL_IMAGE_TAG --cost --train-driver=sagemaker
+
 printf '\n== done. That was an emulation: with an AWS account, the same commands run on SageMaker.\n'

@@ -162,6 +162,7 @@ def test_the_jobs_table_shows_a_recorded_hyperparameters_name_visibly(capsys):
     def job(value):
         return SimpleNamespace(name="j", model_tag="m/train", status="Completed", secondary_status="", done=True,
                                started=None, ended=None, billable_seconds=None, project="", git_commit="",
+                               failure_kind="", attempt_of="", warm_pool=None,
                                hyperparameters={"\x1b]0;owned\x07lr": value})
 
     cli._print_table([job("1"), job("2")], [{}, {}])

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent / "aws_emulator"))
 import sagemaker_server as emu  # noqa: E402  (the emulator's module, offline: no job is run)
 
 KEEP = 600
+PROVISION = 1.5
 
 
 def _request(name: str, **changes) -> dict:
@@ -180,7 +181,9 @@ def _starting_seconds(info: dict) -> float:
 
 def test_a_refit_starts_on_the_warm_pool_of_the_first(stack, tmp_path):
     write_model(tmp_path, "i19warmpool", "print('warm', flush=True)\n")
-    args = ["fit", "i19warmpool/train.py", *sagemaker_args("warmpool"), f"--config.keep_alive={KEEP}"]
+    # Each fresh job of this test waits PROVISION s for its instances (the stack's jobs wait none).
+    args = ["fit", "i19warmpool/train.py", *sagemaker_args("warmpool"), f"--config.keep_alive={KEEP}",
+            "--env", f"FAHR_EMU_INJECT=provision@{PROVISION}"]
     first = run_fahr(stack, *args, cwd=tmp_path)
     assert first.code == 0, first.output
     first_job = job_name_of(first)
@@ -196,8 +199,7 @@ def test_a_refit_starts_on_the_warm_pool_of_the_first(stack, tmp_path):
     assert new["WarmPoolStatus"]["Status"] == "Available"
     assert new["ResourceConfig"]["KeepAlivePeriodInSeconds"] == KEEP
     assert stack.warm_from()[second_job] == first_job and stack.warm_from()[first_job] == ""
-    delay = stack.provision_delay()
-    assert _starting_seconds(old) >= delay > _starting_seconds(new), (old, new)
+    assert _starting_seconds(old) >= PROVISION > _starting_seconds(new), (old, new)
 
     listed = run_fahr(stack, "jobs", "i19warmpool/train", "--json", "--train-driver=sagemaker", cwd=tmp_path)
     assert listed.code == 0, listed.output

@@ -178,7 +178,7 @@ def test_a_raising_cell_fails_the_notebook_job_with_its_error(workspace):
     project = baked(workspace, "nb-e2e", "notebook")
     result = fit(workspace, project / "train.ipynb", "--hp", "test_size=2.5")
     assert result.returncode == 1, show(result)
-    reason = result.stderr.split("failed in", 1)[1]
+    reason = result.stderr.split("failed (user) in", 1)[1]
     assert "InvalidParameterError" in reason or "ValueError" in reason, show(result)
     assert "test_size" in reason and "(cell [" in reason, show(result)
     # A failed run shows what the kernel said too (held while it ran).

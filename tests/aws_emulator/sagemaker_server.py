@@ -49,9 +49,12 @@ reports the job count, the throttled calls and the DescribeTrainingJob calls per
   job ends Stopped with SecondaryStatus ``Interrupted``;
   ``memory@SIZE``: each host's container gets that memory limit (``64m``), so a host that needs
   more is killed and the job fails ``OutOfMemoryError: …`` (fahr_core.contract's reason).
+  ``provision@SECONDS``: a fresh job waits that long for its instances (Starting), instead of
+  ``FAHR_EMU_PROVISION_DELAY``; a job placed on a warm pool waits none.
   A timeout needs no injection: a short ``MaxRuntimeInSeconds`` (``max_run``) does it.
 
-- provisioning takes ``FAHR_EMU_PROVISION_DELAY`` seconds (the Starting phase of a fresh job);
+- provisioning takes ``FAHR_EMU_PROVISION_DELAY`` seconds (the Starting phase of a fresh job;
+  0 under the tests' stack, so that only a test that injects ``provision@SECONDS`` pays for it);
   a job with ``ResourceConfig.KeepAlivePeriodInSeconds`` leaves a warm pool when it ends, as
   SageMaker documents managed warm pools (docs/sagemaker.md, "Warm pools"): ``Available`` from
   its TrainingEndTime for the keep-alive, billed (``ResourceRetainedBillableTimeInSeconds``
@@ -127,6 +130,14 @@ RECLAIM_LINE = "fahr-emu: reclaim"
 CAPACITY_ERROR = ("CapacityError: Unable to provision requested ML compute capacity. "
                   "Please retry using a different ML instance type.")
 INTERNAL_ERROR = "InternalServerError: We encountered an internal error. Please try again."
+
+
+def provision_delay(job) -> float:
+    """Seconds a fresh ``job`` waits for its instances: its ``provision@SECONDS``, else the server's."""
+    try:
+        return min(60.0, max(0.0, float(job.inject.get("provision") or PROVISION_DELAY)))
+    except ValueError:
+        return PROVISION_DELAY
 
 
 def injections(text: str) -> dict[str, str]:
@@ -671,7 +682,7 @@ def _run_job(job: Job) -> None:
         folder = Path(tmp)
         try:
             if not job.warm_from:  # on a warm pool the instances are there already
-                time.sleep(PROVISION_DELAY)
+                time.sleep(provision_delay(job))
             if job.stop_requested:
                 job.finish("Stopped")
                 return

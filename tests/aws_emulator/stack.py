@@ -151,7 +151,7 @@ class Stack:
         env = {**self.env(), "FAHR_EMU_STOP_TIMEOUT": os.environ.get("FAHR_EMU_STOP_TIMEOUT", "20"),
                "FAHR_EMU_THROTTLE_EVERY": os.environ.get("FAHR_EMU_THROTTLE_EVERY", "4"),
                # long enough that a job on a warm pool, which skips it, is told apart by the records
-               "FAHR_EMU_PROVISION_DELAY": os.environ.get("FAHR_EMU_PROVISION_DELAY", "1")}
+               "FAHR_EMU_PROVISION_DELAY": os.environ.get("FAHR_EMU_PROVISION_DELAY", "0")}
         env.pop("AWS_ENDPOINT_URL_SAGEMAKER")
         env.pop("AWS_ENDPOINT_URL_PRICING")
         self.sagemaker = subprocess.Popen(
@@ -271,10 +271,6 @@ class Stack:
     def warm_from(self) -> dict[str, str]:
         """Job name -> the job whose warm pool the SageMaker emulator placed it on ('' for none)."""
         return self._emulator_state()["warm_from"]
-
-    def provision_delay(self) -> float:
-        """Seconds the SageMaker emulator's fresh jobs wait for their instances."""
-        return self._emulator_state()["provision_delay"]
 
     def manifest_puts(self) -> int:
         """How many manifests the registry has accepted (a push ends with one)."""
