@@ -120,3 +120,25 @@ def test_a_malformed_price_list_entry_is_no_price_not_a_crash(entry):
     raw = entry if isinstance(entry, str) else json.dumps(entry)
     assert pricing.hourly_from_price_list([raw]) is None
     assert pricing.hourly_from_price_list([raw, json.dumps(good)]) == 1.5
+
+
+def test_a_previous_tree_far_bigger_than_this_one_is_not_read(s3, tmp_path, monkeypatch):
+    # A tree record parsed takes several times its bytes: one written (with its pointer) by
+    # anyone writing the bucket must not make a fit of a small folder read and parse hundreds of
+    # MiB. It only saves uploads, so a far bigger one is passed over and the file sent.
+    data = folder(tmp_path / "data", {"a.txt": b"A" * 100})
+    base = aws.S3Uri(BUCKET, "p/inputs")
+    digest = hashlib.sha256(b"A" * 100).hexdigest()
+    entries = [["a.txt", 100, digest]] + [[f"pad/{i:08d}", 0, "0" * 64] for i in range(30000)]
+    record = json.dumps({"format": uploads.TREE_FORMAT, "files": entries}, separators=(",", ":")).encode()
+    assert len(record) > 2 * 1024**2
+    name = hashlib.sha256(record).hexdigest()
+    s3.put_object(Bucket=BUCKET, Key=f"p/inputs/{name}.json", Body=record)
+    s3.put_object(Bucket=BUCKET, Key=f"p/inputs/{name}/a.txt", Body=b"A" * 100)
+    s3.put_object(Bucket=BUCKET, Key="p/inputs/channels/train", Body=name.encode())
+    parsed = []
+    real = uploads.parse_tree
+    monkeypatch.setattr(uploads, "parse_tree", lambda data, name: parsed.append(len(data)) or real(data, name))
+    uri = uploads.upload({}, "train", data, base)
+    assert contents(s3, uri) == {"a.txt": b"A" * 100}
+    assert max(parsed, default=0) < 2 * 1024**2, parsed

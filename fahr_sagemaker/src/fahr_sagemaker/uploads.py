@@ -46,6 +46,10 @@ TREE_FORMAT = 1
 _TREE_NAME = re.compile(r"[0-9a-f]{64}")
 #: A previous tree bigger than this is not read (it only saves uploads).
 _TREE_MAX = 256 * 1024**2
+#: Nor one bigger than this many times this fit's own tree (plus 1 MiB): parsed, a JSON tree
+#: takes several times its bytes, so anyone writing the bucket could make a fit use gigabytes.
+#: A folder that lost most of its files since saves less, not nothing: what it lacks is uploaded.
+_TREE_GROWTH = 4
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,7 @@ def upload(config, channel: str, path: Path, base: aws.S3Uri) -> str:
             if not _exists(s3, base.join(f"{tree}.json")):
                 _put(s3, base.join(f"{tree}.json"), manifest)
             return target.uri + "/"
-        previous = _previous_tree(s3, base, channel, tree)
+        previous = _previous_tree(s3, base, channel, tree, min(_TREE_MAX, _TREE_GROWTH * len(manifest) + 1024**2))
         copies = [(f, previous[f.sha256]) for f in missing if f.sha256 in previous]
         uploads = [f for f in missing if f.sha256 not in previous]
         sent = sum(f.size for f in uploads)
@@ -192,14 +196,14 @@ def _put(s3, where: aws.S3Uri, data: bytes) -> None:
     s3.put_object(Bucket=where.bucket, Key=where.prefix, Body=data)
 
 
-def _previous_tree(s3, base: aws.S3Uri, channel: str, tree: str) -> dict[str, aws.S3Uri]:
+def _previous_tree(s3, base: aws.S3Uri, channel: str, tree: str, limit: int) -> dict[str, aws.S3Uri]:
     """{sha256: its object in the channel's previous tree}: where unchanged files are copied
     from. {} when there is none, or it cannot be trusted (its JSON is not the tree it names)."""
     pointer = _get(s3, base.join("channels", channel), 64)
     name = (pointer or b"").decode("ascii", "replace").strip()
     if not _TREE_NAME.fullmatch(name) or name == tree:
         return {}
-    data = _get(s3, base.join(f"{name}.json"), _TREE_MAX)
+    data = _get(s3, base.join(f"{name}.json"), limit)
     found = parse_tree(data or b"", name)
     return {digest: base.join(name, file) for digest, (file, _) in found.items()}
 
