@@ -273,3 +273,19 @@ def test_a_local_fit_says_it_cost_nothing_with_its_duration_and_limits(docker_en
 def test_max_cost_must_be_dollars(tmp_path):
     proc = run_fahr("fit", tmp_path / "x.py", "--config.max_cost=-1")
     assert "max_cost" in one_line_error(proc, 2)
+
+
+def test_a_jobs_cost_counts_the_seconds_its_warm_pool_was_billed():
+    # SageMaker bills a warm pool's waiting seconds (ResourceRetainedBillableTimeInSeconds, per
+    # instance) at the instances' price, beside the job's own: `fahr jobs --cost` must say both.
+    from fahr_core import Price, WarmPool
+    from fahr_core.api import Job
+
+    job = Job("i19revsm-pooled")
+    job.price = Price(per_hour=3.6, instances=2, source="test")
+    job.billable_seconds = 100.0
+    assert job.cost == pytest.approx(0.2)
+    job.warm_pool = WarmPool(status="Terminated", billable_seconds=50.0)
+    assert job.cost == pytest.approx(0.3)
+    job.warm_pool = WarmPool(status="Available", billable_seconds=None)
+    assert job.cost == pytest.approx(0.2)

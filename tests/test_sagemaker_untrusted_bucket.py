@@ -142,3 +142,4 @@ def test_a_previous_tree_far_bigger_than_this_one_is_not_read(s3, tmp_path, monk
     uri = uploads.upload({}, "train", data, base)
     assert contents(s3, uri) == {"a.txt": b"A" * 100}
     assert max(parsed, default=0) < 2 * 1024**2, parsed
+
