@@ -143,3 +143,20 @@ def test_a_previous_tree_far_bigger_than_this_one_is_not_read(s3, tmp_path, monk
     assert contents(s3, uri) == {"a.txt": b"A" * 100}
     assert max(parsed, default=0) < 2 * 1024**2, parsed
 
+
+
+def test_back_to_a_folder_then_one_change_uploads_only_that_file(s3, tmp_path, monkeypatch):
+    # X, then Y, then X again (unchanged: nothing sent), then X with one file changed: the
+    # channel's previous tree is X's, so only that file is sent, not all that Y lacks.
+    x = folder(tmp_path / "x", {"a.txt": b"A" * 50, "b.txt": b"B" * 50})
+    y = folder(tmp_path / "y", {"c.txt": b"C" * 50})
+    base = aws.S3Uri(BUCKET, "p/inputs")
+    for path in (x, y, x):
+        uploads.upload({}, "train", path, base)
+    sent = []
+    real = uploads._upload_one
+    monkeypatch.setattr(uploads, "_upload_one", lambda s3, file, *rest: sent.append(file.name) or real(s3, file, *rest))
+    (x / "b.txt").write_bytes(b"D" * 50)
+    uri = uploads.upload({}, "train", x, base)
+    assert sent == ["b.txt"]
+    assert contents(s3, uri) == {"a.txt": b"A" * 50, "b.txt": b"D" * 50}

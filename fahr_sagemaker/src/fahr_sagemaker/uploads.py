@@ -6,7 +6,7 @@ hashed names the folder's place in the bucket (docs/sagemaker.md, "Input folders
 
     <output_path>/inputs/<tree-sha256>/<relative path>   the files, under their own names
     <output_path>/inputs/<tree-sha256>.json              the tree itself, written last
-    <output_path>/inputs/channels/<channel>              the tree last uploaded for a channel
+    <output_path>/inputs/channels/<channel>              the tree last fitted on a channel
 
 SageMaker names a channel's files by their keys under the prefix, so the files keep their
 names, and a prefix named by the content holds exactly that content: a deleted file is in no
@@ -125,6 +125,10 @@ def upload(config, channel: str, path: Path, base: aws.S3Uri) -> str:
                     "(unchanged): nothing to upload")
             if not _exists(s3, base.join(f"{tree}.json")):
                 _put(s3, base.join(f"{tree}.json"), manifest)
+            # The channel's last tree is this one again: the next change copies from it, not from
+            # a folder fitted in between (which would upload every file that one lacks).
+            if _get(s3, base.join("channels", channel), 64) != tree.encode():
+                _put(s3, base.join("channels", channel), tree.encode())
             return target.uri + "/"
         previous = _previous_tree(s3, base, channel, tree, min(_TREE_MAX, _TREE_GROWTH * len(manifest) + 1024**2))
         copies = [(f, previous[f.sha256]) for f in missing if f.sha256 in previous]
