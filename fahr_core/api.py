@@ -186,12 +186,16 @@ class Job:
     @property
     def cost(self) -> float | None:
         """What the job cost in dollars, as last read: its billable seconds at the price its driver
-        reports (``fahr jobs --cost``); 0.0 on a driver that costs nothing; None when unknown."""
+        reports (``fahr jobs --cost``), and the seconds its warm pool waited, billed alike
+        (docs/sagemaker.md, "Warm pools"); 0.0 on a driver that costs nothing; None when unknown."""
         if self.price is None:
             return None
         if self.price.per_hour == 0:
             return 0.0
-        return self.price.cost(self.billable_seconds)
+        pooled = self.warm_pool.billable_seconds if self.warm_pool is not None else None
+        if self.billable_seconds is None or not pooled:
+            return self.price.cost(self.billable_seconds)
+        return self.price.cost(self.billable_seconds + pooled)
 
     @property
     def done(self) -> bool:

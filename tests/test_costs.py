@@ -285,3 +285,19 @@ def test_max_cost_on_a_driver_without_max_run_does_not_advise_setting_it(tmp_pat
     assert "max_cost is $5" in line and "driver 'local' has no longest run time" in line, line
     assert "set max_run" not in line
     assert not (tmp_path / "jobs").exists()
+
+
+def test_a_jobs_cost_counts_the_seconds_its_warm_pool_was_billed():
+    # SageMaker bills a warm pool's waiting seconds (ResourceRetainedBillableTimeInSeconds, per
+    # instance) at the instances' price, beside the job's own: `fahr jobs --cost` must say both.
+    from fahr_core import Price, WarmPool
+    from fahr_core.api import Job
+
+    job = Job("i19revsm-pooled")
+    job.price = Price(per_hour=3.6, instances=2, source="test")
+    job.billable_seconds = 100.0
+    assert job.cost == pytest.approx(0.2)
+    job.warm_pool = WarmPool(status="Terminated", billable_seconds=50.0)
+    assert job.cost == pytest.approx(0.3)
+    job.warm_pool = WarmPool(status="Available", billable_seconds=None)
+    assert job.cost == pytest.approx(0.2)

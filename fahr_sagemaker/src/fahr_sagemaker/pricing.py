@@ -60,28 +60,32 @@ def hourly_from_price_list(entries) -> float | None:
     for entry in entries or ():
         try:
             product = json.loads(entry) if isinstance(entry, (str, bytes)) else entry
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             continue
-        if not isinstance(product, dict):
-            continue
-        attributes = (product.get("product") or {}).get("attributes") or {}
-        if isinstance(attributes, dict) and "spot" in str(attributes.get("usagetype", "")).lower():
+        # Each level is checked to be an object: any other JSON value there is no price.
+        attributes = _object(_object(product).get("product")).get("attributes")
+        if "spot" in str(_object(attributes).get("usagetype", "")).lower():
             continue  # a spot usage line, not the on-demand price
-        terms = (product.get("terms") or {}).get("OnDemand") or {}
-        if not isinstance(terms, dict):
-            continue
-        for term in terms.values():
-            dimensions = term.get("priceDimensions") if isinstance(term, dict) else None
-            for dimension in (dimensions or {}).values() if isinstance(dimensions, dict) else ():
-                if not isinstance(dimension, dict) or str(dimension.get("unit", "")).lower() not in _HOURS:
+        for term in _object(_object(_object(product).get("terms")).get("OnDemand")).values():
+            for dimension in _object(_object(term).get("priceDimensions")).values():
+                dimension = _object(dimension)
+                if str(dimension.get("unit", "")).lower() not in _HOURS:
                     continue
+                value = _object(dimension.get("pricePerUnit")).get("USD")
+                if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                    continue  # the Price List writes a price as a string; true is no $1
                 try:
-                    usd = float((dimension.get("pricePerUnit") or {}).get("USD"))
-                except (TypeError, ValueError):
+                    usd = float(value)
+                except ValueError:
                     continue
                 if math.isfinite(usd) and usd > 0:
                     found.add(usd)
     return found.pop() if len(found) == 1 else None
+
+
+def _object(value) -> dict:
+    """``value`` when it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
 
 
 # -- the cache ------------------------------------------------------------------------------------

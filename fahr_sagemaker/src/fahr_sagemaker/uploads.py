@@ -6,7 +6,7 @@ hashed names the folder's place in the bucket (docs/sagemaker.md, "Input folders
 
     <output_path>/inputs/<tree-sha256>/<relative path>   the files, under their own names
     <output_path>/inputs/<tree-sha256>.json              the tree itself, written last
-    <output_path>/inputs/channels/<channel>              the tree last uploaded for a channel
+    <output_path>/inputs/channels/<channel>              the tree last fitted on a channel
 
 SageMaker names a channel's files by their keys under the prefix, so the files keep their
 names, and a prefix named by the content holds exactly that content: a deleted file is in no
@@ -23,6 +23,7 @@ no file.
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import hashlib
 import json
@@ -45,6 +46,10 @@ TREE_FORMAT = 1
 _TREE_NAME = re.compile(r"[0-9a-f]{64}")
 #: A previous tree bigger than this is not read (it only saves uploads).
 _TREE_MAX = 256 * 1024**2
+#: Nor one bigger than this many times this fit's own tree (plus 1 MiB): parsed, a JSON tree
+#: takes several times its bytes, so anyone writing the bucket could make a fit use gigabytes.
+#: A folder that lost most of its files since saves less, not nothing: what it lacks is uploaded.
+_TREE_GROWTH = 4
 
 
 @dataclass(frozen=True)
@@ -82,13 +87,19 @@ def parse_tree(data: bytes, name: str) -> dict[str, tuple[str, int]]:
         found = {}
         for entry in tree["files"]:
             file, size, digest = entry
-            if not (isinstance(file, str) and file and type(size) is int and size >= 0
+            if not (isinstance(file, str) and _relative_key(file) and type(size) is int and size >= 0
                     and isinstance(digest, str) and _TREE_NAME.fullmatch(digest)):
                 return {}
             found.setdefault(digest, (file, size))
         return found
     except (ValueError, TypeError, KeyError, AttributeError):
         return {}
+
+
+def _relative_key(name: str) -> bool:
+    """Whether ``name`` is a file's path inside a tree as fahr writes it: no empty, ``.`` or ``..``
+    segment (a key joined from any other would name something outside the tree, or another file)."""
+    return all(part not in ("", ".", "..") for part in name.split("/"))
 
 
 def upload(config, channel: str, path: Path, base: aws.S3Uri) -> str:
@@ -114,8 +125,12 @@ def upload(config, channel: str, path: Path, base: aws.S3Uri) -> str:
                     "(unchanged): nothing to upload")
             if not _exists(s3, base.join(f"{tree}.json")):
                 _put(s3, base.join(f"{tree}.json"), manifest)
+            # The channel's last tree is this one again: the next change copies from it, not from
+            # a folder fitted in between (which would upload every file that one lacks).
+            if _get(s3, base.join("channels", channel), 64) != tree.encode():
+                _put(s3, base.join("channels", channel), tree.encode())
             return target.uri + "/"
-        previous = _previous_tree(s3, base, channel, tree)
+        previous = _previous_tree(s3, base, channel, tree, min(_TREE_MAX, _TREE_GROWTH * len(manifest) + 1024**2))
         copies = [(f, previous[f.sha256]) for f in missing if f.sha256 in previous]
         uploads = [f for f in missing if f.sha256 not in previous]
         sent = sum(f.size for f in uploads)
@@ -126,8 +141,10 @@ def upload(config, channel: str, path: Path, base: aws.S3Uri) -> str:
                 concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="fahr-s3-up") as pool:
             jobs = [pool.submit(_upload_one, s3, f, target, progress) for f in uploads]
             jobs += [pool.submit(_copy_one, s3, f, target, source, progress) for f, source in copies]
-            jobs += [pool.submit(s3.delete_object, Bucket=target.bucket, Key=target.join(name).prefix)
-                     for name in extra]  # not of this tree: the channel must hold the folder only
+            # Not of this tree: the channel must hold the folder only. Deleted by its own key: a
+            # stray "a.txt/" or "/a.txt" joined again (join drops empty segments) is "a.txt".
+            jobs += [pool.submit(s3.delete_object, Bucket=target.bucket, Key=f"{target.prefix}/{name}")
+                     for name in extra]
             try:
                 for job in concurrent.futures.as_completed(jobs):
                     job.result()
@@ -183,16 +200,32 @@ def _put(s3, where: aws.S3Uri, data: bytes) -> None:
     s3.put_object(Bucket=where.bucket, Key=where.prefix, Body=data)
 
 
-def _previous_tree(s3, base: aws.S3Uri, channel: str, tree: str) -> dict[str, aws.S3Uri]:
+def _previous_tree(s3, base: aws.S3Uri, channel: str, tree: str, limit: int) -> dict[str, aws.S3Uri]:
     """{sha256: its object in the channel's previous tree}: where unchanged files are copied
     from. {} when there is none, or it cannot be trusted (its JSON is not the tree it names)."""
     pointer = _get(s3, base.join("channels", channel), 64)
     name = (pointer or b"").decode("ascii", "replace").strip()
     if not _TREE_NAME.fullmatch(name) or name == tree:
         return {}
-    data = _get(s3, base.join(f"{name}.json"), _TREE_MAX)
+    data = _get(s3, base.join(f"{name}.json"), limit)
     found = parse_tree(data or b"", name)
     return {digest: base.join(name, file) for digest, (file, _) in found.items()}
+
+
+class _HashingReader:
+    """A file read once, front to back, by boto3's transfer manager, hashed as it is read: the
+    bytes sent are the bytes hashed. No ``seek``: the manager reads it as a stream, in order."""
+
+    def __init__(self, handle):
+        self._handle = handle
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def read(self, amount=-1):
+        data = self._handle.read(amount)
+        self.sha256.update(data)
+        self.size += len(data)
+        return data
 
 
 def _upload_one(s3, file: File, target: aws.S3Uri, progress) -> None:
@@ -205,30 +238,37 @@ def _upload_one(s3, file: File, target: aws.S3Uri, progress) -> None:
         s3.put_object(Bucket=target.bucket, Key=key, Body=data)
         progress(file.size)
     else:
-        import os
-
         from boto3.s3.transfer import TransferConfig
 
-        before = os.stat(file.path)
-        s3.upload_file(str(file.path), target.bucket, key, Callback=progress,
-                       Config=TransferConfig(max_concurrency=8, multipart_threshold=SINGLE_PUT))
-        after = os.stat(file.path)
-        if before.st_size != file.size or (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        # Hashed as sent: a change since the file was hashed (same size, any mtime) is caught,
+        # which a stat before and after the upload cannot see. The parts read ahead are bounded
+        # (max_in_memory_upload_chunks × 8 MiB per file).
+        transfer = TransferConfig(max_concurrency=4, multipart_threshold=SINGLE_PUT)
+        transfer.max_in_memory_upload_chunks = 4  # s3transfer's own setting, not in boto3's arguments
+        with open(file.path, "rb") as handle:
+            reader = _HashingReader(handle)
+            s3.upload_fileobj(reader, target.bucket, key, Callback=progress, Config=transfer)
+        if (reader.size, reader.sha256.hexdigest()) != (file.size, file.sha256):
             s3.delete_object(Bucket=target.bucket, Key=key)  # not the content the prefix names
             raise UsageError(f"{file.path} changed while it was being uploaded; run the fit again")
 
 
 def _copy_one(s3, file: File, target: aws.S3Uri, source: aws.S3Uri, progress) -> None:
-    """CopyObject (in S3: nothing is sent from here); an upload when the source has gone."""
+    """CopyObject (in S3: nothing is sent from here), kept only when S3's SHA-256 of the copy is
+    the file's; else (the source has gone, or holds other bytes than its tree claims: anyone
+    writing the bucket can write both) an upload."""
     from botocore import exceptions as bex
 
     key = target.join(file.name).prefix
+    if file.size > 5 * 1024**3:  # beyond CopyObject's limit a copy's checksum is of its parts:
+        return _upload_one(s3, file, target, progress)  # it cannot be checked against the file
     try:
-        if file.size <= 5 * 1024**3:  # CopyObject's limit; beyond it, the managed multipart copy
-            s3.copy_object(Bucket=target.bucket, Key=key, CopySource={"Bucket": source.bucket, "Key": source.prefix})
-        else:
-            s3.copy({"Bucket": source.bucket, "Key": source.prefix}, target.bucket, key)
+        reply = s3.copy_object(Bucket=target.bucket, Key=key, ChecksumAlgorithm="SHA256",
+                               CopySource={"Bucket": source.bucket, "Key": source.prefix})
     except bex.ClientError as exc:
         if aws.error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
             raise
-        _upload_one(s3, file, target, progress)  # expired or deleted since: send it
+        return _upload_one(s3, file, target, progress)  # expired or deleted since: send it
+    copied = (reply.get("CopyObjectResult") or {}).get("ChecksumSHA256")
+    if copied != base64.b64encode(bytes.fromhex(file.sha256)).decode():
+        _upload_one(s3, file, target, progress)  # overwrites the copy with the file's own bytes
