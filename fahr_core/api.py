@@ -457,7 +457,7 @@ def _follow_retrying(session, steps, image, job: Job, handle, retry: int, quiet)
     for attempt in range(1, retry + 2):
         try:
             with job._failing():
-                job._from_result(_follow(session, handle, steps.artifact, notify=getattr(steps, "notify", ""),
+                job._from_result(_follow(session, handle, steps.artifact, notify=steps.notify,
                                          attempt_of=first if handle.job_name != first else ""))
             return job, handle
         except JobFailed as failed:
@@ -508,7 +508,7 @@ def _launch(session, steps, image, sweep: str = "", attempt_of: str = "", capaci
                    git_commit=provenance.git_commit(steps.project_dir),
                    metric_definitions=tuple((d.name, d.regex) for d in steps.metric_definitions),
                    sweep=sweep, attempt_of=attempt_of, capacity_failures=capacity_failures,
-                   notify=getattr(steps, "notify", ""))
+                   notify=steps.notify)
     # The driver names the job (sagemaker's base_job_name renames it): the name is printed from
     # the handle it returns, never from the spec. No "launching job NAME" before it is known.
     ui.info(f"launching a job of {steps.model_tag} on driver {session.driver!r}")

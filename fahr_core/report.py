@@ -272,16 +272,15 @@ def cost_line(price: Price | None, training_seconds: float | None, billable_seco
     if price.per_hour == 0:
         ran = f"ran {training_seconds:.1f} s" if training_seconds is not None else "ran"
         return f"cost: $0 ({ran}{what}): {price.source or 'this driver costs nothing'}"
-    seconds = billable_seconds
     if price.per_hour is None:
-        billed = f"{seconds:.0f} billable s" if seconds is not None else "billable time unknown"
+        billed = f"{billable_seconds:.0f} billable s" if billable_seconds is not None else "billable time unknown"
         return f"cost: unknown ({billed}{what}): {price.source or 'no price'}"
-    cost = price.cost(seconds)
+    cost = price.cost(billable_seconds)
     if cost is None:
         return f"cost: unknown (no billable seconds reported{what}; {ui.dollars(price.per_hour)}/h each)"
-    line = (f"cost: about {ui.dollars(cost)} ({seconds:.0f} billable s × {price.instances} × "
+    line = (f"cost: about {ui.dollars(cost)} ({billable_seconds:.0f} billable s × {price.instances} × "
             f"{ui.dollars(price.per_hour)}/h{what})")
-    saved = price.cost(training_seconds - seconds) if price.spot and training_seconds else None
+    saved = price.cost(training_seconds - billable_seconds) if price.spot and training_seconds else None
     if saved is not None and saved > 0:
-        line += f"; spot saved {ui.dollars(saved)} ({(1 - seconds / training_seconds) * 100:.0f}%)"
+        line += f"; spot saved {ui.dollars(saved)} ({(1 - billable_seconds / training_seconds) * 100:.0f}%)"
     return line

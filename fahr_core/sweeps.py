@@ -193,11 +193,8 @@ class Runner:
         entry.status, entry.started = "Launching", time.time()
         self.show(self.entries)
         try:
-            if attempt_of:
-                entry.job, entry.handle = self.launch(entry.point, i, attempt_of=attempt_of,
-                                                      capacity_failures=entry.capacity_failures)
-            else:
-                entry.job, entry.handle = self.launch(entry.point, i)
+            entry.job, entry.handle = self.launch(entry.point, i, attempt_of=attempt_of,
+                                                  capacity_failures=entry.capacity_failures)
         except FahrError as exc:
             from fahr_core import ui
 

@@ -202,7 +202,7 @@ def test_the_retry_loop_relaunches_only_what_a_retry_can_help(monkeypatch):
 
         monkeypatch.setattr(api, "_launch", launch)
         monkeypatch.setattr(api, "_follow", follow)
-        steps = SimpleNamespace(artifact=None, hyperparameters={}, metric_definitions=())
+        steps = SimpleNamespace(artifact=None, hyperparameters={}, metric_definitions=(), notify="")
         first = JobHandle(driver="fake", job_name="j-1", model_tag="a/b")
         job = api.Job._of(Session(), "j-1", "a/b")
         job, handle = api._follow_retrying(Session(), steps, None, job, first, retry, False)
